@@ -1,0 +1,28 @@
+# fer_ros: `make demo` and `make test` set everything up (into .venv/ and the colcon workspace) first.
+SHELL := /bin/bash
+ENV := . scripts/env.sh &&
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo bench clean help
+
+help:
+	@echo "make demo   set up, then replay a real talking-face clip through the shipped model"
+	@echo "make test   set up, then run every test"
+	@echo "make bench  set up, then measure per-stage and per-backend timings (JSON in bench_out/)"
+	@echo "make setup  only set up (.venv/, build/, install/); idempotent"
+	@echo "make clean  remove everything setup made"
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	@$(ENV) python -m pytest fer_ros/test $(PYTEST_ARGS)
+
+demo: setup
+	@$(ENV) python -m fer_ros.demo --out demo_out
+
+bench: setup
+	@$(ENV) python -m fer_ros.bench --out bench_out/bench.json
+
+clean:
+	rm -rf .venv build install log .setup-stamps

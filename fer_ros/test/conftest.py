@@ -1,0 +1,52 @@
+"""Shared test fixtures: real-face frames made from scikit-image's astronaut (the only real face the tests use)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+# Keep tests light on the 2-core CI machine.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def astronaut_rgb() -> np.ndarray:
+    """skimage.data.astronaut(): 512x512 RGB uint8, one real smiling face."""
+    from skimage import data
+    return data.astronaut()
+
+
+def place_faces(face_rgb: np.ndarray, count: int = 1, size=(480, 640), scale: float = 0.5) -> tuple[np.ndarray, list]:
+    """Place `count` copies of the top-left 256x256 head region of the astronaut, scaled by `scale`, side by side
+    on a gray (H, W) canvas. Returns the RGB frame and the list of (x0, y0, x1, y1) pasted regions in px."""
+    import cv2
+    head = face_rgb[0:256, 96:352]  # the astronaut's head and shoulders
+    side = int(round(256 * scale))
+    head = cv2.resize(head, (side, side), interpolation=cv2.INTER_AREA)
+    h, w = size
+    frame = np.full((h, w, 3), 110, np.uint8)
+    regions = []
+    gap = (w - count * side) // (count + 1)
+    if gap < 0:
+        raise ValueError("faces do not fit in the frame")
+    y0 = (h - side) // 2
+    for i in range(count):
+        x0 = gap + i * (side + gap)
+        frame[y0:y0 + side, x0:x0 + side] = head
+        regions.append((x0, y0, x0 + side, y0 + side))
+    return frame, regions
+
+
+@pytest.fixture(scope="session")
+def face_frame(astronaut_rgb):
+    """A 640x480 RGB frame with one real face, and its pasted region."""
+    frame, regions = place_faces(astronaut_rgb, 1, scale=0.9)
+    return frame, regions
+
+
+@pytest.fixture(scope="session")
+def faces3_frame(astronaut_rgb):
+    """A 640x480 RGB frame with three copies of the real face side by side, and their pasted regions."""
+    frame, regions = place_faces(astronaut_rgb, 3, scale=0.7)
+    return frame, regions

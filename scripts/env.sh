@@ -1,0 +1,21 @@
+# Source this file to use the project's environment in a shell:  . scripts/env.sh
+# It activates .venv, points ROS at it (when ROS 2 comes from the PyPI wheels) and sources the
+# colcon install space. `--no-install` skips the install space (used while building it).
+_fer_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
+export VIRTUAL_ENV="$_fer_root/.venv"
+case ":$PATH:" in *":$VIRTUAL_ENV/bin:"*) ;; *) export PATH="$VIRTUAL_ENV/bin:$PATH" ;; esac
+if [ -z "${ROS_DISTRO:-}" ] || [ "${FER_ROS_FROM_WHEELS:-}" = 1 ]; then
+  # ROS 2 from the wheels: the venv is the ROS prefix.
+  export FER_ROS_FROM_WHEELS=1
+  case ":${AMENT_PREFIX_PATH:-}:" in *":$VIRTUAL_ENV:"*) ;; *) export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" ;; esac
+  case ":${CMAKE_PREFIX_PATH:-}:" in *":$VIRTUAL_ENV:"*) ;; *) export CMAKE_PREFIX_PATH="$VIRTUAL_ENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}" ;; esac
+  export ROS_DISTRO=jazzy
+  export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+fi
+# Fast DDS' default shared-memory segment is smaller than one 640x480 image: use a 16 MB one.
+export FASTRTPS_DEFAULT_PROFILES_FILE="${FASTRTPS_DEFAULT_PROFILES_FILE:-$_fer_root/fer_ros/config/fastdds_shm.xml}"
+if [ "${1:-}" != "--no-install" ] && [ -f "$_fer_root/install/local_setup.sh" ]; then
+  # shellcheck disable=SC1091
+  COLCON_CURRENT_PREFIX="$_fer_root/install" . "$_fer_root/install/local_setup.sh"
+fi
+unset _fer_root

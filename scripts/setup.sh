@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Sets up everything fer_ros needs inside the project tree, idempotently:
+#   .venv/       Python virtual environment (Python deps; ROS 2 Jazzy wheels when no system ROS 2 is sourced)
+#   build/ install/ log/   the colcon workspace of fer_msgs and fer_ros
+# A second run with nothing changed only checks stamps and returns.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+STAMPS="$ROOT/.setup-stamps"
+PYTHON="${PYTHON:-python3}"
+mkdir -p "$STAMPS"
+
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# --- which ROS 2 -------------------------------------------------------------------------------
+if [ -n "${ROS_DISTRO:-}" ] && [ -n "${AMENT_PREFIX_PATH:-}" ] && command -v ros2 >/dev/null 2>&1; then
+  ROS_MODE="system-$ROS_DISTRO"
+else
+  ROS_MODE="wheels-jazzy"
+fi
+
+# --- system libraries (OpenCV / MediaPipe need libGL and glib; venv needs python3-venv) ------------
+need_apt=()
+ldconfig -p 2>/dev/null | grep -q 'libGL.so.1 ' || need_apt+=(libgl1)
+ldconfig -p 2>/dev/null | grep -q 'libglib-2.0.so.0 ' || need_apt+=(libglib2.0-0)
+ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1 ' || need_apt+=(libegl1)
+ldconfig -p 2>/dev/null | grep -q 'libGLESv2.so.2 ' || need_apt+=(libgles2)
+"$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  say "installing system packages: ${need_apt[*]}"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" \
+    || die "could not install ${need_apt[*]} with apt-get; install them and run 'make setup' again"
+fi
+
+"$PYTHON" - <<'PY' || die "Python 3.10 to 3.14 is required (found $("$PYTHON" --version 2>&1)); set PYTHON=/path/to/python3"
+import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 14) else 1)
+PY
+
+# --- the venv ------------------------------------------------------------------------------------
+req_hash=$( { cat requirements.txt; [ "$ROS_MODE" = wheels-jazzy ] && cat requirements-ros.txt; echo "$ROS_MODE"; \
+              cat scripts/setup.sh; } | sha256sum | cut -c1-16)
+if [ -x "$VENV/bin/python" ] && [ "$(cat "$STAMPS/venv" 2>/dev/null)" = "$req_hash" ]; then
+  say "venv up to date ($ROS_MODE)"
+else
+  t0=$(date +%s)
+  if [ ! -x "$VENV/bin/python" ]; then
+    if [ "$ROS_MODE" = wheels-jazzy ]; then
+      "$PYTHON" -m venv "$VENV"
+    else
+      # A sourced system ROS 2 provides rclpy and the message packages: let the venv see them.
+      "$PYTHON" -m venv --system-site-packages "$VENV"
+    fi
+  fi
+  say "installing Python dependencies into .venv ($ROS_MODE); this takes a few minutes the first time"
+  reqs=(-r requirements.txt)
+  [ "$ROS_MODE" = wheels-jazzy ] && reqs+=(-r requirements-ros.txt)
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${reqs[@]}" 2>&1 \
+    | grep -v "is ignored: it is neither a file nor a directory" || true
+  "$VENV/bin/python" -m pip check >/dev/null 2>&1 || say "note: 'pip check' reports conflicts (see .venv/bin/pip check)"
+  "$VENV/bin/python" -c 'import torch, onnxruntime, mediapipe, cv2, rosbags' \
+    || die "the Python dependencies did not install; see the pip output above"
+  if [ "$ROS_MODE" = wheels-jazzy ]; then
+    "$VENV/bin/python" "$ROOT/scripts/repair_wheel_cmake.py" "$VENV"
+  fi
+  rm -f "$STAMPS/colcon"   # a new venv needs a new build
+  echo "$req_hash" > "$STAMPS/venv"
+  say "venv ready in $(( $(date +%s) - t0 )) s"
+fi
+
+# --- the colcon build ------------------------------------------------------------------------------
+# Rebuild when a package file changed since the last build (sources are symlinked, so plain edits
+# to Python modules need no rebuild, but new files, messages, launch and config files do).
+changed=1
+if [ -f "$STAMPS/colcon" ] && [ -d install/fer_ros ] && [ -d install/fer_msgs ]; then
+  if [ -z "$(find fer_msgs fer_ros -newer "$STAMPS/colcon" -not -path '*/__pycache__*' \
+               -not -path '*/.pytest_cache*' -print -quit)" ]; then
+    changed=0
+  fi
+fi
+if [ $changed -eq 0 ]; then
+  say "colcon workspace up to date"
+else
+  t0=$(date +%s)
+  say "colcon build (fer_msgs, fer_ros)"
+  # shellcheck disable=SC1091
+  . "$ROOT/scripts/env.sh" --no-install
+  mkdir -p log; touch "$STAMPS/colcon.new"
+  colcon --log-base log build --symlink-install --base-paths fer_msgs fer_ros \
+    --event-handlers console_cohesion- summary+ status- \
+    --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF -Wno-dev >log/colcon-build.txt 2>&1 \
+    || { tail -40 log/colcon-build.txt; die "colcon build failed (full log: log/colcon-build.txt)"; }
+  mv "$STAMPS/colcon.new" "$STAMPS/colcon"
+  say "colcon build done in $(( $(date +%s) - t0 )) s"
+fi
