@@ -1,0 +1,47 @@
+"""Helpers for tests that use rclpy across processes: an isolated ROS domain and subprocess handling."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+
+
+def isolated_ros_env(extra: dict | None = None) -> dict:
+    """A copy of os.environ with a ROS_DOMAIN_ID of its own (so concurrent test runs do not cross-talk),
+    and localhost-only discovery."""
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(random.randint(1, 200))
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["PYTHONUNBUFFERED"] = "1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def use_env(env: dict) -> None:
+    """Make this (test) process join the same ROS domain as `env`. Call before rclpy.init()."""
+    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
+        os.environ[key] = env[key]
+
+
+def start_python(code_or_args: list[str], env: dict) -> subprocess.Popen:
+    """Start `python <args>` in a new process group (so it can be stopped with all its children)."""
+    return subprocess.Popen([sys.executable, *code_or_args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout_s: float = 10.0) -> tuple[int, str]:
+    """Send `sig` to the process group, wait, kill if needed; returns (returncode, output)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+    return proc.returncode, out or ""
