@@ -1,0 +1,117 @@
+"""fer_node's parameters: declared once, with descriptors, and validated the same way at start and at run time.
+
+Defaults here equal config/fer.yaml. Parameters marked read-only are fixed at start (they pick the model, the
+backend or the topics); the others can be changed with `ros2 param set` and are validated before they apply.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+IMAGE_QOS = ("sensor_data", "best_effort", "reliable")
+
+
+@dataclass
+class FerParams:
+    """Values of all fer_node parameters (units in the names: _s seconds, _px pixels, _hz hertz)."""
+
+    model_path: str = ""
+    backend: str = "auto"
+    device: str = "cpu"
+    fp16: bool = False
+    engine_cache_dir: str = ""
+    num_threads: int = 2
+    max_faces: int = 4
+    min_face_size_px: int = 40
+    window_length: int = 0
+    neutral_policy: str = "first_frame"
+    smoothing_time_constant_s: float = 0.0
+    face_timeout_s: float = 1.0
+    max_rate_hz: float = 0.0
+    image_qos: str = "sensor_data"
+    image_qos_depth: int = 1
+    subscribe_compressed: bool = False
+    output_topic: str = "/emotion"
+    publish_debug_image: bool = False
+    publish_rep155: bool = False
+    diagnostics_period_s: float = 1.0
+
+
+DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
+    # name: (description, read_only, range or choices)
+    "model_path": ("Model directory (manifest.json, model.onnx, model.pt); empty = the shipped "
+                   "models/ckplus8_default.", True, None),
+    "backend": ("Inference backend: auto, onnxruntime, torch or tensorrt.", True, BACKENDS),
+    "device": ("Inference device: cpu, cuda or cuda:N.", True, None),
+    "fp16": ("Half-precision inference where the backend supports it (GPU).", True, None),
+    "engine_cache_dir": ("Where built TensorRT engines are cached; empty = the backend's default.", True, None),
+    "num_threads": ("CPU threads for inference (intra-op).", True, IntegerRange(from_value=1, to_value=64, step=1)),
+    "max_faces": ("Most faces tracked per frame.", True, IntegerRange(from_value=1, to_value=32, step=1)),
+    "min_face_size_px": ("Faces with a box side smaller than this (px) are not reported.", False,
+                         IntegerRange(from_value=0, to_value=4096, step=1)),
+    "window_length": ("Frames per face clip; 0 = the model's own (must equal it otherwise).", True,
+                      IntegerRange(from_value=0, to_value=64, step=1)),
+    "neutral_policy": ("How a face's neutral reference is chosen (see README: Neutral reference).", False, None),
+    "smoothing_time_constant_s": ("Exponential smoothing of each face's scores, time constant in s; 0 = off.",
+                                  False, FloatingPointRange(from_value=0.0, to_value=60.0, step=0.0)),
+    "face_timeout_s": ("A face unseen for longer than this (s) is dropped; if it returns it gets a new id.", False,
+                       FloatingPointRange(from_value=0.0, to_value=600.0, step=0.0)),
+    "max_rate_hz": ("Most frames processed per second; 0 = as many as arrive (newest first).", False,
+                    FloatingPointRange(from_value=0.0, to_value=1000.0, step=0.0)),
+    "image_qos": ("QoS of the image subscriptions: sensor_data, best_effort or reliable.", True, IMAGE_QOS),
+    "image_qos_depth": ("History depth of the image subscriptions.", True,
+                        IntegerRange(from_value=1, to_value=100, step=1)),
+    "subscribe_compressed": ("Also subscribe to image/compressed (sensor_msgs/CompressedImage).", True, None),
+    "output_topic": ("Topic of fer_msgs/FaceEmotionArray; the debug image goes to <output_topic>/image.", True,
+                     None),
+    "publish_debug_image": ("Publish an annotated image (boxes, ids, labels) on <output_topic>/image.", False, None),
+    "publish_rep155": ("Publish REP-155 /humans/faces/... topics (needs hri_msgs).", False, None),
+    "diagnostics_period_s": ("Period of /diagnostics (s).", True,
+                             FloatingPointRange(from_value=0.1, to_value=60.0, step=0.0)),
+}
+
+
+def _descriptor(name: str) -> ParameterDescriptor:
+    text, read_only, extra = DESCRIPTIONS[name]
+    desc = ParameterDescriptor(description=text, read_only=read_only)
+    if isinstance(extra, IntegerRange):
+        desc.integer_range = [extra]
+    elif isinstance(extra, FloatingPointRange):
+        desc.floating_point_range = [extra]
+    elif isinstance(extra, tuple):
+        desc.additional_constraints = "one of: " + ", ".join(extra)
+    return desc
+
+
+def declare(node) -> FerParams:
+    """Declare every parameter on `node` and return their values, validated (ValueError names the bad one)."""
+    defaults = FerParams()
+    values = {}
+    for f in fields(FerParams):
+        param = node.declare_parameter(f.name, getattr(defaults, f.name), _descriptor(f.name))
+        values[f.name] = param.value
+    params = FerParams(**values)
+    for name, value in values.items():
+        problem = check(name, value)
+        if problem:
+            raise ValueError(problem)
+    return params
+
+
+def check(name: str, value: Any) -> str | None:
+    """Why `value` is not acceptable for parameter `name`, or None. (Types and ranges are checked by rclpy from
+    the descriptors; this checks choices and what descriptors cannot say.)"""
+    extra = DESCRIPTIONS[name][2] if name in DESCRIPTIONS else None
+    if isinstance(extra, tuple) and value not in extra:
+        return f"parameter {name} must be one of {', '.join(extra)}, got {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"parameter {name} must be finite, got {value}"
+    if name == "device" and not (value == "cpu" or value == "cuda" or str(value).startswith("cuda:")):
+        return f"parameter device must be cpu, cuda or cuda:N, got {value!r}"
+    if name == "output_topic" and not str(value):
+        return "parameter output_topic must not be empty"
+    return None

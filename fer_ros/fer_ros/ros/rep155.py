@@ -1,0 +1,104 @@
+"""Optional REP-155 (ROS4HRI) output: `/humans/faces/tracked` (hri_msgs/IdsList) and
+`/humans/faces/<id>/expression` (hri_msgs/Expression) for every tracked face.
+
+hri_msgs is not a dependency: when it does not import, `Rep155Publisher.create` logs one info line and returns
+None. Face ids become REP-155 ids as "face<id>" (a ROS name token may not start with a digit).
+
+Expression carries one label, valence, arousal and confidence, with no contempt and no per-class scores: the CK+
+classes map to the nearest REP-155 labels (contempt -> skeptical), and valence/arousal are the probability-weighted
+mean of per-class positions on Russell's circumplex (rough, literature-typical values in [-1, 1]).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+#: CK+ class -> REP-155 expression label.
+EXPRESSION_LABEL = {
+    "anger": "angry", "contempt": "skeptical", "disgust": "disgusted", "fear": "scared", "happy": "happy",
+    "sadness": "sad", "surprise": "surprised", "neutral": "neutral",
+}
+
+#: CK+ class -> (valence, arousal), each in [-1, 1].
+VALENCE_AROUSAL = {
+    "anger": (-0.6, 0.7), "contempt": (-0.5, 0.2), "disgust": (-0.7, 0.3), "fear": (-0.6, 0.8),
+    "happy": (0.8, 0.5), "sadness": (-0.7, -0.4), "surprise": (0.2, 0.8), "neutral": (0.0, 0.0),
+}
+
+
+def face_rep155_id(face_id: int) -> str:
+    """REP-155 face id of a track id."""
+    return f"face{int(face_id)}"
+
+
+def valence_arousal(class_names, probs) -> tuple[float, float]:
+    """Probability-weighted (valence, arousal) over the classes; unknown class names count as (0, 0)."""
+    table = np.array([VALENCE_AROUSAL.get(str(n), (0.0, 0.0)) for n in class_names], np.float64)
+    p = np.asarray(probs, np.float64).reshape(-1)
+    total = p.sum()
+    if total <= 0 or p.size != len(table):
+        return 0.0, 0.0
+    v, a = (p / total) @ table
+    return float(v), float(a)
+
+
+class Rep155Publisher:
+    """Publishes tracked ids and one Expression topic per face. A face's publisher is destroyed once the face has
+    been absent for `forget_after_s` (s, image time), so topics do not flicker on short misses."""
+
+    def __init__(self, node, hri_msgs_module, qos_depth: int = 10, forget_after_s: float = 1.0) -> None:
+        self._node = node
+        self._msgs = hri_msgs_module
+        self._depth = qos_depth
+        self.forget_after_s = forget_after_s
+        self._tracked_pub = node.create_publisher(hri_msgs_module.IdsList, "/humans/faces/tracked", qos_depth)
+        self._face_pubs: dict[int, Any] = {}
+        self._last_seen_s: dict[int, float] = {}
+
+    @classmethod
+    def create(cls, node, qos_depth: int = 10, forget_after_s: float = 1.0) -> "Rep155Publisher | None":
+        """A publisher when hri_msgs imports; otherwise one info line and None."""
+        try:
+            import hri_msgs.msg as hri
+        except ImportError:
+            node.get_logger().info("REP-155 output off: hri_msgs is not installed (apt install ros-jazzy-hri-msgs)")
+            return None
+        return cls(node, hri, qos_depth, forget_after_s)
+
+    def publish(self, header, results: Iterable[Any], stamp_s: float) -> None:
+        """Publish the ids of this frame's faces and the expression of every face whose window was ready;
+        `stamp_s` is the frame's time (s)."""
+        results = sorted(results, key=lambda r: int(r.id))
+        ids = self._msgs.IdsList()
+        ids.header = header
+        ids.ids = [face_rep155_id(r.id) for r in results]
+        self._tracked_pub.publish(ids)
+        for r in results:
+            self._last_seen_s[int(r.id)] = stamp_s
+            if not r.window_ready or r.probs is None:
+                continue
+            pub = self._face_pubs.get(int(r.id))
+            if pub is None:
+                topic = f"/humans/faces/{face_rep155_id(r.id)}/expression"
+                pub = self._node.create_publisher(self._msgs.Expression, topic, self._depth)
+                self._face_pubs[int(r.id)] = pub
+            msg = self._msgs.Expression()
+            msg.header = header
+            msg.expression = EXPRESSION_LABEL.get(str(r.label), str(r.label))
+            msg.valence, msg.arousal = valence_arousal(r.class_names, r.probs)
+            msg.confidence = float(r.confidence)
+            pub.publish(msg)
+        gone = {f for f, seen in self._last_seen_s.items() if not 0 <= stamp_s - seen <= self.forget_after_s}
+        for face_id in gone:
+            del self._last_seen_s[face_id]
+        self._forget(gone)
+
+    def _forget(self, face_ids) -> None:
+        for face_id in [f for f in self._face_pubs if f in face_ids]:
+            self._node.destroy_publisher(self._face_pubs.pop(face_id))
+
+    def close(self) -> None:
+        """Destroy every publisher this object made."""
+        self._forget(set(self._face_pubs))
+        self._node.destroy_publisher(self._tracked_pub)

@@ -1,0 +1,226 @@
+"""The node's building blocks without a running node: smoothing, FaceResult -> fer_msgs, REP-155 helpers,
+parameters, the latest-frame slot, diagnostics and the debug drawing."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from fer_ros.annotate import draw_results, face_caption
+from fer_ros.smoothing import ProbabilitySmoother
+
+CLASSES = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise", "neutral")
+
+
+@dataclass
+class _Result:
+    """The FaceResult fields the ROS shell reads (see docs/architecture.md)."""
+
+    id: int
+    box: tuple
+    points68: np.ndarray
+    window_frames: int
+    window_ready: bool
+    has_neutral: bool
+    probs: np.ndarray | None
+    label: str
+    confidence: float
+    class_names: tuple
+    track_age_s: float
+
+
+def _result(face_id=3, ready=True, box=(100.4, 50.6, 180.2, 150.0)) -> _Result:
+    probs = np.full(8, 0.05, np.float32)
+    probs[4] = 0.65
+    pts = np.stack([np.linspace(box[0], box[2], 68), np.linspace(box[1], box[3], 68)], 1).astype(np.float32)
+    return _Result(face_id, box, pts, 3 if ready else 1, ready, ready, probs if ready else None,
+                   "happy" if ready else "", 0.65 if ready else 0.0, CLASSES, 2.5)
+
+
+# --- smoothing ---------------------------------------------------------------------------------------------------
+def test_smoothing_off_returns_input():
+    s = ProbabilitySmoother(0.0)
+    p = np.array([0.2, 0.8], np.float32)
+    np.testing.assert_array_equal(s.update(1, p, 0.0), p)
+    assert len(s) == 0
+
+
+def test_smoothing_follows_the_time_constant():
+    s = ProbabilitySmoother(1.0)
+    a, b = np.array([1.0, 0.0], np.float32), np.array([0.0, 1.0], np.float32)
+    np.testing.assert_array_equal(s.update(7, a, 10.0), a)
+    out = s.update(7, b, 11.0)  # one time constant later: 1 - 1/e of the way
+    np.testing.assert_allclose(out, [np.exp(-1.0), 1 - np.exp(-1.0)], rtol=1e-5)
+    assert out.sum() == pytest.approx(1.0, abs=1e-6)
+    # Same step at twice the frame rate gives the same result after the same time.
+    s2 = ProbabilitySmoother(1.0)
+    s2.update(7, a, 10.0)
+    s2.update(7, b, 10.5)
+    np.testing.assert_allclose(s2.update(7, b, 11.0), out, rtol=1e-5)
+
+
+def test_smoothing_restarts_and_forgets():
+    s = ProbabilitySmoother(0.5)
+    s.update(1, np.array([1.0, 0.0]), 5.0)
+    s.update(2, np.array([1.0, 0.0]), 5.0)
+    np.testing.assert_array_equal(s.update(1, np.array([0.0, 1.0]), 4.0), [0.0, 1.0])  # time went back
+    s.retain([2])
+    assert len(s) == 1
+    with pytest.raises(ValueError, match="time constant"):
+        s.set_time_constant(-1.0)
+
+
+# --- FaceResult -> fer_msgs ------------------------------------------------------------------------------------------
+rclpy = pytest.importorskip("rclpy", reason="rclpy is needed for the message conversions")
+
+
+def test_face_emotion_from_a_ready_result():
+    from fer_ros.ros.convert import face_emotion
+    msg = face_emotion(_result(), 640, 480)
+    assert msg.face_id == 3 and msg.label == "happy" and msg.window_ready and msg.has_neutral_reference
+    assert list(msg.class_names) == list(CLASSES)
+    assert len(msg.scores) == 8 and sum(msg.scores) == pytest.approx(1.0, abs=1e-5)
+    assert msg.confidence == pytest.approx(0.65)
+    assert (msg.box.x_offset, msg.box.y_offset, msg.box.width, msg.box.height) == (100, 50, 81, 100)
+    assert len(msg.landmarks) == 68 and msg.landmarks[0].x == pytest.approx(100.4, abs=1e-3)
+    assert msg.landmarks[-1].z == 0.0 and msg.window_frames == 3 and msg.track_age_s == pytest.approx(2.5)
+
+
+def test_face_emotion_while_warming_up_and_box_clipping():
+    from fer_ros.ros.convert import face_emotion
+    msg = face_emotion(_result(ready=False, box=(-20.0, 400.0, 50.0, 520.0)), 640, 480)
+    assert not msg.window_ready and msg.label == "" and len(msg.scores) == 0 and msg.confidence == 0.0
+    assert len(msg.class_names) == 8 and msg.window_frames == 1
+    assert (msg.box.x_offset, msg.box.y_offset, msg.box.width, msg.box.height) == (0, 400, 50, 80)
+
+
+def test_face_emotion_array_sorts_and_copies_header():
+    from std_msgs.msg import Header
+    from fer_ros.ros.convert import face_emotion_array, stamp_to_s
+    header = Header(frame_id="cam")
+    header.stamp.sec, header.stamp.nanosec = 12, 500_000_000
+    out = face_emotion_array(header, [_result(9), _result(2)], 640, 480)
+    assert [f.face_id for f in out.faces] == [2, 9]
+    assert out.header.frame_id == "cam" and stamp_to_s(out.header.stamp) == pytest.approx(12.5)
+
+
+def test_mismatched_scores_are_refused():
+    from fer_ros.ros.convert import face_emotion
+    r = _result()
+    r.probs = np.ones(3, np.float32) / 3
+    with pytest.raises(ValueError, match="3 scores for 8 class names"):
+        face_emotion(r, 640, 480)
+
+
+# --- REP-155 helpers ---------------------------------------------------------------------------------------------------
+def test_rep155_mapping_and_valence_arousal():
+    from fer_ros.ros.rep155 import EXPRESSION_LABEL, face_rep155_id, valence_arousal
+    assert set(EXPRESSION_LABEL) == set(CLASSES)
+    assert face_rep155_id(12) == "face12"
+    onehot = np.eye(8)[CLASSES.index("happy")]
+    assert valence_arousal(CLASSES, onehot)[0] > 0.5
+    assert valence_arousal(CLASSES, np.eye(8)[CLASSES.index("sadness")])[0] < -0.5
+    assert valence_arousal(CLASSES, np.eye(8)[CLASSES.index("neutral")]) == (0.0, 0.0)
+    v, a = valence_arousal(CLASSES, np.full(8, 1 / 8))
+    assert -1 <= v <= 1 and -1 <= a <= 1
+
+
+def test_rep155_skips_with_one_info_line_without_hri_msgs():
+    try:
+        import hri_msgs  # noqa: F401
+        pytest.skip("hri_msgs is installed here; the fallback path is not reachable")
+    except ImportError:
+        pass
+    from fer_ros.ros.rep155 import Rep155Publisher
+    lines = []
+
+    class _Logger:
+        def info(self, text):
+            lines.append(text)
+
+    class _Node:
+        def get_logger(self):
+            return _Logger()
+
+    assert Rep155Publisher.create(_Node()) is None
+    assert len(lines) == 1 and "hri_msgs" in lines[0]
+
+
+# --- parameters --------------------------------------------------------------------------------------------------------
+def test_parameter_checks():
+    from fer_ros.ros.params import DESCRIPTIONS, FerParams, check
+    from dataclasses import fields
+    assert {f.name for f in fields(FerParams)} == set(DESCRIPTIONS)
+    for f in fields(FerParams):
+        assert check(f.name, getattr(FerParams(), f.name)) is None, f.name
+    assert "one of" in check("backend", "tensorflow")
+    assert "cuda" in check("device", "gpu0")
+    assert check("device", "cuda:1") is None
+    assert "finite" in check("smoothing_time_constant_s", float("nan"))
+
+
+def test_config_yaml_matches_the_declared_defaults():
+    import yaml
+    from pathlib import Path
+    from dataclasses import asdict
+    from fer_ros.ros.params import FerParams
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "fer.yaml").read_text())
+    assert cfg["/**"]["ros__parameters"] == asdict(FerParams())
+
+
+# --- the latest-frame slot -----------------------------------------------------------------------------------------------
+def test_latest_frame_keeps_only_the_newest():
+    from fer_ros.ros.stats import LatestFrame
+    slot = LatestFrame()
+    drops = [slot.put(i) for i in range(200)]
+    assert drops.count(True) == 199
+    assert slot.take(0.0) == 199 and slot.take(0.0) is None
+
+
+def test_latest_frame_wakes_a_waiting_worker():
+    from fer_ros.ros.stats import LatestFrame
+    slot = LatestFrame()
+    got = []
+    t = threading.Thread(target=lambda: got.append(slot.take(5.0)))
+    t.start()
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    slot.put("frame")
+    t.join(2.0)
+    assert got == ["frame"] and time.monotonic() - t0 < 1.0
+
+
+# --- diagnostics and drawing -------------------------------------------------------------------------------------------
+def test_diagnostics_message():
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from fer_ros.ros.stats import FrameStats, diagnostics_msg
+    st = FrameStats()
+    st.add_received()
+    msg = diagnostics_msg(st, _zero_time(), "fer_node", "onnxruntime", 0.0)
+    assert msg.status[0].level == DiagnosticStatus.WARN
+    st.add_received()
+    st.add_dropped()
+    st.add_processed(2, 40.0, 30.0)
+    msg = diagnostics_msg(st, _zero_time(), "fer_node", "onnxruntime", 15.0)
+    values = {kv.key: kv.value for kv in msg.status[0].values}
+    assert msg.status[0].level == DiagnosticStatus.OK
+    assert values["frames_dropped"] == "1" and values["faces"] == "2" and values["backend"] == "onnxruntime"
+    assert values["frame_rate_hz"] == "15.00" and values["latency_ms"] == "40.0"
+
+
+def _zero_time():
+    from builtin_interfaces.msg import Time
+    return Time()
+
+
+def test_draw_results_marks_every_face():
+    frame = np.full((240, 320, 3), 110, np.uint8)
+    out = draw_results(frame, [_result(1, box=(20, 40, 100, 140)), _result(2, ready=False, box=(180, 40, 260, 140))])
+    assert out.shape == frame.shape and not np.array_equal(out, frame)
+    assert (frame == 110).all()  # the input is not drawn on
+    assert not np.array_equal(out[40, 20:100], frame[40, 20:100])  # the top edge of the first box
+    assert face_caption(_result(1)) == "#1* happy 65%"
+    assert "warming up" in face_caption(_result(2, ready=False))
