@@ -45,7 +45,7 @@ def _node(context):
         emulate_tty=True,
         parameters=[arg("params_file") or _default_params_file()] + ([overrides] if overrides else []),
         remappings=[("image", image), ("image/compressed", image.rstrip("/") + "/compressed")],
-        arguments=["--ros-args", "--log-level", arg("log_level")],
+        ros_arguments=["--log-level", arg("log_level")],
     )]
 
 

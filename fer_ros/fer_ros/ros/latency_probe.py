@@ -1,0 +1,212 @@
+"""Measure a running fer_node: processed frame rate and end-to-end latency (image stamp -> /emotion receipt).
+
+Publishes 640x480 frames with real faces (scikit-image's astronaut) at a fixed rate, stamped with the publish time,
+and listens on /emotion: latency = receipt time - header.stamp of the image the message answers, in ms.
+
+    python -m fer_ros.ros.latency_probe --start-node --duration-s 20          # starts fer_node itself
+    python -m fer_ros.ros.latency_probe --image-topic /camera/image_raw      # against a node already running
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class ProbeResult:
+    """What the probe measured (rates in Hz, latencies in ms)."""
+
+    sent: int
+    answered: int
+    duration_s: float
+    publish_rate_hz: float
+    emotion_rate_hz: float
+    latency_ms_median: float
+    latency_ms_p90: float
+    latency_ms_max: float
+    faces_per_frame: float
+    ready_fraction: float
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--image-topic", default="image", help="topic fer_node reads")
+    p.add_argument("--emotion-topic", default="/emotion", help="topic fer_node publishes")
+    p.add_argument("--rate-hz", type=float, default=30.0, help="frames published per second")
+    p.add_argument("--duration-s", type=float, default=15.0, help="how long to measure, after warm-up")
+    p.add_argument("--warmup-s", type=float, default=3.0, help="frames sent before measuring (windows fill)")
+    p.add_argument("--faces", type=int, default=1, choices=(1, 2), help="faces per frame")
+    p.add_argument("--encoding", default="bgr8", help="Image encoding to publish")
+    p.add_argument("--start-node", action="store_true",
+                   help="start fer_node (python -m fer_ros.ros.node) in a private ROS domain, stop it at the end")
+    p.add_argument("--node-args", default="", help="extra --ros-args for the started node, e.g. '-p backend:=torch'")
+    p.add_argument("--startup-timeout-s", type=float, default=120.0, help="wait this long for the started node")
+    p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
+    return p
+
+
+def _frame(faces: int) -> np.ndarray:
+    """A 640x480 frame with `faces` copies of the astronaut's head (230 px), side by side on gray."""
+    import cv2
+    from skimage import data
+    side = 230
+    head = cv2.resize(data.astronaut()[0:256, 96:352], (side, side), interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640, 3), 110, np.uint8)
+    gap = (640 - faces * side) // (faces + 1)
+    for i in range(faces):
+        x0 = gap + i * (side + gap)
+        frame[125:125 + side, x0:x0 + side] = head
+    return frame
+
+
+def _start_node(args) -> subprocess.Popen:
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(random.randint(1, 200))
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    cmd = [sys.executable, "-m", "fer_ros.ros.node", "--ros-args", "-r", f"image:={args.image_topic}",
+           "-p", f"output_topic:={args.emotion_topic}", *args.node_args.split()]
+    log = tempfile.NamedTemporaryFile("w+", prefix="fer_node_", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    proc.log_path = log.name
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        print(f"fer_node output: {proc.log_path}", file=sys.stderr)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def probe(args, node_proc: subprocess.Popen | None = None) -> ProbeResult:
+    """Run the measurement with rclpy (rclpy.init() must not have been called). `node_proc`: the fer_node this
+    probe started, if any (its early exit ends the wait)."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from tqdm import tqdm
+
+    from fer_msgs.msg import FaceEmotionArray
+    from fer_ros.image_codec import encode_rgb8
+
+    raw = encode_rgb8(_frame(args.faces), args.encoding)
+    rclpy.init()
+    node = rclpy.create_node("fer_latency_probe")
+    try:
+        latencies, faces, ready, answered = [], [], [], 0
+        measuring = [False]
+
+        def emotion_callback(msg) -> None:
+            nonlocal answered
+            if not measuring[0]:
+                return
+            now_ns = node.get_clock().now().nanoseconds
+            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            answered += 1
+            latencies.append((now_ns - stamp_ns) * 1e-6)
+            faces.append(len(msg.faces))
+            ready.append(sum(f.window_ready for f in msg.faces))
+
+        node.create_subscription(FaceEmotionArray, args.emotion_topic, emotion_callback, 50)
+        pub = node.create_publisher(Image, args.image_topic, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        msg = Image(height=raw.height, width=raw.width, encoding=raw.encoding, is_bigendian=raw.is_bigendian,
+                    step=raw.step)
+        msg.data = raw.data
+        msg.header.frame_id = "latency_probe"
+
+        def send() -> None:
+            msg.header.stamp = node.get_clock().now().to_msg()
+            pub.publish(msg)
+
+        period = 1.0 / args.rate_hz
+        deadline = time.monotonic() + args.startup_timeout_s
+        got_first = []
+        first_sub = node.create_subscription(FaceEmotionArray, args.emotion_topic, got_first.append, 10)
+        while not got_first:  # wait until the node answers at all (model loading)
+            if node_proc is not None and node_proc.poll() is not None:
+                tail = Path(node_proc.log_path).read_text().strip().splitlines()[-1:] or [""]
+                raise RuntimeError(f"fer_node exited with code {node_proc.returncode}: {tail[0]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no message on {args.emotion_topic} within {args.startup_timeout_s:.0f} s")
+            send()
+            rclpy.spin_once(node, timeout_sec=0.2)
+        node.destroy_subscription(first_sub)
+        t_end = time.monotonic() + args.warmup_s
+        while time.monotonic() < t_end:
+            send()
+            rclpy.spin_once(node, timeout_sec=period)
+        measuring[0] = True
+        sent = 0
+        t0 = time.monotonic()
+        next_t = t0
+        total = int(args.duration_s * args.rate_hz)
+        for _ in tqdm(range(total), desc="probing", unit="frame"):
+            send()
+            sent += 1
+            next_t += period
+            while True:
+                left = next_t - time.monotonic()
+                if left <= 0:
+                    break
+                rclpy.spin_once(node, timeout_sec=left)
+        elapsed = time.monotonic() - t0
+        t_end = time.monotonic() + 1.0  # the answers to the last frames
+        while time.monotonic() < t_end:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        lat = np.array(latencies or [float("nan")])
+        return ProbeResult(
+            sent=sent, answered=answered, duration_s=round(elapsed, 3), publish_rate_hz=round(sent / elapsed, 2),
+            emotion_rate_hz=round(answered / elapsed, 2), latency_ms_median=round(float(np.median(lat)), 1),
+            latency_ms_p90=round(float(np.percentile(lat, 90)), 1), latency_ms_max=round(float(lat.max()), 1),
+            faces_per_frame=round(float(np.mean(faces)) if faces else 0.0, 2),
+            ready_fraction=round(float(np.sum(ready)) / max(1, float(np.sum(faces))), 3))
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    if args.rate_hz <= 0 or args.duration_s <= 0:
+        print("latency_probe: --rate-hz and --duration-s must be > 0", file=sys.stderr)
+        return 2
+    proc = _start_node(args) if args.start_node else None
+    try:
+        result = probe(args, proc)
+    except TimeoutError as exc:
+        print(f"latency_probe: {exc}; is fer_node running and reading {args.image_topic}?", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        print(f"latency_probe: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if proc is not None:
+            _stop(proc)
+    print(json.dumps(asdict(result), indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
