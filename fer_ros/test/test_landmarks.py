@@ -1,0 +1,122 @@
+"""Landmark scheme table and the MediaPipe landmarker on a real face."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fer_ros.landmark_scheme import (MP478_TO_IBUG68, REGION_WEIGHTS, REGIONS, SCHEME_SPEC, eye_centres,
+                                     point_weights, to_ibug68)
+from fer_ros.landmarker import (FaceLandmarks, Landmarker, LandmarkerError, MediaPipeLandmarker, check_model_file,
+                                default_landmarker_model)
+
+
+# --- scheme ---------------------------------------------------------------------------------------------------
+def test_table_has_68_distinct_mesh_indices():
+    assert len(MP478_TO_IBUG68) == 68
+    assert len(set(MP478_TO_IBUG68)) == 68
+    assert all(0 <= i < 468 for i in MP478_TO_IBUG68)
+
+
+def test_regions_cover_all_points_once():
+    covered = sorted(i for a, b in REGIONS.values() for i in range(a, b))
+    assert covered == list(range(68))
+    assert set(REGION_WEIGHTS) == set(REGIONS)
+
+
+def test_point_weights():
+    w = point_weights()
+    assert w.shape == (68,) and w.dtype == np.float32
+    assert w.mean() == pytest.approx(1.0, abs=1e-6)
+    assert w[REGIONS["mouth"][0]] > w[REGIONS["jaw"][0]]
+    assert SCHEME_SPEC["indices"] == list(MP478_TO_IBUG68)
+
+
+def test_to_ibug68_picks_rows():
+    p = np.arange(478 * 2, dtype=np.float32).reshape(478, 2)
+    assert np.array_equal(to_ibug68(p)[:, 0], np.array(MP478_TO_IBUG68) * 2)
+    with pytest.raises(ValueError):
+        to_ibug68(np.zeros((68, 2)))
+
+
+# --- model file ------------------------------------------------------------------------------------------------
+def test_default_model_found_and_checked(tmp_path):
+    path = default_landmarker_model()
+    assert path.name == "face_landmarker.task"
+    bad = tmp_path / "face_landmarker.task"
+    bad.write_bytes(path.read_bytes()[:-1] + b"x")
+    with pytest.raises(LandmarkerError, match="sha256"):
+        check_model_file(bad)
+    with pytest.raises(LandmarkerError, match="sha256"):
+        MediaPipeLandmarker(bad)
+    with pytest.raises(LandmarkerError, match="does not exist"):
+        MediaPipeLandmarker(tmp_path / "missing.task")
+    with pytest.raises(LandmarkerError, match="mode"):
+        MediaPipeLandmarker(mode="stream")
+
+
+# --- the real landmarker ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def image_landmarker():
+    lm = MediaPipeLandmarker(mode="image", max_faces=4)
+    yield lm
+    lm.close()
+
+
+def _check_face_geometry(face: FaceLandmarks, region=None):
+    assert face.points478.shape == (478, 3) and face.points478.dtype == np.float32
+    assert face.points68.shape == (68, 2) and face.points68.dtype == np.float32
+    assert face.blendshapes.shape == (52,) and len(face.blendshape_names) == 52
+    assert np.all((face.blendshapes >= 0) & (face.blendshapes <= 1))
+    p = face.points68
+    right_eye, left_eye = eye_centres(p)
+    nose_tip = p[30]
+    mouth = p[48:68].mean(axis=0)
+    chin = p[8]
+    # Upright face: eyes above the nose tip above the mouth above the chin (image y grows downwards).
+    assert max(right_eye[1], left_eye[1]) < nose_tip[1] < mouth[1] < chin[1]
+    # The subject's right eye is on the image's left.
+    assert right_eye[0] < nose_tip[0] < left_eye[0]
+    eye_dist = float(np.linalg.norm(left_eye - right_eye))
+    x0, y0, x1, y1 = face.box
+    width = x1 - x0
+    assert 0.25 * width < eye_dist < 0.6 * width
+    if region is not None:
+        rx0, ry0, rx1, ry1 = region
+        assert np.all((p[:, 0] > rx0) & (p[:, 0] < rx1) & (p[:, 1] > ry0) & (p[:, 1] < ry1))
+    return eye_dist
+
+
+def test_astronaut_one_face(image_landmarker, astronaut_rgb):
+    faces = image_landmarker.detect(astronaut_rgb)
+    assert len(faces) == 1
+    eye_dist = _check_face_geometry(faces[0], region=(150, 50, 300, 210))
+    # The astronaut's eyes are about 40 px apart in the 512x512 image.
+    assert 30 < eye_dist < 55
+    assert isinstance(image_landmarker, Landmarker)
+
+
+def test_huge_frame_detects_on_downscaled_copy(astronaut_rgb):
+    import cv2
+    big = cv2.resize(astronaut_rgb, (4096, 4096), interpolation=cv2.INTER_LINEAR)  # 8x
+    with MediaPipeLandmarker(mode="image", max_detect_side_px=1024) as lm:
+        small = lm.detect(astronaut_rgb)
+        faces = lm.detect(big)
+    assert len(faces) == 1
+    # Points come back in the big frame's pixels.
+    assert np.allclose(faces[0].points68 / 8.0, small[0].points68, atol=3.0)
+
+
+def test_video_mode_and_bad_frames(face_frame):
+    frame, region = face_frame
+    with MediaPipeLandmarker(mode="video", max_faces=2) as lm:
+        for i, stamp in enumerate([0.0, 0.033, 0.066, 0.02, None, 0.1]):  # one stamp goes backwards, one missing
+            faces = lm.detect(frame, stamp)
+            assert len(faces) == 1
+        _check_face_geometry(faces[0], region=region[0])
+        gray16 = (frame[:, :, 1].astype(np.uint16) * 257)
+        assert len(lm.detect(gray16, 0.2)) == 1  # 16-bit gray input
+        assert lm.detect(np.zeros((4, 4, 3), np.uint8), 0.3) == []  # tiny
+        assert lm.detect(np.zeros((480, 640, 3), np.uint8), 0.4) == []  # no face
+    lm.close()  # twice is fine
+    with pytest.raises(LandmarkerError):
+        lm.detect(frame)
