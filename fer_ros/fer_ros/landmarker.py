@@ -3,12 +3,20 @@
 `Landmarker` is the small interface the pipeline uses (`detect`, `close`); `MediaPipeLandmarker` implements it
 with MediaPipe's Tasks FaceLandmarker (478 mesh points + 52 blendshapes per face). The 68 iBUG points are
 picked through `landmark_scheme.MP478_TO_IBUG68`.
+
+The FaceLandmarker's detector sees the whole frame at 128 px, so it misses faces smaller than about an eighth of
+the frame's width. The small-face search covers them: the bundle's own face detector runs on overlapping tiles
+(about 1.5 ms each), and every face it finds is landmarked on a crop around it (a second FaceLandmarker in IMAGE
+mode). In VIDEO mode such faces are then followed from frame to frame by their crop, and the tile search runs at
+most every `search_period_s` while fewer than `max_faces` faces are known.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import io
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -27,6 +35,8 @@ LANDMARKER_MODEL_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe
 DEFAULT_MAX_DETECT_SIDE_PX = 1280
 # Frames with a shorter side below this hold no usable face (px).
 MIN_FRAME_SIDE_PX = 8
+# Frames with a shorter side below this are not tiled for small faces (px).
+MIN_SEARCH_SIDE_PX = 256
 
 _log = logging.getLogger(LOGGER_NAME)
 
@@ -131,7 +141,8 @@ class MediaPipeLandmarker:
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
                  min_tracking_confidence: float = 0.5, blendshapes: bool = True,
                  max_detect_side_px: int = DEFAULT_MAX_DETECT_SIDE_PX,
-                 sha256: str | None = LANDMARKER_MODEL_SHA256) -> None:
+                 sha256: str | None = LANDMARKER_MODEL_SHA256, small_faces: bool = True,
+                 search_period_s: float = 0.5, roi_scale: float = 2.2) -> None:
         if mode not in ("video", "image"):
             raise LandmarkerError(f"landmarker mode must be 'video' or 'image', got {mode!r}")
         if int(max_faces) < 1:
@@ -148,15 +159,35 @@ class MediaPipeLandmarker:
         self.mode = mode
         self.max_faces = int(max_faces)
         self.max_detect_side_px = int(max_detect_side_px)
+        self.small_faces = bool(small_faces)
+        self.search_period_s = float(search_period_s)
+        self.roi_scale = float(roi_scale)
+        bundle = path.read_bytes()
+
+        def landmarker(running, num_faces):
+            return vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
+                base_options=BaseOptions(model_asset_buffer=bundle), running_mode=running, num_faces=num_faces,
+                min_face_detection_confidence=float(min_detection_confidence),
+                min_face_presence_confidence=float(min_presence_confidence),
+                min_tracking_confidence=float(min_tracking_confidence),
+                output_face_blendshapes=bool(blendshapes)))
+
+        self._landmarker = self._roi_landmarker = self._detector = None
         running = vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE
-        options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_buffer=path.read_bytes()),
-            running_mode=running, num_faces=self.max_faces,
-            min_face_detection_confidence=float(min_detection_confidence),
-            min_face_presence_confidence=float(min_presence_confidence),
-            min_tracking_confidence=float(min_tracking_confidence),
-            output_face_blendshapes=bool(blendshapes))
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        self._landmarker = landmarker(running, self.max_faces)
+        if self.small_faces:
+            self._roi_landmarker = landmarker(vision.RunningMode.IMAGE, 1)
+            try:
+                with zipfile.ZipFile(io.BytesIO(bundle)) as z:
+                    detector_model = z.read("face_detector.tflite")
+            except (zipfile.BadZipFile, KeyError) as exc:
+                self.close()
+                raise LandmarkerError(f"face landmarker bundle {path} holds no face detector ({exc})") from None
+            self._detector = vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
+                base_options=BaseOptions(model_asset_buffer=detector_model), running_mode=vision.RunningMode.IMAGE,
+                min_detection_confidence=float(min_detection_confidence)))
+        self._roi_boxes: list[tuple[float, float, float, float]] = []  # small faces of the last frame, detect px
+        self._last_search_s: float | None = None
         self._last_ts_ms: int | None = None
         self._frame_count = 0
         self._warn = RateLimiter(5.0)
@@ -179,32 +210,26 @@ class MediaPipeLandmarker:
             scale_x, scale_y = w / float(dw), h / float(dh)
         else:
             scale_x = scale_y = 1.0
-        import mediapipe as mp
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
-        if self.mode == "video":
-            result = self._landmarker.detect_for_video(image, self._timestamp_ms(stamp_s))
-        else:
-            result = self._landmarker.detect(image)
-        dh_, dw_ = frame.shape[:2]
+        ts_ms = self._timestamp_ms(stamp_s) if self.mode == "video" else None
+        found = self._detect_full(frame, ts_ms)
+        if self.small_faces and len(found) < self.max_faces:
+            found += self._detect_small(frame, found, ts_ms)
         faces = []
-        for i, lms in enumerate(result.face_landmarks or []):
-            pts = np.array([(lm.x, lm.y, lm.z) for lm in lms], np.float32)
-            pts[:, 0] *= dw_ * scale_x
-            pts[:, 1] *= dh_ * scale_y
-            pts[:, 2] *= dw_ * scale_x
-            bs, names = np.zeros(0, np.float32), ()
-            if result.face_blendshapes and i < len(result.face_blendshapes):
-                cats = result.face_blendshapes[i]
-                bs = np.array([c.score for c in cats], np.float32)
-                names = tuple(c.category_name for c in cats)
+        for pts, bs, names in found:
+            pts = pts.copy()
+            pts[:, 0] *= scale_x
+            pts[:, 1] *= scale_y
+            pts[:, 2] *= scale_x
             faces.append(FaceLandmarks.from_points478(pts, bs, names))
         return faces
 
     def close(self) -> None:
         """Release the MediaPipe graph (safe to call twice)."""
-        if self._landmarker is not None:
-            self._landmarker.close()
-            self._landmarker = None
+        for name in ("_landmarker", "_roi_landmarker", "_detector"):
+            task = getattr(self, name, None)
+            if task is not None:
+                task.close()
+                setattr(self, name, None)
 
     def __enter__(self) -> "MediaPipeLandmarker":
         return self
@@ -213,6 +238,75 @@ class MediaPipeLandmarker:
         self.close()
 
     # -- helpers -------------------------------------------------------------------------------------------------
+    def _detect_full(self, frame: np.ndarray, ts_ms: int | None) -> list:
+        """[(points478 px, blendshapes, names)] from the FaceLandmarker on the whole frame."""
+        image = _mp_image(frame)
+        if ts_ms is not None:
+            result = self._landmarker.detect_for_video(image, ts_ms)
+        else:
+            result = self._landmarker.detect(image)
+        return _unpack(result, frame.shape[1], frame.shape[0], 0.0, 0.0)
+
+    def _detect_small(self, frame: np.ndarray, found: list, ts_ms: int | None) -> list:
+        """Faces the whole-frame pass missed: last frame's small faces by their crop, new ones by the tile search."""
+        h, w = frame.shape[:2]
+        known = [_box_of(p) for p, _, _ in found]
+        candidates = [b for b in self._roi_boxes if not any(_iou(b, k) > 0.3 for k in known)]
+        now_s = ts_ms / 1000.0 if ts_ms is not None else None
+        due = (now_s is None or self._last_search_s is None or now_s < self._last_search_s
+               or now_s - self._last_search_s >= self.search_period_s)
+        if due and min(h, w) >= MIN_SEARCH_SIDE_PX and len(known) + len(candidates) < self.max_faces:
+            self._last_search_s = now_s
+            for box in self._search_tiles(frame):
+                if not any(_iou(box, k) > 0.2 for k in known + candidates):
+                    candidates.append(box)
+        out, boxes = [], []
+        for box in candidates:
+            if len(found) + len(out) >= self.max_faces:
+                break
+            face = self._landmark_roi(frame, box)
+            if face is None:
+                continue
+            fbox = _box_of(face[0])
+            if any(_iou(fbox, k) > 0.3 for k in known + boxes):
+                continue
+            out.append(face)
+            boxes.append(fbox)
+        self._roi_boxes = boxes if ts_ms is not None else []
+        return out
+
+    def _search_tiles(self, frame: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """Face boxes (px) from the face detector on overlapping square tiles of 2/3 of the shorter side."""
+        h, w = frame.shape[:2]
+        tile = max(128, int(min(h, w) * 2 / 3))
+        xs = sorted(set(list(range(0, max(1, w - tile + 1), tile // 2)) + [max(0, w - tile)]))
+        ys = sorted(set(list(range(0, max(1, h - tile + 1), tile // 2)) + [max(0, h - tile)]))
+        boxes: list[tuple[float, float, float, float]] = []
+        for y in ys:
+            for x in xs:
+                result = self._detector.detect(_mp_image(frame[y:y + tile, x:x + tile]))
+                for d in result.detections or []:
+                    bb = d.bounding_box
+                    box = (x + bb.origin_x, y + bb.origin_y, x + bb.origin_x + bb.width, y + bb.origin_y + bb.height)
+                    if not any(_iou(box, b) > 0.3 for b in boxes):
+                        boxes.append(box)
+        return boxes
+
+    def _landmark_roi(self, frame: np.ndarray, box) -> tuple | None:
+        """The face nearest the centre of a square crop of roi_scale times the box around it, or None."""
+        h, w = frame.shape[:2]
+        cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+        half = max(box[2] - box[0], box[3] - box[1]) * self.roi_scale / 2.0
+        x0, y0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
+        x1, y1 = int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half)))
+        if x1 - x0 < MIN_FRAME_SIDE_PX or y1 - y0 < MIN_FRAME_SIDE_PX:
+            return None
+        result = self._roi_landmarker.detect(_mp_image(frame[y0:y1, x0:x1]))
+        faces = _unpack(result, x1 - x0, y1 - y0, float(x0), float(y0))
+        if not faces:
+            return None
+        return min(faces, key=lambda f: float(np.hypot(*(f[0][:, :2].mean(axis=0) - (cx, cy)))))
+
     def _timestamp_ms(self, stamp_s: float | None) -> int:
         """A strictly increasing ms timestamp for VIDEO mode from the frame stamp (or a 33 ms frame counter)."""
         self._frame_count += 1
@@ -224,3 +318,39 @@ class MediaPipeLandmarker:
             ts = self._last_ts_ms + 1
         self._last_ts_ms = ts
         return ts
+
+
+def _mp_image(rgb: np.ndarray):
+    import mediapipe as mp
+    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+
+
+def _unpack(result, width: int, height: int, x0: float, y0: float) -> list:
+    """FaceLandmarkerResult -> [(points478 (478, 3) px offset by (x0, y0), blendshapes (52,), names)]."""
+    out = []
+    for i, lms in enumerate(result.face_landmarks or []):
+        pts = np.array([(lm.x, lm.y, lm.z) for lm in lms], np.float32)
+        pts[:, 0] = pts[:, 0] * width + x0
+        pts[:, 1] = pts[:, 1] * height + y0
+        pts[:, 2] *= width
+        bs, names = np.zeros(0, np.float32), ()
+        if result.face_blendshapes and i < len(result.face_blendshapes):
+            cats = result.face_blendshapes[i]
+            bs = np.array([c.score for c in cats], np.float32)
+            names = tuple(c.category_name for c in cats)
+        out.append((pts, bs, names))
+    return out
+
+
+def _box_of(points: np.ndarray) -> tuple[float, float, float, float]:
+    xy = points[:, :2]
+    return float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max())
+
+
+def _iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

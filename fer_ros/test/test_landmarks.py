@@ -95,6 +95,29 @@ def test_astronaut_one_face(image_landmarker, astronaut_rgb):
     assert isinstance(image_landmarker, Landmarker)
 
 
+def test_three_faces(image_landmarker, faces3_frame):
+    frame, regions = faces3_frame  # faces too small for the whole-frame detector: found by the tile search
+    faces = image_landmarker.detect(frame)
+    assert len(faces) == 3
+    for face in faces:
+        cx = (face.box[0] + face.box[2]) / 2
+        region = next(r for r in regions if r[0] <= cx <= r[2])
+        _check_face_geometry(face, region=region)
+    assert len({round(f.box[0]) // 50 for f in faces}) == 3  # three different faces
+
+
+def test_three_small_faces_followed_in_video_mode(faces3_frame):
+    frame, regions = faces3_frame
+    with MediaPipeLandmarker(mode="video", max_faces=4, search_period_s=10.0) as lm:
+        counts = [len(lm.detect(frame, 0.033 * i)) for i in range(4)]  # one search, then followed by their crops
+        assert counts == [3, 3, 3, 3]
+        assert len(lm.detect(frame, 0.2)) == 3
+    with MediaPipeLandmarker(mode="video", max_faces=2) as lm:
+        assert len(lm.detect(frame, 0.0)) == 2  # max_faces holds
+    with MediaPipeLandmarker(mode="image", max_faces=4, small_faces=False) as lm:
+        assert len(lm.detect(frame)) < 3  # what the whole-frame detector alone finds
+
+
 def test_huge_frame_detects_on_downscaled_copy(astronaut_rgb):
     import cv2
     big = cv2.resize(astronaut_rgb, (4096, 4096), interpolation=cv2.INTER_LINEAR)  # 8x
