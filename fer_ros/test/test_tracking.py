@@ -1,0 +1,107 @@
+"""Tracking on synthetic moving boxes: crossing faces keep their ids, short misses keep ids, timeouts drop."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fer_ros.tracking import Detection, Tracker, assign
+
+FPS = 30.0
+SIZE = 80.0
+
+
+def box_at(x: float, y: float, size: float = SIZE) -> tuple[float, float, float, float]:
+    return (x - size / 2, y - size / 2, x + size / 2, y + size / 2)
+
+
+def crossing_paths(n: int = 45, seed: int = 0):
+    """Face A moves right, face B left, crossing at frame n/2 (centres pass within a few px)."""
+    rng = np.random.default_rng(seed)
+    xa = np.linspace(100, 540, n) + rng.normal(0, 1.5, n)
+    xb = np.linspace(540, 100, n) + rng.normal(0, 1.5, n)
+    ya = 240 + rng.normal(0, 1.5, n)
+    yb = 250 + rng.normal(0, 1.5, n)
+    return xa, ya, xb, yb
+
+
+@pytest.mark.parametrize("with_descriptors", [False, True])
+def test_two_faces_crossing_keep_ids(with_descriptors):
+    rng = np.random.default_rng(1)
+    desc_a, desc_b = rng.normal(size=32), rng.normal(size=32)
+    xa, ya, xb, yb = crossing_paths(n=24)  # about 19 px per frame: nearest-to-last-position would swap them
+    tr = Tracker(timeout_s=1.0)
+    ids_a, ids_b = [], []
+    for i in range(len(xa)):
+        det_a = Detection(box_at(xa[i], ya[i]), desc_a + rng.normal(0, 0.3, 32) if with_descriptors else None)
+        det_b = Detection(box_at(xb[i], yb[i]), desc_b + rng.normal(0, 0.3, 32) if with_descriptors else None)
+        if i % 2:  # the landmarker's order means nothing
+            b, a = tr.update([det_b, det_a], i / FPS)
+        else:
+            a, b = tr.update([det_a, det_b], i / FPS)
+        ids_a.append(a)
+        ids_b.append(b)
+    assert len(set(ids_a)) == 1 and len(set(ids_b)) == 1 and ids_a[0] != ids_b[0]
+
+
+def test_crossing_with_occlusion_keeps_ids():
+    """While the faces overlap only the front one is detected; both keep their ids afterwards."""
+    xa, ya, xb, yb = crossing_paths(n=60, seed=2)
+    tr = Tracker(timeout_s=1.0)
+    first = tr.update([Detection(box_at(xa[0], ya[0])), Detection(box_at(xb[0], yb[0]))], 0.0)
+    hidden = 0
+    for i in range(1, len(xa)):
+        if abs(xa[i] - xb[i]) < 70:  # A is behind B
+            hidden += 1
+            ids = tr.update([Detection(box_at(xb[i], yb[i]))], i / FPS)
+            assert ids == [first[1]]
+        else:
+            ids = tr.update([Detection(box_at(xa[i], ya[i])), Detection(box_at(xb[i], yb[i]))], i / FPS)
+            assert ids == first, f"frame {i}"
+    assert hidden >= 5
+
+
+def test_short_miss_keeps_id_and_timeout_drops():
+    tr = Tracker(timeout_s=0.5)
+    stamps = np.arange(40) / FPS
+    x = 200 + 3 * np.arange(40)
+    ids = []
+    for i, t in enumerate(stamps):
+        if 10 <= i < 16:  # missing for 6 frames (0.2 s), still moving
+            assert tr.update([], t) == []
+            continue
+        ids.append(tr.update([Detection(box_at(x[i], 240))], t)[0])
+    assert len(set(ids)) == 1
+    # Gone longer than the timeout: the track is dropped and a return gets a new id.
+    t_back = stamps[-1] + 0.6
+    assert tr.update([], t_back - 0.01) == [] and not tr.tracks
+    new = tr.update([Detection(box_at(x[-1], 240))], t_back)[0]
+    assert new != ids[0]
+
+
+def test_far_apart_faces_do_not_take_over_ids():
+    tr = Tracker(timeout_s=1.0)
+    (a,) = tr.update([Detection(box_at(100, 100))], 0.0)
+    (b,) = tr.update([Detection(box_at(500, 380))], 1 / FPS)  # a is missed, someone else far away
+    assert b != a
+    ids = tr.update([Detection(box_at(102, 100)), Detection(box_at(500, 380))], 2 / FPS)
+    assert ids == [a, b]
+    # A much bigger face at the same place is not the same track (size gate).
+    (c,) = tr.update([Detection(box_at(102, 100, size=3 * SIZE))], 3 / FPS)
+    assert c not in (a, b)
+
+
+def test_reset_and_unique_ids():
+    tr = Tracker()
+    ids = tr.update([Detection(box_at(100 * k, 100)) for k in range(1, 5)], 0.0)
+    assert len(set(ids)) == 4
+    tr.reset()
+    assert not tr.tracks
+    again = tr.update([Detection(box_at(100, 100))], 0.0)
+    assert again[0] not in ids  # ids are never reused
+
+
+def test_assign_gates():
+    cost = np.array([[1.0, 1e9], [0.5, 1e9]])
+    assert assign(cost) in ([(1, 0)], [(0, 0)])
+    assert assign(cost) == [(1, 0)]
+    assert assign(np.zeros((0, 3))) == []
