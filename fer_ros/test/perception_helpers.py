@@ -30,10 +30,15 @@ def template68() -> np.ndarray:
 
 
 def smile(points: np.ndarray, amount: float) -> np.ndarray:
-    """The layout with the mouth corners pulled out and up by `amount` eye distances (in template units)."""
+    """The layout with a smile of `amount` eye distances: mouth corners pulled out and up by `amount`, the rest
+    of the lips widened and raised with them, the lower eyelids raised a little (in template units)."""
     p = np.array(points, np.float64)
-    for corner, sign in ((48, -1), (54, 1), (60, -1), (64, 1)):
-        p[corner] += (sign * amount, -0.5 * amount)
+    mouth = p[48:68]
+    half_width = max(float(np.abs(mouth[:, 0]).max()), 1e-6)
+    mouth[:, 0] += amount * mouth[:, 0] / half_width
+    mouth[:, 1] -= 0.5 * amount * (0.4 + 0.6 * np.abs(mouth[:, 0]) / half_width)
+    p[48:68] = mouth
+    p[[40, 41, 46, 47], 1] -= 0.15 * amount
     return p
 
 

@@ -1,0 +1,179 @@
+"""Per-face state: the window of the last T preprocessed frames and the face's neutral reference.
+
+Neutral reference policies (NEUTRAL_POLICIES):
+- "auto": the model's choice when a model with a "neutral" class is attached (the frame with the highest
+  neutral probability so far), else "least_motion".
+- "least_motion": during the first `neutral_search_s` of the track (at most `max_neutral_candidates` frames),
+  the frame whose landmarks are nearest (weighted by landmark_scheme.point_weights) to the mean of those
+  frames; fixed afterwards. A face usually starts out at rest, and a resting face is what its shape averages to.
+- "first_frame": the first frame of the track.
+- "manual": none until `capture_neutral()`.
+`capture_neutral()` (any policy) takes the newest frame as the reference; automatic choices stop for that face.
+
+Memory per face is bounded: T samples, at most max_neutral_candidates (68, 2) point sets, one neutral point set.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from fer_ros.landmark_scheme import point_weights
+from fer_ros.preprocess import FaceSample, make_clip, make_geo
+
+NEUTRAL_POLICIES: tuple[str, ...] = ("auto", "least_motion", "first_frame", "manual")
+
+_W = point_weights()[:, None]
+
+
+def check_neutral_policy(policy: str) -> str:
+    """`policy` if it is known; ValueError naming the known ones otherwise."""
+    if policy not in NEUTRAL_POLICIES:
+        raise ValueError(f"unknown neutral policy {policy!r}; use one of: {', '.join(NEUTRAL_POLICIES)}")
+    return policy
+
+
+@dataclass
+class Neutral:
+    """A neutral reference: (68, 2) float32 normalised crop points, the frame's stamp (s), how it was chosen
+    ("least_motion", "first_frame", "model", "captured") and, for "model", the neutral probability."""
+
+    points68: np.ndarray
+    stamp_s: float
+    source: str
+    score: float = 0.0
+
+
+class FaceTrackState:
+    """Window and neutral reference of one tracked face (see the module docstring)."""
+
+    def __init__(self, track_id: int, window_length: int = 3, neutral_policy: str = "auto",
+                 neutral_search_s: float = 2.0, max_neutral_candidates: int = 60) -> None:
+        if int(window_length) < 1:
+            raise ValueError(f"window_length must be >= 1, got {window_length}")
+        self.track_id = int(track_id)
+        self.window_length = int(window_length)
+        self.neutral_policy = check_neutral_policy(neutral_policy)
+        self.neutral_search_s = float(neutral_search_s)
+        self.max_neutral_candidates = int(max_neutral_candidates)
+        self.samples: deque[FaceSample] = deque(maxlen=self.window_length)
+        self.stamps: deque[float] = deque(maxlen=self.window_length)
+        self.first_seen_s: float | None = None
+        self.last_seen_s: float | None = None
+        self.neutral: Neutral | None = None
+        self._candidates: list[np.ndarray] = []
+        self._candidate_stamps: list[float] = []
+        self._search_open = True
+
+    # -- frames ----------------------------------------------------------------------------------------------
+    def push(self, sample: FaceSample, stamp_s: float) -> None:
+        """Add the newest frame's sample (and update the automatic neutral reference)."""
+        stamp_s = float(stamp_s)
+        if self.first_seen_s is None:
+            self.first_seen_s = stamp_s
+        self.last_seen_s = stamp_s
+        self.samples.append(sample)
+        self.stamps.append(stamp_s)
+        if self.neutral is not None and self.neutral.source in ("captured", "model"):
+            return
+        if self.neutral_policy == "first_frame":
+            if self.neutral is None:
+                self.neutral = Neutral(sample.points68.copy(), stamp_s, "first_frame")
+        elif self.neutral_policy in ("least_motion", "auto"):
+            self._least_motion(sample, stamp_s)
+
+    @property
+    def window_frames(self) -> int:
+        return len(self.samples)
+
+    @property
+    def window_ready(self) -> bool:
+        return len(self.samples) == self.window_length
+
+    @property
+    def has_neutral(self) -> bool:
+        return self.neutral is not None
+
+    @property
+    def track_age_s(self) -> float:
+        if self.first_seen_s is None or self.last_seen_s is None:
+            return 0.0
+        return self.last_seen_s - self.first_seen_s
+
+    def clip(self) -> np.ndarray:
+        """(1, T, S, S) float32 appearance input of the window (requires window_ready)."""
+        if not self.window_ready:
+            raise ValueError(f"face {self.track_id}: window has {self.window_frames} of {self.window_length} frames")
+        return make_clip(list(self.samples))
+
+    def geo(self) -> tuple[np.ndarray, np.float32]:
+        """(difference image neutral -> newest frame, valid)."""
+        if not self.samples:
+            raise ValueError(f"face {self.track_id}: no frames yet")
+        return make_geo(None if self.neutral is None else self.neutral.points68, self.samples[-1].points68)
+
+    # -- neutral reference --------------------------------------------------------------------------------------
+    def capture_neutral(self) -> bool:
+        """Take the newest frame as the neutral reference; False when the face has no frame yet."""
+        if not self.samples:
+            return False
+        self.neutral = Neutral(self.samples[-1].points68.copy(), float(self.stamps[-1]), "captured")
+        self._close_search()
+        return True
+
+    def offer_neutral_probability(self, probability: float) -> bool:
+        """The model's neutral probability for the newest frame ("auto" policy with a neutral class): the newest
+        frame becomes the reference when this is the highest so far. Returns whether it did."""
+        if self.neutral_policy != "auto" or not self.samples:
+            return False
+        if self.neutral is not None and self.neutral.source == "captured":
+            return False
+        p = float(probability)
+        if not np.isfinite(p):
+            return False
+        if self.neutral is None or self.neutral.source != "model" or p > self.neutral.score:
+            self.neutral = Neutral(self.samples[-1].points68.copy(), float(self.stamps[-1]), "model", p)
+            self._close_search()
+            return True
+        return False
+
+    def set_policy(self, policy: str) -> None:
+        """Change the policy; an automatic reference chosen under another policy is dropped and chosen anew."""
+        policy = check_neutral_policy(policy)
+        if policy == self.neutral_policy:
+            return
+        self.neutral_policy = policy
+        if self.neutral is None or self.neutral.source != "captured":
+            self.neutral = None
+            self._candidates, self._candidate_stamps = [], []
+            self._search_open = True
+            if policy == "first_frame" and self.samples:
+                self.neutral = Neutral(self.samples[0].points68.copy(), float(self.stamps[0]), "first_frame")
+            elif policy in ("least_motion", "auto"):
+                for sample, stamp_s in zip(self.samples, self.stamps):
+                    self._least_motion(sample, stamp_s)
+
+    def memory_items(self) -> int:
+        """How many arrays this state holds (for memory tests)."""
+        return len(self.samples) + len(self._candidates) + (self.neutral is not None)
+
+    def _least_motion(self, sample: FaceSample, stamp_s: float) -> None:
+        if not self._search_open:
+            return
+        start = self._candidate_stamps[0] if self._candidate_stamps else stamp_s
+        if stamp_s - start > self.neutral_search_s or len(self._candidates) >= self.max_neutral_candidates:
+            self._close_search()
+            return
+        self._candidates.append(np.asarray(sample.points68, np.float32).copy())
+        self._candidate_stamps.append(stamp_s)
+        pts = np.stack(self._candidates)  # (N, 68, 2)
+        mean = pts.mean(axis=0)
+        dist = (np.linalg.norm(pts - mean, axis=2) * _W[:, 0]).mean(axis=1)  # (N,)
+        best = int(np.argmin(dist))
+        self.neutral = Neutral(self._candidates[best].copy(), self._candidate_stamps[best], "least_motion",
+                               float(dist[best]))
+
+    def _close_search(self) -> None:
+        self._search_open = False
+        self._candidates, self._candidate_stamps = [], []

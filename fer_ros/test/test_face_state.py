@@ -1,0 +1,133 @@
+"""Per-face windows and neutral references on synthetic sequences; bounded memory."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fer_ros.face_state import NEUTRAL_POLICIES, FaceTrackState, check_neutral_policy
+from fer_ros.preprocess import FaceSample
+from perception_helpers import smile, template68
+
+FPS = 30.0
+NEUTRAL = (template68() * 0.25 + [0.5, 0.35]).astype(np.float32)
+
+
+def sample(points: np.ndarray, value: int = 0, size: int = 16) -> FaceSample:
+    return FaceSample(lbp=np.full((size, size), value, np.uint8), gray=np.zeros((size, size), np.uint8),
+                      points68=np.asarray(points, np.float32))
+
+
+def smiling(amount: float) -> np.ndarray:
+    return (smile(template68(), amount) * 0.25 + [0.5, 0.35]).astype(np.float32)
+
+
+def jitter(points: np.ndarray, rng, sd: float = 0.002) -> np.ndarray:
+    return (points + rng.normal(0, sd, points.shape)).astype(np.float32)
+
+
+def test_window_fills_and_keeps_last_t_oldest_first():
+    st = FaceTrackState(1, window_length=3, neutral_policy="manual")
+    for i in range(5):
+        st.push(sample(NEUTRAL, value=10 * i), i / FPS)
+        assert st.window_frames == min(i + 1, 3)
+        assert st.window_ready == (i >= 2)
+        if not st.window_ready:
+            with pytest.raises(ValueError):
+                st.clip()
+    clip = st.clip()
+    assert clip.shape == (1, 3, 16, 16)
+    assert [round(float(clip[0, k, 0, 0]) * 255) for k in range(3)] == [20, 30, 40]
+    assert st.track_age_s == pytest.approx(4 / FPS)
+
+
+def test_first_frame_policy():
+    st = FaceTrackState(1, neutral_policy="first_frame")
+    st.push(sample(smiling(0.05)), 0.0)
+    st.push(sample(NEUTRAL), 1 / FPS)
+    assert st.has_neutral and st.neutral.source == "first_frame"
+    assert np.allclose(st.neutral.points68, smiling(0.05))
+
+
+def test_least_motion_picks_a_resting_frame_early_and_then_stays():
+    rng = np.random.default_rng(0)
+    st = FaceTrackState(1, neutral_policy="least_motion", neutral_search_s=2.0)
+    # The track starts at the end of a smile, then rests for a second.
+    frames = [smiling(0.2), smiling(0.15), smiling(0.1)] + [jitter(NEUTRAL, rng) for _ in range(30)]
+    for i, p in enumerate(frames):
+        st.push(sample(p), i / FPS)
+    assert st.has_neutral and st.neutral.source == "least_motion"
+    chosen_t = st.neutral.stamp_s
+    assert chosen_t >= 3 / FPS  # not one of the smiling frames
+    assert np.abs(st.neutral.points68 - NEUTRAL).max() < 0.01
+    # A long smile after the search window does not move the reference.
+    for i in range(len(frames), len(frames) + 90):
+        st.push(sample(smiling(0.12)), i / FPS)
+    assert st.neutral.stamp_s == chosen_t
+    geo, valid = st.geo()
+    assert valid == 1.0 and np.abs(geo).max() > 0.1  # the smile shows in the difference image
+
+
+def test_manual_policy_and_capture():
+    st = FaceTrackState(1, neutral_policy="manual")
+    assert not st.capture_neutral()  # nothing to capture yet
+    st.push(sample(NEUTRAL), 0.0)
+    assert not st.has_neutral
+    geo, valid = st.geo()
+    assert valid == 0.0 and not geo.any()
+    st.push(sample(smiling(0.03)), 1 / FPS)
+    assert st.capture_neutral()
+    assert st.neutral.source == "captured" and np.allclose(st.neutral.points68, smiling(0.03))
+    st.push(sample(NEUTRAL), 2 / FPS)
+    assert np.allclose(st.neutral.points68, smiling(0.03))
+
+
+def test_capture_replaces_automatic_reference():
+    st = FaceTrackState(1, neutral_policy="least_motion")
+    st.push(sample(NEUTRAL), 0.0)
+    st.push(sample(smiling(0.05)), 1 / FPS)
+    st.capture_neutral()
+    for i in range(2, 40):
+        st.push(sample(NEUTRAL), i / FPS)
+    assert st.neutral.source == "captured" and np.allclose(st.neutral.points68, smiling(0.05))
+    assert not st.offer_neutral_probability(0.99)
+
+
+def test_model_neutral_probability_in_auto_policy():
+    st = FaceTrackState(1, neutral_policy="auto")
+    st.push(sample(smiling(0.1)), 0.0)
+    assert st.neutral.source == "least_motion"  # before any model output
+    assert st.offer_neutral_probability(0.2)
+    assert st.neutral.source == "model"
+    st.push(sample(NEUTRAL), 1 / FPS)
+    assert st.offer_neutral_probability(0.9)
+    st.push(sample(smiling(0.05)), 2 / FPS)
+    assert not st.offer_neutral_probability(0.5)
+    assert not st.offer_neutral_probability(float("nan"))
+    assert np.allclose(st.neutral.points68, NEUTRAL) and st.neutral.score == pytest.approx(0.9)
+    other = FaceTrackState(2, neutral_policy="least_motion")
+    other.push(sample(NEUTRAL), 0.0)
+    assert not other.offer_neutral_probability(0.9)  # only "auto" listens to the model
+
+
+def test_policy_change_and_validation():
+    st = FaceTrackState(1, neutral_policy="manual")
+    st.push(sample(smiling(0.02)), 0.0)
+    st.push(sample(NEUTRAL), 1 / FPS)
+    st.set_policy("first_frame")
+    assert st.neutral.source == "first_frame" and np.allclose(st.neutral.points68, smiling(0.02))
+    with pytest.raises(ValueError, match="neutral policy"):
+        st.set_policy("bogus")
+    with pytest.raises(ValueError):
+        FaceTrackState(1, window_length=0)
+    assert check_neutral_policy("auto") == "auto" and "first_frame" in NEUTRAL_POLICIES
+
+
+def test_memory_bounded_over_long_track():
+    rng = np.random.default_rng(1)
+    st = FaceTrackState(1, window_length=3, neutral_policy="auto", max_neutral_candidates=20)
+    peak = 0
+    for i in range(10_000):
+        st.push(sample(jitter(NEUTRAL, rng)), i / FPS)
+        peak = max(peak, st.memory_items())
+    assert peak <= 3 + 20 + 1
+    assert st.memory_items() <= 3 + 1  # the search window closed and its candidates were freed
