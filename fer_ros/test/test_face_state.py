@@ -50,7 +50,7 @@ def test_first_frame_policy():
 
 def test_least_motion_picks_a_resting_frame_early_and_then_stays():
     rng = np.random.default_rng(0)
-    st = FaceTrackState(1, neutral_policy="least_motion", neutral_search_s=2.0)
+    st = FaceTrackState(1, neutral_policy="least_motion", neutral_search_s=1.0)
     # The track starts at the end of a smile, then rests for a second.
     frames = [smiling(0.2), smiling(0.15), smiling(0.1)] + [jitter(NEUTRAL, rng) for _ in range(30)]
     for i, p in enumerate(frames):
