@@ -65,12 +65,43 @@ def make_geo(neutral_points: np.ndarray | None, peak_points: np.ndarray) -> tupl
     return difference_image.render(neutral_points, peak_points), np.float32(1.0)
 
 
-def PREPROCESS_SPEC(cfg: CropConfig) -> dict:  # noqa: N802 (a spec, named like the other *_SPEC constants)
-    """Everything training and inference must agree on, for the model manifest."""
+DEFAULT_WINDOW_LENGTH = 3
+
+
+def PREPROCESS_SPEC(cfg: CropConfig, window_length: int = DEFAULT_WINDOW_LENGTH) -> dict:  # noqa: N802
+    """Everything training and inference must agree on, for the model manifest (named like the *_SPEC constants;
+    a function because it depends on the crop config and the clip length T)."""
     return {
         "crop": cfg.to_spec(),
         "lbp": dict(LBP_SPEC),
         "landmark_scheme": dict(SCHEME_SPEC),
         "difference_image": dict(difference_image.GEO_SPEC),
-        "clip": {"channels": 1, "value": "lbp / 255", "order": "oldest first"},
+        "clip": {"channels": 1, "frames": int(window_length), "value": "lbp / 255", "order": "oldest first"},
     }
+
+
+def check_preprocess_spec(spec: dict) -> None:
+    """Raise ValueError unless a manifest's preprocessing spec matches what this code computes (LBP, landmark
+    scheme and difference image name/version/parameters, and a crop this code can rebuild)."""
+    problems = []
+    for key, mine in (("lbp", LBP_SPEC), ("landmark_scheme", SCHEME_SPEC), ("difference_image", difference_image.GEO_SPEC)):
+        theirs = spec.get(key)
+        if theirs is None:
+            problems.append(f"{key} missing")
+        elif dict(theirs) != dict(mine):
+            problems.append(f"{key} {theirs.get('name')} v{theirs.get('version')} != this code's "
+                            f"{mine['name']} v{mine['version']} (or different parameters)")
+    crop = spec.get("crop")
+    if crop is None:
+        problems.append("crop missing")
+    else:
+        try:
+            rebuilt = CropConfig.from_spec(crop).to_spec()
+        except (TypeError, ValueError) as exc:
+            problems.append(f"crop unusable: {exc}")
+        else:
+            if rebuilt != dict(crop):
+                problems.append("crop spec differs from this code's crop definition")
+    if problems:
+        raise ValueError("the model's preprocessing does not match this fer_ros: " + "; ".join(problems)
+                         + "; retrain the model or use the fer_ros version it was trained with")

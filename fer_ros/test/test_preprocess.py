@@ -75,3 +75,23 @@ def test_spec_has_every_part():
     assert {"crop", "lbp", "landmark_scheme", "difference_image"} <= set(spec)
     import json
     json.dumps(spec)  # goes into manifest.json
+
+
+def test_check_preprocess_spec():
+    from fer_ros.preprocess import check_preprocess_spec
+    spec = PREPROCESS_SPEC(CropConfig(size=48), window_length=3)
+    assert spec["clip"]["frames"] == 3
+    import json
+    check_preprocess_spec(json.loads(json.dumps(spec)))  # survives a manifest round trip
+    bad = json.loads(json.dumps(spec))
+    bad["lbp"]["version"] = 99
+    with pytest.raises(ValueError, match="lbp"):
+        check_preprocess_spec(bad)
+    bad = json.loads(json.dumps(spec))
+    del bad["difference_image"]
+    with pytest.raises(ValueError, match="difference_image"):
+        check_preprocess_spec(bad)
+    bad = json.loads(json.dumps(spec))
+    bad["crop"]["name"] = "other"
+    with pytest.raises(ValueError, match="crop"):
+        check_preprocess_spec(bad)
