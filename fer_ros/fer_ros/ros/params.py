@@ -11,6 +11,8 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from fer_ros.face_state import NEUTRAL_POLICIES
+
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 IMAGE_QOS = ("sensor_data", "best_effort", "reliable")
 
@@ -28,7 +30,7 @@ class FerParams:
     max_faces: int = 4
     min_face_size_px: int = 40
     window_length: int = 0
-    neutral_policy: str = "first_frame"
+    neutral_policy: str = "auto"
     smoothing_time_constant_s: float = 0.0
     face_timeout_s: float = 1.0
     max_rate_hz: float = 0.0
@@ -55,7 +57,9 @@ DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
                          IntegerRange(from_value=0, to_value=4096, step=1)),
     "window_length": ("Frames per face clip; 0 = the model's own (must equal it otherwise).", True,
                       IntegerRange(from_value=0, to_value=64, step=1)),
-    "neutral_policy": ("How a face's neutral reference is chosen (see README: Neutral reference).", False, None),
+    "neutral_policy": ("How a face's neutral reference is chosen: auto (the model's neutral class when it has one, "
+                       "else least_motion), least_motion, first_frame or manual (only ~/capture_neutral).", False,
+                       NEUTRAL_POLICIES),
     "smoothing_time_constant_s": ("Exponential smoothing of each face's scores, time constant in s; 0 = off.",
                                   False, FloatingPointRange(from_value=0.0, to_value=60.0, step=0.0)),
     "face_timeout_s": ("A face unseen for longer than this (s) is dropped; if it returns it gets a new id.", False,
