@@ -2,11 +2,18 @@
 and given an expression, without running the landmarker."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
 def template68() -> np.ndarray:
     """(68, 2) float64 frontal face in units of the eye distance, eye midpoint at the origin, y down."""
+    return _template68().copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _template68() -> np.ndarray:
     p = np.zeros((68, 2))
     t = np.linspace(np.pi, 0, 17)  # jaw: from the subject's right ear (image left) round the chin
     p[0:17] = np.stack([1.05 * np.cos(t), 0.1 + 1.55 * np.sin(t)], 1)
@@ -61,3 +68,60 @@ def draw_face(shape_hw, points_px: np.ndarray, seed: int = 0) -> np.ndarray:
         cv2.fillPoly(img, [pts[a:b]], 30)
     cv2.polylines(img, [pts[17:22], pts[22:27], pts[27:31]], False, 40, 2)
     return img
+
+
+def synthetic_face(points_px: np.ndarray):
+    """A FaceLandmarks with these (68, 2) px points (the 478 mesh holds them at the table's indices)."""
+    from fer_ros.landmark_scheme import MP478_TO_IBUG68
+    from fer_ros.landmarker import FaceLandmarks
+    p68 = np.asarray(points_px, np.float32)
+    mesh = np.zeros((478, 3), np.float32)
+    mesh[:, :2] = p68.mean(axis=0)
+    mesh[list(MP478_TO_IBUG68), :2] = p68
+    box = (float(p68[:, 0].min()), float(p68[:, 1].min()), float(p68[:, 0].max()), float(p68[:, 1].max()))
+    return FaceLandmarks(points478=mesh, points68=p68, blendshapes=np.zeros(52, np.float32),
+                         blendshape_names=tuple(f"b{i}" for i in range(52)), box=box)
+
+
+class ScriptedLandmarker:
+    """A Landmarker whose faces come from `script(call_index, stamp_s) -> list of (68, 2) px point sets`."""
+
+    def __init__(self, script) -> None:
+        self.script = script
+        self.calls = 0
+        self.closed = False
+        self.frames = []
+
+    def detect(self, rgb8, stamp_s=None):
+        self.frames.append((rgb8.shape, rgb8.dtype))
+        faces = [synthetic_face(p) for p in self.script(self.calls, stamp_s)]
+        self.calls += 1
+        return faces
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeEngine:
+    """An engine that checks its inputs and returns fixed probabilities (favouring `favourite`)."""
+
+    def __init__(self, class_names, favourite: int = 0, crop_size: int = 48, window_length: int = 3,
+                 preprocess_spec=None) -> None:
+        self.class_names = tuple(class_names)
+        self.favourite = favourite
+        self.crop_size = crop_size
+        self.window_length = window_length
+        self.preprocess_spec = preprocess_spec
+        self.calls = []
+
+    def predict(self, clip, geo, geo_valid):
+        from fer_ros import difference_image
+        b = clip.shape[0]
+        assert clip.shape == (b, 1, self.window_length, self.crop_size, self.crop_size) and clip.dtype == np.float32
+        assert geo.shape == (b, len(difference_image.CHANNELS), difference_image.SIZE, difference_image.SIZE)
+        assert geo_valid.shape == (b,) and geo.dtype == np.float32
+        assert 0.0 <= clip.min() and clip.max() <= 1.0
+        self.calls.append((clip.copy(), geo.copy(), geo_valid.copy()))
+        probs = np.full((b, len(self.class_names)), 0.5 / (len(self.class_names) - 1), np.float32)
+        probs[:, self.favourite] = 0.5
+        return probs

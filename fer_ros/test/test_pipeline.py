@@ -1,0 +1,195 @@
+"""The Recognizer: real faces end to end, batched inference through an engine, neutral capture, tracks reset when
+time goes backwards, bad frames, and bounded memory over 10,000 frames with faces coming and going."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from fer_ros.classes import class_names
+from fer_ros.crop import CropConfig
+from fer_ros.pipeline import FaceResult, Recognizer
+from fer_ros.preprocess import PREPROCESS_SPEC
+from perception_helpers import FakeEngine, ScriptedLandmarker, place, smile, template68
+
+FPS = 30.0
+CK8 = class_names("ckplus8")
+
+
+def inside(box, region, tol=10) -> bool:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return region[0] - tol <= cx <= region[2] + tol and region[1] - tol <= cy <= region[3] + tol
+
+
+# --- real faces (MediaPipe) ----------------------------------------------------------------------------------------
+def test_one_real_face_window_and_neutral(face_frame):
+    frame, regions = face_frame
+    engine = FakeEngine(CK8, favourite=4, crop_size=48)
+    with Recognizer(engine=engine, crop_cfg=CropConfig(size=48)) as rec:
+        seen = []
+        for i in range(4):
+            results = rec.process(frame, i / FPS)
+            assert len(results) == 1
+            seen.append(results[0])
+        assert rec.timings_ms["landmarks"] > 0 and rec.timings_ms["faces"] == 1
+    r = seen[-1]
+    assert isinstance(r, FaceResult)
+    assert len({x.id for x in seen}) == 1
+    assert [x.window_frames for x in seen] == [1, 2, 3, 3]
+    assert [x.window_ready for x in seen] == [False, False, True, True]
+    assert seen[0].probs is None and seen[0].label == ""
+    assert r.has_neutral and r.label == "happy" and r.confidence == pytest.approx(0.5)
+    assert r.probs.shape == (8,) and r.class_names == CK8
+    assert inside(r.box, regions[0]) and r.points68.shape == (68, 2)
+    assert r.track_age_s == pytest.approx(3 / FPS)
+    assert len(engine.calls) == 2  # one batched call per frame with a full window
+
+
+def test_three_real_faces_distinct_stable_ids(faces3_frame):
+    frame, regions = faces3_frame
+    with Recognizer() as rec:
+        for i in range(4):
+            results = rec.process(frame, i / FPS)
+            assert len(results) == 3
+            ids = [r.id for r in sorted(results, key=lambda r: r.box[0])]
+            if i == 0:
+                first = ids
+            assert ids == first
+        for r, region in zip(sorted(results, key=lambda r: r.box[0]), regions):
+            assert inside(r.box, region)
+            assert r.window_ready and r.probs is None and r.class_names == ()
+
+
+def test_huge_frame(astronaut_rgb):
+    import cv2
+    big = cv2.resize(astronaut_rgb, (3840, 3840), interpolation=cv2.INTER_LINEAR)[:2160]
+    with Recognizer() as rec:
+        results = rec.process(big, 0.0)
+    assert len(results) == 1
+    x0, y0, x1, y1 = results[0].box
+    assert 1200 < (x0 + x1) / 2 < 2400 and 300 < (y0 + y1) / 2 < 1500  # the astronaut's face, 7.5x
+
+
+# --- synthetic faces -----------------------------------------------------------------------------------------------
+def two_faces(i, stamp):
+    return [place(template68(), (160, 200), 50), place(smile(template68(), 0.1 if i > 5 else 0.0), (460, 220), 60)]
+
+
+def make(script=two_faces, **kw) -> Recognizer:
+    kw.setdefault("crop_cfg", CropConfig(size=32))
+    return Recognizer(landmarker=ScriptedLandmarker(script), **kw)
+
+
+def test_engine_batch_and_model_neutral():
+    engine = FakeEngine(CK8, favourite=7, crop_size=32)  # favours "neutral"
+    rec = make(engine=engine)
+    for i in range(5):
+        results = rec.process(np.full((480, 640, 3), 90, np.uint8), i / FPS)
+    assert len(results) == 2 and all(r.label == "neutral" for r in results)
+    clip, geo, valid = engine.calls[-1]
+    assert clip.shape[0] == 2 and np.all(valid == 1.0)
+    assert all(s.neutral.source == "model" for s in rec.states.values())
+    rec.close()
+    assert rec.landmarker is None
+
+
+def test_engine_spec_sets_crop_and_mismatch_is_refused():
+    spec = PREPROCESS_SPEC(CropConfig(size=24), window_length=2)
+    engine = FakeEngine(CK8, crop_size=24, window_length=2, preprocess_spec=spec)
+    rec = make(engine=engine, crop_cfg=None)
+    assert rec.crop_cfg.size == 24 and rec.window_length == 2
+    for i in range(3):
+        results = rec.process(np.zeros((480, 640), np.uint8), i / FPS)
+    assert all(r.window_ready and r.probs is not None for r in results)
+    bad = dict(spec, lbp=dict(spec["lbp"], version=7))
+    with pytest.raises(ValueError, match="preprocessing"):
+        make(engine=FakeEngine(CK8, preprocess_spec=bad), crop_cfg=None)
+
+
+def test_capture_neutral_and_configure():
+    rec = make(neutral_policy="manual")
+    for i in range(3):
+        results = rec.process(np.zeros((480, 640, 3), np.uint8), i / FPS)
+    assert not any(r.has_neutral for r in results)
+    ids = sorted(r.id for r in results)
+    captured, missing = rec.capture_neutral([ids[0], 999])
+    assert captured == [ids[0]] and missing == [999]
+    captured, missing = rec.capture_neutral(None)
+    assert sorted(captured) == ids and missing == []
+    results = rec.process(np.zeros((480, 640, 3), np.uint8), 3 / FPS)
+    assert all(r.has_neutral for r in results)
+    rec.configure(min_face_size_px=115)  # the left face's box (about 105 px) is smaller than that
+    assert len(rec.process(np.zeros((480, 640, 3), np.uint8), 4 / FPS)) == 1
+    for bad in (dict(min_face_size_px=-1), dict(face_timeout_s=float("nan")), dict(neutral_policy="x")):
+        with pytest.raises(ValueError):
+            rec.configure(**bad)
+    rec.configure(neutral_policy="first_frame")
+    assert rec.neutral_policy == "first_frame"
+
+
+def test_time_backwards_resets_tracks_and_says_so_once(caplog):
+    rec = make()
+    frame = np.zeros((480, 640, 3), np.uint8)
+    ids = [r.id for r in rec.process(frame, 10.0)]
+    assert [r.id for r in rec.process(frame, 10.033)] == ids
+    with caplog.at_level(logging.WARNING, logger="fer_ros"):
+        after = rec.process(frame, 1.0)  # bag looped
+        new = [r.id for r in after]
+        rec.process(frame, 1.033)
+        rec.process(frame, 0.5)  # again, soon after: not repeated
+    assert not set(new) & set(ids)
+    assert all(r.window_frames == 1 for r in after)  # windows start again
+    msgs = [m for m in caplog.messages if "went back" in m]
+    assert len(msgs) == 1
+
+
+@pytest.mark.parametrize("frame", [np.zeros((120, 160), np.uint8), np.zeros((120, 160, 1), np.uint16),
+                                   np.zeros((120, 160, 4), np.uint8), np.zeros((120, 160, 3), np.float32)])
+def test_frame_forms_accepted(frame):
+    rec = make(lambda i, s: [place(template68(), (80, 50), 30)])
+    results = rec.process(frame, 0.0)
+    assert len(results) == 1
+    assert rec.landmarker.frames[-1] == ((120, 160, 3), np.uint8)
+
+
+def test_bad_frames_skipped_with_rate_limited_warning(caplog):
+    rec = make()
+    with caplog.at_level(logging.WARNING, logger="fer_ros"):
+        for bad in (None, np.zeros((0, 0, 3), np.uint8), np.zeros((5, 5, 2), np.uint8), "frame"):
+            assert rec.process(bad, 0.0) == []
+        assert rec.process(np.zeros((48, 48, 3), np.uint8), float("nan")) == []
+    assert sum("frame skipped" in m for m in caplog.messages) == 2  # one per kind of problem within 5 s
+    # Degenerate landmarks are skipped, not fatal.
+    rec2 = make(lambda i, s: [np.full((68, 2), np.nan)])
+    assert rec2.process(np.zeros((48, 48, 3), np.uint8), 0.0) == []
+
+
+def test_memory_bounded_over_10000_frames():
+    """Up to three faces come and go (each lives 20-200 frames, gaps between); state stays bounded."""
+    rng = np.random.default_rng(0)
+    slots = [dict(alive_until=-1, next_start=int(rng.integers(0, 50)), x=120 + 200 * k) for k in range(3)]
+
+    def script(i, stamp):
+        out = []
+        for s in slots:
+            if i == s["next_start"]:
+                s["alive_until"] = i + int(rng.integers(20, 200))
+                s["next_start"] = s["alive_until"] + int(rng.integers(40, 120))  # gone longer than the timeout
+            if i <= s["alive_until"]:
+                out.append(place(template68(), (s["x"] + 10 * np.sin(i / 15), 60), 24))
+        return out
+
+    rec = make(script, crop_cfg=CropConfig(size=16), face_timeout_s=1.0)
+    frame = np.zeros((120, 640, 3), np.uint8)
+    max_states = max_tracks = max_items = 0
+    all_ids = set()
+    for i in range(10_000):
+        results = rec.process(frame, i / FPS)
+        all_ids.update(r.id for r in results)
+        max_states = max(max_states, len(rec.states))
+        max_tracks = max(max_tracks, len(rec.tracker.tracks))
+        max_items = max(max_items, max((s.memory_items() for s in rec.states.values()), default=0))
+    assert len(all_ids) > 50  # many faces came and went
+    assert max_states <= 3 and max_tracks <= 3
+    assert max_items <= rec.window_length + 60 + 1
