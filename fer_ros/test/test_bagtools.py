@@ -1,0 +1,240 @@
+"""Bag maker and bag reader: round trips in both storages, the sources (video, folder, CK+ in both layouts), the
+CLI's errors, and every malformed-bag case (truncated file, missing topic, non-image messages, unknown encoding)."""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bag_helpers import frame_number, numbered_frames, write_mixed_bag
+from fer_ros import bagtools
+from fer_ros.bagtools import (STORAGES, BagError, ImageBagReader, ckplus_labels, find_ckplus_sequence,
+                              list_topics, write_image_bag)
+from fer_ros.labels import load_labels
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+@pytest.mark.parametrize("encoding, compressed", [("bgr8", None), ("rgb8", None), ("mono8", None),
+                                                  ("bgr8", "png"), ("bgr8", "jpeg")])
+def test_round_trip(tmp_path, storage, encoding, compressed):
+    frames = numbered_frames(12)
+    info = write_image_bag(tmp_path / "bag", frames, rate_hz=20.0, storage=storage, encoding=encoding,
+                           compressed=compressed, start_time_s=100.0)
+    assert info.frames == 12 and info.size_px == (64, 48)
+    expected_topic = "/camera/image_raw/compressed" if compressed else "/camera/image_raw"
+    assert list_topics(tmp_path / "bag") == {expected_topic: (info.msgtype, 12)}
+    with ImageBagReader(tmp_path / "bag") as reader:
+        got = list(reader.frames())
+        assert reader.topic == expected_topic
+    assert [f.index for f in got] == list(range(12))
+    assert [f.bag_time_ns for f in got] == info.stamps_ns
+    assert [f.stamp_s for f in got] == pytest.approx([100.0 + i / 20.0 for i in range(12)], abs=1e-9)
+    assert all(f.frame_id == "camera" for f in got)
+    if encoding == "mono8":  # gray loses colour, keep only the check that frames stay in order
+        assert [int(f.rgb8[0, 0, 0]) for f in got] == sorted(int(f.rgb8[0, 0, 0]) for f in got)
+    elif compressed == "jpeg":
+        assert [abs(int(f.rgb8[5, 5, 0]) - 3 * i) <= 3 for i, f in enumerate(got)] == [True] * 12
+    else:
+        assert [frame_number(f.rgb8) for f in got] == list(range(12))
+        np.testing.assert_array_equal(got[7].rgb8, frames[7])
+
+
+def test_write_errors(tmp_path):
+    write_image_bag(tmp_path / "bag", numbered_frames(1))
+    with pytest.raises(BagError, match="already exists.*--overwrite"):
+        write_image_bag(tmp_path / "bag", numbered_frames(1))
+    write_image_bag(tmp_path / "bag", numbered_frames(2), overwrite=True)
+    assert list_topics(tmp_path / "bag")["/camera/image_raw"][1] == 2
+    with pytest.raises(BagError, match="rate must be a positive"):
+        write_image_bag(tmp_path / "b2", numbered_frames(1), rate_hz=0)
+    with pytest.raises(BagError, match="unknown bag storage"):
+        write_image_bag(tmp_path / "b3", numbered_frames(1), storage="rosbag1")
+    with pytest.raises(BagError, match="cannot encode"):
+        write_image_bag(tmp_path / "b4", numbered_frames(1), encoding="32FC1")
+
+
+def test_video_and_folder_sources(tmp_path, capsys):
+    video = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (64, 48))
+    assert w.isOpened()
+    for f in numbered_frames(6):
+        w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    w.release()
+    assert bagtools.main(["video", str(video), str(tmp_path / "vbag"), "--scale", "2", "--storage", "mcap"]) == 0
+    assert "wrote 6 frames (128x96 px, 15 Hz)" in capsys.readouterr().out
+    with ImageBagReader(tmp_path / "vbag") as r:
+        stamps = [f.stamp_s for f in r.frames()]
+    assert np.diff(stamps) == pytest.approx([1 / 15.0] * 5, abs=1e-6)
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(numbered_frames(11)):
+        cv2.imwrite(str(folder / f"frame{i}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    (folder / "frame5.png").write_bytes(b"not a png")  # unreadable: skipped with a warning
+    (folder / "notes.txt").write_text("ignored")
+    assert bagtools.main(["folder", str(folder), str(tmp_path / "fbag"), "--rate-hz", "5",
+                          "--compressed", "png"]) == 0
+    assert "wrote 10 frames" in capsys.readouterr().out
+    with ImageBagReader(tmp_path / "fbag") as r:
+        numbers = [frame_number(f.rgb8) for f in r.frames()]
+    assert numbers == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]  # natural order: frame10 after frame9
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert bagtools.main(["video", str(tmp_path / "missing.mp4"), str(tmp_path / "o")]) == 2
+    assert "video file" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert bagtools.main(["folder", str(tmp_path / "empty"), str(tmp_path / "o")]) == 2
+    assert "holds no images" in capsys.readouterr().err
+    assert bagtools.main(["folder", str(tmp_path / "empty"), str(tmp_path / "o"), "--scale", "0"]) == 2
+    assert "--scale" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bagtools.main(["--help"])
+    assert "fer-make-bag" in capsys.readouterr().out
+
+
+def _write_png(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((48, 48), value, np.uint8))
+
+
+def test_ckplus_official_layout(tmp_path, capsys):
+    seq = tmp_path / "cohn-kanade-images" / "S005" / "001"
+    for i in range(1, 9):
+        _write_png(seq / f"S005_001_{i:08d}.png", 10 * i)
+    emotion = tmp_path / "Emotion" / "S005" / "001" / "S005_001_00000008_emotion.txt"
+    emotion.parent.mkdir(parents=True)
+    emotion.write_text("   3.0000000e+00\n")  # 3 = disgust
+    found = find_ckplus_sequence(seq)
+    assert (found.subject, found.sequence, found.label, len(found.files)) == ("S005", "001", "disgust", 8)
+    out = tmp_path / "bags" / "s005_001"
+    assert bagtools.main(["ckplus", str(seq), str(out), "--storage", "mcap"]) == 0
+    labels = load_labels(tmp_path / "bags" / "s005_001.labels.csv")
+    assert labels.unit == "frame"
+    assert [labels.label_for(i, 0.0, None, True) for i in range(8)] == \
+        ["neutral", None, None, None, None, "disgust", "disgust", "disgust"]
+    with ImageBagReader(out) as r:
+        values = [int(f.rgb8[0, 0, 0]) for f in r.frames()]
+    assert values == [10 * i for i in range(1, 9)]
+    assert "wrote labels" in capsys.readouterr().out
+
+
+def test_ckplus_class_folder_layout(tmp_path):
+    _write_png(tmp_path / "neutral" / "S011_006_00000001.png", 1)
+    for i in (19, 20, 21):
+        _write_png(tmp_path / "happy" / f"S011_006_{i:08d}.png", i)
+    _write_png(tmp_path / "sadness" / "S012_001_00000009.png", 9)  # another sequence
+    seq = find_ckplus_sequence(tmp_path, "S011_006")
+    assert seq.label == "happy"
+    assert [p.name for p in seq.files] == ["S011_006_00000001.png", "S011_006_00000019.png",
+                                           "S011_006_00000020.png", "S011_006_00000021.png"]
+    labels = ckplus_labels(len(seq.files), seq.label)
+    assert [labels.label_for(i, 0.0, None, True) for i in range(4)] == ["neutral", "happy", "happy", "happy"]
+    with pytest.raises(BagError, match="no frames of S099_001"):
+        find_ckplus_sequence(tmp_path, "S099_001")
+    with pytest.raises(BagError, match="is not S<subject>_<sequence>"):
+        find_ckplus_sequence(tmp_path, "011-006")
+
+
+def test_ckplus_codes():
+    assert bagtools.ckplus_code_to_label(0) == "neutral"
+    assert bagtools.ckplus_code_to_label(1.0) == "anger"
+    assert bagtools.ckplus_code_to_label(7) == "surprise"
+    with pytest.raises(BagError):
+        bagtools.ckplus_code_to_label(8)
+
+
+# --- malformed bags ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("storage", STORAGES)
+def test_bad_messages_are_skipped_and_counted(tmp_path, storage, caplog):
+    expected = write_mixed_bag(tmp_path / "bag", storage)
+    with caplog.at_level(logging.WARNING, logger="fer_ros"):
+        with ImageBagReader(tmp_path / "bag") as r:
+            frames = list(r.frames())
+    assert [f.index for f in frames] == expected["good_indices"]
+    assert [frame_number(f.rgb8) for f in frames] == expected["good_indices"]
+    assert r.stats.messages == expected["messages"]
+    assert r.stats.skipped == expected["skipped"]
+    assert "unsupported image encoding '32FC7'" in caplog.text
+    assert "cannot be deserialized" in caplog.text
+    assert "2 undecodable images" in r.stats.summary()
+
+
+def test_non_image_messages_on_the_image_topic(tmp_path, caplog):
+    store = bagtools.typestore()
+    writer = bagtools.open_writer(tmp_path / "bag", "sqlite3", overwrite=False)
+    img = writer.add_connection("/cam", bagtools.IMAGE_TYPE, typestore=store)
+    txt = writer.add_connection("/cam", "std_msgs/msg/String", typestore=store)
+    String = store.types["std_msgs/msg/String"]
+    for i, f in enumerate(numbered_frames(4)):
+        writer.write(img, 1000 + 2 * i, store.serialize_cdr(bagtools.image_message(f, 1000 + 2 * i, "c"),
+                                                            bagtools.IMAGE_TYPE))
+        writer.write(txt, 1001 + 2 * i, store.serialize_cdr(String(data="x"), "std_msgs/msg/String"))
+    writer.close()
+    with caplog.at_level(logging.WARNING, logger="fer_ros"):
+        with ImageBagReader(tmp_path / "bag", "/cam") as r:
+            frames = list(r.frames())
+    assert [frame_number(f.rgb8) for f in frames] == [0, 1, 2, 3]
+    assert r.stats.skipped == {"non-image messages": 4}
+    assert "is a std_msgs/msg/String, not an image" in caplog.text
+
+
+def test_missing_topic_and_wrong_type(tmp_path):
+    write_mixed_bag(tmp_path / "bag")
+    with pytest.raises(BagError, match=r"has no topic /nope; its topics: .*/camera/image_raw \(sensor_msgs"):
+        ImageBagReader(tmp_path / "bag", "/nope")
+    with pytest.raises(BagError, match="topic /chatter .* carries std_msgs/msg/String, not"):
+        ImageBagReader(tmp_path / "bag", "/chatter")
+    # two image topics: the reader cannot guess
+    store = bagtools.typestore()
+    writer = bagtools.open_writer(tmp_path / "two", "sqlite3", overwrite=False)
+    writer.add_connection("/a", bagtools.IMAGE_TYPE, typestore=store)
+    writer.add_connection("/b", bagtools.COMPRESSED_TYPE, typestore=store)
+    writer.close()
+    with pytest.raises(BagError, match="choose the image topic with --topic \\(image topics: /a, /b\\)"):
+        ImageBagReader(tmp_path / "two")
+
+
+def test_not_a_bag(tmp_path):
+    with pytest.raises(BagError, match="does not exist"):
+        ImageBagReader(tmp_path / "nothing")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(BagError, match="no metadata.yaml"):
+        ImageBagReader(tmp_path / "folder")
+    (tmp_path / "file.db3").write_bytes(b"x")
+    with pytest.raises(BagError, match="pass the bag folder"):
+        ImageBagReader(tmp_path / "file.db3")
+
+
+def _truncate_storage(bag: Path, fraction: float) -> None:
+    data_file = next(p for p in bag.iterdir() if p.suffix in (".db3", ".mcap"))
+    size = data_file.stat().st_size
+    with open(data_file, "r+b") as fh:
+        fh.truncate(int(size * fraction))
+
+
+def test_truncated_sqlite_gives_a_clear_error(tmp_path):
+    write_image_bag(tmp_path / "bag", numbered_frames(20, (120, 160)), storage="sqlite3")
+    _truncate_storage(tmp_path / "bag", 0.6)
+    with pytest.raises(BagError, match="cannot be opened .*truncated"):
+        ImageBagReader(tmp_path / "bag")
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.97])
+def test_truncated_mcap_keeps_the_frames_before_the_cut(tmp_path, fraction, caplog):
+    frames = numbered_frames(30, (120, 160))
+    write_image_bag(tmp_path / "bag", frames, storage="mcap")
+    _truncate_storage(tmp_path / "bag", fraction)
+    with caplog.at_level(logging.WARNING, logger="fer_ros"):
+        with ImageBagReader(tmp_path / "bag") as r:
+            got = [frame_number(f.rgb8) for f in r.frames()]
+    assert 0 < len(got) < 30
+    assert got == list(range(len(got)))  # a clean prefix, in order
+    assert math.isclose(len(got) / 30, fraction, abs_tol=0.1)
+    assert r.stats.truncated and "no valid end" in r.stats.truncated
+    assert "cannot be opened normally" in caplog.text
+
