@@ -1,0 +1,194 @@
+"""Perception benchmark: per-stage timings of the Recognizer on a 640x480 frame with 1 and 3 real faces
+(scikit-image's astronaut), plus the small kernels (crop, LBP, difference image) on their own.
+
+`bench_perception(...) -> dict` is what `make bench` calls; `python -m fer_ros.bench_perception` runs it alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+TARGET_MS = 15.0  # landmarks + crops + LBP for one face, median, 640x480, 2-core CPU
+STAGES = ("landmarks", "crops_lbp", "tracking", "inference", "total")
+
+
+def astronaut_face_frame(count: int, size_hw: tuple[int, int] = (480, 640), scale: float | None = None) -> np.ndarray:
+    """An (H, W, 3) uint8 frame with `count` copies of the astronaut's head (256x256 px region, resized by `scale`,
+    default 0.9 for one face and 0.7 for more) side by side on gray."""
+    import cv2
+    from skimage import data
+    head = data.astronaut()[0:256, 96:352]
+    scale = scale if scale is not None else (0.9 if count == 1 else 0.7)
+    side = int(round(256 * scale))
+    head = cv2.resize(head, (side, side), interpolation=cv2.INTER_AREA)
+    h, w = size_hw
+    frame = np.full((h, w, 3), 110, np.uint8)
+    gap = (w - count * side) // (count + 1)
+    if gap < 0:
+        raise ValueError(f"{count} faces of {side} px do not fit in a {w} px wide frame")
+    y0 = (h - side) // 2
+    for i in range(count):
+        x0 = gap + i * (side + gap)
+        frame[y0:y0 + side, x0:x0 + side] = head
+    return frame
+
+
+def _stats(values_ms: list[float]) -> dict[str, float]:
+    a = np.asarray(values_ms, np.float64)
+    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "mean": float(a.mean()),
+            "min": float(a.min())}
+
+
+def _time_ms(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(1e3 * (time.perf_counter() - t))
+    return _stats(times)
+
+
+def bench_perception(repeats: int = 60, warmup: int = 10, face_counts: tuple[int, ...] = (1, 3),
+                     crop_size: int = 112, max_faces: int = 4, engine: Any = None, progress: bool = False,
+                     fps: float = 30.0) -> dict:
+    """Time the perception pipeline. Each case runs `warmup + repeats` frames of one video stream (stamps at
+    `fps`), so it measures the steady state: faces tracked, windows full, inference every frame when an engine
+    is given. Returns a JSON-ready dict: per-case stage timings (ms: median, p90, mean, min), kernel timings, and
+    whether the one-face target (landmarks + crops + LBP median < TARGET_MS) is met."""
+    from fer_ros import difference_image
+    from fer_ros.crop import CropConfig, align_crop, to_gray
+    from fer_ros.lbp import lbp
+    from fer_ros.pipeline import Recognizer
+
+    crop_cfg = CropConfig(size=crop_size)
+    if engine is not None:
+        from fer_ros.pipeline import engine_preprocess_spec
+        spec = engine_preprocess_spec(engine)
+        if spec is not None:
+            crop_cfg = CropConfig.from_spec(spec["crop"])
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(face_counts) * (warmup + repeats), desc="perception bench", unit="frame")
+    cases: dict[str, dict] = {}
+    kernels: dict[str, dict] = {}
+    for count in face_counts:
+        frame = astronaut_face_frame(count)
+        rec = Recognizer(engine=engine, crop_cfg=None if engine is not None else crop_cfg, max_faces=max_faces)
+        per_stage: dict[str, list[float]] = {k: [] for k in STAGES + ("perception",)}
+        found = []
+        try:
+            for i in range(warmup + repeats):
+                results = rec.process(frame, i / fps)
+                if bar is not None:
+                    bar.update(1)
+                if i < warmup:
+                    continue
+                t = rec.timings_ms
+                found.append(len(results))
+                for k in STAGES:
+                    per_stage[k].append(t[k])
+                per_stage["perception"].append(t["landmarks"] + t["crops_lbp"])
+            if count == 1 and results:
+                gray = to_gray(frame)
+                pts = results[0].points68
+                aligned = align_crop(gray, pts, rec.crop_cfg)
+                n = np.asarray(rec.preprocessor.face_sample(gray, pts).points68)
+                kernels = {
+                    "to_gray_640x480": _time_ms(lambda: to_gray(frame), repeats),
+                    f"align_crop_{rec.crop_cfg.size}": _time_ms(lambda: align_crop(gray, pts, rec.crop_cfg), repeats),
+                    f"lbp_{rec.crop_cfg.size}": _time_ms(lambda: lbp(aligned.gray), repeats),
+                    f"difference_image_{difference_image.SIZE}": _time_ms(
+                        lambda: difference_image.render(n, n + 0.01), repeats),
+                }
+        finally:
+            rec.close()
+        cases[f"{count}_face" + ("s" if count != 1 else "")] = {
+            "faces_in_frame": count,
+            "faces_found_median": float(np.median(found)) if found else 0.0,
+            "stages_ms": {k: _stats(v) for k, v in per_stage.items()},
+        }
+    if bar is not None:
+        bar.close()
+    one = cases.get("1_face")
+    value = one["stages_ms"]["perception"]["median"] if one else None
+    return {
+        "benchmark": "perception",
+        "frame": "640x480 RGB, astronaut face(s)",
+        "crop_size": int(crop_cfg.size if engine is None else rec.crop_cfg.size),
+        "max_faces": int(max_faces),
+        "repeats": int(repeats),
+        "warmup": int(warmup),
+        "engine": type(engine).__name__ if engine is not None else None,
+        "machine": machine_info(),
+        "cases": cases,
+        "kernels_ms": kernels,
+        "target": {"what": "landmarks + crops + LBP, one face, median (ms)", "limit_ms": TARGET_MS,
+                   "value_ms": value, "met": bool(value is not None and value < TARGET_MS)},
+    }
+
+
+def machine_info() -> dict:
+    """Where the numbers were taken."""
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine()}
+    try:
+        import mediapipe
+        info["mediapipe"] = mediapipe.__version__
+    except Exception:  # informational only
+        pass
+    return info
+
+
+def format_perception(result: dict) -> str:
+    """A plain-text table of a bench_perception result."""
+    lines = [f"perception on {result['frame']}, crop {result['crop_size']} px, {result['repeats']} frames "
+             f"({result['machine'].get('cpus')} CPUs)"]
+    lines.append(f"{'case':<9} {'stage':<11} {'median':>8} {'p90':>8}  ms")
+    for name, case in result["cases"].items():
+        for stage, s in case["stages_ms"].items():
+            lines.append(f"{name:<9} {stage:<11} {s['median']:8.2f} {s['p90']:8.2f}")
+        lines.append(f"{name:<9} faces found (median): {case['faces_found_median']:.0f} of {case['faces_in_frame']}")
+    for name, s in result["kernels_ms"].items():
+        lines.append(f"kernel    {name:<24} {s['median']:8.3f}")
+    t = result["target"]
+    if t["value_ms"] is not None:
+        lines.append(f"target: {t['what']} = {t['value_ms']:.2f} ms (limit {t['limit_ms']:.0f} ms): "
+                     f"{'met' if t['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Time the perception pipeline (landmarks, crops, LBP, tracking) on a "
+                                            "640x480 frame with 1 and 3 real faces.")
+    p.add_argument("--repeats", type=int, default=60, help="timed frames per case")
+    p.add_argument("--warmup", type=int, default=10, help="untimed frames first per case")
+    p.add_argument("--crop-size", type=int, default=112, help="crop side in px")
+    p.add_argument("--json", type=Path, default=None, help="also write the result to this JSON file")
+    return p
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0 or args.crop_size < 8:
+        print("bench_perception: --repeats must be >= 1, --warmup >= 0 and --crop-size >= 8", file=sys.stderr)
+        return 2
+    result = bench_perception(repeats=args.repeats, warmup=args.warmup, crop_size=args.crop_size, progress=True)
+    print(format_perception(result))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"written {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
