@@ -189,6 +189,7 @@ class MediaPipeLandmarker:
         self._roi_boxes: list[tuple[float, float, float, float]] = []  # small faces of the last frame, detect px
         self._last_search_s: float | None = None
         self._last_ts_ms: int | None = None
+        self._offset_ms = 0
         self._frame_count = 0
         self._warn = RateLimiter(5.0)
 
@@ -311,11 +312,15 @@ class MediaPipeLandmarker:
         """A strictly increasing ms timestamp for VIDEO mode from the frame stamp (or a 33 ms frame counter)."""
         self._frame_count += 1
         if stamp_s is None or not math.isfinite(float(stamp_s)):
-            ts = self._frame_count * 33
+            raw = self._frame_count * 33
         else:
-            ts = int(round(float(stamp_s) * 1000.0))
+            raw = int(round(float(stamp_s) * 1000.0))
+        ts = raw + self._offset_ms
         if self._last_ts_ms is not None and ts <= self._last_ts_ms:
-            ts = self._last_ts_ms + 1
+            # Time went back (or stood still): shift later stamps so they continue just after the last one and
+            # then advance at their own pace.
+            self._offset_ms += self._last_ts_ms + 1 - ts
+            ts = raw + self._offset_ms
         self._last_ts_ms = ts
         return ts
 

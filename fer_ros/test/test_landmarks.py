@@ -143,3 +143,12 @@ def test_video_mode_and_bad_frames(face_frame):
     lm.close()  # twice is fine
     with pytest.raises(LandmarkerError):
         lm.detect(frame)
+
+
+def test_video_timestamps_strictly_increase_at_the_stream_pace():
+    lm = MediaPipeLandmarker.__new__(MediaPipeLandmarker)  # only the timestamp helper, no MediaPipe graph
+    lm._last_ts_ms, lm._offset_ms, lm._frame_count = None, 0, 0
+    got = [lm._timestamp_ms(s) for s in (10.0, 10.033, 10.033, 2.0, 2.033, 2.066, None, float("nan"))]
+    assert all(b > a for a, b in zip(got, got[1:]))
+    assert got[:2] == [10000, 10033]
+    assert got[4] - got[3] == 33 and got[5] - got[4] == 33  # after the jump back, the pace is kept
