@@ -7,8 +7,9 @@ picked through `landmark_scheme.MP478_TO_IBUG68`.
 The FaceLandmarker's detector sees the whole frame at 128 px, so it misses faces smaller than about an eighth of
 the frame's width. The small-face search covers them: the bundle's own face detector runs on overlapping tiles
 (about 1.5 ms each), and every face it finds is landmarked on a crop around it (a second FaceLandmarker in IMAGE
-mode). In VIDEO mode such faces are then followed from frame to frame by their crop, and the tile search runs at
-most every `search_period_s` while fewer than `max_faces` faces are known.
+mode). In VIDEO mode a face of the previous frame that the whole-frame pass misses is looked for on a crop around
+its last box, and the tile search runs at most every `search_period_s` while fewer than `max_faces` faces are
+known.
 """
 from __future__ import annotations
 
@@ -186,7 +187,7 @@ class MediaPipeLandmarker:
             self._detector = vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
                 base_options=BaseOptions(model_asset_buffer=detector_model), running_mode=vision.RunningMode.IMAGE,
                 min_detection_confidence=float(min_detection_confidence)))
-        self._roi_boxes: list[tuple[float, float, float, float]] = []  # small faces of the last frame, detect px
+        self._roi_boxes: list[tuple[float, float, float, float]] = []  # faces of the last frame, detection px
         self._last_search_s: float | None = None
         self._last_ts_ms: int | None = None
         self._offset_ms = 0
@@ -203,7 +204,6 @@ class MediaPipeLandmarker:
         if min(h, w) < MIN_FRAME_SIDE_PX:
             self._warn.warning("tiny", f"frame {w}x{h} is too small to hold a face; no faces reported")
             return []
-        scale = 1.0
         if max(h, w) > self.max_detect_side_px:
             scale = self.max_detect_side_px / float(max(h, w))
             dw, dh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
@@ -213,8 +213,12 @@ class MediaPipeLandmarker:
             scale_x = scale_y = 1.0
         ts_ms = self._timestamp_ms(stamp_s) if self.mode == "video" else None
         found = self._detect_full(frame, ts_ms)
-        if self.small_faces and len(found) < self.max_faces:
-            found += self._detect_small(frame, found, ts_ms)
+        if self.small_faces:
+            if len(found) < self.max_faces:
+                found += self._detect_small(frame, found, ts_ms)
+            # In VIDEO mode every face of this frame is looked for by its crop next frame if the whole-frame pass
+            # misses it then.
+            self._roi_boxes = [_box_of(p) for p, _, _ in found] if ts_ms is not None else []
         faces = []
         for pts, bs, names in found:
             pts = pts.copy()
@@ -249,7 +253,7 @@ class MediaPipeLandmarker:
         return _unpack(result, frame.shape[1], frame.shape[0], 0.0, 0.0)
 
     def _detect_small(self, frame: np.ndarray, found: list, ts_ms: int | None) -> list:
-        """Faces the whole-frame pass missed: last frame's small faces by their crop, new ones by the tile search."""
+        """Faces the whole-frame pass missed: last frame's faces by their crop, new ones by the tile search."""
         h, w = frame.shape[:2]
         known = [_box_of(p) for p, _, _ in found]
         candidates = [b for b in self._roi_boxes if not any(_iou(b, k) > 0.3 for k in known)]
@@ -273,7 +277,6 @@ class MediaPipeLandmarker:
                 continue
             out.append(face)
             boxes.append(fbox)
-        self._roi_boxes = boxes if ts_ms is not None else []
         return out
 
     def _search_tiles(self, frame: np.ndarray) -> list[tuple[float, float, float, float]]:

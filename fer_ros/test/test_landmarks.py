@@ -152,3 +152,14 @@ def test_video_timestamps_strictly_increase_at_the_stream_pace():
     assert all(b > a for a, b in zip(got, got[1:]))
     assert got[:2] == [10000, 10033]
     assert got[4] - got[3] == 33 and got[5] - got[4] == 33  # after the jump back, the pace is kept
+
+
+def test_face_missed_by_whole_frame_pass_is_found_by_its_last_crop(face_frame):
+    frame, regions = face_frame
+    with MediaPipeLandmarker(mode="video", max_faces=2, search_period_s=100.0) as lm:
+        first = lm.detect(frame, 0.0)
+        assert len(first) == 1
+        lm._detect_full = lambda image, ts_ms: []  # the whole-frame pass misses the face this time
+        again = lm.detect(frame, 0.033)
+    assert len(again) == 1
+    assert np.abs(again[0].points68 - first[0].points68).max() < 6.0
