@@ -14,7 +14,6 @@ known.
 from __future__ import annotations
 
 import hashlib
-import logging
 import io
 import math
 import zipfile
@@ -27,7 +26,7 @@ import numpy as np
 
 from fer_ros.frames import as_rgb8
 from fer_ros.landmark_scheme import to_ibug68
-from fer_ros.ratelimit import LOGGER_NAME, RateLimiter
+from fer_ros.ratelimit import RateLimiter
 
 LANDMARKER_MODEL_NAME = "face_landmarker.task"
 LANDMARKER_MODEL_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
@@ -38,8 +37,6 @@ DEFAULT_MAX_DETECT_SIDE_PX = 1280
 MIN_FRAME_SIDE_PX = 8
 # Frames with a shorter side below this are not tiled for small faces (px).
 MIN_SEARCH_SIDE_PX = 256
-
-_log = logging.getLogger(LOGGER_NAME)
 
 
 class LandmarkerError(RuntimeError):

@@ -7,7 +7,6 @@ ids, boxes, landmarks and window/neutral state only (probs None). The engine is 
 """
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,10 +21,8 @@ from fer_ros.face_state import FaceTrackState, check_neutral_policy
 from fer_ros.frames import BadFrame, as_rgb8
 from fer_ros.landmarker import FaceLandmarks, Landmarker
 from fer_ros.preprocess import DEFAULT_WINDOW_LENGTH, FaceSample, Preprocessor, check_preprocess_spec
-from fer_ros.ratelimit import LOGGER_NAME, RateLimiter
+from fer_ros.ratelimit import RateLimiter
 from fer_ros.tracking import Detection, Tracker
-
-_log = logging.getLogger(LOGGER_NAME)
 
 THUMB_PX = 12  # side of the gray thumbnail used as the tracker's appearance cue
 _RIGID = list(range(0, 17)) + list(range(27, 36)) + [36, 39, 42, 45]  # jaw, nose, eye corners
