@@ -1,0 +1,288 @@
+"""`fer-replay BAG --publish`: play a bag's messages onto ROS 2 topics at their recorded timing, for a running
+fer_node (a replacement for `ros2 bag play` where rosbag2 is not installed, e.g. with ROS 2 from PyPI wheels).
+
+Messages are published as recorded (raw CDR, no re-serialization), at the bag's receive times scaled by `rate`.
+With `emotion_topic` set, the player also listens to the node's fer_msgs/FaceEmotionArray output and matches each
+answer to the image it answers by header stamp: the node's end-to-end latency (image published -> answer received,
+ms) measured from outside the node. `restamp` replaces the image header stamps by the publish time (for nodes
+that compare stamps with their clock).
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.serialization import deserialize_message
+
+from fer_ros.bagtools import IMAGE_TYPES, BagError, open_bag, typestore
+
+QOS_CHOICES = ("reliable", "best_effort", "sensor_data")
+MAX_PENDING = 10_000  # images awaiting an answer that the latency measurement remembers
+
+
+@dataclass
+class PublishReport:
+    """What the player did: messages sent per topic, topics it could not publish (type not importable), how late
+    publishing ran behind the schedule (ms), whether the bag ended early, and the node's answers when listened to."""
+
+    sent: dict[str, int] = field(default_factory=dict)
+    skipped_topics: dict[str, str] = field(default_factory=dict)
+    duration_s: float = 0.0
+    max_late_ms: float = 0.0
+    truncated: str | None = None
+    interrupted: bool = False
+    listening: bool = False
+    images_sent: int = 0
+    answered: int = 0
+    latency_ms: list[float] = field(default_factory=list, repr=False)
+
+    def summary(self) -> str:
+        total = sum(self.sent.values())
+        lines = [f"published {total} messages in {self.duration_s:.2f} s: "
+                 + ", ".join(f"{t} {n}" for t, n in sorted(self.sent.items()))
+                 + f" (at most {self.max_late_ms:.1f} ms behind schedule)"]
+        for topic, why in sorted(self.skipped_topics.items()):
+            lines.append(f"not published: {topic} ({why})")
+        if self.truncated:
+            lines.append(f"the bag ended early: {self.truncated}")
+        if self.interrupted:
+            lines.append("interrupted")
+        if self.listening:
+            lat = np.asarray(self.latency_ms, np.float64)
+            line = f"node answered {self.answered}/{self.images_sent} images"
+            if lat.size:
+                line += (f"; latency ms (image published -> answer received): median {np.median(lat):.1f}, "
+                         f"p90 {np.percentile(lat, 90):.1f}, max {lat.max():.1f}")
+            lines.append(line)
+        return "\n".join(lines)
+
+
+def message_class(msgtype: str):
+    """The rclpy message class of "pkg/msg/Name", or None when that package is not installed."""
+    try:
+        pkg, kind, name = msgtype.split("/")
+        return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+    except (ValueError, ImportError, AttributeError):
+        return None
+
+
+def make_qos(kind: str, depth: int) -> QoSProfile:
+    """QoS for the publishers: reliable (like `ros2 bag play`'s usual default), best_effort or sensor_data."""
+    if kind == "sensor_data":
+        return QoSProfile(depth=depth, reliability=qos_profile_sensor_data.reliability,
+                          durability=qos_profile_sensor_data.durability)
+    if kind not in QOS_CHOICES:
+        raise ValueError(f"qos must be one of {QOS_CHOICES}, got {kind!r}")
+    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if kind == "reliable"
+                      else ReliabilityPolicy.BEST_EFFORT)
+
+
+class BagPlayer(Node):
+    """One publisher per played topic (optionally renamed) and an optional listener on the node's output."""
+
+    def __init__(self, topics: dict[str, str], qos: QoSProfile, remap: dict[str, str] | None = None,
+                 emotion_topic: str | None = None, context=None) -> None:
+        super().__init__("fer_bag_player", context=context)
+        remap = remap or {}
+        self.publishers_by_topic: dict[str, Any] = {}
+        self.classes: dict[str, Any] = {}
+        self.skipped: dict[str, str] = {}
+        for topic, msgtype in topics.items():
+            cls = message_class(msgtype)
+            if cls is None:
+                self.skipped[topic] = f"message type {msgtype} is not installed"
+                continue
+            self.classes[topic] = cls
+            self.publishers_by_topic[topic] = self.create_publisher(cls, remap.get(topic, topic), qos)
+        self._lock = threading.Lock()
+        self.sent_at: dict[tuple[int, int], float] = {}  # image header stamp -> publish time (monotonic s)
+        self.latency_ms: list[float] = []
+        if emotion_topic:
+            from fer_msgs.msg import FaceEmotionArray
+            self.create_subscription(FaceEmotionArray, emotion_topic, self.emotion_callback, 100)
+
+    def emotion_callback(self, msg) -> None:
+        now = time.monotonic()
+        key = (int(msg.header.stamp.sec), int(msg.header.stamp.nanosec))
+        with self._lock:
+            sent = self.sent_at.pop(key, None)
+            if sent is not None:
+                self.latency_ms.append(1e3 * (now - sent))
+
+    def subscriber_count(self) -> int:
+        """Fewest subscribers over the played topics (the publisher waits for each topic to have enough)."""
+        counts = [p.get_subscription_count() for p in self.publishers_by_topic.values()]
+        return min(counts) if counts else 0
+
+    def publish_raw(self, topic: str, raw: bytes, image_stamp: tuple[int, int] | None, restamp: bool) -> None:
+        pub = self.publishers_by_topic[topic]
+        if restamp and image_stamp is not None:
+            msg = deserialize_message(raw, self.classes[topic])
+            msg.header.stamp = self.get_clock().now().to_msg()
+            image_stamp = (int(msg.header.stamp.sec), int(msg.header.stamp.nanosec))
+            data: Any = msg
+        else:
+            data = raw
+        if image_stamp is not None:
+            with self._lock:
+                self.sent_at[image_stamp] = time.monotonic()
+                if len(self.sent_at) > MAX_PENDING:  # unanswered images: forget the oldest (bounded memory)
+                    self.sent_at.pop(next(iter(self.sent_at)))
+        pub.publish(data)
+
+
+def _image_stamp(raw: bytes, msgtype: str) -> tuple[int, int] | None:
+    """(sec, nanosec) of an image message's header stamp: the first field after the 4-byte CDR header."""
+    if msgtype not in IMAGE_TYPES or len(raw) < 12:
+        return None
+    order = "little" if raw[1] == 1 else "big"
+    return (int.from_bytes(raw[4:8], order, signed=True), int.from_bytes(raw[8:12], order))
+
+
+def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 1.0, loop: bool = False,
+         qos: str = "reliable", depth: int = 10, wait_for_subscribers: int = 0, wait_timeout_s: float = 30.0,
+         remap: dict[str, str] | None = None, restamp: bool = False, emotion_topic: str | None = None,
+         linger_s: float = 1.0, progress: bool = False, ros_args: Sequence[str] | None = None) -> PublishReport:
+    """Publish the bag (all topics, or `topics`) at recorded timing / `rate`; returns what was sent.
+
+    `wait_for_subscribers`: before the first message, wait (up to `wait_timeout_s`) until every played topic has at
+    least this many subscribers. `linger_s`: keep listening this long after the last message (answers in flight).
+    Raises BagError for a bag that cannot be opened or a topic it does not have."""
+    if not (math.isfinite(rate) and rate > 0):
+        raise BagError(f"--rate must be a positive factor, got {rate}")
+    reader = open_bag(bag)
+    report = PublishReport()
+    report.listening = bool(emotion_topic)
+    try:
+        available = {c.topic: c.msgtype for c in reader.connections}
+        wanted = list(topics) if topics else sorted(available)
+        missing = [t for t in wanted if t not in available]
+        if missing:
+            raise BagError(f"bag {bag} has no topic {', '.join(missing)}; its topics: "
+                           + ", ".join(f"{t} ({m})" for t, m in sorted(available.items())))
+        connections = [c for c in reader.connections if c.topic in wanted]
+        context = rclpy.Context()
+        rclpy.init(args=["--ros-args", *ros_args] if ros_args else None, context=context)
+        try:
+            node = BagPlayer({t: available[t] for t in wanted}, make_qos(qos, depth), remap, emotion_topic,
+                             context=context)
+            executor = SingleThreadedExecutor(context=context)
+            executor.add_node(node)
+            stop_spinning = threading.Event()
+            spinner = threading.Thread(target=_spin, args=(executor, context, stop_spinning), daemon=True)
+            spinner.start()
+            try:
+                report.skipped_topics = dict(node.skipped)
+                if not node.publishers_by_topic:
+                    raise BagError("none of the bag's topics can be published: " + "; ".join(
+                        f"{t}: {why}" for t, why in node.skipped.items()))
+                if wait_for_subscribers > 0:
+                    deadline = time.monotonic() + wait_timeout_s
+                    while node.subscriber_count() < wait_for_subscribers:
+                        if time.monotonic() > deadline:
+                            raise BagError(f"no subscriber appeared within {wait_timeout_s:g} s "
+                                           f"(wanted {wait_for_subscribers} on every played topic)")
+                        time.sleep(0.02)
+                t_start = time.monotonic()
+                try:
+                    while True:
+                        _play_once(reader, connections, node, rate, restamp, report, progress)
+                        if not loop or report.truncated:
+                            break
+                except (KeyboardInterrupt, ExternalShutdownException):
+                    report.interrupted = True
+                report.duration_s = time.monotonic() - t_start
+                if emotion_topic:
+                    end = time.monotonic() + linger_s
+                    while time.monotonic() < end and node.sent_at:
+                        time.sleep(0.02)
+                with node._lock:
+                    report.latency_ms = list(node.latency_ms)
+                    report.answered = len(node.latency_ms)
+            finally:
+                stop_spinning.set()
+                spinner.join(timeout=5.0)
+                executor.shutdown(timeout_sec=1.0)
+                node.destroy_node()
+        finally:
+            context.try_shutdown()
+    finally:
+        reader.close()
+    return report
+
+
+def _spin(executor, context, stop: threading.Event) -> None:
+    """Serve the answer subscription until `stop` is set or the context shuts down (Ctrl-C)."""
+    try:
+        while not stop.is_set() and context.ok():
+            executor.spin_once(timeout_sec=0.05)
+    except (ExternalShutdownException, KeyboardInterrupt):
+        pass
+
+
+def _play_once(reader, connections, node: BagPlayer, rate: float, restamp: bool, report: PublishReport,
+               progress: bool) -> None:
+    it = reader.messages(connections=connections)
+    t0_bag: int | None = None
+    t0_wall = 0.0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(unit="msg", desc="publishing")
+    try:
+        while True:
+            try:
+                conn, timestamp, raw = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:  # truncated storage
+                report.truncated = f"{type(exc).__name__}: {exc}"
+                return
+            if conn.topic not in node.publishers_by_topic:
+                continue
+            if t0_bag is None:
+                t0_bag, t0_wall = timestamp, time.monotonic()
+            due = t0_wall + (timestamp - t0_bag) * 1e-9 / rate
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            else:
+                report.max_late_ms = max(report.max_late_ms, -1e3 * wait)
+            raw = bytes(raw)
+            stamp = _image_stamp(raw, conn.msgtype)
+            node.publish_raw(conn.topic, raw, stamp, restamp)
+            report.sent[conn.topic] = report.sent.get(conn.topic, 0) + 1
+            if stamp is not None:
+                report.images_sent += 1
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def run_from_args(args) -> int:
+    """The --publish mode of fer-replay (args from replay.get_args_parser()); returns the exit status."""
+    remap = {}
+    for item in args.remap or []:
+        if ":=" not in item:
+            raise BagError(f"--remap takes FROM:=TO, got {item!r}")
+        src, dst = item.split(":=", 1)
+        remap[src] = dst
+    report = play(args.bag, topics=args.publish_topics, rate=args.rate, loop=args.loop, qos=args.qos,
+                  depth=args.qos_depth, wait_for_subscribers=args.wait_for_subscribers,
+                  wait_timeout_s=args.wait_timeout_s, remap=remap, restamp=args.restamp,
+                  emotion_topic=args.emotion_topic or None, linger_s=args.linger_s, progress=not args.quiet)
+    print(report.summary())
+    return 0
+

@@ -1,0 +1,94 @@
+"""fer-replay --publish: every frame of a bag reaches a subscriber in another process, in order, at the recorded
+pace; answers on /emotion are matched to the images they answer (the node's latency measured from outside)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is needed for --publish")
+sensor_msgs = pytest.importorskip("sensor_msgs.msg", reason="sensor_msgs is needed for --publish")
+fer_msgs = pytest.importorskip("fer_msgs.msg", reason="fer_msgs must be built (make setup) for the answer test")
+
+from bag_helpers import frame_number, numbered_frames  # noqa: E402
+from ros_helpers import isolated_ros_env, start_python, stop, use_env  # noqa: E402
+
+from fer_ros.bagtools import write_image_bag  # noqa: E402
+
+N_FRAMES = 25
+RATE_HZ = 25.0
+
+
+@pytest.fixture
+def ros_env():
+    env = isolated_ros_env()
+    use_env(env)
+    return env
+
+
+@pytest.mark.parametrize("storage, compressed", [("sqlite3", None), ("mcap", "png")])
+def test_publish_delivers_every_frame_in_order(tmp_path, ros_env, storage, compressed):
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CompressedImage, Image
+    from fer_msgs.msg import FaceEmotionArray
+
+    from fer_ros.image_codec import compressed_msg_to_rgb8, image_msg_to_rgb8
+
+    info = write_image_bag(tmp_path / "bag", numbered_frames(N_FRAMES, (120, 160)), rate_hz=RATE_HZ,
+                           storage=storage, compressed=compressed, topic="/cam/image")
+    msg_type = CompressedImage if compressed else Image
+    decode = compressed_msg_to_rgb8 if compressed else image_msg_to_rgb8
+    received: list[tuple[int, int, float]] = []  # (frame number, stamp ns, receipt time)
+
+    rclpy.init()
+    try:
+        node = Node("publish_test_subscriber")
+        answer_pub = node.create_publisher(FaceEmotionArray, "/emotion", 10)
+
+        def callback(msg) -> None:
+            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            received.append((frame_number(decode(msg)), stamp_ns, time.monotonic()))
+            answer_pub.publish(FaceEmotionArray(header=msg.header))  # a node that answers every image
+
+        node.create_subscription(msg_type, info.topic, callback,
+                                 QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        proc = start_python(["-m", "fer_ros.replay", str(tmp_path / "bag"), "--publish", "--quiet",
+                             "--wait-for-subscribers", "1", "--wait-timeout-s", "30", "--linger-s", "3"],
+                            ros_env)
+        try:
+            deadline = time.monotonic() + 60
+            while len(received) < N_FRAMES and time.monotonic() < deadline and proc.poll() is None:
+                rclpy.spin_once(node, timeout_sec=0.05)
+            end = time.monotonic() + 5  # keep answering until the player has read the answers and exits
+            while proc.poll() is None and time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.05)
+            rc = proc.wait(timeout=20)
+            out = proc.stdout.read()
+        finally:
+            _, tail = stop(proc)
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    assert rc == 0, out + tail
+    assert [r[0] for r in received] == list(range(N_FRAMES)), out
+    assert [r[1] for r in received] == info.stamps_ns
+    # the recorded pace: 24 intervals of 40 ms (loose bounds: shared CI machine)
+    span = received[-1][2] - received[0][2]
+    assert 0.6 * (N_FRAMES - 1) / RATE_HZ < span < 3.0 * (N_FRAMES - 1) / RATE_HZ, span
+    assert f"published {N_FRAMES} messages" in out
+    assert f"node answered {N_FRAMES}/{N_FRAMES} images; latency ms" in out, out
+
+
+def test_publish_bad_input_is_one_line(tmp_path, ros_env):
+    from fer_ros import replay
+    write_image_bag(tmp_path / "bag", numbered_frames(2))
+    proc = start_python(["-m", "fer_ros.replay", str(tmp_path / "bag"), "--publish", "--publish-topics", "/nope"],
+                        ros_env)
+    try:
+        rc = proc.wait(timeout=60)
+        out = proc.stdout.read()
+    finally:
+        stop(proc)
+    assert rc == 2 and "has no topic /nope" in out and "Traceback" not in out
+    assert replay.main([str(tmp_path / "missing"), "--publish"]) == 2
