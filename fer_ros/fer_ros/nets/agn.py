@@ -1,0 +1,99 @@
+"""3DAGN: fusion of the appearance and the geometric network.
+
+    l1 = appearance(clip)                        (B, K)
+    (a, b) = top-2 classes of l1, a < b
+    pair logits = geometric(geo)[pair(a, b)]     (B, 2), zero where geo_valid == 0
+    l2 = pair logits placed at classes a and b   (B, K), zero elsewhere
+    l3 = l1 + l2;  probs = softmax(l3)
+
+Loss L = L1 + L2 + L3: cross-entropy of l1, of the selected pair's 2-way logits (target: which of the two is the
+true class) and of l3. During training the pair is (true class, strongest other class of l1) -- the pair the
+appearance network's top-2 would pick once it ranks the true class first or second -- so every sample teaches its
+true class's pair and L2 is always defined. At inference the pair comes from the top-2 alone.
+Top-2, the pair lookup and the placement use topk/gather/scatter only, so the model exports to ONNX with just the
+batch dimension dynamic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer_ros.nets.geometric import pairs
+
+
+@dataclass
+class AGNOutput:
+    l1: torch.Tensor          # (B, K) appearance logits
+    pair_index: torch.Tensor  # (B,) index into pairs(K)
+    pair_classes: torch.Tensor  # (B, 2) the pair's classes (a < b)
+    pair_logits: torch.Tensor  # (B, 2) the pair's logits, zero where geo_valid == 0
+    l2: torch.Tensor          # (B, K) pair logits placed at their classes
+    l3: torch.Tensor          # (B, K) fused logits
+    probs: torch.Tensor       # (B, K) softmax(l3)
+
+
+class AGN3D(nn.Module):
+    def __init__(self, appearance: nn.Module, geometric: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.appearance = appearance
+        self.geometric = geometric
+        self.num_classes = num_classes
+        table = torch.zeros(num_classes, num_classes, dtype=torch.long)
+        for p, (i, j) in enumerate(pairs(num_classes)):
+            table[i, j] = p
+            table[j, i] = p
+        self.register_buffer("pair_table", table.view(-1), persistent=False)
+
+    def select_pair(self, l1: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 2) classes (a, b), a < b: the top-2 of l1, or (target, strongest other class) when a target is
+        given."""
+        if target is None:
+            top2 = torch.topk(l1, 2, dim=1).indices
+        else:
+            masked = l1.detach().scatter(1, target[:, None], float("-inf"))
+            other = masked.argmax(dim=1)
+            top2 = torch.stack([target, other], dim=1)
+        return torch.stack([top2.min(dim=1).values, top2.max(dim=1).values], dim=1)
+
+    def forward(self, clip: torch.Tensor, geo: torch.Tensor, geo_valid: torch.Tensor,
+                target: torch.Tensor | None = None) -> AGNOutput:
+        l1 = self.appearance(clip)
+        classes = self.select_pair(l1, target)
+        pair_index = torch.index_select(self.pair_table, 0, classes[:, 0] * self.num_classes + classes[:, 1])
+        all_pairs = self.geometric(geo)  # (B, P, 2)
+        pair_logits = torch.gather(all_pairs, 1, pair_index[:, None, None].expand(-1, 1, 2)).squeeze(1)
+        pair_logits = pair_logits * geo_valid.to(pair_logits.dtype)[:, None]
+        l2 = torch.zeros_like(l1).scatter(1, classes, pair_logits)
+        l3 = l1 + l2
+        return AGNOutput(l1, pair_index, classes, pair_logits, l2, l3, torch.softmax(l3, dim=1))
+
+
+def agn_loss(out: AGNOutput, target: torch.Tensor, geo_valid: torch.Tensor,
+             weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> tuple[torch.Tensor, dict]:
+    """L = L1 + L2 + L3 (optionally weighted). L2 averages over samples with a neutral reference whose true class
+    is in the selected pair. Returns (loss, {"l1":..., "l2":..., "l3":...} as floats)."""
+    loss1 = F.cross_entropy(out.l1, target)
+    loss3 = F.cross_entropy(out.l3, target)
+    in_pair = (out.pair_classes == target[:, None])
+    mask = in_pair.any(dim=1) & (geo_valid > 0.5)
+    if bool(mask.any()):
+        pair_target = in_pair[:, 1].long()
+        loss2 = F.cross_entropy(out.pair_logits[mask], pair_target[mask])
+    else:
+        loss2 = out.pair_logits.sum() * 0.0
+    loss = weights[0] * loss1 + weights[1] * loss2 + weights[2] * loss3
+    return loss, {"l1": loss1.item(), "l2": loss2.item(), "l3": loss3.item()}
+
+
+class ProbsOnly(nn.Module):
+    """Inference wrapper: (clip, geo, geo_valid) -> probs; what export.py writes to ONNX."""
+
+    def __init__(self, model: AGN3D) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, clip: torch.Tensor, geo: torch.Tensor, geo_valid: torch.Tensor) -> torch.Tensor:
+        return self.model(clip, geo, geo_valid).probs
