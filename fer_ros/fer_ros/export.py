@@ -1,0 +1,96 @@
+"""Export a trained AGN3D to a model directory: model.pt (state dict), model.onnx (probs graph), optionally
+model.ts (TorchScript), and manifest.json with their sha256; the ONNX graph is checked against torch."""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fer_ros.manifest import Manifest, ModelError, load_manifest, sha256_file
+from fer_ros.nets.agn import AGN3D, ProbsOnly
+from fer_ros.nets.registry import create_model
+
+
+def example_inputs(manifest: Manifest, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    cfg = manifest.arch_cfg
+    s, t = int(cfg.get("size", manifest.crop_size)), int(cfg.get("frames", 3))
+    c, gs = int(cfg.get("geo_channels", 2)), int(cfg.get("geo_size", 64))
+    clip = torch.rand(batch, 1, t, s, s, generator=g)
+    geo = torch.rand(batch, c, gs, gs, generator=g) * 2 - 1
+    valid = torch.ones(batch)
+    valid[::2] = 0.0
+    return clip, geo, valid
+
+
+def export_onnx(model: AGN3D, manifest: Manifest, path: Path) -> None:
+    wrapper = ProbsOnly(model).eval()
+    inputs = example_inputs(manifest)
+    batch = torch.export.Dim("batch", min=1, max=256)
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the exporter lists torchvision ops it skips; irrelevant here
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                wrapper, inputs, input_names=["clip", "geo", "geo_valid"], output_names=["probs"],
+                dynamic_shapes=({0: batch}, {0: batch}, {0: batch}), dynamo=True, verbose=False)
+        finally:
+            quiet.setLevel(level)
+    program.save(str(path))
+
+
+def export_model(model: AGN3D, manifest: Manifest, out_dir: str | Path, torchscript: bool = False,
+                 atol: float = 1e-4) -> Manifest:
+    """Write the model directory and return its manifest (files and sha256 filled in). Raises ModelError when the
+    ONNX graph does not reproduce the torch probabilities within `atol`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    torch.save(model.state_dict(), out / "model.pt")
+    export_onnx(model, manifest, out / "model.onnx")
+    files = {"state_dict": "model.pt", "onnx": "model.onnx"}
+    if torchscript:
+        scripted = torch.jit.trace(ProbsOnly(model).eval(), example_inputs(manifest), check_trace=False)
+        scripted.save(str(out / "model.ts"))
+        files["torchscript"] = "model.ts"
+    parity = onnx_parity(model, out / "model.onnx", manifest)
+    if parity > atol:
+        raise ModelError(f"{out / 'model.onnx'}: ONNX probabilities differ from torch by {parity:.2e} "
+                         f"(> {atol:.0e}); the export is wrong")
+    manifest.files = {role: {"path": name, "sha256": sha256_file(out / name)} for role, name in files.items()}
+    manifest.training = dict(manifest.training, export_onnx_max_abs_diff=parity)
+    manifest.save(out)
+    return manifest
+
+
+def onnx_parity(model: AGN3D, onnx_path: Path, manifest: Manifest) -> float:
+    """Max abs difference of the probabilities of torch and onnxruntime on random inputs (batch 1 and 5)."""
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for batch in (1, 5):
+        clip, geo, valid = example_inputs(manifest, batch=batch, seed=batch)
+        with torch.no_grad():
+            ref = model(clip, geo, valid).probs.numpy()
+        got = sess.run(["probs"], {"clip": clip.numpy(), "geo": geo.numpy(), "geo_valid": valid.numpy()})[0]
+        worst = max(worst, float(np.abs(ref - got).max()))
+    return worst
+
+
+def load_torch_model(model_dir: str | Path, manifest: Manifest | None = None) -> tuple[AGN3D, Manifest]:
+    """Build the model from its manifest and load model.pt with weights_only=True (the file stays data)."""
+    manifest = manifest or load_manifest(model_dir)
+    model = create_model(manifest.arch, num_classes=manifest.num_classes, **manifest.arch_cfg)
+    path = manifest.file("state_dict")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as exc:  # noqa: BLE001 -- any failure here means a bad file
+        raise ModelError(f"{path}: cannot load the torch state dict ({type(exc).__name__}: {exc}); restore the "
+                         f"file or re-export the model") from None
+    return model.eval(), manifest

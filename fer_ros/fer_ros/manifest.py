@@ -1,0 +1,138 @@
+"""The model manifest: what a model is and how its inputs are made, saved as `manifest.json` beside every model.
+
+A model directory holds manifest.json, model.onnx (the inference graph: (clip, geo, geo_valid) -> probs) and
+model.pt (a torch state dict, loaded with weights_only=True). The manifest records the class set and names, the
+architecture and its config, the preprocessing spec (crop, LBP, landmark scheme, difference image: see
+preprocess.PREPROCESS_SPEC) and the sha256 of every file. `load_manifest` refuses a model whose files are missing
+or altered, or whose classes or preprocessing differ from this code, with a message naming the file and what to do.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fer_ros.classes import CLASS_SETS
+from fer_ros.preprocess import check_preprocess_spec
+
+FORMAT = "fer_ros.model/1"
+MANIFEST_NAME = "manifest.json"
+GET_A_MODEL = ("use the model shipped in fer_ros/models/ckplus8_default, or train and export one with "
+               "`fer-train` (see README)")
+
+
+class ModelError(RuntimeError):
+    """A model file is missing, corrupt or does not fit this code. The message names the file and what to do."""
+
+
+@dataclass
+class Manifest:
+    name: str
+    class_set: str
+    class_names: list[str]
+    arch: str
+    arch_cfg: dict
+    preprocess: dict
+    files: dict = field(default_factory=dict)      # role -> {"path": relative path, "sha256": hex}
+    training: dict = field(default_factory=dict)   # free-form summary: data, command, seed, results
+    format: str = FORMAT
+    directory: Path | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def crop_size(self) -> int:
+        return int(self.preprocess["crop"]["size"])
+
+    @property
+    def window_length(self) -> int:
+        return int(self.preprocess.get("clip", {}).get("frames", self.arch_cfg.get("frames", 3)))
+
+    def file(self, role: str) -> Path:
+        """Absolute path of a file of the model ('onnx', 'state_dict', ...); ModelError if not recorded."""
+        if role not in self.files:
+            raise ModelError(f"{self.directory / MANIFEST_NAME}: the manifest lists no {role!r} file; "
+                             f"re-export the model with `fer-train --export`")
+        return (self.directory / self.files[role]["path"]).resolve()
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.pop("directory")
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / MANIFEST_NAME
+        path.write_text(self.to_json())
+        self.directory = directory
+        return path
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest_path(model: str | Path) -> Path:
+    """The manifest.json of a model given as its directory, its manifest.json or one of its files."""
+    p = Path(model).expanduser()
+    if p.is_dir():
+        return p / MANIFEST_NAME
+    if p.name == MANIFEST_NAME:
+        return p
+    return p.parent / MANIFEST_NAME
+
+
+def load_manifest(model: str | Path, verify_files: bool = True) -> Manifest:
+    """Read and check a model's manifest (see module docstring). Raises ModelError."""
+    path = manifest_path(model)
+    if not Path(model).expanduser().exists():
+        raise ModelError(f"model not found: {model}; {GET_A_MODEL}")
+    if not path.is_file():
+        raise ModelError(f"{path}: no manifest.json beside the model; a fer_ros model is a directory with "
+                         f"manifest.json, model.onnx and model.pt -- {GET_A_MODEL}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: not a readable JSON manifest ({exc}); the file is corrupt -- "
+                         f"re-export the model or {GET_A_MODEL}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ModelError(f"{path}: not a fer_ros model manifest (format {data.get('format') if isinstance(data, dict) else None!r}, "
+                         f"expected {FORMAT!r}); {GET_A_MODEL}")
+    missing = [k for k in ("name", "class_set", "class_names", "arch", "arch_cfg", "preprocess", "files")
+               if k not in data]
+    if missing:
+        raise ModelError(f"{path}: manifest lacks {', '.join(missing)}; re-export the model")
+    known = {k: data[k] for k in Manifest.__dataclass_fields__ if k in data and k != "directory"}
+    m = Manifest(**known)
+    m.directory = path.parent.resolve()
+    expected = CLASS_SETS.get(m.class_set)
+    if expected is None:
+        raise ModelError(f"{path}: unknown class set {m.class_set!r} (this fer_ros knows "
+                         f"{', '.join(sorted(CLASS_SETS))}); use a model trained for one of them")
+    if list(m.class_names) != list(expected):
+        raise ModelError(f"{path}: class names {m.class_names} do not match this fer_ros's {m.class_set} "
+                         f"{list(expected)}; retrain the model with this version")
+    try:
+        check_preprocess_spec(m.preprocess)
+    except ValueError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+    if verify_files:
+        for role, entry in m.files.items():
+            f = m.directory / entry["path"]
+            if not f.is_file():
+                raise ModelError(f"{f}: the {role} file of model {m.name!r} is missing; copy the whole model "
+                                 f"directory or {GET_A_MODEL}")
+            digest = sha256_file(f)
+            if digest != entry["sha256"]:
+                raise ModelError(f"{f}: sha256 {digest[:12]}... does not match the manifest's "
+                                 f"{entry['sha256'][:12]}...; the file is corrupt or was changed -- restore it "
+                                 f"or {GET_A_MODEL}")
+    return m
