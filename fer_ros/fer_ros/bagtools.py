@@ -28,7 +28,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from fer_ros.classes import CKPLUS7, NEUTRAL
+from fer_ros.classes import NEUTRAL
+from fer_ros.data.datasets import CKPLUS_CODES, FRAME_NAME
 from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
 from fer_ros.labels import LabelRange, LabelSet, save_labels
 from fer_ros.ratelimit import LOGGER_NAME, RateLimiter
@@ -273,9 +274,6 @@ def video_frames(path: str | Path, scale: float = 1.0, max_frames: int | None = 
 # --------------------------------------------------------------------------------------------------------------
 # CK+ sequences
 # --------------------------------------------------------------------------------------------------------------
-_CK_NAME = re.compile(r"^S(\d+)_(\d+)_(\d+)$")
-
-
 @dataclass
 class CkSequence:
     """One CK+ sequence: frame files from neutral onset to peak, its emotion label (None when unlabelled)."""
@@ -287,12 +285,12 @@ class CkSequence:
 
 
 def ckplus_code_to_label(code: float) -> str:
-    """CK+ Emotion file code (0 neutral, 1 anger ... 7 surprise, the order of classes.CKPLUS7) -> class name."""
+    """CK+ Emotion file code (0 neutral, 1 anger ... 7 surprise: data.datasets.CKPLUS_CODES) -> class name."""
     c = int(round(float(code)))
     if c == 0:
         return NEUTRAL
-    if 1 <= c <= len(CKPLUS7):
-        return CKPLUS7[c - 1]
+    if c in CKPLUS_CODES:
+        return CKPLUS_CODES[c]
     raise BagError(f"CK+ emotion code {code} is not 0..7")
 
 
@@ -323,7 +321,7 @@ def find_ckplus_sequence(seq_dir: str | Path, sequence: str | None = None) -> Ck
             raise BagError(f"no frames of S{subject}_{seq} in the class folders under {seq_dir}")
         if len(labels) > 1:
             raise BagError(f"S{subject}_{seq} appears under several classes: {', '.join(sorted(labels))}")
-        files.sort(key=lambda p: int(_CK_NAME.match(p.stem).group(3)) if _CK_NAME.match(p.stem) else 0)
+        files.sort(key=lambda p: int(FRAME_NAME.match(p.stem).group(3)) if FRAME_NAME.match(p.stem) else 0)
         return CkSequence(f"S{subject}", seq, files, labels.pop() if labels else None)
     files = image_files(seq_dir)
     label = None
@@ -515,7 +513,9 @@ class SalvagedMcap:
         self._messages = []
 
 
-def _open_reader(path: Path):
+def open_bag(path: str | Path):
+    """An open rosbags Reader of the bag folder at `path` (or, for an MCAP file without a valid end, a
+    SalvagedMcap). Raises BagError saying what is wrong when it cannot be opened."""
     from rosbags.rosbag2 import Reader
     path = Path(path)
     if not path.exists():
@@ -545,7 +545,7 @@ def _open_reader(path: Path):
 
 def list_topics(path: str | Path) -> dict[str, tuple[str, int]]:
     """{topic: (message type, message count)} of a bag."""
-    reader = _open_reader(Path(path))
+    reader = open_bag(Path(path))
     try:
         return {t: (info.msgtype or "", int(info.msgcount)) for t, info in reader.topics.items()}
     finally:
@@ -561,7 +561,7 @@ class ImageBagReader:
 
     def __init__(self, path: str | Path, topic: str | None = None, limiter: RateLimiter | None = None) -> None:
         self.path = Path(path)
-        self._reader = _open_reader(self.path)
+        self._reader = open_bag(self.path)
         self.stats = ReadStats()
         if isinstance(self._reader, SalvagedMcap):
             self.stats.truncated = (f"the MCAP file has no valid end ({self._reader.problem or 'no footer'}); "
