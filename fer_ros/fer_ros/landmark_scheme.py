@@ -56,6 +56,18 @@ REGION_WEIGHTS: dict[str, float] = {
     "mouth": 1.5,
 }
 
+# Left/right mirror of the iBUG-68 points: IBUG68_MIRROR[i] is the point that takes point i's place when the
+# image is flipped horizontally (jaw, brows, nose base, eyes and lips swap sides; the midline maps to itself).
+IBUG68_MIRROR: tuple[int, ...] = tuple(
+    list(range(16, -1, -1))                      # jaw
+    + list(range(26, 16, -1))                    # brows
+    + [27, 28, 29, 30] + [35, 34, 33, 32, 31]    # nose bridge, nose base
+    + [45, 44, 43, 42, 47, 46]                   # right eye <- left eye
+    + [39, 38, 37, 36, 41, 40]                   # left eye <- right eye
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lip
+    + [64, 63, 62, 61, 60, 67, 66, 65]           # inner lip
+)
+
 # Points used for alignment: the eye centres (mean of each eye's six points) and the mouth corners.
 RIGHT_EYE = tuple(range(*REGIONS["right_eye"]))
 LEFT_EYE = tuple(range(*REGIONS["left_eye"]))

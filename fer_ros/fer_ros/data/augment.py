@@ -1,0 +1,46 @@
+"""Training augmentation of a whole sample (neutral + clip frames together, so motion stays consistent):
+horizontal flip (landmarks mirrored through the iBUG-68 left/right table), small rotation and scale about the
+crop centre, brightness/contrast/gamma. Works on aligned gray crops before LBP; landmarks follow every warp."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from fer_ros.landmark_scheme import IBUG68_MIRROR
+
+
+@dataclass
+class AugmentConfig:
+    flip: float = 0.5           # probability
+    rotate_deg: float = 8.0     # max |angle|
+    scale: float = 0.08         # max |relative scale change|
+    shift: float = 0.04         # max |shift| as a fraction of the crop side
+    brightness: float = 0.15    # max |offset| as a fraction of 255
+    contrast: float = 0.15      # max |relative contrast change|
+
+
+def augment(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator,
+            cfg: AugmentConfig = AugmentConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """gray (N, S, S) uint8 frames of one sample, points (N, 68, 2) normalised -> augmented copies."""
+    n, s, _ = gray.shape
+    gray = gray.copy()
+    points = points.copy()
+    if rng.random() < cfg.flip:
+        gray = gray[:, :, ::-1].copy()
+        points = points[:, list(IBUG68_MIRROR)]
+        points[..., 0] = 1.0 - points[..., 0]
+    angle = rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)
+    scale = 1.0 + rng.uniform(-cfg.scale, cfg.scale)
+    tx, ty = rng.uniform(-cfg.shift, cfg.shift, size=2) * s
+    m = cv2.getRotationMatrix2D((s / 2.0, s / 2.0), angle, scale)
+    m[:, 2] += (tx, ty)
+    alpha = 1.0 + rng.uniform(-cfg.contrast, cfg.contrast)
+    beta = rng.uniform(-cfg.brightness, cfg.brightness) * 255.0
+    for i in range(n):
+        warped = cv2.warpAffine(gray[i], m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        gray[i] = np.clip(warped.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+        px = points[i] * s
+        points[i] = (px @ m[:, :2].T + m[:, 2]) / s
+    return gray, points

@@ -1,0 +1,91 @@
+"""Preprocessed images of a dataset, computed once with the node's landmarker and crop and kept on disk.
+
+For every image the cache holds the aligned gray crop (S, S) uint8 and the 68 landmarks in normalised crop
+coordinates -- what augmentation and LBP start from. The file is keyed by the image list (paths, sizes,
+modification times) and the preprocessing spec, so a changed dataset or preprocessing makes a new one. Images in
+which no face is found are marked and counted. Keep caches out of version control (they are made of the data).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fer_ros.crop import CropConfig
+from fer_ros.preprocess import PREPROCESS_SPEC
+
+
+@dataclass
+class ImageCache:
+    paths: list[str]
+    gray: np.ndarray     # (N, S, S) uint8 aligned crops
+    points: np.ndarray   # (N, 68, 2) float32 normalised crop coordinates
+    ok: np.ndarray       # (N,) bool: a face was found
+
+    def index(self) -> dict[str, int]:
+        return {p: i for i, p in enumerate(self.paths)}
+
+
+def cache_key(paths: list[Path], crop_cfg: CropConfig) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p}|{st.st_size}|{int(st.st_mtime)}\n".encode())
+    h.update(json.dumps(PREPROCESS_SPEC(crop_cfg), sort_keys=True).encode())
+    return h.hexdigest()[:20]
+
+
+def largest_face(faces):
+    return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])) if faces else None
+
+
+def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path | None,
+                progress: bool = True, landmarker=None) -> ImageCache:
+    """Load the cache for these images, or compute and save it (cache_dir None: compute only)."""
+    paths = sorted(set(Path(p) for p in paths))
+    file = None
+    if cache_dir is not None:
+        file = Path(cache_dir) / f"images-{cache_key(paths, crop_cfg)}.npz"
+        if file.is_file():
+            with np.load(file, allow_pickle=False) as z:
+                return ImageCache([str(p) for p in z["paths"]], z["gray"], z["points"], z["ok"])
+    import cv2
+
+    from fer_ros.landmarker import MediaPipeLandmarker
+    from fer_ros.preprocess import Preprocessor
+
+    pre = Preprocessor(crop_cfg)
+    s = pre.size
+    gray = np.zeros((len(paths), s, s), np.uint8)
+    points = np.zeros((len(paths), 68, 2), np.float32)
+    ok = np.zeros(len(paths), bool)
+    own = landmarker is None
+    lm = landmarker or MediaPipeLandmarker(mode="image", max_faces=1)
+    try:
+        it = paths
+        if progress:
+            from tqdm import tqdm
+            it = tqdm(paths, desc="landmarks + crops", unit="img")
+        for i, p in enumerate(it):
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if img is None:
+                continue
+            rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            face = largest_face(lm.detect(rgb))
+            if face is None:
+                continue
+            sample = pre.face_sample(rgb, face)
+            gray[i], points[i], ok[i] = sample.gray, sample.points68, True
+    finally:
+        if own:
+            lm.close()
+    cache = ImageCache([str(p) for p in paths], gray, points, ok)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, paths=np.array(cache.paths), gray=gray, points=points, ok=ok)
+        tmp.replace(file)
+    return cache

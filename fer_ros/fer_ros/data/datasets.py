@@ -1,0 +1,157 @@
+"""Labelled face sequences from the two supported dataset layouts, detected automatically.
+
+- `ckplus_official`: the CK+ release: cohn-kanade-images/S005/001/S005_001_00000001.png ..., and
+  Emotion/S005/001/S005_001_000000NN_emotion.txt holding the CK+ emotion code (1 anger, 2 contempt, 3 disgust,
+  4 fear, 5 happy, 6 sadness, 7 surprise). A sequence runs from the neutral onset (first frame) to the peak (last).
+- `class_folders`: <root>/<class>/S<subject>_<sequence>_<frame>.png, peak frames of each sequence in its class's
+  folder, and the neutral first frames in <root>/neutral/ with the same subject and sequence numbers.
+
+A `Sequence` is (neutral frame or None, last T frames oldest first, label). Neutral frames also form sequences of
+their own (label "neutral", the frame repeated T times) for class sets that have a neutral class.
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fer_ros.classes import CKPLUS7, NEUTRAL
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+FRAME_NAME = re.compile(r"^S(\d+)_(\d+)_(\d+)$")
+CKPLUS_CODES = {i + 1: name for i, name in enumerate(CKPLUS7)}
+
+
+class DatasetError(ValueError):
+    """The dataset folder cannot be read; the message says what is wrong and what to do."""
+
+
+@dataclass
+class Sequence:
+    subject: str
+    sequence: str
+    label: str
+    peaks: list[Path]
+    neutral: Path | None = None
+
+    @property
+    def key(self) -> str:
+        return f"S{self.subject}_{self.sequence}"
+
+
+@dataclass
+class Dataset:
+    root: Path
+    layout: str
+    sequences: list[Sequence]
+    classes_found: list[str]
+    skipped: list[str] = field(default_factory=list)  # file names that do not follow the layout
+
+    def subjects(self) -> list[str]:
+        return sorted({s.subject for s in self.sequences})
+
+
+def detect_layout(root: Path) -> str:
+    if (root / "cohn-kanade-images").is_dir() and (root / "Emotion").is_dir():
+        return "ckplus_official"
+    subdirs = [d for d in root.iterdir() if d.is_dir()]
+    if any(_frame_files(d) for d in subdirs):
+        return "class_folders"
+    raise DatasetError(f"{root}: neither the CK+ release layout (cohn-kanade-images/ and Emotion/) nor class "
+                       f"folders (<class>/S<subject>_<sequence>_<frame>.png); see README 'Training'")
+
+
+def load_dataset(root: str | Path, frames: int = 3, with_neutral_sequences: bool = True) -> Dataset:
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DatasetError(f"dataset folder not found: {root}")
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder")
+    layout = detect_layout(root)
+    if layout == "ckplus_official":
+        ds = _load_official(root, frames)
+    else:
+        ds = _load_class_folders(root, frames)
+    if with_neutral_sequences:
+        ds.sequences += _neutral_sequences(ds, frames)
+    if not ds.sequences:
+        raise DatasetError(f"{root}: no labelled sequences found ({layout} layout)")
+    ds.classes_found = sorted({s.label for s in ds.sequences})
+    return ds
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and FRAME_NAME.match(p.stem))
+
+
+def _parse(p: Path) -> tuple[str, str, int]:
+    m = FRAME_NAME.match(p.stem)
+    return m.group(1), m.group(2), int(m.group(3))
+
+
+def _load_class_folders(root: Path, frames: int) -> Dataset:
+    groups: dict[tuple[str, str, str], list[tuple[int, Path]]] = defaultdict(list)
+    neutral: dict[tuple[str, str], Path] = {}
+    skipped = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        for p in sorted(d.iterdir()):
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if not FRAME_NAME.match(p.stem):
+                skipped.append(str(p.relative_to(root)))
+                continue
+            subject, seq, idx = _parse(p)
+            if d.name == NEUTRAL:
+                prev = neutral.get((subject, seq))
+                if prev is None or _parse(prev)[2] > idx:
+                    neutral[(subject, seq)] = p
+            else:
+                groups[(d.name, subject, seq)].append((idx, p))
+    seqs = []
+    for (label, subject, seq), items in sorted(groups.items()):
+        items.sort()
+        peaks = [p for _, p in items[-frames:]]
+        while len(peaks) < frames:  # fewer frames than the window: repeat the first
+            peaks.insert(0, peaks[0])
+        seqs.append(Sequence(subject, seq, label, peaks, neutral.get((subject, seq))))
+    ds = Dataset(root, "class_folders", seqs, [], skipped)
+    ds._neutral_frames = neutral  # type: ignore[attr-defined]
+    return ds
+
+
+def _load_official(root: Path, frames: int) -> Dataset:
+    images, emotion = root / "cohn-kanade-images", root / "Emotion"
+    seqs, skipped = [], []
+    neutral: dict[tuple[str, str], Path] = {}
+    for subj_dir in sorted(p for p in images.iterdir() if p.is_dir()):
+        for seq_dir in sorted(p for p in subj_dir.iterdir() if p.is_dir()):
+            files = sorted(_frame_files(seq_dir), key=lambda p: _parse(p)[2])
+            if not files:
+                continue
+            subject, seq = subj_dir.name.lstrip("S"), seq_dir.name
+            neutral[(subject, seq)] = files[0]
+            labels = sorted((emotion / subj_dir.name / seq_dir.name).glob("*_emotion.txt"))
+            if not labels:
+                continue  # unlabelled sequence: its first frame still serves as a neutral sample
+            try:
+                code = int(round(float(labels[-1].read_text().split()[0])))
+                label = CKPLUS_CODES[code]
+            except (ValueError, IndexError, KeyError, OSError):
+                skipped.append(str(labels[-1].relative_to(root)))
+                continue
+            peaks = files[-frames:]
+            while len(peaks) < frames:
+                peaks.insert(0, peaks[0])
+            seqs.append(Sequence(subject, seq, label, peaks, files[0] if len(files) > frames else None))
+    ds = Dataset(root, "ckplus_official", seqs, [], skipped)
+    ds._neutral_frames = neutral  # type: ignore[attr-defined]
+    return ds
+
+
+def _neutral_sequences(ds: Dataset, frames: int) -> list[Sequence]:
+    """Every neutral onset frame as a 'neutral' sequence: a still face, its own neutral reference."""
+    out = []
+    for (subject, seq), p in sorted(getattr(ds, "_neutral_frames", {}).items()):
+        out.append(Sequence(subject, seq, NEUTRAL, [p] * frames, p))
+    return out
