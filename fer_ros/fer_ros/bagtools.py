@@ -362,15 +362,20 @@ def labels_path_for(bag_path: Path) -> Path:
 # --------------------------------------------------------------------------------------------------------------
 @dataclass
 class BagFrame:
-    """One decoded image of the topic: its index among the topic's messages (skipped ones included), its stamp (s,
-    header stamp, or the bag's receive time when the header stamp is zero), the bag time (ns) and the frame."""
+    """One decoded image of the topic: its index among the topic's messages (skipped ones included), its stamp
+    (header stamp, or the bag's receive time when the header stamp is zero) in ns (exact) and s, the bag time (ns)
+    and the frame."""
 
     index: int
-    stamp_s: float
+    stamp_ns: int
     bag_time_ns: int
     rgb8: np.ndarray
     frame_id: str
     msgtype: str
+
+    @property
+    def stamp_s(self) -> float:
+        return self.stamp_ns * 1e-9
 
 
 @dataclass
@@ -650,11 +655,11 @@ class ImageBagReader:
                 self._warn("undecodable images", f"{self.topic}: message {index} skipped: {exc}")
                 continue
             stamp = msg.header.stamp
-            stamp_s = stamp.sec + stamp.nanosec * 1e-9
-            if stamp_s == 0.0:
-                stamp_s = timestamp * 1e-9
+            stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+            if stamp_ns == 0:
+                stamp_ns = timestamp
             self.stats.decoded += 1
-            yield BagFrame(index, stamp_s, timestamp, rgb, msg.header.frame_id, conn.msgtype)
+            yield BagFrame(index, stamp_ns, timestamp, rgb, msg.header.frame_id, conn.msgtype)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -46,7 +46,8 @@ EMOTION_TYPE = "fer_msgs/msg/FaceEmotionArray"
 @dataclass
 class FaceRecord:
     """One face in one replayed frame. box (x0, y0, x1, y1) px; probs (K,) or None while the window fills;
-    dominant: the largest box of the frame; true_label from the label file (None when unlabelled)."""
+    dominant: the largest box of the frame; true_label from the label file (None when unlabelled); window_frames
+    and track_age_s (s) as in FaceResult."""
 
     id: int
     box: tuple[float, float, float, float]
@@ -57,21 +58,34 @@ class FaceRecord:
     probs: list[float] | None
     dominant: bool
     true_label: str | None = None
+    window_frames: int = 0
+    track_age_s: float = 0.0
 
 
 @dataclass
 class FrameRecord:
-    """One replayed image: index on the topic, header stamp (s), time since the first image (s), bag receive time
-    (ns), decode + recognition time (ms), size (px) and its faces."""
+    """One replayed image: index on the topic, header stamp (ns, exact), time since the first image (s), bag
+    receive time (ns), decode + recognition time (ms), size (px) and its faces."""
 
     index: int
-    stamp_s: float
+    stamp_ns: int
     time_s: float
     bag_time_ns: int
     latency_ms: float
     width: int
     height: int
     faces: list[FaceRecord] = field(default_factory=list)
+
+    @property
+    def stamp_s(self) -> float:
+        return self.stamp_ns * 1e-9
+
+
+def format_stamp(stamp_ns: int) -> str:
+    """Exact decimal seconds of a ns stamp ("1700000000.250000000"); a float would lose the last digits."""
+    sign = "-" if stamp_ns < 0 else ""
+    sec, nsec = divmod(abs(int(stamp_ns)), 1_000_000_000)
+    return f"{sign}{sec}.{nsec:09d}"
 
 
 @dataclass
@@ -181,7 +195,7 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=total, unit="frame", desc="replaying")
-        first_stamp: float | None = None
+        first_stamp: int | None = None
         wall0 = bag0 = 0.0
         held: tuple[BagFrame, float] | None = None  # realtime: the newest frame that arrived while busy
 
@@ -195,7 +209,7 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
             for frame in reader.frames():
                 decode_ms = 1e3 * (time.perf_counter() - t_decode)
                 if first_stamp is None:
-                    first_stamp = frame.stamp_s
+                    first_stamp = frame.stamp_ns
                     wall0, bag0 = time.perf_counter(), frame.bag_time_ns * 1e-9
                 if not realtime:
                     process(frame, decode_ms)
@@ -234,7 +248,7 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
     return result
 
 
-def _process(recognizer: Any, frame: BagFrame, first_stamp: float, decode_ms: float, labels: LabelSet | None,
+def _process(recognizer: Any, frame: BagFrame, first_stamp: int, decode_ms: float, labels: LabelSet | None,
              smoother: ProbabilitySmoother, result: ReplayResult, on_frame) -> FrameRecord:
     t0 = time.perf_counter()
     results = recognizer.process(frame.rgb8, frame.stamp_s)
@@ -244,9 +258,9 @@ def _process(recognizer: Any, frame: BagFrame, first_stamp: float, decode_ms: fl
     if not result.class_names:
         names = next((tuple(r.class_names) for r in results if r.class_names), ())
         result.class_names = names
-    time_s = frame.stamp_s - first_stamp
+    time_s = (frame.stamp_ns - first_stamp) * 1e-9
     dominant = _dominant_id(results)
-    record = FrameRecord(frame.index, frame.stamp_s, time_s, frame.bag_time_ns, decode_ms + 1e3 * elapsed,
+    record = FrameRecord(frame.index, frame.stamp_ns, time_s, frame.bag_time_ns, decode_ms + 1e3 * elapsed,
                          int(frame.rgb8.shape[1]), int(frame.rgb8.shape[0]))
     for r in results:
         ready = bool(r.window_ready) and r.probs is not None
@@ -255,7 +269,8 @@ def _process(recognizer: Any, frame: BagFrame, first_stamp: float, decode_ms: fl
             id=int(r.id), box=tuple(float(v) for v in r.box), window_ready=ready, has_neutral=bool(r.has_neutral),
             label=str(r.label) if ready else "", confidence=float(r.confidence) if ready else 0.0,
             probs=[float(p) for p in np.asarray(r.probs).reshape(-1)] if ready else None, dominant=is_dominant,
-            true_label=labels.label_for(frame.index, time_s, int(r.id), is_dominant) if labels else None))
+            true_label=labels.label_for(frame.index, time_s, int(r.id), is_dominant) if labels else None,
+            window_frames=int(r.window_frames), track_age_s=float(r.track_age_s)))
     result.frames.append(record)
     if on_frame is not None:
         on_frame(frame, results, record)
@@ -309,7 +324,7 @@ def write_frames_csv(path: Path, frames: Iterable[FrameRecord], class_names: Seq
                     "window_ready", "has_neutral", "label", "confidence", "true_label",
                     *[f"p_{n}" for n in class_names]])
         for fr in frames:
-            head = [fr.index, f"{fr.stamp_s:.9f}", f"{fr.time_s:.6f}", f"{fr.latency_ms:.3f}"]
+            head = [fr.index, format_stamp(fr.stamp_ns), f"{fr.time_s:.6f}", f"{fr.latency_ms:.3f}"]
             if not fr.faces:
                 w.writerow(head + [""] * (11 + len(class_names)))
             for f in fr.faces:
@@ -330,7 +345,7 @@ def emotion_message(record: FrameRecord, class_names: Sequence[str], frame_id: s
     FaceEmotion.msg): header = the image's, faces in ascending id, box clipped to the image."""
     store = typestore()
     T = store.types
-    stamp_ns = int(round(record.stamp_s * 1e9))
+    stamp_ns = record.stamp_ns
     header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000,
                                                                                 nanosec=stamp_ns % 1_000_000_000),
                                       frame_id=frame_id)
@@ -350,7 +365,7 @@ def emotion_message(record: FrameRecord, class_names: Sequence[str], frame_id: s
             scores=np.asarray(f.probs if f.window_ready else [], np.float32), box=roi,
             landmarks=[T["geometry_msgs/msg/Point"](x=float(x), y=float(y), z=0.0) for x, y in pts],
             has_neutral_reference=f.has_neutral, window_ready=f.window_ready,
-            window_frames=0, track_age_s=0.0))
+            window_frames=int(np.clip(f.window_frames, 0, 255)), track_age_s=float(f.track_age_s)))
     return T[EMOTION_TYPE](header=header, faces=faces)
 
 
@@ -370,9 +385,6 @@ class EmotionBagWriter:
         names = self.class_names or next((tuple(r.class_names) for r in results if r.class_names), ())
         self.class_names = names
         msg = emotion_message(record, names, frame.frame_id, points)
-        for face, r in zip(sorted(msg.faces, key=lambda f: f.face_id), sorted(results, key=lambda r: int(r.id))):
-            face.window_frames = int(np.clip(int(r.window_frames), 0, 255))
-            face.track_age_s = float(r.track_age_s)
         t_ns = frame.bag_time_ns + int(record.latency_ms * 1e6)
         self.messages.append((t_ns, bytes(typestore().serialize_cdr(msg, EMOTION_TYPE))))
 

@@ -58,3 +58,31 @@ def write_mixed_bag(path: Path, storage: str = "sqlite3", topic: str = "/camera/
         writer.close()
     return {"good_indices": [0, 1, 5, 6], "messages": 7,
             "skipped": {"undecodable images": 2, "undeserializable messages": 1}}
+
+
+def tiny_model_dir(base: Path) -> Path:
+    """A small untrained ckplus8 model exported to `base`/tiny_model (made once per test session: reused when its
+    manifest is there). For tests that need a real engine, not a good model."""
+    out = Path(base) / "tiny_model"
+    if (out / "manifest.json").is_file():
+        return out
+    import torch
+
+    from fer_ros import difference_image
+    from fer_ros.classes import class_names
+    from fer_ros.crop import CropConfig
+    from fer_ros.export import export_model
+    from fer_ros.manifest import Manifest
+    from fer_ros.nets.registry import create_model
+    from fer_ros.preprocess import PREPROCESS_SPEC
+
+    torch.manual_seed(0)
+    cfg = {"size": 32, "frames": 3, "geo_channels": len(difference_image.CHANNELS), "geo_size": difference_image.SIZE,
+           "app": {"widths": (4, 8, 8, 8), "hidden": 16}, "geo": {"width": 4, "hidden": 16}}
+    names = list(class_names("ckplus8"))
+    model = create_model("agn3d_c3d", num_classes=len(names), **cfg)
+    manifest = Manifest(name="tiny_test_model", class_set="ckplus8", class_names=names, arch="agn3d_c3d",
+                        arch_cfg=cfg, preprocess=PREPROCESS_SPEC(CropConfig(size=32)),
+                        training={"note": "untrained, for tests"})
+    export_model(model, manifest, out)
+    return out
