@@ -440,17 +440,23 @@ class SalvagedMcap:
     interface that ImageBagReader uses (topics, connections, messages(), close())."""
 
     def __init__(self, path: Path) -> None:
-        data = Path(path).read_bytes()
-        if not data.startswith(_MCAP_MAGIC):
+        import mmap
+        with open(path, "rb") as fh:
+            try:
+                data: Any = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except ValueError:  # an empty file cannot be mapped
+                data = b""
+        if data[:len(_MCAP_MAGIC)] != _MCAP_MAGIC:
             raise BagError(f"{path} does not start like an MCAP file")
         self.problem: str | None = None
         schemas: dict[int, str] = {}
         self.connections: list[_SalvagedConnection] = []
-        self._messages: list[tuple[int, int, bytes]] = []  # (channel id, log time ns, data)
+        # (channel id, log time ns, buffer, start, end): message data stays in the mapped file or its chunk
+        self._messages: list[tuple[int, int, Any, int, int]] = []
         self._scan(data, len(_MCAP_MAGIC), len(data), schemas, top_level=True)
         self.topics: dict[str, _SalvagedTopic] = {}
         counts: dict[int, int] = {}
-        for cid, _, _ in self._messages:
+        for cid, *_ in self._messages:
             counts[cid] = counts.get(cid, 0) + 1
         for c in self.connections:
             t = self.topics.setdefault(c.topic, _SalvagedTopic(c.msgtype, 0))
@@ -469,7 +475,7 @@ class SalvagedMcap:
                 if opcode == 0x06 and top_level:  # an uncompressed chunk still holds whole records up to the cut
                     self._scan_cut_chunk(data[body_start:end], schemas)
                 return
-            body = data[body_start:body_end]
+            body = data[body_start:body_end] if opcode != 0x05 else b""
             try:
                 if opcode == 0x03:  # Schema: id u16, name str, encoding str, data bytes
                     sid = struct.unpack_from("<H", body, 0)[0]
@@ -481,9 +487,11 @@ class SalvagedMcap:
                     topic = body[8:8 + n].decode()
                     self.connections.append(_SalvagedConnection(cid, topic, schemas.get(sid, "")))
                 elif opcode == 0x05:  # Message: channel u16, sequence u32, log time u64, publish time u64, data
-                    cid = struct.unpack_from("<H", body, 0)[0]
-                    log_time = struct.unpack_from("<Q", body, 6)[0]
-                    self._messages.append((cid, log_time, body[22:]))
+                    if length < 22:
+                        raise ValueError("message record too short")
+                    cid = struct.unpack_from("<H", data, body_start)[0]
+                    log_time = struct.unpack_from("<Q", data, body_start + 6)[0]
+                    self._messages.append((cid, log_time, data, body_start + 22, body_end))
                 elif opcode == 0x06 and top_level:  # Chunk: times, sizes, crc, compression str, records
                     n = struct.unpack_from("<I", body, 28)[0]
                     compression = body[32:32 + n].decode()
@@ -510,9 +518,9 @@ class SalvagedMcap:
 
     def messages(self, connections: Sequence[Any] = ()) -> Iterator[tuple[Any, int, bytes]]:
         wanted = {c.id: c for c in connections} if connections else {c.id: c for c in self.connections}
-        for cid, log_time, raw in self._messages:
+        for cid, log_time, buf, start, end in self._messages:
             if cid in wanted:
-                yield wanted[cid], log_time, raw
+                yield wanted[cid], log_time, bytes(buf[start:end])
 
     def close(self) -> None:
         self._messages = []

@@ -656,7 +656,7 @@ def write_outputs(result: ReplayResult, out_dir: Path, labels: LabelSet | None, 
     if labels is not None and names:
         evaluation = evaluate_records(result.frames, labels, names)
         summary["evaluation"] = evaluation
-        if evaluation.get("count", evaluation.get("scored_faces", 0)):
+        if evaluation["count"]:
             cm = np.asarray(evaluation["confusion_matrix"])
             outputs["confusion_png"] = str(plots.plot_confusion_matrix(cm, names, out_dir / "confusion_matrix.png",
                                                                        title="replay vs labels"))
@@ -713,7 +713,14 @@ def format_summary(summary: dict) -> str:
             lines.append(f"  face #{face_id}: no scored frame (window never filled)")
     ev = summary.get("evaluation")
     if ev:
-        lines.append(f"accuracy {ev.get('accuracy', float('nan')):.3f} on {ev['scored_faces']} labelled faces")
+        if ev.get("accuracy") is None:
+            lines.append("accuracy: no labelled face had scores (labels outside the faces' tracked time?)")
+        else:
+            recall = ", ".join(f"{k} {v:.2f}" for k, v in ev["recall"].items() if v is not None)
+            lines.append(f"accuracy {ev['accuracy']:.3f} on {ev['scored_faces']} labelled faces; recall: {recall}")
+        if ev["labelled_faces_without_scores"] or ev["labelled_frames_no_face"]:
+            lines.append(f"  not scored: {ev['labelled_faces_without_scores']} labelled faces still filling their "
+                         f"window, {ev['labelled_frames_no_face']} labelled frames without a face")
     return "\n".join(lines)
 
 
