@@ -1,0 +1,291 @@
+"""fer-replay on generated bags: round trip (counts and stamps) in both storages, labelled replay (accuracy and
+confusion matrix against a hand computation), the /emotion output bag, realtime dropping, and every malformed-bag
+case (partial results still written). The pipeline is the real Recognizer with a scripted landmarker and a
+scripted engine, so the expected figures are known exactly; test_replay_model.py runs the real model."""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bag_helpers import numbered_frames, write_mixed_bag
+from perception_helpers import ScriptedLandmarker, place, template68
+from fer_ros import replay
+from fer_ros.bagtools import STORAGES, ImageBagReader, list_topics, typestore, write_image_bag
+from fer_ros.classes import class_names
+from fer_ros.crop import CropConfig
+from fer_ros.pipeline import Recognizer
+
+CK8 = class_names("ckplus8")
+
+
+class ScheduleEngine:
+    """An engine whose top class for the n-th face it scores is schedule[n] (probability 0.6, the rest shared)."""
+
+    def __init__(self, schedule, names=CK8, delay_s: float = 0.0) -> None:
+        self.schedule = list(schedule)
+        self.class_names = tuple(names)
+        self.calls = 0
+        self.delay_s = delay_s
+
+    def predict(self, clip, geo, geo_valid):
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        b = clip.shape[0]
+        probs = np.full((b, len(self.class_names)), 0.4 / (len(self.class_names) - 1), np.float32)
+        for row in range(b):
+            probs[row, self.class_names.index(self.schedule[self.calls % len(self.schedule)])] = 0.6
+            self.calls += 1
+        return probs
+
+
+def one_face(i, stamp):
+    return [place(template68(), (32, 24), 12)]
+
+
+def two_faces(i, stamp):  # a big face on the left (dominant), a smaller one on the right
+    return [place(template68(), (40, 60), 30), place(template68(), (120, 60), 15)]
+
+
+def recognizer(engine, script=one_face) -> Recognizer:
+    return Recognizer(landmarker=ScriptedLandmarker(script), engine=engine, crop_cfg=CropConfig(size=32))
+
+
+def args_for(bag: Path, out: Path, *extra: str):
+    return replay.get_args_parser().parse_args([str(bag), "--out", str(out), "--quiet", *extra])
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_round_trip_counts_and_stamps(tmp_path, storage):
+    info = write_image_bag(tmp_path / "bag", numbered_frames(20), rate_hz=30.0, storage=storage,
+                           start_time_s=1_763_000_000.123456789)
+    engine = ScheduleEngine(["happy"])
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out"), recognizer=recognizer(engine))
+    assert summary["frames"] == {"messages": 20, "decoded": 20, "processed": 20, "dropped_realtime": 0,
+                                 "skipped": {}, "with_faces": 20}
+    assert summary["faces"]["tracks"] == 1 and summary["faces"]["detections"] == 20
+    assert summary["faces"]["with_scores"] == 18  # the window of T=3 frames fills on the third frame
+    assert summary["faces"]["labels_per_face"] == {"1": {"happy": 18}} or \
+        list(summary["faces"]["labels_per_face"].values()) == [{"happy": 18}]
+    assert summary["duration_s"] == pytest.approx(19 / 30.0, abs=1e-6)
+    assert summary["frame_rate_hz"] > 0 and summary["latency_ms"]["p50"] > 0
+    rows = read_csv(tmp_path / "out" / "frames.csv")
+    assert [int(r["frame"]) for r in rows] == list(range(20))
+    stamps_ns = [int(r["stamp_s"].replace(".", "")) for r in rows]  # exact decimal seconds, 9 digits
+    assert stamps_ns == info.stamps_ns
+    assert [r["label"] for r in rows] == [""] * 2 + ["happy"] * 18
+    assert float(rows[5]["p_happy"]) == pytest.approx(0.6)
+    frames = json.loads((tmp_path / "out" / "results.json").read_text())["frames"]
+    assert len(frames) == 20 and frames[3]["faces"][0]["label"] == "happy"
+    assert (tmp_path / "out" / "timeline.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["frames"]["processed"] == 20
+
+
+def test_labelled_replay_accuracy_and_confusion(tmp_path):
+    """10 frames, window ready from frame 2: predictions for frames 2..9 are the schedule; labels cover frames
+    0..9 with frame ranges; 6 of the 8 scored frames are right."""
+    write_image_bag(tmp_path / "bag", numbered_frames(10), rate_hz=10.0)
+    schedule = ["happy", "happy", "happy", "sadness", "surprise", "surprise", "neutral", "happy"]
+    truth = ["neutral", "neutral", "happy", "happy", "happy", "happy", "surprise", "surprise", "neutral", "neutral"]
+    (tmp_path / "labels.csv").write_text(
+        "# frame ranges\nstart_frame,end_frame,label,face\n0,2,neutral,\n2,6,happy,*\n6,8,surprise,\n"
+        "8,inf,neutral,dominant\n")
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--labels", str(tmp_path / "labels.csv")),
+                         recognizer=recognizer(ScheduleEngine(schedule)))
+    ev = summary["evaluation"]
+    y_true = [CK8.index(t) for t in truth[2:]]
+    y_pred = [CK8.index(p) for p in schedule]
+    expected_cm = np.zeros((8, 8), int)
+    for t, p in zip(y_true, y_pred):
+        expected_cm[t, p] += 1
+    assert ev["scored_faces"] == 8 and ev["labelled_faces_without_scores"] == 2
+    assert ev["accuracy"] == pytest.approx(6 / 8)
+    assert np.array_equal(np.asarray(ev["confusion_matrix"]), expected_cm)
+    recall = ev["recall"] if isinstance(ev["recall"], dict) else dict(zip(CK8, ev["recall"]))
+    assert recall["happy"] == pytest.approx(3 / 4)  # frames 2..5 predicted happy, happy, happy, sadness
+    assert recall["surprise"] == pytest.approx(2 / 2)  # frames 6, 7 predicted surprise, surprise
+    assert recall["neutral"] == pytest.approx(1 / 2)  # frames 8, 9 predicted neutral, happy
+    rows = read_csv(tmp_path / "out" / "frames.csv")
+    assert [r["true_label"] for r in rows] == truth
+    assert (tmp_path / "out" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_labels_per_face_and_dominant(tmp_path):
+    write_image_bag(tmp_path / "bag", numbered_frames(6, (120, 160)), rate_hz=10.0)
+    (tmp_path / "labels.csv").write_text("start_s,end_s,label,face\n0,inf,happy,\n0,inf,sadness,2\n")
+    engine = ScheduleEngine(["happy", "sadness"])  # two faces per frame, scored in id order: 1 happy, 2 sadness
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--labels", str(tmp_path / "labels.csv")),
+                         recognizer=recognizer(engine, two_faces))
+    rows = read_csv(tmp_path / "out" / "frames.csv")
+    by_face = {fid: [r for r in rows if r["face_id"] == fid] for fid in {r["face_id"] for r in rows}}
+    assert len(by_face) == 2
+    dominant = [fid for fid, rs in by_face.items() if all(r["dominant"] == "1" for r in rs)]
+    assert len(dominant) == 1
+    assert summary["evaluation"]["scored_faces"] == 8  # 4 ready frames x 2 labelled faces
+    assert summary["evaluation"]["accuracy"] == pytest.approx(1.0)
+
+
+def test_unknown_label_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    write_image_bag(tmp_path / "bag", numbered_frames(3))
+    (tmp_path / "labels.csv").write_text("start_s,end_s,label\n0,1,joy\n")
+    monkeypatch.setattr(replay, "build_recognizer",
+                        lambda *a, **k: (recognizer(ScheduleEngine(["happy"])), "scripted", tmp_path))
+    rc = replay.main([str(tmp_path / "bag"), "--labels", str(tmp_path / "labels.csv"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "joy" in err and "not classes of the model" in err and "Traceback" not in err
+
+
+def test_out_bag_has_emotion_messages(tmp_path):
+    write_image_bag(tmp_path / "bag", numbered_frames(8), rate_hz=10.0, storage="mcap")
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--out-bag", str(tmp_path / "with_emotion")),
+                         recognizer=recognizer(ScheduleEngine(["fear"])))
+    assert summary["emotion_messages"] == 8
+    topics = list_topics(tmp_path / "with_emotion")
+    assert topics == {"/camera/image_raw": ("sensor_msgs/msg/Image", 8),
+                      "/emotion": ("fer_msgs/msg/FaceEmotionArray", 8)}
+    assert (tmp_path / "with_emotion").glob("*.mcap")
+    from fer_ros.bagtools import open_bag
+    reader = open_bag(tmp_path / "with_emotion")
+    try:
+        conn = [c for c in reader.connections if c.topic == "/emotion"]
+        raws = [raw for _, _, raw in reader.messages(connections=conn)]
+        img_stamps = []
+        with ImageBagReader(tmp_path / "with_emotion") as r:
+            img_stamps = [f.stamp_ns for f in r.frames()]
+    finally:
+        reader.close()
+    msgs = [typestore().deserialize_cdr(raw, "fer_msgs/msg/FaceEmotionArray") for raw in raws]
+    assert [m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in msgs] == img_stamps
+    assert [len(m.faces) for m in msgs] == [1] * 8
+    last = msgs[-1].faces[0]
+    assert last.label == "fear" and last.window_ready and list(last.class_names) == list(CK8)
+    assert len(last.scores) == 8 and len(last.landmarks) == 68 and last.window_frames == 3
+    assert msgs[0].faces[0].label == "" and len(msgs[0].faces[0].scores) == 0
+    # the same bytes as the node's own message (rclpy serialization of convert.face_emotion_array)
+    rclpy_ser = pytest.importorskip("rclpy.serialization")
+    fer_msgs = pytest.importorskip("fer_msgs.msg")
+    decoded = rclpy_ser.deserialize_message(bytes(raws[-1]), fer_msgs.FaceEmotionArray)
+    assert decoded.faces[0].label == "fear" and decoded.faces[0].box.width > 0
+    assert decoded.header.stamp.sec == msgs[-1].header.stamp.sec
+
+
+def test_realtime_drops_frames_like_the_node(tmp_path):
+    write_image_bag(tmp_path / "bag", numbered_frames(12), rate_hz=20.0)
+    engine = ScheduleEngine(["happy"], delay_s=0.12)  # slower than the 50 ms between frames
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--realtime"),
+                         recognizer=recognizer(engine))
+    fr = summary["frames"]
+    assert fr["dropped_realtime"] > 0
+    assert fr["processed"] + fr["dropped_realtime"] == 12
+    rows = read_csv(tmp_path / "out" / "frames.csv")
+    indices = [int(r["frame"]) for r in rows]
+    assert indices[0] == 0 and indices[-1] == 11 and indices == sorted(indices)
+    assert summary["wall_s"] >= 0.55 - 0.05  # never faster than the recording
+
+
+# --- malformed bags: partial results still written ----------------------------------------------------------------
+@pytest.mark.parametrize("storage", STORAGES)
+def test_bad_messages_skipped_counted_and_results_written(tmp_path, storage, capsys, monkeypatch):
+    expected = write_mixed_bag(tmp_path / "bag", storage)
+    monkeypatch.setattr(replay, "build_recognizer",
+                        lambda *a, **k: (recognizer(ScheduleEngine(["happy"])), "scripted", tmp_path))
+    rc = replay.main([str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--quiet"])
+    out = capsys.readouterr()
+    assert rc == 0
+    assert "skipped: 2 undecodable images, 1 undeserializable messages" in out.out
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["frames"]["skipped"] == expected["skipped"]
+    assert summary["frames"]["processed"] == 4
+    assert [int(r["frame"]) for r in read_csv(tmp_path / "out" / "frames.csv")] == expected["good_indices"]
+
+
+def test_truncated_mcap_partial_results(tmp_path):
+    write_image_bag(tmp_path / "bag", numbered_frames(30, (120, 160)), storage="mcap")
+    data = next((tmp_path / "bag").glob("*.mcap"))
+    with open(data, "r+b") as fh:
+        fh.truncate(int(data.stat().st_size * 0.6))
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out"), recognizer=recognizer(ScheduleEngine(["happy"])))
+    assert 10 < summary["frames"]["processed"] < 30
+    assert "no valid end" in summary["truncated"]
+    assert len(read_csv(tmp_path / "out" / "frames.csv")) == summary["frames"]["processed"]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing_topic", "has no topic /nope; its topics"),
+    ("non_image_topic", "carries std_msgs/msg/String, not sensor_msgs/msg/Image"),
+    ("truncated_sqlite", "cannot be opened"),
+    ("no_bag", "does not exist"),
+])
+def test_unusable_bags_are_one_line_errors(tmp_path, case, message, capsys, monkeypatch):
+    monkeypatch.setattr(replay, "build_recognizer",
+                        lambda *a, **k: (recognizer(ScheduleEngine(["happy"])), "scripted", tmp_path))
+    bag = tmp_path / "bag"
+    extra: list[str] = []
+    if case == "missing_topic":
+        write_mixed_bag(bag)
+        extra = ["--topic", "/nope"]
+    elif case == "non_image_topic":
+        write_mixed_bag(bag)
+        extra = ["--topic", "/chatter"]
+    elif case == "truncated_sqlite":
+        write_image_bag(bag, numbered_frames(20, (120, 160)))
+        db = next(bag.glob("*.db3"))
+        with open(db, "r+b") as fh:
+            fh.truncate(db.stat().st_size // 2)
+    rc = replay.main([str(bag), "--quiet", *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_contact_sheet(tmp_path):
+    write_image_bag(tmp_path / "bag", numbered_frames(9, (120, 160)), rate_hz=10.0)
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--contact-sheet", "4"),
+                         recognizer=recognizer(ScheduleEngine(["happy"])))
+    import cv2
+    sheet = cv2.imread(summary["outputs"]["contact_sheet_png"])
+    assert sheet is not None and sheet.shape[1] > 4 * 320 and sheet.shape[0] > 240
+
+
+def test_emotion_message_is_the_nodes_message():
+    """The /emotion message replay writes is, field by field, the message fer_node publishes (convert.py) for the
+    same results (compared after deserializing with rclpy: CDR padding bytes are unspecified)."""
+    convert = pytest.importorskip("fer_ros.ros.convert", reason="rclpy and fer_msgs are needed for the comparison")
+    from rclpy.serialization import deserialize_message
+    from std_msgs.msg import Header
+    from fer_msgs.msg import FaceEmotionArray
+
+    from fer_ros.pipeline import FaceResult
+    pts = place(template68(), (100, 80), 30).astype(np.float32)
+    probs = np.linspace(1, 8, 8).astype(np.float32)
+    probs /= probs.sum()
+    results = [
+        FaceResult(id=3, box=(-5.2, 10.7, 150.1, 130.0), points68=pts, window_frames=3, window_ready=True,
+                   has_neutral=True, probs=probs, label="neutral", confidence=float(probs[-1]), class_names=CK8,
+                   track_age_s=1.25),
+        FaceResult(id=1, box=(200.0, 20.0, 260.5, 300.0), points68=pts + 100, window_frames=1, window_ready=False,
+                   has_neutral=False, class_names=CK8, track_age_s=0.0),
+    ]
+    record = replay.FrameRecord(index=0, stamp_ns=1700000000_250000000, time_s=0.0, bag_time_ns=0, latency_ms=1.0,
+                                width=320, height=240)
+    for r in results:
+        ready = r.window_ready
+        record.faces.append(replay.FaceRecord(
+            id=r.id, box=r.box, window_ready=ready, has_neutral=r.has_neutral, label=r.label,
+            confidence=r.confidence, probs=[float(p) for p in r.probs] if ready else None, dominant=False,
+            window_frames=r.window_frames, track_age_s=r.track_age_s))
+    ours = replay.emotion_message(record, CK8, "cam", {r.id: r.points68 for r in results})
+    ours_raw = bytes(typestore().serialize_cdr(ours, replay.EMOTION_TYPE))
+    header = Header(frame_id="cam")
+    header.stamp.sec, header.stamp.nanosec = 1700000000, 250000000
+    theirs = convert.face_emotion_array(header, results, 320, 240)
+    assert deserialize_message(ours_raw, FaceEmotionArray) == theirs
