@@ -1,0 +1,146 @@
+"""PNG plots for people: confusion matrices, training curves, label timelines (matplotlib, Agg backend).
+
+Every function writes one PNG and returns its path; parent folders are created. Nothing here opens a window.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def plot_confusion_matrix(cm, class_names: Sequence[str], path: str | Path, title: str = "",
+                          pred_names: Sequence[str] | None = None) -> Path:
+    """Confusion matrix PNG: rows = true class (`class_names`), columns = predicted (`pred_names`, default the
+    same). Cells show counts; colours are row-normalised (share of each true class), so rare classes stay
+    readable. Rows without samples stay white."""
+    plt = _pyplot()
+    cm = np.asarray(cm, np.int64)
+    rows_n = list(class_names)
+    cols_n = list(pred_names) if pred_names is not None else rows_n
+    if cm.shape != (len(rows_n), len(cols_n)):
+        raise ValueError(f"confusion matrix shape {cm.shape} does not match {len(rows_n)} x {len(cols_n)} names")
+    sums = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, sums, out=np.zeros(cm.shape, np.float64), where=sums > 0)
+    side = 0.6 + 0.55 * max(len(cols_n), 2)
+    fig, ax = plt.subplots(figsize=(side + 1.6, 0.55 * max(len(rows_n), 2) + 1.6))
+    im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            if cm[i, j] or sums[i, 0]:
+                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                        color="white" if share[i, j] > 0.55 else "black")
+    ax.set_xticks(range(len(cols_n)), cols_n, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows_n)), [f"{n} ({int(s)})" for n, s in zip(rows_n, sums[:, 0])])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (samples)")
+    total = int(cm.sum())
+    correct = sum(int(cm[i, cols_n.index(n)]) for i, n in enumerate(rows_n) if n in cols_n)
+    acc = f", accuracy {correct / total:.3f}" if total else ""
+    ax.set_title(f"{title + ': ' if title else ''}{total} samples{acc}", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    return _save(fig, path)
+
+
+def plot_training_curves(rows: Sequence[Mapping[str, float]], path: str | Path, title: str = "") -> Path:
+    """Training curves PNG from per-epoch rows (dicts). Columns whose name contains "loss" go on the first panel,
+    those containing "acc", "recall" or "precision" on the second, "lr" (learning rate) on a log-scale third;
+    the x axis is "epoch" when present, else the row number. Non-numeric and missing values are skipped."""
+    plt = _pyplot()
+    if not rows:
+        raise ValueError("no training rows to plot")
+    x_key = "epoch" if all("epoch" in r for r in rows) else None
+    xs = np.asarray([float(r["epoch"]) if x_key else i + 1 for i, r in enumerate(rows)])
+    keys: list[str] = []
+    for r in rows:
+        keys.extend(k for k in r if k not in keys and k != x_key)
+
+    def series(key):
+        vals = []
+        for r in rows:
+            v = r.get(key)
+            try:
+                vals.append(float(v))
+            except (TypeError, ValueError):
+                vals.append(np.nan)
+        return np.asarray(vals)
+
+    groups = {"loss": [k for k in keys if "loss" in k.lower()],
+              "accuracy": [k for k in keys if any(s in k.lower() for s in ("acc", "recall", "precision"))],
+              "learning rate": [k for k in keys if k.lower() in ("lr", "learning_rate")]}
+    groups = {g: [k for k in ks if np.isfinite(series(k)).any()] for g, ks in groups.items()}
+    groups = {g: ks for g, ks in groups.items() if ks}
+    if not groups:
+        raise ValueError(f"no loss, accuracy or lr columns among {keys}")
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
+    for ax, (group, ks) in zip(axes[0], groups.items()):
+        for k in ks:
+            y = series(k)
+            ok = np.isfinite(y)
+            ax.plot(xs[ok], y[ok], marker="o" if ok.sum() < 30 else None, ms=3, label=k)
+        ax.set_xlabel("epoch" if x_key else "row")
+        ax.set_title(group, fontsize=10)
+        if group == "learning rate":
+            ax.set_yscale("log")
+        if group == "accuracy":
+            ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_timeline(path: str | Path, tracks: Mapping[int, tuple[np.ndarray, np.ndarray]],
+                  class_names: Sequence[str], title: str = "", max_faces: int = 6) -> Path:
+    """Label-over-time PNG: one panel per face (at most `max_faces`, the longest tracks), each class's probability
+    over time (s) as a line and the winning label as a coloured strip above it.
+    `tracks`: {face id: (times_s (N,), probs (N, K))} with K = len(class_names)."""
+    plt = _pyplot()
+    names = list(class_names)
+    items = sorted(tracks.items(), key=lambda kv: -len(kv[1][0]))[:max_faces]
+    n = max(len(items), 1)
+    fig, axes = plt.subplots(n, 1, figsize=(9, 1.9 * n + 0.6), squeeze=False, sharex=True)
+    colours = plt.get_cmap("tab10")
+    for ax, (face_id, (times, probs)) in zip(axes[:, 0], items):
+        times = np.asarray(times, np.float64)
+        probs = np.asarray(probs, np.float64).reshape(len(times), -1)
+        if probs.shape[1] != len(names):
+            raise ValueError(f"face {face_id}: {probs.shape[1]} scores but {len(names)} class names")
+        for k, name in enumerate(names):
+            ax.plot(times, probs[:, k], color=colours(k % 10), lw=1.2, label=name)
+        if len(times):
+            winner = np.argmax(probs, axis=1)
+            edges = np.append(times, times[-1] + (np.median(np.diff(times)) if len(times) > 1 else 0.1))
+            for i, k in enumerate(winner):
+                ax.axvspan(edges[i], edges[i + 1], ymin=0.92, ymax=1.0, color=colours(int(k) % 10), lw=0)
+        ax.set_ylim(0, 1.1)
+        ax.set_ylabel(f"face {face_id}")
+        ax.grid(alpha=0.3)
+    if not items:
+        axes[0, 0].text(0.5, 0.5, "no scored faces", ha="center", va="center", transform=axes[0, 0].transAxes)
+    axes[-1, 0].set_xlabel("time (s)")
+    handles = [plt.Line2D([], [], color=colours(k % 10), lw=3) for k in range(len(names))]
+    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 8), fontsize=8,
+               bbox_to_anchor=(0.5, 1.0))
+    if title:
+        fig.suptitle(title, fontsize=10, y=1.04)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return _save(fig, path)

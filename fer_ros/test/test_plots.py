@@ -1,0 +1,58 @@
+"""plots: each PNG is written, is a real image of a sensible size, and bad shapes give clear errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fer_ros import plots
+from fer_ros.classes import CKPLUS7, CKPLUS8
+
+
+def _png_shape(path):
+    import matplotlib.image as mpimg
+    img = mpimg.imread(str(path))
+    return img.shape
+
+
+def test_confusion_matrix_png(tmp_path):
+    cm = np.array([[5, 1, 0], [0, 0, 0], [2, 0, 7]])
+    out = plots.plot_confusion_matrix(cm, ["anger", "happy", "surprise"], tmp_path / "sub" / "cm.png", title="t")
+    assert out.exists() and out.stat().st_size > 2000
+    h, w = _png_shape(out)[:2]
+    assert h > 150 and w > 150
+
+
+def test_confusion_matrix_rectangular_and_shape_check(tmp_path):
+    cm = np.eye(7, 8, dtype=int) * 3
+    cm[0, 7] = 2
+    out = plots.plot_confusion_matrix(cm, CKPLUS7, tmp_path / "cm78.png", pred_names=CKPLUS8)
+    assert out.stat().st_size > 2000
+    with pytest.raises(ValueError, match="does not match"):
+        plots.plot_confusion_matrix(cm, CKPLUS7, tmp_path / "bad.png")
+
+
+def test_training_curves_png(tmp_path):
+    rows = [{"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.2 / e, "train_acc": 0.2 * e, "val_acc": 0.15 * e,
+             "lr": 1e-3 * 0.5 ** e, "note": "x"} for e in range(1, 5)]
+    out = plots.plot_training_curves(rows, tmp_path / "curves.png", title="run")
+    assert out.stat().st_size > 2000
+    w = _png_shape(out)[1]
+    assert w > 800  # three panels side by side
+    with pytest.raises(ValueError):
+        plots.plot_training_curves([], tmp_path / "none.png")
+    with pytest.raises(ValueError, match="no loss"):
+        plots.plot_training_curves([{"epoch": 1, "foo": 1.0}], tmp_path / "none.png")
+
+
+def test_timeline_png(tmp_path):
+    t = np.arange(20) / 10.0
+    p = np.zeros((20, 8), np.float32)
+    p[:10, 4] = 0.9
+    p[10:, 6] = 0.8
+    p += 0.01
+    out = plots.plot_timeline(tmp_path / "timeline.png", {1: (t, p), 3: (t[:5], p[:5])}, CKPLUS8, title="bag")
+    assert out.stat().st_size > 2000
+    out = plots.plot_timeline(tmp_path / "empty.png", {}, CKPLUS8)
+    assert out.stat().st_size > 1000
+    with pytest.raises(ValueError, match="class names"):
+        plots.plot_timeline(tmp_path / "bad.png", {1: (t, p)}, CKPLUS7)
