@@ -614,6 +614,8 @@ def run(args, recognizer=None) -> dict:
         if args.out_bag.exists() and not args.overwrite:
             raise ReplayError(f"{args.out_bag} already exists; choose another --out-bag or pass --overwrite")
         emotion_writer = EmotionBagWriter(args.emotion_topic)
+    with ImageBagReader(args.bag, args.topic) as probe:  # bag errors before the model loads; total for the sheet
+        total, topic = probe.message_count, probe.topic
     model_name, backend = "", ""
     if recognizer is None:
         recognizer, backend, model_dir = build_recognizer(
@@ -623,8 +625,6 @@ def run(args, recognizer=None) -> dict:
     try:
         if labels is not None and getattr(recognizer, "class_names", None):
             labels.check_classes(recognizer.class_names)
-        with ImageBagReader(args.bag, args.topic) as probe:  # clear errors before any work; total for the sheet
-            total, topic = probe.message_count, probe.topic
         sheet = ContactSheetCollector(total, args.contact_sheet) if args.contact_sheet else None
         hooks = [h.on_frame for h in (sheet, emotion_writer) if h is not None]
 
