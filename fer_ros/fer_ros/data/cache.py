@@ -1,14 +1,15 @@
 """Preprocessed images of a dataset, computed once with the node's landmarker and crop and kept on disk.
 
 For every image the cache holds the aligned gray crop (S, S) uint8 and the 68 landmarks in normalised crop
-coordinates -- what augmentation and LBP start from. The file is keyed by the image list (paths, sizes,
-modification times) and the preprocessing spec, so a changed dataset or preprocessing makes a new one. Images in
+coordinates -- what augmentation and LBP start from. The file is keyed by the images (relative names and
+contents) and the preprocessing spec, so a changed dataset or preprocessing makes a new one. Images in
 which no face is found are marked and counted. Keep caches out of version control (they are made of the data).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +31,13 @@ class ImageCache:
 
 
 def cache_key(paths: list[Path], crop_cfg: CropConfig) -> str:
+    """Digest of the images (names relative to their common folder, and contents) and the preprocessing spec, so
+    the same data in another place reuses its cache and any changed image makes a new one."""
     h = hashlib.sha256()
+    root = Path(os.path.commonpath([str(p) for p in paths])) if paths else Path(".")
     for p in paths:
-        st = p.stat()
-        h.update(f"{p}|{st.st_size}|{int(st.st_mtime)}\n".encode())
+        rel = p.relative_to(root) if p != root else Path(p.name)
+        h.update(f"{rel}|{hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
     h.update(json.dumps(PREPROCESS_SPEC(crop_cfg), sort_keys=True).encode())
     return h.hexdigest()[:20]
 
@@ -51,7 +55,8 @@ def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path |
         file = Path(cache_dir) / f"images-{cache_key(paths, crop_cfg)}.npz"
         if file.is_file():
             with np.load(file, allow_pickle=False) as z:
-                return ImageCache([str(p) for p in z["paths"]], z["gray"], z["points"], z["ok"])
+                # the cache lists the images where it was made; map them to where they are now, by order
+                return ImageCache([str(p) for p in paths], z["gray"], z["points"], z["ok"])
     import cv2
 
     from fer_ros.landmarker import MediaPipeLandmarker

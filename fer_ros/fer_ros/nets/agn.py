@@ -6,10 +6,11 @@
     l2 = pair logits placed at classes a and b   (B, K), zero elsewhere
     l3 = l1 + l2;  probs = softmax(l3)
 
-Loss L = L1 + L2 + L3: cross-entropy of l1, of the selected pair's 2-way logits (target: which of the two is the
-true class) and of l3. During training the pair is (true class, strongest other class of l1) -- the pair the
-appearance network's top-2 would pick once it ranks the true class first or second -- so every sample teaches its
-true class's pair and L2 is always defined. At inference the pair comes from the top-2 alone.
+Loss L = L1 + L2 + L3: cross-entropy of l1, of a pair's 2-way logits (target: which of the two is the true class)
+and of l3. For L2 the pair is (true class, strongest other class of l1) -- the pair the appearance network's top-2
+picks once it ranks the true class first or second -- so every sample teaches its true class's pair and L2 is
+always defined. l3 (and so L3) always uses the top-2 pair, exactly as at inference, so the label never leaks into
+the fused output.
 Top-2, the pair lookup and the placement use topk/gather/scatter only, so the model exports to ONNX with just the
 batch dimension dynamic.
 """
@@ -33,6 +34,8 @@ class AGNOutput:
     l2: torch.Tensor          # (B, K) pair logits placed at their classes
     l3: torch.Tensor          # (B, K) fused logits
     probs: torch.Tensor       # (B, K) softmax(l3)
+    train_pair_classes: torch.Tensor | None = None  # (B, 2) (true, strongest other), sorted; training only
+    train_pair_logits: torch.Tensor | None = None   # (B, 2) their logits, zero where geo_valid == 0
 
 
 class AGN3D(nn.Module):
@@ -58,30 +61,40 @@ class AGN3D(nn.Module):
             top2 = torch.stack([target, other], dim=1)
         return torch.stack([top2.min(dim=1).values, top2.max(dim=1).values], dim=1)
 
+    def _pair_logits(self, all_pairs: torch.Tensor, classes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        pair_index = torch.index_select(self.pair_table, 0, classes[:, 0] * self.num_classes + classes[:, 1])
+        logits = torch.gather(all_pairs, 1, pair_index[:, None, None].expand(-1, 1, 2)).squeeze(1)
+        return pair_index, logits * valid.to(logits.dtype)[:, None]
+
     def forward(self, clip: torch.Tensor, geo: torch.Tensor, geo_valid: torch.Tensor,
                 target: torch.Tensor | None = None) -> AGNOutput:
         l1 = self.appearance(clip)
-        classes = self.select_pair(l1, target)
-        pair_index = torch.index_select(self.pair_table, 0, classes[:, 0] * self.num_classes + classes[:, 1])
         all_pairs = self.geometric(geo)  # (B, P, 2)
-        pair_logits = torch.gather(all_pairs, 1, pair_index[:, None, None].expand(-1, 1, 2)).squeeze(1)
-        pair_logits = pair_logits * geo_valid.to(pair_logits.dtype)[:, None]
+        classes = self.select_pair(l1)
+        pair_index, pair_logits = self._pair_logits(all_pairs, classes, geo_valid)
         l2 = torch.zeros_like(l1).scatter(1, classes, pair_logits)
         l3 = l1 + l2
-        return AGNOutput(l1, pair_index, classes, pair_logits, l2, l3, torch.softmax(l3, dim=1))
+        out = AGNOutput(l1, pair_index, classes, pair_logits, l2, l3, torch.softmax(l3, dim=1))
+        if target is not None:
+            out.train_pair_classes = self.select_pair(l1, target)
+            out.train_pair_logits = self._pair_logits(all_pairs, out.train_pair_classes, geo_valid)[1]
+        return out
 
 
 def agn_loss(out: AGNOutput, target: torch.Tensor, geo_valid: torch.Tensor,
              weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> tuple[torch.Tensor, dict]:
-    """L = L1 + L2 + L3 (optionally weighted). L2 averages over samples with a neutral reference whose true class
-    is in the selected pair. Returns (loss, {"l1":..., "l2":..., "l3":...} as floats)."""
+    """L = L1 + L2 + L3 (optionally weighted). L2 uses the training pair when the forward pass had a target (else
+    the top-2 pair) and averages over samples with a neutral reference whose true class is in that pair. Returns (loss, {"l1":..., "l2":..., "l3":...} as floats)."""
     loss1 = F.cross_entropy(out.l1, target)
     loss3 = F.cross_entropy(out.l3, target)
-    in_pair = (out.pair_classes == target[:, None])
+    classes, logits = out.pair_classes, out.pair_logits
+    if out.train_pair_classes is not None:
+        classes, logits = out.train_pair_classes, out.train_pair_logits
+    in_pair = classes == target[:, None]
     mask = in_pair.any(dim=1) & (geo_valid > 0.5)
     if bool(mask.any()):
         pair_target = in_pair[:, 1].long()
-        loss2 = F.cross_entropy(out.pair_logits[mask], pair_target[mask])
+        loss2 = F.cross_entropy(logits[mask], pair_target[mask])
     else:
         loss2 = out.pair_logits.sum() * 0.0
     loss = weights[0] * loss1 + weights[1] * loss2 + weights[2] * loss3

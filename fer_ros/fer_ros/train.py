@@ -1,0 +1,479 @@
+"""fer-train: train and cross-validate a 3DAGN model, and export the final fit.
+
+    fer-train --data ../shared/data/ckplus --class-set ckplus8 --folds 10 --final --export models/my_model
+
+Data: either dataset layout (see fer_ros.data.datasets), preprocessed once with the node's landmarker and crop
+(cached under --cache-dir). Protocol: subject-independent k-fold cross-validation (one prediction per sequence),
+then, with --final, one fit on all data that is exported (ONNX + state dict + manifest). Each fold writes
+per-epoch CSV (and TensorBoard when installed) logs and a checkpoint (--resume continues). At the end: a per-fold
+table, report.json and confusion-matrix PNGs. With torchrun and more than one GPU, training is data-parallel (DDP).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset as TorchDataset
+
+from fer_ros.classes import CLASS_SETS, NEUTRAL, class_names
+from fer_ros.crop import CropConfig
+from fer_ros.data.augment import AugmentConfig, augment
+from fer_ros.data.datasets import DatasetError, load_dataset
+from fer_ros.data.folds import subject_folds
+from fer_ros.lbp import lbp
+from fer_ros.nets.agn import agn_loss
+from fer_ros.nets.geometric import pairs
+from fer_ros.nets.registry import create_model, list_models
+from fer_ros.preprocess import PREPROCESS_SPEC, make_geo
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fer-train", description=__doc__.split("\n\n")[0], add_help=add_help,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, help="dataset folder (CK+ release or class-folder layout)")
+    g.add_argument("--class-set", default="ckplus8", choices=sorted(CLASS_SETS))
+    g.add_argument("--size", type=int, default=48, help="face crop side S in px (network input)")
+    g.add_argument("--frames", type=int, default=3, help="clip length T")
+    g.add_argument("--cache-dir", default="data_cache", help="preprocessed-image cache (never commit it)")
+    g.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="agn3d_c3d", choices=list_models())
+    g.add_argument("--app-widths", default="16,32,64,64", help="agn3d_c3d conv widths (paper: 32,64,128,128)")
+    g.add_argument("--geo-width", type=int, default=8, help="first VGG stage width of the geometric network")
+    g.add_argument("--dropout", type=float, default=0.5)
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=40)
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine decay)")
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    g = p.add_argument_group("protocol and output")
+    g.add_argument("--folds", type=int, default=10, help="subject-independent folds (0 or 1: no cross-validation)")
+    g.add_argument("--only-fold", type=int, action="append", help="run only these folds (repeatable)")
+    g.add_argument("--final", action="store_true", help="after cross-validation, fit on all data")
+    g.add_argument("--export", help="model directory to export the final fit to (implies --final)")
+    g.add_argument("--name", default=None, help="model name recorded in the manifest")
+    g.add_argument("--out", default="runs/train", help="run folder: logs, checkpoints, report, plots")
+    g.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+# --------------------------------------------------------------------------------------------------- data
+@dataclass
+class Samples:
+    """Sequences as indices into the image cache: neutral (-1: none), peaks (N, T), labels (N,), subjects."""
+    neutral: np.ndarray
+    peaks: np.ndarray
+    labels: np.ndarray
+    subjects: list[str]
+    keys: list[str]
+    gray: np.ndarray
+    points: np.ndarray
+
+
+def load_data(args) -> tuple[Samples, dict]:
+    names = class_names(args.class_set)
+    ds = load_dataset(args.data, frames=args.frames, with_neutral_sequences=True)
+    unknown = sorted({s.label for s in ds.sequences} - set(names))
+    if unknown:
+        print(f"[fer-train] note: classes not in {args.class_set} are left out: {', '.join(unknown)}")
+    seqs = [s for s in ds.sequences if s.label in names]
+    # one cache for every image of the dataset, whichever class set is trained
+    paths = sorted({str(p) for s in ds.sequences for p in s.peaks} |
+                   {str(s.neutral) for s in ds.sequences if s.neutral})
+    from fer_ros.data.cache import build_cache
+    cache = build_cache([Path(p) for p in paths], CropConfig(size=args.size, margin=0.0), args.cache_dir,
+                        progress=not args.no_progress)
+    index = cache.index()
+    neutral, peaks, labels, subjects, keys = [], [], [], [], []
+    dropped = 0
+    for s in seqs:
+        pk = [index[str(p)] for p in s.peaks]
+        if not all(cache.ok[i] for i in pk):
+            dropped += 1
+            continue
+        n = index[str(s.neutral)] if s.neutral is not None else -1
+        if n >= 0 and not cache.ok[n]:
+            n = -1
+        neutral.append(n), peaks.append(pk), labels.append(names.index(s.label))
+        subjects.append(s.subject), keys.append(f"{s.key}:{s.label}")
+    samples = Samples(np.array(neutral), np.array(peaks), np.array(labels), subjects, keys, cache.gray,
+                      cache.points)
+    info = {"root": str(ds.root), "layout": ds.layout, "sequences": len(labels), "subjects": len(set(subjects)),
+            "dropped_no_face": dropped, "without_neutral": int((samples.neutral < 0).sum()),
+            "images": len(cache.paths), "images_no_face": int((~cache.ok).sum()),
+            "per_class": {c: int((samples.labels == i).sum()) for i, c in enumerate(names)}}
+    return samples, info
+
+
+class SequenceSet(TorchDataset):
+    """Network inputs for a subset of samples; augmentation (train) applies to neutral and clip together."""
+
+    def __init__(self, samples: Samples, idx: np.ndarray, train: bool, seed: int, augment_cfg=None) -> None:
+        self.s, self.idx, self.train = samples, np.asarray(idx), train
+        self.rng = np.random.default_rng(seed)
+        self.aug = augment_cfg
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i: int):
+        j = self.idx[i]
+        s = self.s
+        frames = list(s.peaks[j])
+        has_neutral = s.neutral[j] >= 0
+        ids = ([s.neutral[j]] if has_neutral else []) + frames
+        gray, pts = s.gray[ids], s.points[ids]
+        if self.train and self.aug is not None:
+            gray, pts = augment(gray, pts, self.rng, self.aug)
+        clip_gray = gray[1:] if has_neutral else gray
+        clip_pts = pts[1:] if has_neutral else pts
+        clip = np.stack([lbp(g) for g in clip_gray]).astype(np.float32)[None] / 255.0
+        geo, valid = make_geo(pts[0] if has_neutral else None, clip_pts[-1])
+        return (torch.from_numpy(clip), torch.from_numpy(geo), torch.tensor(valid, dtype=torch.float32),
+                torch.tensor(int(s.labels[j])))
+
+
+# --------------------------------------------------------------------------------------------------- model
+def build_model(args, num_classes: int):
+    cfg = {"size": args.size, "frames": args.frames, "geo_channels": 2, "geo_size": 64,
+           "geo": {"width": args.geo_width, "dropout": args.dropout}}
+    if args.model == "agn3d_c3d":
+        cfg["app"] = {"widths": [int(w) for w in args.app_widths.split(",")], "dropout": args.dropout}
+    else:
+        cfg["app"] = {"dropout": args.dropout}
+    from fer_ros.difference_image import GEO_SPEC
+    cfg["geo_channels"] = len(GEO_SPEC["channels"])
+    cfg["geo_size"] = int(GEO_SPEC["size"])
+    return create_model(args.model, num_classes, **cfg), cfg
+
+
+def geometric_vote(pair_logits: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Geometric-only prediction: one-vs-one voting of every pair's 2-way decision (ties: summed margins)."""
+    pl = pair_logits.float()
+    votes = torch.zeros(pl.shape[0], num_classes, device=pl.device)
+    margin = torch.zeros_like(votes)
+    for p, (i, j) in enumerate(pairs(num_classes)):
+        d = pl[:, p, 1] - pl[:, p, 0]  # > 0: j wins
+        votes[:, j] += (d > 0).float()
+        votes[:, i] += (d <= 0).float()
+        margin[:, j] += d
+        margin[:, i] -= d
+    return (votes + 1e-3 * torch.tanh(margin)).argmax(dim=1)
+
+
+def train_one_epoch(model, loader, optimizer, device, progress=None) -> dict:
+    model.train()
+    totals = {"loss": 0.0, "l1": 0.0, "l2": 0.0, "l3": 0.0, "correct": 0, "n": 0}
+    for clip, geo, valid, y in loader:
+        clip, geo, valid, y = clip.to(device), geo.to(device), valid.to(device), y.to(device)
+        out = model(clip, geo, valid, target=y)
+        loss, parts = agn_loss(out, y, valid)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        b = len(y)
+        totals["loss"] += loss.item() * b
+        for k in ("l1", "l2", "l3"):
+            totals[k] += parts[k] * b
+        totals["correct"] += int((out.l3.argmax(1) == y).sum())
+        totals["n"] += b
+        if progress is not None:
+            progress.update(1)
+    n = max(totals["n"], 1)
+    return {"loss": totals["loss"] / n, "l1": totals["l1"] / n, "l2": totals["l2"] / n, "l3": totals["l3"] / n,
+            "train_acc": totals["correct"] / n}
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, num_classes: int) -> dict:
+    """Per-sample labels and predictions: fused (the model's output), appearance only, geometric only."""
+    model.eval()
+    ys, fused, app, geo_only, probs = [], [], [], [], []
+    for clip, geo, valid, y in loader:
+        clip, geo, valid = clip.to(device), geo.to(device), valid.to(device)
+        out = model(clip, geo, valid)
+        ys.append(y.numpy())
+        fused.append(out.probs.argmax(1).cpu().numpy())
+        app.append(out.l1.argmax(1).cpu().numpy())
+        geo_only.append(geometric_vote(model.geometric(geo), num_classes).cpu().numpy())
+        probs.append(out.probs.cpu().numpy())
+    cat = np.concatenate
+    return {"y": cat(ys), "fused": cat(fused), "appearance": cat(app), "geometric": cat(geo_only),
+            "probs": cat(probs)}
+
+
+# --------------------------------------------------------------------------------------------------- runs
+def _loader(ds, batch_size, shuffle, seed, distributed=False):
+    sampler = None
+    if distributed:
+        from torch.utils.data.distributed import DistributedSampler
+        sampler = DistributedSampler(ds, shuffle=shuffle, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      generator=g, num_workers=0, drop_last=False)
+
+
+def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: Path, seed: int,
+        dist_ctx=None):
+    """Train one model on train_idx (evaluating on test_idx each epoch when given); returns (model, cfg, rows,
+    last evaluation or None). Checkpoints to run_dir/checkpoint.pt every epoch."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    device = torch.device(args.device)
+    model, cfg = build_model(args, num_classes)
+    model.to(device)
+    if dist_ctx is not None:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    core = model.module if dist_ctx is not None else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(args.epochs, 1))
+    aug = None if args.no_augment else AugmentConfig()
+    train_ds = SequenceSet(samples, train_idx, True, seed, aug)
+    train_loader = _loader(train_ds, args.batch_size, True, seed, dist_ctx is not None)
+    test_loader = (_loader(SequenceSet(samples, test_idx, False, seed), 64, False, seed)
+                   if test_idx is not None and len(test_idx) else None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "checkpoint.pt"
+    rows, start = [], 0
+    if args.resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        core.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        start, rows = int(ck["epoch"]) + 1, json.loads(ck["rows"])
+        train_ds.rng = np.random.default_rng([seed, start])
+    writer = None
+    is_main = dist_ctx is None or dist_ctx["rank"] == 0
+    if is_main:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(str(run_dir / "tb"))
+        except Exception:  # noqa: BLE001 -- TensorBoard is optional
+            writer = None
+    progress = None
+    if is_main and not args.no_progress:
+        from tqdm import tqdm
+        progress = tqdm(total=(args.epochs - start) * len(train_loader), desc=run_dir.name, unit="batch",
+                        leave=False)
+    last = None
+    for epoch in range(start, args.epochs):
+        if dist_ctx is not None:
+            train_loader.sampler.set_epoch(epoch)
+        t0 = time.perf_counter()
+        row = {"epoch": epoch, **train_one_epoch(model, train_loader, optimizer, device, progress),
+               "lr": scheduler.get_last_lr()[0]}
+        scheduler.step()
+        row["epoch_s"] = time.perf_counter() - t0
+        if test_loader is not None and is_main and (epoch == args.epochs - 1 or epoch % 5 == 4):
+            last = evaluate(core, test_loader, device, num_classes)
+            row["test_acc"] = float((last["fused"] == last["y"]).mean())
+        rows.append(row)
+        if is_main:
+            if writer is not None:
+                for k, v in row.items():
+                    if k != "epoch":
+                        writer.add_scalar(k, v, epoch)
+            torch.save({"model": core.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "epoch": epoch, "rows": json.dumps(rows),
+                        "args": json.dumps(vars(args))}, ckpt_path)
+            _write_csv(run_dir / "log.csv", rows)
+    if progress is not None:
+        progress.close()
+    if writer is not None:
+        writer.close()
+    if test_loader is not None and last is None and is_main:
+        last = evaluate(core, test_loader, device, num_classes)
+    return core, cfg, rows, last
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "epoch", k))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _fold_scores(ev: dict, names: tuple[str, ...]) -> dict:
+    """Accuracies of one fold: fused, appearance-only, geometric-only; for 8-class sets also the 7 emotion
+    classes alone and the share of neutral samples called neutral."""
+    y = ev["y"]
+    out = {k: float((ev[k] == y).mean()) for k in ("fused", "appearance", "geometric")}
+    out["n"] = int(len(y))
+    if NEUTRAL in names:
+        ni = names.index(NEUTRAL)
+        emo = y != ni
+        if emo.any():
+            out["fused_7class_samples"] = float((ev["fused"][emo] == y[emo]).mean())
+            # 7-class decision: the best non-neutral class
+            p = ev["probs"][emo].copy()
+            p[:, ni] = -1
+            out["fused_7class_forced"] = float((p.argmax(1) == y[emo]).mean())
+        if (~emo).any():
+            out["neutral_called_neutral"] = float((ev["fused"][~emo] == ni).mean())
+    return out
+
+
+def _summary(per_fold: list[dict]) -> dict:
+    keys = sorted({k for f in per_fold for k in f if k != "n" and k != "fold"})
+    return {k: {"mean": float(np.mean([f[k] for f in per_fold if k in f])),
+                "std": float(np.std([f[k] for f in per_fold if k in f])),
+                "min": float(np.min([f[k] for f in per_fold if k in f])),
+                "max": float(np.max([f[k] for f in per_fold if k in f]))} for k in keys}
+
+
+def _print_table(per_fold: list[dict], summary: dict) -> None:
+    cols = [k for k in ("fused", "appearance", "geometric", "fused_7class_forced", "neutral_called_neutral")
+            if k in summary]
+    print("fold  n    " + "  ".join(f"{c:>22s}" for c in cols))
+    for f in per_fold:
+        print(f"{f['fold']:>4d}  {f['n']:<4d} " + "  ".join(f"{f.get(c, float('nan')):22.4f}" for c in cols))
+    print("mean       " + "  ".join(f"{summary[c]['mean']:15.4f} ±{summary[c]['std']:.4f}" for c in cols))
+
+
+def _init_distributed(args):
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch.distributed as dist
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, init_method="env://")
+    rank, local = dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        args.device = f"cuda:{local}"
+    return {"rank": rank, "world": dist.get_world_size()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    if args.export:
+        args.final = True
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"fer-train: --device {args.device} asked for, but torch sees no CUDA GPU; use --device cpu",
+              file=sys.stderr)
+        return 2
+    dist_ctx = _init_distributed(args)
+    is_main = dist_ctx is None or dist_ctx["rank"] == 0
+    names = class_names(args.class_set)
+    out = Path(args.out)
+    t_start = time.time()
+    try:
+        samples, info = load_data(args)
+    except DatasetError as exc:
+        print(f"fer-train: {exc}", file=sys.stderr)
+        return 2
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"[fer-train] {info['sequences']} sequences of {info['subjects']} subjects "
+              f"({info['layout']}): " + ", ".join(f"{c} {n}" for c, n in info["per_class"].items()))
+    report: dict = {"args": vars(args), "data": info, "class_names": list(names),
+                    "command": "fer-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))}
+    cv_time = 0.0
+    if args.folds and args.folds > 1:
+        folds = subject_folds(samples.subjects, args.folds, seed=args.seed)
+        wanted = args.only_fold if args.only_fold else list(range(args.folds))
+        per_fold, evals = [], []
+        t_cv = time.time()
+        for k in wanted:
+            train_idx, test_idx = folds[k]
+            assert not set(samples.subjects[i] for i in train_idx) & set(samples.subjects[i] for i in test_idx)
+            _, _, rows, ev = fit(args, samples, train_idx, test_idx, len(names), out / f"fold{k:02d}",
+                                 args.seed + k, dist_ctx)
+            if not is_main:
+                continue
+            scores = {"fold": k, **_fold_scores(ev, names)}
+            per_fold.append(scores)
+            evals.append((test_idx, ev))
+            print(f"[fer-train] fold {k}: fused {scores['fused']:.4f}  appearance {scores['appearance']:.4f}  "
+                  f"geometric {scores['geometric']:.4f}  ({scores['n']} sequences, "
+                  f"{sum(r['epoch_s'] for r in rows):.0f} s)")
+        cv_time = time.time() - t_cv
+        if is_main and per_fold:
+            summary = _summary(per_fold)
+            _print_table(per_fold, summary)
+            report["cross_validation"] = {"folds": args.folds, "run_folds": wanted, "per_fold": per_fold,
+                                          "summary": summary, "seconds": cv_time}
+            _write_predictions(out, samples, names, evals)
+            _plots(out, names, evals)
+    if args.final:
+        idx = np.arange(len(samples.labels))
+        model, cfg, rows, _ = fit(args, samples, idx, None, len(names), out / "final", args.seed, dist_ctx)
+        if is_main:
+            report["final"] = {"epochs": args.epochs, "seconds": float(sum(r["epoch_s"] for r in rows)),
+                               "train_acc_last_epoch": rows[-1]["train_acc"] if rows else None}
+            if args.export:
+                _export(args, model, cfg, names, report)
+    report["seconds_total"] = time.time() - t_start
+    if is_main:
+        (out / "report.json").write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
+        print(f"[fer-train] report: {out / 'report.json'} ({report['seconds_total']:.0f} s in all)")
+    return 0
+
+
+def _jsonable(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+def _write_predictions(out: Path, samples: Samples, names, evals) -> None:
+    with open(out / "predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sequence", "subject", "label", "fused", "appearance", "geometric"])
+        for idx, ev in evals:
+            for j, i in enumerate(idx):
+                w.writerow([samples.keys[i], samples.subjects[i], names[ev["y"][j]], names[ev["fused"][j]],
+                            names[ev["appearance"][j]], names[ev["geometric"][j]]])
+
+
+def _plots(out: Path, names, evals) -> None:
+    try:
+        from fer_ros.metrics import confusion_matrix
+        from fer_ros.plots import plot_confusion_matrix
+    except ImportError as exc:
+        print(f"[fer-train] note: no confusion-matrix plot ({exc})")
+        return
+    y = np.concatenate([ev["y"] for _, ev in evals])
+    for kind in ("fused", "appearance", "geometric"):
+        pred = np.concatenate([ev[kind] for _, ev in evals])
+        cm = confusion_matrix(y, pred, len(names))
+        plot_confusion_matrix(cm, list(names), out / f"confusion_{kind}.png",
+                              title=f"{kind}: cross-validated, {len(y)} sequences")
+
+
+def _export(args, model, cfg, names, report) -> None:
+    from fer_ros.export import export_model
+    from fer_ros.manifest import Manifest
+    manifest = Manifest(
+        name=args.name or Path(args.export).name, class_set=args.class_set, class_names=list(names),
+        arch=args.model, arch_cfg=cfg,
+        preprocess=PREPROCESS_SPEC(CropConfig(size=args.size, margin=0.0), args.frames),
+        training={"command": report["command"], "seed": args.seed, "data": report["data"],
+                  "cross_validation": report.get("cross_validation", {}).get("summary"),
+                  "final_fit_seconds": report["final"]["seconds"]})
+    export_model(model.cpu(), manifest, args.export)
+    print(f"[fer-train] exported {args.export} (model.onnx, model.pt, manifest.json)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
