@@ -24,7 +24,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 
-from fer_ros.bagtools import IMAGE_TYPES, BagError, open_bag, typestore
+from fer_ros.bagtools import IMAGE_TYPES, BagError, open_bag
 
 QOS_CHOICES = ("reliable", "best_effort", "sensor_data")
 MAX_PENDING = 10_000  # images awaiting an answer that the latency measurement remembers
