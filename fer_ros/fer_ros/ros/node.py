@@ -1,0 +1,322 @@
+"""fer_node: camera images in, fer_msgs/FaceEmotionArray out.
+
+The image callbacks only store the newest frame (a newer frame replaces an unprocessed one, which counts as a
+drop); a worker thread decodes and processes the newest frame, so the node never falls behind the camera. All
+results of one frame go out in one message on `/emotion`, with the image header.
+
+Run:  ros2 run fer_ros fer_node --ros-args -r image:=/camera/image_raw
+      python -m fer_ros.ros.node --ros-args -p model_path:=/path/to/model_dir
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+
+from fer_msgs.msg import FaceEmotionArray
+from fer_msgs.srv import CaptureNeutral
+from diagnostic_msgs.msg import DiagnosticArray
+
+from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
+from fer_ros.ros import params as fer_params
+from fer_ros.ros.convert import face_emotion_array, stamp_to_s
+from fer_ros.ros.stats import FrameStats, LatestFrame, diagnostics_msg
+from fer_ros.smoothing import ProbabilitySmoother
+
+WARN_PERIOD_S = 5.0  # rate limit of repeated warnings (bad frames, processing errors)
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (bad parameter, missing or unusable model); the message says what to do."""
+
+
+class ModelNotFound(StartupError):
+    """The model directory or its manifest does not exist."""
+
+
+def resolve_model_dir(model_path: str) -> Path:
+    """The model directory to load: `model_path`, or the shipped default when empty (install space first, then
+    the source tree). Raises ModelNotFound naming the path and how to get a model."""
+    if model_path:
+        candidates = [Path(model_path).expanduser()]
+    else:
+        candidates = []
+        try:
+            from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+            try:
+                candidates.append(Path(get_package_share_directory("fer_ros")) / "models" / "ckplus8_default")
+            except PackageNotFoundError:
+                pass
+        except ImportError:
+            pass
+        candidates.append(Path(__file__).resolve().parents[2] / "models" / "ckplus8_default")
+    for directory in candidates:
+        if directory.is_file() and directory.name == "manifest.json":
+            directory = directory.parent
+        if (directory / "manifest.json").is_file():
+            return directory
+    raise ModelNotFound(
+        f"model not found: {candidates[0] / 'manifest.json'} does not exist; set the model_path parameter to a "
+        "model directory (manifest.json + model.onnx), or train one with `fer-train` (see README: Models)")
+
+
+class FerNode(Node):
+    """Subscribes to `image` (and `image/compressed`), publishes FaceEmotionArray on `output_topic`."""
+
+    def __init__(self, recognizer_factory=None) -> None:
+        super().__init__("fer_node")
+        try:
+            self.params = fer_params.declare(self)
+        except (ValueError, InvalidParameterValueException) as exc:
+            raise StartupError(f"bad parameter: {exc}") from None
+        self.model_dir = resolve_model_dir(self.params.model_path)
+        factory = recognizer_factory or build_recognizer
+        self.recognizer, self.backend_name = factory(self.model_dir, self.params, self.get_logger())
+        self.smoother = ProbabilitySmoother(self.params.smoothing_time_constant_s)
+        self.stats = FrameStats()
+        self._slot = LatestFrame()
+        self._lock = threading.Lock()  # guards the recognizer (worker vs. service) and the optional publishers
+        self._last_processed_s = 0.0
+
+        self.emotion_pub = self.create_publisher(FaceEmotionArray, self.params.output_topic, 10)
+        self.debug_pub = None
+        self.rep155 = None
+        self._apply_outputs(self.params)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        qos = self._image_qos()
+        self.create_subscription(Image, "image", self.image_callback, qos)
+        if self.params.subscribe_compressed:
+            self.create_subscription(CompressedImage, "image/compressed", self.compressed_callback, qos)
+        self.create_service(CaptureNeutral, "~/capture_neutral", self.capture_neutral_callback)
+        self.create_timer(self.params.diagnostics_period_s, self.diagnostics_callback)
+        self.add_on_set_parameters_callback(self.parameters_callback)
+
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="fer_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: model {self.model_dir}, backend {self.backend_name}, listening on "
+            f"{self.resolve_topic_name('image')}, publishing {self.resolve_topic_name(self.params.output_topic)}")
+
+    # --- callbacks (executor thread) -------------------------------------------------------------------------
+    def image_callback(self, msg: Image) -> None:
+        self._store(msg)
+
+    def compressed_callback(self, msg: CompressedImage) -> None:
+        self._store(msg)
+
+    def _store(self, msg) -> None:
+        self.stats.add_received()
+        if self._slot.put(msg):
+            self.stats.add_dropped()
+
+    def capture_neutral_callback(self, request, response):
+        wanted = [int(i) for i in request.face_ids]
+        with self._lock:
+            captured, missing = self.recognizer.capture_neutral(wanted or None)
+        response.captured = [int(i) for i in captured]
+        response.success = bool(captured)
+        response.message = (f"captured {sorted(response.captured)}" if captured else "no face captured") + (
+            f"; not tracked: {sorted(missing)}" if missing else "")
+        return response
+
+    def diagnostics_callback(self) -> None:
+        rate = self.stats.take_rate_hz()
+        self.diag_pub.publish(diagnostics_msg(self.stats, self.get_clock().now().to_msg(), self.get_name(),
+                                              self.backend_name, rate, self.params.max_rate_hz))
+
+    def parameters_callback(self, changes) -> SetParametersResult:
+        for p in changes:
+            problem = fer_params.check(p.name, p.value)
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
+        new = replace(self.params, **{p.name: p.value for p in changes if hasattr(self.params, p.name)})
+        with self._lock:
+            try:
+                self.recognizer.configure(min_face_size_px=new.min_face_size_px, face_timeout_s=new.face_timeout_s,
+                                          neutral_policy=new.neutral_policy)
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+            self.smoother.set_time_constant(new.smoothing_time_constant_s)
+            self._apply_outputs(new)
+            self.params = new
+        return SetParametersResult(successful=True)
+
+    # --- worker thread -----------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while self._running:
+            msg = self._slot.take(timeout_s=0.2)
+            if msg is None:
+                continue
+            wait_s = self._rate_wait_s()
+            if wait_s > 0:
+                time.sleep(wait_s)
+                newer = self._slot.take(timeout_s=0.0)
+                if newer is not None:
+                    msg = newer
+                    self.stats.add_dropped()
+            try:
+                self.process(msg)
+            except Exception as exc:  # a bad frame or a failing stage must not stop the node
+                self.get_logger().error(f"processing a frame failed: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=WARN_PERIOD_S)
+
+    def _rate_wait_s(self) -> float:
+        if self.params.max_rate_hz <= 0:
+            return 0.0
+        return self._last_processed_s + 1.0 / self.params.max_rate_hz - time.monotonic()
+
+    def process(self, msg) -> None:
+        """Decode one image message, recognise, publish /emotion (and the optional outputs)."""
+        t0 = time.monotonic()
+        self._last_processed_s = t0
+        try:
+            if isinstance(msg, CompressedImage):
+                frame = compressed_msg_to_rgb8(msg)
+            else:
+                frame = image_msg_to_rgb8(msg)
+        except ImageDecodeError as exc:
+            self.stats.add_rejected()
+            self.get_logger().warning(f"rejected image on {self._topic_of(msg)}: {exc}",
+                                      throttle_duration_sec=WARN_PERIOD_S)
+            return
+        stamp_s = stamp_to_s(msg.header.stamp)
+        with self._lock:
+            results = self._smooth(self.recognizer.process(frame, stamp_s), stamp_s)
+            height, width = frame.shape[:2]
+            self.emotion_pub.publish(face_emotion_array(msg.header, results, width, height))
+            now = self.get_clock().now()
+            latency_ms = (now.nanoseconds * 1e-9 - stamp_s) * 1e3
+            if self.debug_pub is not None:
+                self._publish_debug(msg.header, frame, results)
+            if self.rep155 is not None:
+                self.rep155.publish(msg.header, results, stamp_s)
+        self.stats.add_processed(len(results), latency_ms, (time.monotonic() - t0) * 1e3)
+
+    def _smooth(self, results, stamp_s: float):
+        self.smoother.retain(int(r.id) for r in results)
+        if self.smoother.time_constant_s <= 0:
+            return results
+        out = []
+        for r in results:
+            if r.window_ready and r.probs is not None:
+                probs = self.smoother.update(int(r.id), r.probs, stamp_s)
+                best = int(np.argmax(probs))
+                r = replace(r, probs=probs, label=r.class_names[best], confidence=float(probs[best]))
+            out.append(r)
+        return out
+
+    def _publish_debug(self, header, frame: np.ndarray, results) -> None:
+        from fer_ros.annotate import draw_results
+        raw = encode_rgb8(draw_results(frame, results), "rgb8")
+        img = Image(header=header, height=raw.height, width=raw.width, encoding=raw.encoding,
+                    is_bigendian=raw.is_bigendian, step=raw.step)
+        img.data = raw.data
+        self.debug_pub.publish(img)
+
+    # --- helpers -----------------------------------------------------------------------------------------------
+    def _image_qos(self) -> QoSProfile:
+        if self.params.image_qos == "sensor_data":
+            qos = QoSProfile(depth=self.params.image_qos_depth, reliability=qos_profile_sensor_data.reliability,
+                             durability=qos_profile_sensor_data.durability)
+        else:
+            reliability = (ReliabilityPolicy.RELIABLE if self.params.image_qos == "reliable"
+                           else ReliabilityPolicy.BEST_EFFORT)
+            qos = QoSProfile(depth=self.params.image_qos_depth, reliability=reliability)
+        return qos
+
+    def _apply_outputs(self, p: fer_params.FerParams) -> None:
+        """Create or destroy the optional publishers to match `p`."""
+        if p.publish_debug_image and self.debug_pub is None:
+            self.debug_pub = self.create_publisher(Image, p.output_topic.rstrip("/") + "/image",
+                                                   qos_profile_sensor_data)
+        elif not p.publish_debug_image and self.debug_pub is not None:
+            self.destroy_publisher(self.debug_pub)
+            self.debug_pub = None
+        if p.publish_rep155 and self.rep155 is None:
+            from fer_ros.ros.rep155 import Rep155Publisher
+            self.rep155 = Rep155Publisher.create(self, forget_after_s=p.face_timeout_s)
+        elif not p.publish_rep155 and self.rep155 is not None:
+            self.rep155.close()
+            self.rep155 = None
+        if self.rep155 is not None:
+            self.rep155.forget_after_s = p.face_timeout_s
+
+    def _topic_of(self, msg) -> str:
+        return self.resolve_topic_name("image/compressed" if isinstance(msg, CompressedImage) else "image")
+
+    def close(self) -> None:
+        """Stop the worker and release the recognizer (the FaceLandmarker must be closed explicitly)."""
+        self._running = False
+        self._slot.close()
+        if self._worker.is_alive():
+            self._worker.join(timeout=5.0)
+        with self._lock:
+            self.recognizer.close()
+
+
+def build_recognizer(model_dir: Path, params: fer_params.FerParams, logger):
+    """Load the inference engine and the landmarker and build the perception pipeline.
+    Returns (Recognizer, backend description); StartupError with a clear message when something is unusable."""
+    from fer_ros.engine import load_engine
+    from fer_ros.landmarker import LandmarkerError, MediaPipeLandmarker
+    from fer_ros.manifest import ModelError
+    from fer_ros.pipeline import Recognizer
+
+    try:
+        engine = load_engine(model_dir, backend=params.backend, device=params.device, fp16=params.fp16,
+                             cache_dir=params.engine_cache_dir or None)
+    except (ModelError, FileNotFoundError, ValueError, RuntimeError, ImportError) as exc:
+        raise StartupError(f"cannot load the model in {model_dir} with backend {params.backend!r}: {exc}") from None
+    landmarker = None
+    try:
+        landmarker = MediaPipeLandmarker(mode="video", max_faces=params.max_faces)
+        recognizer = Recognizer(landmarker=landmarker, engine=engine, max_faces=params.max_faces,
+                                face_timeout_s=params.face_timeout_s, neutral_policy=params.neutral_policy,
+                                min_face_size_px=params.min_face_size_px)
+    except (LandmarkerError, ValueError) as exc:
+        if landmarker is not None:
+            landmarker.close()
+        raise StartupError(str(exc)) from None
+    if params.window_length and params.window_length != recognizer.window_length:
+        recognizer.close()
+        raise StartupError(f"window_length {params.window_length} does not match the model's "
+                           f"{recognizer.window_length} frames; set it to 0 (use the model's)")
+    backend = str(getattr(engine, "backend", params.backend))
+    logger.info(f"model {model_dir.name}: classes {', '.join(recognizer.class_names)}, "
+                f"{recognizer.window_length} frames per clip, backend {backend}")
+    return recognizer, backend
+
+
+def main(argv=None) -> int:
+    rclpy.init(args=argv)
+    node = None
+    try:
+        node = FerNode()
+        rclpy.spin(node)
+    except StartupError as exc:
+        print(f"fer_node: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""fer_node in a subprocess, driven from this process over ROS 2: real faces in, /emotion out.
+
+One node serves the tests of this module (starting one costs several seconds on a small CPU); it is stopped with
+SIGINT by the last test. test_node_faces.py starts its own node for several faces and stops it with SIGTERM.
+"""
+from __future__ import annotations
+
+import signal
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed")
+
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+
+from fer_msgs.srv import CaptureNeutral  # noqa: E402
+
+from node_helpers import NodeProcess, box_center_inside, image_msg, ready, running_node, stamp_ns  # noqa: E402
+from node_model import model_for_tests  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return model_for_tests(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def fer(model_dir):
+    """(node process, client) sharing a private ROS domain."""
+    with running_node(["-p", f"model_path:={model_dir.path}", "-p", "subscribe_compressed:=true",
+                       "-p", "diagnostics_period_s:=0.5", "-p", "min_face_size_px:=20"]) as pair:
+        yield pair
+
+
+def test_one_real_face(fer, face_frame, model_dir):
+    node, client = fer
+    frame, regions = face_frame
+    msg = client.send_until(frame, ready, timeout_s=30.0)
+    assert msg is not None, f"no /emotion with a ready face; node said:\n{node.output}"
+    assert msg.header.frame_id == "test_camera"
+    assert len(msg.faces) == 1
+    face = msg.faces[0]
+    assert box_center_inside(face.box, regions[0]), (face.box, regions[0])
+    assert 40 <= face.box.width <= regions[0][2] - regions[0][0] + 20
+    assert list(face.class_names) == list(model_dir.class_names)
+    assert len(face.scores) == len(face.class_names)
+    assert sum(face.scores) == pytest.approx(1.0, abs=1e-4)
+    assert face.label == face.class_names[int(np.argmax(face.scores))]
+    assert face.confidence == pytest.approx(max(face.scores), abs=1e-5)
+    assert len(face.landmarks) == 68
+    xs = [p.x for p in face.landmarks]
+    assert regions[0][0] <= min(xs) and max(xs) <= regions[0][2]
+    assert face.window_frames >= 1
+    # The id stays the same for the same face.
+    later = client.send_until(frame, ready, timeout_s=10.0)
+    assert later is not None and later.faces[0].face_id == face.face_id
+    assert later.faces[0].track_age_s >= face.track_age_s
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "yuv422", "yuv422_yuy2"])
+def test_every_colour_encoding_finds_the_face(fer, face_frame, encoding):
+    node, client = fer
+    frame, regions = face_frame
+    msg = client.send_until(frame, lambda m: len(m.faces) == 1, timeout_s=10.0, encoding=encoding)
+    assert msg is not None, f"no face found in a {encoding} frame; node said:\n{node.output[-3000:]}"
+    assert box_center_inside(msg.faces[0].box, regions[0])
+
+
+@pytest.mark.parametrize("encoding", ["mono8", "mono16", "16UC1"])
+def test_mono_encodings_are_processed(fer, face_frame, encoding):
+    # The landmarker may or may not find a face in a gray frame; what matters here is that the frame is decoded
+    # and answered, not rejected. (test_image_codec checks the pixels of every encoding.)
+    node, client = fer
+    frame, regions = face_frame
+    rejected = sum("rejected image" in line for line in node.lines[:])
+    msg = client.send_until(frame, lambda m: True, timeout_s=10.0, encoding=encoding)
+    assert msg is not None, f"a {encoding} frame was not answered; node said:\n{node.output[-3000:]}"
+    assert sum("rejected image" in line for line in node.lines[:]) == rejected
+    for face in msg.faces:
+        assert box_center_inside(face.box, regions[0])
+
+
+def test_compressed_image(fer, face_frame):
+    import cv2
+    node, client = fer
+    frame, regions = face_frame
+    ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    msg = CompressedImage(format="jpeg")
+    msg.data = jpg.tobytes()
+    msg.header.frame_id = "compressed_camera"
+    deadline = time.monotonic() + 10.0
+    got = None
+    while got is None and time.monotonic() < deadline:
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(client.stamp(), 1_000_000_000)
+        client.compressed_pub.publish(msg)
+        client.spin_for(0.1)
+        got = next((m for m in client.emotions if m.header.frame_id == "compressed_camera" and m.faces), None)
+    assert got is not None, node.output[-3000:]
+    assert box_center_inside(got.faces[0].box, regions[0])
+
+
+def _bad_images():
+    def img(h, w, enc, step, n):
+        m = Image(height=h, width=w, encoding=enc, is_bigendian=0, step=step)
+        m.data = bytes(n)
+        return m
+    return [img(480, 640, "rgb8", 100, 480 * 100), img(480, 640, "rgb8", 1920, 1000),
+            img(480, 640, "rgb9", 1920, 480 * 1920), img(0, 0, "rgb8", 0, 0)]
+
+
+def test_malformed_input_is_rejected_and_the_node_keeps_running(fer, face_frame):
+    node, client = fer
+    before = len([line for line in node.lines if "rejected image" in line])
+    for bad in _bad_images():
+        bad.header.stamp.sec, bad.header.stamp.nanosec = divmod(client.stamp(), 1_000_000_000)
+        client.image_pub.publish(bad)
+        client.spin_for(0.3)  # one at a time, so none is replaced before it is looked at
+    corrupt = CompressedImage(format="jpeg")
+    corrupt.data = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
+    client.compressed_pub.publish(corrupt)
+    client.spin_for(0.5)
+    frame, regions = face_frame
+    msg = client.send_until(frame, lambda m: len(m.faces) == 1, timeout_s=10.0)
+    assert msg is not None and node.proc.poll() is None, node.output[-3000:]
+    warnings = [line for line in node.lines[:] if "rejected image" in line][before:]
+    assert 1 <= len(warnings) <= 2, "warnings must be rate-limited:\n" + "\n".join(warnings)
+    assert "Traceback" not in node.output
+    client.spin_for(1.2)  # a diagnostics period
+    values = {kv.key: kv.value for kv in client.diagnostics[-1].status[0].values}
+    assert int(values["frames_rejected"]) == 5
+
+
+def test_capture_neutral_service(fer, face_frame):
+    node, client = fer
+    frame, _ = face_frame
+    msg = client.send_until(frame, lambda m: len(m.faces) == 1, timeout_s=10.0)
+    assert msg is not None
+    assert client.capture.wait_for_service(timeout_sec=5.0)
+    face_id = msg.faces[0].face_id
+    future = client.capture.call_async(CaptureNeutral.Request(face_ids=[face_id, 9999]))
+    rclpy.spin_until_future_complete(client.node, future, timeout_sec=10.0)
+    res = future.result()
+    assert res is not None and res.success and list(res.captured) == [face_id]
+    assert "9999" in res.message
+    after = client.send_until(frame, lambda m: len(m.faces) == 1 and m.faces[0].has_neutral_reference,
+                              timeout_s=10.0)
+    assert after is not None and after.faces[0].face_id == face_id
+
+
+def _set_param(client, name, value):
+    from rcl_interfaces.msg import Parameter, ParameterValue, ParameterType
+    from rcl_interfaces.srv import SetParameters
+    cli = client.node.create_client(SetParameters, "/fer_node/set_parameters")
+    assert cli.wait_for_service(timeout_sec=5.0)
+    if isinstance(value, bool):
+        pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+    else:
+        pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
+    future = cli.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
+    rclpy.spin_until_future_complete(client.node, future, timeout_sec=10.0)
+    client.node.destroy_client(cli)
+    return future.result().results[0]
+
+
+def test_parameters_at_run_time_and_debug_image(fer, face_frame):
+    node, client = fer
+    assert not _set_param(client, "smoothing_time_constant_s", -1.0).successful
+    assert _set_param(client, "smoothing_time_constant_s", 0.5).successful
+    assert _set_param(client, "publish_debug_image", True).successful
+    frame, _ = face_frame
+    deadline = time.monotonic() + 10.0
+    while not client.debug_images and time.monotonic() < deadline:
+        client.send(frame)
+        client.spin_for(0.1)
+    assert client.debug_images, node.output[-3000:]
+    img = client.debug_images[-1]
+    assert (img.height, img.width, img.encoding) == (480, 640, "rgb8")
+    drawn = np.frombuffer(bytes(img.data), np.uint8).reshape(480, 640, 3)
+    assert not np.array_equal(drawn, frame)  # boxes and labels are drawn
+    assert _set_param(client, "publish_debug_image", False).successful
+    assert _set_param(client, "smoothing_time_constant_s", 0.0).successful
+
+
+def test_frame_flood_keeps_the_node_current_with_bounded_memory(fer, face_frame):
+    node, client = fer
+    frame, _ = face_frame
+    assert client.send_until(frame, ready, timeout_s=10.0) is not None
+    rss_before = node.rss_mib()
+    first = len(client.emotions)
+    msgs = [image_msg(frame, client.stamp()) for _ in range(200)]
+    t0 = time.monotonic()
+    for m in msgs:  # as fast as this process can publish
+        client.image_pub.publish(m)
+    flood_s = time.monotonic() - t0
+    last_ns = stamp_ns(msgs[-1].header.stamp)
+    deadline = time.monotonic() + 15.0
+    while client.answered(last_ns) is None and time.monotonic() < deadline:
+        client.image_pub.publish(msgs[-1])  # best-effort delivery may lose the last one: repeat it
+        client.spin_for(0.2)
+    assert client.answered(last_ns) is not None, "the newest frame was never processed"
+    answers = [stamp_ns(m.header.stamp) for m in client.emotions[first:]]
+    flood = {stamp_ns(m.header.stamp) for m in msgs}
+    answered_flood = [ns for ns in answers if ns in flood]
+    assert answered_flood == sorted(answered_flood), "answers went back in time"
+    assert len(set(answered_flood)) < 150, f"{len(set(answered_flood))} of 200 frames processed in {flood_s:.2f} s"
+    rss_after = node.rss_mib()
+    assert rss_after - rss_before < 100.0, (rss_before, rss_after)
+    client.spin_for(1.2)
+    values = {kv.key: kv.value for kv in client.diagnostics[-1].status[0].values}
+    assert int(values["frames_dropped"]) > 0
+
+
+def test_sigint_stops_the_node_cleanly(fer):
+    node, _ = fer
+    code, out = node.stop(signal.SIGINT)
+    assert code == 0, out[-3000:]
+    assert "Traceback" not in out
+
+
+def test_missing_model_exits_with_one_clear_line(tmp_path):
+    missing = tmp_path / "no_such_model"
+    node = NodeProcess(["-p", f"model_path:={missing}"])
+    try:
+        node.proc.wait(timeout=30.0)
+    finally:
+        code, out = node.stop(signal.SIGKILL)
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert code == 2, out
+    assert len(lines) == 1, out
+    assert str(missing) in lines[0] and "model_path" in lines[0] and "Traceback" not in out

@@ -1,0 +1,31 @@
+"""fer_node with several real faces in one frame: one entry per face, distinct ids, each box on its face;
+then a clean stop on SIGTERM."""
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy is not installed")
+
+from node_helpers import box_center_inside, ready, running_node  # noqa: E402
+from node_model import model_for_tests  # noqa: E402
+
+
+def test_three_faces_and_sigterm(tmp_path_factory, faces3_frame):
+    model = model_for_tests(tmp_path_factory.getbasetemp())
+    frame, regions = faces3_frame
+    with running_node(["-p", f"model_path:={model.path}"]) as (node, client):
+        msg = client.send_until(frame, lambda m: len(m.faces) == 3 and ready(m), timeout_s=30.0)
+        assert msg is not None, node.output[-3000:]
+        ids = [f.face_id for f in msg.faces]
+        assert ids == sorted(ids) and len(set(ids)) == 3
+        for face, region in zip(sorted(msg.faces, key=lambda f: f.box.x_offset), regions):
+            assert box_center_inside(face.box, region), (face.box, region)
+            assert len(face.scores) == len(face.class_names)
+            assert sum(face.scores) == pytest.approx(1.0, abs=1e-4)
+            assert list(face.class_names) == list(model.class_names)
+            assert face.label in model.class_names
+        code, out = node.stop(signal.SIGTERM)
+    assert code == 0, out[-3000:]
+    assert "Traceback" not in out
