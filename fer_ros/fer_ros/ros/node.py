@@ -29,6 +29,7 @@ from fer_msgs.srv import CaptureNeutral
 from diagnostic_msgs.msg import DiagnosticArray
 
 from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
+from fer_ros.manifest import GET_A_MODEL
 from fer_ros.ros import params as fer_params
 from fer_ros.ros.convert import face_emotion_array, stamp_to_s
 from fer_ros.ros.stats import FrameStats, LatestFrame, diagnostics_msg
@@ -68,7 +69,7 @@ def resolve_model_dir(model_path: str) -> Path:
             return directory
     raise ModelNotFound(
         f"model not found: {candidates[0] / 'manifest.json'} does not exist; set the model_path parameter to a "
-        "model directory (manifest.json + model.onnx), or train one with `fer-train` (see README: Models)")
+        f"model directory (manifest.json + model.onnx) -- {GET_A_MODEL}")
 
 
 class FerNode(Node):
