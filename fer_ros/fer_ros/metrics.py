@@ -34,8 +34,8 @@ def confusion_matrix(y_true, y_pred, k: int, k_pred: int | None = None) -> np.nd
     k_pred = k if k_pred is None else int(k_pred)
     if t.shape != p.shape:
         raise ValueError(f"y_true and y_pred differ in length ({t.size} vs {p.size})")
-    if k <= 0 or k_pred <= 0:
-        raise ValueError("the number of classes must be positive")
+    if k < 0 or k_pred < 0:
+        raise ValueError("the number of classes cannot be negative")
     if t.size and (t.min() < 0 or t.max() >= k):
         raise ValueError(f"y_true holds an index outside [0, {k})")
     if p.size and (p.min() < 0 or p.max() >= k_pred):
