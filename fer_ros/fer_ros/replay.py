@@ -512,10 +512,14 @@ def default_model_dir() -> Path:
 
 
 def build_recognizer(model: str | Path | None, backend: str = "auto", device: str = "cpu", max_faces: int = 4,
-                     face_timeout_s: float = 1.0, neutral_policy: str = "auto", min_face_size_px: float = 0.0):
-    """The node's pipeline with the model loaded by the node's engine; returns (recognizer, backend name, model
-    dir). Raises ReplayError with what to do when the model cannot be loaded."""
+                     face_timeout_s: float = 1.0, neutral_policy: str = "auto", min_face_size_px: float = 0.0,
+                     fp16: bool = False, cache_dir: str | Path | None = None):
+    """The node's pipeline (MediaPipe landmarker in VIDEO mode + the model loaded by the node's engine), built as
+    fer_node builds it; returns (recognizer, backend name, model dir). Raises ReplayError saying what to do when
+    the model or the landmarker cannot be loaded."""
     from fer_ros.engine import load_engine
+    from fer_ros.landmarker import LandmarkerError, MediaPipeLandmarker
+    from fer_ros.manifest import ModelError
     from fer_ros.pipeline import Recognizer
     model_dir = Path(model) if model else default_model_dir()
     if model_dir.name == "manifest.json":
@@ -524,13 +528,21 @@ def build_recognizer(model: str | Path | None, backend: str = "auto", device: st
         raise ReplayError(f"model not found: {model_dir / 'manifest.json'} does not exist; pass --model "
                           "<model dir> (manifest.json + model.onnx), or train one with fer-train")
     try:
-        engine = load_engine(model_dir, backend=backend, device=device)
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise ReplayError(f"cannot load the model in {model_dir}: {exc}") from None
-    recognizer = Recognizer(engine=engine, max_faces=max_faces, face_timeout_s=face_timeout_s,
-                            neutral_policy=neutral_policy, min_face_size_px=min_face_size_px)
-    name = str(getattr(engine, "backend", None) or getattr(engine, "name", None) or backend)
-    return recognizer, name, model_dir
+        engine = load_engine(model_dir, backend=backend, device=device, fp16=fp16,
+                             cache_dir=str(cache_dir) if cache_dir else None)
+    except (ModelError, FileNotFoundError, ValueError, RuntimeError, ImportError) as exc:
+        raise ReplayError(f"cannot load the model in {model_dir} with backend {backend!r}: {exc}") from None
+    landmarker = None
+    try:
+        landmarker = MediaPipeLandmarker(mode="video", max_faces=max_faces)
+        recognizer = Recognizer(landmarker=landmarker, engine=engine, max_faces=max_faces,
+                                face_timeout_s=face_timeout_s, neutral_policy=neutral_policy,
+                                min_face_size_px=min_face_size_px)
+    except (LandmarkerError, ValueError) as exc:
+        if landmarker is not None:
+            landmarker.close()
+        raise ReplayError(str(exc)) from None
+    return recognizer, str(getattr(engine, "backend", backend)), model_dir
 
 
 class ReplayError(RuntimeError):
@@ -551,6 +563,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", type=Path, default=None, help="model directory; default: the shipped ckplus8_default")
     g.add_argument("--backend", default="auto", help="auto | onnxruntime | torch | tensorrt")
     g.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    g.add_argument("--fp16", action="store_true", help="half precision where the backend supports it (GPU)")
+    g.add_argument("--engine-cache-dir", type=Path, default=None, help="TensorRT engine cache; default: backend's")
     g.add_argument("--max-faces", type=int, default=4, help="most faces tracked per frame")
     g.add_argument("--min-face-size-px", type=float, default=0.0, help="smaller faces (box side, px) are ignored")
     g.add_argument("--face-timeout-s", type=float, default=1.0, help="a face unseen this long (s) is dropped")
@@ -620,7 +634,7 @@ def run(args, recognizer=None) -> dict:
     if recognizer is None:
         recognizer, backend, model_dir = build_recognizer(
             args.model, args.backend, args.device, args.max_faces, args.face_timeout_s, args.neutral_policy,
-            args.min_face_size_px)
+            args.min_face_size_px, args.fp16, args.engine_cache_dir)
         model_name = str(model_dir)
     try:
         if labels is not None and getattr(recognizer, "class_names", None):
