@@ -8,6 +8,10 @@ import pytest
 
 # Keep tests light on the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Built inference engines go to a per-run folder, not the user's ~/.cache (subprocesses inherit this).
+if "FER_ROS_ENGINE_CACHE" not in os.environ:
+    import tempfile
+    os.environ["FER_ROS_ENGINE_CACHE"] = tempfile.mkdtemp(prefix="fer_ros_engine_cache_")
 
 
 @pytest.fixture(scope="session")

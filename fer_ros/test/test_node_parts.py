@@ -224,3 +224,50 @@ def test_draw_results_marks_every_face():
     assert not np.array_equal(out[40, 20:100], frame[40, 20:100])  # the top edge of the first box
     assert face_caption(_result(1)) == "#1* happy 65%"
     assert "warming up" in face_caption(_result(2, ready=False))
+
+
+def test_rep155_publisher_topics_and_forgetting():
+    # hri_msgs is not a dependency; stand-in message classes with its field names exercise the publisher logic.
+    from types import SimpleNamespace
+    from std_msgs.msg import Header
+    from fer_ros.ros.rep155 import Rep155Publisher
+
+    class _Msg(SimpleNamespace):
+        pass
+
+    hri = SimpleNamespace(IdsList=lambda: _Msg(header=None, ids=[]),
+                          Expression=lambda: _Msg(header=None, expression="", valence=0.0, arousal=0.0,
+                                                  confidence=0.0))
+    hri.IdsList.__name__, hri.Expression.__name__ = "IdsList", "Expression"
+    published: dict[str, list] = {}
+
+    class _Pub:
+        def __init__(self, topic):
+            self.topic = topic
+            published.setdefault(topic, [])
+
+        def publish(self, msg):
+            published[self.topic].append(msg)
+
+    class _Node:
+        destroyed: list = []
+
+        def create_publisher(self, _type, topic, _qos):
+            return _Pub(topic)
+
+        def destroy_publisher(self, pub):
+            self.destroyed.append(pub.topic)
+
+    node = _Node()
+    rep = Rep155Publisher(node, hri, forget_after_s=1.0)
+    rep.publish(Header(), [_result(4), _result(2, ready=False)], stamp_s=10.0)
+    assert published["/humans/faces/tracked"][-1].ids == ["face2", "face4"]
+    expr = published["/humans/faces/face4/expression"][-1]
+    assert expr.expression == "happy" and expr.confidence == pytest.approx(0.65) and expr.valence > 0
+    assert "/humans/faces/face2/expression" not in published  # window not full: no expression yet
+    rep.publish(Header(), [], stamp_s=10.5)  # a short miss keeps the topic
+    assert node.destroyed == []
+    rep.publish(Header(), [], stamp_s=11.6)  # gone longer than forget_after_s
+    assert node.destroyed == ["/humans/faces/face4/expression"]
+    rep.close()
+    assert node.destroyed[-1] == "/humans/faces/tracked"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
@@ -26,7 +27,6 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from fer_msgs.msg import FaceEmotionArray
 from fer_msgs.srv import CaptureNeutral
-from diagnostic_msgs.msg import DiagnosticArray
 
 from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
 from fer_ros.manifest import GET_A_MODEL
@@ -277,7 +277,7 @@ def build_recognizer(model_dir: Path, params: fer_params.FerParams, logger):
 
     try:
         engine = load_engine(model_dir, backend=params.backend, device=params.device, fp16=params.fp16,
-                             cache_dir=params.engine_cache_dir or None)
+                             cache_dir=params.engine_cache_dir or None, num_threads=params.num_threads)
     except (ModelError, FileNotFoundError, ValueError, RuntimeError, ImportError) as exc:
         raise StartupError(f"cannot load the model in {model_dir} with backend {params.backend!r}: {exc}") from None
     landmarker = None
@@ -295,6 +295,7 @@ def build_recognizer(model_dir: Path, params: fer_params.FerParams, logger):
         raise StartupError(f"window_length {params.window_length} does not match the model's "
                            f"{recognizer.window_length} frames; set it to 0 (use the model's)")
     backend = str(getattr(engine, "backend", params.backend))
+    logger.info(f"inference: {engine.describe()}")
     logger.info(f"model {model_dir.name}: classes {', '.join(recognizer.class_names)}, "
                 f"{recognizer.window_length} frames per clip, backend {backend}")
     return recognizer, backend

@@ -23,7 +23,7 @@ class FerParams:
 
     model_path: str = ""
     backend: str = "auto"
-    device: str = "cpu"
+    device: str = "auto"
     fp16: bool = False
     engine_cache_dir: str = ""
     num_threads: int = 2
@@ -48,9 +48,10 @@ DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
     "model_path": ("Model directory (manifest.json, model.onnx, model.pt); empty = the shipped "
                    "models/ckplus8_default.", True, None),
     "backend": ("Inference backend: auto, onnxruntime, torch or tensorrt.", True, BACKENDS),
-    "device": ("Inference device: cpu, cuda or cuda:N.", True, None),
+    "device": ("Inference device: auto (a GPU when there is one), cpu, cuda or cuda:N.", True, None),
     "fp16": ("Half-precision inference where the backend supports it (GPU).", True, None),
-    "engine_cache_dir": ("Where built TensorRT engines are cached; empty = the backend's default.", True, None),
+    "engine_cache_dir": ("Where built engines (TensorRT plans, optimised ONNX graphs) are cached; empty = "
+                         "$FER_ROS_ENGINE_CACHE or ~/.cache/fer_ros/engines.", True, None),
     "num_threads": ("CPU threads for inference (intra-op).", True, IntegerRange(from_value=1, to_value=64, step=1)),
     "max_faces": ("Most faces tracked per frame.", True, IntegerRange(from_value=1, to_value=32, step=1)),
     "min_face_size_px": ("Faces with a box side smaller than this (px) are not reported.", False,
@@ -114,8 +115,9 @@ def check(name: str, value: Any) -> str | None:
         return f"parameter {name} must be one of {', '.join(extra)}, got {value!r}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"parameter {name} must be finite, got {value}"
-    if name == "device" and not (value == "cpu" or value == "cuda" or str(value).startswith("cuda:")):
-        return f"parameter device must be cpu, cuda or cuda:N, got {value!r}"
+    if name == "device" and not (value in ("auto", "cpu", "cuda") or
+                                 (str(value).startswith("cuda:") and str(value)[5:].isdigit())):
+        return f"parameter device must be auto, cpu, cuda or cuda:N, got {value!r}"
     if name == "output_topic" and not str(value):
         return "parameter output_topic must not be empty"
     return None

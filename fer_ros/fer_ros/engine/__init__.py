@@ -1,0 +1,102 @@
+"""Inference engines: one interface (`Engine.predict(clip, geo, geo_valid) -> probs`) over ONNX Runtime, PyTorch
+and TensorRT. `load_engine(model_dir, backend, device, fp16, cache_dir, num_threads)` checks the model (manifest,
+sha256 of its files, class list and preprocessing against this code) and returns a ready engine.
+
+backend: "onnxruntime" (CPU default; CUDA with onnxruntime-gpu), "torch" (CPU or CUDA, fp16 on CUDA),
+"tensorrt" (onnxruntime-gpu's TensorRT provider or torch-tensorrt; engine cached on disk), or "auto": TensorRT
+where it loads, then a CUDA backend, then the CPU (onnxruntime, else torch); `engine.notes` says what was tried
+and why it picked what it did. device: "auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N"; with backend
+auto and device cpu only CPU backends are tried.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fer_ros.engine import hardware
+from fer_ros.engine.base import BackendUnavailable, Engine
+from fer_ros.manifest import Manifest, ModelError, load_manifest
+
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+
+__all__ = ["BACKENDS", "BackendUnavailable", "Engine", "ModelError", "load_engine", "available_backends"]
+
+
+def available_backends() -> dict[str, str]:
+    """backend -> "yes" or why not, for this machine (used by bench and diagnostics)."""
+    from fer_ros.engine import tensorrt_backend
+    out = {"onnxruntime": "yes" if hardware.module_version("onnxruntime") else "onnxruntime not installed",
+           "torch": "yes" if hardware.module_version("torch") else "torch not installed"}
+    ok, reason = tensorrt_backend.available()
+    out["tensorrt"] = "yes" if ok else reason
+    out["cuda"] = (f"yes ({hardware.torch_cuda_devices()} GPU(s) through torch)" if hardware.torch_cuda_devices()
+                   else "no CUDA GPU visible to torch")
+    return out
+
+
+def _load_one(manifest: Manifest, backend: str, device: str, fp16: bool, cache_dir, num_threads: int) -> Engine:
+    if backend == "onnxruntime":
+        from fer_ros.engine import onnxruntime_backend
+        kind, index = hardware.parse_device(device)
+        if kind == "auto":  # onnxruntime on a GPU only when asked for explicitly or through auto's CUDA step
+            device = "cpu"
+        return onnxruntime_backend.load(manifest, device, fp16, cache_dir, num_threads)
+    if backend == "torch":
+        from fer_ros.engine import torch_backend
+        return torch_backend.load(manifest, device, fp16, num_threads)
+    if backend == "tensorrt":
+        from fer_ros.engine import tensorrt_backend
+        kind, index = hardware.parse_device(device)
+        return tensorrt_backend.load(manifest, "cuda:%d" % index if kind == "auto" else device, fp16, cache_dir)
+    raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+
+
+def _load_auto(manifest: Manifest, device: str, fp16: bool, cache_dir, num_threads: int) -> Engine:
+    kind, index = hardware.parse_device(device)
+    tried: list[str] = []
+    if kind in ("auto", "cuda"):
+        gpu = f"cuda:{index}"
+        candidates = [("tensorrt", gpu)]
+        if "CUDAExecutionProvider" in hardware.ort_providers():
+            candidates.append(("onnxruntime", gpu))
+        candidates.append(("torch", gpu))
+        for backend, dev in candidates:
+            try:
+                engine = _load_one(manifest, backend, dev, fp16, cache_dir, num_threads)
+            except BackendUnavailable as exc:
+                tried.append(f"{backend} on {dev}: {exc}")
+                continue
+            except ModelError as exc:  # a GPU runtime that fails on this graph: fall back, say so
+                tried.append(f"{backend} on {dev} failed: {exc}")
+                continue
+            engine.notes[:0] = [f"auto picked {engine.backend}"] + [f"not {t}" for t in tried]
+            return engine
+        if kind == "cuda":
+            raise BackendUnavailable(f"no backend can run on {device}: " + " | ".join(tried) +
+                                     "; use device cpu (or auto)")
+    for backend in ("onnxruntime", "torch"):
+        try:
+            engine = _load_one(manifest, backend, "cpu", fp16, cache_dir, num_threads)
+        except BackendUnavailable as exc:
+            tried.append(f"{backend}: {exc}")
+            continue
+        why = "device cpu requested" if kind == "cpu" else "no GPU backend loaded"
+        engine.notes[:0] = [f"auto picked {engine.backend} ({why})"] + [f"not {t}" for t in tried]
+        return engine
+    raise BackendUnavailable("no inference backend is installed: " + " | ".join(tried))
+
+
+def load_engine(model: str | Path, backend: str = "auto", device: str = "auto", fp16: bool = False,
+                cache_dir: str | Path | None = None, num_threads: int = 0) -> Engine:
+    """See the module docstring. Raises ModelError (a bad or missing model file: the message names it and says
+    what to do), BackendUnavailable (the backend or device is not usable here) or ValueError (bad arguments)."""
+    backend = (backend or "auto").strip().lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    hardware.parse_device(device)  # ValueError early for a misspelt device
+    manifest = load_manifest(model)
+    if "onnx" not in manifest.files and backend in ("onnxruntime", "tensorrt"):
+        raise ModelError(f"{manifest.directory / 'manifest.json'}: the model has no ONNX graph, which backend "
+                         f"{backend} needs; re-export it with `fer-train --export` or use backend torch")
+    if backend == "auto":
+        return _load_auto(manifest, device, fp16, cache_dir, num_threads)
+    return _load_one(manifest, backend, device, fp16, cache_dir, num_threads)

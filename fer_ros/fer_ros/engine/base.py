@@ -1,0 +1,84 @@
+"""What every inference backend is: `Engine.predict(clip, geo, geo_valid) -> probs` on one batch of faces.
+
+clip (B, 1, T, S, S) LBP clips, geo (B, C, G, G) difference images, geo_valid (B,) 1 where a neutral reference
+exists: the network inputs preprocess.Preprocessor makes. All faces of a frame go through both networks in one
+call (the exported graph holds both, so one run is one batch per network). Returns softmax(l3), (B, K) float32.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fer_ros.manifest import Manifest
+
+MAX_BATCH = 256  # the exported ONNX graph's batch bound; larger batches are split
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend (or its device) cannot run on this machine; the message says why and what to use instead."""
+
+
+@dataclass
+class Engine:
+    """Base of the backends. Subclasses implement `_run(clip, geo, valid) -> probs` on float32 arrays."""
+
+    manifest: Manifest
+    backend: str = ""                      # e.g. "onnxruntime:cpu", "torch:cuda:0", "tensorrt:onnxruntime"
+    device: str = "cpu"
+    fp16: bool = False
+    cache_hit: bool | None = None          # None: this backend keeps no on-disk cache
+    notes: list[str] = field(default_factory=list)  # why this backend/device was chosen, what was ignored
+    max_batch: int = MAX_BATCH             # larger batches are run in parts
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.manifest.class_names)
+
+    @property
+    def window_length(self) -> int:
+        return self.manifest.window_length
+
+    @property
+    def preprocess_spec(self) -> dict:
+        return dict(self.manifest.preprocess)
+
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-sample input shapes (without the batch dimension) from the manifest."""
+        cfg = self.manifest.arch_cfg
+        s, t = int(cfg.get("size", self.manifest.crop_size)), int(cfg.get("frames", self.window_length))
+        c, g = int(cfg.get("geo_channels", 2)), int(cfg.get("geo_size", 64))
+        return {"clip": (1, t, s, s), "geo": (c, g, g), "geo_valid": ()}
+
+    def predict(self, clip, geo, geo_valid) -> np.ndarray:
+        """(B, K) float32 probabilities; ValueError naming the input when a shape does not fit the model."""
+        clip = np.ascontiguousarray(clip, dtype=np.float32)
+        geo = np.ascontiguousarray(geo, dtype=np.float32)
+        valid = np.ascontiguousarray(geo_valid, dtype=np.float32).reshape(-1)
+        shapes = self.input_shapes()
+        for name, arr in (("clip", clip), ("geo", geo)):
+            if arr.ndim != len(shapes[name]) + 1 or tuple(arr.shape[1:]) != shapes[name]:
+                raise ValueError(f"{name} has shape {arr.shape}, model {self.manifest.name!r} takes "
+                                 f"(B, {', '.join(map(str, shapes[name]))})")
+        b = clip.shape[0]
+        if geo.shape[0] != b or valid.shape[0] != b:
+            raise ValueError(f"batch sizes differ: clip {b}, geo {geo.shape[0]}, geo_valid {valid.shape[0]}")
+        if b == 0:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        parts = [self._run(clip[i:i + self.max_batch], geo[i:i + self.max_batch],
+                           valid[i:i + self.max_batch]) for i in range(0, b, self.max_batch)]
+        return np.ascontiguousarray(np.concatenate(parts) if len(parts) > 1 else parts[0], dtype=np.float32)
+
+    def _run(self, clip: np.ndarray, geo: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for logs: backend, precision, cache state, notes."""
+        bits = [self.backend, "fp16" if self.fp16 else "fp32"]
+        if self.cache_hit is not None:
+            bits.append("cached engine reused" if self.cache_hit else "engine built and cached")
+        text = ", ".join(bits)
+        return text + (f" ({'; '.join(self.notes)})" if self.notes else "")
+
+    def close(self) -> None:
+        """Release the runtime's resources (sessions, GPU memory)."""

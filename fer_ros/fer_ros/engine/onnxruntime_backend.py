@@ -1,0 +1,96 @@
+"""ONNX Runtime backend: model.onnx on the CPU (default) or on CUDA with onnxruntime-gpu.
+
+The graph optimised by ONNX Runtime is cached (engine/cache.py), keyed by the ONNX file's sha256, the runtime
+version and the processor, so later loads start from the optimised graph.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from fer_ros.engine import hardware
+from fer_ros.engine.base import BackendUnavailable, Engine
+from fer_ros.engine.cache import CacheEntry, default_root
+from fer_ros.manifest import GET_A_MODEL, Manifest, ModelError
+
+log = logging.getLogger("fer_ros.engine")
+OPTIMISED = "model.optimised.onnx"
+
+
+class OnnxRuntimeEngine(Engine):
+    def __init__(self, manifest: Manifest, session, backend: str, device: str, cache_hit: bool | None,
+                 notes: list[str]) -> None:
+        super().__init__(manifest=manifest, backend=backend, device=device, fp16=False, cache_hit=cache_hit,
+                         notes=notes)
+        self.session = session
+
+    def _run(self, clip: np.ndarray, geo: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        return self.session.run(["probs"], {"clip": clip, "geo": geo, "geo_valid": valid})[0]
+
+    def close(self) -> None:
+        self.session = None
+
+
+def session_options(num_threads: int = 0):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    if num_threads > 0:
+        so.intra_op_num_threads = num_threads
+        so.inter_op_num_threads = 1
+    so.log_severity_level = 3  # errors only; our own messages say what matters
+    return so
+
+
+def _session(path: Path, so, providers: list):
+    import onnxruntime as ort
+    try:
+        return ort.InferenceSession(str(path), sess_options=so, providers=providers)
+    except Exception as exc:  # noqa: BLE001 -- onnxruntime raises its own exception types
+        raise ModelError(f"{path}: onnxruntime cannot load this graph ({type(exc).__name__}: "
+                         f"{str(exc).strip()[:300]}); re-export the model or {GET_A_MODEL}") from None
+
+
+def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, cache_dir: str | Path | None = None,
+         num_threads: int = 0, use_cache: bool = True) -> OnnxRuntimeEngine:
+    if hardware.module_version("onnxruntime") is None:
+        raise BackendUnavailable("backend onnxruntime: the onnxruntime package is not installed; "
+                                 "`pip install onnxruntime` (or use backend torch)")
+    import onnxruntime as ort
+    kind, index = hardware.parse_device(device)
+    notes: list[str] = []
+    if kind == "cuda":
+        if "CUDAExecutionProvider" not in hardware.ort_providers():
+            raise BackendUnavailable(f"backend onnxruntime on {device}: this onnxruntime has no CUDA execution "
+                                     f"provider (providers: {', '.join(hardware.ort_providers())}); install "
+                                     f"onnxruntime-gpu, use backend torch with device cuda, or device cpu")
+        providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        name = f"onnxruntime:cuda:{index}"
+    else:
+        providers = ["CPUExecutionProvider"]
+        name = "onnxruntime:cpu"
+    if fp16:
+        notes.append("fp16 ignored: the onnxruntime backend runs the fp32 graph (use tensorrt or torch on a GPU)")
+    onnx_path = manifest.file("onnx")
+    so = session_options(num_threads)
+    cache_hit = None
+    if use_cache:
+        context = {"backend": name, "onnx_sha256": manifest.files["onnx"]["sha256"], "onnxruntime": ort.__version__,
+                   **hardware.cpu_context()}
+        entry = CacheEntry(Path(cache_dir) if cache_dir else default_root(), manifest.name, "onnxruntime", context)
+        try:
+            if entry.is_valid():
+                session = _session(entry.file(OPTIMISED), so, providers)
+                return OnnxRuntimeEngine(manifest, session, name, device, True, notes)
+            entry.prepare()
+            so.optimized_model_filepath = str(entry.file(OPTIMISED))
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+            session = _session(onnx_path, so, providers)
+            entry.commit([OPTIMISED])
+            return OnnxRuntimeEngine(manifest, session, name, device, False, notes)
+        except OSError as exc:
+            notes.append(f"engine cache unusable ({exc}); loading without it")
+            so = session_options(num_threads)
+    session = _session(onnx_path, so, providers)
+    return OnnxRuntimeEngine(manifest, session, name, device, cache_hit, notes)

@@ -1,0 +1,164 @@
+"""TensorRT backend, through whichever of the two usual installs is present:
+
+1. onnxruntime-gpu with its TensorRT execution provider (model.onnx; TensorRT builds the plan at load), or
+2. torch-tensorrt (the torch model compiled with the dynamo frontend, saved as an exported program).
+
+The built engine is cached (engine/cache.py) keyed by the ONNX file's sha256, the GPU name and compute
+capability, the TensorRT and runtime versions, fp16 and the batch profile, and rebuilt only when one of those
+changes. Batch profile: 1 to MAX_FACES faces, tuned for OPT_FACES.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fer_ros.engine import hardware
+from fer_ros.engine.base import BackendUnavailable, Engine
+from fer_ros.engine.cache import CacheEntry, default_root
+from fer_ros.manifest import Manifest, ModelError
+
+MAX_FACES = 32
+OPT_FACES = 4
+TS_FILE = "model.trt.ep"
+
+
+def _unavailable_reason() -> str | None:
+    if "TensorrtExecutionProvider" in hardware.ort_providers():
+        return None
+    if hardware.module_version("torch_tensorrt") is not None and hardware.torch_cuda_devices():
+        return None
+    bits = []
+    bits.append("onnxruntime has no TensorrtExecutionProvider (providers: "
+                f"{', '.join(hardware.ort_providers()) or 'none'})")
+    if hardware.module_version("torch_tensorrt") is None:
+        bits.append("torch_tensorrt is not installed")
+    if not hardware.torch_cuda_devices():
+        bits.append("PyTorch sees no CUDA GPU")
+    return "; ".join(bits)
+
+
+def available() -> tuple[bool, str]:
+    reason = _unavailable_reason()
+    return reason is None, reason or "TensorRT found"
+
+
+def _context(manifest: Manifest, runtime: str, index: int, fp16: bool) -> dict:
+    gpu = hardware.gpu_info(index) or {"name": "unknown", "capability": "unknown"}
+    return {"backend": f"tensorrt:{runtime}", "onnx_sha256": manifest.files["onnx"]["sha256"],
+            "gpu": gpu["name"], "capability": gpu["capability"], "tensorrt": hardware.module_version("tensorrt"),
+            "runtime": hardware.module_version(runtime.replace("-", "_")), "fp16": bool(fp16),
+            "batch": [1, OPT_FACES, MAX_FACES]}
+
+
+class OrtTensorRTEngine(Engine):
+    def __init__(self, manifest, session, device, fp16, cache_hit, notes) -> None:
+        super().__init__(manifest=manifest, backend="tensorrt:onnxruntime", device=device, fp16=fp16,
+                         cache_hit=cache_hit, notes=notes, max_batch=MAX_FACES)
+        self.session = session
+
+    def _run(self, clip, geo, valid) -> np.ndarray:
+        return self.session.run(["probs"], {"clip": clip, "geo": geo, "geo_valid": valid})[0]
+
+    def close(self) -> None:
+        self.session = None
+
+
+class TorchTensorRTEngine(Engine):
+    def __init__(self, manifest, module, torch_device, device, fp16, cache_hit, notes) -> None:
+        super().__init__(manifest=manifest, backend="tensorrt:torch_tensorrt", device=device, fp16=fp16,
+                         cache_hit=cache_hit, notes=notes, max_batch=MAX_FACES)
+        self.module = module
+        self.torch_device = torch_device
+
+    def _run(self, clip, geo, valid) -> np.ndarray:
+        import torch
+        with torch.inference_mode():
+            args = [torch.from_numpy(a).to(self.torch_device) for a in (clip, geo, valid)]
+            return self.module(*args).float().cpu().numpy()
+
+    def close(self) -> None:
+        self.module = None
+
+
+def _shape_profile(engine_shapes: dict, batch: int) -> str:
+    return ",".join(f"{name}:{'x'.join(str(d) for d in (batch, *shape))}" for name, shape in engine_shapes.items())
+
+
+def _load_ort(manifest, index, fp16, entry: CacheEntry, notes) -> OrtTensorRTEngine:
+    import onnxruntime as ort
+
+    from fer_ros.engine.onnxruntime_backend import session_options
+    hit = entry.is_valid()
+    if not hit:
+        entry.prepare()
+    shapes = Engine(manifest).input_shapes()
+    trt_options = {
+        "device_id": index, "trt_fp16_enable": bool(fp16),
+        "trt_engine_cache_enable": True, "trt_engine_cache_path": str(entry.path),
+        "trt_timing_cache_enable": True, "trt_timing_cache_path": str(entry.path),
+        "trt_profile_min_shapes": _shape_profile(shapes, 1),
+        "trt_profile_opt_shapes": _shape_profile(shapes, OPT_FACES),
+        "trt_profile_max_shapes": _shape_profile(shapes, MAX_FACES),
+    }
+    providers = [("TensorrtExecutionProvider", trt_options), ("CUDAExecutionProvider", {"device_id": index}),
+                 "CPUExecutionProvider"]
+    try:
+        session = ort.InferenceSession(str(manifest.file("onnx")), sess_options=session_options(), providers=providers)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"{manifest.file('onnx')}: TensorRT could not build an engine ({type(exc).__name__}: "
+                         f"{str(exc).strip()[:300]})") from None
+    engine = OrtTensorRTEngine(manifest, session, f"cuda:{index}", fp16, hit, notes)
+    if not hit:  # the plan is built on the first run of each profile: build it now, then record it
+        _warm(engine, OPT_FACES)
+        entry.commit()
+    return engine
+
+
+def _load_torch_trt(manifest, index, fp16, entry: CacheEntry, notes) -> TorchTensorRTEngine:
+    import torch
+    import torch_tensorrt
+
+    from fer_ros.export import load_torch_model
+    from fer_ros.nets.agn import ProbsOnly
+    dev = torch.device("cuda", index)
+    if entry.is_valid():
+        module = torch.export.load(str(entry.file(TS_FILE))).module()
+        return TorchTensorRTEngine(manifest, module, dev, str(dev), fp16, True, notes)
+    entry.prepare()
+    model, _ = load_torch_model(manifest.directory, manifest)
+    wrapper = ProbsOnly(model).eval().to(dev)
+    shapes = Engine(manifest).input_shapes()
+    inputs = [torch_tensorrt.Input(min_shape=(1, *s), opt_shape=(OPT_FACES, *s), max_shape=(MAX_FACES, *s),
+                                   dtype=torch.float32) for s in shapes.values()]
+    precisions = {torch.float16, torch.float32} if fp16 else {torch.float32}
+    compiled = torch_tensorrt.compile(wrapper, ir="dynamo", inputs=inputs, enabled_precisions=precisions)
+    examples = [torch.rand(OPT_FACES, *s, device=dev) for s in shapes.values()]
+    torch_tensorrt.save(compiled, str(entry.file(TS_FILE)), output_format="exported_program", inputs=examples)
+    entry.commit([TS_FILE])
+    return TorchTensorRTEngine(manifest, compiled, dev, str(dev), fp16, False, notes)
+
+
+def _warm(engine: Engine, batch: int) -> None:
+    shapes = engine.input_shapes()
+    rng = np.random.default_rng(0)
+    engine.predict(rng.random((batch, *shapes["clip"]), np.float32), rng.random((batch, *shapes["geo"]), np.float32),
+                   np.ones(batch, np.float32))
+
+
+def load(manifest: Manifest, device: str = "cuda", fp16: bool = False, cache_dir: str | Path | None = None) -> Engine:
+    kind, index = hardware.parse_device(device)
+    if kind == "cpu":
+        raise BackendUnavailable("backend tensorrt runs on an NVIDIA GPU, not on device cpu; use device cuda, "
+                                 "or backend onnxruntime for the CPU")
+    reason = _unavailable_reason()
+    if reason is not None:
+        raise BackendUnavailable(f"backend tensorrt is not available here: {reason}. On a Jetson, TensorRT comes "
+                                 f"with JetPack (see README, Jetson); elsewhere use backend auto, torch or onnxruntime")
+    root = Path(cache_dir) if cache_dir else default_root()
+    notes: list[str] = []
+    if "TensorrtExecutionProvider" in hardware.ort_providers():
+        entry = CacheEntry(root, manifest.name, "tensorrt-ort", _context(manifest, "onnxruntime", index, fp16))
+        return _load_ort(manifest, index, fp16, entry, notes)
+    entry = CacheEntry(root, manifest.name, "tensorrt-torch", _context(manifest, "torch_tensorrt", index, fp16))
+    return _load_torch_trt(manifest, index, fp16, entry, notes)

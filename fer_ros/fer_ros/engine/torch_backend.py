@@ -1,0 +1,63 @@
+"""PyTorch backend: the model rebuilt from its manifest and model.pt (loaded with weights_only=True), on the CPU
+or a CUDA GPU; fp16 on the GPU."""
+from __future__ import annotations
+
+import numpy as np
+
+from fer_ros.engine import hardware
+from fer_ros.engine.base import BackendUnavailable, Engine
+from fer_ros.manifest import Manifest
+
+
+class TorchEngine(Engine):
+    def __init__(self, manifest: Manifest, model, torch_device, backend: str, device: str, fp16: bool,
+                 notes: list[str]) -> None:
+        super().__init__(manifest=manifest, backend=backend, device=device, fp16=fp16, notes=notes)
+        self.model = model
+        self.torch_device = torch_device
+
+    def _run(self, clip: np.ndarray, geo: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        import torch
+        dtype = torch.float16 if self.fp16 else torch.float32
+        with torch.inference_mode():
+            args = [torch.from_numpy(a).to(self.torch_device, dtype=dtype, non_blocking=True)
+                    for a in (clip, geo, valid)]
+            probs = self.model(*args).probs
+            return probs.float().cpu().numpy()
+
+    def close(self) -> None:
+        self.model = None
+        if self.torch_device.type == "cuda":
+            import torch
+            torch.cuda.empty_cache()
+
+
+def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, num_threads: int = 0) -> TorchEngine:
+    if hardware.module_version("torch") is None:
+        raise BackendUnavailable("backend torch: PyTorch is not installed; use backend onnxruntime")
+    import torch
+
+    from fer_ros.export import load_torch_model
+    kind, index = hardware.parse_device(device)
+    notes: list[str] = []
+    if kind == "auto":
+        kind = "cuda" if hardware.torch_cuda_devices() else "cpu"
+    if kind == "cuda":
+        n = hardware.torch_cuda_devices()
+        if n <= index:
+            raise BackendUnavailable(f"backend torch on cuda:{index}: PyTorch sees "
+                                     f"{'no CUDA GPU' if n == 0 else f'{n} GPU(s)'} (torch {torch.__version__}); "
+                                     f"use device cpu or backend auto")
+        torch_device = torch.device("cuda", index)
+    else:
+        torch_device = torch.device("cpu")
+        if num_threads > 0:
+            torch.set_num_threads(num_threads)
+        if fp16:
+            notes.append("fp16 ignored on the CPU")
+            fp16 = False
+    model, _ = load_torch_model(manifest.directory, manifest)
+    model = model.to(torch_device)
+    if fp16:
+        model = model.half()
+    return TorchEngine(manifest, model, torch_device, f"torch:{torch_device}", str(torch_device), fp16, notes)

@@ -1,0 +1,298 @@
+"""Inference engines: backends agree, the engine cache is reused and invalidated, bad model files give their
+messages, GPU backends asked for on a machine without one fail clearly (or fall back under auto)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bag_helpers import tiny_model_dir  # noqa: E402
+
+from fer_ros.engine import BackendUnavailable, ModelError, hardware, load_engine  # noqa: E402
+from fer_ros.manifest import load_manifest, sha256_file  # noqa: E402
+
+HAS_CUDA = hardware.torch_cuda_devices() > 0
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return tiny_model_dir(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def model_copy(model_dir, tmp_path) -> Path:
+    dst = tmp_path / "model"
+    shutil.copytree(model_dir, dst)
+    return dst
+
+
+def _inputs(engine, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    shapes = engine.input_shapes()
+    clip = rng.random((batch, *shapes["clip"]), np.float32)
+    geo = rng.uniform(-1, 1, (batch, *shapes["geo"])).astype(np.float32)
+    valid = (rng.random(batch) > 0.4).astype(np.float32)
+    return clip, geo, valid
+
+
+def _rewrite_manifest(model: Path, **changes) -> None:
+    path = model / "manifest.json"
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def _resign(model: Path, role: str) -> None:
+    """Record the current sha256 of a changed file, as if the manifest had been made for it."""
+    data = json.loads((model / "manifest.json").read_text())
+    data["files"][role]["sha256"] = sha256_file(model / data["files"][role]["path"])
+    (model / "manifest.json").write_text(json.dumps(data))
+
+
+# --- backends agree -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_onnxruntime_and_torch_give_the_same_probabilities(model_dir, tmp_path, batch):
+    ort_engine = load_engine(model_dir, backend="onnxruntime", device="cpu", cache_dir=tmp_path)
+    torch_engine = load_engine(model_dir, backend="torch", device="cpu")
+    clip, geo, valid = _inputs(ort_engine, batch, seed=batch)
+    a = ort_engine.predict(clip, geo, valid)
+    b = torch_engine.predict(clip, geo, valid)
+    assert a.shape == b.shape == (batch, 8) and a.dtype == np.float32
+    np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-5)
+    assert np.abs(a - b).max() < 1e-4
+
+
+def test_engine_carries_what_the_pipeline_needs(model_dir, tmp_path):
+    engine = load_engine(model_dir, backend="onnxruntime", cache_dir=tmp_path)
+    manifest = load_manifest(model_dir)
+    assert engine.class_names == tuple(manifest.class_names)
+    assert engine.window_length == 3 and engine.preprocess_spec == manifest.preprocess
+    assert engine.backend == "onnxruntime:cpu"
+
+
+def test_large_batches_are_split_and_give_the_same_result(model_dir, tmp_path):
+    engine = load_engine(model_dir, backend="onnxruntime", cache_dir=tmp_path)
+    clip, geo, valid = _inputs(engine, 7)
+    whole = engine.predict(clip, geo, valid)
+    engine.max_batch = 2
+    np.testing.assert_allclose(engine.predict(clip, geo, valid), whole, atol=1e-6)
+    assert engine.predict(clip[:0], geo[:0], valid[:0]).shape == (0, 8)
+
+
+def test_wrong_input_shapes_are_named(model_dir, tmp_path):
+    engine = load_engine(model_dir, backend="onnxruntime", cache_dir=tmp_path)
+    clip, geo, valid = _inputs(engine, 2)
+    with pytest.raises(ValueError, match="clip has shape"):
+        engine.predict(clip[:, :, :2], geo, valid)
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        engine.predict(clip, geo[:1], valid)
+
+
+# --- engine cache ---------------------------------------------------------------------------------------------
+def test_second_load_reuses_the_cached_engine(model_dir, tmp_path):
+    first = load_engine(model_dir, backend="onnxruntime", cache_dir=tmp_path)
+    second = load_engine(model_dir, backend="onnxruntime", cache_dir=tmp_path)
+    assert first.cache_hit is False and second.cache_hit is True
+    entries = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(entries) == 1 and (entries[0] / "entry.json").is_file()
+    clip, geo, valid = _inputs(first, 4)
+    np.testing.assert_allclose(first.predict(clip, geo, valid), second.predict(clip, geo, valid), atol=1e-6)
+
+
+def test_a_changed_model_invalidates_the_cache(model_copy, tmp_path):
+    import torch
+
+    from fer_ros.export import export_model, load_torch_model
+    cache = tmp_path / "cache"
+    old = load_engine(model_copy, backend="onnxruntime", cache_dir=cache)
+    old_entry = {p.name for p in cache.iterdir()}
+    model, manifest = load_torch_model(model_copy)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05)
+    export_model(model, manifest, model_copy)  # same name, new weights
+    new = load_engine(model_copy, backend="onnxruntime", cache_dir=cache)
+    assert new.cache_hit is False
+    entries = {p.name for p in cache.iterdir()}
+    assert len(entries) == 1 and entries != old_entry  # the stale entry is gone
+    clip, geo, valid = _inputs(new, 3)
+    assert np.abs(new.predict(clip, geo, valid) - old.predict(clip, geo, valid)).max() > 1e-4
+    assert load_engine(model_copy, backend="onnxruntime", cache_dir=cache).cache_hit is True
+
+
+def test_a_damaged_cache_entry_is_rebuilt_not_loaded(model_dir, tmp_path):
+    load_engine(model_dir, backend="onnxruntime", cache_dir=tmp_path)
+    entry = next(p for p in tmp_path.iterdir() if p.is_dir())
+    built = next(p for p in entry.iterdir() if p.suffix == ".onnx")
+    built.write_bytes(b"not an onnx graph")
+    engine = load_engine(model_dir, backend="onnxruntime", cache_dir=tmp_path)
+    assert engine.cache_hit is False
+    clip, geo, valid = _inputs(engine, 2)
+    assert np.isfinite(engine.predict(clip, geo, valid)).all()
+
+
+def test_an_unwritable_cache_folder_loads_without_cache(model_dir, tmp_path):
+    blocker = tmp_path / "file_not_folder"
+    blocker.write_text("x")
+    engine = load_engine(model_dir, backend="onnxruntime", cache_dir=blocker / "cache")
+    assert engine.cache_hit is None and any("cache unusable" in n for n in engine.notes)
+
+
+def test_default_cache_root_follows_the_environment(monkeypatch, tmp_path):
+    from fer_ros.engine.cache import default_root
+    monkeypatch.setenv("FER_ROS_ENGINE_CACHE", str(tmp_path / "x"))
+    assert default_root() == tmp_path / "x"
+    monkeypatch.delenv("FER_ROS_ENGINE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_root() == tmp_path / "xdg" / "fer_ros" / "engines"
+
+
+# --- bad model files ------------------------------------------------------------------------------------------
+def test_missing_model_directory(tmp_path):
+    with pytest.raises(ModelError, match=r"model not found: .*nowhere.*fer-train"):
+        load_engine(tmp_path / "nowhere", backend="onnxruntime")
+
+
+def test_folder_without_manifest(tmp_path):
+    (tmp_path / "m").mkdir()
+    with pytest.raises(ModelError, match="no manifest.json"):
+        load_engine(tmp_path / "m", backend="onnxruntime")
+
+
+def test_corrupt_manifest(model_copy):
+    (model_copy / "manifest.json").write_text("{ not json")
+    with pytest.raises(ModelError, match=r"manifest.json: not a readable JSON manifest"):
+        load_engine(model_copy, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("backend,role,name", [("onnxruntime", "onnx", "model.onnx"),
+                                               ("torch", "state_dict", "model.pt")])
+def test_missing_model_file(model_copy, backend, role, name):
+    (model_copy / name).unlink()
+    with pytest.raises(ModelError, match=rf"{name}: the {role} file of model .* is missing"):
+        load_engine(model_copy, backend=backend)
+
+
+def test_altered_model_file_fails_its_sha256(model_copy):
+    data = bytearray((model_copy / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (model_copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"model.onnx: sha256 .* does not match the manifest"):
+        load_engine(model_copy, backend="onnxruntime")
+
+
+def test_corrupt_onnx_graph_with_matching_sha(model_copy):
+    (model_copy / "model.onnx").write_bytes(b"\x08\x07garbage" * 100)
+    _resign(model_copy, "onnx")
+    with pytest.raises(ModelError, match="onnxruntime cannot load this graph"):
+        load_engine(model_copy, backend="onnxruntime")
+
+
+def test_corrupt_state_dict_with_matching_sha(model_copy):
+    (model_copy / "model.pt").write_bytes(b"garbage")
+    _resign(model_copy, "state_dict")
+    with pytest.raises(ModelError, match="cannot load the torch state dict"):
+        load_engine(model_copy, backend="torch")
+
+
+def test_a_state_dict_carrying_code_is_refused_and_never_run(model_copy, tmp_path):
+    import pickle
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    with open(model_copy / "model.pt", "wb") as f:
+        pickle.dump({"weight": Evil()}, f)
+    _resign(model_copy, "state_dict")
+    with pytest.raises(ModelError, match="cannot load the torch state dict"):
+        load_engine(model_copy, backend="torch")
+    assert not marker.exists()
+
+
+def test_class_list_that_differs_from_the_code(model_copy):
+    names = json.loads((model_copy / "manifest.json").read_text())["class_names"]
+    _rewrite_manifest(model_copy, class_names=names[::-1])
+    with pytest.raises(ModelError, match="class names .* do not match"):
+        load_engine(model_copy, backend="onnxruntime")
+
+
+def test_preprocessing_that_differs_from_the_code(model_copy):
+    pre = json.loads((model_copy / "manifest.json").read_text())["preprocess"]
+    pre["lbp"] = dict(pre["lbp"], radius=2) if isinstance(pre.get("lbp"), dict) else {"radius": 2}
+    _rewrite_manifest(model_copy, preprocess=pre)
+    with pytest.raises(ModelError, match="manifest.json"):
+        load_engine(model_copy, backend="onnxruntime")
+
+
+def test_unknown_backend_and_device():
+    with pytest.raises(ValueError, match="unknown backend 'tensorflow'"):
+        load_engine("x", backend="tensorflow")
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        load_engine("x", backend="onnxruntime", device="gpu0")
+
+
+# --- GPU backends on a machine without a GPU ------------------------------------------------------------------
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA GPU")
+def test_gpu_backends_without_a_gpu_fail_clearly(model_dir):
+    with pytest.raises(BackendUnavailable, match="sees no CUDA GPU"):
+        load_engine(model_dir, backend="torch", device="cuda")
+    with pytest.raises(BackendUnavailable, match="backend tensorrt is not available here"):
+        load_engine(model_dir, backend="tensorrt")
+    with pytest.raises(BackendUnavailable, match="no backend can run on cuda"):
+        load_engine(model_dir, backend="auto", device="cuda")
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA GPU")
+def test_auto_falls_back_to_the_cpu_and_says_why(model_dir, tmp_path):
+    engine = load_engine(model_dir, backend="auto", cache_dir=tmp_path)
+    assert engine.backend == "onnxruntime:cpu"
+    assert engine.notes[0].startswith("auto picked onnxruntime:cpu")
+    assert any("tensorrt" in n for n in engine.notes)
+    cpu_only = load_engine(model_dir, backend="auto", device="cpu", cache_dir=tmp_path)
+    assert "device cpu requested" in cpu_only.notes[0]
+
+
+def test_fp16_on_the_cpu_is_ignored_and_said(model_dir, tmp_path):
+    engine = load_engine(model_dir, backend="torch", device="cpu", fp16=True)
+    assert engine.fp16 is False and any("fp16 ignored" in n for n in engine.notes)
+
+
+# --- GPU (runs where a CUDA GPU is present) -------------------------------------------------------------------
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU on this machine")
+def test_torch_cuda_matches_the_cpu(model_dir, tmp_path):
+    cpu = load_engine(model_dir, backend="onnxruntime", device="cpu", cache_dir=tmp_path)
+    gpu = load_engine(model_dir, backend="torch", device="cuda")
+    half = load_engine(model_dir, backend="torch", device="cuda", fp16=True)
+    clip, geo, valid = _inputs(cpu, 8)
+    ref = cpu.predict(clip, geo, valid)
+    assert gpu.backend.startswith("torch:cuda")
+    assert np.abs(gpu.predict(clip, geo, valid) - ref).max() < 1e-4
+    assert np.abs(half.predict(clip, geo, valid) - ref).max() < 2e-2
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU on this machine")
+def test_auto_uses_the_gpu(model_dir, tmp_path):
+    engine = load_engine(model_dir, backend="auto", cache_dir=tmp_path)
+    assert "cuda" in engine.backend or engine.backend.startswith("tensorrt")
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU on this machine")
+def test_tensorrt_engine_is_cached_where_tensorrt_exists(model_dir, tmp_path):
+    from fer_ros.engine import tensorrt_backend
+    ok, why = tensorrt_backend.available()
+    if not ok:
+        pytest.skip(f"TensorRT not installed: {why}")
+    first = load_engine(model_dir, backend="tensorrt", fp16=True, cache_dir=tmp_path)
+    second = load_engine(model_dir, backend="tensorrt", fp16=True, cache_dir=tmp_path)
+    assert first.cache_hit is False and second.cache_hit is True
+    cpu = load_engine(model_dir, backend="onnxruntime", device="cpu", cache_dir=tmp_path / "cpu")
+    clip, geo, valid = _inputs(cpu, 8)
+    assert np.abs(second.predict(clip, geo, valid) - cpu.predict(clip, geo, valid)).max() < 2e-2
