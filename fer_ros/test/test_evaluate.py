@@ -1,0 +1,226 @@
+"""fer-eval on generated data in both layouts with a model trained for two epochs by fer-train: every figure in
+the JSON report recomputed from the per-sample predictions, confusion matrices summing to the sample counts,
+class-set mapping (8-class model on 7-class data, data classes the model lacks) and sequences without a neutral
+frame."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eval_helpers import class_folder_data, official_data, trained_model
+from fer_ros import evaluate
+from fer_ros.classes import CKPLUS7, CKPLUS8
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="session")
+def base(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "fer_eval"
+
+
+@pytest.fixture(scope="session")
+def model8(base) -> Path:
+    return trained_model(base, "ckplus8")
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    rc = evaluate.main([*map(str, argv), "--no-progress"])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def check_level(rep: dict, samples: list[dict], names: list[str]) -> None:
+    """Every figure of one level against a direct computation from its samples."""
+    known = [s for s in samples if s["true_label"] in names]
+    assert rep["count"] == len(known)
+    cm = np.asarray(rep["confusion_matrix"])
+    assert cm.sum() == len(known)
+    assert rep["pred_names"] == names
+    rows = rep["class_names"]
+    assert rows == [n for n in names if any(s["true_label"] == n for s in known)]
+    for i, r in enumerate(rows):
+        for j, p in enumerate(names):
+            assert cm[i, j] == sum(s["true_label"] == r and s["pred_label"] == p for s in known)
+    correct = [s["true_label"] == s["pred_label"] for s in known]
+    assert rep["accuracy"] == pytest.approx(np.mean(correct))
+    for r in rows:
+        of_r = [s for s in known if s["true_label"] == r]
+        assert rep["support"][r] == len(of_r)
+        assert rep["recall"][r] == pytest.approx(np.mean([s["pred_label"] == r for s in of_r]))
+    for p in names:
+        called = [s for s in known if s["pred_label"] == p]
+        if called:
+            assert rep["precision"][p] == pytest.approx(np.mean([s["true_label"] == p for s in called]))
+        else:
+            assert rep["precision"][p] is None
+    assert rep["balanced_accuracy"] == pytest.approx(np.mean([rep["recall"][r] for r in rows]))
+    for s in known:  # each prediction is the argmax of its own scores
+        assert s["pred_label"] == names[int(np.argmax(s["probs"]))]
+        assert sum(s["probs"]) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("layout", ["class_folders", "ckplus_official"])
+def test_report_figures_match_samples(base, model8, tmp_path, capsys, layout):
+    data = class_folder_data(base) if layout == "class_folders" else official_data(base)
+    out = tmp_path / "out"
+    rc, stdout, err = run_cli(capsys, "--model", model8, "--data", data, "--out", out)
+    assert rc == 0, err
+    rep = json.loads((out / "report.json").read_text())
+    names = list(CKPLUS8)
+    assert rep["data"]["layout"] == layout
+    assert rep["model"]["manifest"]["class_names"] == names
+    assert rep["data"]["labelled_sequences"] == 9
+    samples = rep["samples"]
+    seq = [s for s in samples if s["kind"] in ("sequence", "neutral")]
+    frames = [s for s in samples if s["kind"] == "frame"]
+    neutral = [s for s in samples if s["kind"] == "neutral"]
+    assert len([s for s in seq if s["kind"] == "sequence"]) == 9
+    # the official layout adds one unlabelled sequence per subject: its first frame is a neutral sample
+    assert len(neutral) == (9 if layout == "class_folders" else 12) == rep["data"]["neutral_frames"]
+    assert len(frames) == 27  # 3 labelled frames per sequence
+    check_level(rep["sequence_level"], seq, names)
+    check_level(rep["frame_level"], frames, names)
+    # the newest-frame window of each sequence's last frame is the sequence sample itself
+    last = {s["key"].split("/")[0]: s for s in frames if s["newest"] == next(
+        q["newest"] for q in seq if q["key"] == s["key"].split("/")[0] and q["kind"] == "sequence")}
+    for s in seq:
+        if s["kind"] == "sequence":
+            np.testing.assert_allclose(last[s["key"]]["probs"], s["probs"], atol=1e-6)
+    called = sum(s["pred_label"] == "neutral" for s in neutral)
+    assert rep["neutral"]["called_neutral"] == called
+    assert rep["neutral"]["share_called_neutral"] == pytest.approx(called / len(neutral))
+    emo = [s for s in seq if s["true_label"] != "neutral"]
+    assert rep["emotions"]["count"] == 9
+    assert rep["emotions"]["accuracy"] == pytest.approx(np.mean([s["pred_label"] == s["true_label"] for s in emo]))
+    within = [names[int(np.argmax(np.asarray(s["probs"])[:7]))] == s["true_label"] for s in emo]
+    assert rep["emotions"]["accuracy_without_neutral_class"] == pytest.approx(np.mean(within))
+    # model classes missing from the data: restricted accuracy over the data's classes
+    o = rep["sequence_level"]["over_data_classes"]
+    assert o["classes"] == ["anger", "happy", "surprise", "neutral"]
+    idx = [names.index(c) for c in o["classes"]]
+    direct = [names[idx[int(np.argmax(np.asarray(s["probs"])[idx]))]] == s["true_label"] for s in seq]
+    assert o["accuracy"] == pytest.approx(np.mean(direct))
+    assert rep["class_mapping"]["not_in_data"] == ["contempt", "disgust", "fear", "sadness"]
+    # outputs: PNGs, CSV with one row per sample, summary line printed last
+    assert (out / "confusion_matrix.png").stat().st_size > 2000
+    assert (out / "confusion_matrix_frames.png").stat().st_size > 2000
+    assert len((out / "predictions.csv").read_text().strip().splitlines()) == len(samples) + 1
+    acc = rep["sequence_level"]["accuracy"]
+    assert stdout.strip().splitlines()[-1] == f"accuracy {acc:.3f} on {len(seq)} sequences (4 classes)"
+    assert rep["summary"] == stdout.strip().splitlines()[-1]
+
+
+def test_8class_model_on_7class_data(base, model8, tmp_path, capsys):
+    """No neutral samples: the data has 3 emotion classes; a neutral prediction is a miss, and the accuracy of
+    the model restricted to the data's classes is reported too."""
+    out = tmp_path / "out"
+    rc, stdout, err = run_cli(capsys, "--model", model8, "--data", class_folder_data(base), "--out", out,
+                              "--no-neutral-samples", "--no-frame-level")
+    assert rc == 0, err
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["frame_level"] is None
+    seq = rep["samples"]
+    assert {s["kind"] for s in seq} == {"sequence"} and len(seq) == 9
+    assert all(s["has_neutral"] for s in seq)  # neutral frames still serve as references
+    r = rep["sequence_level"]
+    check_level(r, seq, list(CKPLUS8))
+    assert r["class_names"] == ["anger", "happy", "surprise"]
+    assert "neutral" in rep["class_mapping"]["not_in_data"]
+    idx = [CKPLUS8.index(c) for c in ("anger", "happy", "surprise")]
+    direct = [CKPLUS8[idx[int(np.argmax(np.asarray(s["probs"])[idx]))]] == s["true_label"] for s in seq]
+    assert r["over_data_classes"]["accuracy"] == pytest.approx(np.mean(direct))
+    assert np.asarray(r["over_data_classes"]["confusion_matrix"]).sum() == 9
+    assert stdout.strip().splitlines()[-1] == f"accuracy {r['accuracy']:.3f} on 9 sequences (3 classes)"
+
+
+def _sample(true, pred_probs, names, has_neutral=True, kind="sequence"):
+    probs = np.asarray(pred_probs, np.float64)
+    return evaluate.Sample(kind=kind, key="S1_1", subject="1", true_label=true, newest="x.png",
+                           has_neutral=has_neutral, probs=list(probs), pred_label=names[int(np.argmax(probs))])
+
+
+def test_score_neutral_predictions_are_misses_on_7class_data():
+    names = list(CKPLUS8)
+
+    def onehot(winner, runner_up):
+        p = np.full(8, 0.01)
+        p[names.index(winner)] = 0.6
+        p[names.index(runner_up)] = 0.3
+        return p / p.sum()
+
+    samples = [_sample("happy", onehot("happy", "anger"), names),
+               _sample("happy", onehot("neutral", "happy"), names),      # miss; restricted: happy
+               _sample("anger", onehot("neutral", "surprise"), names),   # miss; restricted: surprise (miss)
+               _sample("surprise", onehot("surprise", "neutral"), names, has_neutral=False)]
+    rep = evaluate.score(samples, names)
+    assert rep["accuracy"] == pytest.approx(2 / 4)
+    assert rep["predicted"]["neutral"] == 2
+    assert rep["precision"]["neutral"] == pytest.approx(0.0)
+    assert rep["over_data_classes"]["accuracy"] == pytest.approx(3 / 4)
+    assert rep["with_neutral_reference"] == {"count": 3, "accuracy": pytest.approx(1 / 3)}
+    assert rep["without_neutral_reference"] == {"count": 1, "accuracy": 1.0}
+
+
+def test_score_data_class_unknown_to_a_7class_model():
+    names = list(CKPLUS7)
+    p = np.full(7, 0.1)
+    p[names.index("happy")] = 0.4
+    samples = [_sample("happy", p, names), _sample("neutral", p, names), _sample("neutral", p, names),
+               _sample("boredom", p, names)]
+    rep = evaluate.score(samples, names)
+    assert rep["count"] == 1 and rep["accuracy"] == 1.0
+    assert np.asarray(rep["confusion_matrix"]).sum() == 1
+    assert rep["unknown_classes"] == {"boredom": {"count": 1, "predicted": {"happy": 1}},
+                                      "neutral": {"count": 2, "predicted": {"happy": 2}}}
+
+
+def test_unknown_label_folder_is_reported(base, model8, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(class_folder_data(base), data)
+    shutil.copytree(data / "happy", data / "boredom")  # same sequences, a label the model does not know
+    out = tmp_path / "out"
+    rc, stdout, err = run_cli(capsys, "--model", model8, "--data", data, "--out", out, "--no-frame-level")
+    assert rc == 0, err
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["class_mapping"]["unknown_to_model"] == ["boredom"]
+    unk = rep["sequence_level"]["unknown_classes"]["boredom"]
+    assert unk["count"] == 3 and sum(unk["predicted"].values()) == 3
+    assert rep["sequence_level"]["count"] == 18  # 9 labelled + 9 neutral; boredom is not in the accuracy
+    assert "boredom (3 sequences)" in stdout and "unknown to the model" in stdout
+
+
+def test_sequences_without_neutral_frame(base, model8, tmp_path, capsys):
+    from synth_data import write_class_folder_dataset
+    data = tmp_path / "data"
+    write_class_folder_dataset(data, ("anger", "happy"), (10, 11), missing_neutral=[(10, 1), (11, 2)],
+                               sequence_length=4)
+    out = tmp_path / "out"
+    rc, stdout, err = run_cli(capsys, "--model", model8, "--data", data, "--out", out, "--no-neutral-samples")
+    assert rc == 0, err
+    rep = json.loads((out / "report.json").read_text())
+    seq = [s for s in rep["samples"] if s["kind"] == "sequence"]
+    assert sorted(s["key"] for s in seq if not s["has_neutral"]) == ["S010_001", "S011_002"]
+    assert rep["data"]["sequences_without_neutral"] == 2
+    r = rep["sequence_level"]
+    assert r["without_neutral_reference"]["count"] == 2 and r["with_neutral_reference"]["count"] == 2
+    assert r["without_neutral_reference"]["accuracy"] == pytest.approx(
+        np.mean([s["pred_label"] == s["true_label"] for s in seq if not s["has_neutral"]]))
+    assert "2 labelled sequences have no usable neutral frame" in stdout
+
+
+def test_no_neutral_reference_means_geo_valid_zero(base, model8):
+    """A sequence without a neutral frame gets the node's input: zero difference image and geo_valid 0."""
+    from fer_ros.data.datasets import load_dataset
+    from fer_ros.manifest import load_manifest
+    ds = load_dataset(class_folder_data(base), frames=3, with_neutral_sequences=False)
+    ds.sequences[0].neutral = None
+    data = evaluate.prepare(ds, load_manifest(model8), None, frame_level=False, progress=False)
+    assert data.valid[0] == 0.0 and not data.geos[0].any()
+    assert np.all(data.valid[1:] == 1.0)
+    assert not data.samples[0].has_neutral and data.counts["sequences_without_neutral"] == 1
+    assert data.clips.shape[1:] == (1, 3, 32, 32) and 0.0 <= data.clips.min() and data.clips.max() <= 1.0
