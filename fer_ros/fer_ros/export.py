@@ -55,8 +55,10 @@ def export_model(model: AGN3D, manifest: Manifest, out_dir: str | Path, torchscr
     export_onnx(model, manifest, out / "model.onnx")
     files = {"state_dict": "model.pt", "onnx": "model.onnx"}
     if torchscript:
-        scripted = torch.jit.trace(ProbsOnly(model).eval(), example_inputs(manifest), check_trace=False)
-        scripted.save(str(out / "model.ts"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, still asked for
+            scripted = torch.jit.trace(ProbsOnly(model).eval(), example_inputs(manifest), check_trace=False)
+            scripted.save(str(out / "model.ts"))
         files["torchscript"] = "model.ts"
     parity = onnx_parity(model, out / "model.onnx", manifest)
     if parity > atol:

@@ -65,6 +65,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--final", action="store_true", help="after cross-validation, fit on all data")
     g.add_argument("--export", help="model directory to export the final fit to (implies --final)")
     g.add_argument("--name", default=None, help="model name recorded in the manifest")
+    g.add_argument("--torchscript", action="store_true", help="also export model.ts (TorchScript) with --export")
     g.add_argument("--out", default="runs/train", help="run folder: logs, checkpoints, report, plots")
     g.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -295,6 +296,12 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
         progress.close()
     if writer is not None:
         writer.close()
+    if is_main and rows:
+        try:
+            from fer_ros.plots import plot_training_curves
+            plot_training_curves(rows, run_dir / "curves.png", title=run_dir.name)
+        except Exception as exc:  # noqa: BLE001 -- a plot must never cost a training run
+            print(f"[fer-train] note: no training-curve plot for {run_dir.name} ({exc})")
     if test_loader is not None and last is None and is_main:
         last = evaluate(core, test_loader, device, num_classes)
     return core, cfg, rows, last
@@ -471,8 +478,9 @@ def _export(args, model, cfg, names, report) -> None:
         training={"command": report["command"], "seed": args.seed, "data": report["data"],
                   "cross_validation": report.get("cross_validation", {}).get("summary"),
                   "final_fit_seconds": report["final"]["seconds"]})
-    export_model(model.cpu(), manifest, args.export)
-    print(f"[fer-train] exported {args.export} (model.onnx, model.pt, manifest.json)")
+    export_model(model.cpu(), manifest, args.export, torchscript=args.torchscript)
+    print(f"[fer-train] exported {args.export} (model.onnx, model.pt{', model.ts' if args.torchscript else ''}, "
+          f"manifest.json)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+"""3DAGN fusion: top-2 pair selection, placement of the pair logits at their two classes, l3 = l1 + l2, the loss
+L1 + L2 + L3, and the training pair (true class, strongest other)."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer_ros.nets.agn import AGN3D, ProbsOnly, agn_loss
+from fer_ros.nets.geometric import pairs
+
+K = 5
+
+
+class FixedLogits(nn.Module):
+    """Returns the rows it was given, whatever the input (to steer the fusion by hand)."""
+
+    def __init__(self, rows: torch.Tensor) -> None:
+        super().__init__()
+        self.rows = rows
+
+    def forward(self, x):
+        return self.rows
+
+
+def _model(l1: torch.Tensor, pair_logits: torch.Tensor) -> AGN3D:
+    return AGN3D(FixedLogits(l1), FixedLogits(pair_logits), K)
+
+
+def _inputs(b):
+    return torch.zeros(b, 1, 3, 8, 8), torch.zeros(b, 2, 8, 8), torch.ones(b)
+
+
+def test_pairs_cover_every_unordered_pair_once():
+    p = pairs(K)
+    assert len(p) == K * (K - 1) // 2 and len(set(p)) == len(p) and all(i < j for i, j in p)
+
+
+def test_top2_picks_the_pair_and_places_its_logits():
+    l1 = torch.tensor([[0.1, 3.0, 0.2, 2.0, -1.0],    # top-2: classes 1 and 3
+                       [5.0, 0.0, 0.0, 0.0, 4.0]])    # top-2: classes 0 and 4
+    all_pairs = torch.arange(len(pairs(K)) * 2, dtype=torch.float32).view(1, -1, 2).repeat(2, 1, 1)
+    out = _model(l1, all_pairs)(*_inputs(2))
+    assert out.pair_classes.tolist() == [[1, 3], [0, 4]]
+    p13, p04 = pairs(K).index((1, 3)), pairs(K).index((0, 4))
+    assert out.pair_index.tolist() == [p13, p04]
+    expected_l2 = torch.zeros(2, K)
+    expected_l2[0, 1], expected_l2[0, 3] = all_pairs[0, p13, 0], all_pairs[0, p13, 1]
+    expected_l2[1, 0], expected_l2[1, 4] = all_pairs[1, p04, 0], all_pairs[1, p04, 1]
+    torch.testing.assert_close(out.l2, expected_l2)
+    torch.testing.assert_close(out.l3, l1 + expected_l2)
+    torch.testing.assert_close(out.probs, torch.softmax(l1 + expected_l2, dim=1))
+    torch.testing.assert_close(ProbsOnly(_model(l1, all_pairs))(*_inputs(2)), out.probs)
+
+
+def test_without_neutral_reference_the_geometric_part_is_zero():
+    l1 = torch.randn(3, K)
+    all_pairs = torch.randn(3, len(pairs(K)), 2)
+    clip, geo, _ = _inputs(3)
+    out = _model(l1, all_pairs)(clip, geo, torch.tensor([0.0, 1.0, 0.0]))
+    assert torch.all(out.l2[0] == 0) and torch.all(out.l2[2] == 0) and torch.any(out.l2[1] != 0)
+    torch.testing.assert_close(out.probs[0], torch.softmax(l1[0], 0))
+
+
+def test_the_pair_decision_can_overturn_the_appearance_ranking():
+    l1 = torch.tensor([[0.0, 2.0, 0.0, 1.9, 0.0]])  # appearance: class 1 just ahead of 3
+    all_pairs = torch.zeros(1, len(pairs(K)), 2)
+    all_pairs[0, pairs(K).index((1, 3))] = torch.tensor([-2.0, 2.0])  # the pair network says 3
+    out = _model(l1, all_pairs)(*_inputs(1))
+    assert out.probs.argmax(1).item() == 3
+
+
+def test_loss_is_the_sum_of_the_three_cross_entropies():
+    torch.manual_seed(0)
+    l1 = torch.randn(4, K)
+    all_pairs = torch.randn(4, len(pairs(K)), 2)
+    target = torch.tensor([0, 2, 4, 1])
+    valid = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    model = _model(l1, all_pairs)
+    out = model(torch.zeros(4, 1, 3, 8, 8), torch.zeros(4, 2, 8, 8), valid, target=target)
+    loss, parts = agn_loss(out, target, valid)
+    # the training pair is (true, strongest other class of l1)
+    for b in range(4):
+        other = max((c for c in range(K) if c != target[b]), key=lambda c: l1[b, c])
+        assert out.train_pair_classes[b].tolist() == sorted([int(target[b]), other])
+    l2_terms = []
+    for b in range(4):
+        if valid[b] == 0:
+            continue
+        a, c = out.train_pair_classes[b].tolist()
+        logits = all_pairs[b, pairs(K).index((a, c))]
+        l2_terms.append(F.cross_entropy(logits[None], torch.tensor([0 if target[b] == a else 1])))
+    l2 = torch.stack(l2_terms).mean()
+    l3 = F.cross_entropy(out.l3, target)
+    expected = F.cross_entropy(l1, target) + l2 + l3
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert parts["l2"] == pytest.approx(l2.item(), rel=1e-5)
+
+
+def test_the_fused_output_never_sees_the_label():
+    torch.manual_seed(1)
+    l1, all_pairs = torch.randn(6, K), torch.randn(6, len(pairs(K)), 2)
+    model = _model(l1, all_pairs)
+    a = model(*_inputs(6))
+    b = model(*_inputs(6), target=torch.tensor([0, 1, 2, 3, 4, 0]))
+    torch.testing.assert_close(a.l3, b.l3)
+
+
+def test_gradients_reach_both_networks():
+    from fer_ros.nets.registry import create_model
+    torch.manual_seed(0)
+    model = create_model("agn3d_c3d", num_classes=K, size=32, app={"widths": (4, 8, 8, 8), "hidden": 16},
+                         geo={"width": 4, "hidden": 16})
+    clip, geo, valid = torch.rand(4, 1, 3, 32, 32), torch.rand(4, 2, 64, 64), torch.ones(4)
+    target = torch.tensor([0, 1, 2, 3])
+    loss, _ = agn_loss(model(clip, geo, valid, target=target), target, valid)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.appearance.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.geometric.parameters())

@@ -1,0 +1,139 @@
+"""fer-train on data the tests generate: both dataset layouts, subject-independent folds, two epochs lower the
+loss, resume from a checkpoint, the cross-validation report and plots, export parity (ONNX and TorchScript)."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eval_helpers import CLASSES, SUBJECTS, class_folder_data, official_data
+from fer_ros import train
+from fer_ros.data.datasets import DatasetError, detect_layout, load_dataset
+from fer_ros.data.folds import subject_folds
+
+TINY = ["--size", "32", "--app-widths", "4,8,8,8", "--geo-width", "4", "--batch-size", "8", "--threads", "2",
+        "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "fer_eval"  # shared with the fer-eval tests: data made once
+
+
+def _train(base: Path, data: Path, out: Path, *extra: str) -> int:
+    return train.main(["--data", str(data), "--cache-dir", str(base / "train_cache"), "--out", str(out), *TINY,
+                       *extra])
+
+
+def _log(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("layout", ["class_folders", "ckplus_official"])
+def test_both_layouts_give_the_same_sequences(base, layout):
+    root = class_folder_data(base) if layout == "class_folders" else official_data(base)
+    assert detect_layout(root) == layout
+    ds = load_dataset(root, frames=3)
+    labelled = [s for s in ds.sequences if s.label != "neutral"]
+    assert len(labelled) == len(CLASSES) * len(SUBJECTS)
+    assert {s.label for s in labelled} == set(CLASSES)
+    assert all(len(s.peaks) == 3 and s.neutral is not None for s in labelled)
+    assert {int(s.subject) for s in ds.sequences} == set(SUBJECTS)
+    assert any(s.label == "neutral" for s in ds.sequences)
+
+
+def test_unusable_dataset_folders_are_named(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        load_dataset(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="neither the CK\\+ release layout"):
+        load_dataset(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("k", [2, 3, 10])
+def test_a_fold_never_shares_a_subject(k):
+    rng = np.random.default_rng(k)
+    subjects = [f"S{int(s):03d}" for s in rng.integers(0, 25, size=300)]
+    folds = subject_folds(subjects, k, seed=1)
+    tested = np.concatenate([test for _, test in folds])
+    assert sorted(tested.tolist()) == list(range(len(subjects)))  # every sample tested exactly once
+    for train_idx, test_idx in folds:
+        assert not {subjects[i] for i in train_idx} & {subjects[i] for i in test_idx}
+        assert len(train_idx) + len(test_idx) == len(subjects)
+    sizes = [len(t) for _, t in folds]
+    assert max(sizes) - min(sizes) <= max(np.unique(subjects, return_counts=True)[1])
+    with pytest.raises(ValueError, match="need at least"):
+        subject_folds(subjects[:5], 50)
+
+
+def test_two_epochs_lower_the_loss(base, tmp_path):
+    assert _train(base, class_folder_data(base), tmp_path / "run", "--folds", "0", "--final", "--epochs", "2",
+                  "--no-augment", "--lr", "3e-3", "--class-set", "ckplus8") == 0
+    rows = _log(tmp_path / "run" / "final" / "log.csv")
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert rows[1]["loss"] < rows[0]["loss"]
+    assert (tmp_path / "run" / "final" / "curves.png").stat().st_size > 1000
+
+
+def test_resume_continues_from_the_checkpoint(base, tmp_path):
+    data, out = class_folder_data(base), tmp_path / "run"
+    assert _train(base, data, out, "--folds", "0", "--final", "--epochs", "2", "--class-set", "ckplus7") == 0
+    first = _log(out / "final" / "log.csv")
+    assert _train(base, data, out, "--folds", "0", "--final", "--epochs", "4", "--class-set", "ckplus7",
+                  "--resume") == 0
+    rows = _log(out / "final" / "log.csv")
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
+    assert rows[:2] == first  # the first epochs are the checkpoint's, not retrained
+
+
+def test_cross_validation_report_and_plots(base, tmp_path):
+    out = tmp_path / "cv"
+    assert _train(base, official_data(base), out, "--folds", "3", "--epochs", "1", "--class-set", "ckplus7") == 0
+    report = json.loads((out / "report.json").read_text())
+    cv = report["cross_validation"]
+    assert cv["folds"] == 3 and [f["fold"] for f in cv["per_fold"]] == [0, 1, 2]
+    assert sum(f["n"] for f in cv["per_fold"]) == len(CLASSES) * len(SUBJECTS)
+    for key in ("fused", "appearance", "geometric"):
+        accs = [f[key] for f in cv["per_fold"]]
+        assert cv["summary"][key]["mean"] == pytest.approx(np.mean(accs))
+        assert (out / f"confusion_{key}.png").is_file()
+    with open(out / "predictions.csv") as f:
+        preds = list(csv.DictReader(f))
+    assert len(preds) == len(CLASSES) * len(SUBJECTS)
+    assert {p["label"] for p in preds} == set(CLASSES)
+
+
+def test_export_parity_onnx_and_torchscript(base, tmp_path):
+    import torch
+
+    from fer_ros.engine import load_engine
+    from fer_ros.manifest import load_manifest
+    out = tmp_path / "model"
+    assert _train(base, class_folder_data(base), tmp_path / "run", "--folds", "0", "--epochs", "1",
+                  "--export", str(out), "--torchscript", "--name", "parity") == 0
+    m = load_manifest(out)
+    assert set(m.files) == {"onnx", "state_dict", "torchscript"}
+    assert m.training["export_onnx_max_abs_diff"] < 1e-4
+    assert m.preprocess["crop"]["size"] == 32 and m.class_set == "ckplus8"
+    engine = load_engine(out, backend="onnxruntime", cache_dir=tmp_path / "cache")
+    ts = torch.jit.load(str(out / "model.ts"))
+    rng = np.random.default_rng(0)
+    clip = rng.random((4, 1, 3, 32, 32), np.float32)
+    geo = rng.uniform(-1, 1, (4, 2, 64, 64)).astype(np.float32)
+    valid = np.array([1, 0, 1, 1], np.float32)
+    with torch.no_grad():
+        ref = ts(torch.from_numpy(clip), torch.from_numpy(geo), torch.from_numpy(valid)).numpy()
+    assert np.abs(engine.predict(clip, geo, valid) - ref).max() < 1e-4
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert train.main(["--data", str(tmp_path / "nowhere"), "--no-progress"]) == 2
+    assert "dataset folder not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--help"])
+    assert exc.value.code == 0
+    assert "--folds" in capsys.readouterr().out
