@@ -43,7 +43,8 @@ def astronaut_face_frame(count: int, size_hw: tuple[int, int] = (480, 640), scal
 
 def _stats(values_ms: list[float]) -> dict[str, float]:
     a = np.asarray(values_ms, np.float64)
-    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "mean": float(a.mean()),
+    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "p95": float(np.percentile(a, 95)),
+            "mean": float(a.mean()),
             "min": float(a.min())}
 
 

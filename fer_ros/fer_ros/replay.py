@@ -511,7 +511,7 @@ def default_model_dir() -> Path:
     return candidates[-1]
 
 
-def build_recognizer(model: str | Path | None, backend: str = "auto", device: str = "cpu", max_faces: int = 4,
+def build_recognizer(model: str | Path | None, backend: str = "auto", device: str = "auto", max_faces: int = 4,
                      face_timeout_s: float = 1.0, neutral_policy: str = "auto", min_face_size_px: float = 0.0,
                      fp16: bool = False, cache_dir: str | Path | None = None):
     """The node's pipeline (MediaPipe landmarker in VIDEO mode + the model loaded by the node's engine), built as
@@ -562,7 +562,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("recognition (same meaning as fer_node's parameters)")
     g.add_argument("--model", type=Path, default=None, help="model directory; default: the shipped ckplus8_default")
     g.add_argument("--backend", default="auto", help="auto | onnxruntime | torch | tensorrt")
-    g.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    g.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     g.add_argument("--fp16", action="store_true", help="half precision where the backend supports it (GPU)")
     g.add_argument("--engine-cache-dir", type=Path, default=None, help="TensorRT engine cache; default: backend's")
     g.add_argument("--max-faces", type=int, default=4, help="most faces tracked per frame")

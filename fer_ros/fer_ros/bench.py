@@ -1,0 +1,197 @@
+"""`make bench` / `fer-bench`: how fast fer_ros runs on this machine, as a table and a JSON file.
+
+1. perception: per-stage timings of the Recognizer on a 640x480 frame with 1 and 3 real faces (bench_perception);
+2. networks: per-backend latency of the 3DAGN model (both networks, one call) at batch 1, 2, 4, 8 faces, beside
+   the theoretical floor: the model's FLOPs over this machine's measured fp32 matrix-multiply rate;
+3. pipeline: the full pipeline (landmarks + crops + LBP + both networks) frame rate with 1 and 3 faces, with the
+   targets (30 fps for one face, 15 fps for three, on a 2-core CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fer_ros.bench_perception import _stats, bench_perception, format_perception, machine_info
+
+BATCHES = (1, 2, 4, 8)
+TARGET_FPS = {"1_face": 30.0, "3_faces": 15.0}
+
+
+def model_flops(model_dir: Path) -> int:
+    """Floating-point operations (multiply-add = 2) of one face through both networks, counted by torch."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fer_ros.export import example_inputs, load_torch_model
+    from fer_ros.nets.agn import ProbsOnly
+    model, manifest = load_torch_model(model_dir)
+    inputs = example_inputs(manifest, batch=1)
+    inputs[2][:] = 1.0  # a neutral reference: the geometric network's work counts
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        ProbsOnly(model)(*inputs)
+    return int(counter.get_total_flops())
+
+
+def matmul_gflops(threads: int, n: int = 512, seconds: float = 1.0) -> float:
+    """Measured fp32 matrix-multiply rate (GFLOP/s) with `threads` torch threads."""
+    import torch
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
+    try:
+        a, b = torch.rand(n, n), torch.rand(n, n)
+        for _ in range(3):
+            a @ b
+        count, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            a @ b
+            count += 1
+        return 2 * n ** 3 * count / (time.perf_counter() - t0) / 1e9
+    finally:
+        torch.set_num_threads(old)
+
+
+def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: int, threads: int,
+                   progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    from fer_ros.engine import BackendUnavailable, load_engine
+    out: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
+    rng = np.random.default_rng(0)
+    bar = tqdm(total=len(backends) * len(BATCHES), desc="network bench", unit="case", disable=not progress)
+    for backend, device in backends:
+        key = f"{backend}:{device}"
+        try:
+            engine = load_engine(model_dir, backend=backend, device=device, num_threads=threads,
+                                 fp16=backend == "tensorrt")
+        except BackendUnavailable as exc:
+            skipped[key] = str(exc)
+            bar.update(len(BATCHES))
+            continue
+        shapes = engine.input_shapes()
+        per_batch = {}
+        for b in BATCHES:
+            clip = rng.random((b, *shapes["clip"]), np.float32)
+            geo = rng.uniform(-1, 1, (b, *shapes["geo"])).astype(np.float32)
+            valid = np.ones(b, np.float32)
+            for _ in range(5):
+                engine.predict(clip, geo, valid)
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                engine.predict(clip, geo, valid)
+                times.append(1e3 * (time.perf_counter() - t))
+            per_batch[str(b)] = _stats(times)
+            bar.update(1)
+        out[engine.backend + (" fp16" if engine.fp16 else "")] = {"batch_ms": per_batch, "notes": engine.notes}
+        engine.close()
+    bar.close()
+    return {"backends": out, "skipped": skipped}
+
+
+def bench_pipeline(model_dir: Path, threads: int, repeats: int, warmup: int, progress: bool = True) -> dict:
+    from fer_ros.engine import load_engine
+    engine = load_engine(model_dir, backend="auto", device="auto", num_threads=threads)
+    res = bench_perception(repeats=repeats, warmup=warmup, engine=engine, progress=progress)
+    cases = {}
+    for name, case in res["cases"].items():
+        total = case["stages_ms"]["total"]
+        fps = 1e3 / total["median"] if total["median"] > 0 else float("inf")
+        cases[name] = {"total_ms": total, "fps_median": fps, "fps_at_p95": 1e3 / total["p95"],
+                       "target_fps": TARGET_FPS.get(name), "target_met": fps >= TARGET_FPS.get(name, 0.0),
+                       "stages_ms": case["stages_ms"], "faces_found_median": case["faces_found_median"]}
+    return {"backend": engine.backend, "crop_size": res["crop_size"], "cases": cases}
+
+
+def default_backends() -> list[tuple[str, str]]:
+    from fer_ros.engine import hardware
+    out = [("onnxruntime", "cpu"), ("torch", "cpu")]
+    if hardware.torch_cuda_devices():
+        out += [("torch", "cuda")]
+        if "CUDAExecutionProvider" in hardware.ort_providers():
+            out += [("onnxruntime", "cuda")]
+    from fer_ros.engine import tensorrt_backend
+    if tensorrt_backend.available()[0]:
+        out += [("tensorrt", "cuda")]
+    return out
+
+
+def format_report(r: dict) -> str:
+    lines = [format_perception(r["perception"]), "", f"networks ({r['model']}), ms per call: median / p95"]
+    lines.append(f"  model: {r['floor']['mflops_per_face']:.1f} MFLOP per face; fp32 matmul "
+                 f"{r['floor']['matmul_gflops']:.1f} GFLOP/s on {r['threads']} thread(s) -> floor "
+                 f"{r['floor']['floor_ms_per_face']:.3f} ms per face")
+    lines.append("  " + f"{'backend':<26}" + "".join(f"{'batch ' + str(b):>18}" for b in BATCHES))
+    for name, b in r["networks"]["backends"].items():
+        cells = "".join(f"{s['median']:9.2f} /{s['p95']:7.2f}" for s in b["batch_ms"].values())
+        lines.append(f"  {name:<26}{cells}")
+    for name, why in r["networks"]["skipped"].items():
+        lines.append(f"  {name:<26} not run: {why}")
+    p = r["pipeline"]
+    lines.append("")
+    lines.append(f"full pipeline ({p['backend']}, crop {p['crop_size']} px), 640x480:")
+    for name, c in p["cases"].items():
+        lines.append(f"  {name:<8} {c['total_ms']['median']:6.1f} ms median, {c['total_ms']['p95']:6.1f} ms p95 -> "
+                     f"{c['fps_median']:5.1f} fps (p95 {c['fps_at_p95']:.1f}); target {c['target_fps']:.0f} fps: "
+                     f"{'met' if c['target_met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fer-bench", description=__doc__.split("\n\n")[0] + " Writes JSON to --out.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped ckplus8_default)")
+    p.add_argument("--out", type=Path, default=Path("bench_out/bench.json"), help="JSON file to write")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for inference (the node's num_threads)")
+    p.add_argument("--repeats", type=int, default=60, help="timed runs per case")
+    p.add_argument("--warmup", type=int, default=10, help="untimed frames before each pipeline case")
+    p.add_argument("--backends", default=None,
+                   help="comma-separated backend:device list, e.g. onnxruntime:cpu,torch:cuda (default: all usable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    from fer_ros.manifest import ModelError, load_manifest
+    from fer_ros.replay import default_model_dir
+    model_dir = args.model or default_model_dir()
+    try:
+        manifest = load_manifest(model_dir)
+    except ModelError as exc:
+        print(f"fer-bench: {exc}", file=sys.stderr)
+        return 2
+    if args.repeats < 1 or args.threads < 1:
+        print("fer-bench: --repeats and --threads must be >= 1", file=sys.stderr)
+        return 2
+    backends = default_backends() if not args.backends else [
+        tuple((item.split(":", 1) + ["cpu"])[:2]) for item in args.backends.split(",") if item]
+    progress = not args.no_progress
+    perception = bench_perception(repeats=args.repeats, warmup=args.warmup, progress=progress)
+    flops = model_flops(manifest.directory)
+    rate = matmul_gflops(args.threads)
+    networks = bench_networks(manifest.directory, backends, args.repeats, args.threads, progress)
+    pipeline = bench_pipeline(manifest.directory, args.threads, args.repeats, args.warmup, progress)
+    report = {
+        "benchmark": "fer_ros", "model": manifest.name, "model_dir": str(manifest.directory), "threads": args.threads,
+        "machine": machine_info(), "perception": perception,
+        "floor": {"mflops_per_face": flops / 1e6, "matmul_gflops": rate,
+                  "floor_ms_per_face": flops / (rate * 1e9) * 1e3,
+                  "what": "model FLOPs at batch 1 / measured fp32 matmul rate: no backend can beat it on this CPU"},
+        "networks": networks, "pipeline": pipeline,
+    }
+    print(format_report(report))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
