@@ -1,0 +1,41 @@
+"""fer-bench runs end to end and writes the JSON it promises (figures are measured, not checked against targets:
+speed targets live in the benchmark, not in tests)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bag_helpers import tiny_model_dir  # noqa: E402
+
+from fer_ros import bench  # noqa: E402
+
+
+def test_bench_writes_every_section(tmp_path_factory, tmp_path, capsys):
+    model = tiny_model_dir(tmp_path_factory.getbasetemp())
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--model", str(model), "--repeats", "2", "--warmup", "3", "--threads", "1",
+                     "--backends", "onnxruntime:cpu,torch:cpu,tensorrt:cuda", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert set(r["perception"]["cases"]) == {"1_face", "3_faces"}
+    nets = r["networks"]
+    assert set(nets["backends"]) == {"onnxruntime:cpu", "torch:cpu"}
+    for b in nets["backends"].values():
+        assert list(b["batch_ms"]) == ["1", "2", "4", "8"]
+        assert all(s["median"] > 0 and s["p95"] >= s["median"] for s in b["batch_ms"].values())
+    if "tensorrt:cuda" in nets["skipped"]:
+        assert "tensorrt" in nets["skipped"]["tensorrt:cuda"]
+    assert r["floor"]["mflops_per_face"] > 0 and r["floor"]["matmul_gflops"] > 0
+    assert r["floor"]["floor_ms_per_face"] > 0
+    for name, case in r["pipeline"]["cases"].items():
+        assert case["faces_found_median"] == (1 if name == "1_face" else 3)
+        assert case["fps_median"] > 0 and case["target_fps"] in (30.0, 15.0)
+    text = capsys.readouterr().out
+    assert "full pipeline" in text and "floor" in text
+
+
+def test_bench_without_a_model_says_what_to_do(tmp_path, capsys):
+    assert bench.main(["--model", str(tmp_path / "none"), "--out", str(tmp_path / "b.json")]) == 2
+    assert "model not found" in capsys.readouterr().err
