@@ -65,20 +65,8 @@ def typestore():
 
 def fer_msgs_dir() -> Path | None:
     """The folder holding fer_msgs' .msg files: the install space (ament index), else the source tree."""
-    candidates = []
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-        try:
-            candidates.append(Path(get_package_share_directory("fer_msgs")) / "msg")
-        except PackageNotFoundError:
-            pass
-    except ImportError:
-        pass
-    candidates.append(Path(__file__).resolve().parents[2] / "fer_msgs" / "msg")
-    for c in candidates:
-        if (c / "FaceEmotionArray.msg").is_file():
-            return c
-    return None
+    from fer_ros.resources import first_existing, shipped_candidates
+    return first_existing(shipped_candidates("fer_msgs", "msg"), "FaceEmotionArray.msg")
 
 
 # --------------------------------------------------------------------------------------------------------------

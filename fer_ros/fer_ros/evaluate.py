@@ -102,8 +102,8 @@ def open_model(model: str | Path, backend: str = "auto", device: str = "auto", f
 
 def default_model_dir() -> Path:
     """The shipped default model (install space first, then the source tree)."""
-    from fer_ros.replay import default_model_dir as find
-    return find()
+    from fer_ros.resources import default_model_dir as shipped
+    return shipped()
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -97,15 +97,8 @@ def sha256_of(path: Path) -> str:
 def default_landmarker_model() -> Path:
     """Path of the shipped `models/face_landmarker.task` (source tree first, then the ROS install space), after
     checking its sha256. Raises LandmarkerError naming where it looked and what to do."""
-    candidates = [Path(__file__).resolve().parents[1] / "models" / LANDMARKER_MODEL_NAME]
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-        try:
-            candidates.append(Path(get_package_share_directory("fer_ros")) / "models" / LANDMARKER_MODEL_NAME)
-        except PackageNotFoundError:
-            pass
-    except ImportError:
-        pass
+    from fer_ros.resources import shipped_candidates
+    candidates = shipped_candidates("fer_ros", "models", LANDMARKER_MODEL_NAME)[::-1]  # source tree first
     for path in candidates:
         if path.is_file():
             check_model_file(path)

@@ -494,21 +494,9 @@ class ContactSheetCollector:
 # Model loading
 # --------------------------------------------------------------------------------------------------------------
 def default_model_dir() -> Path:
-    """The shipped default model: the install space (ament index) first, then the source tree."""
-    candidates = []
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-        try:
-            candidates.append(Path(get_package_share_directory("fer_ros")) / "models" / "ckplus8_default")
-        except PackageNotFoundError:
-            pass
-    except ImportError:
-        pass
-    candidates.append(Path(__file__).resolve().parents[1] / "models" / "ckplus8_default")
-    for c in candidates:
-        if (c / "manifest.json").is_file():
-            return c
-    return candidates[-1]
+    """The shipped default model (install space first, then the source tree)."""
+    from fer_ros.resources import default_model_dir as shipped
+    return shipped()
 
 
 def build_recognizer(model: str | Path | None, backend: str = "auto", device: str = "auto", max_faces: int = 4,

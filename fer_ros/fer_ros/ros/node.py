@@ -30,6 +30,7 @@ from fer_msgs.srv import CaptureNeutral
 
 from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
 from fer_ros.manifest import GET_A_MODEL
+from fer_ros.resources import DEFAULT_MODEL, shipped_candidates
 from fer_ros.ros import params as fer_params
 from fer_ros.ros.convert import face_emotion_array, stamp_to_s
 from fer_ros.ros.stats import FrameStats, LatestFrame, diagnostics_msg
@@ -52,16 +53,7 @@ def resolve_model_dir(model_path: str) -> Path:
     if model_path:
         candidates = [Path(model_path).expanduser()]
     else:
-        candidates = []
-        try:
-            from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-            try:
-                candidates.append(Path(get_package_share_directory("fer_ros")) / "models" / "ckplus8_default")
-            except PackageNotFoundError:
-                pass
-        except ImportError:
-            pass
-        candidates.append(Path(__file__).resolve().parents[2] / "models" / "ckplus8_default")
+        candidates = shipped_candidates("fer_ros", "models", DEFAULT_MODEL)
     for directory in candidates:
         if directory.is_file() and directory.name == "manifest.json":
             directory = directory.parent
