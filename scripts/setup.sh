@@ -99,3 +99,10 @@ else
   mv "$STAMPS/colcon.new" "$STAMPS/colcon"
   say "colcon build done in $(( $(date +%s) - t0 )) s"
 fi
+# The command-line tools (fer-train, fer-eval, fer-replay, fer-make-bag, fer-bench) on the venv's PATH; `ros2 run
+# fer_ros <tool>` finds the same scripts in install/fer_ros/lib/fer_ros.
+for tool in install/fer_ros/lib/fer_ros/fer-*; do
+  [ -e "$tool" ] || continue
+  link="$VENV/bin/$(basename "$tool")"
+  [ "$(readlink "$link" 2>/dev/null)" = "$PWD/$tool" ] || ln -sfn "$PWD/$tool" "$link"
+done

@@ -44,13 +44,13 @@ REGIONS: dict[str, tuple[int, int]] = {
     "mouth": (48, 68),
 }
 
-# Relative importance of each region's motion for expressions: brows, eyes and mouth move with expressions; the
-# jaw contour and the nose mostly move with the head (and the jaw contour is the least precise part of the mesh).
+# Relative importance of each region's motion for expressions: brows, eyes, nose (wrinkling, flaring) and lips are
+# weighted up; the jaw contour mostly moves with the head and is the least precise part of the mesh.
 REGION_WEIGHTS: dict[str, float] = {
     "jaw": 0.5,
     "right_brow": 1.5,
     "left_brow": 1.5,
-    "nose": 0.75,
+    "nose": 1.25,
     "right_eye": 1.25,
     "left_eye": 1.25,
     "mouth": 1.5,

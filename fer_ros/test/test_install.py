@@ -30,3 +30,17 @@ def test_fer_msgs_registered_with_its_interfaces():
         assert (share / name).is_file(), name
     resources = ament_index.get_resources("rosidl_interfaces")
     assert "fer_msgs" in resources
+
+
+@pytest.mark.parametrize("tool", ["fer-train", "fer-eval", "fer-replay", "fer-make-bag", "fer-bench"])
+def test_command_line_tools_installed_with_help(tool):
+    """Each tool is where `ros2 run fer_ros` looks (lib/fer_ros) and answers --help."""
+    import subprocess
+    import sys
+    prefix = os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)
+    found = [pathlib.Path(p) / "lib" / "fer_ros" / tool for p in prefix if (pathlib.Path(p) / "lib" / "fer_ros" / tool).is_file()]
+    if not found:
+        pytest.skip("fer_ros is not in an install space on AMENT_PREFIX_PATH (source scripts/env.sh)")
+    proc = subprocess.run([sys.executable, str(found[0]), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage:" in proc.stdout
