@@ -137,3 +137,22 @@ def test_cli_errors(tmp_path, capsys):
         train.main(["--help"])
     assert exc.value.code == 0
     assert "--folds" in capsys.readouterr().out
+
+
+def test_data_parallel_training_with_torchrun(base, tmp_path):
+    """Two processes (gloo on the CPU; NCCL on GPUs) train one model; rank 0 writes the log and exports."""
+    import os
+    import subprocess
+    import sys
+    data = class_folder_data(base)
+    _train(base, data, tmp_path / "warm", "--folds", "0", "--final", "--epochs", "1")  # cache made once
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "fer_ros.train", "--data", str(data), "--cache-dir", str(base / "train_cache"),
+           "--out", str(tmp_path / "ddp"), *TINY, "--threads", "1", "--folds", "0", "--epochs", "2",
+           "--export", str(tmp_path / "ddp_model")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _log(tmp_path / "ddp" / "final" / "log.csv")
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert (tmp_path / "ddp_model" / "manifest.json").is_file()
