@@ -46,6 +46,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--frames", type=int, default=3, help="clip length T")
     g.add_argument("--cache-dir", default="data_cache", help="preprocessed-image cache (never commit it)")
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    g.add_argument("--still-prob", type=float, default=0.2,
+                   help="probability that a training expression sample is shown still, as the node sees a face that "
+                        "kept its expression since it appeared: the peak frame repeated as the clip and as its own "
+                        "neutral reference (teaches that no motion does not mean neutral)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="agn3d_c3d", choices=list_models())
     g.add_argument("--app-widths", default="16,32,64,64", help="agn3d_c3d conv widths (paper: 32,64,128,128)")
@@ -123,10 +127,13 @@ def load_data(args) -> tuple[Samples, dict]:
 class SequenceSet(TorchDataset):
     """Network inputs for a subset of samples; augmentation (train) applies to neutral and clip together."""
 
-    def __init__(self, samples: Samples, idx: np.ndarray, train: bool, seed: int, augment_cfg=None) -> None:
+    def __init__(self, samples: Samples, idx: np.ndarray, train: bool, seed: int, augment_cfg=None,
+                 still_prob: float = 0.0, neutral_label: int | None = None) -> None:
         self.s, self.idx, self.train = samples, np.asarray(idx), train
         self.rng = np.random.default_rng(seed)
         self.aug = augment_cfg
+        self.still_prob = still_prob
+        self.neutral_label = neutral_label
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -137,6 +144,10 @@ class SequenceSet(TorchDataset):
         frames = list(s.peaks[j])
         has_neutral = s.neutral[j] >= 0
         ids = ([s.neutral[j]] if has_neutral else []) + frames
+        if (self.train and self.still_prob > 0 and int(s.labels[j]) != self.neutral_label
+                and self.rng.random() < self.still_prob):
+            has_neutral = True
+            ids = [frames[-1]] * (len(frames) + 1)  # a still face: its own reference, a clip without motion
         gray, pts = s.gray[ids], s.points[ids]
         if self.train and self.aug is not None:
             gray, pts = augment(gray, pts, self.rng, self.aug)
@@ -243,7 +254,9 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(args.epochs, 1))
     aug = None if args.no_augment else AugmentConfig()
-    train_ds = SequenceSet(samples, train_idx, True, seed, aug)
+    names = class_names(args.class_set)
+    train_ds = SequenceSet(samples, train_idx, True, seed, aug, still_prob=args.still_prob,
+                           neutral_label=names.index("neutral") if "neutral" in names else None)
     train_loader = _loader(train_ds, args.batch_size, True, seed, dist_ctx is not None)
     test_loader = (_loader(SequenceSet(samples, test_idx, False, seed), 64, False, seed)
                    if test_idx is not None and len(test_idx) else None)
@@ -369,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.export:
         args.final = True
+    if not 0.0 <= args.still_prob <= 1.0:
+        print(f"fer-train: --still-prob must be between 0 and 1, got {args.still_prob}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():

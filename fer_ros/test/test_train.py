@@ -156,3 +156,28 @@ def test_data_parallel_training_with_torchrun(base, tmp_path):
     rows = _log(tmp_path / "ddp" / "final" / "log.csv")
     assert [r["epoch"] for r in rows] == [0, 1]
     assert (tmp_path / "ddp_model" / "manifest.json").is_file()
+
+
+def test_still_samples_show_an_expression_without_motion():
+    """--still-prob: an expression sample becomes its peak frame repeated, its own reference (zero displacement,
+    reference valid); neutral samples and evaluation are untouched."""
+    import torch
+
+    from fer_ros.train import Samples, SequenceSet
+    rng = np.random.default_rng(0)
+    n_img = 8
+    gray = rng.integers(0, 256, (n_img, 32, 32), dtype=np.uint8)
+    points = rng.uniform(0.2, 0.8, (n_img, 68, 2)).astype(np.float32)
+    samples = Samples(neutral=np.array([0, 4]), peaks=np.array([[1, 2, 3], [4, 4, 4]]), labels=np.array([2, 7]),
+                      subjects=["S1", "S2"], keys=["a", "b"], gray=gray, points=points)
+    still = SequenceSet(samples, [0, 1], True, 0, None, still_prob=1.0, neutral_label=7)
+    clip, geo, valid, y = still[0]
+    assert y.item() == 2 and valid.item() == 1.0
+    assert torch.equal(clip[0, 0], clip[0, 1]) and torch.equal(clip[0, 1], clip[0, 2])
+    assert torch.count_nonzero(geo) == 0
+    moving = SequenceSet(samples, [0, 1], False, 0, None, still_prob=1.0, neutral_label=7)
+    clip, geo, valid, _ = moving[0]
+    assert not torch.equal(clip[0, 0], clip[0, 2]) and torch.count_nonzero(geo) > 0
+    plain = SequenceSet(samples, [0, 1], True, 0, None, still_prob=0.0, neutral_label=7)
+    assert torch.count_nonzero(plain[0][1]) > 0
+    assert torch.equal(still[1][0], plain[1][0])  # the neutral sample is as it was
