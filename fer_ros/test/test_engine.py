@@ -210,7 +210,7 @@ def test_a_state_dict_carrying_code_is_refused_and_never_run(model_copy, tmp_pat
             return (os.system, (f"touch {marker}",))
 
     with open(model_copy / "model.pt", "wb") as f:
-        pickle.dump({"weight": Evil()}, f)
+        pickle.dump({"weight": Evil()}, f, protocol=2)
     _resign(model_copy, "state_dict")
     with pytest.raises(ModelError, match="cannot load the torch state dict"):
         load_engine(model_copy, backend="torch")
