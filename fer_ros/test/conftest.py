@@ -54,3 +54,17 @@ def faces3_frame(astronaut_rgb):
     """A 640x480 RGB frame with three copies of the real face side by side, and their pasted regions."""
     frame, regions = place_faces(astronaut_rgb, 3, scale=0.7)
     return frame, regions
+
+
+@pytest.fixture(scope="session")
+def base(tmp_path_factory):
+    """Folder of the generated datasets and the small trained model shared by the training and fer-eval tests
+    (each made once per test run; see eval_helpers)."""
+    return tmp_path_factory.getbasetemp() / "fer_eval"
+
+
+@pytest.fixture(scope="session")
+def model8(base):
+    """A tiny ckplus8 3DAGN trained for two epochs by fer-train on generated class-folder data, exported."""
+    from eval_helpers import trained_model
+    return trained_model(base, "ckplus8")

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from eval_helpers import class_folder_data, trained_model
+from eval_helpers import class_folder_data
 from fer_ros import evaluate
 
 pytest.importorskip("onnxruntime")
-
-
-@pytest.fixture(scope="session")
-def base(tmp_path_factory) -> Path:
-    return tmp_path_factory.getbasetemp() / "fer_eval"
-
-
-@pytest.fixture(scope="session")
-def model8(base) -> Path:
-    return trained_model(base, "ckplus8")
 
 
 def run_cli(capsys, *argv):

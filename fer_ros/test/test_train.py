@@ -18,11 +18,6 @@ TINY = ["--size", "32", "--app-widths", "4,8,8,8", "--geo-width", "4", "--batch-
         "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    return tmp_path_factory.getbasetemp() / "fer_eval"  # shared with the fer-eval tests: data made once
-
-
 def _train(base: Path, data: Path, out: Path, *extra: str) -> int:
     return train.main(["--data", str(data), "--cache-dir", str(base / "train_cache"), "--out", str(out), *TINY,
                        *extra])
