@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ros.bench_perception import _stats, bench_perception, format_perception, machine_info
+from fer_ros.bench_perception import _time_ms, bench_perception, format_perception, machine_info
 
 BATCHES = (1, 2, 4, 8)
 TARGET_FPS = {"1_face": 30.0, "3_faces": 15.0}
@@ -82,12 +82,7 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
             valid = np.ones(b, np.float32)
             for _ in range(5):
                 engine.predict(clip, geo, valid)
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                engine.predict(clip, geo, valid)
-                times.append(1e3 * (time.perf_counter() - t))
-            per_batch[str(b)] = _stats(times)
+            per_batch[str(b)] = _time_ms(lambda: engine.predict(clip, geo, valid), repeats)
             bar.update(1)
         out[engine.backend + (" fp16" if engine.fp16 else "")] = {"batch_ms": per_batch, "notes": engine.notes}
         engine.close()

@@ -16,6 +16,7 @@ import numpy as np
 from fer_ros.engine import hardware
 from fer_ros.engine.base import BackendUnavailable, Engine
 from fer_ros.engine.cache import CacheEntry, default_root
+from fer_ros.engine.onnxruntime_backend import OnnxRuntimeEngine
 from fer_ros.manifest import Manifest, ModelError
 
 MAX_FACES = 32
@@ -51,17 +52,13 @@ def _context(manifest: Manifest, runtime: str, index: int, fp16: bool) -> dict:
             "batch": [1, OPT_FACES, MAX_FACES]}
 
 
-class OrtTensorRTEngine(Engine):
+class OrtTensorRTEngine(OnnxRuntimeEngine):
+    """An onnxruntime session whose graph runs in TensorRT: the onnxruntime engine with TensorRT's batch bound."""
+
     def __init__(self, manifest, session, device, fp16, cache_hit, notes) -> None:
-        super().__init__(manifest=manifest, backend="tensorrt:onnxruntime", device=device, fp16=fp16,
-                         cache_hit=cache_hit, notes=notes, max_batch=MAX_FACES)
-        self.session = session
-
-    def _run(self, clip, geo, valid) -> np.ndarray:
-        return self.session.run(["probs"], {"clip": clip, "geo": geo, "geo_valid": valid})[0]
-
-    def close(self) -> None:
-        self.session = None
+        super().__init__(manifest, session, "tensorrt:onnxruntime", device, cache_hit, notes)
+        self.fp16 = fp16
+        self.max_batch = MAX_FACES
 
 
 class TorchTensorRTEngine(Engine):
