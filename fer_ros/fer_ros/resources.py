@@ -15,7 +15,7 @@ def shipped_candidates(package: str, *relative: str) -> list[Path]:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
         try:
             out.append(Path(get_package_share_directory(package)).joinpath(*relative))
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError):  # OSError: no ROS environment (AMENT_PREFIX_PATH unset)
             pass
     except ImportError:
         pass

@@ -44,3 +44,12 @@ def test_command_line_tools_installed_with_help(tool):
     proc = subprocess.run([sys.executable, str(found[0]), "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "usage:" in proc.stdout
+
+
+def test_shipped_files_are_found_without_a_ros_environment(monkeypatch):
+    """The core is usable from a plain script: with no AMENT_PREFIX_PATH the source tree is the answer."""
+    from fer_ros import resources
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    candidates = resources.shipped_candidates("fer_ros", "models", resources.DEFAULT_MODEL)
+    assert candidates == [resources.SOURCE_ROOT / "fer_ros" / "models" / resources.DEFAULT_MODEL]
+    assert (resources.default_model_dir() / "manifest.json").is_file()
