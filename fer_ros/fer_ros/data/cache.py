@@ -2,7 +2,7 @@
 
 For every image the cache holds the aligned gray crop (S, S) uint8 and the 68 landmarks in normalised crop
 coordinates -- what augmentation and LBP start from. The file is keyed by the images (relative names and
-contents) and the preprocessing spec, so a changed dataset or preprocessing makes a new one. Images in
+contents), the crop and the landmark scheme, so a changed dataset, crop or scheme makes a new one. Images in
 which no face is found are marked and counted. Keep caches out of version control (they are made of the data).
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_ros.crop import CropConfig
-from fer_ros.preprocess import PREPROCESS_SPEC
+from fer_ros.landmark_scheme import SCHEME_SPEC
 
 
 @dataclass
@@ -31,14 +31,16 @@ class ImageCache:
 
 
 def cache_key(paths: list[Path], crop_cfg: CropConfig) -> str:
-    """Digest of the images (names relative to their common folder, and contents) and the preprocessing spec, so
+    """Digest of the images (names relative to their common folder, and contents), the crop and the landmark
+    scheme, so
     the same data in another place reuses its cache and any changed image makes a new one."""
     h = hashlib.sha256()
     root = Path(os.path.commonpath([str(p) for p in paths])) if paths else Path(".")
     for p in paths:
         rel = p.relative_to(root) if p != root else Path(p.name)
         h.update(f"{rel}|{hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
-    h.update(json.dumps(PREPROCESS_SPEC(crop_cfg), sort_keys=True).encode())
+    # the cache holds crops and landmarks only: LBP and difference-image changes do not invalidate it
+    h.update(json.dumps({"crop": crop_cfg.to_spec(), "landmark_scheme": SCHEME_SPEC}, sort_keys=True).encode())
     return h.hexdigest()[:20]
 
 
