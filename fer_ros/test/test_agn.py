@@ -1,5 +1,5 @@
 """3DAGN fusion: top-2 pair selection, placement of the pair logits at their two classes, l3 = l1 + l2, the loss
-L1 + L2 + L3, and the training pair (true class, strongest other)."""
+L1 + L2 + L3, and the training pairs (the true class against every other class)."""
 from __future__ import annotations
 
 import pytest
@@ -80,17 +80,18 @@ def test_loss_is_the_sum_of_the_three_cross_entropies():
     model = _model(l1, all_pairs)
     out = model(torch.zeros(4, 1, 3, 8, 8), torch.zeros(4, 2, 8, 8), valid, target=target)
     loss, parts = agn_loss(out, target, valid)
-    # the training pair is (true, strongest other class of l1)
-    for b in range(4):
-        other = max((c for c in range(K) if c != target[b]), key=lambda c: l1[b, c])
-        assert out.train_pair_classes[b].tolist() == sorted([int(target[b]), other])
+    # L2: every pair holding the true class, as separate 2-way models trained on their two classes would be
     l2_terms = []
     for b in range(4):
         if valid[b] == 0:
             continue
-        a, c = out.train_pair_classes[b].tolist()
-        logits = all_pairs[b, pairs(K).index((a, c))]
-        l2_terms.append(F.cross_entropy(logits[None], torch.tensor([0 if target[b] == a else 1])))
+        for other in range(K):
+            if other == target[b]:
+                continue
+            a, c = sorted([int(target[b]), other])
+            logits = all_pairs[b, pairs(K).index((a, c))]
+            l2_terms.append(F.cross_entropy(logits[None], torch.tensor([0 if target[b] == a else 1])))
+    assert len(l2_terms) == 3 * (K - 1)
     l2 = torch.stack(l2_terms).mean()
     l3 = F.cross_entropy(out.l3, target)
     expected = F.cross_entropy(l1, target) + l2 + l3
@@ -118,3 +119,28 @@ def test_gradients_reach_both_networks():
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.appearance.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.geometric.parameters())
+
+
+def test_training_pairs_are_the_true_class_against_every_other():
+    all_pairs = torch.arange(len(pairs(K)) * 2, dtype=torch.float32).view(1, -1, 2).repeat(2, 1, 1)
+    model = _model(torch.zeros(2, K), all_pairs)
+    logits, tgt = model.true_class_pairs(all_pairs, torch.tensor([0, 3]))
+    assert logits.shape == (2, K - 1, 2) and tgt.shape == (2, K - 1)
+    # class 0 is the first class of each of its pairs; class 3 is second in (0,3),(1,3),(2,3) and first in (3,4)
+    assert tgt.tolist() == [[0, 0, 0, 0], [1, 1, 1, 0]]
+    for b, (t, others) in enumerate(((0, [1, 2, 3, 4]), (3, [0, 1, 2, 4]))):
+        for n, o in enumerate(others):
+            torch.testing.assert_close(logits[b, n], all_pairs[b, pairs(K).index(tuple(sorted((t, o))))])
+
+
+def test_without_a_target_l2_uses_the_top2_pair_when_it_holds_the_true_class():
+    l1 = torch.tensor([[3.0, 2.0, 0.0, 0.0, 0.0],   # top-2 (0, 1), true class 1: in the pair
+                       [3.0, 2.0, 0.0, 0.0, 0.0]])  # true class 4: not in the pair, no L2 term
+    all_pairs = torch.zeros(2, len(pairs(K)), 2)
+    all_pairs[:, pairs(K).index((0, 1))] = torch.tensor([0.5, -0.5])
+    model = _model(l1, all_pairs)
+    target = torch.tensor([1, 4])
+    out = model(*_inputs(2))
+    _, parts = agn_loss(out, target, torch.ones(2))
+    assert parts["l2"] == pytest.approx(F.cross_entropy(torch.tensor([[0.5, -0.5]]), torch.tensor([1])).item(),
+                                        rel=1e-5)

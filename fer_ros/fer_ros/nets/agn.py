@@ -6,10 +6,11 @@
     l2 = pair logits placed at classes a and b   (B, K), zero elsewhere
     l3 = l1 + l2;  probs = softmax(l3)
 
-Loss L = L1 + L2 + L3: cross-entropy of l1, of a pair's 2-way logits (target: which of the two is the true class)
-and of l3. For L2 the pair is (true class, strongest other class of l1) -- the pair the appearance network's top-2
-picks once it ranks the true class first or second -- so every sample teaches its true class's pair and L2 is
-always defined. l3 (and so L3) always uses the top-2 pair, exactly as at inference, so the label never leaks into
+Loss L = L1 + L2 + L3: cross-entropy of l1, of the pair decisions' 2-way logits (target: which of the two is the
+true class) and of l3. L2 trains every pair that holds the true class, as K (K - 1) / 2 separate 2-way models would
+each be trained on the samples of their two classes: a sample of class t gives K - 1 pair targets (t against each
+other class), averaged. Any of them may be the pair the appearance network's top-2 picks at inference, so each must
+be able to decide. l3 (and so L3) always uses the top-2 pair, exactly as at inference, so the label never leaks into
 the fused output.
 Top-2, the pair lookup and the placement use topk/gather/scatter only, so the model exports to ONNX with just the
 batch dimension dynamic.
@@ -34,8 +35,8 @@ class AGNOutput:
     l2: torch.Tensor          # (B, K) pair logits placed at their classes
     l3: torch.Tensor          # (B, K) fused logits
     probs: torch.Tensor       # (B, K) softmax(l3)
-    train_pair_classes: torch.Tensor | None = None  # (B, 2) (true, strongest other), sorted; training only
-    train_pair_logits: torch.Tensor | None = None   # (B, 2) their logits, zero where geo_valid == 0
+    train_pair_logits: torch.Tensor | None = None   # (B, K-1, 2) every pair holding the true class; training only
+    train_pair_target: torch.Tensor | None = None   # (B, K-1) 1 where the true class is the pair's second class
 
 
 class AGN3D(nn.Module):
@@ -50,16 +51,20 @@ class AGN3D(nn.Module):
             table[j, i] = p
         self.register_buffer("pair_table", table.view(-1), persistent=False)
 
-    def select_pair(self, l1: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, 2) classes (a, b), a < b: the top-2 of l1, or (target, strongest other class) when a target is
-        given."""
-        if target is None:
-            top2 = torch.topk(l1, 2, dim=1).indices
-        else:
-            masked = l1.detach().scatter(1, target[:, None], float("-inf"))
-            other = masked.argmax(dim=1)
-            top2 = torch.stack([target, other], dim=1)
+    def select_pair(self, l1: torch.Tensor) -> torch.Tensor:
+        """(B, 2) classes (a, b), a < b: the top-2 of l1."""
+        top2 = torch.topk(l1, 2, dim=1).indices
         return torch.stack([top2.min(dim=1).values, top2.max(dim=1).values], dim=1)
+
+    def true_class_pairs(self, all_pairs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each sample, the 2-way logits of the K - 1 pairs (target, other) (B, K-1, 2), and their targets
+        (B, K-1): 1 where the true class is the pair's second (larger) class."""
+        k = self.num_classes
+        others = torch.arange(k, device=target.device).expand(len(target), k)
+        others = others[others != target[:, None]].view(len(target), k - 1)
+        pair_index = self.pair_table[target[:, None] * k + others]  # (B, K-1)
+        logits = torch.gather(all_pairs, 1, pair_index[..., None].expand(-1, -1, 2))
+        return logits, (target[:, None] > others).long()
 
     def _pair_logits(self, all_pairs: torch.Tensor, classes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         pair_index = torch.index_select(self.pair_table, 0, classes[:, 0] * self.num_classes + classes[:, 1])
@@ -76,25 +81,26 @@ class AGN3D(nn.Module):
         l3 = l1 + l2
         out = AGNOutput(l1, pair_index, classes, pair_logits, l2, l3, torch.softmax(l3, dim=1))
         if target is not None:
-            out.train_pair_classes = self.select_pair(l1, target)
-            out.train_pair_logits = self._pair_logits(all_pairs, out.train_pair_classes, geo_valid)[1]
+            out.train_pair_logits, out.train_pair_target = self.true_class_pairs(all_pairs, target)
         return out
 
 
 def agn_loss(out: AGNOutput, target: torch.Tensor, geo_valid: torch.Tensor,
              weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> tuple[torch.Tensor, dict]:
-    """L = L1 + L2 + L3 (optionally weighted). L2 uses the training pair when the forward pass had a target (else
-    the top-2 pair) and averages over samples with a neutral reference whose true class is in that pair. Returns (loss, {"l1":..., "l2":..., "l3":...} as floats)."""
+    """L = L1 + L2 + L3 (optionally weighted). L2 is the mean 2-way cross-entropy over the samples with a neutral
+    reference: over every pair holding the true class when the forward pass had a target, else over the top-2 pair
+    where it holds the true class. Returns (loss, {"l1":..., "l2":..., "l3":...} as floats)."""
     loss1 = F.cross_entropy(out.l1, target)
     loss3 = F.cross_entropy(out.l3, target)
-    classes, logits = out.pair_classes, out.pair_logits
-    if out.train_pair_classes is not None:
-        classes, logits = out.train_pair_classes, out.train_pair_logits
-    in_pair = classes == target[:, None]
-    mask = in_pair.any(dim=1) & (geo_valid > 0.5)
-    if bool(mask.any()):
-        pair_target = in_pair[:, 1].long()
-        loss2 = F.cross_entropy(logits[mask], pair_target[mask])
+    valid = geo_valid > 0.5
+    if out.train_pair_logits is not None:
+        logits, pair_target = out.train_pair_logits[valid], out.train_pair_target[valid]
+    else:
+        in_pair = out.pair_classes == target[:, None]
+        mask = in_pair.any(dim=1) & valid
+        logits, pair_target = out.pair_logits[mask], in_pair[mask][:, 1].long()
+    if len(logits):
+        loss2 = F.cross_entropy(logits.reshape(-1, 2), pair_target.reshape(-1))
     else:
         loss2 = out.pair_logits.sum() * 0.0
     loss = weights[0] * loss1 + weights[1] * loss2 + weights[2] * loss3
