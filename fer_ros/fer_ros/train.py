@@ -212,20 +212,22 @@ def train_one_epoch(model, loader, optimizer, device, progress=None) -> dict:
 
 @torch.no_grad()
 def evaluate(model, loader, device, num_classes: int) -> dict:
-    """Per-sample labels and predictions: fused (the model's output), appearance only, geometric only."""
+    """Per-sample labels and predictions: fused (the model's output), appearance only, geometric only, and the
+    appearance network's top-2 pair."""
     model.eval()
-    ys, fused, app, geo_only, probs = [], [], [], [], []
+    ys, fused, app, geo_only, probs, top2 = [], [], [], [], [], []
     for clip, geo, valid, y in loader:
         clip, geo, valid = clip.to(device), geo.to(device), valid.to(device)
         out = model(clip, geo, valid)
         ys.append(y.numpy())
         fused.append(out.probs.argmax(1).cpu().numpy())
         app.append(out.l1.argmax(1).cpu().numpy())
+        top2.append(out.pair_classes.cpu().numpy())
         geo_only.append(geometric_vote(model.geometric(geo), num_classes).cpu().numpy())
         probs.append(out.probs.cpu().numpy())
     cat = np.concatenate
     return {"y": cat(ys), "fused": cat(fused), "appearance": cat(app), "geometric": cat(geo_only),
-            "probs": cat(probs)}
+            "probs": cat(probs), "top2": cat(top2)}
 
 
 # --------------------------------------------------------------------------------------------------- runs
@@ -333,6 +335,8 @@ def _fold_scores(ev: dict, names: tuple[str, ...]) -> dict:
     classes alone and the share of neutral samples called neutral."""
     y = ev["y"]
     out = {k: float((ev[k] == y).mean()) for k in ("fused", "appearance", "geometric")}
+    # how often the true class is among the appearance network's top-2, the pair the geometric network decides
+    out["appearance_top2"] = float((ev["top2"] == y[:, None]).any(axis=1).mean())
     out["n"] = int(len(y))
     if NEUTRAL in names:
         ni = names.index(NEUTRAL)
@@ -357,7 +361,7 @@ def _summary(per_fold: list[dict]) -> dict:
 
 
 def _print_table(per_fold: list[dict], summary: dict) -> None:
-    cols = [k for k in ("fused", "appearance", "geometric", "fused_7class_forced", "neutral_called_neutral")
+    cols = [k for k in ("fused", "appearance", "appearance_top2", "geometric", "fused_7class_forced", "neutral_called_neutral")
             if k in summary]
     print("fold  n    " + "  ".join(f"{c:>22s}" for c in cols))
     for f in per_fold:

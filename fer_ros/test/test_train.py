@@ -96,6 +96,8 @@ def test_cross_validation_report_and_plots(base, tmp_path):
         accs = [f[key] for f in cv["per_fold"]]
         assert cv["summary"][key]["mean"] == pytest.approx(np.mean(accs))
         assert (out / f"confusion_{key}.png").is_file()
+    for f in cv["per_fold"]:  # the top-2 holds the top-1
+        assert f["appearance"] <= f["appearance_top2"] <= 1.0
     with open(out / "predictions.csv") as f:
         preds = list(csv.DictReader(f))
     assert len(preds) == len(CLASSES) * len(SUBJECTS)
