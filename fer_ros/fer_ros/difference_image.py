@@ -18,14 +18,14 @@ from fer_ros.landmark_scheme import SCHEME_SPEC, point_weights
 
 SIZE = 64
 CHANNELS = ("dx", "dy")
-SIGMA_PX = 1.5
+SIGMA_PX = 3.0
 SCALE = 10.0
 CLIP = 1.0
 TRUNCATE_SIGMAS = 3.0  # splats are zero beyond this many sigmas
 
 GEO_SPEC: dict = {
     "name": "weighted_landmark_displacement",
-    "version": 1,
+    "version": 2,
     "size": SIZE,
     "channels": list(CHANNELS),
     "sigma_px": SIGMA_PX,

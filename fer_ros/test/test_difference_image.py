@@ -31,9 +31,11 @@ def test_displacement_where_the_point_moved():
     g = di.render(n, p)
     x, y = (n[19] * di.SIZE).astype(int)
     expected = -0.02 * di.SCALE * point_weights()[19]
-    assert g[1, y, x] < 0.5 * expected  # overlapping splats of still neighbours dilute it somewhat
+    # overlapping splats of the still brow neighbours dilute it (to about a third with SIGMA_PX = 3)
+    assert expected < g[1, y, x] < 0.25 * expected
     assert np.abs(g[0]).max() == 0.0
-    assert np.abs(g[1, y + 8:]).max() == 0.0  # nothing below the brows
+    reach = int(np.ceil(di.TRUNCATE_SIGMAS * di.SIGMA_PX)) + 1
+    assert np.abs(g[1, y + reach:]).max() == 0.0  # nothing beyond the splat's reach
     p2 = n.copy()
     p2[19, 1] += 0.02
     assert np.allclose(di.render(n, p2), -g)
