@@ -9,6 +9,9 @@ values are averaged (divided by the summed Gaussian weight when that exceeds 1),
 weighted displacement of the points around it; values are clipped to [-CLIP, CLIP].
 
 SCALE = 10 maps a displacement of a tenth of the crop (a broad smile's mouth corner) to about 1.
+
+A horizontal flip of the face gives the image flipped left-right with the dx channel negated (MIRROR_SIGN): the
+grid and the region weights are symmetric.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from fer_ros.landmark_scheme import SCHEME_SPEC, point_weights
 
 SIZE = 64
 CHANNELS = ("dx", "dy")
+MIRROR_SIGN = (-1.0, 1.0)  # per channel, for a horizontally flipped face
 SIGMA_PX = 3.0
 SCALE = 10.0
 CLIP = 1.0

@@ -55,6 +55,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--app-widths", default="16,32,64,64", help="agn3d_c3d conv widths (paper: 32,64,128,128)")
     g.add_argument("--geo-width", type=int, default=8, help="first VGG stage width of the geometric network")
     g.add_argument("--dropout", type=float, default=0.5)
+    g.add_argument("--no-flip-tta", action="store_true",
+                   help="evaluate and export without averaging over the face and its mirror image")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=40)
     g.add_argument("--batch-size", type=int, default=32)
@@ -162,7 +164,8 @@ class SequenceSet(TorchDataset):
 # --------------------------------------------------------------------------------------------------- model
 def build_model(args, num_classes: int):
     cfg = {"size": args.size, "frames": args.frames, "geo_channels": 2, "geo_size": 64,
-           "geo": {"width": args.geo_width, "dropout": args.dropout}}
+           "geo": {"width": args.geo_width, "dropout": args.dropout},
+           "flip_tta": not getattr(args, "no_flip_tta", False)}
     if args.model == "agn3d_c3d":
         cfg["app"] = {"widths": [int(w) for w in args.app_widths.split(",")], "dropout": args.dropout}
     else:

@@ -144,3 +144,48 @@ def test_without_a_target_l2_uses_the_top2_pair_when_it_holds_the_true_class():
     _, parts = agn_loss(out, target, torch.ones(2))
     assert parts["l2"] == pytest.approx(F.cross_entropy(torch.tensor([[0.5, -0.5]]), torch.tensor([1])).item(),
                                         rel=1e-5)
+
+
+def _tta_model():
+    from fer_ros.nets.registry import create_model
+    torch.manual_seed(0)
+    return create_model("agn3d_c3d", num_classes=K, size=32, flip_tta=True,
+                        app={"widths": (4, 8, 8, 8), "hidden": 16}, geo={"width": 4, "hidden": 16})
+
+
+def _lbp_clip(b, size=32):
+    codes = torch.randint(0, 256, (b, 1, 3, size, size)).float()
+    return codes / 255.0
+
+
+def test_flip_tta_averages_the_face_and_its_mirror_image_at_inference():
+    from fer_ros.nets.flip import flip_geo, flip_lbp_clip
+    model = _tta_model().eval()
+    clip, geo, valid = _lbp_clip(3), torch.randn(3, 2, 64, 64), torch.ones(3)
+    out = model(clip, geo, valid)
+    with torch.no_grad():
+        l1 = 0.5 * (model.appearance(clip) + model.appearance(flip_lbp_clip(clip)))
+    torch.testing.assert_close(out.l1, l1)
+    # so the prediction of a face and of its mirror image are the same
+    mirrored = model(flip_lbp_clip(clip), flip_geo(geo), valid)
+    torch.testing.assert_close(mirrored.probs, out.probs, atol=1e-5, rtol=1e-4)
+    # training sees one view
+    model.train()
+    torch.manual_seed(1)
+    a = model(clip, geo, valid).l1
+    torch.manual_seed(1)
+    torch.testing.assert_close(a, model.appearance(clip))
+
+
+def test_flipping_an_lbp_clip_is_the_lbp_of_the_flipped_frames_and_an_involution():
+    import numpy as np
+
+    from fer_ros.lbp import lbp
+    from fer_ros.nets.flip import flip_geo, flip_lbp_clip
+    gray = np.random.default_rng(0).integers(0, 256, (3, 20, 20)).astype(np.uint8)
+    clip = torch.from_numpy(np.stack([lbp(g) for g in gray]).astype(np.float32)[None, None] / 255.0)
+    flipped = np.stack([lbp(np.ascontiguousarray(g[:, ::-1])) for g in gray]).astype(np.float32)[None, None]
+    torch.testing.assert_close(flip_lbp_clip(clip) * 255.0, torch.from_numpy(flipped), atol=1e-3, rtol=0)
+    clip, geo = _lbp_clip(2), torch.randn(2, 2, 64, 64)
+    torch.testing.assert_close(flip_lbp_clip(flip_lbp_clip(clip)), clip)
+    torch.testing.assert_close(flip_geo(flip_geo(geo)), geo)

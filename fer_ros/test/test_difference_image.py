@@ -41,6 +41,21 @@ def test_displacement_where_the_point_moved():
     assert np.allclose(di.render(n, p2), -g)
 
 
+def test_a_mirrored_face_gives_the_mirrored_image():
+    from fer_ros.landmark_scheme import IBUG68_MIRROR
+    rng = np.random.default_rng(1)
+    n = normalised(template68())
+    p = (n + rng.normal(0, 0.01, n.shape)).astype(np.float32)
+
+    def mirror(points):
+        m = points[list(IBUG68_MIRROR)].copy()
+        m[:, 0] = 1.0 - m[:, 0]
+        return m
+
+    g, gm = di.render(n, p), di.render(mirror(n), mirror(p))
+    np.testing.assert_allclose(gm, g[:, :, ::-1] * np.array(di.MIRROR_SIGN, np.float32)[:, None, None], atol=1e-5)
+
+
 def test_weights_and_clip():
     n = normalised(template68())
     jaw, brow = n.copy(), n.copy()

@@ -60,3 +60,13 @@ def test_lbp_rejects_bad_input():
 def test_lbp_spec_records_definition():
     assert LBP_SPEC["neighbours"] == [list(n) for n in NEIGHBOURS]
     assert LBP_SPEC["compare"] == ">=" and LBP_SPEC["border"] == "edge"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mirror_codes_are_the_codes_of_the_flipped_image(seed):
+    from fer_ros.lbp import mirror_bit_order, mirror_codes
+    gray = np.random.default_rng(seed).integers(0, 256, (17, 23)).astype(np.uint8)
+    gray[:, 5] = gray[:, 6]  # ties, where >= matters
+    assert np.array_equal(mirror_codes(lbp(gray)), lbp(np.ascontiguousarray(gray[:, ::-1])))
+    order = mirror_bit_order()
+    assert sorted(order) == list(range(8)) and all(order[order[k]] == k for k in range(8))  # an involution

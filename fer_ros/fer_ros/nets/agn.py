@@ -12,6 +12,8 @@ each be trained on the samples of their two classes: a sample of class t gives K
 other class), averaged. Any of them may be the pair the appearance network's top-2 picks at inference, so each must
 be able to decide. l3 (and so L3) always uses the top-2 pair, exactly as at inference, so the label never leaks into
 the fused output.
+With flip_tta, the model in eval mode averages l1 and the pair logits over the face and its mirror image (see
+nets/flip.py); training always sees one view (flips come from augmentation).
 Top-2, the pair lookup and the placement use topk/gather/scatter only, so the model exports to ONNX with just the
 batch dimension dynamic.
 """
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer_ros.nets.flip import flip_geo, flip_lbp_clip
 from fer_ros.nets.geometric import pairs
 
 
@@ -40,11 +43,12 @@ class AGNOutput:
 
 
 class AGN3D(nn.Module):
-    def __init__(self, appearance: nn.Module, geometric: nn.Module, num_classes: int) -> None:
+    def __init__(self, appearance: nn.Module, geometric: nn.Module, num_classes: int, flip_tta: bool = False) -> None:
         super().__init__()
         self.appearance = appearance
         self.geometric = geometric
         self.num_classes = num_classes
+        self.flip_tta = flip_tta
         table = torch.zeros(num_classes, num_classes, dtype=torch.long)
         for p, (i, j) in enumerate(pairs(num_classes)):
             table[i, j] = p
@@ -73,8 +77,15 @@ class AGN3D(nn.Module):
 
     def forward(self, clip: torch.Tensor, geo: torch.Tensor, geo_valid: torch.Tensor,
                 target: torch.Tensor | None = None) -> AGNOutput:
-        l1 = self.appearance(clip)
-        all_pairs = self.geometric(geo)  # (B, P, 2)
+        if self.flip_tta and not self.training:
+            b = clip.shape[0]
+            l1_both = self.appearance(torch.cat([clip, flip_lbp_clip(clip)], dim=0))
+            pairs_both = self.geometric(torch.cat([geo, flip_geo(geo)], dim=0))
+            l1 = 0.5 * (l1_both[:b] + l1_both[b:])
+            all_pairs = 0.5 * (pairs_both[:b] + pairs_both[b:])  # (B, P, 2)
+        else:
+            l1 = self.appearance(clip)
+            all_pairs = self.geometric(geo)  # (B, P, 2)
         classes = self.select_pair(l1)
         pair_index, pair_logits = self._pair_logits(all_pairs, classes, geo_valid)
         l2 = torch.zeros_like(l1).scatter(1, classes, pair_logits)
