@@ -23,5 +23,5 @@ def flip_lbp_clip(clip: torch.Tensor) -> torch.Tensor:
 
 
 def flip_geo(geo: torch.Tensor) -> torch.Tensor:
-    sign = torch.tensor(MIRROR_SIGN, dtype=geo.dtype, device=geo.device).view(1, -1, 1, 1)
-    return torch.flip(geo, dims=[-1]) * sign
+    flipped = torch.flip(geo, dims=[-1])
+    return torch.stack([flipped[:, c] * float(sign) for c, sign in enumerate(MIRROR_SIGN)], dim=1)
