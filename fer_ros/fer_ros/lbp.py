@@ -32,15 +32,6 @@ def mirror_bit_order() -> tuple[int, ...]:
     return tuple(NEIGHBOURS.index((dy, -dx)) for dy, dx in NEIGHBOURS)
 
 
-def mirror_codes(codes: np.ndarray) -> np.ndarray:
-    """The LBP codes of the horizontally flipped image, from the codes of the image (any leading dims, uint8)."""
-    codes = np.asarray(codes, np.uint8)[..., ::-1]
-    out = np.zeros_like(codes)
-    for k, src in enumerate(mirror_bit_order()):
-        out |= ((codes >> np.uint8(src)) & np.uint8(1)) << np.uint8(k)
-    return out
-
-
 def lbp(gray: np.ndarray) -> np.ndarray:
     """(H, W) uint8 LBP codes of a (H, W) uint8 grayscale image (see the module docstring for the definition)."""
     gray = np.asarray(gray)
