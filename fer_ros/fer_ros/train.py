@@ -226,11 +226,7 @@ def evaluate(model, loader, device, num_classes: int) -> dict:
         fused.append(out.probs.argmax(1).cpu().numpy())
         app.append(out.l1.argmax(1).cpu().numpy())
         top2.append(out.pair_classes.cpu().numpy())
-        all_pairs = model.geometric(geo)
-        if model.flip_tta:  # the same views the fused output averages over
-            from fer_ros.nets.flip import flip_geo
-            all_pairs = 0.5 * (all_pairs + model.geometric(flip_geo(geo)))
-        geo_only.append(geometric_vote(all_pairs, num_classes).cpu().numpy())
+        geo_only.append(geometric_vote(out.all_pairs, num_classes).cpu().numpy())
         probs.append(out.probs.cpu().numpy())
     cat = np.concatenate
     return {"y": cat(ys), "fused": cat(fused), "appearance": cat(app), "geometric": cat(geo_only),

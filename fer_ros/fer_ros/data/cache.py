@@ -32,8 +32,7 @@ class ImageCache:
 
 def cache_key(paths: list[Path], crop_cfg: CropConfig) -> str:
     """Digest of the images (names relative to their common folder, and contents), the crop and the landmark
-    scheme, so
-    the same data in another place reuses its cache and any changed image makes a new one."""
+    scheme, so the same data in another place reuses its cache and any changed image makes a new one."""
     h = hashlib.sha256()
     root = Path(os.path.commonpath([str(p) for p in paths])) if paths else Path(".")
     for p in paths:

@@ -38,6 +38,7 @@ class AGNOutput:
     l2: torch.Tensor          # (B, K) pair logits placed at their classes
     l3: torch.Tensor          # (B, K) fused logits
     probs: torch.Tensor       # (B, K) softmax(l3)
+    all_pairs: torch.Tensor   # (B, P, 2) every pair's logits (both views averaged with flip_tta)
     train_pair_logits: torch.Tensor | None = None   # (B, K-1, 2) every pair holding the true class; training only
     train_pair_target: torch.Tensor | None = None   # (B, K-1) 1 where the true class is the pair's second class
 
@@ -77,23 +78,25 @@ class AGN3D(nn.Module):
 
     def forward(self, clip: torch.Tensor, geo: torch.Tensor, geo_valid: torch.Tensor,
                 target: torch.Tensor | None = None) -> AGNOutput:
-        if self.flip_tta and not self.training:
-            b = clip.shape[0]
-            l1_both = self.appearance(torch.cat([clip, flip_lbp_clip(clip)], dim=0))
-            pairs_both = self.geometric(torch.cat([geo, flip_geo(geo)], dim=0))
-            l1 = 0.5 * (l1_both[:b] + l1_both[b:])
-            all_pairs = 0.5 * (pairs_both[:b] + pairs_both[b:])  # (B, P, 2)
-        else:
-            l1 = self.appearance(clip)
-            all_pairs = self.geometric(geo)  # (B, P, 2)
+        both = self.flip_tta and not self.training
+        l1 = _views(self.appearance, clip, flip_lbp_clip if both else None)
+        all_pairs = _views(self.geometric, geo, flip_geo if both else None)  # (B, P, 2)
         classes = self.select_pair(l1)
         pair_index, pair_logits = self._pair_logits(all_pairs, classes, geo_valid)
         l2 = torch.zeros_like(l1).scatter(1, classes, pair_logits)
         l3 = l1 + l2
-        out = AGNOutput(l1, pair_index, classes, pair_logits, l2, l3, torch.softmax(l3, dim=1))
+        out = AGNOutput(l1, pair_index, classes, pair_logits, l2, l3, torch.softmax(l3, dim=1), all_pairs)
         if target is not None:
             out.train_pair_logits, out.train_pair_target = self.true_class_pairs(all_pairs, target)
         return out
+
+
+def _views(net: nn.Module, x: torch.Tensor, flip=None) -> torch.Tensor:
+    """net(x), or the mean of net over x and flip(x) in one batch."""
+    if flip is None:
+        return net(x)
+    y = net(torch.cat([x, flip(x)], dim=0))
+    return 0.5 * (y[:x.shape[0]] + y[x.shape[0]:])
 
 
 def agn_loss(out: AGNOutput, target: torch.Tensor, geo_valid: torch.Tensor,
