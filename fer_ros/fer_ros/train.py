@@ -31,6 +31,7 @@ from fer_ros.data.datasets import DatasetError, load_dataset
 from fer_ros.data.folds import subject_folds
 from fer_ros.lbp import lbp
 from fer_ros.nets.agn import agn_loss
+from fer_ros.nets.ensemble import join_members
 from fer_ros.nets.geometric import pairs
 from fer_ros.nets.registry import create_model, list_models
 from fer_ros.preprocess import PREPROCESS_SPEC, make_geo
@@ -57,11 +58,18 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, default=0.5)
     g.add_argument("--no-flip-tta", action="store_true",
                    help="evaluate and export without averaging over the face and its mirror image")
+    g.add_argument("--ensemble", type=int, default=1,
+                   help="train this many copies of the model per fold (and for the final fit), each with its own "
+                        "seed, and average their networks' logits (nets/ensemble.py); costs that many times the "
+                        "training and the inference time")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=40)
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine decay)")
     g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--class-weighting", default="none", choices=CLASS_WEIGHTINGS,
+                   help="weigh each sample's loss terms by its class: none, sqrt (inverse square root of the class's "
+                        "share of the training sequences) or balanced (inverse share)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -76,6 +84,24 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+CLASS_WEIGHTINGS = ("none", "sqrt", "balanced")
+
+
+def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> np.ndarray | None:
+    """(K,) loss weights from the training labels, scaled so that the average sample weighs 1; None for mode
+    "none". A class without training samples weighs 0."""
+    if mode == "none":
+        return None
+    if mode not in CLASS_WEIGHTINGS:
+        raise ValueError(f"unknown class weighting {mode!r}; use one of {', '.join(CLASS_WEIGHTINGS)}")
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=num_classes).astype(np.float64)
+    share = counts / max(counts.sum(), 1.0)
+    power = 0.5 if mode == "sqrt" else 1.0
+    w = np.where(counts > 0, 1.0 / np.maximum(share, 1e-12) ** power, 0.0)
+    w /= max((w * share).sum(), 1e-12)
+    return w.astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------- data
@@ -176,6 +202,16 @@ def build_model(args, num_classes: int):
     return create_model(args.model, num_classes, **cfg), cfg
 
 
+def member_seed(seed: int, member: int) -> int:
+    """Seed of ensemble member `member` (member 0 keeps the single model's seed)."""
+    return seed + 1000 * member
+
+
+def member_dir(name: str, member: int) -> str:
+    """Run sub-folder of ensemble member `member` (member 0 keeps the single model's folder)."""
+    return name if member == 0 else f"{name}_m{member}"
+
+
 def geometric_vote(pair_logits: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Geometric-only prediction: one-vs-one voting of every pair's 2-way decision (ties: summed margins)."""
     pl = pair_logits.float()
@@ -190,13 +226,13 @@ def geometric_vote(pair_logits: torch.Tensor, num_classes: int) -> torch.Tensor:
     return (votes + 1e-3 * torch.tanh(margin)).argmax(dim=1)
 
 
-def train_one_epoch(model, loader, optimizer, device, progress=None) -> dict:
+def train_one_epoch(model, loader, optimizer, device, progress=None, class_weight=None) -> dict:
     model.train()
     totals = {"loss": 0.0, "l1": 0.0, "l2": 0.0, "l3": 0.0, "correct": 0, "n": 0}
     for clip, geo, valid, y in loader:
         clip, geo, valid, y = clip.to(device), geo.to(device), valid.to(device), y.to(device)
         out = model(clip, geo, valid, target=y)
-        loss, parts = agn_loss(out, y, valid)
+        loss, parts = agn_loss(out, y, valid, class_weight=class_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -260,6 +296,8 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(args.epochs, 1))
     aug = None if args.no_augment else AugmentConfig()
     names = class_names(args.class_set)
+    cw = class_weights(samples.labels[train_idx], num_classes, getattr(args, "class_weighting", "none"))
+    cw = None if cw is None else torch.from_numpy(cw).to(device)
     train_ds = SequenceSet(samples, train_idx, True, seed, aug, still_prob=args.still_prob,
                            neutral_label=names.index("neutral") if "neutral" in names else None)
     train_loader = _loader(train_ds, args.batch_size, True, seed, dist_ctx is not None)
@@ -293,7 +331,7 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
         if dist_ctx is not None:
             train_loader.sampler.set_epoch(epoch)
         t0 = time.perf_counter()
-        row = {"epoch": epoch, **train_one_epoch(model, train_loader, optimizer, device, progress),
+        row = {"epoch": epoch, **train_one_epoch(model, train_loader, optimizer, device, progress, cw),
                "lr": scheduler.get_last_lr()[0]}
         scheduler.step()
         row["epoch_s"] = time.perf_counter() - t0
@@ -356,7 +394,7 @@ def _fold_scores(ev: dict, names: tuple[str, ...]) -> dict:
 
 
 def _summary(per_fold: list[dict]) -> dict:
-    keys = sorted({k for f in per_fold for k in f if k != "n" and k != "fold"})
+    keys = sorted({k for f in per_fold for k, v in f.items() if k not in ("n", "fold") and np.isscalar(v)})
     return {k: {"mean": float(np.mean([f[k] for f in per_fold if k in f])),
                 "std": float(np.std([f[k] for f in per_fold if k in f])),
                 "min": float(np.min([f[k] for f in per_fold if k in f])),
@@ -389,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.export:
         args.final = True
+    if args.ensemble < 1:
+        print(f"fer-train: --ensemble must be at least 1, got {args.ensemble}", file=sys.stderr)
+        return 2
     if not 0.0 <= args.still_prob <= 1.0:
         print(f"fer-train: --still-prob must be between 0 and 1, got {args.still_prob}", file=sys.stderr)
         return 2
@@ -423,16 +464,28 @@ def main(argv: list[str] | None = None) -> int:
         for k in wanted:
             train_idx, test_idx = folds[k]
             assert not set(samples.subjects[i] for i in train_idx) & set(samples.subjects[i] for i in test_idx)
-            _, _, rows, ev = fit(args, samples, train_idx, test_idx, len(names), out / f"fold{k:02d}",
-                                 args.seed + k, dist_ctx)
+            members, seconds, member_fused = [], 0.0, []
+            for m in range(args.ensemble):
+                core, _, rows, ev = fit(args, samples, train_idx, test_idx, len(names), out / member_dir(f"fold{k:02d}", m),
+                                        member_seed(args.seed + k, m), dist_ctx)
+                members.append(core)
+                seconds += sum(r["epoch_s"] for r in rows)
+                if is_main:
+                    member_fused.append(float((ev["fused"] == ev["y"]).mean()))
             if not is_main:
                 continue
+            if len(members) > 1:
+                ev = evaluate(join_members(members), _loader(SequenceSet(samples, test_idx, False, args.seed), 64,
+                                                              False, args.seed), torch.device(args.device), len(names))
             scores = {"fold": k, **_fold_scores(ev, names)}
+            if len(members) > 1:
+                scores["member_fused"] = member_fused
             per_fold.append(scores)
             evals.append((test_idx, ev))
             print(f"[fer-train] fold {k}: fused {scores['fused']:.4f}  appearance {scores['appearance']:.4f}  "
-                  f"geometric {scores['geometric']:.4f}  ({scores['n']} sequences, "
-                  f"{sum(r['epoch_s'] for r in rows):.0f} s)")
+                  f"geometric {scores['geometric']:.4f}  ({scores['n']} sequences, {seconds:.0f} s"
+                  + (f"; members alone: {', '.join(f'{a:.4f}' for a in member_fused)}" if len(members) > 1 else "")
+                  + ")")
         cv_time = time.time() - t_cv
         if is_main and per_fold:
             summary = _summary(per_fold)
@@ -443,10 +496,19 @@ def main(argv: list[str] | None = None) -> int:
             _plots(out, names, evals)
     if args.final:
         idx = np.arange(len(samples.labels))
-        model, cfg, rows, _ = fit(args, samples, idx, None, len(names), out / "final", args.seed, dist_ctx)
+        members, seconds, train_acc = [], 0.0, []
+        for m in range(args.ensemble):
+            core, cfg, rows, _ = fit(args, samples, idx, None, len(names), out / member_dir("final", m),
+                                     member_seed(args.seed, m), dist_ctx)
+            members.append(core)
+            seconds += float(sum(r["epoch_s"] for r in rows))
+            train_acc.append(rows[-1]["train_acc"] if rows else None)
+        model = join_members(members)
+        if len(members) > 1:
+            cfg = {**cfg, "members": len(members)}
         if is_main:
-            report["final"] = {"epochs": args.epochs, "seconds": float(sum(r["epoch_s"] for r in rows)),
-                               "train_acc_last_epoch": rows[-1]["train_acc"] if rows else None}
+            report["final"] = {"epochs": args.epochs, "members": len(members), "seconds": seconds,
+                               "train_acc_last_epoch": train_acc[0] if len(train_acc) == 1 else train_acc}
             if args.export:
                 _export(args, model, cfg, names, report)
     report["seconds_total"] = time.time() - t_start

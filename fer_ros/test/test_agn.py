@@ -99,6 +99,28 @@ def test_loss_is_the_sum_of_the_three_cross_entropies():
     assert parts["l2"] == pytest.approx(l2.item(), rel=1e-5)
 
 
+def test_class_weights_weigh_every_term_by_the_true_class():
+    """With class_weight, L1 and L3 are F.cross_entropy's weighted means and each sample's L2 pair terms count with
+    its true class's weight; all-ones weights give the unweighted loss."""
+    torch.manual_seed(2)
+    l1, all_pairs = torch.randn(4, K), torch.randn(4, len(pairs(K)), 2)
+    target = torch.tensor([0, 2, 2, 1])
+    valid = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    out = _model(l1, all_pairs)(torch.zeros(4, 1, 3, 8, 8), torch.zeros(4, 2, 8, 8), valid, target=target)
+    plain, _ = agn_loss(out, target, valid)
+    same, _ = agn_loss(out, target, valid, class_weight=torch.ones(K))
+    assert same.item() == pytest.approx(plain.item(), rel=1e-6)
+    w = torch.tensor([1.0, 3.0, 0.5, 1.0, 1.0])
+    loss, parts = agn_loss(out, target, valid, class_weight=w)
+    per_sample_l2 = F.cross_entropy(out.train_pair_logits.reshape(-1, 2), out.train_pair_target.reshape(-1),
+                                    reduction="none").view(4, K - 1).mean(1)
+    keep = valid > 0.5
+    l2 = (per_sample_l2[keep] * w[target[keep]]).sum() / w[target[keep]].sum()
+    expected = F.cross_entropy(l1, target, weight=w) + l2 + F.cross_entropy(out.l3, target, weight=w)
+    assert parts["l2"] == pytest.approx(l2.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_the_fused_output_never_sees_the_label():
     torch.manual_seed(1)
     l1, all_pairs = torch.randn(6, K), torch.randn(6, len(pairs(K)), 2)

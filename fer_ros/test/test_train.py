@@ -130,6 +130,47 @@ def test_export_parity_onnx_and_torchscript(base, tmp_path):
     assert np.abs(engine.predict(clip, geo, valid) - ref).max() < 1e-4
 
 
+def test_ensemble_members_train_alone_and_export_as_one_model(base, tmp_path):
+    """--ensemble 2: each fold and the final fit train two members with their own seeds and folders (member 0 is
+    the single model's run, so a single-model run can be extended with --resume); the report has each member's
+    accuracy; the export is one ONNX graph of both, matching torch, and records members in its manifest."""
+    from fer_ros.engine import load_engine
+    from fer_ros.manifest import load_manifest
+    data, out = class_folder_data(base), tmp_path / "ens"
+    assert _train(base, data, out, "--folds", "2", "--epochs", "1", "--class-set", "ckplus7", "--ensemble", "2",
+                  "--export", str(tmp_path / "model")) == 0
+    for name in ("fold00", "fold00_m1", "fold01", "fold01_m1", "final", "final_m1"):
+        assert (out / name / "checkpoint.pt").is_file(), name
+    a = _log(out / "fold00" / "log.csv")[0]
+    b = _log(out / "fold00_m1" / "log.csv")[0]
+    assert a["loss"] != b["loss"]  # another seed, another model
+    report = json.loads((out / "report.json").read_text())
+    for f in report["cross_validation"]["per_fold"]:
+        assert len(f["member_fused"]) == 2 and "member_fused" not in report["cross_validation"]["summary"]
+    assert report["final"]["members"] == 2
+    m = load_manifest(tmp_path / "model")
+    assert m.arch_cfg["members"] == 2 and m.training["export_onnx_max_abs_diff"] < 1e-4
+    engine = load_engine(tmp_path / "model", backend="torch")
+    assert engine.predict(np.zeros((1, 1, 3, 32, 32), np.float32), np.zeros((1, 2, 64, 64), np.float32),
+                          np.ones(1, np.float32)).shape == (1, 7)
+    assert train.main(["--data", str(data), "--ensemble", "0", "--no-progress"]) == 2
+
+
+def test_class_weights_follow_the_training_shares(base, tmp_path):
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    assert train.class_weights(labels, 4, "none") is None
+    for mode, power in (("sqrt", 0.5), ("balanced", 1.0)):
+        w = train.class_weights(labels, 4, mode)
+        assert w.shape == (4,) and w[3] == 0.0  # no samples of class 3
+        assert (w[labels]).mean() == pytest.approx(1.0, rel=1e-6)  # the average sample weighs 1
+        assert w[2] / w[0] == pytest.approx((60 / 10) ** power, rel=1e-6)
+    with pytest.raises(ValueError, match="unknown class weighting"):
+        train.class_weights(labels, 4, "inverse")
+    assert _train(base, class_folder_data(base), tmp_path / "run", "--folds", "0", "--final", "--epochs", "1",
+                  "--class-weighting", "sqrt") == 0
+    assert len(_log(tmp_path / "run" / "final" / "log.csv")) == 1
+
+
 def test_cli_errors(tmp_path, capsys):
     assert train.main(["--data", str(tmp_path / "nowhere"), "--no-progress"]) == 2
     assert "dataset folder not found" in capsys.readouterr().err
