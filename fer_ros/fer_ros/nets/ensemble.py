@@ -30,14 +30,13 @@ class MeanOf(nn.Module):
         return out / float(len(self.members))
 
 
-def join_members(models: Sequence[AGN3D], flip_tta: bool | None = None) -> AGN3D:
-    """One AGN3D whose appearance and geometric networks are the means of the given trained models' networks.
-    A single model is returned as it is."""
+def join_members(models: Sequence[AGN3D]) -> AGN3D:
+    """One AGN3D whose appearance and geometric networks are the means of the given trained models' networks
+    (flip_tta as the first model's). A single model is returned as it is."""
     if len(models) == 1:
         return models[0]
     k = {m.num_classes for m in models}
     if len(k) != 1:
         raise ValueError(f"ensemble members disagree on the number of classes: {sorted(k)}")
-    tta = models[0].flip_tta if flip_tta is None else flip_tta
     return AGN3D(MeanOf([m.appearance for m in models]), MeanOf([m.geometric for m in models]), k.pop(),
-                 flip_tta=tta)
+                 flip_tta=models[0].flip_tta)
