@@ -54,7 +54,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--model", default="agn3d_c3d", choices=list_models())
     g.add_argument("--app-widths", default="16,32,64,64", help="agn3d_c3d conv widths (paper: 32,64,128,128)")
-    g.add_argument("--geo-width", type=int, default=8, help="first VGG stage width of the geometric network")
+    g.add_argument("--geo-width", type=int, default=16, help="first VGG stage width of the geometric network")
     g.add_argument("--dropout", type=float, default=0.5)
     g.add_argument("--no-flip-tta", action="store_true",
                    help="evaluate and export without averaging over the face and its mirror image")
@@ -63,7 +63,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "seed, and average their networks' logits (nets/ensemble.py); costs that many times the "
                         "training and the inference time")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=40)
+    g.add_argument("--epochs", type=int, default=80)
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine decay)")
     g.add_argument("--weight-decay", type=float, default=1e-4)

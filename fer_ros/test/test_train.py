@@ -180,6 +180,26 @@ def test_cli_errors(tmp_path, capsys):
     assert "--folds" in capsys.readouterr().out
 
 
+def test_the_defaults_are_the_shipped_models_recipe():
+    """`fer-train --data D` trains what ships: every option that shapes the model or its training defaults to the
+    value in the shipped model's recorded command, and the default architecture is the shipped one."""
+    import shlex
+
+    from fer_ros.manifest import load_manifest
+    from fer_ros.replay import default_model_dir
+    manifest = load_manifest(default_model_dir())
+    command = shlex.split(manifest.training["command"])
+    assert command[0] == "fer-train"
+    parser = train.get_args_parser()
+    shipped, default = vars(parser.parse_args(command[1:])), vars(parser.parse_args(["--data", "d"]))
+    where_and_how = {"data", "cache_dir", "out", "export", "name", "threads", "device", "folds", "only_fold",
+                     "final", "resume", "no_progress", "torchscript"}
+    differs = {k: (default[k], shipped[k]) for k in shipped if k not in where_and_how and default[k] != shipped[k]}
+    assert differs == {}, f"defaults (left) differ from the shipped recipe (right): {differs}"
+    _, cfg = train.build_model(parser.parse_args(["--data", "d"]), len(manifest.class_names))
+    assert (default["model"], cfg) == (manifest.arch, manifest.arch_cfg)
+
+
 def test_data_parallel_training_with_torchrun(base, tmp_path):
     """Two processes (gloo on the CPU; NCCL on GPUs) train one model; rank 0 writes the log and exports."""
     import os
