@@ -70,6 +70,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--class-weighting", default="none", choices=CLASS_WEIGHTINGS,
                    help="weigh each sample's loss terms by its class: none, sqrt (inverse square root of the class's "
                         "share of the training sequences) or balanced (inverse share)")
+    g.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="label smoothing of the three cross-entropy terms (0: none)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -226,13 +228,14 @@ def geometric_vote(pair_logits: torch.Tensor, num_classes: int) -> torch.Tensor:
     return (votes + 1e-3 * torch.tanh(margin)).argmax(dim=1)
 
 
-def train_one_epoch(model, loader, optimizer, device, progress=None, class_weight=None) -> dict:
+def train_one_epoch(model, loader, optimizer, device, progress=None, class_weight=None,
+                    label_smoothing: float = 0.0) -> dict:
     model.train()
     totals = {"loss": 0.0, "l1": 0.0, "l2": 0.0, "l3": 0.0, "correct": 0, "n": 0}
     for clip, geo, valid, y in loader:
         clip, geo, valid, y = clip.to(device), geo.to(device), valid.to(device), y.to(device)
         out = model(clip, geo, valid, target=y)
-        loss, parts = agn_loss(out, y, valid, class_weight=class_weight)
+        loss, parts = agn_loss(out, y, valid, class_weight=class_weight, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -331,8 +334,9 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
         if dist_ctx is not None:
             train_loader.sampler.set_epoch(epoch)
         t0 = time.perf_counter()
-        row = {"epoch": epoch, **train_one_epoch(model, train_loader, optimizer, device, progress, cw),
-               "lr": scheduler.get_last_lr()[0]}
+        stats = train_one_epoch(model, train_loader, optimizer, device, progress, cw,
+                                getattr(args, "label_smoothing", 0.0))
+        row = {"epoch": epoch, **stats, "lr": scheduler.get_last_lr()[0]}
         scheduler.step()
         row["epoch_s"] = time.perf_counter() - t0
         if test_loader is not None and is_main and (epoch == args.epochs - 1 or epoch % 5 == 4):
@@ -432,6 +436,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not 0.0 <= args.still_prob <= 1.0:
         print(f"fer-train: --still-prob must be between 0 and 1, got {args.still_prob}", file=sys.stderr)
+        return 2
+    if not 0.0 <= args.label_smoothing < 1.0:
+        print(f"fer-train: --label-smoothing must be at least 0 and below 1, got {args.label_smoothing}",
+              file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -121,6 +121,29 @@ def test_class_weights_weigh_every_term_by_the_true_class():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_label_smoothing_applies_to_every_term():
+    """label_smoothing is F.cross_entropy's in L1, L3 and each 2-way pair term; 0 gives the plain loss."""
+    torch.manual_seed(3)
+    l1, all_pairs = torch.randn(4, K), torch.randn(4, len(pairs(K)), 2)
+    target = torch.tensor([0, 2, 4, 1])
+    valid = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    out = _model(l1, all_pairs)(torch.zeros(4, 1, 3, 8, 8), torch.zeros(4, 2, 8, 8), valid, target=target)
+    plain, _ = agn_loss(out, target, valid)
+    zero, _ = agn_loss(out, target, valid, label_smoothing=0.0)
+    assert zero.item() == plain.item()
+    eps = 0.2
+    loss, parts = agn_loss(out, target, valid, label_smoothing=eps)
+    keep = valid > 0.5
+    pair_logp = F.log_softmax(out.train_pair_logits[keep], dim=-1)  # (n, K-1, 2)
+    pair_t = F.one_hot(out.train_pair_target[keep], 2).float() * (1 - eps) + eps / 2
+    l2 = -(pair_t * pair_logp).sum(-1).mean()
+    soft = F.one_hot(target, K).float() * (1 - eps) + eps / K
+    expected = (-(soft * F.log_softmax(l1, 1)).sum(1).mean() + l2 - (soft * F.log_softmax(out.l3, 1)).sum(1).mean())
+    assert parts["l2"] == pytest.approx(l2.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss.item() != pytest.approx(plain.item(), rel=1e-3)
+
+
 def test_the_fused_output_never_sees_the_label():
     torch.manual_seed(1)
     l1, all_pairs = torch.randn(6, K), torch.randn(6, len(pairs(K)), 2)

@@ -167,13 +167,15 @@ def test_class_weights_follow_the_training_shares(base, tmp_path):
     with pytest.raises(ValueError, match="unknown class weighting"):
         train.class_weights(labels, 4, "inverse")
     assert _train(base, class_folder_data(base), tmp_path / "run", "--folds", "0", "--final", "--epochs", "1",
-                  "--class-weighting", "sqrt") == 0
+                  "--class-weighting", "sqrt", "--label-smoothing", "0.1") == 0
     assert len(_log(tmp_path / "run" / "final" / "log.csv")) == 1
 
 
 def test_cli_errors(tmp_path, capsys):
     assert train.main(["--data", str(tmp_path / "nowhere"), "--no-progress"]) == 2
     assert "dataset folder not found" in capsys.readouterr().err
+    assert train.main(["--data", str(tmp_path), "--label-smoothing", "1", "--no-progress"]) == 2
+    assert "--label-smoothing must be at least 0 and below 1, got 1.0" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         train.main(["--help"])
     assert exc.value.code == 0

@@ -101,14 +101,15 @@ def _views(net: nn.Module, x: torch.Tensor, flip=None) -> torch.Tensor:
 
 def agn_loss(out: AGNOutput, target: torch.Tensor, geo_valid: torch.Tensor,
              weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-             class_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+             class_weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict]:
     """L = L1 + L2 + L3 (optionally weighted). L2 is the mean 2-way cross-entropy over the samples with a neutral
     reference: over every pair holding the true class when the forward pass had a target, else over the top-2 pair
     where it holds the true class. class_weight (K,): each sample's terms weighted by its true class's weight, each
-    mean taken over the weights (as F.cross_entropy's `weight`). Returns (loss, {"l1":..., "l2":..., "l3":...} as
+    mean taken over the weights (as F.cross_entropy's `weight`). label_smoothing: F.cross_entropy's, in all three
+    terms (a 2-way target keeps 1 - eps / 2 on its class). Returns (loss, {"l1":..., "l2":..., "l3":...} as
     floats)."""
-    loss1 = F.cross_entropy(out.l1, target, weight=class_weight)
-    loss3 = F.cross_entropy(out.l3, target, weight=class_weight)
+    loss1 = F.cross_entropy(out.l1, target, weight=class_weight, label_smoothing=label_smoothing)
+    loss3 = F.cross_entropy(out.l3, target, weight=class_weight, label_smoothing=label_smoothing)
     valid = geo_valid > 0.5
     if out.train_pair_logits is not None:
         logits, pair_target = out.train_pair_logits[valid], out.train_pair_target[valid]
@@ -119,7 +120,8 @@ def agn_loss(out: AGNOutput, target: torch.Tensor, geo_valid: torch.Tensor,
         logits, pair_target = out.pair_logits[mask], in_pair[mask][:, 1].long()
         sample_class = target[mask]
     if len(logits):
-        terms = F.cross_entropy(logits.reshape(-1, 2), pair_target.reshape(-1), reduction="none")
+        terms = F.cross_entropy(logits.reshape(-1, 2), pair_target.reshape(-1), reduction="none",
+                                label_smoothing=label_smoothing)
         if class_weight is None:
             loss2 = terms.mean()
         else:
