@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from bag_helpers import tiny_model_dir  # noqa: E402
 
+import fer_ros  # noqa: E402
 from fer_ros.engine import BackendUnavailable, ModelError, hardware, load_engine  # noqa: E402
 from fer_ros.manifest import load_manifest, sha256_file  # noqa: E402
 
@@ -251,13 +253,46 @@ def test_gpu_backends_without_a_gpu_fail_clearly(model_dir):
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA GPU")
-def test_auto_falls_back_to_the_cpu_and_says_why(model_dir, tmp_path):
+def test_auto_falls_back_to_the_cpu_and_says_why(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(hardware, "nvidia_driver_visible", lambda: True)  # a driver, but no usable GPU backend
     engine = load_engine(model_dir, backend="auto", cache_dir=tmp_path)
     assert engine.backend == "onnxruntime:cpu"
-    assert engine.notes[0].startswith("auto picked onnxruntime:cpu")
-    assert any("tensorrt" in n for n in engine.notes)
+    assert engine.notes[0] == "auto picked onnxruntime:cpu (no GPU backend loaded)"
+    assert any("tensorrt" in n for n in engine.notes) and any("torch on cuda:0" in n for n in engine.notes)
     cpu_only = load_engine(model_dir, backend="auto", device="cpu", cache_dir=tmp_path)
     assert "device cpu requested" in cpu_only.notes[0]
+
+
+def test_auto_without_an_nvidia_driver_goes_to_the_cpu_without_importing_torch(model_dir, tmp_path):
+    """No GPU probe (they import torch, ~1.7 s of start-up) where no NVIDIA driver is visible."""
+    code = ("import sys; from fer_ros.engine import hardware, load_engine; "
+            "hardware.nvidia_driver_visible = lambda: False; "
+            f"e = load_engine({str(model_dir)!r}, backend='auto', cache_dir={str(tmp_path)!r}); "
+            "print(e.backend, '|', e.notes[0], '|', 'torch' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(fer_ros.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[0] == "onnxruntime:cpu | auto picked onnxruntime:cpu (no NVIDIA driver) | False"
+
+
+def test_nvidia_driver_signs(monkeypatch):
+    import ctypes.util
+    probe = hardware.nvidia_driver_visible.__wrapped__
+    monkeypatch.setattr(hardware.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(hardware.os.path, "isdir", lambda path: False)
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    assert probe() is False
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: "libcuda.so.1" if name == "cuda" else None)
+    assert probe() is True
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(hardware.glob, "glob", lambda pattern: ["/dev/nvhost-ctrl-gpu"] if "nvhost" in pattern else [])
+    assert probe() is True
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU on this machine")
+def test_a_cuda_gpu_shows_its_driver():
+    assert hardware.nvidia_driver_visible()
 
 
 def test_fp16_on_the_cpu_is_ignored_and_said(model_dir, tmp_path):

@@ -4,7 +4,8 @@ sha256 of its files, class list and preprocessing against this code) and returns
 
 backend: "onnxruntime" (CPU default; CUDA with onnxruntime-gpu), "torch" (CPU or CUDA, fp16 on CUDA),
 "tensorrt" (onnxruntime-gpu's TensorRT provider or torch-tensorrt; engine cached on disk), or "auto": TensorRT
-where it loads, then a CUDA backend, then the CPU (onnxruntime, else torch); `engine.notes` says what was tried
+where it loads, then a CUDA backend, then the CPU (onnxruntime, else torch), the GPU steps only where an NVIDIA
+driver shows (hardware.nvidia_driver_visible, which imports nothing); `engine.notes` says what was tried
 and why it picked what it did. device: "auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N"; with backend
 auto and device cpu only CPU backends are tried.
 """
@@ -53,7 +54,11 @@ def _load_one(manifest: Manifest, backend: str, device: str, fp16: bool, cache_d
 def _load_auto(manifest: Manifest, device: str, fp16: bool, cache_dir, num_threads: int) -> Engine:
     kind, index = hardware.parse_device(device)
     tried: list[str] = []
-    if kind in ("auto", "cuda"):
+    no_driver = kind == "auto" and not hardware.nvidia_driver_visible()
+    if no_driver:  # skip the GPU probes, which import torch
+        tried.append("GPU backends: no NVIDIA driver on this machine (no /dev/nvidia*, /dev/nvhost-*, libcuda); "
+                     "set device cuda to try them anyway")
+    elif kind in ("auto", "cuda"):
         gpu = f"cuda:{index}"
         candidates = [("tensorrt", gpu)]
         if "CUDAExecutionProvider" in hardware.ort_providers():
@@ -79,7 +84,8 @@ def _load_auto(manifest: Manifest, device: str, fp16: bool, cache_dir, num_threa
         except BackendUnavailable as exc:
             tried.append(f"{backend}: {exc}")
             continue
-        why = "device cpu requested" if kind == "cpu" else "no GPU backend loaded"
+        why = ("device cpu requested" if kind == "cpu" else "no NVIDIA driver" if no_driver
+               else "no GPU backend loaded")
         engine.notes[:0] = [f"auto picked {engine.backend} ({why})"] + [f"not {t}" for t in tried]
         return engine
     raise BackendUnavailable("no inference backend is installed: " + " | ".join(tried))

@@ -2,8 +2,21 @@
 when the library or the device is missing."""
 from __future__ import annotations
 
+import glob
+import os
 import platform
 from functools import lru_cache
+
+
+@lru_cache(maxsize=None)
+def nvidia_driver_visible() -> bool:
+    """True when this machine shows an NVIDIA driver: a /dev/nvidia* or Jetson /dev/nvhost-* device node,
+    /proc/driver/nvidia, or libcuda on the loader path. Asked without importing torch (about 1.7 s), so that
+    `auto` on a machine without one goes straight to the CPU backends."""
+    if glob.glob("/dev/nvidia[0-9]*") or glob.glob("/dev/nvhost-*") or os.path.isdir("/proc/driver/nvidia"):
+        return True
+    import ctypes.util
+    return ctypes.util.find_library("cuda") is not None
 
 
 @lru_cache(maxsize=None)
