@@ -99,14 +99,19 @@ def test_loss_is_the_sum_of_the_three_cross_entropies():
     assert parts["l2"] == pytest.approx(l2.item(), rel=1e-5)
 
 
+def _random_training_output(seed: int, target: torch.Tensor, valid: torch.Tensor):
+    """(l1, the training forward pass's AGNOutput) for random appearance and pair logits."""
+    torch.manual_seed(seed)
+    n = len(target)
+    l1, all_pairs = torch.randn(n, K), torch.randn(n, len(pairs(K)), 2)
+    return l1, _model(l1, all_pairs)(torch.zeros(n, 1, 3, 8, 8), torch.zeros(n, 2, 8, 8), valid, target=target)
+
+
 def test_class_weights_weigh_every_term_by_the_true_class():
     """With class_weight, L1 and L3 are F.cross_entropy's weighted means and each sample's L2 pair terms count with
     its true class's weight; all-ones weights give the unweighted loss."""
-    torch.manual_seed(2)
-    l1, all_pairs = torch.randn(4, K), torch.randn(4, len(pairs(K)), 2)
-    target = torch.tensor([0, 2, 2, 1])
-    valid = torch.tensor([1.0, 1.0, 0.0, 1.0])
-    out = _model(l1, all_pairs)(torch.zeros(4, 1, 3, 8, 8), torch.zeros(4, 2, 8, 8), valid, target=target)
+    target, valid = torch.tensor([0, 2, 2, 1]), torch.tensor([1.0, 1.0, 0.0, 1.0])
+    l1, out = _random_training_output(2, target, valid)
     plain, _ = agn_loss(out, target, valid)
     same, _ = agn_loss(out, target, valid, class_weight=torch.ones(K))
     assert same.item() == pytest.approx(plain.item(), rel=1e-6)
@@ -123,11 +128,8 @@ def test_class_weights_weigh_every_term_by_the_true_class():
 
 def test_label_smoothing_applies_to_every_term():
     """label_smoothing is F.cross_entropy's in L1, L3 and each 2-way pair term; 0 gives the plain loss."""
-    torch.manual_seed(3)
-    l1, all_pairs = torch.randn(4, K), torch.randn(4, len(pairs(K)), 2)
-    target = torch.tensor([0, 2, 4, 1])
-    valid = torch.tensor([1.0, 0.0, 1.0, 1.0])
-    out = _model(l1, all_pairs)(torch.zeros(4, 1, 3, 8, 8), torch.zeros(4, 2, 8, 8), valid, target=target)
+    target, valid = torch.tensor([0, 2, 4, 1]), torch.tensor([1.0, 0.0, 1.0, 1.0])
+    l1, out = _random_training_output(3, target, valid)
     plain, _ = agn_loss(out, target, valid)
     zero, _ = agn_loss(out, target, valid, label_smoothing=0.0)
     assert zero.item() == plain.item()
