@@ -193,12 +193,13 @@ def test_the_defaults_are_the_shipped_models_recipe():
     command = shlex.split(manifest.training["command"])
     assert command[0] == "fer-train"
     parser = train.get_args_parser()
-    shipped, default = vars(parser.parse_args(command[1:])), vars(parser.parse_args(["--data", "d"]))
+    default_args = parser.parse_args(["--data", "d"])
+    shipped, default = vars(parser.parse_args(command[1:])), vars(default_args)
     where_and_how = {"data", "cache_dir", "out", "export", "name", "threads", "device", "folds", "only_fold",
                      "final", "resume", "no_progress", "torchscript"}
     differs = {k: (default[k], shipped[k]) for k in shipped if k not in where_and_how and default[k] != shipped[k]}
     assert differs == {}, f"defaults (left) differ from the shipped recipe (right): {differs}"
-    _, cfg = train.build_model(parser.parse_args(["--data", "d"]), len(manifest.class_names))
+    _, cfg = train.build_model(default_args, len(manifest.class_names))
     assert (default["model"], cfg) == (manifest.arch, manifest.arch_cfg)
 
 
