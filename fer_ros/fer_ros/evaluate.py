@@ -213,7 +213,8 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
     def add(kind: str, key: str, seq, window: list[str], neutral: str | None) -> None:
         ref = sample(neutral).points68 if neutral is not None else None
         geo, ok = make_geo(ref, sample(window[-1]).points68)
-        clips.append(make_clip([sample(p) for p in window]))
+        clips.append(make_clip([sample(p) for p in window], manifest.clip_input,
+                               sample(neutral).gray if neutral is not None else None))
         geos.append(geo)
         valid.append(ok)
         out.append(Sample(kind=kind, key=key, subject=seq.subject, true_label=seq.label, newest=rel(window[-1]),

@@ -19,7 +19,7 @@ def example_inputs(manifest: Manifest, batch: int = 2, seed: int = 0) -> tuple[t
     cfg = manifest.arch_cfg
     s, t = int(cfg.get("size", manifest.crop_size)), int(cfg.get("frames", 3))
     c, gs = int(cfg.get("geo_channels", 2)), int(cfg.get("geo_size", 64))
-    clip = torch.rand(batch, 1, t, s, s, generator=g)
+    clip = torch.rand(batch, manifest.clip_channels, t, s, s, generator=g)
     geo = torch.rand(batch, c, gs, gs, generator=g) * 2 - 1
     valid = torch.ones(batch)
     valid[::2] = 0.0

@@ -10,7 +10,8 @@ Neutral reference policies (NEUTRAL_POLICIES):
 - "manual": none until `capture_neutral()`.
 `capture_neutral()` (any policy) takes the newest frame as the reference; automatic choices stop for that face.
 
-Memory per face is bounded: T samples, at most max_neutral_candidates (68, 2) point sets, one neutral point set.
+Memory per face is bounded: T samples, at most max_neutral_candidates candidates and one neutral reference, each
+a (68, 2) point set and its (S, S) aligned gray crop (the appearance clip's gray_delta channel needs the crop).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fer_ros.landmark_scheme import point_weights
-from fer_ros.preprocess import FaceSample, make_clip, make_geo
+from fer_ros.preprocess import BASE_CLIP_INPUT, FaceSample, clip_input_kinds, make_clip, make_geo
 
 NEUTRAL_POLICIES: tuple[str, ...] = ("auto", "least_motion", "first_frame", "manual")
 
@@ -37,24 +38,34 @@ def check_neutral_policy(policy: str) -> str:
 @dataclass
 class Neutral:
     """A neutral reference: (68, 2) float32 normalised crop points, the frame's stamp (s), how it was chosen
-    ("least_motion", "first_frame", "model", "captured") and, for "model", the neutral probability."""
+    ("least_motion", "first_frame", "model", "captured"), for "model" the neutral probability, and the frame's
+    (S, S) uint8 aligned gray crop."""
 
     points68: np.ndarray
     stamp_s: float
     source: str
     score: float = 0.0
+    gray: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, sample: FaceSample, stamp_s: float, source: str, score: float = 0.0) -> "Neutral":
+        return cls(np.asarray(sample.points68, np.float32).copy(), float(stamp_s), source, float(score),
+                   np.array(sample.gray, copy=True))
 
 
 class FaceTrackState:
     """Window and neutral reference of one tracked face (see the module docstring)."""
 
     def __init__(self, track_id: int, window_length: int = 3, neutral_policy: str = "auto",
-                 neutral_search_s: float = 2.0, max_neutral_candidates: int = 60) -> None:
+                 neutral_search_s: float = 2.0, max_neutral_candidates: int = 60,
+                 clip_input: str = BASE_CLIP_INPUT) -> None:
         if int(window_length) < 1:
             raise ValueError(f"window_length must be >= 1, got {window_length}")
         self.track_id = int(track_id)
         self.window_length = int(window_length)
         self.neutral_policy = check_neutral_policy(neutral_policy)
+        clip_input_kinds(clip_input)  # ValueError for an unknown clip input
+        self.clip_input = clip_input
         self.neutral_search_s = float(neutral_search_s)
         self.max_neutral_candidates = int(max_neutral_candidates)
         self.samples: deque[FaceSample] = deque(maxlen=self.window_length)
@@ -62,7 +73,7 @@ class FaceTrackState:
         self.first_seen_s: float | None = None
         self.last_seen_s: float | None = None
         self.neutral: Neutral | None = None
-        self._candidates: list[np.ndarray] = []
+        self._candidates: list[FaceSample] = []
         self._candidate_stamps: list[float] = []
         self._search_open = True
 
@@ -79,7 +90,7 @@ class FaceTrackState:
             return
         if self.neutral_policy == "first_frame":
             if self.neutral is None:
-                self.neutral = Neutral(sample.points68.copy(), stamp_s, "first_frame")
+                self.neutral = Neutral.of(sample, stamp_s, "first_frame")
         elif self.neutral_policy in ("least_motion", "auto"):
             self._least_motion(sample, stamp_s)
 
@@ -102,10 +113,11 @@ class FaceTrackState:
         return self.last_seen_s - self.first_seen_s
 
     def clip(self) -> np.ndarray:
-        """(1, T, S, S) float32 appearance input of the window (requires window_ready)."""
+        """(C, T, S, S) float32 appearance input of the window for this state's clip input (requires
+        window_ready)."""
         if not self.window_ready:
             raise ValueError(f"face {self.track_id}: window has {self.window_frames} of {self.window_length} frames")
-        return make_clip(list(self.samples))
+        return make_clip(list(self.samples), self.clip_input, None if self.neutral is None else self.neutral.gray)
 
     def geo(self) -> tuple[np.ndarray, np.float32]:
         """(difference image neutral -> newest frame, valid)."""
@@ -118,7 +130,7 @@ class FaceTrackState:
         """Take the newest frame as the neutral reference; False when the face has no frame yet."""
         if not self.samples:
             return False
-        self.neutral = Neutral(self.samples[-1].points68.copy(), float(self.stamps[-1]), "captured")
+        self.neutral = Neutral.of(self.samples[-1], self.stamps[-1], "captured")
         self._close_search()
         return True
 
@@ -133,7 +145,7 @@ class FaceTrackState:
         if not np.isfinite(p):
             return False
         if self.neutral is None or self.neutral.source != "model" or p > self.neutral.score:
-            self.neutral = Neutral(self.samples[-1].points68.copy(), float(self.stamps[-1]), "model", p)
+            self.neutral = Neutral.of(self.samples[-1], self.stamps[-1], "model", p)
             self._close_search()
             return True
         return False
@@ -149,7 +161,7 @@ class FaceTrackState:
             self._candidates, self._candidate_stamps = [], []
             self._search_open = True
             if policy == "first_frame" and self.samples:
-                self.neutral = Neutral(self.samples[0].points68.copy(), float(self.stamps[0]), "first_frame")
+                self.neutral = Neutral.of(self.samples[0], self.stamps[0], "first_frame")
             elif policy in ("least_motion", "auto"):
                 for sample, stamp_s in zip(self.samples, self.stamps):
                     self._least_motion(sample, stamp_s)
@@ -165,14 +177,14 @@ class FaceTrackState:
         if stamp_s - start > self.neutral_search_s or len(self._candidates) >= self.max_neutral_candidates:
             self._close_search()
             return
-        self._candidates.append(np.asarray(sample.points68, np.float32).copy())
+        self._candidates.append(sample)
         self._candidate_stamps.append(stamp_s)
-        pts = np.stack(self._candidates)  # (N, 68, 2)
+        pts = np.stack([np.asarray(c.points68, np.float32) for c in self._candidates])  # (N, 68, 2)
         mean = pts.mean(axis=0)
         dist = (np.linalg.norm(pts - mean, axis=2) * _W[:, 0]).mean(axis=1)  # (N,)
         best = int(np.argmin(dist))
-        self.neutral = Neutral(self._candidates[best].copy(), self._candidate_stamps[best], "least_motion",
-                               float(dist[best]))
+        self.neutral = Neutral.of(self._candidates[best], self._candidate_stamps[best], "least_motion",
+                                  float(dist[best]))
 
     def _close_search(self) -> None:
         self._search_open = False

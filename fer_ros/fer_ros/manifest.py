@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fer_ros.classes import CLASS_SETS
-from fer_ros.preprocess import check_preprocess_spec
+from fer_ros.preprocess import BASE_CLIP_INPUT, check_preprocess_spec, clip_channels, spec_clip_input
 
 FORMAT = "fer_ros.model/1"
 MANIFEST_NAME = "manifest.json"
@@ -50,6 +50,15 @@ class Manifest:
     @property
     def window_length(self) -> int:
         return int(self.preprocess.get("clip", {}).get("frames", self.arch_cfg.get("frames", 3)))
+
+    @property
+    def clip_input(self) -> str:
+        """The appearance clip's input (preprocess.CLIP_INPUTS)."""
+        return spec_clip_input(self.preprocess)
+
+    @property
+    def clip_channels(self) -> int:
+        return clip_channels(self.clip_input)
 
     def file(self, role: str) -> Path:
         """Absolute path of a file of the model ('onnx', 'state_dict', ...); ModelError if not recorded."""
@@ -124,6 +133,10 @@ def load_manifest(model: str | Path, verify_files: bool = True) -> Manifest:
         check_preprocess_spec(m.preprocess)
     except ValueError as exc:
         raise ModelError(f"{path}: {exc}") from None
+    built_for = m.arch_cfg.get("clip_input", BASE_CLIP_INPUT)
+    if built_for != m.clip_input:
+        raise ModelError(f"{path}: the network takes clip input {built_for!r} but the preprocessing spec makes "
+                         f"{m.clip_input!r}; the manifest is inconsistent -- re-export the model")
     if verify_files:
         for role, entry in m.files.items():
             f = m.directory / entry["path"]

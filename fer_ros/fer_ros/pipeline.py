@@ -20,7 +20,8 @@ from fer_ros.crop import CropConfig, to_gray
 from fer_ros.face_state import FaceTrackState, check_neutral_policy
 from fer_ros.frames import BadFrame, as_rgb8
 from fer_ros.landmarker import FaceLandmarks, Landmarker
-from fer_ros.preprocess import DEFAULT_WINDOW_LENGTH, FaceSample, Preprocessor, check_preprocess_spec
+from fer_ros.preprocess import (BASE_CLIP_INPUT, DEFAULT_WINDOW_LENGTH, FaceSample, Preprocessor,
+                                 check_preprocess_spec, spec_clip_input)
 from fer_ros.ratelimit import RateLimiter
 from fer_ros.tracking import Detection, Tracker
 
@@ -82,6 +83,7 @@ class Recognizer:
                 crop_cfg = CropConfig.from_spec(spec["crop"])
             if window_length is None and spec.get("clip", {}).get("frames"):
                 window_length = int(spec["clip"]["frames"])
+        self.clip_input = spec_clip_input(spec) if spec is not None else BASE_CLIP_INPUT
         self.crop_cfg = crop_cfg or CropConfig()
         self.window_length = int(window_length or getattr(engine, "window_length", None) or DEFAULT_WINDOW_LENGTH)
         if self.window_length < 1:
@@ -161,7 +163,8 @@ class Recognizer:
         for tid, (_, sample) in zip(ids, kept):
             state = self.states.get(tid)
             if state is None:
-                state = self.states[tid] = FaceTrackState(tid, self.window_length, self.neutral_policy)
+                state = self.states[tid] = FaceTrackState(tid, self.window_length, self.neutral_policy,
+                                                          clip_input=self.clip_input)
             state.push(sample, stamp_s)
         t3 = time.perf_counter()
         probs = self._infer([self.states[t] for t in ids])
@@ -216,7 +219,7 @@ class Recognizer:
         ready = [i for i, s in enumerate(states) if s.window_ready]
         if not ready:
             return out
-        clips = np.stack([states[i].clip() for i in ready])  # (B, 1, T, S, S)
+        clips = np.stack([states[i].clip() for i in ready])  # (B, C, T, S, S)
         geos, valid = zip(*(states[i].geo() for i in ready))
         probs = np.asarray(self.engine.predict(clips, np.stack(geos), np.asarray(valid, np.float32)), np.float32)
         if probs.shape != (len(ready), len(self.class_names)):

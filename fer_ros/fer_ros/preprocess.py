@@ -48,13 +48,70 @@ class Preprocessor:
         return FaceSample(lbp=lbp(aligned.gray), gray=aligned.gray, points68=norm)
 
 
-def make_clip(samples: Sequence[FaceSample]) -> np.ndarray:
-    """(1, T, S, S) float32 appearance input in [0, 1]: the samples' LBP codes / 255, oldest first."""
+# Appearance clip inputs: name -> its channels, each (C_k, T, S, S) float32 computed from the clip's aligned gray
+# frames and the neutral reference's gray crop (the newest frame stands in when there is none: no change).
+#   lbp          LBP code / 255 of each frame (the paper's input)
+#   lbp_bits     the 8 LBP comparison bits of each frame as 8 binary channels (bit k = neighbour k >= centre)
+#   neutral_lbp  LBP code / 255 of the neutral reference, repeated over the T frames
+#   gray_delta   (frame - neutral reference) / 128, clipped to [-1, 1]: the change from the neutral face
+#   gray         frame / 255
+CLIP_INPUTS: dict[str, tuple[str, ...]] = {
+    "lbp": ("lbp",),
+    "lbp_bits": ("lbp_bits",),
+    "lbp+neutral_lbp": ("lbp", "neutral_lbp"),
+    "lbp+gray_delta": ("lbp", "gray_delta"),
+    "lbp+gray": ("lbp", "gray"),
+}
+CHANNEL_WIDTH = {"lbp": 1, "lbp_bits": 8, "neutral_lbp": 1, "gray_delta": 1, "gray": 1}
+# The paper's input, and what a manifest without a clip input was made with. (fer-train's --clip-input default is the
+# shipped recipe's.)
+BASE_CLIP_INPUT = "lbp"
+
+
+def clip_input_kinds(name: str) -> tuple[str, ...]:
+    if name not in CLIP_INPUTS:
+        raise ValueError(f"unknown clip input {name!r}; known: {', '.join(CLIP_INPUTS)}")
+    return CLIP_INPUTS[name]
+
+
+def clip_channels(name: str) -> int:
+    """C, the appearance clip's channel count for a clip input."""
+    return sum(CHANNEL_WIDTH[k] for k in clip_input_kinds(name))
+
+
+def clip_from_gray(name: str, grays: np.ndarray, neutral_gray: np.ndarray | None = None,
+                   lbps: np.ndarray | None = None) -> np.ndarray:
+    """(C, T, S, S) float32 appearance input from (T, S, S) uint8 aligned gray frames (oldest first) and the neutral
+    reference's (S, S) uint8 crop (None: the newest frame). lbps: the frames' LBP codes when already computed."""
+    grays = np.asarray(grays)
+    if lbps is None:
+        lbps = np.stack([lbp(g) for g in grays])
+    ref = grays[-1] if neutral_gray is None else np.asarray(neutral_gray)
+    parts = []
+    for kind in clip_input_kinds(name):
+        if kind == "lbp":
+            parts.append(lbps.astype(np.float32)[None] * (1.0 / 255.0))
+        elif kind == "lbp_bits":
+            bits = (lbps[None] >> np.arange(8, dtype=np.uint8)[:, None, None, None]) & np.uint8(1)
+            parts.append(bits.astype(np.float32))
+        elif kind == "neutral_lbp":
+            parts.append(np.broadcast_to(lbp(ref).astype(np.float32) * (1.0 / 255.0), lbps.shape)[None])
+        elif kind == "gray_delta":
+            d = (grays.astype(np.float32) - ref.astype(np.float32)[None]) * (1.0 / 128.0)
+            parts.append(np.clip(d, -1.0, 1.0)[None])
+        elif kind == "gray":
+            parts.append(grays.astype(np.float32)[None] * (1.0 / 255.0))
+    return np.ascontiguousarray(np.concatenate(parts, axis=0), dtype=np.float32)
+
+
+def make_clip(samples: Sequence[FaceSample], clip_input: str = BASE_CLIP_INPUT,
+              neutral_gray: np.ndarray | None = None) -> np.ndarray:
+    """(C, T, S, S) float32 appearance input of the samples (oldest first) for a clip input (CLIP_INPUTS; "lbp":
+    (1, T, S, S) LBP codes / 255). neutral_gray: the neutral reference's aligned gray crop (None: no reference)."""
     if len(samples) == 0:
         raise ValueError("make_clip needs at least one sample")
-    stack = np.stack([s.lbp for s in samples]).astype(np.float32)
-    stack *= 1.0 / 255.0
-    return stack[None]
+    return clip_from_gray(clip_input, np.stack([s.gray for s in samples]), neutral_gray,
+                          lbps=np.stack([s.lbp for s in samples]))
 
 
 def make_geo(neutral_points: np.ndarray | None, peak_points: np.ndarray) -> tuple[np.ndarray, np.float32]:
@@ -67,17 +124,23 @@ def make_geo(neutral_points: np.ndarray | None, peak_points: np.ndarray) -> tupl
 
 DEFAULT_WINDOW_LENGTH = 3
 
-
-def PREPROCESS_SPEC(cfg: CropConfig, window_length: int = DEFAULT_WINDOW_LENGTH) -> dict:  # noqa: N802
+def PREPROCESS_SPEC(cfg: CropConfig, window_length: int = DEFAULT_WINDOW_LENGTH,  # noqa: N802
+                    clip_input: str = BASE_CLIP_INPUT) -> dict:
     """Everything training and inference must agree on, for the model manifest (named like the *_SPEC constants;
-    a function because it depends on the crop config and the clip length T)."""
+    a function because it depends on the crop config, the clip length T and the clip input)."""
     return {
         "crop": cfg.to_spec(),
         "lbp": dict(LBP_SPEC),
         "landmark_scheme": dict(SCHEME_SPEC),
         "difference_image": dict(difference_image.GEO_SPEC),
-        "clip": {"channels": 1, "frames": int(window_length), "value": "lbp / 255", "order": "oldest first"},
+        "clip": {"input": clip_input, "kinds": list(clip_input_kinds(clip_input)),
+                 "channels": clip_channels(clip_input), "frames": int(window_length), "order": "oldest first"},
     }
+
+
+def spec_clip_input(spec: dict) -> str:
+    """The clip input a manifest's preprocessing spec names (manifests without one were made with "lbp")."""
+    return str(spec.get("clip", {}).get("input", BASE_CLIP_INPUT))
 
 
 def check_preprocess_spec(spec: dict) -> None:
@@ -91,6 +154,13 @@ def check_preprocess_spec(spec: dict) -> None:
         elif dict(theirs) != dict(mine):
             problems.append(f"{key} {theirs.get('name')} v{theirs.get('version')} != this code's "
                             f"{mine['name']} v{mine['version']} (or different parameters)")
+    clip = spec.get("clip", {})
+    name = spec_clip_input(spec)
+    if name not in CLIP_INPUTS:
+        problems.append(f"clip input {name!r} unknown to this code (known: {', '.join(CLIP_INPUTS)})")
+    elif int(clip.get("channels", clip_channels(name))) != clip_channels(name):
+        problems.append(f"clip input {name!r} has {clip_channels(name)} channels here, the manifest says "
+                        f"{clip.get('channels')}")
     crop = spec.get("crop")
     if crop is None:
         problems.append("crop missing")

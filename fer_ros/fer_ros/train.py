@@ -29,12 +29,11 @@ from fer_ros.crop import CropConfig
 from fer_ros.data.augment import AugmentConfig, augment
 from fer_ros.data.datasets import DatasetError, load_dataset
 from fer_ros.data.folds import subject_folds
-from fer_ros.lbp import lbp
 from fer_ros.nets.agn import agn_loss
 from fer_ros.nets.ensemble import join_members
 from fer_ros.nets.geometric import pairs
 from fer_ros.nets.registry import create_model, list_models
-from fer_ros.preprocess import PREPROCESS_SPEC, make_geo
+from fer_ros.preprocess import BASE_CLIP_INPUT, CLIP_INPUTS, PREPROCESS_SPEC, clip_from_gray, make_geo
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -53,6 +52,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "neutral reference (teaches that no motion does not mean neutral)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="agn3d_c3d", choices=list_models())
+    g.add_argument("--clip-input", default=RECIPE_CLIP_INPUT, choices=list(CLIP_INPUTS),
+                   help="the appearance clip's channels (preprocess.CLIP_INPUTS): lbp+gray_delta (the shipped "
+                        "model's: LBP codes plus each frame's change from the neutral reference's crop), lbp (the "
+                        "paper's), lbp_bits, lbp+neutral_lbp or lbp+gray")
     g.add_argument("--app-widths", default="16,32,64,64", help="agn3d_c3d conv widths (paper: 32,64,128,128)")
     g.add_argument("--geo-width", type=int, default=16, help="first VGG stage width of the geometric network")
     g.add_argument("--dropout", type=float, default=0.5)
@@ -89,6 +92,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 CLASS_WEIGHTINGS = ("none", "sqrt", "balanced")
+# The shipped model's appearance input: the LBP clip plus each frame's change from the neutral reference's crop
+# (see preprocess.CLIP_INPUTS and the model card); --clip-input lbp is the paper's input.
+RECIPE_CLIP_INPUT = "lbp+gray_delta"
 
 
 def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> np.ndarray | None:
@@ -158,7 +164,8 @@ class SequenceSet(TorchDataset):
     """Network inputs for a subset of samples; augmentation (train) applies to neutral and clip together."""
 
     def __init__(self, samples: Samples, idx: np.ndarray, train: bool, seed: int, augment_cfg=None,
-                 still_prob: float = 0.0, neutral_label: int | None = None) -> None:
+                 still_prob: float = 0.0, neutral_label: int | None = None, clip_input: str = BASE_CLIP_INPUT) -> None:
+        self.clip_input = clip_input
         self.s, self.idx, self.train = samples, np.asarray(idx), train
         self.rng = np.random.default_rng(seed)
         self.aug = augment_cfg
@@ -183,7 +190,7 @@ class SequenceSet(TorchDataset):
             gray, pts = augment(gray, pts, self.rng, self.aug)
         clip_gray = gray[1:] if has_neutral else gray
         clip_pts = pts[1:] if has_neutral else pts
-        clip = np.stack([lbp(g) for g in clip_gray]).astype(np.float32)[None] / 255.0
+        clip = clip_from_gray(self.clip_input, clip_gray, gray[0] if has_neutral else None)
         geo, valid = make_geo(pts[0] if has_neutral else None, clip_pts[-1])
         return (torch.from_numpy(clip), torch.from_numpy(geo), torch.tensor(valid, dtype=torch.float32),
                 torch.tensor(int(s.labels[j])))
@@ -193,7 +200,8 @@ class SequenceSet(TorchDataset):
 def build_model(args, num_classes: int):
     cfg = {"size": args.size, "frames": args.frames, "geo_channels": 2, "geo_size": 64,
            "geo": {"width": args.geo_width, "dropout": args.dropout},
-           "flip_tta": not getattr(args, "no_flip_tta", False)}
+           "flip_tta": not getattr(args, "no_flip_tta", False),
+           "clip_input": getattr(args, "clip_input", BASE_CLIP_INPUT)}
     if args.model == "agn3d_c3d":
         cfg["app"] = {"widths": [int(w) for w in args.app_widths.split(",")], "dropout": args.dropout}
     else:
@@ -301,10 +309,12 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     names = class_names(args.class_set)
     cw = class_weights(samples.labels[train_idx], num_classes, getattr(args, "class_weighting", "none"))
     cw = None if cw is None else torch.from_numpy(cw).to(device)
+    clip_input = getattr(args, "clip_input", BASE_CLIP_INPUT)
     train_ds = SequenceSet(samples, train_idx, True, seed, aug, still_prob=args.still_prob,
-                           neutral_label=names.index("neutral") if "neutral" in names else None)
+                           neutral_label=names.index("neutral") if "neutral" in names else None,
+                           clip_input=clip_input)
     train_loader = _loader(train_ds, args.batch_size, True, seed, dist_ctx is not None)
-    test_loader = (_loader(SequenceSet(samples, test_idx, False, seed), 64, False, seed)
+    test_loader = (_loader(SequenceSet(samples, test_idx, False, seed, clip_input=clip_input), 64, False, seed)
                    if test_idx is not None and len(test_idx) else None)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
@@ -483,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             if not is_main:
                 continue
             if len(members) > 1:
-                ev = evaluate(join_members(members), _loader(SequenceSet(samples, test_idx, False, args.seed), 64,
+                ev = evaluate(join_members(members), _loader(SequenceSet(samples, test_idx, False, args.seed, clip_input=args.clip_input), 64,
                                                               False, args.seed), torch.device(args.device), len(names))
             scores = {"fold": k, **_fold_scores(ev, names)}
             if len(members) > 1:
@@ -567,7 +577,7 @@ def _export(args, model, cfg, names, report) -> None:
     manifest = Manifest(
         name=args.name or Path(args.export).name, class_set=args.class_set, class_names=list(names),
         arch=args.model, arch_cfg=cfg,
-        preprocess=PREPROCESS_SPEC(CropConfig(size=args.size, margin=0.0), args.frames),
+        preprocess=PREPROCESS_SPEC(CropConfig(size=args.size, margin=0.0), args.frames, args.clip_input),
         training={"command": report["command"], "seed": args.seed, "data": report["data"],
                   "cross_validation": report.get("cross_validation", {}).get("summary"),
                   "final_fit_seconds": report["final"]["seconds"]})

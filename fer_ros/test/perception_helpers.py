@@ -116,11 +116,14 @@ class FakeEngine:
 
     def predict(self, clip, geo, geo_valid):
         from fer_ros import difference_image
+        from fer_ros.preprocess import clip_channels, spec_clip_input
         b = clip.shape[0]
-        assert clip.shape == (b, 1, self.window_length, self.crop_size, self.crop_size) and clip.dtype == np.float32
+        c = clip_channels(spec_clip_input(self.preprocess_spec or {}))
+        assert clip.shape == (b, c, self.window_length, self.crop_size, self.crop_size) and clip.dtype == np.float32
         assert geo.shape == (b, len(difference_image.CHANNELS), difference_image.SIZE, difference_image.SIZE)
         assert geo_valid.shape == (b,) and geo.dtype == np.float32
-        assert 0.0 <= clip.min() and clip.max() <= 1.0
+        assert 0.0 <= clip[:, 0].min() and clip[:, 0].max() <= 1.0  # LBP codes / 255
+        assert -1.0 <= clip.min() and clip.max() <= 1.0
         self.calls.append((clip.copy(), geo.copy(), geo_valid.copy()))
         probs = np.full((b, len(self.class_names)), 0.5 / (len(self.class_names) - 1), np.float32)
         probs[:, self.favourite] = 0.5

@@ -236,3 +236,41 @@ def test_flipping_an_lbp_clip_is_the_lbp_of_the_flipped_frames_and_an_involution
     clip, geo = _lbp_clip(2), torch.randn(2, 2, 64, 64)
     torch.testing.assert_close(flip_lbp_clip(flip_lbp_clip(clip)), clip)
     torch.testing.assert_close(flip_geo(flip_geo(geo)), geo)
+
+
+def test_flipping_a_clip_of_any_input_is_the_clip_of_the_flipped_frames():
+    import numpy as np
+
+    from fer_ros.nets.flip import flip_clip
+    from fer_ros.preprocess import CLIP_INPUTS, clip_from_gray
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 256, (3, 20, 20)).astype(np.uint8)
+    neutral = rng.integers(0, 256, (20, 20)).astype(np.uint8)
+    for name, kinds in CLIP_INPUTS.items():
+        clip = torch.from_numpy(clip_from_gray(name, gray, neutral))[None]
+        mirrored = clip_from_gray(name, np.ascontiguousarray(gray[:, :, ::-1]), np.ascontiguousarray(neutral[:, ::-1]))
+        torch.testing.assert_close(flip_clip(clip, kinds)[0], torch.from_numpy(mirrored), atol=1e-5, rtol=0,
+                                   msg=name)
+        torch.testing.assert_close(flip_clip(flip_clip(clip, kinds), kinds), clip, atol=1e-5, rtol=0, msg=name)
+
+
+def test_a_two_channel_model_predicts_the_same_for_a_face_and_its_mirror_image():
+    from fer_ros.nets.flip import flip_clip, flip_geo
+    from fer_ros.nets.registry import create_model
+    torch.manual_seed(0)
+    model = create_model("agn3d_c3d", num_classes=K, size=32, flip_tta=True, clip_input="lbp+gray_delta",
+                         app={"widths": (4, 8, 8, 8), "hidden": 16}, geo={"width": 4, "hidden": 16}).eval()
+    clip = torch.cat([_lbp_clip(3), torch.rand(3, 1, 3, 32, 32) * 2 - 1], dim=1)
+    geo, valid = torch.randn(3, 2, 64, 64), torch.ones(3)
+    out = model(clip, geo, valid)
+    mirrored = model(flip_clip(clip, model.clip_kinds), flip_geo(geo), valid)
+    torch.testing.assert_close(mirrored.probs, out.probs, atol=1e-5, rtol=1e-4)
+
+
+def test_joined_members_keep_their_buffers_on_the_members_device():
+    from fer_ros.nets.ensemble import join_members
+    members = [_tta_model().to("meta"), _tta_model().to("meta")]
+    joined = join_members(members)
+    assert joined.pair_table.device.type == "meta"
+    assert all(p.device.type == "meta" for p in joined.parameters())
+    assert joined.clip_kinds == members[0].clip_kinds

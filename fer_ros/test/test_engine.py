@@ -234,6 +234,15 @@ def test_preprocessing_that_differs_from_the_code(model_copy):
         load_engine(model_copy, backend="onnxruntime")
 
 
+def test_a_clip_input_that_differs_from_the_networks_is_refused(model_copy):
+    pre = json.loads((model_copy / "manifest.json").read_text())["preprocess"]
+    _rewrite_manifest(model_copy, preprocess=dict(pre, clip=dict(pre["clip"], input="lbp+gray", channels=2,
+                                                                  kinds=["lbp", "gray"])))
+    with pytest.raises(ModelError, match="the network takes clip input 'lbp' but the preprocessing spec makes "
+                                         "'lbp\\+gray'"):
+        load_engine(model_copy, backend="onnxruntime")
+
+
 def test_unknown_backend_and_device():
     with pytest.raises(ValueError, match="unknown backend 'tensorflow'"):
         load_engine("x", backend="tensorflow")

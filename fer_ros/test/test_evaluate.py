@@ -212,4 +212,9 @@ def test_no_neutral_reference_means_geo_valid_zero(base, model8):
     assert data.valid[0] == 0.0 and not data.geos[0].any()
     assert np.all(data.valid[1:] == 1.0)
     assert not data.samples[0].has_neutral and data.counts["sequences_without_neutral"] == 1
-    assert data.clips.shape[1:] == (1, 3, 32, 32) and 0.0 <= data.clips.min() and data.clips.max() <= 1.0
+    # the model's clip input (lbp+gray_delta): LBP codes / 255, then each frame's change from the neutral crop
+    assert data.clips.shape[1:] == (2, 3, 32, 32)
+    assert 0.0 <= data.clips[:, 0].min() and data.clips[:, 0].max() <= 1.0
+    assert -1.0 <= data.clips[:, 1].min() and data.clips[:, 1].max() <= 1.0
+    assert not data.clips[0, 1, -1].any()  # no neutral reference: the newest frame shows no change
+    assert any(data.clips[i, 1, -1].any() for i in range(1, len(data.clips)))

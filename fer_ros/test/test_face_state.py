@@ -12,8 +12,8 @@ FPS = 30.0
 NEUTRAL = (template68() * 0.25 + [0.5, 0.35]).astype(np.float32)
 
 
-def sample(points: np.ndarray, value: int = 0, size: int = 16) -> FaceSample:
-    return FaceSample(lbp=np.full((size, size), value, np.uint8), gray=np.zeros((size, size), np.uint8),
+def sample(points: np.ndarray, value: int = 0, size: int = 16, gray: int = 0) -> FaceSample:
+    return FaceSample(lbp=np.full((size, size), value, np.uint8), gray=np.full((size, size), gray, np.uint8),
                       points68=np.asarray(points, np.float32))
 
 
@@ -26,7 +26,7 @@ def jitter(points: np.ndarray, rng, sd: float = 0.002) -> np.ndarray:
 
 
 def test_window_fills_and_keeps_last_t_oldest_first():
-    st = FaceTrackState(1, window_length=3, neutral_policy="manual")
+    st = FaceTrackState(1, window_length=3, neutral_policy="manual", clip_input="lbp")
     for i in range(5):
         st.push(sample(NEUTRAL, value=10 * i), i / FPS)
         assert st.window_frames == min(i + 1, 3)
@@ -38,6 +38,35 @@ def test_window_fills_and_keeps_last_t_oldest_first():
     assert clip.shape == (1, 3, 16, 16)
     assert [round(float(clip[0, k, 0, 0]) * 255) for k in range(3)] == [20, 30, 40]
     assert st.track_age_s == pytest.approx(4 / FPS)
+
+
+def test_the_gray_delta_channel_is_the_change_from_the_neutral_references_crop():
+    st = FaceTrackState(1, window_length=3, neutral_policy="first_frame", clip_input="lbp+gray_delta")
+    for i, g in enumerate((100, 110, 120, 160)):  # the first frame (gray 100) becomes the reference
+        st.push(sample(NEUTRAL, value=g, gray=g), i / FPS)
+    clip = st.clip()
+    assert clip.shape == (2, 3, 16, 16)
+    assert np.allclose(clip[0, :, 0, 0] * 255, [110, 120, 160])             # LBP codes / 255
+    assert np.allclose(clip[1, :, 0, 0], np.array([10, 20, 60]) / 128.0)    # (frame - neutral) / 128
+    assert st.neutral.gray is not None and int(st.neutral.gray[0, 0]) == 100
+    # the reference keeps its own copy of the crop
+    st.samples[0].gray[:] = 0
+    assert int(st.neutral.gray[0, 0]) == 100
+
+
+def test_without_a_neutral_reference_the_gray_delta_is_taken_from_the_newest_frame():
+    st = FaceTrackState(1, window_length=2, neutral_policy="manual", clip_input="lbp+gray_delta")
+    st.push(sample(NEUTRAL, gray=50), 0.0)
+    st.push(sample(NEUTRAL, gray=90), 1 / FPS)
+    assert not st.has_neutral
+    assert np.allclose(st.clip()[1, :, 0, 0], [-40 / 128.0, 0.0])  # a still face: no change at the newest frame
+    st.capture_neutral()
+    assert st.neutral.source == "captured" and int(st.neutral.gray[0, 0]) == 90
+
+
+def test_an_unknown_clip_input_is_refused():
+    with pytest.raises(ValueError, match="unknown clip input"):
+        FaceTrackState(1, clip_input="lbp+colour")
 
 
 def test_first_frame_policy():

@@ -50,6 +50,47 @@ def test_make_clip_order_and_range():
         make_clip([])
 
 
+def test_clip_inputs_channels_and_values():
+    from fer_ros.lbp import lbp
+    from fer_ros.preprocess import CLIP_INPUTS, clip_channels, clip_from_gray
+    rng = np.random.default_rng(0)
+    grays = rng.integers(0, 256, (3, 20, 20), dtype=np.uint8)
+    neutral = rng.integers(0, 256, (20, 20), dtype=np.uint8)
+    codes = np.stack([lbp(g) for g in grays])
+    for name in CLIP_INPUTS:
+        clip = clip_from_gray(name, grays, neutral)
+        assert clip.shape == (clip_channels(name), 3, 20, 20) and clip.dtype == np.float32, name
+        assert np.all(np.isfinite(clip)) and clip.min() >= -1.0 and clip.max() <= 1.0, name
+    assert np.allclose(clip_from_gray("lbp", grays) * 255, codes)
+    bits = clip_from_gray("lbp_bits", grays)
+    assert np.array_equal((bits * (2 ** np.arange(8))[:, None, None, None]).sum(axis=0), codes)
+    both = clip_from_gray("lbp+neutral_lbp", grays, neutral)
+    assert np.allclose(both[1] * 255, np.broadcast_to(lbp(neutral), codes.shape))
+    delta = clip_from_gray("lbp+gray_delta", grays, neutral)[1]
+    assert np.allclose(delta, np.clip((grays.astype(np.float32) - neutral) / 128.0, -1, 1))
+    # no neutral reference: the newest frame stands in, so the newest frame shows no change
+    assert np.all(clip_from_gray("lbp+gray_delta", grays)[1, -1] == 0.0)
+    assert np.allclose(clip_from_gray("lbp+gray", grays)[1] * 255, grays)
+    with pytest.raises(ValueError, match="unknown clip input"):
+        clip_from_gray("rgb", grays)
+
+
+def test_the_manifest_spec_records_the_clip_input_and_old_manifests_read_as_lbp():
+    from fer_ros.crop import CropConfig
+    from fer_ros.preprocess import check_preprocess_spec, spec_clip_input
+    spec = PREPROCESS_SPEC(CropConfig(), 3, "lbp+gray_delta")
+    assert spec["clip"]["input"] == "lbp+gray_delta" and spec["clip"]["channels"] == 2
+    assert spec["clip"]["kinds"] == ["lbp", "gray_delta"]
+    check_preprocess_spec(spec)
+    old = dict(spec, clip={"channels": 1, "frames": 3, "value": "lbp / 255", "order": "oldest first"})
+    assert spec_clip_input(old) == "lbp"
+    check_preprocess_spec(old)
+    with pytest.raises(ValueError, match=r"clip input 'lbp\+colour' unknown"):
+        check_preprocess_spec(dict(spec, clip=dict(spec["clip"], input="lbp+colour")))
+    with pytest.raises(ValueError, match="2 channels here"):
+        check_preprocess_spec(dict(spec, clip=dict(spec["clip"], channels=3)))
+
+
 def test_make_geo():
     n = (template68() * 0.25 + [0.5, 0.35]).astype(np.float32)
     p = (smile(template68(), 0.1) * 0.25 + [0.5, 0.35]).astype(np.float32)

@@ -122,7 +122,8 @@ def test_export_parity_onnx_and_torchscript(base, tmp_path):
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.13, still asked for
         ts = torch.jit.load(str(out / "model.ts"))
     rng = np.random.default_rng(0)
-    clip = rng.random((4, 1, 3, 32, 32), np.float32)
+    assert m.clip_input == "lbp+gray_delta" and engine.input_shapes()["clip"] == (2, 3, 32, 32)
+    clip = rng.random((4, 2, 3, 32, 32), np.float32)
     geo = rng.uniform(-1, 1, (4, 2, 64, 64)).astype(np.float32)
     valid = np.array([1, 0, 1, 1], np.float32)
     with torch.no_grad():
@@ -151,9 +152,22 @@ def test_ensemble_members_train_alone_and_export_as_one_model(base, tmp_path):
     m = load_manifest(tmp_path / "model")
     assert m.arch_cfg["members"] == 2 and m.training["export_onnx_max_abs_diff"] < 1e-4
     engine = load_engine(tmp_path / "model", backend="torch")
-    assert engine.predict(np.zeros((1, 1, 3, 32, 32), np.float32), np.zeros((1, 2, 64, 64), np.float32),
+    assert engine.predict(np.zeros((1, 2, 3, 32, 32), np.float32), np.zeros((1, 2, 64, 64), np.float32),
                           np.ones(1, np.float32)).shape == (1, 7)
     assert train.main(["--data", str(data), "--ensemble", "0", "--no-progress"]) == 2
+
+
+def test_the_papers_lbp_only_clip_input_trains_and_exports_a_one_channel_model(base, tmp_path):
+    from fer_ros.engine import load_engine
+    from fer_ros.manifest import load_manifest
+    assert _train(base, class_folder_data(base), tmp_path / "run", "--folds", "0", "--epochs", "1",
+                  "--clip-input", "lbp", "--export", str(tmp_path / "model")) == 0
+    m = load_manifest(tmp_path / "model")
+    assert m.clip_input == "lbp" and m.preprocess["clip"]["channels"] == 1 and m.arch_cfg["clip_input"] == "lbp"
+    engine = load_engine(tmp_path / "model", backend="onnxruntime", cache_dir=tmp_path / "cache")
+    assert engine.input_shapes()["clip"] == (1, 3, 32, 32)
+    with pytest.raises(SystemExit):
+        train.get_args_parser().parse_args(["--data", "d", "--clip-input", "rgb"])
 
 
 def test_class_weights_follow_the_training_shares(base, tmp_path):

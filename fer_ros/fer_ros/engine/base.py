@@ -48,7 +48,7 @@ class Engine:
         cfg = self.manifest.arch_cfg
         s, t = int(cfg.get("size", self.manifest.crop_size)), int(cfg.get("frames", self.window_length))
         c, g = int(cfg.get("geo_channels", 2)), int(cfg.get("geo_size", 64))
-        return {"clip": (1, t, s, s), "geo": (c, g, g), "geo_valid": ()}
+        return {"clip": (self.manifest.clip_channels, t, s, s), "geo": (c, g, g), "geo_valid": ()}
 
     def predict(self, clip, geo, geo_valid) -> np.ndarray:
         """(B, K) float32 probabilities; ValueError naming the input when a shape does not fit the model."""

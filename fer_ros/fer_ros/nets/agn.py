@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_ros.nets.flip import flip_geo, flip_lbp_clip
+from fer_ros.nets.flip import flip_clip, flip_geo
 from fer_ros.nets.geometric import pairs
 
 
@@ -44,8 +44,10 @@ class AGNOutput:
 
 
 class AGN3D(nn.Module):
-    def __init__(self, appearance: nn.Module, geometric: nn.Module, num_classes: int, flip_tta: bool = False) -> None:
+    def __init__(self, appearance: nn.Module, geometric: nn.Module, num_classes: int, flip_tta: bool = False,
+                 clip_kinds: tuple[str, ...] = ("lbp",)) -> None:
         super().__init__()
+        self.clip_kinds = tuple(clip_kinds)
         self.appearance = appearance
         self.geometric = geometric
         self.num_classes = num_classes
@@ -76,10 +78,13 @@ class AGN3D(nn.Module):
         logits = torch.gather(all_pairs, 1, pair_index[:, None, None].expand(-1, 1, 2)).squeeze(1)
         return pair_index, logits * valid.to(logits.dtype)[:, None]
 
+    def _flip_clip(self, clip: torch.Tensor) -> torch.Tensor:
+        return flip_clip(clip, self.clip_kinds)
+
     def forward(self, clip: torch.Tensor, geo: torch.Tensor, geo_valid: torch.Tensor,
                 target: torch.Tensor | None = None) -> AGNOutput:
         both = self.flip_tta and not self.training
-        l1 = _views(self.appearance, clip, flip_lbp_clip if both else None)
+        l1 = _views(self.appearance, clip, self._flip_clip if both else None)
         all_pairs = _views(self.geometric, geo, flip_geo if both else None)  # (B, P, 2)
         classes = self.select_pair(l1)
         pair_index, pair_logits = self._pair_logits(all_pairs, classes, geo_valid)
@@ -139,6 +144,9 @@ class ProbsOnly(nn.Module):
     def __init__(self, model: AGN3D) -> None:
         super().__init__()
         self.model = model
+
+    def _flip_clip(self, clip: torch.Tensor) -> torch.Tensor:
+        return flip_clip(clip, self.clip_kinds)
 
     def forward(self, clip: torch.Tensor, geo: torch.Tensor, geo_valid: torch.Tensor) -> torch.Tensor:
         return self.model(clip, geo, geo_valid).probs

@@ -1,4 +1,5 @@
-"""Appearance networks: 3D CNNs over a clip of T LBP face crops, (B, 1, T, S, S) -> class logits (B, K).
+"""Appearance networks: 3D CNNs over a clip of T face crops, (B, C, T, S, S) -> class logits (B, K); C = 1 for the
+paper's LBP clip, more for the other clip inputs (preprocess.CLIP_INPUTS).
 
 `c3d_paper` is the paper's experimental network: four 3x3x3 Conv3d, three 2x2x2-style MaxPool3d, one BatchNorm
 and two fully connected layers with dropout. With T = 3 frames a 2x2x2 pool can halve time only once, so the
@@ -15,11 +16,11 @@ from fer_ros.nets.layers import ConvBNAct3d, InceptionResBlock3d, classifier
 
 class C3DPaper(nn.Module):
     def __init__(self, num_classes: int, size: int = 48, frames: int = 3, widths=(32, 64, 128, 128),
-                 hidden: int = 256, dropout: float = 0.5) -> None:
+                 hidden: int = 256, dropout: float = 0.5, in_channels: int = 1) -> None:
         super().__init__()
         w1, w2, w3, w4 = widths
         self.features = nn.Sequential(
-            ConvBNAct3d(1, w1, norm=False),
+            ConvBNAct3d(in_channels, w1, norm=False),
             nn.MaxPool3d((1, 2, 2)),
             ConvBNAct3d(w1, w2, norm=False),
             nn.MaxPool3d((2, 2, 2)) if frames >= 2 else nn.MaxPool3d((1, 2, 2)),
@@ -37,9 +38,9 @@ class C3DPaper(nn.Module):
 
 class IR3DShallow(nn.Module):
     def __init__(self, num_classes: int, size: int = 48, frames: int = 3, stem: int = 32, blocks: int = 2,
-                 hidden: int = 256, dropout: float = 0.5) -> None:
+                 hidden: int = 256, dropout: float = 0.5, in_channels: int = 1) -> None:
         super().__init__()
-        self.stem = nn.Sequential(ConvBNAct3d(1, stem), nn.MaxPool3d((1, 2, 2)),
+        self.stem = nn.Sequential(ConvBNAct3d(in_channels, stem), nn.MaxPool3d((1, 2, 2)),
                                   ConvBNAct3d(stem, 2 * stem), nn.MaxPool3d((2, 2, 2)) if frames >= 2
                                   else nn.MaxPool3d((1, 2, 2)))
         self.blocks = nn.Sequential(*[InceptionResBlock3d(2 * stem, stem // 2) for _ in range(blocks)])

@@ -38,5 +38,7 @@ def join_members(models: Sequence[AGN3D]) -> AGN3D:
     k = {m.num_classes for m in models}
     if len(k) != 1:
         raise ValueError(f"ensemble members disagree on the number of classes: {sorted(k)}")
-    return AGN3D(MeanOf([m.appearance for m in models]), MeanOf([m.geometric for m in models]), k.pop(),
-                 flip_tta=models[0].flip_tta)
+    joined = AGN3D(MeanOf([m.appearance for m in models]), MeanOf([m.geometric for m in models]), k.pop(),
+                   flip_tta=models[0].flip_tta, clip_kinds=models[0].clip_kinds)
+    # the new model's own buffers (the pair table) start on the CPU: put them where the members are
+    return joined.to(next(models[0].parameters()).device)

@@ -22,6 +22,26 @@ def flip_lbp_clip(clip: torch.Tensor) -> torch.Tensor:
     return out / 255.0
 
 
+def flip_clip(clip: torch.Tensor, kinds: tuple[str, ...] = ("lbp",)) -> torch.Tensor:
+    """Mirror an appearance clip made by preprocess.clip_from_gray with these channel kinds."""
+    if tuple(kinds) == ("lbp",):
+        return flip_lbp_clip(clip)
+    from fer_ros.preprocess import CHANNEL_WIDTH
+    out, c = [], 0
+    for kind in kinds:
+        w = CHANNEL_WIDTH[kind]
+        part = clip[:, c:c + w]
+        if kind in ("lbp", "neutral_lbp"):
+            out.append(flip_lbp_clip(part))
+        elif kind == "lbp_bits":
+            flipped = torch.flip(part, dims=[-1])
+            out.append(torch.stack([flipped[:, src] for src in mirror_bit_order()], dim=1))
+        else:
+            out.append(torch.flip(part, dims=[-1]))
+        c += w
+    return torch.cat(out, dim=1)
+
+
 def flip_geo(geo: torch.Tensor) -> torch.Tensor:
     flipped = torch.flip(geo, dims=[-1])
     return torch.stack([flipped[:, c] * float(sign) for c, sign in enumerate(MIRROR_SIGN)], dim=1)

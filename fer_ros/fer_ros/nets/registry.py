@@ -15,6 +15,7 @@ from fer_ros.nets.agn import AGN3D
 from fer_ros.nets.appearance import C3DPaper, IR3DShallow
 from fer_ros.nets.ensemble import MeanOf
 from fer_ros.nets.geometric import VGGPairs
+from fer_ros.preprocess import BASE_CLIP_INPUT, clip_channels, clip_input_kinds
 
 _APPEARANCE: dict[str, Callable[..., nn.Module]] = {
     "agn3d_c3d": C3DPaper,
@@ -28,7 +29,7 @@ def list_models() -> list[str]:
 
 def create_model(name: str, num_classes: int, size: int = 48, frames: int = 3, geo_channels: int = 2,
                  geo_size: int = 64, app: dict | None = None, geo: dict | None = None,
-                 flip_tta: bool = False, members: int = 1) -> AGN3D:
+                 flip_tta: bool = False, members: int = 1, clip_input: str = BASE_CLIP_INPUT) -> AGN3D:
     if name not in _APPEARANCE:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
     members = int(members)
@@ -36,7 +37,8 @@ def create_model(name: str, num_classes: int, size: int = 48, frames: int = 3, g
         raise ValueError(f"members must be at least 1, got {members}")
 
     def appearance_net():
-        return _APPEARANCE[name](num_classes, size=size, frames=frames, **(app or {}))
+        return _APPEARANCE[name](num_classes, size=size, frames=frames, in_channels=clip_channels(clip_input),
+                                 **(app or {}))
 
     def geometric_net():
         return VGGPairs(num_classes, in_channels=geo_channels, size=geo_size, **(geo or {}))
@@ -46,4 +48,5 @@ def create_model(name: str, num_classes: int, size: int = 48, frames: int = 3, g
     else:
         appearance = MeanOf([appearance_net() for _ in range(members)])
         geometric = MeanOf([geometric_net() for _ in range(members)])
-    return AGN3D(appearance, geometric, num_classes, flip_tta=bool(flip_tta))
+    return AGN3D(appearance, geometric, num_classes, flip_tta=bool(flip_tta),
+                 clip_kinds=clip_input_kinds(clip_input))
