@@ -13,7 +13,8 @@ other class), averaged. Any of them may be the pair the appearance network's top
 be able to decide. l3 (and so L3) always uses the top-2 pair, exactly as at inference, so the label never leaks into
 the fused output.
 With flip_tta, the model in eval mode averages l1 and the pair logits over the face and its mirror image (see
-nets/flip.py); training always sees one view (flips come from augmentation).
+nets/flip.py; clip_kinds, the clip input's channel kinds, say how each clip channel mirrors); training always sees
+one view (flips come from augmentation).
 Top-2, the pair lookup and the placement use topk/gather/scatter only, so the model exports to ONNX with just the
 batch dimension dynamic.
 """

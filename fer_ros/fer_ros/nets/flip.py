@@ -1,8 +1,10 @@
 """Horizontal flip of the network inputs, for test-time augmentation (the model averages its logits over a face
 and its mirror image). Both are exact: the flipped input equals what preprocessing makes of the flipped frame.
 
-- Appearance clip (B, C, T, S, S), values LBP code / 255: flip the columns, then permute each code's bits
-  (lbp.mirror_bit_order), written with Floor/Div/Mul only so it exports to ONNX.
+- Appearance clip (B, C, T, S, S), channel by channel as its clip input made them (preprocess.CLIP_INPUTS):
+  LBP codes / 255 (`lbp`, `neutral_lbp`): flip the columns, then permute each code's bits (lbp.mirror_bit_order),
+  written with Floor/Div/Mul only so it exports to ONNX; the 8 bit planes (`lbp_bits`): flip the columns and
+  permute the planes; gray levels and their change (`gray`, `gray_delta`): flip the columns.
 - Difference image (B, 2, G, G): flip the columns and multiply each channel by difference_image.MIRROR_SIGN.
 """
 from __future__ import annotations

@@ -289,7 +289,7 @@ def build_recognizer(model_dir: Path, params: fer_params.FerParams, logger):
     backend = str(getattr(engine, "backend", params.backend))
     logger.info(f"inference: {engine.describe()}")
     logger.info(f"model {model_dir.name}: classes {', '.join(recognizer.class_names)}, "
-                f"{recognizer.window_length} frames per clip, backend {backend}")
+                f"{recognizer.window_length} frames per clip ({recognizer.clip_input}), backend {backend}")
     return recognizer, backend
 
 
