@@ -13,6 +13,7 @@ import torch
 
 from fer_ros.difference_image import MIRROR_SIGN
 from fer_ros.lbp import mirror_bit_order
+from fer_ros.preprocess import CHANNEL_WIDTH
 
 
 def flip_lbp_clip(clip: torch.Tensor) -> torch.Tensor:
@@ -26,9 +27,6 @@ def flip_lbp_clip(clip: torch.Tensor) -> torch.Tensor:
 
 def flip_clip(clip: torch.Tensor, kinds: tuple[str, ...] = ("lbp",)) -> torch.Tensor:
     """Mirror an appearance clip made by preprocess.clip_from_gray with these channel kinds."""
-    if tuple(kinds) == ("lbp",):
-        return flip_lbp_clip(clip)
-    from fer_ros.preprocess import CHANNEL_WIDTH
     out, c = [], 0
     for kind in kinds:
         w = CHANNEL_WIDTH[kind]
