@@ -493,8 +493,9 @@ def main(argv: list[str] | None = None) -> int:
             if not is_main:
                 continue
             if len(members) > 1:
-                ev = evaluate(join_members(members), _loader(SequenceSet(samples, test_idx, False, args.seed, clip_input=args.clip_input), 64,
-                                                              False, args.seed), torch.device(args.device), len(names))
+                test_set = SequenceSet(samples, test_idx, False, args.seed, clip_input=args.clip_input)
+                ev = evaluate(join_members(members), _loader(test_set, 64, False, args.seed),
+                              torch.device(args.device), len(names))
             scores = {"fold": k, **_fold_scores(ev, names)}
             if len(members) > 1:
                 scores["member_fused"] = member_fused
