@@ -26,10 +26,12 @@ from torch.utils.data import DataLoader, Dataset as TorchDataset
 
 from fer_ros.classes import CLASS_SETS, NEUTRAL, class_names
 from fer_ros.crop import CropConfig
-from fer_ros.data.augment import AugmentConfig, augment
+from fer_ros.data.augment import AugmentConfig, augment_flip
 from fer_ros.data.datasets import DatasetError, load_dataset
 from fer_ros.data.folds import subject_folds
+from fer_ros.landmark_scheme import blendshape_mirror
 from fer_ros.nets.agn import agn_loss
+from fer_ros.nets.auxiliary import BlendshapeHead
 from fer_ros.nets.ensemble import join_members
 from fer_ros.nets.geometric import pairs
 from fer_ros.nets.registry import create_model, list_models
@@ -75,6 +77,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "share of the training sequences) or balanced (inverse share)")
     g.add_argument("--label-smoothing", type=float, default=0.0,
                    help="label smoothing of the three cross-entropy terms (0: none)")
+    g.add_argument("--aux-blendshapes", type=float, default=0.0, metavar="WEIGHT",
+                   help="weight of a training-only auxiliary loss: the appearance trunk also regresses the "
+                        "landmarker's face blendshapes of the peak frame and their change from the neutral "
+                        "reference (nets/auxiliary.py; mean squared error of standardised scores); 0: off. The "
+                        "exported model and inference are unchanged")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -123,6 +130,40 @@ class Samples:
     keys: list[str]
     gray: np.ndarray
     points: np.ndarray
+    blendshapes: np.ndarray | None = None  # (images, B) scores from the cache; None or B = 0: none
+    blendshape_names: tuple[str, ...] = ()
+
+
+@dataclass
+class AuxTargets:
+    """What SequenceSet needs to give each training sample its auxiliary blendshape target: the scores per
+    image, the mirror table, and the standardisation (mean, std per blendshape over the training images)."""
+    scores: np.ndarray
+    mirror: list[int]
+    mean: np.ndarray
+    std: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return 2 * self.scores.shape[1]  # the peak's scores and their change from the neutral reference
+
+    @staticmethod
+    def of(samples: "Samples", train_idx: np.ndarray) -> "AuxTargets":
+        if samples.blendshapes is None or samples.blendshapes.shape[1] == 0:
+            raise DatasetError("--aux-blendshapes needs the landmarker's blendshapes, and the image cache has none; "
+                               "use a landmarker model with blendshapes (the shipped face_landmarker.task has them) "
+                               "or train without --aux-blendshapes")
+        neutral = samples.neutral[np.asarray(train_idx)]
+        images = np.unique(np.concatenate([samples.peaks[np.asarray(train_idx)].ravel(), neutral[neutral >= 0]]))
+        sc = samples.blendshapes[images]
+        return AuxTargets(samples.blendshapes, blendshape_mirror(samples.blendshape_names),
+                          sc.mean(axis=0), sc.std(axis=0) + 1e-3)
+
+    def target(self, peak: int, reference: int, flipped: bool) -> np.ndarray:
+        pk, ref = self.scores[peak], self.scores[reference]
+        if flipped:
+            pk, ref = pk[self.mirror], ref[self.mirror]
+        return np.concatenate([(pk - self.mean) / self.std, (pk - ref) / self.std]).astype(np.float32)
 
 
 def load_data(args) -> tuple[Samples, dict]:
@@ -152,7 +193,7 @@ def load_data(args) -> tuple[Samples, dict]:
         neutral.append(n), peaks.append(pk), labels.append(names.index(s.label))
         subjects.append(s.subject), keys.append(f"{s.key}:{s.label}")
     samples = Samples(np.array(neutral), np.array(peaks), np.array(labels), subjects, keys, cache.gray,
-                      cache.points)
+                      cache.points, cache.blendshapes, cache.blendshape_names)
     info = {"root": str(ds.root), "layout": ds.layout, "sequences": len(labels), "subjects": len(set(subjects)),
             "dropped_no_face": dropped, "without_neutral": int((samples.neutral < 0).sum()),
             "images": len(cache.paths), "images_no_face": int((~cache.ok).sum()),
@@ -161,11 +202,14 @@ def load_data(args) -> tuple[Samples, dict]:
 
 
 class SequenceSet(TorchDataset):
-    """Network inputs for a subset of samples; augmentation (train) applies to neutral and clip together."""
+    """Network inputs for a subset of samples; augmentation (train) applies to neutral and clip together. With
+    `aux`, each item also carries its auxiliary blendshape target (training sets only)."""
 
     def __init__(self, samples: Samples, idx: np.ndarray, train: bool, seed: int, augment_cfg=None,
-                 still_prob: float = 0.0, neutral_label: int | None = None, clip_input: str = BASE_CLIP_INPUT) -> None:
+                 still_prob: float = 0.0, neutral_label: int | None = None, clip_input: str = BASE_CLIP_INPUT,
+                 aux: AuxTargets | None = None) -> None:
         self.clip_input = clip_input
+        self.aux = aux
         self.s, self.idx, self.train = samples, np.asarray(idx), train
         self.rng = np.random.default_rng(seed)
         self.aug = augment_cfg
@@ -186,14 +230,19 @@ class SequenceSet(TorchDataset):
             has_neutral = True
             ids = [frames[-1]] * (len(frames) + 1)  # a still face: its own reference, a clip without motion
         gray, pts = s.gray[ids], s.points[ids]
+        flipped = False
         if self.train and self.aug is not None:
-            gray, pts = augment(gray, pts, self.rng, self.aug)
+            gray, pts, flipped = augment_flip(gray, pts, self.rng, self.aug)
         clip_gray = gray[1:] if has_neutral else gray
         clip_pts = pts[1:] if has_neutral else pts
         clip = clip_from_gray(self.clip_input, clip_gray, gray[0] if has_neutral else None)
         geo, valid = make_geo(pts[0] if has_neutral else None, clip_pts[-1])
-        return (torch.from_numpy(clip), torch.from_numpy(geo), torch.tensor(valid, dtype=torch.float32),
+        item = (torch.from_numpy(clip), torch.from_numpy(geo), torch.tensor(valid, dtype=torch.float32),
                 torch.tensor(int(s.labels[j])))
+        if self.aux is None:
+            return item
+        # no neutral reference: the peak is its own (no change), as the clip's gray change sees it
+        return (*item, torch.from_numpy(self.aux.target(ids[-1], ids[0] if has_neutral else ids[-1], flipped)))
 
 
 # --------------------------------------------------------------------------------------------------- model
@@ -237,27 +286,46 @@ def geometric_vote(pair_logits: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def train_one_epoch(model, loader, optimizer, device, progress=None, class_weight=None,
-                    label_smoothing: float = 0.0) -> dict:
+                    label_smoothing: float = 0.0, aux_head: BlendshapeHead | None = None,
+                    aux_weight: float = 0.0) -> dict:
+    """One pass over the training loader; with aux_head, batches carry a fifth element (the auxiliary targets)
+    and the loss adds aux_weight times their mean squared error."""
     model.train()
     totals = {"loss": 0.0, "l1": 0.0, "l2": 0.0, "l3": 0.0, "correct": 0, "n": 0}
-    for clip, geo, valid, y in loader:
-        clip, geo, valid, y = clip.to(device), geo.to(device), valid.to(device), y.to(device)
+    if aux_head is not None:
+        totals["aux"] = 0.0
+    for batch in loader:
+        clip, geo, valid, y = (t.to(device) for t in batch[:4])
         out = model(clip, geo, valid, target=y)
         loss, parts = agn_loss(out, y, valid, class_weight=class_weight, label_smoothing=label_smoothing)
+        if aux_head is not None:
+            aux = torch.nn.functional.mse_loss(aux_head(), batch[4].to(device))
+            loss = loss + aux_weight * aux
+            parts["aux"] = aux.item()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if aux_head is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+            _all_reduce_grads(aux_head)  # the head is outside DDP's module: average its gradients by hand
         optimizer.step()
         b = len(y)
         totals["loss"] += loss.item() * b
-        for k in ("l1", "l2", "l3"):
+        for k in parts:
             totals[k] += parts[k] * b
         totals["correct"] += int((out.l3.argmax(1) == y).sum())
         totals["n"] += b
         if progress is not None:
             progress.update(1)
     n = max(totals["n"], 1)
-    return {"loss": totals["loss"] / n, "l1": totals["l1"] / n, "l2": totals["l2"] / n, "l3": totals["l3"] / n,
-            "train_acc": totals["correct"] / n}
+    return {**{k: v / n for k, v in totals.items() if k not in ("correct", "n")}, "train_acc": totals["correct"] / n}
+
+
+def _all_reduce_grads(module: torch.nn.Module) -> None:
+    import torch.distributed as dist
+    world = dist.get_world_size()
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
 
 
 @torch.no_grad()
@@ -303,7 +371,11 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     if dist_ctx is not None:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     core = model.module if dist_ctx is not None else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    aux_weight = float(getattr(args, "aux_blendshapes", 0.0))
+    aux = AuxTargets.of(samples, train_idx) if aux_weight > 0 else None
+    aux_head = BlendshapeHead(core.appearance, aux.size).to(device) if aux is not None else None
+    params = list(model.parameters()) + (list(aux_head.parameters()) if aux_head is not None else [])
+    optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(args.epochs, 1))
     aug = None if args.no_augment else AugmentConfig()
     names = class_names(args.class_set)
@@ -312,7 +384,7 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     clip_input = getattr(args, "clip_input", BASE_CLIP_INPUT)
     train_ds = SequenceSet(samples, train_idx, True, seed, aug, still_prob=args.still_prob,
                            neutral_label=names.index("neutral") if "neutral" in names else None,
-                           clip_input=clip_input)
+                           clip_input=clip_input, aux=aux)
     train_loader = _loader(train_ds, args.batch_size, True, seed, dist_ctx is not None)
     test_loader = (_loader(SequenceSet(samples, test_idx, False, seed, clip_input=clip_input), 64, False, seed)
                    if test_idx is not None and len(test_idx) else None)
@@ -322,6 +394,11 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     if args.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         core.load_state_dict(ck["model"])
+        if aux_head is not None:
+            if "aux" not in ck:
+                raise RuntimeError(f"{ckpt_path} was trained without --aux-blendshapes; resume without it, or start "
+                                   f"a new --out folder")
+            aux_head.load_state_dict(ck["aux"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
         start, rows = int(ck["epoch"]) + 1, json.loads(ck["rows"])
@@ -345,7 +422,7 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
             train_loader.sampler.set_epoch(epoch)
         t0 = time.perf_counter()
         stats = train_one_epoch(model, train_loader, optimizer, device, progress, cw,
-                                getattr(args, "label_smoothing", 0.0))
+                                getattr(args, "label_smoothing", 0.0), aux_head, aux_weight)
         row = {"epoch": epoch, **stats, "lr": scheduler.get_last_lr()[0]}
         scheduler.step()
         row["epoch_s"] = time.perf_counter() - t0
@@ -358,14 +435,19 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
                 for k, v in row.items():
                     if k != "epoch":
                         writer.add_scalar(k, v, epoch)
-            torch.save({"model": core.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "epoch": epoch, "rows": json.dumps(rows),
-                        "args": json.dumps(vars(args))}, ckpt_path)
+            state = {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "epoch": epoch, "rows": json.dumps(rows),
+                     "args": json.dumps(vars(args))}
+            if aux_head is not None:
+                state["aux"] = aux_head.state_dict()
+            torch.save(state, ckpt_path)
             _write_csv(run_dir / "log.csv", rows)
     if progress is not None:
         progress.close()
     if writer is not None:
         writer.close()
+    if aux_head is not None:
+        aux_head.detach()  # the model leaves without the tap: evaluation and export see the networks alone
     if is_main and rows:
         try:
             from fer_ros.plots import plot_training_curves
@@ -447,6 +529,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.still_prob <= 1.0:
         print(f"fer-train: --still-prob must be between 0 and 1, got {args.still_prob}", file=sys.stderr)
         return 2
+    if not args.aux_blendshapes >= 0.0:
+        print(f"fer-train: --aux-blendshapes must be 0 (off) or a positive weight, got {args.aux_blendshapes}",
+              file=sys.stderr)
+        return 2
     if not 0.0 <= args.label_smoothing < 1.0:
         print(f"fer-train: --label-smoothing must be at least 0 and below 1, got {args.label_smoothing}",
               file=sys.stderr)
@@ -466,6 +552,11 @@ def main(argv: list[str] | None = None) -> int:
         samples, info = load_data(args)
     except DatasetError as exc:
         print(f"fer-train: {exc}", file=sys.stderr)
+        return 2
+    if args.aux_blendshapes > 0 and (samples.blendshapes is None or samples.blendshapes.shape[1] == 0):
+        print("fer-train: --aux-blendshapes needs the landmarker's face blendshapes, and the image cache has none; "
+              "use a landmarker model with blendshapes (the shipped face_landmarker.task has them) or train "
+              "without --aux-blendshapes", file=sys.stderr)
         return 2
     if is_main:
         out.mkdir(parents=True, exist_ok=True)

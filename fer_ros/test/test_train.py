@@ -259,3 +259,96 @@ def test_still_samples_show_an_expression_without_motion():
     plain = SequenceSet(samples, [0, 1], True, 0, None, still_prob=0.0, neutral_label=7)
     assert torch.count_nonzero(plain[0][1]) > 0
     assert torch.equal(still[1][0], plain[1][0])  # the neutral sample is as it was
+
+
+def _aux_samples(blend_names=("browDownLeft", "browDownRight", "jawOpen")):
+    from fer_ros.train import Samples
+    rng = np.random.default_rng(1)
+    n_img = 8
+    return Samples(neutral=np.array([0, -1]), peaks=np.array([[1, 2, 3], [4, 5, 6]]), labels=np.array([2, 3]),
+                   subjects=["S1", "S2"], keys=["a", "b"], gray=rng.integers(0, 256, (n_img, 32, 32), dtype=np.uint8),
+                   points=rng.uniform(0.2, 0.8, (n_img, 68, 2)).astype(np.float32),
+                   blendshapes=rng.uniform(0, 1, (n_img, len(blend_names))).astype(np.float32),
+                   blendshape_names=tuple(blend_names))
+
+
+def test_aux_blendshape_targets_follow_the_flip_and_the_reference():
+    """The auxiliary target of a training sample: the peak's standardised scores and their change from the
+    neutral reference; left and right swap when augmentation mirrors the face; no reference = no change."""
+    from fer_ros.data.augment import AugmentConfig
+    from fer_ros.train import AuxTargets, SequenceSet
+    samples = _aux_samples()
+    aux = AuxTargets.of(samples, np.array([0, 1]))
+    used = [0, 1, 2, 3, 4, 5, 6]  # image 7 belongs to no training sample: not in the statistics
+    assert np.allclose(aux.mean, samples.blendshapes[used].mean(axis=0))
+    bs = samples.blendshapes
+    plain = SequenceSet(samples, [0, 1], True, 0, AugmentConfig(flip=0.0), aux=aux)
+    *_, target = plain[0]
+    assert target.shape == (aux.size,) == (6,)
+    np.testing.assert_allclose(target[:3], (bs[3] - aux.mean) / aux.std, rtol=1e-5)
+    np.testing.assert_allclose(target[3:], (bs[3] - bs[0]) / aux.std, rtol=1e-5)
+    *_, target = SequenceSet(samples, [0, 1], True, 0, AugmentConfig(flip=1.0), aux=aux)[0]
+    np.testing.assert_allclose(target[:3], (bs[3][[1, 0, 2]] - aux.mean) / aux.std, rtol=1e-5)
+    *_, target = plain[1]  # no neutral reference
+    np.testing.assert_allclose(target[3:], 0.0)
+    assert len(SequenceSet(samples, [0, 1], False, 0, aux=None)[0]) == 4  # evaluation items carry no target
+
+
+def test_blendshape_mirror_swaps_sides_only():
+    from fer_ros.landmark_scheme import blendshape_mirror
+    names = ["_neutral", "browDownLeft", "browDownRight", "browInnerUp", "mouthSmileRight", "mouthSmileLeft"]
+    m = blendshape_mirror(names)
+    assert m == [0, 2, 1, 3, 5, 4]
+    assert [m[i] for i in m] == list(range(len(names)))
+    with pytest.raises(ValueError, match="no mirror partner"):
+        blendshape_mirror(["eyeBlinkLeft"])
+
+
+def test_augment_reports_its_flip_and_draws_as_before():
+    from fer_ros.data.augment import AugmentConfig, augment, augment_flip
+    rng_img = np.random.default_rng(3)
+    gray = rng_img.integers(0, 256, (2, 32, 32), dtype=np.uint8)
+    pts = rng_img.uniform(0.2, 0.8, (2, 68, 2)).astype(np.float32)
+    for flip, expected in ((1.0, True), (0.0, False)):
+        g1, p1, flipped = augment_flip(gray, pts, np.random.default_rng(5), AugmentConfig(flip=flip))
+        g2, p2 = augment(gray, pts, np.random.default_rng(5), AugmentConfig(flip=flip))
+        assert flipped is expected and np.array_equal(g1, g2) and np.array_equal(p1, p2)
+
+
+def test_aux_blendshapes_train_and_leave_the_exported_model_alone(base, tmp_path):
+    """--aux-blendshapes: the log shows the auxiliary loss falling, the checkpoint keeps the head for resuming,
+    and the exported model has exactly the networks' parameters (inference unchanged)."""
+    import torch
+
+    from fer_ros.data.cache import build_cache
+    from fer_ros.manifest import load_manifest
+    data, out = class_folder_data(base), tmp_path / "run"
+    assert _train(base, data, out, "--folds", "0", "--epochs", "3", "--no-augment", "--lr", "3e-3",
+                  "--class-set", "ckplus7", "--aux-blendshapes", "1.0", "--export", str(tmp_path / "model")) == 0
+    rows = _log(out / "final" / "log.csv")
+    assert rows[-1]["aux"] < rows[0]["aux"]
+    ck = torch.load(out / "final" / "checkpoint.pt", weights_only=True)
+    assert ck["aux"]["linear.weight"].shape[0] == 2 * 52
+    manifest = load_manifest(tmp_path / "model")
+    state = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
+    plain, _ = train.build_model(train.get_args_parser().parse_args(["--data", "d", *TINY]), len(manifest.class_names))
+    assert set(state) == set(plain.state_dict())
+    assert _train(base, data, out, "--folds", "0", "--epochs", "4", "--class-set", "ckplus7",
+                  "--aux-blendshapes", "1.0", "--final", "--resume") == 0
+    assert [r["epoch"] for r in _log(out / "final" / "log.csv")] == [0, 1, 2, 3]
+    # the cache keeps the blendshapes beside crops and points
+    cache = build_cache(sorted(data.rglob("*.png")), train.CropConfig(size=32, margin=0.0), base / "train_cache",
+                        progress=False)
+    assert cache.blendshapes.shape == (len(cache.paths), 52) and len(cache.blendshape_names) == 52
+    assert np.all(cache.blendshapes[cache.ok].max(axis=1) > 0)
+
+
+def test_aux_blendshapes_refuses_a_negative_weight_and_a_cache_without_blendshapes(base, tmp_path, capsys):
+    assert _train(base, class_folder_data(base), tmp_path / "run", "--aux-blendshapes", "-1") == 2
+    assert "--aux-blendshapes must be 0 (off) or a positive weight" in capsys.readouterr().err
+    from fer_ros.data.datasets import DatasetError
+    from fer_ros.train import AuxTargets
+    samples = _aux_samples(())
+    samples.blendshapes = np.zeros((8, 0), np.float32)
+    with pytest.raises(DatasetError, match="needs the landmarker's blendshapes"):
+        AuxTargets.of(samples, np.array([0, 1]))

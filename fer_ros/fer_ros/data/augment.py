@@ -24,10 +24,19 @@ class AugmentConfig:
 def augment(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator,
             cfg: AugmentConfig = AugmentConfig()) -> tuple[np.ndarray, np.ndarray]:
     """gray (N, S, S) uint8 frames of one sample, points (N, 68, 2) normalised -> augmented copies."""
+    gray, points, _ = augment_flip(gray, points, rng, cfg)
+    return gray, points
+
+
+def augment_flip(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator,
+                 cfg: AugmentConfig = AugmentConfig()) -> tuple[np.ndarray, np.ndarray, bool]:
+    """As `augment`, and whether the sample was mirrored (what follows the face's sides, such as left/right
+    blendshapes, must be mirrored with it)."""
     n, s, _ = gray.shape
     gray = gray.copy()
     points = points.copy()
-    if rng.random() < cfg.flip:
+    flipped = bool(rng.random() < cfg.flip)
+    if flipped:
         gray = gray[:, :, ::-1].copy()
         points = points[:, list(IBUG68_MIRROR)]
         points[..., 0] = 1.0 - points[..., 0]
@@ -43,4 +52,4 @@ def augment(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator,
         gray[i] = np.clip(warped.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
         px = points[i] * s
         points[i] = (px @ m[:, :2].T + m[:, 2]) / s
-    return gray, points
+    return gray, points, flipped

@@ -1,7 +1,8 @@
 """Preprocessed images of a dataset, computed once with the node's landmarker and crop and kept on disk.
 
 For every image the cache holds the aligned gray crop (S, S) uint8 and the 68 landmarks in normalised crop
-coordinates -- what augmentation and LBP start from. The file is keyed by the images (relative names and
+coordinates -- what augmentation and LBP start from -- and the landmarker's face blendshapes (the training-only
+auxiliary target of `fer-train --aux-blendshapes`). The file is keyed by the images (relative names and
 contents), the crop and the landmark scheme, so a changed dataset, crop or scheme makes a new one. Images in
 which no face is found are marked and counted. Keep caches out of version control (they are made of the data).
 """
@@ -25,6 +26,8 @@ class ImageCache:
     gray: np.ndarray     # (N, S, S) uint8 aligned crops
     points: np.ndarray   # (N, 68, 2) float32 normalised crop coordinates
     ok: np.ndarray       # (N,) bool: a face was found
+    blendshapes: np.ndarray | None = None  # (N, B) float32 blendshape scores; None: not in this cache
+    blendshape_names: tuple[str, ...] = ()
 
     def index(self) -> dict[str, int]:
         return {p: i for i, p in enumerate(self.paths)}
@@ -39,8 +42,13 @@ def cache_key(paths: list[Path], crop_cfg: CropConfig) -> str:
         rel = p.relative_to(root) if p != root else Path(p.name)
         h.update(f"{rel}|{hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
     # the cache holds crops and landmarks only: LBP and difference-image changes do not invalidate it
-    h.update(json.dumps({"crop": crop_cfg.to_spec(), "landmark_scheme": SCHEME_SPEC}, sort_keys=True).encode())
+    h.update(json.dumps({"crop": crop_cfg.to_spec(), "landmark_scheme": SCHEME_SPEC, "contents": CACHE_CONTENTS},
+                        sort_keys=True).encode())
     return h.hexdigest()[:20]
+
+
+# What a cache file holds; part of its key, so a cache made before blendshapes were kept is made again.
+CACHE_CONTENTS = ("gray", "points", "ok", "blendshapes")
 
 
 def largest_face(faces):
@@ -57,7 +65,8 @@ def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path |
         if file.is_file():
             with np.load(file, allow_pickle=False) as z:
                 # the cache lists the images where it was made; map them to where they are now, by order
-                return ImageCache([str(p) for p in paths], z["gray"], z["points"], z["ok"])
+                return ImageCache([str(p) for p in paths], z["gray"], z["points"], z["ok"], z["blendshapes"],
+                                  tuple(str(n) for n in z["blendshape_names"]))
     import cv2
 
     from fer_ros.landmarker import MediaPipeLandmarker
@@ -68,6 +77,8 @@ def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path |
     gray = np.zeros((len(paths), s, s), np.uint8)
     points = np.zeros((len(paths), 68, 2), np.float32)
     ok = np.zeros(len(paths), bool)
+    blend: list[np.ndarray | None] = [None] * len(paths)
+    names: tuple[str, ...] = ()
     own = landmarker is None
     lm = landmarker or MediaPipeLandmarker(mode="image", max_faces=1)
     try:
@@ -85,13 +96,23 @@ def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path |
                 continue
             sample = pre.face_sample(rgb, face)
             gray[i], points[i], ok[i] = sample.gray, sample.points68, True
+            if len(face.blendshapes) and (not names or tuple(face.blendshape_names) == names):
+                blend[i], names = face.blendshapes, tuple(face.blendshape_names)
     finally:
         if own:
             lm.close()
-    cache = ImageCache([str(p) for p in paths], gray, points, ok)
+    blendshapes = np.zeros((len(paths), len(names)), np.float32)
+    if names and all(b is not None for b, o in zip(blend, ok) if o):
+        for i, b in enumerate(blend):
+            if b is not None:
+                blendshapes[i] = b
+    else:  # the landmarker gave none (or not for every face): no auxiliary target from this cache
+        blendshapes, names = np.zeros((len(paths), 0), np.float32), ()
+    cache = ImageCache([str(p) for p in paths], gray, points, ok, blendshapes, names)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, paths=np.array(cache.paths), gray=gray, points=points, ok=ok)
+        np.savez_compressed(tmp, paths=np.array(cache.paths), gray=gray, points=points, ok=ok,
+                            blendshapes=blendshapes, blendshape_names=np.array(names, dtype=str))
         tmp.replace(file)
     return cache
