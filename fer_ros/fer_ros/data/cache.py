@@ -26,7 +26,7 @@ class ImageCache:
     gray: np.ndarray     # (N, S, S) uint8 aligned crops
     points: np.ndarray   # (N, 68, 2) float32 normalised crop coordinates
     ok: np.ndarray       # (N,) bool: a face was found
-    blendshapes: np.ndarray | None = None  # (N, B) float32 blendshape scores; None: not in this cache
+    blendshapes: np.ndarray | None = None  # (N, B) float32 blendshape scores; B = 0 (or None): none
     blendshape_names: tuple[str, ...] = ()
 
     def index(self) -> dict[str, int]:
