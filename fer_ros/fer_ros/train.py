@@ -550,13 +550,10 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     try:
         samples, info = load_data(args)
+        if args.aux_blendshapes > 0:
+            AuxTargets.of(samples, np.arange(len(samples.labels)))  # refuses a cache without blendshapes now
     except DatasetError as exc:
         print(f"fer-train: {exc}", file=sys.stderr)
-        return 2
-    if args.aux_blendshapes > 0 and (samples.blendshapes is None or samples.blendshapes.shape[1] == 0):
-        print("fer-train: --aux-blendshapes needs the landmarker's face blendshapes, and the image cache has none; "
-              "use a landmarker model with blendshapes (the shipped face_landmarker.task has them) or train "
-              "without --aux-blendshapes", file=sys.stderr)
         return 2
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
