@@ -6,7 +6,8 @@ Data: either dataset layout (see fer_ros.data.datasets), preprocessed once with 
 (cached under --cache-dir). Protocol: subject-independent k-fold cross-validation (one prediction per sequence),
 then, with --final, one fit on all data that is exported (ONNX + state dict + manifest). Each fold writes
 per-epoch CSV (and TensorBoard when installed) logs and a checkpoint (--resume continues). At the end: a per-fold
-table, report.json and confusion-matrix PNGs. With torchrun and more than one GPU, training is data-parallel (DDP).
+table, report.json and confusion-matrix PNGs. Under torchrun, training is data-parallel (DDP): one GPU per process
+with --device cuda, CPU processes with --device cpu.
 """
 from __future__ import annotations
 
@@ -507,16 +508,23 @@ def _print_table(per_fold: list[dict], summary: dict) -> None:
 
 
 def _init_distributed(args):
+    """Under torchrun: join the process group. --device cuda gives each process the GPU of its local rank (NCCL);
+    --device cpu trains on CPU processes (gloo), also on a machine that has GPUs. Returns None outside torchrun,
+    or a one-line error when the processes on this machine outnumber its GPUs."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     import torch.distributed as dist
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend, init_method="env://")
-    rank, local = dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    on_gpus = args.device.startswith("cuda")
+    if on_gpus:
+        gpus = torch.cuda.device_count()
+        if local >= gpus:
+            return (f"fer-train: torchrun started more processes on this machine than it has GPUs ({gpus}): "
+                    f"use --nproc_per_node {gpus} or fewer, or --device cpu")
         torch.cuda.set_device(local)
         args.device = f"cuda:{local}"
-    return {"rank": rank, "world": dist.get_world_size()}
+    dist.init_process_group("nccl" if on_gpus else "gloo", init_method="env://")
+    return {"rank": dist.get_rank(), "world": dist.get_world_size()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -544,6 +552,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     dist_ctx = _init_distributed(args)
+    if isinstance(dist_ctx, str):
+        print(dist_ctx, file=sys.stderr)
+        return 2
     is_main = dist_ctx is None or dist_ctx["rank"] == 0
     names = class_names(args.class_set)
     out = Path(args.out)

@@ -218,7 +218,8 @@ def test_the_defaults_are_the_shipped_models_recipe():
 
 
 def test_data_parallel_training_with_torchrun(base, tmp_path):
-    """Two processes (gloo on the CPU; NCCL on GPUs) train one model; rank 0 writes the log and exports."""
+    """Two CPU processes (gloo; --device cpu, also where a GPU is present) train one model; rank 0 writes the log
+    and exports."""
     import os
     import subprocess
     import sys
@@ -234,6 +235,56 @@ def test_data_parallel_training_with_torchrun(base, tmp_path):
     rows = _log(tmp_path / "ddp" / "final" / "log.csv")
     assert [r["epoch"] for r in rows] == [0, 1]
     assert (tmp_path / "ddp_model" / "manifest.json").is_file()
+
+
+def test_training_on_a_cuda_gpu_exports_a_cpu_model(base, tmp_path, capsys):
+    """--device cuda (runs where a CUDA GPU is present): cross-validation, the auxiliary head, resume and export
+    all work with the model on the GPU, and what is exported loads and runs on the CPU alone."""
+    import torch
+
+    from fer_ros.engine import hardware, load_engine
+    from fer_ros.manifest import load_manifest
+    if hardware.torch_cuda_devices() == 0:
+        # asked for a GPU that is not there: a clear refusal, no traceback
+        assert _train(base, class_folder_data(base), tmp_path / "run", "--device", "cuda") == 2
+        assert "torch sees no CUDA GPU; use --device cpu" in capsys.readouterr().err
+        pytest.skip("no CUDA GPU on this machine: only the refusal is tested")
+    data, out, model = class_folder_data(base), tmp_path / "run", tmp_path / "model"
+    assert _train(base, data, out, "--device", "cuda", "--folds", "2", "--epochs", "2", "--no-augment",
+                  "--lr", "3e-3", "--class-set", "ckplus7", "--aux-blendshapes", "1.0", "--export", str(model)) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [f["fold"] for f in report["cross_validation"]["per_fold"]] == [0, 1]
+    rows = _log(out / "final" / "log.csv")
+    assert rows[1]["loss"] < rows[0]["loss"]
+    assert _train(base, data, out, "--device", "cuda", "--folds", "0", "--epochs", "3", "--class-set", "ckplus7",
+                  "--aux-blendshapes", "1.0", "--final", "--resume") == 0
+    assert [r["epoch"] for r in _log(out / "final" / "log.csv")] == [0, 1, 2]
+    ck = torch.load(out / "final" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert all(t.device.type == "cpu" for t in ck["model"].values())
+    assert load_manifest(model).training["export_onnx_max_abs_diff"] < 1e-4
+    engine = load_engine(model, backend="onnxruntime", device="cpu", cache_dir=tmp_path / "cache")
+    clip = np.random.default_rng(0).random((2, *engine.input_shapes()["clip"]), np.float32)
+    geo = np.zeros((2, *engine.input_shapes()["geo"]), np.float32)
+    probs = engine.predict(clip, geo, np.ones(2, np.float32))
+    assert probs.shape == (2, 7) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_torchrun_refuses_more_gpu_processes_than_gpus(monkeypatch):
+    """Under torchrun with --device cuda, a process whose local rank has no GPU gets a one-line error that says
+    what to change, before it joins the process group (--device cpu trains CPU processes on any machine)."""
+    import argparse
+
+    import torch
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    args = argparse.Namespace(device="cuda")
+    msg = train._init_distributed(args)
+    assert isinstance(msg, str) and "more processes on this machine than it has GPUs (1)" in msg
+    assert "--nproc_per_node 1" in msg and "--device cpu" in msg
+    assert args.device == "cuda"  # nothing was set up
+    monkeypatch.delenv("WORLD_SIZE")
+    assert train._init_distributed(args) is None  # not under torchrun
 
 
 def test_still_samples_show_an_expression_without_motion():
