@@ -10,8 +10,11 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # Built inference engines go to a per-run folder, not the user's ~/.cache (subprocesses inherit this).
 if "FER_ROS_ENGINE_CACHE" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
     os.environ["FER_ROS_ENGINE_CACHE"] = tempfile.mkdtemp(prefix="fer_ros_engine_cache_")
+    atexit.register(shutil.rmtree, os.environ["FER_ROS_ENGINE_CACHE"], ignore_errors=True)  # removed when pytest ends
 
 
 @pytest.fixture(scope="session")
