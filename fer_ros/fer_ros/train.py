@@ -507,10 +507,14 @@ def _print_table(per_fold: list[dict], summary: dict) -> None:
     print("mean       " + "  ".join(f"{summary[c]['mean']:15.4f} ±{summary[c]['std']:.4f}" for c in cols))
 
 
+class TooFewGPUs(RuntimeError):
+    """torchrun started more --device cuda processes on this machine than it has GPUs."""
+
+
 def _init_distributed(args):
     """Under torchrun: join the process group. --device cuda gives each process the GPU of its local rank (NCCL);
-    --device cpu trains on CPU processes (gloo), also on a machine that has GPUs. Returns None outside torchrun,
-    or a one-line error when the processes on this machine outnumber its GPUs."""
+    --device cpu trains on CPU processes (gloo), also on a machine that has GPUs. Returns None outside torchrun;
+    raises TooFewGPUs (a one-line message) when the processes on this machine outnumber its GPUs."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     import torch.distributed as dist
@@ -519,8 +523,8 @@ def _init_distributed(args):
     if on_gpus:
         gpus = torch.cuda.device_count()
         if local >= gpus:
-            return (f"fer-train: torchrun started more processes on this machine than it has GPUs ({gpus}): "
-                    f"use --nproc_per_node {gpus} or fewer, or --device cpu")
+            raise TooFewGPUs(f"fer-train: torchrun started more processes on this machine than it has GPUs ({gpus}): "
+                             f"use --nproc_per_node {gpus} or fewer, or --device cpu")
         torch.cuda.set_device(local)
         args.device = f"cuda:{local}"
     dist.init_process_group("nccl" if on_gpus else "gloo", init_method="env://")
@@ -551,9 +555,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fer-train: --device {args.device} asked for, but torch sees no CUDA GPU; use --device cpu",
               file=sys.stderr)
         return 2
-    dist_ctx = _init_distributed(args)
-    if isinstance(dist_ctx, str):
-        print(dist_ctx, file=sys.stderr)
+    try:
+        dist_ctx = _init_distributed(args)
+    except TooFewGPUs as e:
+        print(e, file=sys.stderr)
         return 2
     is_main = dist_ctx is None or dist_ctx["rank"] == 0
     names = class_names(args.class_set)
