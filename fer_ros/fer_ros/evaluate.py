@@ -170,6 +170,7 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
     frame makes the sequence one without a neutral reference."""
     from fer_ros.crop import CropConfig
     from fer_ros.data.cache import build_cache
+    from fer_ros.landmarker import LandmarkerError
     from fer_ros.lbp import lbp
     from fer_ros.preprocess import FaceSample, make_clip, make_geo
 
@@ -178,8 +179,11 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
     paths = sorted({str(p) for s in ds.sequences for p in s.peaks} |
                    {str(s.neutral) for s in ds.sequences if s.neutral is not None})
     with _quiet_opencv():  # unreadable files are counted and reported below, not logged by OpenCV
-        cache = build_cache([Path(p) for p in paths], crop_cfg, cache_dir, progress=progress,
-                            landmarker=landmarker)
+        try:
+            cache = build_cache([Path(p) for p in paths], crop_cfg, cache_dir, progress=progress,
+                                landmarker=landmarker)
+        except LandmarkerError as exc:
+            raise EvalError(str(exc)) from None
     index = cache.index()
     problems: dict[str, list[str]] = {"unreadable": [], "no_face": []}
     usable: dict[str, bool] = {}

@@ -147,6 +147,10 @@ class MediaPipeLandmarker:
             from mediapipe.tasks.python import BaseOptions, vision
         except ImportError as exc:
             raise LandmarkerError(f"mediapipe is not installed ({exc}); install it with `make setup`") from None
+        except OSError as exc:  # mediapipe is there, a system library it loads is not (e.g. libEGL.so.1)
+            raise LandmarkerError(f"mediapipe could not load a system library it needs ({exc}); on Debian or "
+                                  "Ubuntu `make setup` installs the missing ones (libEGL: apt install libegl1)"
+                                  ) from None
         self.mode = mode
         self.max_faces = int(max_faces)
         self.max_detect_side_px = int(max_detect_side_px)

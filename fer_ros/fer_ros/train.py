@@ -31,6 +31,7 @@ from fer_ros.data.augment import AugmentConfig, augment_flip
 from fer_ros.data.datasets import DatasetError, load_dataset
 from fer_ros.data.folds import subject_folds
 from fer_ros.landmark_scheme import blendshape_mirror
+from fer_ros.landmarker import LandmarkerError
 from fer_ros.nets.agn import agn_loss
 from fer_ros.nets.auxiliary import BlendshapeHead
 from fer_ros.nets.ensemble import join_members
@@ -568,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         samples, info = load_data(args)
         if args.aux_blendshapes > 0:
             AuxTargets.of(samples, np.arange(len(samples.labels)))  # refuses a cache without blendshapes now
-    except DatasetError as exc:
+    except (DatasetError, LandmarkerError) as exc:
         print(f"fer-train: {exc}", file=sys.stderr)
         return 2
     if is_main:

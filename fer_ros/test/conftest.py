@@ -17,6 +17,25 @@ if "FER_ROS_ENGINE_CACHE" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["FER_ROS_ENGINE_CACHE"], ignore_errors=True)  # removed when pytest ends
 
 
+@pytest.fixture
+def break_mediapipe(monkeypatch):
+    """break_mediapipe(error): every later import of mediapipe raises `error` (e.g. the OSError of a missing
+    libEGL.so.1, or an ImportError), for testing what the tools say then."""
+    import builtins
+    real_import = builtins.__import__
+
+    def apply(error: Exception) -> None:
+        def fake_import(name, *args, **kwargs):
+            if name.startswith("mediapipe"):
+                raise error
+            return real_import(name, *args, **kwargs)
+        monkeypatch.setattr(builtins, "__import__", fake_import)
+    return apply
+
+
+NO_LIBEGL = OSError("libEGL.so.1: cannot open shared object file: No such file or directory")
+
+
 @pytest.fixture(scope="session")
 def astronaut_rgb() -> np.ndarray:
     """skimage.data.astronaut(): 512x512 RGB uint8, one real smiling face."""

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from conftest import NO_LIBEGL
 from eval_helpers import class_folder_data
 from fer_ros import evaluate
 
@@ -103,6 +104,14 @@ def test_only_classes_unknown_to_the_model(base, model8, tmp_path, capsys):
     rc, _, err = run_cli(capsys, "--model", model8, "--data", data, "--out", tmp_path / "o")
     assert_user_error(rc, err, "no sequence", "boredom")
     assert (tmp_path / "o" / "report.json").is_file()
+
+
+def test_a_landmarker_that_cannot_load_is_one_line(base, model8, tmp_path, capsys, break_mediapipe):
+    """mediapipe installed but a system library it loads missing: fer-eval says so in one line, no traceback."""
+    break_mediapipe(NO_LIBEGL)
+    rc, _, err = run_cli(capsys, "--model", model8, "--data", class_folder_data(base), "--out", tmp_path / "o",
+                         "--no-cache")
+    assert_user_error(rc, err, "libEGL.so.1", "make setup")
 
 
 def test_bad_batch_size(base, model8, tmp_path, capsys):

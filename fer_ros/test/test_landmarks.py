@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import NO_LIBEGL
 from fer_ros.landmark_scheme import (MP478_TO_IBUG68, REGION_WEIGHTS, REGIONS, SCHEME_SPEC, eye_centres,
                                      point_weights, to_ibug68)
 from fer_ros.landmarker import (FaceLandmarks, Landmarker, LandmarkerError, MediaPipeLandmarker, check_model_file,
@@ -84,6 +85,17 @@ def _check_face_geometry(face: FaceLandmarks, region=None):
         rx0, ry0, rx1, ry1 = region
         assert np.all((p[:, 0] > rx0) & (p[:, 0] < rx1) & (p[:, 1] > ry0) & (p[:, 1] < ry1))
     return eye_dist
+
+
+def test_a_missing_system_library_is_named_not_a_traceback(break_mediapipe):
+    """mediapipe installed but a shared library it loads missing (libEGL on a bare GPU image): a LandmarkerError
+    that names the library and what to run, as for mediapipe itself missing."""
+    break_mediapipe(NO_LIBEGL)
+    with pytest.raises(LandmarkerError, match=r"could not load a system library it needs \(libEGL.so.1.*make setup"):
+        MediaPipeLandmarker(mode="image")
+    break_mediapipe(ImportError("No module named 'mediapipe'"))
+    with pytest.raises(LandmarkerError, match="mediapipe is not installed"):
+        MediaPipeLandmarker(mode="image")
 
 
 def test_astronaut_one_face(image_landmarker, astronaut_rgb):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import NO_LIBEGL
 from eval_helpers import CLASSES, SUBJECTS, class_folder_data, official_data
 from fer_ros import train
 from fer_ros.data.datasets import DatasetError, detect_layout, load_dataset
@@ -194,6 +195,17 @@ def test_cli_errors(tmp_path, capsys):
         train.main(["--help"])
     assert exc.value.code == 0
     assert "--folds" in capsys.readouterr().out
+
+
+def test_a_landmarker_that_cannot_load_is_one_line(base, tmp_path, capsys, break_mediapipe):
+    """mediapipe installed but a system library it loads missing, while the image cache is built: exit 2 and one
+    line that names the library and what to run."""
+    break_mediapipe(NO_LIBEGL)
+    assert train.main(["--data", str(class_folder_data(base)), "--cache-dir", str(tmp_path / "fresh_cache"),
+                       "--out", str(tmp_path / "run"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fer-train: mediapipe could not load a system library it needs (libEGL.so.1")
+    assert "make setup" in err and "Traceback" not in err
 
 
 def test_the_defaults_are_the_shipped_models_recipe():
