@@ -524,7 +524,7 @@ def _init_distributed(args):
     if on_gpus:
         gpus = torch.cuda.device_count()
         if local >= gpus:
-            raise TooFewGPUs(f"fer-train: torchrun started more processes on this machine than it has GPUs ({gpus}): "
+            raise TooFewGPUs(f"torchrun started more processes on this machine than it has GPUs ({gpus}): "
                              f"use --nproc_per_node {gpus} or fewer, or --device cpu")
         torch.cuda.set_device(local)
         args.device = f"cuda:{local}"
@@ -558,8 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         dist_ctx = _init_distributed(args)
-    except TooFewGPUs as e:
-        print(e, file=sys.stderr)
+    except TooFewGPUs as exc:
+        print(f"fer-train: {exc}", file=sys.stderr)
         return 2
     is_main = dist_ctx is None or dist_ctx["rank"] == 0
     names = class_names(args.class_set)
