@@ -191,6 +191,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "dataset folder not found" in capsys.readouterr().err
     assert train.main(["--data", str(tmp_path), "--label-smoothing", "1", "--no-progress"]) == 2
     assert "--label-smoothing must be at least 0 and below 1, got 1.0" in capsys.readouterr().err
+    assert train.main(["--data", str(tmp_path), "--erase-prob", "1.5", "--no-progress"]) == 2
+    assert "--erase-prob must be between 0 and 1, got 1.5" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         train.main(["--help"])
     assert exc.value.code == 0
@@ -376,6 +378,33 @@ def test_augment_reports_its_flip_and_draws_as_before():
         g1, p1, flipped = augment_flip(gray, pts, np.random.default_rng(5), AugmentConfig(flip=flip))
         g2, p2 = augment(gray, pts, np.random.default_rng(5), AugmentConfig(flip=flip))
         assert flipped is expected and np.array_equal(g1, g2) and np.array_equal(p1, p2)
+
+
+def test_random_erasing_hides_one_box_of_every_frame_and_leaves_the_landmarks():
+    """erase=1: the same rectangle of every frame (the neutral reference too) holds one gray level, nothing else
+    differs from the same draw without erasing, and the landmarks are untouched; erase=0 draws no extra numbers."""
+    from fer_ros.data.augment import AugmentConfig, augment_flip
+    rng_img = np.random.default_rng(4)
+    gray = rng_img.integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    pts = rng_img.uniform(0.2, 0.8, (4, 68, 2)).astype(np.float32)
+    for seed in range(20):
+        g0, p0, _ = augment_flip(gray, pts, np.random.default_rng(seed), AugmentConfig())
+        g1, p1, _ = augment_flip(gray, pts, np.random.default_rng(seed), AugmentConfig(erase=1.0))
+        assert np.array_equal(p0, p1)
+        changed = np.any(g0 != g1, axis=0)
+        rows, cols = np.nonzero(changed)
+        assert changed.any()
+        box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+        assert np.unique(g1[(slice(None), *box)]).size == 1  # one fill, same in every frame
+        outside = np.ones_like(changed)
+        outside[box] = False
+        assert np.array_equal(g0[:, outside], g1[:, outside])
+        area = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1) / 48 ** 2
+        assert area <= 0.2 + 0.05
+    r0, r1 = np.random.default_rng(9), np.random.default_rng(9)
+    augment_flip(gray, pts, r0, AugmentConfig())
+    augment_flip(gray, pts, r1, AugmentConfig(erase=0.0))
+    assert r0.random() == r1.random()
 
 
 def test_aux_blendshapes_train_and_leave_the_exported_model_alone(base, tmp_path):

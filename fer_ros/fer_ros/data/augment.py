@@ -1,6 +1,9 @@
 """Training augmentation of a whole sample (neutral + clip frames together, so motion stays consistent):
 horizontal flip (landmarks mirrored through the iBUG-68 left/right table), small rotation and scale about the
-crop centre, brightness/contrast/gamma. Works on aligned gray crops before LBP; landmarks follow every warp."""
+crop centre, brightness/contrast/gamma, and optionally random erasing (one rectangle of every frame, the neutral
+reference included, filled with the sample's mean gray: an occluder that stays put, so the gray change from the
+reference is zero under it). Works on aligned gray crops before LBP; landmarks follow every warp (erasing leaves
+them alone: it hides appearance, not geometry)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,6 +22,9 @@ class AugmentConfig:
     shift: float = 0.04         # max |shift| as a fraction of the crop side
     brightness: float = 0.15    # max |offset| as a fraction of 255
     contrast: float = 0.15      # max |relative contrast change|
+    erase: float = 0.0          # probability of erasing a rectangle (0: off, and no random numbers drawn for it)
+    erase_area: tuple[float, float] = (0.02, 0.2)   # its area as a fraction of the crop, drawn uniformly
+    erase_aspect: tuple[float, float] = (0.5, 2.0)  # its height / width, drawn log-uniformly
 
 
 def augment(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator,
@@ -52,4 +58,17 @@ def augment_flip(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator,
         gray[i] = np.clip(warped.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
         px = points[i] * s
         points[i] = (px @ m[:, :2].T + m[:, 2]) / s
+    if cfg.erase > 0 and rng.random() < cfg.erase:
+        y0, x0, h, w = _erase_box(s, rng, cfg)
+        gray[:, y0:y0 + h, x0:x0 + w] = np.uint8(round(float(gray.mean())))
     return gray, points, flipped
+
+
+def _erase_box(s: int, rng: np.random.Generator, cfg: AugmentConfig) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a random rectangle inside an s x s crop."""
+    area = rng.uniform(*cfg.erase_area) * s * s
+    aspect = float(np.exp(rng.uniform(np.log(cfg.erase_aspect[0]), np.log(cfg.erase_aspect[1]))))
+    h = int(np.clip(round(np.sqrt(area * aspect)), 1, s))
+    w = int(np.clip(round(np.sqrt(area / aspect)), 1, s))
+    y0, x0 = int(rng.integers(0, s - h + 1)), int(rng.integers(0, s - w + 1))
+    return y0, x0, h, w
