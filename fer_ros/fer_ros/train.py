@@ -54,6 +54,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="probability that a training expression sample is shown still, as the node sees a face that "
                         "kept its expression since it appeared: the peak frame repeated as the clip and as its own "
                         "neutral reference (teaches that no motion does not mean neutral)")
+    g.add_argument("--augment-scale", type=float, default=1.0,
+                   help="multiply the ranges of rotation, scale, shift, brightness and contrast (data/augment.py "
+                        "AugmentConfig) by this factor; 0: flips only")
     g.add_argument("--erase-prob", type=float, default=0.0,
                    help="probability of random erasing: one rectangle (2 - 20%% of the crop) hidden in every frame "
                         "of a training sample, its neutral reference included (data/augment.py); 0: off")
@@ -382,7 +385,8 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     params = list(model.parameters()) + (list(aux_head.parameters()) if aux_head is not None else [])
     optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(args.epochs, 1))
-    aug = None if args.no_augment else AugmentConfig(erase=float(getattr(args, "erase_prob", 0.0)))
+    aug = None if args.no_augment else AugmentConfig(erase=float(getattr(args, "erase_prob", 0.0))).scaled(
+        float(getattr(args, "augment_scale", 1.0)))
     names = class_names(args.class_set)
     cw = class_weights(samples.labels[train_idx], num_classes, getattr(args, "class_weighting", "none"))
     cw = None if cw is None else torch.from_numpy(cw).to(device)
@@ -541,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
         args.final = True
     if args.ensemble < 1:
         print(f"fer-train: --ensemble must be at least 1, got {args.ensemble}", file=sys.stderr)
+        return 2
+    if not args.augment_scale >= 0.0:
+        print(f"fer-train: --augment-scale must be 0 or more, got {args.augment_scale}", file=sys.stderr)
         return 2
     if not 0.0 <= args.erase_prob <= 1.0:
         print(f"fer-train: --erase-prob must be between 0 and 1, got {args.erase_prob}", file=sys.stderr)

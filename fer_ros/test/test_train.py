@@ -193,6 +193,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "--label-smoothing must be at least 0 and below 1, got 1.0" in capsys.readouterr().err
     assert train.main(["--data", str(tmp_path), "--erase-prob", "1.5", "--no-progress"]) == 2
     assert "--erase-prob must be between 0 and 1, got 1.5" in capsys.readouterr().err
+    assert train.main(["--data", str(tmp_path), "--augment-scale", "-1", "--no-progress"]) == 2
+    assert "--augment-scale must be 0 or more, got -1.0" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         train.main(["--help"])
     assert exc.value.code == 0
@@ -378,6 +380,24 @@ def test_augment_reports_its_flip_and_draws_as_before():
         g1, p1, flipped = augment_flip(gray, pts, np.random.default_rng(5), AugmentConfig(flip=flip))
         g2, p2 = augment(gray, pts, np.random.default_rng(5), AugmentConfig(flip=flip))
         assert flipped is expected and np.array_equal(g1, g2) and np.array_equal(p1, p2)
+
+
+def test_augment_scale_shrinks_the_warp_and_zero_keeps_only_flips():
+    from fer_ros.data.augment import AugmentConfig, augment_flip
+    cfg = AugmentConfig(erase=0.3)
+    half = cfg.scaled(0.5)
+    assert half.rotate_deg == cfg.rotate_deg / 2 and half.contrast == cfg.contrast / 2
+    assert half.flip == cfg.flip and half.erase == cfg.erase
+    rng_img = np.random.default_rng(2)
+    gray = rng_img.integers(0, 256, (3, 32, 32), dtype=np.uint8)
+    pts = rng_img.uniform(0.2, 0.8, (3, 68, 2)).astype(np.float32)
+    still = AugmentConfig(flip=0.0).scaled(0.0)
+    for seed in range(5):
+        g, p, flipped = augment_flip(gray, pts, np.random.default_rng(seed), still)
+        assert not flipped and np.array_equal(g, gray) and np.allclose(p, pts, atol=1e-6)
+    moved = [np.abs(augment_flip(gray, pts, np.random.default_rng(s), AugmentConfig(flip=0.0).scaled(f))[1] - pts).max()
+             for f in (0.25, 1.0) for s in range(20)]
+    assert np.mean(moved[:20]) < np.mean(moved[20:])
 
 
 def test_random_erasing_hides_one_box_of_every_frame_and_leaves_the_landmarks():

@@ -6,7 +6,7 @@ reference is zero under it). Works on aligned gray crops before LBP; landmarks f
 them alone: it hides appearance, not geometry)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -25,6 +25,14 @@ class AugmentConfig:
     erase: float = 0.0          # probability of erasing a rectangle (0: off, and no random numbers drawn for it)
     erase_area: tuple[float, float] = (0.02, 0.2)   # its area as a fraction of the crop, drawn uniformly
     erase_aspect: tuple[float, float] = (0.5, 2.0)  # its height / width, drawn log-uniformly
+
+    def scaled(self, factor: float) -> "AugmentConfig":
+        """This configuration with the ranges of rotation, scale, shift, brightness and contrast multiplied by
+        factor (0: flips only); the flip and erasing probabilities stay."""
+        return replace(self, **{k: getattr(self, k) * factor for k in SCALED_RANGES})
+
+
+SCALED_RANGES = ("rotate_deg", "scale", "shift", "brightness", "contrast")
 
 
 def augment(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator,
