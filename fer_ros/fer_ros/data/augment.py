@@ -1,6 +1,6 @@
 """Training augmentation of a whole sample (neutral + clip frames together, so motion stays consistent):
 horizontal flip (landmarks mirrored through the iBUG-68 left/right table), small rotation and scale about the
-crop centre, brightness/contrast/gamma, and optionally random erasing (one rectangle of every frame, the neutral
+crop centre, shift, brightness and contrast, and optionally random erasing (one rectangle of every frame, the neutral
 reference included, filled with the sample's mean gray: an occluder that stays put, so the gray change from the
 reference is zero under it). Works on aligned gray crops before LBP; landmarks follow every warp (erasing leaves
 them alone: it hides appearance, not geometry)."""
