@@ -421,10 +421,16 @@ def test_random_erasing_hides_one_box_of_every_frame_and_leaves_the_landmarks():
         assert np.array_equal(g0[:, outside], g1[:, outside])
         area = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1) / 48 ** 2
         assert area <= 0.2 + 0.05
-    r0, r1 = np.random.default_rng(9), np.random.default_rng(9)
-    augment_flip(gray, pts, r0, AugmentConfig())
-    augment_flip(gray, pts, r1, AugmentConfig(erase=0.0))
-    assert r0.random() == r1.random()
+    # erase 0 draws exactly what augmentation drew before erasing existed (flip, angle, scale, shift x and y,
+    # contrast, brightness); any erase probability above 0 draws at least one number more
+    def next_draw(erase):
+        rng = np.random.default_rng(9)
+        augment_flip(gray, pts, rng, AugmentConfig(erase=erase))
+        return rng.random()
+    before = np.random.default_rng(9)
+    before.random(), before.uniform(), before.uniform(), before.uniform(size=2), before.uniform(), before.uniform()
+    assert next_draw(0.0) == before.random()
+    assert next_draw(1e-12) != next_draw(0.0)
 
 
 def test_aux_blendshapes_train_and_leave_the_exported_model_alone(base, tmp_path):
