@@ -38,6 +38,7 @@ from fer_ros.nets.ensemble import join_members
 from fer_ros.nets.geometric import pairs
 from fer_ros.nets.registry import create_model, list_models
 from fer_ros.preprocess import BASE_CLIP_INPUT, CLIP_INPUTS, PREPROCESS_SPEC, clip_from_gray, make_geo
+from fer_ros.sam import sam_step
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -90,6 +91,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "landmarker's face blendshapes of the peak frame and their change from the neutral "
                         "reference (nets/auxiliary.py; mean squared error of standardised scores); 0: off. The "
                         "exported model and inference are unchanged")
+    g.add_argument("--sam-rho", type=float, default=0.0, metavar="RHO",
+                   help="sharpness-aware minimisation: each step takes its gradient at the weights moved RHO "
+                        "uphill (fer_ros/sam.py; about 0.05 is usual), at twice the training time; 0: plain Adam")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -295,26 +299,34 @@ def geometric_vote(pair_logits: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def train_one_epoch(model, loader, optimizer, device, progress=None, class_weight=None,
                     label_smoothing: float = 0.0, aux_head: BlendshapeHead | None = None,
-                    aux_weight: float = 0.0) -> dict:
+                    aux_weight: float = 0.0, sam_rho: float = 0.0) -> dict:
     """One pass over the training loader; with aux_head, batches carry a fifth element (the auxiliary targets)
-    and the loss adds aux_weight times their mean squared error."""
+    and the loss adds aux_weight times their mean squared error. sam_rho > 0: sharpness-aware steps (fer_ros.sam)."""
     model.train()
     totals = {"loss": 0.0, "l1": 0.0, "l2": 0.0, "l3": 0.0, "correct": 0, "n": 0}
     if aux_head is not None:
         totals["aux"] = 0.0
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    after_backward = (lambda: _all_reduce_grads(aux_head)) if aux_head is not None and distributed else None
     for batch in loader:
         clip, geo, valid, y = (t.to(device) for t in batch[:4])
-        out = model(clip, geo, valid, target=y)
-        loss, parts = agn_loss(out, y, valid, class_weight=class_weight, label_smoothing=label_smoothing)
-        if aux_head is not None:
-            aux = torch.nn.functional.mse_loss(aux_head(), batch[4].to(device))
-            loss = loss + aux_weight * aux
-            parts["aux"] = aux.item()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if aux_head is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
-            _all_reduce_grads(aux_head)  # the head is outside DDP's module: average its gradients by hand
-        optimizer.step()
+        first: dict = {}
+
+        def compute_loss():
+            out = model(clip, geo, valid, target=y)
+            loss, parts = agn_loss(out, y, valid, class_weight=class_weight, label_smoothing=label_smoothing)
+            if aux_head is not None:
+                aux = torch.nn.functional.mse_loss(aux_head(), batch[4].to(device))
+                loss = loss + aux_weight * aux
+                parts["aux"] = aux.item()
+            if not first:  # what the batch is reported with: the pass at the unmoved weights
+                first.update(out=out, parts=parts)
+            return loss
+
+        # the auxiliary head is outside DDP's module: its gradients are averaged by hand
+        loss = sam_step(optimizer, compute_loss, sam_rho, [model] + ([aux_head] if aux_head is not None else []),
+                        after_backward)
+        out, parts = first["out"], first["parts"]
         b = len(y)
         totals["loss"] += loss.item() * b
         for k in parts:
@@ -431,7 +443,8 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
             train_loader.sampler.set_epoch(epoch)
         t0 = time.perf_counter()
         stats = train_one_epoch(model, train_loader, optimizer, device, progress, cw,
-                                getattr(args, "label_smoothing", 0.0), aux_head, aux_weight)
+                                getattr(args, "label_smoothing", 0.0), aux_head, aux_weight,
+                                float(getattr(args, "sam_rho", 0.0)))
         row = {"epoch": epoch, **stats, "lr": scheduler.get_last_lr()[0]}
         scheduler.step()
         row["epoch_s"] = time.perf_counter() - t0
@@ -551,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not 0.0 <= args.erase_prob <= 1.0:
         print(f"fer-train: --erase-prob must be between 0 and 1, got {args.erase_prob}", file=sys.stderr)
+        return 2
+    if not args.sam_rho >= 0.0:
+        print(f"fer-train: --sam-rho must be 0 (off) or more, got {args.sam_rho}", file=sys.stderr)
         return 2
     if not 0.0 <= args.still_prob <= 1.0:
         print(f"fer-train: --still-prob must be between 0 and 1, got {args.still_prob}", file=sys.stderr)

@@ -75,6 +75,19 @@ def test_two_epochs_lower_the_loss(base, tmp_path):
     assert (tmp_path / "run" / "final" / "curves.png").stat().st_size > 1000
 
 
+def test_sharpness_aware_training_lowers_the_loss_and_keeps_the_model(base, tmp_path):
+    """--sam-rho: the same networks (the export is unchanged in shape), trained with sharpness-aware steps."""
+    import torch
+    assert _train(base, class_folder_data(base), tmp_path / "run", "--folds", "0", "--epochs", "2",
+                  "--no-augment", "--lr", "3e-3", "--class-set", "ckplus8", "--sam-rho", "0.05",
+                  "--export", str(tmp_path / "model")) == 0
+    rows = _log(tmp_path / "run" / "final" / "log.csv")
+    assert rows[1]["loss"] < rows[0]["loss"]
+    state = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
+    plain, _ = train.build_model(train.get_args_parser().parse_args(["--data", "d", *TINY]), 8)
+    assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in plain.state_dict().items()}
+
+
 def test_resume_continues_from_the_checkpoint(base, tmp_path):
     data, out = class_folder_data(base), tmp_path / "run"
     assert _train(base, data, out, "--folds", "0", "--final", "--epochs", "2", "--class-set", "ckplus7") == 0
@@ -195,6 +208,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "--erase-prob must be between 0 and 1, got 1.5" in capsys.readouterr().err
     assert train.main(["--data", str(tmp_path), "--augment-scale", "-1", "--no-progress"]) == 2
     assert "--augment-scale must be 0 or more, got -1.0" in capsys.readouterr().err
+    assert train.main(["--data", str(tmp_path), "--sam-rho", "-0.05", "--no-progress"]) == 2
+    assert "--sam-rho must be 0 (off) or more, got -0.05" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         train.main(["--help"])
     assert exc.value.code == 0
