@@ -93,7 +93,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "exported model and inference are unchanged")
     g.add_argument("--sam-rho", type=float, default=0.0, metavar="RHO",
                    help="sharpness-aware minimisation: each step takes its gradient at the weights moved RHO "
-                        "uphill (fer_ros/sam.py; about 0.05 is usual), at twice the training time; 0: plain Adam")
+                        "uphill (fer_ros/sam.py; about 0.05 is usual), at 2 - 2.5 times the training time; 0: plain Adam")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
