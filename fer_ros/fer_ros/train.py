@@ -18,7 +18,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--erase-prob", type=float, default=0.0,
                    help="probability of random erasing: one rectangle (2 - 20%% of the crop) hidden in every frame "
                         "of a training sample, its neutral reference included (data/augment.py); 0: off")
+    g.add_argument("--neutral-swap", type=float, default=0.0, metavar="P",
+                   help="probability that a training sample's neutral reference is replaced by another neutral "
+                        "frame of the same subject (the first frame of another of its sequences), as a robot's "
+                        "reference is taken at another moment than the expression; 0: off")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="agn3d_c3d", choices=list_models())
     g.add_argument("--clip-input", default=RECIPE_CLIP_INPUT, choices=list(CLIP_INPUTS),
@@ -144,6 +148,13 @@ class Samples:
     points: np.ndarray
     blendshapes: np.ndarray | None = None  # (images, B) scores from the cache; None or B = 0: none
     blendshape_names: tuple[str, ...] = ()
+    # subject -> every usable neutral (first) frame of the subject's sequences, labelled or not (--neutral-swap)
+    subject_neutrals: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def other_neutrals(self, j: int) -> np.ndarray:
+        """The neutral frames of sample j's subject other than its own reference."""
+        alts = self.subject_neutrals.get(self.subjects[j], np.empty(0, dtype=int))
+        return alts[alts != self.neutral[j]]
 
 
 @dataclass
@@ -204,8 +215,13 @@ def load_data(args) -> tuple[Samples, dict]:
             n = -1
         neutral.append(n), peaks.append(pk), labels.append(names.index(s.label))
         subjects.append(s.subject), keys.append(f"{s.key}:{s.label}")
+    by_subject: dict[str, list[int]] = {}
+    for (subject, _), p in sorted(getattr(ds, "_neutral_frames", {}).items()):
+        if cache.ok[index[str(p)]]:
+            by_subject.setdefault(subject, []).append(index[str(p)])
     samples = Samples(np.array(neutral), np.array(peaks), np.array(labels), subjects, keys, cache.gray,
-                      cache.points, cache.blendshapes, cache.blendshape_names)
+                      cache.points, cache.blendshapes, cache.blendshape_names,
+                      {k: np.array(v) for k, v in by_subject.items()})
     info = {"root": str(ds.root), "layout": ds.layout, "sequences": len(labels), "subjects": len(set(subjects)),
             "dropped_no_face": dropped, "without_neutral": int((samples.neutral < 0).sum()),
             "images": len(cache.paths), "images_no_face": int((~cache.ok).sum()),
@@ -215,11 +231,13 @@ def load_data(args) -> tuple[Samples, dict]:
 
 class SequenceSet(TorchDataset):
     """Network inputs for a subset of samples; augmentation (train) applies to neutral and clip together. With
-    `aux`, each item also carries its auxiliary blendshape target (training sets only)."""
+    `aux`, each item also carries its auxiliary blendshape target (training sets only). With `neutral_swap`, a
+    training sample's reference is, with that probability, another neutral frame of the same subject (taken at the
+    start of another of its sequences), as a robot's reference is taken at another moment than the expression."""
 
     def __init__(self, samples: Samples, idx: np.ndarray, train: bool, seed: int, augment_cfg=None,
                  still_prob: float = 0.0, neutral_label: int | None = None, clip_input: str = BASE_CLIP_INPUT,
-                 aux: AuxTargets | None = None) -> None:
+                 aux: AuxTargets | None = None, neutral_swap: float = 0.0) -> None:
         self.clip_input = clip_input
         self.aux = aux
         self.s, self.idx, self.train = samples, np.asarray(idx), train
@@ -227,6 +245,7 @@ class SequenceSet(TorchDataset):
         self.aug = augment_cfg
         self.still_prob = still_prob
         self.neutral_label = neutral_label
+        self.neutral_swap = neutral_swap
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -241,6 +260,11 @@ class SequenceSet(TorchDataset):
                 and self.rng.random() < self.still_prob):
             has_neutral = True
             ids = [frames[-1]] * (len(frames) + 1)  # a still face: its own reference, a clip without motion
+        elif self.train and self.neutral_swap > 0:
+            others = s.other_neutrals(j)  # none: no numbers drawn, the sample keeps its reference
+            if len(others) and self.rng.random() < self.neutral_swap:
+                has_neutral = True
+                ids = [int(others[self.rng.integers(len(others))])] + frames
         gray, pts = s.gray[ids], s.points[ids]
         flipped = False
         if self.train and self.aug is not None:
@@ -405,7 +429,7 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     clip_input = getattr(args, "clip_input", BASE_CLIP_INPUT)
     train_ds = SequenceSet(samples, train_idx, True, seed, aug, still_prob=args.still_prob,
                            neutral_label=names.index("neutral") if "neutral" in names else None,
-                           clip_input=clip_input, aux=aux)
+                           clip_input=clip_input, aux=aux, neutral_swap=float(getattr(args, "neutral_swap", 0.0)))
     train_loader = _loader(train_ds, args.batch_size, True, seed, dist_ctx is not None)
     test_loader = (_loader(SequenceSet(samples, test_idx, False, seed, clip_input=clip_input), 64, False, seed)
                    if test_idx is not None and len(test_idx) else None)
@@ -567,6 +591,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.sam_rho >= 0.0:
         print(f"fer-train: --sam-rho must be 0 (off) or more, got {args.sam_rho}", file=sys.stderr)
+        return 2
+    if not 0.0 <= args.neutral_swap <= 1.0:
+        print(f"fer-train: --neutral-swap must be between 0 and 1, got {args.neutral_swap}", file=sys.stderr)
         return 2
     if not 0.0 <= args.still_prob <= 1.0:
         print(f"fer-train: --still-prob must be between 0 and 1, got {args.still_prob}", file=sys.stderr)

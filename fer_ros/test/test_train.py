@@ -210,6 +210,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "--augment-scale must be 0 or more, got -1.0" in capsys.readouterr().err
     assert train.main(["--data", str(tmp_path), "--sam-rho", "-0.05", "--no-progress"]) == 2
     assert "--sam-rho must be 0 (off) or more, got -0.05" in capsys.readouterr().err
+    assert train.main(["--data", str(tmp_path), "--neutral-swap", "1.5", "--no-progress"]) == 2
+    assert "--neutral-swap must be between 0 and 1, got 1.5" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         train.main(["--help"])
     assert exc.value.code == 0
@@ -341,6 +343,61 @@ def test_still_samples_show_an_expression_without_motion():
     plain = SequenceSet(samples, [0, 1], True, 0, None, still_prob=0.0, neutral_label=7)
     assert torch.count_nonzero(plain[0][1]) > 0
     assert torch.equal(still[1][0], plain[1][0])  # the neutral sample is as it was
+
+
+def test_neutral_swap_takes_another_reference_of_the_same_subject():
+    """--neutral-swap: a training sample's reference becomes another neutral frame of its subject (never another
+    subject's), a sample without a reference gets one, a subject with one neutral frame keeps it; evaluation and a
+    probability of 0 are untouched, and 0 draws no random numbers."""
+    import torch
+
+    from fer_ros.train import Samples, SequenceSet
+    rng = np.random.default_rng(2)
+    gray = rng.integers(0, 256, (10, 32, 32), dtype=np.uint8)
+    points = rng.uniform(0.2, 0.8, (10, 68, 2)).astype(np.float32)
+    neutrals = {"1": np.array([0, 5]), "2": np.array([6])}
+
+    def samples(neutral):
+        return Samples(neutral=np.array(neutral), peaks=np.array([[1, 2, 3], [7, 8, 9], [4, 4, 4]]),
+                       labels=np.array([2, 3, 1]), subjects=["1", "1", "2"], keys=["a", "b", "c"], gray=gray,
+                       points=points, subject_neutrals=neutrals)
+
+    def items(neutral, train, swap):
+        ds = SequenceSet(samples(neutral), [0, 1, 2], train, 0, None, clip_input="lbp+gray_delta",
+                         neutral_swap=swap)
+        return [ds[i] for i in range(3)], ds.rng
+
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a, b))
+
+    assert samples([0, -1, 6]).other_neutrals(0).tolist() == [5]
+    assert samples([0, -1, 6]).other_neutrals(1).tolist() == [0, 5]
+    assert samples([0, -1, 6]).other_neutrals(2).tolist() == []
+    swapped, _ = items([0, -1, 6], True, 1.0)
+    plain, plain_rng = items([0, -1, 6], True, 0.0)
+    assert not same(swapped[0], plain[0])
+    assert same(swapped[0], items([5, -1, 6], False, 0.0)[0][0])  # sample 0 now has the subject's other neutral
+    assert plain[1][2].item() == 0.0 and swapped[1][2].item() == 1.0  # sample 1 got a reference
+    assert any(same(swapped[1], items([0, n, 6], False, 0.0)[0][1]) for n in (0, 5))
+    assert same(swapped[2], plain[2])  # subject 2 has no other neutral frame
+    evaluated, _ = items([0, -1, 6], False, 1.0)
+    assert all(same(a, b) for a, b in zip(evaluated, plain))
+    assert plain_rng.random() == np.random.default_rng(0).random()  # off: not one number drawn
+
+
+def test_load_data_lists_every_neutral_frame_of_each_subject(base, tmp_path):
+    """The references --neutral-swap draws from: each subject's neutral first frames, unlabelled sequences' too."""
+    args = train.get_args_parser().parse_args(["--data", str(official_data(base)), "--class-set", "ckplus7",
+                                               "--size", "32", "--cache-dir", str(base / "train_cache"),
+                                               "--no-progress"])
+    samples, _ = train.load_data(args)
+    assert set(samples.subject_neutrals) == set(samples.subjects)
+    for j, subject in enumerate(samples.subjects):
+        mine = samples.subject_neutrals[subject]
+        assert samples.neutral[j] in mine
+        assert len(mine) == len(CLASSES) + 1  # one per labelled sequence and the unlabelled one
+        others = {samples.subjects[k] for k in range(len(samples.subjects)) if k != j}
+        assert not any(set(mine) & set(samples.subject_neutrals[o]) for o in others - {subject})
 
 
 def _aux_samples(blend_names=("browDownLeft", "browDownRight", "jawOpen")):
