@@ -354,7 +354,7 @@ def build_report(samples: Sequence[Sample], model_names: Sequence[str], ds, coun
                  "labelled_subjects": len({s.subject for s in ds.sequences if s.label != NEUTRAL}),
                  "sequences_by_class": dict(sorted(by_class.items())),
                  "labelled_sequences": sum(v for k, v in by_class.items() if k != NEUTRAL),
-                 "neutral_frames": len(getattr(ds, "_neutral_frames", {})),
+                 "neutral_frames": len(ds.neutral_frames),
                  "files_not_in_layout": len(ds.skipped), "files_not_in_layout_examples": ds.skipped[:MAX_EXAMPLES],
                  **counts},
         "class_mapping": {"model_classes": names, "data_classes": data_classes,

@@ -216,7 +216,7 @@ def load_data(args) -> tuple[Samples, dict]:
         neutral.append(n), peaks.append(pk), labels.append(names.index(s.label))
         subjects.append(s.subject), keys.append(f"{s.key}:{s.label}")
     by_subject: dict[str, list[int]] = {}
-    for (subject, _), p in sorted(getattr(ds, "_neutral_frames", {}).items()):
+    for (subject, _), p in sorted(ds.neutral_frames.items()):
         if cache.ok[index[str(p)]]:
             by_subject.setdefault(subject, []).append(index[str(p)])
     samples = Samples(np.array(neutral), np.array(peaks), np.array(labels), subjects, keys, cache.gray,

@@ -47,6 +47,8 @@ class Dataset:
     sequences: list[Sequence]
     classes_found: list[str]
     skipped: list[str] = field(default_factory=list)  # file names that do not follow the layout
+    # (subject, sequence) -> the sequence's neutral first frame, for every sequence, labelled or not
+    neutral_frames: dict[tuple[str, str], Path] = field(default_factory=dict)
 
     def subjects(self) -> list[str]:
         return sorted({s.subject for s in self.sequences})
@@ -115,9 +117,7 @@ def _load_class_folders(root: Path, frames: int) -> Dataset:
         while len(peaks) < frames:  # fewer frames than the window: repeat the first
             peaks.insert(0, peaks[0])
         seqs.append(Sequence(subject, seq, label, peaks, neutral.get((subject, seq))))
-    ds = Dataset(root, "class_folders", seqs, [], skipped)
-    ds._neutral_frames = neutral  # type: ignore[attr-defined]
-    return ds
+    return Dataset(root, "class_folders", seqs, [], skipped, neutral)
 
 
 def _load_official(root: Path, frames: int) -> Dataset:
@@ -144,14 +144,12 @@ def _load_official(root: Path, frames: int) -> Dataset:
             while len(peaks) < frames:
                 peaks.insert(0, peaks[0])
             seqs.append(Sequence(subject, seq, label, peaks, files[0] if len(files) > frames else None))
-    ds = Dataset(root, "ckplus_official", seqs, [], skipped)
-    ds._neutral_frames = neutral  # type: ignore[attr-defined]
-    return ds
+    return Dataset(root, "ckplus_official", seqs, [], skipped, neutral)
 
 
 def _neutral_sequences(ds: Dataset, frames: int) -> list[Sequence]:
     """Every neutral onset frame as a 'neutral' sequence: a still face, its own neutral reference."""
     out = []
-    for (subject, seq), p in sorted(getattr(ds, "_neutral_frames", {}).items()):
+    for (subject, seq), p in sorted(ds.neutral_frames.items()):
         out.append(Sequence(subject, seq, NEUTRAL, [p] * frames, p))
     return out
