@@ -38,6 +38,7 @@ from fer_ros.nets.ensemble import join_members
 from fer_ros.nets.geometric import pairs
 from fer_ros.nets.registry import create_model, list_models
 from fer_ros.preprocess import BASE_CLIP_INPUT, CLIP_INPUTS, PREPROCESS_SPEC, clip_from_gray, make_geo
+from fer_ros.ema import WeightEMA
 from fer_ros.sam import sam_step
 
 
@@ -98,6 +99,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--sam-rho", type=float, default=0.0, metavar="RHO",
                    help="sharpness-aware minimisation: each step takes its gradient at the weights moved RHO "
                         "uphill (fer_ros/sam.py; about 0.05 is usual), at 2 - 2.5 times the training time; 0: plain Adam")
+    g.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (fer_ros/ema.py; DECAY per step, e.g. "
+                        "0.995) and evaluate and export it instead of the last weights; the log keeps the last "
+                        "weights' test accuracy beside it (test_acc_raw); 0: off")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -323,9 +328,10 @@ def geometric_vote(pair_logits: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def train_one_epoch(model, loader, optimizer, device, progress=None, class_weight=None,
                     label_smoothing: float = 0.0, aux_head: BlendshapeHead | None = None,
-                    aux_weight: float = 0.0, sam_rho: float = 0.0) -> dict:
+                    aux_weight: float = 0.0, sam_rho: float = 0.0, ema: WeightEMA | None = None) -> dict:
     """One pass over the training loader; with aux_head, batches carry a fifth element (the auxiliary targets)
-    and the loss adds aux_weight times their mean squared error. sam_rho > 0: sharpness-aware steps (fer_ros.sam)."""
+    and the loss adds aux_weight times their mean squared error. sam_rho > 0: sharpness-aware steps (fer_ros.sam).
+    With ema, the moving average follows the model after every step."""
     model.train()
     totals = {"loss": 0.0, "l1": 0.0, "l2": 0.0, "l3": 0.0, "correct": 0, "n": 0}
     if aux_head is not None:
@@ -350,6 +356,8 @@ def train_one_epoch(model, loader, optimizer, device, progress=None, class_weigh
         # the auxiliary head is outside DDP's module: its gradients are averaged by hand
         loss = sam_step(optimizer, compute_loss, sam_rho, [model] + ([aux_head] if aux_head is not None else []),
                         after_backward)
+        if ema is not None:
+            ema.update(model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model)
         out, parts = first["out"], first["parts"]
         b = len(y)
         totals["loss"] += loss.item() * b
@@ -405,8 +413,9 @@ def _loader(ds, batch_size, shuffle, seed, distributed=False):
 
 def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: Path, seed: int,
         dist_ctx=None):
-    """Train one model on train_idx (evaluating on test_idx each epoch when given); returns (model, cfg, rows,
-    last evaluation or None). Checkpoints to run_dir/checkpoint.pt every epoch."""
+    """Train one model on train_idx (evaluating on test_idx every fifth epoch and the last, when given); returns
+    (model, cfg, rows, last evaluation or None), the model being the weights' moving average with --ema.
+    Checkpoints to run_dir/checkpoint.pt every epoch."""
     torch.manual_seed(seed)
     np.random.seed(seed)
     device = torch.device(args.device)
@@ -415,6 +424,8 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     if dist_ctx is not None:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     core = model.module if dist_ctx is not None else model
+    ema_decay = float(getattr(args, "ema", 0.0))
+    ema = WeightEMA(core, ema_decay) if ema_decay > 0 else None  # before the auxiliary head taps the model
     aux_weight = float(getattr(args, "aux_blendshapes", 0.0))
     aux = AuxTargets.of(samples, train_idx) if aux_weight > 0 else None
     aux_head = BlendshapeHead(core.appearance, aux.size).to(device) if aux is not None else None
@@ -444,6 +455,11 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
                 raise RuntimeError(f"{ckpt_path} was trained without --aux-blendshapes; resume without it, or start "
                                    f"a new --out folder")
             aux_head.load_state_dict(ck["aux"])
+        if ema is not None:
+            if "ema" not in ck:
+                raise RuntimeError(f"{ckpt_path} was trained without --ema; resume without it, or start a new --out "
+                                   f"folder")
+            ema.load_state_dict(ck["ema"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
         start, rows = int(ck["epoch"]) + 1, json.loads(ck["rows"])
@@ -468,13 +484,17 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
         t0 = time.perf_counter()
         stats = train_one_epoch(model, train_loader, optimizer, device, progress, cw,
                                 getattr(args, "label_smoothing", 0.0), aux_head, aux_weight,
-                                float(getattr(args, "sam_rho", 0.0)))
+                                float(getattr(args, "sam_rho", 0.0)), ema)
         row = {"epoch": epoch, **stats, "lr": scheduler.get_last_lr()[0]}
         scheduler.step()
         row["epoch_s"] = time.perf_counter() - t0
         if test_loader is not None and is_main and (epoch == args.epochs - 1 or epoch % 5 == 4):
             last = evaluate(core, test_loader, device, num_classes)
             row["test_acc"] = float((last["fused"] == last["y"]).mean())
+            if ema is not None:  # the average is what is kept; the last weights' score stays in the log
+                row["test_acc_raw"] = row["test_acc"]
+                last = evaluate(ema.module, test_loader, device, num_classes)
+                row["test_acc"] = float((last["fused"] == last["y"]).mean())
         rows.append(row)
         if is_main:
             if writer is not None:
@@ -486,6 +506,8 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
                      "args": json.dumps(vars(args))}
             if aux_head is not None:
                 state["aux"] = aux_head.state_dict()
+            if ema is not None:
+                state["ema"] = ema.state_dict()
             torch.save(state, ckpt_path)
             _write_csv(run_dir / "log.csv", rows)
     if progress is not None:
@@ -500,6 +522,8 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
             plot_training_curves(rows, run_dir / "curves.png", title=run_dir.name)
         except Exception as exc:  # noqa: BLE001 -- a plot must never cost a training run
             print(f"[fer-train] note: no training-curve plot for {run_dir.name} ({exc})")
+    if ema is not None:
+        core = ema.module
     if test_loader is not None and last is None and is_main:
         last = evaluate(core, test_loader, device, num_classes)
     return core, cfg, rows, last
@@ -591,6 +615,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.sam_rho >= 0.0:
         print(f"fer-train: --sam-rho must be 0 (off) or more, got {args.sam_rho}", file=sys.stderr)
+        return 2
+    if not (args.ema == 0.0 or 0.0 < args.ema < 1.0):
+        print(f"fer-train: --ema must be 0 (off) or a decay above 0 and below 1, got {args.ema}", file=sys.stderr)
         return 2
     if not 0.0 <= args.neutral_swap <= 1.0:
         print(f"fer-train: --neutral-swap must be between 0 and 1, got {args.neutral_swap}", file=sys.stderr)

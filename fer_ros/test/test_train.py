@@ -88,6 +88,30 @@ def test_sharpness_aware_training_lowers_the_loss_and_keeps_the_model(base, tmp_
     assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in plain.state_dict().items()}
 
 
+def test_weight_average_is_what_is_evaluated_and_exported(base, tmp_path):
+    """--ema: the fold's score and the export are the moving average's; the last weights' score stays in the log,
+    and the average is in the checkpoint for --resume."""
+    import torch
+    data, out = class_folder_data(base), tmp_path / "run"
+    assert _train(base, data, out, "--folds", "3", "--only-fold", "0", "--epochs", "2", "--lr", "3e-3",
+                  "--class-set", "ckplus8", "--ema", "0.9", "--export", str(tmp_path / "model")) == 0
+    rows = _log(out / "fold00" / "log.csv")
+    assert "test_acc_raw" in rows[-1] and "test_acc" in rows[-1]
+    fold = json.loads((out / "report.json").read_text())["cross_validation"]["per_fold"][0]
+    assert fold["fused"] == pytest.approx(rows[-1]["test_acc"])
+    ck = torch.load(out / "final" / "checkpoint.pt", weights_only=True)
+    assert ck["ema"]["updates"] > 0
+    exported = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
+    assert all(torch.equal(exported[k], v) for k, v in ck["ema"]["module"].items())
+    assert any(not torch.equal(exported[k], v) for k, v in ck["model"].items() if v.is_floating_point())
+    # resuming with the average needs the average in the checkpoint
+    plain = tmp_path / "plain"
+    assert _train(base, data, plain, "--folds", "0", "--final", "--epochs", "1", "--class-set", "ckplus7") == 0
+    with pytest.raises(RuntimeError, match="trained without --ema"):
+        _train(base, data, plain, "--folds", "0", "--final", "--epochs", "2", "--class-set", "ckplus7", "--ema",
+               "0.9", "--resume")
+
+
 def test_resume_continues_from_the_checkpoint(base, tmp_path):
     data, out = class_folder_data(base), tmp_path / "run"
     assert _train(base, data, out, "--folds", "0", "--final", "--epochs", "2", "--class-set", "ckplus7") == 0
@@ -210,6 +234,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "--augment-scale must be 0 or more, got -1.0" in capsys.readouterr().err
     assert train.main(["--data", str(tmp_path), "--sam-rho", "-0.05", "--no-progress"]) == 2
     assert "--sam-rho must be 0 (off) or more, got -0.05" in capsys.readouterr().err
+    assert train.main(["--data", str(tmp_path), "--ema", "1.0", "--no-progress"]) == 2
+    assert "--ema must be 0 (off) or a decay above 0 and below 1, got 1.0" in capsys.readouterr().err
     assert train.main(["--data", str(tmp_path), "--neutral-swap", "1.5", "--no-progress"]) == 2
     assert "--neutral-swap must be between 0 and 1, got 1.5" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
