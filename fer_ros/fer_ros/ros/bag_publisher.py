@@ -25,6 +25,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 
 from fer_ros.bagtools import IMAGE_TYPES, BagError, open_bag
+from fer_ros.ros.spin import RCLError
 
 QOS_CHOICES = ("reliable", "best_effort", "sensor_data")
 MAX_PENDING = 10_000  # images awaiting an answer that the latency measurement remembers
@@ -225,7 +226,11 @@ def _spin(executor, context, stop: threading.Event) -> None:
     """Serve the answer subscription until `stop` is set or the context shuts down (Ctrl-C)."""
     try:
         while not stop.is_set() and context.ok():
-            executor.spin_once(timeout_sec=0.05)
+            try:
+                executor.spin_once(timeout_sec=0.05)
+            except RCLError:  # the context shut down (a signal) between the check and the wait: a clean stop
+                if context.ok():
+                    raise
     except (ExternalShutdownException, KeyboardInterrupt):
         pass
 

@@ -33,6 +33,7 @@ from fer_ros.manifest import GET_A_MODEL
 from fer_ros.resources import DEFAULT_MODEL, shipped_candidates
 from fer_ros.ros import params as fer_params
 from fer_ros.ros.convert import face_emotion_array, stamp_to_s
+from fer_ros.ros.spin import spin
 from fer_ros.ros.stats import FrameStats, LatestFrame, diagnostics_msg
 from fer_ros.smoothing import ProbabilitySmoother
 
@@ -298,7 +299,7 @@ def main(argv=None) -> int:
     node = None
     try:
         node = FerNode()
-        rclpy.spin(node)
+        spin(node)
     except StartupError as exc:
         print(f"fer_node: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,79 @@
+"""Spinning until shutdown: a signal that shuts the context down at any moment is a clean stop, never a crash."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed")
+
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+
+from fer_ros.ros import bag_publisher  # noqa: E402
+from fer_ros.ros.spin import RCLError, spin  # noqa: E402
+
+
+@pytest.fixture
+def context():
+    ctx = Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    ctx.try_shutdown()
+
+
+class ShutdownMidWait(SingleThreadedExecutor):
+    """The race a signal can cause: the context is valid when checked, shut down before the wait set is built."""
+
+    def __init__(self, context, shut_down: bool = True):
+        super().__init__(context=context)
+        self.shut_down = shut_down
+        self.calls = 0
+
+    def spin_once(self, timeout_sec=None):
+        self.calls += 1
+        if self.shut_down:
+            self._context.shutdown()
+        raise RCLError("failed to initialize wait set: the given context is not valid")
+
+
+def test_spin_runs_callbacks_until_shutdown_from_another_thread(context):
+    node = rclpy.create_node("spin_test", context=context)
+    ticks = []
+
+    def tick():
+        ticks.append(1)
+        if len(ticks) == 3:
+            threading.Thread(target=context.shutdown).start()
+
+    node.create_timer(0.01, tick)
+    worker = threading.Thread(target=spin, args=(node,))
+    worker.start()
+    worker.join(timeout=10.0)
+    assert not worker.is_alive()
+    assert len(ticks) >= 3
+    node.destroy_node()
+
+
+def test_spin_takes_a_shutdown_mid_wait_as_a_clean_stop(context):
+    node = rclpy.create_node("spin_race", context=context)
+    executor = ShutdownMidWait(context)
+    spin(node, executor=executor)  # returns, does not raise
+    assert executor.calls == 1 and not context.ok()
+    node.destroy_node()
+
+
+def test_spin_reraises_an_error_while_the_context_is_valid(context):
+    node = rclpy.create_node("spin_error", context=context)
+    with pytest.raises(RCLError):
+        spin(node, executor=ShutdownMidWait(context, shut_down=False))
+    node.destroy_node()
+
+
+def test_bag_publisher_answer_spinner_takes_a_shutdown_mid_wait_as_a_clean_stop(context):
+    node = rclpy.create_node("spin_bag", context=context)
+    executor = ShutdownMidWait(context)
+    executor.add_node(node)
+    bag_publisher._spin(executor, context, threading.Event())
+    assert executor.calls == 1
+    node.destroy_node()
