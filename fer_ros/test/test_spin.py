@@ -10,8 +10,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed")
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
-from fer_ros.ros import bag_publisher  # noqa: E402
-from fer_ros.ros.spin import RCLError, spin  # noqa: E402
+from fer_ros.ros.spin import RCLError, spin, spin_until_shutdown  # noqa: E402
 
 
 @pytest.fixture
@@ -70,10 +69,25 @@ def test_spin_reraises_an_error_while_the_context_is_valid(context):
     node.destroy_node()
 
 
-def test_bag_publisher_answer_spinner_takes_a_shutdown_mid_wait_as_a_clean_stop(context):
+def test_spin_until_shutdown_ends_when_stop_is_set(context):
+    node = rclpy.create_node("spin_stop", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    stop = threading.Event()
+    worker = threading.Thread(target=spin_until_shutdown, args=(executor, context, stop, 0.02))
+    worker.start()
+    stop.set()
+    worker.join(timeout=10.0)
+    assert not worker.is_alive() and context.ok()
+    executor.shutdown()
+    node.destroy_node()
+
+
+def test_spin_until_shutdown_takes_a_shutdown_mid_wait_as_a_clean_stop(context):
+    """The bag publisher's answer spinner: an executor it owns, a stop event, a timeout."""
     node = rclpy.create_node("spin_bag", context=context)
     executor = ShutdownMidWait(context)
     executor.add_node(node)
-    bag_publisher._spin(executor, context, threading.Event())
+    spin_until_shutdown(executor, context, threading.Event(), 0.05)
     assert executor.calls == 1
     node.destroy_node()

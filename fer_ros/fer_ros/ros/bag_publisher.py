@@ -25,7 +25,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 
 from fer_ros.bagtools import IMAGE_TYPES, BagError, open_bag
-from fer_ros.ros.spin import RCLError
+from fer_ros.ros.spin import spin_until_shutdown
 
 QOS_CHOICES = ("reliable", "best_effort", "sensor_data")
 MAX_PENDING = 10_000  # images awaiting an answer that the latency measurement remembers
@@ -180,7 +180,8 @@ def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 
             executor = SingleThreadedExecutor(context=context)
             executor.add_node(node)
             stop_spinning = threading.Event()
-            spinner = threading.Thread(target=_spin, args=(executor, context, stop_spinning), daemon=True)
+            spinner = threading.Thread(target=spin_until_shutdown, args=(executor, context, stop_spinning, 0.05),
+                                       daemon=True)
             spinner.start()
             try:
                 report.skipped_topics = dict(node.skipped)
@@ -220,19 +221,6 @@ def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 
     finally:
         reader.close()
     return report
-
-
-def _spin(executor, context, stop: threading.Event) -> None:
-    """Serve the answer subscription until `stop` is set or the context shuts down (Ctrl-C)."""
-    try:
-        while not stop.is_set() and context.ok():
-            try:
-                executor.spin_once(timeout_sec=0.05)
-            except RCLError:  # the context shut down (a signal) between the check and the wait: a clean stop
-                if context.ok():
-                    raise
-    except (ExternalShutdownException, KeyboardInterrupt):
-        pass
 
 
 def _play_once(reader, connections, node: BagPlayer, rate: float, restamp: bool, report: PublishReport,
