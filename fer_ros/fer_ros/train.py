@@ -39,6 +39,7 @@ from fer_ros.nets.geometric import pairs
 from fer_ros.nets.registry import create_model, list_models
 from fer_ros.preprocess import BASE_CLIP_INPUT, CLIP_INPUTS, PREPROCESS_SPEC, clip_from_gray, make_geo
 from fer_ros.ema import WeightEMA
+from fer_ros.mixup import mix_batch, mixup_loss
 from fer_ros.sam import sam_step
 
 
@@ -103,6 +104,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="keep an exponential moving average of the weights (fer_ros/ema.py; DECAY per step, e.g. "
                         "0.995) and evaluate and export it instead of the last weights; the log keeps the last "
                         "weights' test accuracy beside it (test_acc_raw); 0: off")
+    g.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                   help="mixup (fer_ros/mixup.py): each training sample blended with another of its batch, clip "
+                        "and difference image alike, by lam ~ Beta(ALPHA, ALPHA) (folded to lam >= 0.5), the loss "
+                        "blended alike between the two labels; 0.2 - 0.4 is usual; 0: off")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -328,10 +333,15 @@ def geometric_vote(pair_logits: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def train_one_epoch(model, loader, optimizer, device, progress=None, class_weight=None,
                     label_smoothing: float = 0.0, aux_head: BlendshapeHead | None = None,
-                    aux_weight: float = 0.0, sam_rho: float = 0.0, ema: WeightEMA | None = None) -> dict:
+                    aux_weight: float = 0.0, sam_rho: float = 0.0, ema: WeightEMA | None = None,
+                    mixup_alpha: float = 0.0, mixup_rng: np.random.Generator | None = None) -> dict:
     """One pass over the training loader; with aux_head, batches carry a fifth element (the auxiliary targets)
     and the loss adds aux_weight times their mean squared error. sam_rho > 0: sharpness-aware steps (fer_ros.sam).
-    With ema, the moving average follows the model after every step."""
+    With ema, the moving average follows the model after every step. mixup_alpha > 0: every batch is blended
+    (fer_ros.mixup) with draws from mixup_rng; the training accuracy then counts the dominant sample's class."""
+    if mixup_alpha > 0 and aux_head is not None:
+        raise ValueError("mixup and the auxiliary blendshape loss cannot be combined")
+    core = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
     model.train()
     totals = {"loss": 0.0, "l1": 0.0, "l2": 0.0, "l3": 0.0, "correct": 0, "n": 0}
     if aux_head is not None:
@@ -341,10 +351,18 @@ def train_one_epoch(model, loader, optimizer, device, progress=None, class_weigh
     for batch in loader:
         clip, geo, valid, y = (t.to(device) for t in batch[:4])
         first: dict = {}
+        mixed = mix_batch(clip, geo, valid, y, mixup_alpha, mixup_rng) if mixup_alpha > 0 else None
+
+        def base_loss(out, target, geo_valid):
+            return agn_loss(out, target, geo_valid, class_weight=class_weight, label_smoothing=label_smoothing)
 
         def compute_loss():
-            out = model(clip, geo, valid, target=y)
-            loss, parts = agn_loss(out, y, valid, class_weight=class_weight, label_smoothing=label_smoothing)
+            if mixed is not None:
+                out = model(mixed.clip, mixed.geo, mixed.valid, target=mixed.y_a)
+                loss, parts = mixup_loss(core, out, mixed, base_loss)
+            else:
+                out = model(clip, geo, valid, target=y)
+                loss, parts = base_loss(out, y, valid)
             if aux_head is not None:
                 aux = torch.nn.functional.mse_loss(aux_head(), batch[4].to(device))
                 loss = loss + aux_weight * aux
@@ -357,7 +375,7 @@ def train_one_epoch(model, loader, optimizer, device, progress=None, class_weigh
         loss = sam_step(optimizer, compute_loss, sam_rho, [model] + ([aux_head] if aux_head is not None else []),
                         after_backward)
         if ema is not None:
-            ema.update(model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model)
+            ema.update(core)
         out, parts = first["out"], first["parts"]
         b = len(y)
         totals["loss"] += loss.item() * b
@@ -482,9 +500,12 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
         if dist_ctx is not None:
             train_loader.sampler.set_epoch(epoch)
         t0 = time.perf_counter()
+        mixup_alpha = float(getattr(args, "mixup", 0.0))
         stats = train_one_epoch(model, train_loader, optimizer, device, progress, cw,
                                 getattr(args, "label_smoothing", 0.0), aux_head, aux_weight,
-                                float(getattr(args, "sam_rho", 0.0)), ema)
+                                float(getattr(args, "sam_rho", 0.0)), ema, mixup_alpha,
+                                # seeded per epoch, as the augmentation
+                                np.random.default_rng([seed, epoch, 7]) if mixup_alpha > 0 else None)
         row = {"epoch": epoch, **stats, "lr": scheduler.get_last_lr()[0]}
         scheduler.step()
         row["epoch_s"] = time.perf_counter() - t0
@@ -621,6 +642,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not 0.0 <= args.neutral_swap <= 1.0:
         print(f"fer-train: --neutral-swap must be between 0 and 1, got {args.neutral_swap}", file=sys.stderr)
+        return 2
+    if not args.mixup >= 0.0:
+        print(f"fer-train: --mixup must be 0 (off) or an alpha above 0, got {args.mixup}", file=sys.stderr)
+        return 2
+    if args.mixup > 0 and args.aux_blendshapes > 0:
+        print("fer-train: --mixup and --aux-blendshapes cannot be combined (the blendshape targets of a blend are "
+              "not defined); drop one of them", file=sys.stderr)
         return 2
     if not 0.0 <= args.still_prob <= 1.0:
         print(f"fer-train: --still-prob must be between 0 and 1, got {args.still_prob}", file=sys.stderr)
