@@ -109,7 +109,7 @@ def default_model_dir() -> Path:
 # --------------------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------------------
-def open_dataset(root: str | Path, window_length: int, neutral_samples: bool = True):
+def open_dataset(root: str | Path, window_length: int, neutral_samples: bool = True, borrow_neutral: bool = True):
     """load_dataset with checks that turn a missing or empty folder into a clear EvalError."""
     from fer_ros.data.datasets import IMAGE_SUFFIXES, DatasetError, load_dataset
     root = Path(root).expanduser()
@@ -122,7 +122,8 @@ def open_dataset(root: str | Path, window_length: int, neutral_samples: bool = T
         raise EvalError(f"data folder {root} holds no images; expected the CK+ release layout "
                         f"(cohn-kanade-images/, Emotion/) or class folders <class>/S<subject>_<sequence>_<frame>.png")
     try:
-        return load_dataset(root, frames=window_length, with_neutral_sequences=neutral_samples)
+        return load_dataset(root, frames=window_length, with_neutral_sequences=neutral_samples,
+                            borrow_neutral=borrow_neutral)
     except DatasetError as exc:
         raise EvalError(str(exc)) from None
     except OSError as exc:
@@ -205,7 +206,7 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
     clips, geos, valid = [], [], []
     skipped_sequences: Counter = Counter()
     neutral_unusable = 0
-    missing_neutral = 0
+    missing_neutral = borrowed_neutral = 0
     root = Path(ds.root)
 
     def rel(p: str) -> str:
@@ -237,6 +238,7 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
         is_neutral_sample = seq.label == NEUTRAL and len(set(peaks)) == 1
         if neutral is None and not is_neutral_sample:
             missing_neutral += 1
+        borrowed_neutral += int(neutral is not None and seq.neutral_borrowed)
         kind = "neutral" if is_neutral_sample else "sequence"
         add(kind, seq.key, seq, _window(peaks, t), neutral)
         distinct = list(dict.fromkeys(peaks))
@@ -253,6 +255,7 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
         "sequences_skipped": dict(skipped_sequences),
         "neutral_frames_unusable": neutral_unusable,
         "sequences_without_neutral": missing_neutral,
+        "sequences_neutral_borrowed": borrowed_neutral,
     }
     if out:
         clip_arr = np.stack(clips).astype(np.float32)
@@ -399,6 +402,9 @@ def format_report(report: dict) -> list[str]:
     if d.get("sequences_skipped"):
         lines.append("warning: sequences left out: " + ", ".join(f"{v} ({k.replace('_', ' ')})"
                                                                  for k, v in d["sequences_skipped"].items()))
+    if d.get("sequences_neutral_borrowed"):
+        lines.append(f"{d['sequences_neutral_borrowed']} labelled sequences lack their own neutral first frame: "
+                     f"compared with the first frame of the same subject's nearest other sequence")
     if d.get("sequences_without_neutral"):
         lines.append(f"{d['sequences_without_neutral']} labelled sequences have no usable neutral frame: scored "
                      f"without a neutral reference (appearance network only), as the node does")
@@ -498,6 +504,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-neutral-samples", action="store_true",
                    help="do not score neutral frames as samples of their own (7-class data); they still serve "
                         "as neutral references")
+    p.add_argument("--own-neutral-only", action="store_true",
+                   help="score a sequence without its own neutral first frame without a reference, instead of "
+                        "with the first frame of the same subject's nearest other sequence")
     p.add_argument("--no-frame-level", action="store_true", help="sequence level only")
     p.add_argument("--batch-size", type=int, default=64, help="samples per engine call (default 64)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -511,7 +520,8 @@ def run(args, landmarker=None) -> dict:
     model_dir = Path(args.model).expanduser() if args.model else default_model_dir()
     engine, manifest = open_model(model_dir, args.backend, args.device, args.fp16, args.engine_cache_dir)
     names = list(manifest.class_names)
-    ds = open_dataset(args.data, manifest.window_length, neutral_samples=not args.no_neutral_samples)
+    ds = open_dataset(args.data, manifest.window_length, neutral_samples=not args.no_neutral_samples,
+                      borrow_neutral=not args.own_neutral_only)
     out_dir = Path(args.out) if args.out else Path("runs") / "eval" / f"{manifest.name}-{Path(args.data).resolve().name}"
     cache_dir = None if args.no_cache else (args.cache_dir or out_dir / "cache")
     progress = not args.no_progress

@@ -63,6 +63,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--erase-prob", type=float, default=0.0,
                    help="probability of random erasing: one rectangle (2 - 20%% of the crop) hidden in every frame "
                         "of a training sample, its neutral reference included (data/augment.py); 0: off")
+    g.add_argument("--own-neutral-only", action="store_true",
+                   help="leave a sequence without its own neutral first frame without a reference, instead of "
+                        "borrowing the first frame of the same subject's nearest other sequence (data/datasets.py)")
     g.add_argument("--neutral-swap", type=float, default=0.0, metavar="P",
                    help="probability that a training sample's neutral reference is replaced by another neutral "
                         "frame of the same subject (the first frame of another of its sequences), as a robot's "
@@ -201,7 +204,8 @@ class AuxTargets:
 
 def load_data(args) -> tuple[Samples, dict]:
     names = class_names(args.class_set)
-    ds = load_dataset(args.data, frames=args.frames, with_neutral_sequences=True)
+    ds = load_dataset(args.data, frames=args.frames, with_neutral_sequences=True,
+                      borrow_neutral=not getattr(args, "own_neutral_only", False))
     unknown = sorted({s.label for s in ds.sequences} - set(names))
     if unknown:
         print(f"[fer-train] note: classes not in {args.class_set} are left out: {', '.join(unknown)}")
@@ -214,7 +218,7 @@ def load_data(args) -> tuple[Samples, dict]:
                         progress=not args.no_progress)
     index = cache.index()
     neutral, peaks, labels, subjects, keys = [], [], [], [], []
-    dropped = 0
+    dropped = borrowed = 0
     for s in seqs:
         pk = [index[str(p)] for p in s.peaks]
         if not all(cache.ok[i] for i in pk):
@@ -223,6 +227,7 @@ def load_data(args) -> tuple[Samples, dict]:
         n = index[str(s.neutral)] if s.neutral is not None else -1
         if n >= 0 and not cache.ok[n]:
             n = -1
+        borrowed += int(n >= 0 and s.neutral_borrowed)
         neutral.append(n), peaks.append(pk), labels.append(names.index(s.label))
         subjects.append(s.subject), keys.append(f"{s.key}:{s.label}")
     by_subject: dict[str, list[int]] = {}
@@ -234,6 +239,7 @@ def load_data(args) -> tuple[Samples, dict]:
                       {k: np.array(v) for k, v in by_subject.items()})
     info = {"root": str(ds.root), "layout": ds.layout, "sequences": len(labels), "subjects": len(set(subjects)),
             "dropped_no_face": dropped, "without_neutral": int((samples.neutral < 0).sum()),
+            "neutral_borrowed": borrowed,
             "images": len(cache.paths), "images_no_face": int((~cache.ok).sum()),
             "per_class": {c: int((samples.labels == i).sum()) for i, c in enumerate(names)}}
     return samples, info
@@ -687,6 +693,9 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         print(f"[fer-train] {info['sequences']} sequences of {info['subjects']} subjects "
               f"({info['layout']}): " + ", ".join(f"{c} {n}" for c, n in info["per_class"].items()))
+        if info["neutral_borrowed"] or info["without_neutral"]:
+            print(f"[fer-train] neutral references: {info['neutral_borrowed']} borrowed from another sequence of the "
+                  f"same subject, {info['without_neutral']} sequences without one")
     report: dict = {"args": vars(args), "data": info, "class_names": list(names),
                     "command": "fer-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))}
     cv_time = 0.0

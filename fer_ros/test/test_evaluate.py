@@ -188,13 +188,24 @@ def test_sequences_without_neutral_frame(base, model8, tmp_path, capsys):
     data = tmp_path / "data"
     write_class_folder_dataset(data, ("anger", "happy"), (10, 11), missing_neutral=[(10, 1), (11, 2)],
                                sequence_length=4)
+    # by default they borrow the first frame of the subject's nearest other sequence (S010_002, S011_001)
     out = tmp_path / "out"
     rc, stdout, err = run_cli(capsys, "--model", model8, "--data", data, "--out", out, "--no-neutral-samples")
     assert rc == 0, err
     rep = json.loads((out / "report.json").read_text())
+    assert all(s["has_neutral"] for s in rep["samples"])
+    assert rep["data"]["sequences_neutral_borrowed"] == 2 and rep["data"]["sequences_without_neutral"] == 0
+    assert rep["sequence_level"]["with_neutral_reference"]["count"] == 4
+    assert "2 labelled sequences lack their own neutral first frame" in stdout
+    # --own-neutral-only: scored without a reference
+    out = tmp_path / "own"
+    rc, stdout, err = run_cli(capsys, "--model", model8, "--data", data, "--out", out, "--no-neutral-samples",
+                              "--own-neutral-only")
+    assert rc == 0, err
+    rep = json.loads((out / "report.json").read_text())
     seq = [s for s in rep["samples"] if s["kind"] == "sequence"]
     assert sorted(s["key"] for s in seq if not s["has_neutral"]) == ["S010_001", "S011_002"]
-    assert rep["data"]["sequences_without_neutral"] == 2
+    assert rep["data"]["sequences_without_neutral"] == 2 and rep["data"]["sequences_neutral_borrowed"] == 0
     r = rep["sequence_level"]
     assert r["without_neutral_reference"]["count"] == 2 and r["with_neutral_reference"]["count"] == 2
     assert r["without_neutral_reference"]["accuracy"] == pytest.approx(

@@ -592,3 +592,24 @@ def test_aux_blendshapes_refuses_a_negative_weight_and_a_cache_without_blendshap
     samples.blendshapes = np.zeros((8, 0), np.float32)
     with pytest.raises(DatasetError, match="needs the landmarker's blendshapes"):
         AuxTargets.of(samples, np.array([0, 1]))
+
+
+def test_a_sequence_without_its_neutral_frame_trains_with_a_borrowed_one(tmp_path):
+    """The report's data counts say how many references were borrowed; --own-neutral-only leaves them out."""
+    from synth_data import write_class_folder_dataset
+    data = tmp_path / "d"
+    write_class_folder_dataset(data, ("anger", "happy"), (10, 11), missing_neutral=[(10, 2)], sequence_length=4)
+
+    def info(*extra):
+        args = train.get_args_parser().parse_args(["--data", str(data), "--cache-dir", str(tmp_path / "cache"),
+                                                   "--class-set", "ckplus7", *TINY, *extra])
+        samples, info = train.load_data(args)
+        return samples, info
+
+    samples, borrowed = info()
+    assert borrowed["neutral_borrowed"] == 1 and borrowed["without_neutral"] == 0
+    j = samples.keys.index("S010_002:happy")
+    assert samples.neutral[j] == samples.neutral[samples.keys.index("S010_001:anger")]  # the nearest sequence's
+    samples, own = info("--own-neutral-only")
+    assert own["neutral_borrowed"] == 0 and own["without_neutral"] == 1
+    assert samples.neutral[samples.keys.index("S010_002:happy")] == -1

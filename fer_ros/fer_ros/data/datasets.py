@@ -8,6 +8,12 @@
 
 A `Sequence` is (neutral frame or None, last T frames oldest first, label). Neutral frames also form sequences of
 their own (label "neutral", the frame repeated T times) for class sets that have a neutral class.
+
+A labelled sequence whose own first frame is missing (as in a few of the CK+48 crops' sequences, or a release sequence
+too short to have a first frame apart from its last T) borrows the neutral first frame of the same subject's nearest other
+sequence, by number, the earlier on a tie: 3DAGN compares the expression with the face at rest, and the node
+always has such a reference, taken when it began to track the face, not at the onset of this expression.
+`load_dataset(..., borrow_neutral=False)` leaves those sequences without a reference.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ class Sequence:
     label: str
     peaks: list[Path]
     neutral: Path | None = None
+    neutral_borrowed: bool = False  # the reference is the first frame of another sequence of the same subject
 
     @property
     def key(self) -> str:
@@ -64,7 +71,8 @@ def detect_layout(root: Path) -> str:
                        f"folders (<class>/S<subject>_<sequence>_<frame>.png); see README 'Training'")
 
 
-def load_dataset(root: str | Path, frames: int = 3, with_neutral_sequences: bool = True) -> Dataset:
+def load_dataset(root: str | Path, frames: int = 3, with_neutral_sequences: bool = True,
+                 borrow_neutral: bool = True) -> Dataset:
     root = Path(root).expanduser()
     if not root.exists():
         raise DatasetError(f"dataset folder not found: {root}")
@@ -75,6 +83,8 @@ def load_dataset(root: str | Path, frames: int = 3, with_neutral_sequences: bool
         ds = _load_official(root, frames)
     else:
         ds = _load_class_folders(root, frames)
+    if borrow_neutral:
+        _borrow_neutrals(ds)
     if with_neutral_sequences:
         ds.sequences += _neutral_sequences(ds, frames)
     if not ds.sequences:
@@ -130,8 +140,9 @@ def _load_official(root: Path, frames: int) -> Dataset:
             if not files:
                 continue
             subject, seq = subj_dir.name.lstrip("S"), seq_dir.name
-            neutral[(subject, seq)] = files[0]
             labels = sorted((emotion / subj_dir.name / seq_dir.name).glob("*_emotion.txt"))
+            if not labels or len(files) > frames:  # a labelled sequence's first frame is neutral unless a peak
+                neutral[(subject, seq)] = files[0]
             if not labels:
                 continue  # unlabelled sequence: its first frame still serves as a neutral sample
             try:
@@ -145,6 +156,20 @@ def _load_official(root: Path, frames: int) -> Dataset:
                 peaks.insert(0, peaks[0])
             seqs.append(Sequence(subject, seq, label, peaks, files[0] if len(files) > frames else None))
     return Dataset(root, "ckplus_official", seqs, [], skipped, neutral)
+
+
+def _borrow_neutrals(ds: Dataset) -> None:
+    """Give each labelled sequence without a neutral frame the first frame of its subject's nearest other sequence
+    (by sequence number; the earlier on a tie)."""
+    by_subject: dict[str, list[tuple[int, Path]]] = defaultdict(list)
+    for (subject, seq), p in ds.neutral_frames.items():
+        by_subject[subject].append((int(seq), p))
+    for s in ds.sequences:
+        if s.neutral is not None:
+            continue
+        others = [(abs(n - int(s.sequence)), n, p) for n, p in by_subject.get(s.subject, []) if n != int(s.sequence)]
+        if others:
+            s.neutral, s.neutral_borrowed = min(others)[2], True
 
 
 def _neutral_sequences(ds: Dataset, frames: int) -> list[Sequence]:
