@@ -451,6 +451,7 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     ema_decay = float(getattr(args, "ema", 0.0))
     ema = WeightEMA(core, ema_decay) if ema_decay > 0 else None  # before the auxiliary head taps the model
     aux_weight = float(getattr(args, "aux_blendshapes", 0.0))
+    mixup_alpha = float(getattr(args, "mixup", 0.0))
     aux = AuxTargets.of(samples, train_idx) if aux_weight > 0 else None
     aux_head = BlendshapeHead(core.appearance, aux.size).to(device) if aux is not None else None
     params = list(model.parameters()) + (list(aux_head.parameters()) if aux_head is not None else [])
@@ -506,7 +507,6 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
         if dist_ctx is not None:
             train_loader.sampler.set_epoch(epoch)
         t0 = time.perf_counter()
-        mixup_alpha = float(getattr(args, "mixup", 0.0))
         stats = train_one_epoch(model, train_loader, optimizer, device, progress, cw,
                                 getattr(args, "label_smoothing", 0.0), aux_head, aux_weight,
                                 float(getattr(args, "sam_rho", 0.0)), ema, mixup_alpha,
