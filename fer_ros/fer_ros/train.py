@@ -93,6 +93,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--class-weighting", default="none", choices=CLASS_WEIGHTINGS,
                    help="weigh each sample's loss terms by its class: none, sqrt (inverse square root of the class's "
                         "share of the training sequences) or balanced (inverse share)")
+    g.add_argument("--logit-adjust", type=float, default=0.0, metavar="TAU",
+                   help="logit-adjusted loss: TAU * log(class share of the training sequences) added to the logits "
+                        "in the loss only, so the network's own logits fit a balanced class prior and rare classes "
+                        "are called more often (1 is the usual value); 0: off. Leave it off for a class set with "
+                        "neutral, where a robot's prior is mostly neutral")
     g.add_argument("--label-smoothing", type=float, default=0.0,
                    help="label smoothing of the three cross-entropy terms (0: none)")
     g.add_argument("--aux-blendshapes", type=float, default=0.0, metavar="WEIGHT",
@@ -131,6 +136,15 @@ CLASS_WEIGHTINGS = ("none", "sqrt", "balanced")
 # The shipped model's appearance input: the LBP clip plus each frame's change from the neutral reference's crop
 # (see preprocess.CLIP_INPUTS and the model card); --clip-input lbp is the paper's input.
 RECIPE_CLIP_INPUT = "lbp+gray_delta"
+
+
+def logit_offsets(labels: np.ndarray, num_classes: int, tau: float) -> np.ndarray | None:
+    """tau * log of each class's share of the training labels (a class without samples counts as one), or None
+    for tau == 0: the offsets of the logit-adjusted loss (--logit-adjust)."""
+    if tau == 0:
+        return None
+    counts = np.maximum(np.bincount(labels, minlength=num_classes)[:num_classes], 1).astype(np.float64)
+    return (tau * np.log(counts / counts.sum())).astype(np.float32)
 
 
 def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> np.ndarray | None:
@@ -340,7 +354,8 @@ def geometric_vote(pair_logits: torch.Tensor, num_classes: int) -> torch.Tensor:
 def train_one_epoch(model, loader, optimizer, device, progress=None, class_weight=None,
                     label_smoothing: float = 0.0, aux_head: BlendshapeHead | None = None,
                     aux_weight: float = 0.0, sam_rho: float = 0.0, ema: WeightEMA | None = None,
-                    mixup_alpha: float = 0.0, mixup_rng: np.random.Generator | None = None) -> dict:
+                    mixup_alpha: float = 0.0, mixup_rng: np.random.Generator | None = None,
+                    logit_offset: torch.Tensor | None = None) -> dict:
     """One pass over the training loader; with aux_head, batches carry a fifth element (the auxiliary targets)
     and the loss adds aux_weight times their mean squared error. sam_rho > 0: sharpness-aware steps (fer_ros.sam).
     With ema, the moving average follows the model after every step. mixup_alpha > 0: every batch is blended
@@ -360,7 +375,8 @@ def train_one_epoch(model, loader, optimizer, device, progress=None, class_weigh
         mixed = mix_batch(clip, geo, valid, y, mixup_alpha, mixup_rng) if mixup_alpha > 0 else None
 
         def base_loss(out, target, geo_valid):
-            return agn_loss(out, target, geo_valid, class_weight=class_weight, label_smoothing=label_smoothing)
+            return agn_loss(out, target, geo_valid, class_weight=class_weight, label_smoothing=label_smoothing,
+                            logit_offset=logit_offset)
 
         def compute_loss():
             if mixed is not None:
@@ -462,6 +478,8 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     names = class_names(args.class_set)
     cw = class_weights(samples.labels[train_idx], num_classes, getattr(args, "class_weighting", "none"))
     cw = None if cw is None else torch.from_numpy(cw).to(device)
+    lo = logit_offsets(samples.labels[train_idx], num_classes, float(getattr(args, "logit_adjust", 0.0)))
+    lo = None if lo is None else torch.from_numpy(lo).to(device)
     clip_input = getattr(args, "clip_input", BASE_CLIP_INPUT)
     train_ds = SequenceSet(samples, train_idx, True, seed, aug, still_prob=args.still_prob,
                            neutral_label=names.index("neutral") if "neutral" in names else None,
@@ -511,7 +529,7 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
                                 getattr(args, "label_smoothing", 0.0), aux_head, aux_weight,
                                 float(getattr(args, "sam_rho", 0.0)), ema, mixup_alpha,
                                 # seeded per epoch, as the augmentation
-                                np.random.default_rng([seed, epoch, 7]) if mixup_alpha > 0 else None)
+                                np.random.default_rng([seed, epoch, 7]) if mixup_alpha > 0 else None, lo)
         row = {"epoch": epoch, **stats, "lr": scheduler.get_last_lr()[0]}
         scheduler.step()
         row["epoch_s"] = time.perf_counter() - t0
@@ -662,6 +680,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.aux_blendshapes >= 0.0:
         print(f"fer-train: --aux-blendshapes must be 0 (off) or a positive weight, got {args.aux_blendshapes}",
               file=sys.stderr)
+        return 2
+    if args.logit_adjust < 0:
+        print(f"fer-train: --logit-adjust must be at least 0 (1 is usual), got {args.logit_adjust}", file=sys.stderr)
         return 2
     if not 0.0 <= args.label_smoothing < 1.0:
         print(f"fer-train: --label-smoothing must be at least 0 and below 1, got {args.label_smoothing}",

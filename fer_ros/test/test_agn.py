@@ -126,6 +126,42 @@ def test_class_weights_weigh_every_term_by_the_true_class():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_logit_offset_shifts_every_logit_in_the_loss_only():
+    """logit_offset o: L1 and L3 are the cross-entropies of l1 + o and l3 + o, and each 2-way pair term (a, b) of
+    [l_a + o_a, l_b + o_b]; an offset equal for all classes changes nothing, and the outputs are untouched."""
+    target, valid = torch.tensor([0, 2, 4, 1]), torch.tensor([1.0, 1.0, 0.0, 1.0])
+    l1, out = _random_training_output(4, target, valid)
+    plain, _ = agn_loss(out, target, valid)
+    flat, _ = agn_loss(out, target, valid, logit_offset=torch.full((K,), -1.7))
+    assert flat.item() == pytest.approx(plain.item(), rel=1e-6)
+    o = torch.tensor([-0.2, -2.5, -0.9, -1.3, -0.4])
+    loss, parts = agn_loss(out, target, valid, logit_offset=o)
+    table = {p: i for i, p in enumerate(pairs(K))}
+    terms = []
+    for i, t in enumerate(target.tolist()):
+        if valid[i] < 0.5:
+            continue
+        for c in range(K):
+            if c == t:
+                continue
+            a, b = min(t, c), max(t, c)
+            logits = out.all_pairs[i, table[(a, b)]] + o[[a, b]]
+            terms.append(F.cross_entropy(logits[None], torch.tensor([int(t == b)])))
+    l2 = torch.stack(terms).mean()
+    assert parts["l2"] == pytest.approx(l2.item(), rel=1e-5)
+    expected = F.cross_entropy(l1 + o, target) + l2 + F.cross_entropy(out.l3 + o, target)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert torch.equal(out.l1, l1)
+    # the top-2 pair form (a forward pass without target) takes the offsets of its two classes
+    top2 = _model(l1, out.all_pairs)(torch.zeros(4, 1, 3, 8, 8), torch.zeros(4, 2, 8, 8), valid)
+    _, p2 = agn_loss(top2, target, valid, logit_offset=o)
+    in_pair = (top2.pair_classes == target[:, None])
+    mask = in_pair.any(1) & (valid > 0.5)
+    assert mask.sum() == 2
+    want = F.cross_entropy(top2.pair_logits[mask] + o[top2.pair_classes[mask]], in_pair[mask][:, 1].long())
+    assert p2["l2"] == pytest.approx(want.item(), rel=1e-5)
+
+
 def test_label_smoothing_applies_to_every_term():
     """label_smoothing is F.cross_entropy's in L1, L3 and each 2-way pair term; 0 gives the plain loss."""
     target, valid = torch.tensor([0, 2, 4, 1]), torch.tensor([1.0, 0.0, 1.0, 1.0])

@@ -243,6 +243,19 @@ def test_class_weights_follow_the_training_shares(base, tmp_path):
     assert len(_log(tmp_path / "run" / "final" / "log.csv")) == 1
 
 
+def test_logit_offsets_are_tau_times_the_log_training_shares(base, tmp_path):
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    assert train.logit_offsets(labels, 4, 0.0) is None
+    lo = train.logit_offsets(labels, 4, 1.0)
+    assert lo.shape == (4,) and lo.dtype == np.float32
+    assert np.exp(lo[:3]) == pytest.approx([60 / 101, 30 / 101, 10 / 101], rel=1e-6)  # class 3 counts as one
+    assert train.logit_offsets(labels, 4, 0.5) == pytest.approx(0.5 * lo, rel=1e-6)
+    assert _train(base, class_folder_data(base), tmp_path / "run", "--folds", "0", "--final", "--epochs", "2",
+                  "--no-augment", "--lr", "3e-3", "--class-set", "ckplus7", "--logit-adjust", "1") == 0
+    rows = _log(tmp_path / "run" / "final" / "log.csv")
+    assert rows[1]["loss"] < rows[0]["loss"]
+
+
 def test_cli_errors(tmp_path, capsys):
     assert train.main(["--data", str(tmp_path / "nowhere"), "--no-progress"]) == 2
     assert "dataset folder not found" in capsys.readouterr().err
@@ -260,6 +273,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "--neutral-swap must be between 0 and 1, got 1.5" in capsys.readouterr().err
     assert train.main(["--data", str(tmp_path), "--mixup", "-0.2", "--no-progress"]) == 2
     assert "--mixup must be 0 (off) or an alpha above 0, got -0.2" in capsys.readouterr().err
+    assert train.main(["--data", str(tmp_path), "--logit-adjust", "-1", "--no-progress"]) == 2
+    assert "--logit-adjust must be at least 0 (1 is usual), got -1.0" in capsys.readouterr().err
     assert train.main(["--data", str(tmp_path), "--mixup", "0.2", "--aux-blendshapes", "0.5", "--no-progress"]) == 2
     assert "--mixup and --aux-blendshapes cannot be combined" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:

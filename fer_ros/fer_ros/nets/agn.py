@@ -107,24 +107,40 @@ def _views(net: nn.Module, x: torch.Tensor, flip=None) -> torch.Tensor:
 
 def agn_loss(out: AGNOutput, target: torch.Tensor, geo_valid: torch.Tensor,
              weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-             class_weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict]:
+             class_weight: torch.Tensor | None = None, label_smoothing: float = 0.0,
+             logit_offset: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """L = L1 + L2 + L3 (optionally weighted). L2 is the mean 2-way cross-entropy over the samples with a neutral
     reference: over every pair holding the true class when the forward pass had a target, else over the top-2 pair
     where it holds the true class. class_weight (K,): each sample's terms weighted by its true class's weight, each
     mean taken over the weights (as F.cross_entropy's `weight`). label_smoothing: F.cross_entropy's, in all three
-    terms (a 2-way target keeps 1 - eps / 2 on its class). Returns (loss, {"l1":..., "l2":..., "l3":...} as
-    floats)."""
-    loss1 = F.cross_entropy(out.l1, target, weight=class_weight, label_smoothing=label_smoothing)
-    loss3 = F.cross_entropy(out.l3, target, weight=class_weight, label_smoothing=label_smoothing)
+    terms (a 2-way target keeps 1 - eps / 2 on its class). logit_offset (K,): added to every class's logit in
+    the loss only (logit adjustment: tau * log of the class's training share makes the logits themselves, as
+    inference uses them, fit a balanced class prior); each 2-way decision gets the offsets of its two classes.
+    Returns (loss, {"l1":..., "l2":..., "l3":...} as floats)."""
+    l1, l3 = out.l1, out.l3
+    if logit_offset is not None:
+        l1, l3 = l1 + logit_offset, l3 + logit_offset
+    loss1 = F.cross_entropy(l1, target, weight=class_weight, label_smoothing=label_smoothing)
+    loss3 = F.cross_entropy(l3, target, weight=class_weight, label_smoothing=label_smoothing)
     valid = geo_valid > 0.5
     if out.train_pair_logits is not None:
         logits, pair_target = out.train_pair_logits[valid], out.train_pair_target[valid]
         sample_class = target[valid][:, None].expand_as(pair_target)
+        if logit_offset is not None:  # the pairs (target, other), as (smaller class, larger class)
+            k = out.l1.shape[1]
+            t = target[valid][:, None]
+            others = torch.arange(k, device=t.device).expand(len(t), k)
+            others = others[others != t].view(len(t), k - 1)
+            pair_classes = torch.stack([torch.minimum(t.expand_as(others), others),
+                                        torch.maximum(t.expand_as(others), others)], dim=-1)
+            logits = logits + logit_offset[pair_classes]
     else:
         in_pair = out.pair_classes == target[:, None]
         mask = in_pair.any(dim=1) & valid
         logits, pair_target = out.pair_logits[mask], in_pair[mask][:, 1].long()
         sample_class = target[mask]
+        if logit_offset is not None:
+            logits = logits + logit_offset[out.pair_classes[mask]]
     if len(logits):
         terms = F.cross_entropy(logits.reshape(-1, 2), pair_target.reshape(-1), reduction="none",
                                 label_smoothing=label_smoothing)
