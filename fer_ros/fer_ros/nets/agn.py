@@ -44,6 +44,12 @@ class AGNOutput:
     train_pair_target: torch.Tensor | None = None   # (B, K-1) 1 where the true class is the pair's second class
 
 
+def other_classes(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B, K-1): for each sample, the classes other than its target, in ascending order."""
+    others = torch.arange(num_classes, device=target.device).expand(len(target), num_classes)
+    return others[others != target[:, None]].view(len(target), num_classes - 1)
+
+
 class AGN3D(nn.Module):
     def __init__(self, appearance: nn.Module, geometric: nn.Module, num_classes: int, flip_tta: bool = False,
                  clip_kinds: tuple[str, ...] = ("lbp",)) -> None:
@@ -68,8 +74,7 @@ class AGN3D(nn.Module):
         """For each sample, the 2-way logits of the K - 1 pairs (target, other) (B, K-1, 2), and their targets
         (B, K-1): 1 where the true class is the pair's second (larger) class."""
         k = self.num_classes
-        others = torch.arange(k, device=target.device).expand(len(target), k)
-        others = others[others != target[:, None]].view(len(target), k - 1)
+        others = other_classes(target, k)
         pair_index = self.pair_table[target[:, None] * k + others]  # (B, K-1)
         logits = torch.gather(all_pairs, 1, pair_index[..., None].expand(-1, -1, 2))
         return logits, (target[:, None] > others).long()
@@ -127,12 +132,10 @@ def agn_loss(out: AGNOutput, target: torch.Tensor, geo_valid: torch.Tensor,
         logits, pair_target = out.train_pair_logits[valid], out.train_pair_target[valid]
         sample_class = target[valid][:, None].expand_as(pair_target)
         if logit_offset is not None:  # the pairs (target, other), as (smaller class, larger class)
-            k = out.l1.shape[1]
-            t = target[valid][:, None]
-            others = torch.arange(k, device=t.device).expand(len(t), k)
-            others = others[others != t].view(len(t), k - 1)
-            pair_classes = torch.stack([torch.minimum(t.expand_as(others), others),
-                                        torch.maximum(t.expand_as(others), others)], dim=-1)
+            t = target[valid]
+            others = other_classes(t, out.l1.shape[1])
+            t = t[:, None].expand_as(others)
+            pair_classes = torch.stack([torch.minimum(t, others), torch.maximum(t, others)], dim=-1)
             logits = logits + logit_offset[pair_classes]
     else:
         in_pair = out.pair_classes == target[:, None]
