@@ -96,8 +96,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--logit-adjust", type=float, default=0.0, metavar="TAU",
                    help="logit-adjusted loss: TAU * log(class share of the training sequences) added to the logits "
                         "in the loss only, so the network's own logits fit a balanced class prior and rare classes "
-                        "are called more often (1 is the usual value); 0: off. Leave it off for a class set with "
-                        "neutral, where a robot's prior is mostly neutral")
+                        "are called more often (1 is the usual value); 0: off. In a class set with neutral only the "
+                        "expressions are balanced among themselves; neutral's share is left as it is")
     g.add_argument("--label-smoothing", type=float, default=0.0,
                    help="label smoothing of the three cross-entropy terms (0: none)")
     g.add_argument("--aux-blendshapes", type=float, default=0.0, metavar="WEIGHT",
@@ -138,13 +138,23 @@ CLASS_WEIGHTINGS = ("none", "sqrt", "balanced")
 RECIPE_CLIP_INPUT = "lbp+gray_delta"
 
 
-def logit_offsets(labels: np.ndarray, num_classes: int, tau: float) -> np.ndarray | None:
+def logit_offsets(labels: np.ndarray, num_classes: int, tau: float, neutral: int | None = None) -> np.ndarray | None:
     """tau * log of each class's share of the training labels (a class without samples counts as one), or None
-    for tau == 0: the offsets of the logit-adjusted loss (--logit-adjust)."""
+    for tau == 0: the offsets of the logit-adjusted loss (--logit-adjust).
+
+    With a `neutral` class index only the expressions are balanced among themselves: each expression's offset is
+    tau * log(its share of the expression labels * the number of expression classes), zero for an expression at
+    the uniform share, and neutral's offset is 0, so the prior between neutral and the expressions stays the
+    training data's own."""
     if tau == 0:
         return None
     counts = np.maximum(np.bincount(labels, minlength=num_classes)[:num_classes], 1).astype(np.float64)
-    return (tau * np.log(counts / counts.sum())).astype(np.float32)
+    if neutral is None:
+        return (tau * np.log(counts / counts.sum())).astype(np.float32)
+    expr = np.arange(num_classes) != neutral
+    out = np.zeros(num_classes)
+    out[expr] = tau * np.log(counts[expr] / counts[expr].sum() * expr.sum())
+    return out.astype(np.float32)
 
 
 def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> np.ndarray | None:
@@ -478,9 +488,10 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     names = class_names(args.class_set)
     cw = class_weights(samples.labels[train_idx], num_classes, getattr(args, "class_weighting", "none"))
     cw = None if cw is None else torch.from_numpy(cw).to(device)
-    lo = logit_offsets(samples.labels[train_idx], num_classes, float(getattr(args, "logit_adjust", 0.0)))
-    lo = None if lo is None else torch.from_numpy(lo).to(device)
     clip_input = getattr(args, "clip_input", BASE_CLIP_INPUT)
+    lo = logit_offsets(samples.labels[train_idx], num_classes, float(getattr(args, "logit_adjust", 0.0)),
+                       names.index("neutral") if "neutral" in names else None)
+    lo = None if lo is None else torch.from_numpy(lo).to(device)
     train_ds = SequenceSet(samples, train_idx, True, seed, aug, still_prob=args.still_prob,
                            neutral_label=names.index("neutral") if "neutral" in names else None,
                            clip_input=clip_input, aux=aux, neutral_swap=float(getattr(args, "neutral_swap", 0.0)))

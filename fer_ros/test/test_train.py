@@ -250,10 +250,17 @@ def test_logit_offsets_are_tau_times_the_log_training_shares(base, tmp_path):
     assert lo.shape == (4,) and lo.dtype == np.float32
     assert np.exp(lo[:3]) == pytest.approx([60 / 101, 30 / 101, 10 / 101], rel=1e-6)  # class 3 counts as one
     assert train.logit_offsets(labels, 4, 0.5) == pytest.approx(0.5 * lo, rel=1e-6)
+    # with a neutral class (index 0 here) only the other classes are balanced, around their uniform share
+    ln = train.logit_offsets(labels, 4, 1.0, neutral=0)
+    assert ln[0] == 0.0
+    assert np.exp(ln[1:]) == pytest.approx([30 / 41 * 3, 10 / 41 * 3, 1 / 41 * 3], rel=1e-6)
+    assert ln[1] - ln[2] == pytest.approx(lo[1] - lo[2], rel=1e-6)  # the expressions' differences are unchanged
     assert _train(base, class_folder_data(base), tmp_path / "run", "--folds", "0", "--final", "--epochs", "2",
                   "--no-augment", "--lr", "3e-3", "--class-set", "ckplus7", "--logit-adjust", "1") == 0
     rows = _log(tmp_path / "run" / "final" / "log.csv")
     assert rows[1]["loss"] < rows[0]["loss"]
+    assert _train(base, class_folder_data(base), tmp_path / "run8", "--folds", "0", "--final", "--epochs", "1",
+                  "--no-augment", "--class-set", "ckplus8", "--logit-adjust", "1") == 0
 
 
 def test_cli_errors(tmp_path, capsys):
