@@ -489,11 +489,10 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     cw = class_weights(samples.labels[train_idx], num_classes, getattr(args, "class_weighting", "none"))
     cw = None if cw is None else torch.from_numpy(cw).to(device)
     clip_input = getattr(args, "clip_input", BASE_CLIP_INPUT)
-    lo = logit_offsets(samples.labels[train_idx], num_classes, float(getattr(args, "logit_adjust", 0.0)),
-                       names.index("neutral") if "neutral" in names else None)
+    neutral = names.index(NEUTRAL) if NEUTRAL in names else None
+    lo = logit_offsets(samples.labels[train_idx], num_classes, float(getattr(args, "logit_adjust", 0.0)), neutral)
     lo = None if lo is None else torch.from_numpy(lo).to(device)
-    train_ds = SequenceSet(samples, train_idx, True, seed, aug, still_prob=args.still_prob,
-                           neutral_label=names.index("neutral") if "neutral" in names else None,
+    train_ds = SequenceSet(samples, train_idx, True, seed, aug, still_prob=args.still_prob, neutral_label=neutral,
                            clip_input=clip_input, aux=aux, neutral_swap=float(getattr(args, "neutral_swap", 0.0)))
     train_loader = _loader(train_ds, args.batch_size, True, seed, dist_ctx is not None)
     test_loader = (_loader(SequenceSet(samples, test_idx, False, seed, clip_input=clip_input), 64, False, seed)
