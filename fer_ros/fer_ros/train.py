@@ -98,6 +98,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "in the loss only, so the network's own logits fit a balanced class prior and rare classes "
                         "are called more often (1 is the usual value); 0: off. In a class set with neutral only the "
                         "expressions are balanced among themselves; neutral's share is left as it is")
+    g.add_argument("--still-logit-adjust", type=float, default=1.0, metavar="FRACTION",
+                   help="the share of --logit-adjust's offsets applied to the samples shown still (--still-prob): "
+                        "1: as every other sample; 0: the plain loss, so a face without motion keeps the training "
+                        "data's class prior")
     g.add_argument("--label-smoothing", type=float, default=0.0,
                    help="label smoothing of the three cross-entropy terms (0: none)")
     g.add_argument("--aux-blendshapes", type=float, default=0.0, metavar="WEIGHT",
@@ -273,11 +277,12 @@ class SequenceSet(TorchDataset):
     """Network inputs for a subset of samples; augmentation (train) applies to neutral and clip together. With
     `aux`, each item also carries its auxiliary blendshape target (training sets only). With `neutral_swap`, a
     training sample's reference is, with that probability, another neutral frame of the same subject (taken at the
-    start of another of its sequences), as a robot's reference is taken at another moment than the expression."""
+    start of another of its sequences), as a robot's reference is taken at another moment than the expression.
+    With `mark_still`, each item ends with a float flag: 1 for a sample shown still (see `still_prob`), else 0."""
 
     def __init__(self, samples: Samples, idx: np.ndarray, train: bool, seed: int, augment_cfg=None,
                  still_prob: float = 0.0, neutral_label: int | None = None, clip_input: str = BASE_CLIP_INPUT,
-                 aux: AuxTargets | None = None, neutral_swap: float = 0.0) -> None:
+                 aux: AuxTargets | None = None, neutral_swap: float = 0.0, mark_still: bool = False) -> None:
         self.clip_input = clip_input
         self.aux = aux
         self.s, self.idx, self.train = samples, np.asarray(idx), train
@@ -286,6 +291,7 @@ class SequenceSet(TorchDataset):
         self.still_prob = still_prob
         self.neutral_label = neutral_label
         self.neutral_swap = neutral_swap
+        self.mark_still = mark_still
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -296,9 +302,10 @@ class SequenceSet(TorchDataset):
         frames = list(s.peaks[j])
         has_neutral = s.neutral[j] >= 0
         ids = ([s.neutral[j]] if has_neutral else []) + frames
+        still = False
         if (self.train and self.still_prob > 0 and int(s.labels[j]) != self.neutral_label
                 and self.rng.random() < self.still_prob):
-            has_neutral = True
+            has_neutral = still = True
             ids = [frames[-1]] * (len(frames) + 1)  # a still face: its own reference, a clip without motion
         elif self.train and self.neutral_swap > 0:
             others = s.other_neutrals(j)  # none: no numbers drawn, the sample keeps its reference
@@ -315,10 +322,12 @@ class SequenceSet(TorchDataset):
         geo, valid = make_geo(pts[0] if has_neutral else None, clip_pts[-1])
         item = (torch.from_numpy(clip), torch.from_numpy(geo), torch.tensor(valid, dtype=torch.float32),
                 torch.tensor(int(s.labels[j])))
-        if self.aux is None:
-            return item
-        # no neutral reference: the peak is its own (no change), as the clip's gray change sees it
-        return (*item, torch.from_numpy(self.aux.target(ids[-1], ids[0] if has_neutral else ids[-1], flipped)))
+        if self.aux is not None:
+            # no neutral reference: the peak is its own (no change), as the clip's gray change sees it
+            item = (*item, torch.from_numpy(self.aux.target(ids[-1], ids[0] if has_neutral else ids[-1], flipped)))
+        if self.mark_still:
+            item = (*item, torch.tensor(float(still)))
+        return item
 
 
 # --------------------------------------------------------------------------------------------------- model
@@ -365,11 +374,13 @@ def train_one_epoch(model, loader, optimizer, device, progress=None, class_weigh
                     label_smoothing: float = 0.0, aux_head: BlendshapeHead | None = None,
                     aux_weight: float = 0.0, sam_rho: float = 0.0, ema: WeightEMA | None = None,
                     mixup_alpha: float = 0.0, mixup_rng: np.random.Generator | None = None,
-                    logit_offset: torch.Tensor | None = None) -> dict:
+                    logit_offset: torch.Tensor | None = None, still_offset_scale: float | None = None) -> dict:
     """One pass over the training loader; with aux_head, batches carry a fifth element (the auxiliary targets)
     and the loss adds aux_weight times their mean squared error. sam_rho > 0: sharpness-aware steps (fer_ros.sam).
     With ema, the moving average follows the model after every step. mixup_alpha > 0: every batch is blended
-    (fer_ros.mixup) with draws from mixup_rng; the training accuracy then counts the dominant sample's class."""
+    (fer_ros.mixup) with draws from mixup_rng; the training accuracy then counts the dominant sample's class.
+    still_offset_scale: the batches end with the still flag (SequenceSet's mark_still), and a still sample's
+    logit_offset is multiplied by it (a blended sample takes the flag of the sample it is read as first)."""
     if mixup_alpha > 0 and aux_head is not None:
         raise ValueError("mixup and the auxiliary blendshape loss cannot be combined")
     core = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
@@ -381,12 +392,16 @@ def train_one_epoch(model, loader, optimizer, device, progress=None, class_weigh
     after_backward = (lambda: _all_reduce_grads(aux_head)) if aux_head is not None and distributed else None
     for batch in loader:
         clip, geo, valid, y = (t.to(device) for t in batch[:4])
+        offset = logit_offset
+        if logit_offset is not None and still_offset_scale is not None:
+            still = batch[-1].to(device)[:, None]
+            offset = logit_offset * (1.0 - still + still * still_offset_scale)
         first: dict = {}
         mixed = mix_batch(clip, geo, valid, y, mixup_alpha, mixup_rng) if mixup_alpha > 0 else None
 
         def base_loss(out, target, geo_valid):
             return agn_loss(out, target, geo_valid, class_weight=class_weight, label_smoothing=label_smoothing,
-                            logit_offset=logit_offset)
+                            logit_offset=offset)
 
         def compute_loss():
             if mixed is not None:
@@ -492,8 +507,11 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     neutral = names.index(NEUTRAL) if NEUTRAL in names else None
     lo = logit_offsets(samples.labels[train_idx], num_classes, float(getattr(args, "logit_adjust", 0.0)), neutral)
     lo = None if lo is None else torch.from_numpy(lo).to(device)
+    still_scale = float(getattr(args, "still_logit_adjust", 1.0))
+    still_scale = None if lo is None or still_scale == 1.0 else still_scale  # 1: every sample alike
     train_ds = SequenceSet(samples, train_idx, True, seed, aug, still_prob=args.still_prob, neutral_label=neutral,
-                           clip_input=clip_input, aux=aux, neutral_swap=float(getattr(args, "neutral_swap", 0.0)))
+                           clip_input=clip_input, aux=aux, neutral_swap=float(getattr(args, "neutral_swap", 0.0)),
+                           mark_still=still_scale is not None)
     train_loader = _loader(train_ds, args.batch_size, True, seed, dist_ctx is not None)
     test_loader = (_loader(SequenceSet(samples, test_idx, False, seed, clip_input=clip_input), 64, False, seed)
                    if test_idx is not None and len(test_idx) else None)
@@ -539,7 +557,8 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
                                 getattr(args, "label_smoothing", 0.0), aux_head, aux_weight,
                                 float(getattr(args, "sam_rho", 0.0)), ema, mixup_alpha,
                                 # seeded per epoch, as the augmentation
-                                np.random.default_rng([seed, epoch, 7]) if mixup_alpha > 0 else None, lo)
+                                np.random.default_rng([seed, epoch, 7]) if mixup_alpha > 0 else None, lo,
+                                still_scale)
         row = {"epoch": epoch, **stats, "lr": scheduler.get_last_lr()[0]}
         scheduler.step()
         row["epoch_s"] = time.perf_counter() - t0
@@ -689,6 +708,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.aux_blendshapes >= 0.0:
         print(f"fer-train: --aux-blendshapes must be 0 (off) or a positive weight, got {args.aux_blendshapes}",
+              file=sys.stderr)
+        return 2
+    if not 0.0 <= args.still_logit_adjust <= 1.0:
+        print(f"fer-train: --still-logit-adjust must be between 0 and 1, got {args.still_logit_adjust}",
               file=sys.stderr)
         return 2
     if args.logit_adjust < 0:

@@ -162,6 +162,41 @@ def test_logit_offset_shifts_every_logit_in_the_loss_only():
     assert p2["l2"] == pytest.approx(want.item(), rel=1e-5)
 
 
+def test_per_sample_logit_offsets_apply_to_their_own_sample():
+    """logit_offset (B, K): each sample's terms take its own row; a zero row is that sample's plain loss, in
+    every term and in both pair forms."""
+    target, valid = torch.tensor([0, 2, 4, 1]), torch.tensor([1.0, 1.0, 0.0, 1.0])
+    l1, out = _random_training_output(4, target, valid)
+    o = torch.tensor([-0.2, -2.5, -0.9, -1.3, -0.4])
+    rows = torch.stack([o, torch.zeros(K), o, torch.zeros(K)])
+    top2 = _model(l1, out.all_pairs)(torch.zeros(4, 1, 3, 8, 8), torch.zeros(4, 2, 8, 8), valid)
+    for form in (out, top2):
+        _, same = agn_loss(form, target, valid, logit_offset=o.expand(4, K))
+        _, shared = agn_loss(form, target, valid, logit_offset=o)
+        assert same == pytest.approx(shared, rel=1e-6)
+        # one sample at a time: its row alone against the whole batch's mixture of rows
+        _, mixed = agn_loss(form, target, valid, logit_offset=rows)
+        l1_terms = F.cross_entropy(form.l1 + rows, target, reduction="none")
+        assert mixed["l1"] == pytest.approx(l1_terms.mean().item(), rel=1e-5)
+        l3_terms = F.cross_entropy(form.l3 + rows, target, reduction="none")
+        assert mixed["l3"] == pytest.approx(l3_terms.mean().item(), rel=1e-5)
+        assert mixed["l1"] != pytest.approx(shared["l1"], rel=1e-3)
+    # pair terms, training form: every pair holding a valid sample's class, with that sample's row
+    _, p1 = agn_loss(out, target, valid, logit_offset=rows)
+    table = {p: i for i, p in enumerate(pairs(K))}
+    terms = [F.cross_entropy((out.all_pairs[i, table[(min(t, c), max(t, c))]]
+                              + rows[i, [min(t, c), max(t, c)]])[None], torch.tensor([int(t > c)]))
+             for i, t in enumerate(target.tolist()) if valid[i] > 0.5 for c in range(K) if c != t]
+    assert p1["l2"] == pytest.approx(torch.stack(terms).mean().item(), rel=1e-5)
+    # pair terms: the top-2 form with sample 1 (offset row zero) as the one valid sample holding its class
+    _, p2 = agn_loss(top2, target, valid, logit_offset=rows)
+    in_pair = (top2.pair_classes == target[:, None])
+    mask = in_pair.any(1) & (valid > 0.5)
+    want = F.cross_entropy(top2.pair_logits[mask] + rows[mask].gather(1, top2.pair_classes[mask]),
+                           in_pair[mask][:, 1].long())
+    assert p2["l2"] == pytest.approx(want.item(), rel=1e-5)
+
+
 def test_label_smoothing_applies_to_every_term():
     """label_smoothing is F.cross_entropy's in L1, L3 and each 2-way pair term; 0 gives the plain loss."""
     target, valid = torch.tensor([0, 2, 4, 1]), torch.tensor([1.0, 0.0, 1.0, 1.0])

@@ -263,6 +263,20 @@ def test_logit_offsets_are_tau_times_the_log_training_shares(base, tmp_path):
                   "--no-augment", "--class-set", "ckplus8", "--logit-adjust", "1") == 0
 
 
+def test_still_samples_can_train_without_the_logit_adjustment(base, tmp_path):
+    """--still-logit-adjust 0: the samples shown still take the plain loss. With every sample still (ckplus7,
+    --still-prob 1) that is the training without --logit-adjust, epoch for epoch; at 1 it is not."""
+    common = ["--folds", "0", "--final", "--epochs", "2", "--no-augment", "--class-set", "ckplus7",
+              "--still-prob", "1"]
+    data = class_folder_data(base)
+    assert _train(base, data, tmp_path / "plain", *common) == 0
+    assert _train(base, data, tmp_path / "off", *common, "--logit-adjust", "1", "--still-logit-adjust", "0") == 0
+    assert _train(base, data, tmp_path / "on", *common, "--logit-adjust", "1") == 0
+    plain, off, on = (_log(tmp_path / r / "final" / "log.csv") for r in ("plain", "off", "on"))
+    assert [r["loss"] for r in off] == [r["loss"] for r in plain]
+    assert on[0]["loss"] != plain[0]["loss"]
+
+
 def test_cli_errors(tmp_path, capsys):
     assert train.main(["--data", str(tmp_path / "nowhere"), "--no-progress"]) == 2
     assert "dataset folder not found" in capsys.readouterr().err
@@ -282,6 +296,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "--mixup must be 0 (off) or an alpha above 0, got -0.2" in capsys.readouterr().err
     assert train.main(["--data", str(tmp_path), "--logit-adjust", "-1", "--no-progress"]) == 2
     assert "--logit-adjust must be at least 0 (1 is usual), got -1.0" in capsys.readouterr().err
+    assert train.main(["--data", str(tmp_path), "--still-logit-adjust", "2", "--no-progress"]) == 2
+    assert "--still-logit-adjust must be between 0 and 1, got 2.0" in capsys.readouterr().err
     assert train.main(["--data", str(tmp_path), "--mixup", "0.2", "--aux-blendshapes", "0.5", "--no-progress"]) == 2
     assert "--mixup and --aux-blendshapes cannot be combined" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
@@ -415,6 +431,9 @@ def test_still_samples_show_an_expression_without_motion():
     plain = SequenceSet(samples, [0, 1], True, 0, None, still_prob=0.0, neutral_label=7)
     assert torch.count_nonzero(plain[0][1]) > 0
     assert torch.equal(still[1][0], plain[1][0])  # the neutral sample is as it was
+    marked = SequenceSet(samples, [0, 1], True, 0, None, still_prob=1.0, neutral_label=7, mark_still=True)
+    assert [marked[i][-1].item() for i in (0, 1)] == [1.0, 0.0] and len(marked[0]) == 5
+    assert torch.equal(marked[0][0], still[0][0])
 
 
 def test_neutral_swap_takes_another_reference_of_the_same_subject():

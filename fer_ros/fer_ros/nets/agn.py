@@ -118,12 +118,14 @@ def agn_loss(out: AGNOutput, target: torch.Tensor, geo_valid: torch.Tensor,
     reference: over every pair holding the true class when the forward pass had a target, else over the top-2 pair
     where it holds the true class. class_weight (K,): each sample's terms weighted by its true class's weight, each
     mean taken over the weights (as F.cross_entropy's `weight`). label_smoothing: F.cross_entropy's, in all three
-    terms (a 2-way target keeps 1 - eps / 2 on its class). logit_offset (K,): added to every class's logit in
-    the loss only (logit adjustment: tau * log of the class's training share makes the logits themselves, as
-    inference uses them, fit a balanced class prior); each 2-way decision gets the offsets of its two classes.
+    terms (a 2-way target keeps 1 - eps / 2 on its class). logit_offset (K,) or per sample (B, K): added to
+    every class's logit in the loss only (logit adjustment: tau * log of the class's training share makes the
+    logits themselves, as inference uses them, fit a balanced class prior); each 2-way decision gets the offsets
+    of its two classes.
     Returns (loss, {"l1":..., "l2":..., "l3":...} as floats)."""
     l1, l3 = out.l1, out.l3
     if logit_offset is not None:
+        logit_offset = logit_offset.expand_as(l1)  # one row per sample
         l1, l3 = l1 + logit_offset, l3 + logit_offset
     loss1 = F.cross_entropy(l1, target, weight=class_weight, label_smoothing=label_smoothing)
     loss3 = F.cross_entropy(l3, target, weight=class_weight, label_smoothing=label_smoothing)
@@ -136,14 +138,15 @@ def agn_loss(out: AGNOutput, target: torch.Tensor, geo_valid: torch.Tensor,
             others = other_classes(t, out.l1.shape[1])
             t = t[:, None].expand_as(others)
             pair_classes = torch.stack([torch.minimum(t, others), torch.maximum(t, others)], dim=-1)
-            logits = logits + logit_offset[pair_classes]
+            off = logit_offset[valid].gather(1, pair_classes.reshape(len(t), -1))
+            logits = logits + off.reshape(pair_classes.shape)
     else:
         in_pair = out.pair_classes == target[:, None]
         mask = in_pair.any(dim=1) & valid
         logits, pair_target = out.pair_logits[mask], in_pair[mask][:, 1].long()
         sample_class = target[mask]
         if logit_offset is not None:
-            logits = logits + logit_offset[out.pair_classes[mask]]
+            logits = logits + logit_offset[mask].gather(1, out.pair_classes[mask])
     if len(logits):
         terms = F.cross_entropy(logits.reshape(-1, 2), pair_target.reshape(-1), reduction="none",
                                 label_smoothing=label_smoothing)
