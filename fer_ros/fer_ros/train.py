@@ -582,7 +582,10 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
                 state["aux"] = aux_head.state_dict()
             if ema is not None:
                 state["ema"] = ema.state_dict()
-            torch.save(state, ckpt_path)
+            # written aside, then renamed: a run stopped mid-write keeps its last whole checkpoint for --resume
+            part = ckpt_path.with_name(ckpt_path.name + ".part")
+            torch.save(state, part)
+            os.replace(part, ckpt_path)
             _write_csv(run_dir / "log.csv", rows)
     if progress is not None:
         progress.close()

@@ -143,6 +143,29 @@ def test_resume_continues_from_the_checkpoint(base, tmp_path):
     assert rows[:2] == first  # the first epochs are the checkpoint's, not retrained
 
 
+def test_a_run_stopped_while_saving_keeps_its_last_checkpoint(base, tmp_path, monkeypatch):
+    """The checkpoint is written aside and renamed: a stop in the middle of writing leaves the previous epoch's
+    checkpoint whole, and --resume goes on from it."""
+    import torch
+    data, out = class_folder_data(base), tmp_path / "run"
+    args = ("--folds", "0", "--final", "--class-set", "ckplus7")
+    assert _train(base, data, out, *args, "--epochs", "1") == 0
+    real_save = torch.save
+
+    def stopped_mid_write(obj, path, *a, **k):
+        Path(path).write_bytes(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", stopped_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        _train(base, data, out, *args, "--epochs", "3", "--resume")
+    monkeypatch.setattr(torch, "save", real_save)
+    ck = torch.load(out / "final" / "checkpoint.pt", weights_only=True)
+    assert ck["epoch"] == 0
+    assert _train(base, data, out, *args, "--epochs", "3", "--resume") == 0
+    assert [r["epoch"] for r in _log(out / "final" / "log.csv")] == [0, 1, 2]
+
+
 def test_cross_validation_report_and_plots(base, tmp_path):
     out = tmp_path / "cv"
     assert _train(base, official_data(base), out, "--folds", "3", "--epochs", "1", "--class-set", "ckplus7") == 0
