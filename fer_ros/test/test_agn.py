@@ -168,13 +168,13 @@ def test_per_sample_logit_offsets_apply_to_their_own_sample():
     target, valid = torch.tensor([0, 2, 4, 1]), torch.tensor([1.0, 1.0, 0.0, 1.0])
     l1, out = _random_training_output(4, target, valid)
     o = torch.tensor([-0.2, -2.5, -0.9, -1.3, -0.4])
-    rows = torch.stack([o, torch.zeros(K), o, torch.zeros(K)])
+    rows = torch.stack([o, torch.zeros(K), o, 0.5 * o])
     top2 = _model(l1, out.all_pairs)(torch.zeros(4, 1, 3, 8, 8), torch.zeros(4, 2, 8, 8), valid)
     for form in (out, top2):
         _, same = agn_loss(form, target, valid, logit_offset=o.expand(4, K))
         _, shared = agn_loss(form, target, valid, logit_offset=o)
         assert same == pytest.approx(shared, rel=1e-6)
-        # one sample at a time: its row alone against the whole batch's mixture of rows
+        # different rows in one batch: L1 and L3 are the per-sample cross-entropies, each with its own row
         _, mixed = agn_loss(form, target, valid, logit_offset=rows)
         l1_terms = F.cross_entropy(form.l1 + rows, target, reduction="none")
         assert mixed["l1"] == pytest.approx(l1_terms.mean().item(), rel=1e-5)
@@ -188,10 +188,11 @@ def test_per_sample_logit_offsets_apply_to_their_own_sample():
                               + rows[i, [min(t, c), max(t, c)]])[None], torch.tensor([int(t > c)]))
              for i, t in enumerate(target.tolist()) if valid[i] > 0.5 for c in range(K) if c != t]
     assert p1["l2"] == pytest.approx(torch.stack(terms).mean().item(), rel=1e-5)
-    # pair terms: the top-2 form with sample 1 (offset row zero) as the one valid sample holding its class
+    # pair terms, top-2 form: samples 1 (row zero) and 3 (row 0.5 o) are the valid ones whose pair holds their class
     _, p2 = agn_loss(top2, target, valid, logit_offset=rows)
     in_pair = (top2.pair_classes == target[:, None])
     mask = in_pair.any(1) & (valid > 0.5)
+    assert mask.tolist() == [False, True, False, True]
     want = F.cross_entropy(top2.pair_logits[mask] + rows[mask].gather(1, top2.pair_classes[mask]),
                            in_pair[mask][:, 1].long())
     assert p2["l2"] == pytest.approx(want.item(), rel=1e-5)
