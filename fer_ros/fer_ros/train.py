@@ -81,10 +81,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, default=0.5)
     g.add_argument("--no-flip-tta", action="store_true",
                    help="evaluate and export without averaging over the face and its mirror image")
-    g.add_argument("--ensemble", type=int, default=1,
+    g.add_argument("--ensemble", type=int, default=3,
                    help="train this many copies of the model per fold (and for the final fit), each with its own "
                         "seed, and average their networks' logits (nets/ensemble.py); costs that many times the "
-                        "training and the inference time")
+                        "training and the inference time (1: a single model)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=80)
     g.add_argument("--batch-size", type=int, default=32)
@@ -93,12 +93,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--class-weighting", default="none", choices=CLASS_WEIGHTINGS,
                    help="weigh each sample's loss terms by its class: none, sqrt (inverse square root of the class's "
                         "share of the training sequences) or balanced (inverse share)")
-    g.add_argument("--logit-adjust", type=float, default=0.0, metavar="TAU",
+    g.add_argument("--logit-adjust", type=float, default=1.0, metavar="TAU",
                    help="logit-adjusted loss: TAU * log(class share of the training sequences) added to the logits "
                         "in the loss only, so the network's own logits fit a balanced class prior and rare classes "
                         "are called more often (1 is the usual value); 0: off. In a class set with neutral only the "
                         "expressions are balanced among themselves; neutral's share is left as it is")
-    g.add_argument("--still-logit-adjust", type=float, default=1.0, metavar="FRACTION",
+    g.add_argument("--still-logit-adjust", type=float, default=0.0, metavar="FRACTION",
                    help="the share of --logit-adjust's offsets applied to the samples shown still (--still-prob): "
                         "1: as every other sample; 0: the plain loss, so a face without motion keeps the training "
                         "data's class prior")

@@ -16,7 +16,7 @@ from fer_ros.data.datasets import DatasetError, detect_layout, load_dataset
 from fer_ros.data.folds import subject_folds
 
 TINY = ["--size", "32", "--app-widths", "4,8,8,8", "--geo-width", "4", "--batch-size", "8", "--threads", "2",
-        "--no-progress"]
+        "--ensemble", "1", "--no-progress"]
 
 
 def _train(base: Path, data: Path, out: Path, *extra: str) -> int:
@@ -292,9 +292,9 @@ def test_still_samples_can_train_without_the_logit_adjustment(base, tmp_path):
     common = ["--folds", "0", "--final", "--epochs", "2", "--no-augment", "--class-set", "ckplus7",
               "--still-prob", "1"]
     data = class_folder_data(base)
-    assert _train(base, data, tmp_path / "plain", *common) == 0
+    assert _train(base, data, tmp_path / "plain", *common, "--logit-adjust", "0") == 0
     assert _train(base, data, tmp_path / "off", *common, "--logit-adjust", "1", "--still-logit-adjust", "0") == 0
-    assert _train(base, data, tmp_path / "on", *common, "--logit-adjust", "1") == 0
+    assert _train(base, data, tmp_path / "on", *common, "--logit-adjust", "1", "--still-logit-adjust", "1") == 0
     plain, off, on = (_log(tmp_path / r / "final" / "log.csv") for r in ("plain", "off", "on"))
     assert [r["loss"] for r in off] == [r["loss"] for r in plain]
     assert on[0]["loss"] != plain[0]["loss"]
