@@ -358,7 +358,9 @@ def test_the_defaults_are_the_shipped_models_recipe():
     differs = {k: (default[k], shipped[k]) for k in shipped if k not in where_and_how and default[k] != shipped[k]}
     assert differs == {}, f"defaults (left) differ from the shipped recipe (right): {differs}"
     _, cfg = train.build_model(default_args, len(manifest.class_names))
-    assert (default["model"], cfg) == (manifest.arch, manifest.arch_cfg)
+    shipped_cfg = dict(manifest.arch_cfg)
+    assert shipped_cfg.pop("members", 1) == default["ensemble"]  # an ensemble's export records its members
+    assert (default["model"], cfg) == (manifest.arch, shipped_cfg)
 
 
 def test_data_parallel_training_with_torchrun(base, tmp_path):
