@@ -91,8 +91,9 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
 
 
 def bench_pipeline(model_dir: Path, threads: int, repeats: int, warmup: int, progress: bool = True) -> dict:
-    from fer_ros.engine import load_engine
-    engine = load_engine(model_dir, backend="auto", device="auto", num_threads=threads)
+    """The full pipeline's frame rate with the engine the node would load (backend and device auto)."""
+    from fer_ros.runtime import RecognizerSettings, open_engine
+    engine, _ = open_engine(RecognizerSettings(model_path=str(model_dir), num_threads=threads))
     res = bench_perception(repeats=repeats, warmup=warmup, engine=engine, progress=progress)
     cases = {}
     for name, case in res["cases"].items():
@@ -155,11 +156,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
     from fer_ros.manifest import ModelError, load_manifest
-    from fer_ros.replay import default_model_dir
-    model_dir = args.model or default_model_dir()
+    from fer_ros.runtime import SetupError, resolve_model_dir
     try:
-        manifest = load_manifest(model_dir)
-    except ModelError as exc:
+        manifest = load_manifest(resolve_model_dir(args.model))
+    except (SetupError, ModelError) as exc:
         print(f"fer-bench: {exc}", file=sys.stderr)
         return 2
     if args.repeats < 1 or args.threads < 1:

@@ -21,6 +21,7 @@ from typing import Sequence
 from fer_ros import bagtools, replay
 from fer_ros.bagtools import BagError
 from fer_ros.labels import LabelError
+from fer_ros.runtime import SetupError
 
 CLIP = Path("datasets") / "data" / "carphone_pristine.mp4"
 
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             [str(bag), "--out", str(out), "--contact-sheet", str(args.sheet_frames), "--backend", args.backend]
             + (["--model", str(args.model)] if args.model else []) + (["--quiet"] if args.quiet else []))
         summary = replay.run(rargs)
-    except (replay.ReplayError, BagError, LabelError) as exc:
+    except (replay.ReplayError, SetupError, BagError, LabelError) as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
     print()

@@ -79,31 +79,19 @@ class PreparedData:
 # --------------------------------------------------------------------------------------------------------------
 # Model
 # --------------------------------------------------------------------------------------------------------------
-def open_model(model: str | Path, backend: str = "auto", device: str = "auto", fp16: bool = False,
+def open_model(model: str | Path | None, backend: str = "auto", device: str = "auto", fp16: bool = False,
                engine_cache_dir: str | Path | None = None):
-    """(engine, manifest) through the node's inference engine (the node's options: backend, device, fp16,
-    engine cache folder). Raises EvalError with what to do."""
-    from fer_ros.engine import load_engine
-    from fer_ros.manifest import ModelError, load_manifest
-    path = Path(model).expanduser()
-    if not path.exists():
-        raise EvalError(f"model not found: {path}; pass --model <model directory> (manifest.json + model.onnx), "
-                        f"e.g. fer_ros/models/ckplus8_default, or train one with fer-train")
+    """(engine, manifest, model directory) through the node's front door (runtime.open_engine) with the node's
+    options: backend, device, fp16, engine cache folder; `model` None is the shipped default. Raises EvalError
+    with what to do."""
+    from fer_ros.runtime import RecognizerSettings, SetupError, open_engine
+    settings = RecognizerSettings(model_path=str(model or ""), backend=backend, device=device, fp16=fp16,
+                                  engine_cache_dir=str(engine_cache_dir or ""), num_threads=0)
     try:
-        manifest = load_manifest(path)
-        engine = load_engine(manifest.directory, backend=backend, device=device, fp16=fp16,
-                             cache_dir=str(engine_cache_dir) if engine_cache_dir else None)
-    except ModelError as exc:
+        engine, model_dir = open_engine(settings)
+    except SetupError as exc:
         raise EvalError(str(exc)) from None
-    except (ValueError, RuntimeError, OSError, ImportError) as exc:
-        raise EvalError(f"cannot load the model in {path} with backend {backend!r}: {exc}") from None
-    return engine, manifest
-
-
-def default_model_dir() -> Path:
-    """The shipped default model (install space first, then the source tree)."""
-    from fer_ros.resources import default_model_dir as shipped
-    return shipped()
+    return engine, engine.manifest, model_dir
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -517,8 +505,7 @@ def run(args, landmarker=None) -> dict:
     """Evaluate as the CLI does and return the report (written to args.out). Raises EvalError for user errors."""
     if args.batch_size < 1:
         raise EvalError(f"--batch-size must be at least 1, got {args.batch_size}")
-    model_dir = Path(args.model).expanduser() if args.model else default_model_dir()
-    engine, manifest = open_model(model_dir, args.backend, args.device, args.fp16, args.engine_cache_dir)
+    engine, manifest, model_dir = open_model(args.model, args.backend, args.device, args.fp16, args.engine_cache_dir)
     names = list(manifest.class_names)
     ds = open_dataset(args.data, manifest.window_length, neutral_samples=not args.no_neutral_samples,
                       borrow_neutral=not args.own_neutral_only)

@@ -8,8 +8,8 @@
     ros2 run fer_ros replay BAG ...                 # the same on a ROS 2 install
 
 Reads sqlite3 and mcap bags through `rosbags` (no ROS install needed); images are decoded by `image_codec`, the
-node's decoder, and recognised by `pipeline.Recognizer` with the model loaded by `engine.load_engine`, the node's
-engine, so offline and online results agree. The label file format is described in `fer_ros.labels`.
+node's decoder, and recognised by the recognizer `runtime.build_recognizer` builds for the node, smoothed by the
+node's `runtime.smooth_results`, so offline and online results agree. The label file format is described in `fer_ros.labels`.
 
 Bad input: a bag that cannot be opened or lacks the topic is a one-line error (exit 2); bad messages are skipped
 with rate-limited warnings and counted in the summary; a truncated MCAP file is read up to the cut. Results so far
@@ -24,7 +24,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -33,6 +33,7 @@ import numpy as np
 from fer_ros.bagtools import BagError, BagFrame, ImageBagReader, STORAGES, open_bag, open_writer, typestore
 from fer_ros.labels import LabelError, LabelSet, load_labels
 from fer_ros.ratelimit import LOGGER_NAME
+from fer_ros.runtime import RecognizerSettings, SetupError, build_recognizer, smooth_results
 from fer_ros.smoothing import ProbabilitySmoother
 
 log = logging.getLogger(LOGGER_NAME)
@@ -158,21 +159,6 @@ def _dominant_id(results: Sequence[Any]) -> int | None:
         if area > best_area:
             best, best_area = int(r.id), area
     return best
-
-
-def smooth_results(results: list, smoother: ProbabilitySmoother, stamp_s: float) -> list:
-    """Apply the node's per-face score smoothing to pipeline results (unchanged when smoothing is off)."""
-    smoother.retain(int(r.id) for r in results)
-    if smoother.time_constant_s <= 0:
-        return results
-    out = []
-    for r in results:
-        if r.window_ready and r.probs is not None:
-            probs = smoother.update(int(r.id), r.probs, stamp_s)
-            best = int(np.argmax(probs))
-            r = replace(r, probs=probs, label=r.class_names[best], confidence=float(probs[best]))
-        out.append(r)
-    return out
 
 
 def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, labels: LabelSet | None = None,
@@ -490,49 +476,6 @@ class ContactSheetCollector:
         return path
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Model loading
-# --------------------------------------------------------------------------------------------------------------
-def default_model_dir() -> Path:
-    """The shipped default model (install space first, then the source tree)."""
-    from fer_ros.resources import default_model_dir as shipped
-    return shipped()
-
-
-def build_recognizer(model: str | Path | None, backend: str = "auto", device: str = "auto", max_faces: int = 4,
-                     face_timeout_s: float = 1.0, neutral_policy: str = "auto", min_face_size_px: float = 0.0,
-                     fp16: bool = False, cache_dir: str | Path | None = None):
-    """The node's pipeline (MediaPipe landmarker in VIDEO mode + the model loaded by the node's engine), built as
-    fer_node builds it; returns (recognizer, backend name, model dir). Raises ReplayError saying what to do when
-    the model or the landmarker cannot be loaded."""
-    from fer_ros.engine import load_engine
-    from fer_ros.landmarker import LandmarkerError, MediaPipeLandmarker
-    from fer_ros.manifest import ModelError
-    from fer_ros.pipeline import Recognizer
-    model_dir = Path(model) if model else default_model_dir()
-    if model_dir.name == "manifest.json":
-        model_dir = model_dir.parent
-    if not (model_dir / "manifest.json").is_file():
-        raise ReplayError(f"model not found: {model_dir / 'manifest.json'} does not exist; pass --model "
-                          "<model dir> (manifest.json + model.onnx), or train one with fer-train")
-    try:
-        engine = load_engine(model_dir, backend=backend, device=device, fp16=fp16,
-                             cache_dir=str(cache_dir) if cache_dir else None)
-    except (ModelError, FileNotFoundError, ValueError, RuntimeError, ImportError) as exc:
-        raise ReplayError(f"cannot load the model in {model_dir} with backend {backend!r}: {exc}") from None
-    landmarker = None
-    try:
-        landmarker = MediaPipeLandmarker(mode="video", max_faces=max_faces)
-        recognizer = Recognizer(landmarker=landmarker, engine=engine, max_faces=max_faces,
-                                face_timeout_s=face_timeout_s, neutral_policy=neutral_policy,
-                                min_face_size_px=min_face_size_px)
-    except (LandmarkerError, ValueError) as exc:
-        if landmarker is not None:
-            landmarker.close()
-        raise ReplayError(str(exc)) from None
-    return recognizer, str(getattr(engine, "backend", backend)), model_dir
-
-
 class ReplayError(RuntimeError):
     """A user error of fer-replay (bad option, missing model, unusable labels); the message says what to do."""
 
@@ -598,6 +541,16 @@ def _check_args(args) -> None:
         raise ReplayError("--smoothing-time-constant-s must be a number of seconds >= 0")
 
 
+def recognizer_settings(args) -> RecognizerSettings:
+    """The recognizer settings of the command line (args from get_args_parser). Inference threads are left to the
+    backend (0) and the window to the model (0), as fer-replay has no options for them."""
+    return RecognizerSettings(
+        model_path=str(args.model or ""), backend=args.backend, device=args.device, fp16=args.fp16,
+        engine_cache_dir=str(args.engine_cache_dir or ""), num_threads=0, max_faces=args.max_faces,
+        min_face_size_px=args.min_face_size_px, window_length=0, neutral_policy=args.neutral_policy,
+        smoothing_time_constant_s=args.smoothing_time_constant_s, face_timeout_s=args.face_timeout_s)
+
+
 def bag_storage(bag: Path) -> str:
     """"mcap" or "sqlite3": the storage of an existing bag folder."""
     return "mcap" if any(Path(bag).glob("*.mcap")) else "sqlite3"
@@ -605,7 +558,8 @@ def bag_storage(bag: Path) -> str:
 
 def run(args, recognizer=None) -> dict:
     """Replay as the CLI does (args from get_args_parser); returns the summary dict. `recognizer` replaces the
-    model loading (tests, other pipelines). Raises ReplayError, BagError or LabelError for user errors."""
+    model loading (tests, other pipelines). Raises ReplayError, SetupError, BagError or LabelError for user
+    errors."""
     _check_args(args)
     labels = load_labels(args.labels) if args.labels else None
     out_dir = args.out or args.bag.parent / (args.bag.name.rstrip("/") + "_replay")
@@ -620,9 +574,7 @@ def run(args, recognizer=None) -> dict:
         total, topic = probe.message_count, probe.topic
     model_name, backend = "", ""
     if recognizer is None:
-        recognizer, backend, model_dir = build_recognizer(
-            args.model, args.backend, args.device, args.max_faces, args.face_timeout_s, args.neutral_policy,
-            args.min_face_size_px, args.fp16, args.engine_cache_dir)
+        recognizer, backend, model_dir = build_recognizer(recognizer_settings(args))
         model_name = str(model_dir)
     try:
         if labels is not None and getattr(recognizer, "class_names", None):
@@ -734,7 +686,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from fer_ros.ros.bag_publisher import run_from_args
             return run_from_args(args)
         summary = run(args)
-    except (ReplayError, BagError, LabelError) as exc:
+    except (ReplayError, SetupError, BagError, LabelError) as exc:
         print(f"fer-replay: error: {exc}", file=sys.stderr)
         return 2
     print(format_summary(summary))

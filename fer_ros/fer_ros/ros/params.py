@@ -12,27 +12,17 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from fer_ros.face_state import NEUTRAL_POLICIES
+from fer_ros.runtime import RecognizerSettings
 
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 IMAGE_QOS = ("sensor_data", "best_effort", "reliable")
 
 
 @dataclass
-class FerParams:
-    """Values of all fer_node parameters (units in the names: _s seconds, _px pixels, _hz hertz)."""
+class FerParams(RecognizerSettings):
+    """Values of all fer_node parameters: the recognizer's settings (runtime.RecognizerSettings, with the same
+    defaults) and the node's own fields below (units in the names: _s seconds, _hz hertz)."""
 
-    model_path: str = ""
-    backend: str = "auto"
-    device: str = "auto"
-    fp16: bool = False
-    engine_cache_dir: str = ""
-    num_threads: int = 2
-    max_faces: int = 4
-    min_face_size_px: int = 40
-    window_length: int = 0
-    neutral_policy: str = "auto"
-    smoothing_time_constant_s: float = 0.0
-    face_timeout_s: float = 1.0
     max_rate_hz: float = 0.0
     image_qos: str = "sensor_data"
     image_qos_depth: int = 1
