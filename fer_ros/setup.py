@@ -39,6 +39,8 @@ setup(
             "fer-make-bag = fer_ros.bagtools:main",
             "bench = fer_ros.bench:main",
             "fer-bench = fer_ros.bench:main",
+            "publish_bag = fer_ros.ros.bag_publisher:main",
+            "fer-publish-bag = fer_ros.ros.bag_publisher:main",
         ],
     },
 )

@@ -4,12 +4,12 @@
     fer-replay BAG --labels truth.csv               # + accuracy, per-class recall, confusion matrix PNG
     fer-replay BAG --out-bag BAG_emotion            # + a copy of the bag with /emotion (fer_msgs) added
     fer-replay BAG --realtime                       # at recorded speed, dropping frames like the node would
-    fer-replay BAG --publish --emotion-topic /emotion   # play the bag onto ROS topics for a running fer_node
     ros2 run fer_ros replay BAG ...                 # the same on a ROS 2 install
 
 Reads sqlite3 and mcap bags through `rosbags` (no ROS install needed); images are decoded by `image_codec`, the
 node's decoder, and recognised by the recognizer `runtime.build_recognizer` builds for the node, smoothed by the
-node's `runtime.smooth_results`, so offline and online results agree. The label file format is described in `fer_ros.labels`.
+node's `runtime.smooth_results`, so offline and online results agree. The label file format is described in
+`fer_ros.labels`. To play a bag onto ROS topics for a running fer_node instead, use `fer-publish-bag`.
 
 Bad input: a bag that cannot be opened or lacks the topic is a one-line error (exit 2); bad messages are skipped
 with rate-limited warnings and counted in the summary; a truncated MCAP file is read up to the cut. Results so far
@@ -509,26 +509,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="ground-truth label file (see fer_ros.labels): adds accuracy, recall, confusion matrix")
     o.add_argument("--out-bag", type=Path, default=None, help="write a copy of the bag with /emotion added here")
     o.add_argument("--out-bag-storage", choices=STORAGES, default=None, help="default: the input bag's storage")
-    o.add_argument("--emotion-topic", default="/emotion",
-                   help="topic of the FaceEmotionArray messages (--out-bag), or the node's topic to listen to "
-                        "(--publish; empty to not listen)")
+    o.add_argument("--emotion-topic", default="/emotion", help="topic of the FaceEmotionArray messages (--out-bag)")
     o.add_argument("--contact-sheet", type=int, default=0, metavar="N",
                    help="also write contact_sheet.png with N annotated frames spread over the bag")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --out-bag")
-    b = p.add_argument_group("--publish: play the bag onto ROS topics for a running fer_node (needs rclpy)")
-    b.add_argument("--publish", action="store_true", help="publish instead of recognising")
-    b.add_argument("--publish-topics", nargs="+", default=None, help="topics to play; default: all")
-    b.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
-    b.add_argument("--loop", action="store_true", help="play again and again until interrupted")
-    b.add_argument("--qos", choices=("reliable", "best_effort", "sensor_data"), default="reliable",
-                   help="publisher QoS")
-    b.add_argument("--qos-depth", type=int, default=10, help="publisher history depth")
-    b.add_argument("--remap", nargs="+", default=None, metavar="FROM:=TO", help="publish a topic under another name")
-    b.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
-                   help="wait until every played topic has N subscribers before starting")
-    b.add_argument("--wait-timeout-s", type=float, default=30.0, help="how long to wait for subscribers")
-    b.add_argument("--restamp", action="store_true", help="set image header stamps to the publish time")
-    b.add_argument("--linger-s", type=float, default=1.0, help="listen this long for answers after the last image")
     return p
 
 
@@ -682,9 +666,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
-        if args.publish:
-            from fer_ros.ros.bag_publisher import run_from_args
-            return run_from_args(args)
         summary = run(args)
     except (ReplayError, SetupError, BagError, LabelError) as exc:
         print(f"fer-replay: error: {exc}", file=sys.stderr)

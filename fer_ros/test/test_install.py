@@ -32,7 +32,8 @@ def test_fer_msgs_registered_with_its_interfaces():
     assert "fer_msgs" in resources
 
 
-@pytest.mark.parametrize("tool", ["fer-train", "fer-eval", "fer-replay", "fer-make-bag", "fer-bench"])
+@pytest.mark.parametrize("tool", ["fer-train", "fer-eval", "fer-replay", "fer-make-bag", "fer-bench",
+                                  "fer-publish-bag"])
 def test_command_line_tools_installed_with_help(tool):
     """Each tool is where `ros2 run fer_ros` looks (lib/fer_ros) and answers --help."""
     import subprocess

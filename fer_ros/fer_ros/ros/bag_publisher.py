@@ -1,5 +1,10 @@
-"""`fer-replay BAG --publish`: play a bag's messages onto ROS 2 topics at their recorded timing, for a running
-fer_node (a replacement for `ros2 bag play` where rosbag2 is not installed, e.g. with ROS 2 from PyPI wheels).
+"""fer-publish-bag (`ros2 run fer_ros publish_bag`): play a bag's messages onto ROS 2 topics at their recorded
+timing, for a running fer_node (a replacement for `ros2 bag play` where rosbag2 is not installed, e.g. with ROS 2
+from PyPI wheels).
+
+    fer-publish-bag BAG                                      # all topics, as recorded
+    fer-publish-bag BAG --remap /camera/image_raw:=/image    # under another name
+    fer-publish-bag BAG --rate 0.5 --loop --qos sensor_data
 
 Messages are published as recorded (raw CDR, no re-serialization), at the bag's receive times scaled by `rate`.
 With `emotion_topic` set, the player also listens to the node's fer_msgs/FaceEmotionArray output and matches each
@@ -9,8 +14,10 @@ that compare stamps with their clock).
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -264,18 +271,46 @@ def _play_once(reader, connections, node: BagPlayer, rate: float, restamp: bool,
             bar.close()
 
 
-def run_from_args(args) -> int:
-    """The --publish mode of fer-replay (args from replay.get_args_parser()); returns the exit status."""
-    remap = {}
-    for item in args.remap or []:
-        if ":=" not in item:
-            raise BagError(f"--remap takes FROM:=TO, got {item!r}")
-        src, dst = item.split(":=", 1)
-        remap[src] = dst
-    report = play(args.bag, topics=args.publish_topics, rate=args.rate, loop=args.loop, qos=args.qos,
-                  depth=args.qos_depth, wait_for_subscribers=args.wait_for_subscribers,
-                  wait_timeout_s=args.wait_timeout_s, remap=remap, restamp=args.restamp,
-                  emotion_topic=args.emotion_topic or None, linger_s=args.linger_s, progress=not args.quiet)
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fer-publish-bag", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("bag", type=Path, help="rosbag2 bag folder (sqlite3 or mcap)")
+    p.add_argument("--publish-topics", nargs="+", default=None, help="topics to play; default: all")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    p.add_argument("--loop", action="store_true", help="play again and again until interrupted")
+    p.add_argument("--qos", choices=QOS_CHOICES, default="reliable", help="publisher QoS")
+    p.add_argument("--qos-depth", type=int, default=10, help="publisher history depth")
+    p.add_argument("--remap", nargs="+", default=None, metavar="FROM:=TO", help="publish a topic under another name")
+    p.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
+                   help="wait until every played topic has N subscribers before starting")
+    p.add_argument("--wait-timeout-s", type=float, default=30.0, help="how long to wait for subscribers")
+    p.add_argument("--restamp", action="store_true", help="set image header stamps to the publish time")
+    p.add_argument("--emotion-topic", default="/emotion",
+                   help="the node's FaceEmotionArray topic to listen to for answers (empty to not listen)")
+    p.add_argument("--linger-s", type=float, default=1.0, help="listen this long for answers after the last image")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        remap = {}
+        for item in args.remap or []:
+            if ":=" not in item:
+                raise BagError(f"--remap takes FROM:=TO, got {item!r}")
+            src, dst = item.split(":=", 1)
+            remap[src] = dst
+        report = play(args.bag, topics=args.publish_topics, rate=args.rate, loop=args.loop, qos=args.qos,
+                      depth=args.qos_depth, wait_for_subscribers=args.wait_for_subscribers,
+                      wait_timeout_s=args.wait_timeout_s, remap=remap, restamp=args.restamp,
+                      emotion_topic=args.emotion_topic or None, linger_s=args.linger_s, progress=not args.quiet)
+    except BagError as exc:
+        print(f"fer-publish-bag: error: {exc}", file=sys.stderr)
+        return 2
     print(report.summary())
     return 0
 
+
+if __name__ == "__main__":
+    sys.exit(main())

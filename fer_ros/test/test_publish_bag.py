@@ -1,4 +1,4 @@
-"""fer-replay --publish: every frame of a bag reaches a subscriber in another process, in order, at the recorded
+"""fer-publish-bag: every frame of a bag reaches a subscriber in another process, in order, at the recorded
 pace; answers on /emotion are matched to the images they answer (the node's latency measured from outside)."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-rclpy = pytest.importorskip("rclpy", reason="rclpy is needed for --publish")
-sensor_msgs = pytest.importorskip("sensor_msgs.msg", reason="sensor_msgs is needed for --publish")
+rclpy = pytest.importorskip("rclpy", reason="rclpy is needed to publish")
+sensor_msgs = pytest.importorskip("sensor_msgs.msg", reason="sensor_msgs is needed to publish")
 fer_msgs = pytest.importorskip("fer_msgs.msg", reason="fer_msgs must be built (make setup) for the answer test")
 
 from bag_helpers import frame_number, numbered_frames  # noqa: E402
@@ -53,7 +53,7 @@ def test_publish_delivers_every_frame_in_order(tmp_path, ros_env, storage, compr
 
         node.create_subscription(msg_type, info.topic, callback,
                                  QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-        proc = start_python(["-m", "fer_ros.replay", str(tmp_path / "bag"), "--publish", "--quiet",
+        proc = start_python(["-m", "fer_ros.ros.bag_publisher", str(tmp_path / "bag"), "--quiet",
                              "--wait-for-subscribers", "1", "--wait-timeout-s", "30", "--linger-s", "3"],
                             ros_env)
         try:
@@ -81,9 +81,9 @@ def test_publish_delivers_every_frame_in_order(tmp_path, ros_env, storage, compr
 
 
 def test_publish_bad_input_is_one_line(tmp_path, ros_env):
-    from fer_ros import replay
+    from fer_ros.ros import bag_publisher
     write_image_bag(tmp_path / "bag", numbered_frames(2))
-    proc = start_python(["-m", "fer_ros.replay", str(tmp_path / "bag"), "--publish", "--publish-topics", "/nope"],
+    proc = start_python(["-m", "fer_ros.ros.bag_publisher", str(tmp_path / "bag"), "--publish-topics", "/nope"],
                         ros_env)
     try:
         rc = proc.wait(timeout=60)
@@ -91,4 +91,4 @@ def test_publish_bad_input_is_one_line(tmp_path, ros_env):
     finally:
         stop(proc)
     assert rc == 2 and "has no topic /nope" in out and "Traceback" not in out
-    assert replay.main([str(tmp_path / "missing"), "--publish"]) == 2
+    assert bag_publisher.main([str(tmp_path / "missing")]) == 2
