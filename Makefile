@@ -19,10 +19,10 @@ test: setup
 	@$(ENV) python -m pytest fer_ros/test $(PYTEST_ARGS)
 
 demo: setup
-	@$(ENV) python -m fer_ros.demo --out demo_out
+	@$(ENV) python -m fer_ros.tools.demo --out demo_out
 
 bench: setup
-	@$(ENV) python -m fer_ros.bench --out bench_out/bench.json
+	@$(ENV) python -m fer_ros.tools.bench --out bench_out/bench.json
 
 clean:
 	rm -rf .venv build install log .setup-stamps

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ros.bagtools import IMAGE_TYPE, image_message, open_writer, typestore
+from fer_ros.tools.bagtools import IMAGE_TYPE, image_message, open_writer, typestore
 
 
 def numbered_frames(n: int, size=(48, 64)) -> list[np.ndarray]:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from bag_helpers import frame_number, numbered_frames, write_mixed_bag
-from fer_ros import bagtools
-from fer_ros.bagtools import (STORAGES, BagError, ImageBagReader, ckplus_labels, find_ckplus_sequence,
+from fer_ros.tools import bagtools
+from fer_ros.tools.bagtools import (STORAGES, BagError, ImageBagReader, ckplus_labels, find_ckplus_sequence,
                               list_topics, write_image_bag)
-from fer_ros.labels import load_labels
+from fer_ros.tools.labels import load_labels
 
 
 @pytest.mark.parametrize("storage", STORAGES)

@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from bag_helpers import tiny_model_dir  # noqa: E402
 
-from fer_ros import bench  # noqa: E402
+from fer_ros.tools import bench  # noqa: E402
 
 
 def test_bench_writes_every_section(tmp_path_factory, tmp_path, capsys):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from fer_ros.bench_perception import STAGES, astronaut_face_frame, bench_perception, format_perception, main
+from fer_ros.tools.bench_perception import STAGES, astronaut_face_frame, bench_perception, format_perception, main
 
 
 def test_bench_perception_small_run():

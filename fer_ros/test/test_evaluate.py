@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from eval_helpers import class_folder_data, official_data
-from fer_ros import evaluate
+from fer_ros.tools import evaluate
 from fer_ros.classes import CKPLUS7, CKPLUS8
 
 pytest.importorskip("onnxruntime")

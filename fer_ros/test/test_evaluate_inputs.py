@@ -10,7 +10,7 @@ import pytest
 
 from conftest import NO_LIBEGL
 from eval_helpers import class_folder_data
-from fer_ros import evaluate
+from fer_ros.tools import evaluate
 
 pytest.importorskip("onnxruntime")
 

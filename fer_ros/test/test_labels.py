@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from fer_ros.labels import LabelError, LabelRange, LabelSet, format_labels, load_labels, parse_labels, save_labels
+from fer_ros.tools.labels import LabelError, LabelRange, LabelSet, format_labels, load_labels, parse_labels, save_labels
 
 EXAMPLE = """\
 # a comment, then blank lines

@@ -13,7 +13,7 @@ fer_msgs = pytest.importorskip("fer_msgs.msg", reason="fer_msgs must be built (m
 from bag_helpers import frame_number, numbered_frames  # noqa: E402
 from ros_helpers import isolated_ros_env, start_python, stop, use_env  # noqa: E402
 
-from fer_ros.bagtools import write_image_bag  # noqa: E402
+from fer_ros.tools.bagtools import write_image_bag  # noqa: E402
 
 N_FRAMES = 25
 RATE_HZ = 25.0

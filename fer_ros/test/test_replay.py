@@ -14,8 +14,8 @@ import pytest
 
 from bag_helpers import numbered_frames, write_mixed_bag
 from perception_helpers import ScriptedLandmarker, place, template68
-from fer_ros import replay
-from fer_ros.bagtools import STORAGES, ImageBagReader, list_topics, typestore, write_image_bag
+from fer_ros.tools import replay
+from fer_ros.tools.bagtools import STORAGES, ImageBagReader, list_topics, typestore, write_image_bag
 from fer_ros.classes import class_names
 from fer_ros.crop import CropConfig
 from fer_ros.pipeline import Recognizer
@@ -153,7 +153,7 @@ def test_out_bag_has_emotion_messages(tmp_path):
     assert topics == {"/camera/image_raw": ("sensor_msgs/msg/Image", 8),
                       "/emotion": ("fer_msgs/msg/FaceEmotionArray", 8)}
     assert (tmp_path / "with_emotion").glob("*.mcap")
-    from fer_ros.bagtools import open_bag
+    from fer_ros.tools.bagtools import open_bag
     reader = open_bag(tmp_path / "with_emotion")
     try:
         conn = [c for c in reader.connections if c.topic == "/emotion"]

@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("fer_ros.engine", reason="the inference engine module is needed to load a model")
 
 from bag_helpers import tiny_model_dir  # noqa: E402
-from fer_ros import replay  # noqa: E402
-from fer_ros.bagtools import list_topics, write_image_bag  # noqa: E402
+from fer_ros.tools import replay  # noqa: E402
+from fer_ros.tools.bagtools import list_topics, write_image_bag  # noqa: E402
 from fer_ros.classes import class_names  # noqa: E402
 
 N = 12

@@ -31,7 +31,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 
-from fer_ros.bagtools import IMAGE_TYPES, BagError, open_bag
+from fer_ros.tools.bagtools import IMAGE_TYPES, BagError, open_bag
 from fer_ros.ros.spin import spin_until_shutdown
 
 QOS_CHOICES = ("reliable", "best_effort", "sensor_data")

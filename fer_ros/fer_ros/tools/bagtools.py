@@ -31,7 +31,7 @@ import numpy as np
 from fer_ros.classes import NEUTRAL
 from fer_ros.data.datasets import CKPLUS_CODES, FRAME_NAME
 from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
-from fer_ros.labels import LabelRange, LabelSet, save_labels
+from fer_ros.tools.labels import LabelRange, LabelSet, save_labels
 from fer_ros.ratelimit import LOGGER_NAME, RateLimiter
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"

@@ -9,7 +9,7 @@
 Reads sqlite3 and mcap bags through `rosbags` (no ROS install needed); images are decoded by `image_codec`, the
 node's decoder, and recognised by the recognizer `runtime.build_recognizer` builds for the node, smoothed by the
 node's `runtime.smooth_results`, so offline and online results agree. The label file format is described in
-`fer_ros.labels`. To play a bag onto ROS topics for a running fer_node instead, use `fer-publish-bag`.
+`fer_ros.tools.labels`. To play a bag onto ROS topics for a running fer_node instead, use `fer-publish-bag`.
 
 Bad input: a bag that cannot be opened or lacks the topic is a one-line error (exit 2); bad messages are skipped
 with rate-limited warnings and counted in the summary; a truncated MCAP file is read up to the cut. Results so far
@@ -30,8 +30,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from fer_ros.bagtools import BagError, BagFrame, ImageBagReader, STORAGES, open_bag, open_writer, typestore
-from fer_ros.labels import LabelError, LabelSet, load_labels
+from fer_ros.tools.bagtools import BagError, BagFrame, ImageBagReader, STORAGES, open_bag, open_writer, typestore
+from fer_ros.tools.labels import LabelError, LabelSet, load_labels
 from fer_ros.ratelimit import LOGGER_NAME
 from fer_ros.runtime import RecognizerSettings, SetupError, build_recognizer, smooth_results
 from fer_ros.smoothing import ProbabilitySmoother
@@ -506,7 +506,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     o = p.add_argument_group("outputs")
     o.add_argument("--labels", type=Path, default=None,
-                   help="ground-truth label file (see fer_ros.labels): adds accuracy, recall, confusion matrix")
+                   help="ground-truth label file (see fer_ros.tools.labels): adds accuracy, recall, confusion matrix")
     o.add_argument("--out-bag", type=Path, default=None, help="write a copy of the bag with /emotion added here")
     o.add_argument("--out-bag-storage", choices=STORAGES, default=None, help="default: the input bag's storage")
     o.add_argument("--emotion-topic", default="/emotion", help="topic of the FaceEmotionArray messages (--out-bag)")

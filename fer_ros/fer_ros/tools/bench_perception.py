@@ -1,7 +1,7 @@
 """Perception benchmark: per-stage timings of the Recognizer on a 640x480 frame with 1 and 3 real faces
 (scikit-image's astronaut), plus the small kernels (crop, LBP, difference image) on their own.
 
-`bench_perception(...) -> dict` is what `make bench` calls; `python -m fer_ros.bench_perception` runs it alone.
+`bench_perception(...) -> dict` is what `make bench` calls; `python -m fer_ros.tools.bench_perception` runs it alone.
 """
 from __future__ import annotations
 

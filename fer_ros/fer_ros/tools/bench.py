@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ros.bench_perception import _time_ms, bench_perception, format_perception, machine_info
+from fer_ros.tools.bench_perception import _time_ms, bench_perception, format_perception, machine_info
 
 BATCHES = (1, 2, 4, 8)
 TARGET_FPS = {"1_face": 30.0, "3_faces": 15.0}
