@@ -29,8 +29,8 @@ setup(
     entry_points={
         "console_scripts": [
             "fer_node = fer_ros.ros.node:main",
-            "train = fer_ros.train:main",
-            "fer-train = fer_ros.train:main",
+            "train = fer_ros.training.train:main",
+            "fer-train = fer_ros.training.train:main",
             "eval = fer_ros.tools.evaluate:main",
             "fer-eval = fer_ros.tools.evaluate:main",
             "replay = fer_ros.tools.replay:main",

@@ -33,7 +33,7 @@ def trained_model(base: Path, class_set: str = "ckplus8") -> Path:
     out = base / f"trained_{class_set}"
     if (out / "manifest.json").is_file():
         return out
-    from fer_ros import train
+    from fer_ros.training import train
     data = class_folder_data(base)
     rc = train.main(["--data", str(data), "--class-set", class_set, "--epochs", "2", "--folds", "0",
                      "--size", "32", "--app-widths", "4,8,8,8", "--geo-width", "4", "--batch-size", "8",

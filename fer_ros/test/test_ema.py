@@ -1,10 +1,10 @@
-"""The weights' moving average (fer_ros/ema.py) against the same average computed by hand."""
+"""The weights' moving average (fer_ros/training/experimental/ema.py) against the same average computed by hand."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from fer_ros.ema import WeightEMA
+from fer_ros.training.experimental.ema import WeightEMA
 
 
 def _net() -> torch.nn.Module:

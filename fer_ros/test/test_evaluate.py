@@ -215,7 +215,7 @@ def test_sequences_without_neutral_frame(base, model8, tmp_path, capsys):
 
 def test_no_neutral_reference_means_geo_valid_zero(base, model8):
     """A sequence without a neutral frame gets the node's input: zero difference image and geo_valid 0."""
-    from fer_ros.data.datasets import load_dataset
+    from fer_ros.training.data.datasets import load_dataset
     from fer_ros.manifest import load_manifest
     ds = load_dataset(class_folder_data(base), frames=3, with_neutral_sequences=False)
     ds.sequences[0].neutral = None

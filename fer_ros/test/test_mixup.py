@@ -1,14 +1,14 @@
-"""Mixup of 3DAGN batches (fer_ros/mixup.py): the blend of inputs, labels and references, and the blended loss
-against the 3DAGN loss computed by hand for either label."""
+"""Mixup of 3DAGN batches (fer_ros/training/experimental/mixup.py): the blend of inputs, labels and references, and
+the blended loss against the 3DAGN loss computed by hand for either label."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from fer_ros.mixup import draw_lambda, mix_batch, mixup_loss
 from fer_ros.nets import create_model
 from fer_ros.nets.agn import agn_loss
+from fer_ros.training.experimental.mixup import draw_lambda, mix_batch, mixup_loss
 
 
 def _batch(b=6, k=7):

@@ -1,11 +1,11 @@
-"""Sharpness-aware steps (fer_ros.sam): rho 0 is a plain step, rho > 0 steps with the gradient taken at the weights
-moved uphill and then put back, and BatchNorm statistics count the first pass only."""
+"""Sharpness-aware steps (fer_ros.training.experimental.sam): rho 0 is a plain step, rho > 0 steps with the gradient
+taken at the weights moved uphill and then put back, and BatchNorm statistics count the first pass only."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from fer_ros.sam import frozen_batchnorm_stats, sam_step
+from fer_ros.training.experimental.sam import frozen_batchnorm_stats, sam_step
 
 
 def _net() -> torch.nn.Module:

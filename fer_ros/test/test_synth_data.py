@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer_ros.data.datasets import load_dataset
+from fer_ros.training.data.datasets import load_dataset
 from synth_data import expression_frame, write_ckplus_official_dataset, write_class_folder_dataset
 
 

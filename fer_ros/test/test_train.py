@@ -11,9 +11,9 @@ import pytest
 
 from conftest import NO_LIBEGL
 from eval_helpers import CLASSES, SUBJECTS, class_folder_data, official_data
-from fer_ros import train
-from fer_ros.data.datasets import DatasetError, detect_layout, load_dataset
-from fer_ros.data.folds import subject_folds
+from fer_ros.training import train
+from fer_ros.training.data.datasets import DatasetError, detect_layout, load_dataset
+from fer_ros.training.data.folds import subject_folds
 
 TINY = ["--size", "32", "--app-widths", "4,8,8,8", "--geo-width", "4", "--batch-size", "8", "--threads", "2",
         "--ensemble", "1", "--no-progress"]
@@ -373,7 +373,7 @@ def test_data_parallel_training_with_torchrun(base, tmp_path):
     _train(base, data, tmp_path / "warm", "--folds", "0", "--final", "--epochs", "1")  # cache made once
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "fer_ros.train", "--data", str(data), "--cache-dir", str(base / "train_cache"),
+           "-m", "fer_ros.training.train", "--data", str(data), "--cache-dir", str(base / "train_cache"),
            "--out", str(tmp_path / "ddp"), *TINY, "--threads", "1", "--folds", "0", "--epochs", "2",
            "--export", str(tmp_path / "ddp_model")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
@@ -438,7 +438,7 @@ def test_still_samples_show_an_expression_without_motion():
     reference valid); neutral samples and evaluation are untouched."""
     import torch
 
-    from fer_ros.train import Samples, SequenceSet
+    from fer_ros.training.train import Samples, SequenceSet
     rng = np.random.default_rng(0)
     n_img = 8
     gray = rng.integers(0, 256, (n_img, 32, 32), dtype=np.uint8)
@@ -467,7 +467,7 @@ def test_neutral_swap_takes_another_reference_of_the_same_subject():
     probability of 0 are untouched, and 0 draws no random numbers."""
     import torch
 
-    from fer_ros.train import Samples, SequenceSet
+    from fer_ros.training.train import Samples, SequenceSet
     rng = np.random.default_rng(2)
     gray = rng.integers(0, 256, (10, 32, 32), dtype=np.uint8)
     points = rng.uniform(0.2, 0.8, (10, 68, 2)).astype(np.float32)
@@ -517,7 +517,7 @@ def test_load_data_lists_every_neutral_frame_of_each_subject(base, tmp_path):
 
 
 def _aux_samples(blend_names=("browDownLeft", "browDownRight", "jawOpen")):
-    from fer_ros.train import Samples
+    from fer_ros.training.train import Samples
     rng = np.random.default_rng(1)
     n_img = 8
     return Samples(neutral=np.array([0, -1]), peaks=np.array([[1, 2, 3], [4, 5, 6]]), labels=np.array([2, 3]),
@@ -530,8 +530,8 @@ def _aux_samples(blend_names=("browDownLeft", "browDownRight", "jawOpen")):
 def test_aux_blendshape_targets_follow_the_flip_and_the_reference():
     """The auxiliary target of a training sample: the peak's standardised scores and their change from the
     neutral reference; left and right swap when augmentation mirrors the face; no reference = no change."""
-    from fer_ros.data.augment import AugmentConfig
-    from fer_ros.train import AuxTargets, SequenceSet
+    from fer_ros.training.data.augment import AugmentConfig
+    from fer_ros.training.train import AuxTargets, SequenceSet
     samples = _aux_samples()
     aux = AuxTargets.of(samples, np.array([0, 1]))
     used = [0, 1, 2, 3, 4, 5, 6]  # image 7 belongs to no training sample: not in the statistics
@@ -560,7 +560,7 @@ def test_blendshape_mirror_swaps_sides_only():
 
 
 def test_augment_reports_its_flip_and_draws_as_before():
-    from fer_ros.data.augment import AugmentConfig, augment, augment_flip
+    from fer_ros.training.data.augment import AugmentConfig, augment, augment_flip
     rng_img = np.random.default_rng(3)
     gray = rng_img.integers(0, 256, (2, 32, 32), dtype=np.uint8)
     pts = rng_img.uniform(0.2, 0.8, (2, 68, 2)).astype(np.float32)
@@ -571,7 +571,7 @@ def test_augment_reports_its_flip_and_draws_as_before():
 
 
 def test_augment_scale_shrinks_the_warp_and_zero_keeps_only_flips():
-    from fer_ros.data.augment import AugmentConfig, augment_flip
+    from fer_ros.training.data.augment import AugmentConfig, augment_flip
     cfg = AugmentConfig(erase=0.3)
     half = cfg.scaled(0.5)
     assert half.rotate_deg == cfg.rotate_deg / 2 and half.contrast == cfg.contrast / 2
@@ -591,7 +591,7 @@ def test_augment_scale_shrinks_the_warp_and_zero_keeps_only_flips():
 def test_random_erasing_hides_one_box_of_every_frame_and_leaves_the_landmarks():
     """erase=1: the same rectangle of every frame (the neutral reference too) holds one gray level, nothing else
     differs from the same draw without erasing, and the landmarks are untouched; erase=0 draws no extra numbers."""
-    from fer_ros.data.augment import AugmentConfig, augment_flip
+    from fer_ros.training.data.augment import AugmentConfig, augment_flip
     rng_img = np.random.default_rng(4)
     gray = rng_img.integers(0, 256, (4, 48, 48), dtype=np.uint8)
     pts = rng_img.uniform(0.2, 0.8, (4, 68, 2)).astype(np.float32)
@@ -626,7 +626,7 @@ def test_aux_blendshapes_train_and_leave_the_exported_model_alone(base, tmp_path
     and the exported model has exactly the networks' parameters (inference unchanged)."""
     import torch
 
-    from fer_ros.data.cache import build_cache
+    from fer_ros.training.data.cache import build_cache
     from fer_ros.manifest import load_manifest
     data, out = class_folder_data(base), tmp_path / "run"
     assert _train(base, data, out, "--folds", "0", "--epochs", "3", "--no-augment", "--lr", "3e-3",
@@ -652,8 +652,8 @@ def test_aux_blendshapes_train_and_leave_the_exported_model_alone(base, tmp_path
 def test_aux_blendshapes_refuses_a_negative_weight_and_a_cache_without_blendshapes(base, tmp_path, capsys):
     assert _train(base, class_folder_data(base), tmp_path / "run", "--aux-blendshapes", "-1") == 2
     assert "--aux-blendshapes must be 0 (off) or a positive weight" in capsys.readouterr().err
-    from fer_ros.data.datasets import DatasetError
-    from fer_ros.train import AuxTargets
+    from fer_ros.training.data.datasets import DatasetError
+    from fer_ros.training.train import AuxTargets
     samples = _aux_samples(())
     samples.blendshapes = np.zeros((8, 0), np.float32)
     with pytest.raises(DatasetError, match="needs the landmarker's blendshapes"):

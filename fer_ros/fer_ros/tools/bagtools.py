@@ -29,10 +29,10 @@ import cv2
 import numpy as np
 
 from fer_ros.classes import NEUTRAL
-from fer_ros.data.datasets import CKPLUS_CODES, FRAME_NAME
 from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
-from fer_ros.tools.labels import LabelRange, LabelSet, save_labels
 from fer_ros.ratelimit import LOGGER_NAME, RateLimiter
+from fer_ros.tools.labels import LabelRange, LabelSet, save_labels
+from fer_ros.training.data.datasets import CKPLUS_CODES, FRAME_NAME
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"

@@ -3,12 +3,12 @@
     fer-eval --model fer_ros/models/ckplus8_default --data ../shared/data/ckplus
     fer-eval --model my_model --data my_folders --out runs/eval_mine --no-neutral-samples
 
-The data folder is read in either layout the training script reads (see fer_ros.data.datasets): the official CK+
-release, or class folders <class>/S<subject>_<sequence>_<frame>.png with the neutral first frames in neutral/.
-Every image goes through the node's landmarker (IMAGE mode) and crop (fer_ros.data.cache, cached on disk), then
-the node's preprocessing (LBP clip of the last T frames, difference image neutral -> newest frame) and the node's
-inference engine. A sequence without a neutral frame is scored as the node scores a face without a neutral
-reference: geo_valid = 0 (appearance network alone).
+The data folder is read in either layout the training script reads (see fer_ros.training.data.datasets): the
+official CK+ release, or class folders <class>/S<subject>_<sequence>_<frame>.png with the neutral first frames in
+neutral/. Every image goes through the node's landmarker (IMAGE mode) and crop (fer_ros.training.data.cache, cached
+on disk), then the node's preprocessing (LBP clip of the last T frames, difference image neutral -> newest frame)
+and the node's inference engine. A sequence without a neutral frame is scored as the node scores a face without a
+neutral reference: geo_valid = 0 (appearance network alone).
 
 Samples:
 - sequence: one per labelled sequence: its neutral frame (reference) and its last T frames;
@@ -99,7 +99,7 @@ def open_model(model: str | Path | None, backend: str = "auto", device: str = "a
 # --------------------------------------------------------------------------------------------------------------
 def open_dataset(root: str | Path, window_length: int, neutral_samples: bool = True, borrow_neutral: bool = True):
     """load_dataset with checks that turn a missing or empty folder into a clear EvalError."""
-    from fer_ros.data.datasets import IMAGE_SUFFIXES, DatasetError, load_dataset
+    from fer_ros.training.data.datasets import IMAGE_SUFFIXES, DatasetError, load_dataset
     root = Path(root).expanduser()
     if not root.exists():
         raise EvalError(f"data folder not found: {root}; pass --data <folder> in the CK+ release layout or as "
@@ -158,7 +158,7 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
     the node builds them. Sequences whose frames are unusable are counted and left out; an unusable neutral
     frame makes the sequence one without a neutral reference."""
     from fer_ros.crop import CropConfig
-    from fer_ros.data.cache import build_cache
+    from fer_ros.training.data.cache import build_cache
     from fer_ros.landmarker import LandmarkerError
     from fer_ros.lbp import lbp
     from fer_ros.preprocess import FaceSample, make_clip, make_geo

@@ -2,7 +2,7 @@
 
     fer-train --data ../shared/data/ckplus --class-set ckplus8 --folds 10 --final --export models/my_model
 
-Data: either dataset layout (see fer_ros.data.datasets), preprocessed once with the node's landmarker and crop
+Data: either dataset layout (see fer_ros.training.data.datasets), preprocessed once with the node's landmarker and crop
 (cached under --cache-dir). Protocol: subject-independent k-fold cross-validation (one prediction per sequence),
 then, with --final, one fit on all data that is exported (ONNX + state dict + manifest). Each fold writes
 per-epoch CSV (and TensorBoard when installed) logs and a checkpoint (--resume continues). At the end: a per-fold
@@ -27,20 +27,20 @@ from torch.utils.data import DataLoader, Dataset as TorchDataset
 
 from fer_ros.classes import CLASS_SETS, NEUTRAL, class_names
 from fer_ros.crop import CropConfig
-from fer_ros.data.augment import AugmentConfig, augment_flip
-from fer_ros.data.datasets import DatasetError, load_dataset
-from fer_ros.data.folds import subject_folds
+from fer_ros.training.data.augment import AugmentConfig, augment_flip
+from fer_ros.training.data.datasets import DatasetError, load_dataset
+from fer_ros.training.data.folds import subject_folds
 from fer_ros.landmark_scheme import blendshape_mirror
 from fer_ros.landmarker import LandmarkerError
 from fer_ros.nets.agn import agn_loss
-from fer_ros.nets.auxiliary import BlendshapeHead
+from fer_ros.training.experimental.auxiliary import BlendshapeHead
 from fer_ros.nets.ensemble import join_members
 from fer_ros.nets.geometric import pairs
 from fer_ros.nets.registry import create_model, list_models
 from fer_ros.preprocess import BASE_CLIP_INPUT, CLIP_INPUTS, PREPROCESS_SPEC, clip_from_gray, make_geo
-from fer_ros.ema import WeightEMA
-from fer_ros.mixup import mix_batch, mixup_loss
-from fer_ros.sam import sam_step
+from fer_ros.training.experimental.ema import WeightEMA
+from fer_ros.training.experimental.mixup import mix_batch, mixup_loss
+from fer_ros.training.experimental.sam import sam_step
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -58,14 +58,15 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "kept its expression since it appeared: the peak frame repeated as the clip and as its own "
                         "neutral reference (teaches that no motion does not mean neutral)")
     g.add_argument("--augment-scale", type=float, default=1.0,
-                   help="multiply the ranges of rotation, scale, shift, brightness and contrast (data/augment.py "
-                        "AugmentConfig) by this factor; 0: flips only")
+                   help="multiply the ranges of rotation, scale, shift, brightness and contrast "
+                        "(training/data/augment.py AugmentConfig) by this factor; 0: flips only")
     g.add_argument("--erase-prob", type=float, default=0.0,
                    help="probability of random erasing: one rectangle (2 - 20%% of the crop) hidden in every frame "
-                        "of a training sample, its neutral reference included (data/augment.py); 0: off")
+                        "of a training sample, its neutral reference included (training/data/augment.py); 0: off")
     g.add_argument("--own-neutral-only", action="store_true",
                    help="leave a sequence without its own neutral first frame without a reference, instead of "
-                        "borrowing the first frame of the same subject's nearest other sequence (data/datasets.py)")
+                        "borrowing the first frame of the same subject's nearest other sequence "
+                        "(training/data/datasets.py)")
     g.add_argument("--neutral-swap", type=float, default=0.0, metavar="P",
                    help="probability that a training sample's neutral reference is replaced by another neutral "
                         "frame of the same subject (the first frame of another of its sequences), as a robot's "
@@ -107,19 +108,20 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--aux-blendshapes", type=float, default=0.0, metavar="WEIGHT",
                    help="weight of a training-only auxiliary loss: the appearance trunk also regresses the "
                         "landmarker's face blendshapes of the peak frame and their change from the neutral "
-                        "reference (nets/auxiliary.py; mean squared error of standardised scores); 0: off. The "
-                        "exported model and inference are unchanged")
+                        "reference (training/experimental/auxiliary.py; mean squared error of standardised scores); "
+                        "0: off. The exported model and inference are unchanged")
     g.add_argument("--sam-rho", type=float, default=0.0, metavar="RHO",
                    help="sharpness-aware minimisation: each step takes its gradient at the weights moved RHO "
-                        "uphill (fer_ros/sam.py; about 0.05 is usual), at 2 - 2.5 times the training time; 0: plain Adam")
+                        "uphill (training/experimental/sam.py; about 0.05 is usual), at 2 - 2.5 times the training "
+                        "time; 0: plain Adam")
     g.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
-                   help="keep an exponential moving average of the weights (fer_ros/ema.py; DECAY per step, e.g. "
-                        "0.995) and evaluate and export it instead of the last weights; the log keeps the last "
-                        "weights' test accuracy beside it (test_acc_raw); 0: off")
+                   help="keep an exponential moving average of the weights (training/experimental/ema.py; DECAY "
+                        "per step, e.g. 0.995) and evaluate and export it instead of the last weights; the log keeps "
+                        "the last weights' test accuracy beside it (test_acc_raw); 0: off")
     g.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
-                   help="mixup (fer_ros/mixup.py): each training sample blended with another of its batch, clip "
-                        "and difference image alike, by lam ~ Beta(ALPHA, ALPHA) (folded to lam >= 0.5), the loss "
-                        "blended alike between the two labels; 0.2 - 0.4 is usual; 0: off")
+                   help="mixup (training/experimental/mixup.py): each training sample blended with another of its "
+                        "batch, clip and difference image alike, by lam ~ Beta(ALPHA, ALPHA) (folded to lam >= 0.5), "
+                        "the loss blended alike between the two labels; 0.2 - 0.4 is usual; 0: off")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -241,7 +243,7 @@ def load_data(args) -> tuple[Samples, dict]:
     # one cache for every image of the dataset, whichever class set is trained
     paths = sorted({str(p) for s in ds.sequences for p in s.peaks} |
                    {str(s.neutral) for s in ds.sequences if s.neutral})
-    from fer_ros.data.cache import build_cache
+    from fer_ros.training.data.cache import build_cache
     cache = build_cache([Path(p) for p in paths], CropConfig(size=args.size, margin=0.0), args.cache_dir,
                         progress=not args.no_progress)
     index = cache.index()
@@ -376,9 +378,10 @@ def train_one_epoch(model, loader, optimizer, device, progress=None, class_weigh
                     mixup_alpha: float = 0.0, mixup_rng: np.random.Generator | None = None,
                     logit_offset: torch.Tensor | None = None, still_offset_scale: float | None = None) -> dict:
     """One pass over the training loader; with aux_head, batches carry a fifth element (the auxiliary targets)
-    and the loss adds aux_weight times their mean squared error. sam_rho > 0: sharpness-aware steps (fer_ros.sam).
-    With ema, the moving average follows the model after every step. mixup_alpha > 0: every batch is blended
-    (fer_ros.mixup) with draws from mixup_rng; the training accuracy then counts the dominant sample's class.
+    and the loss adds aux_weight times their mean squared error. sam_rho > 0: sharpness-aware steps
+    (training.experimental.sam). With ema, the moving average follows the model after every step. mixup_alpha > 0:
+    every batch is blended (training.experimental.mixup) with draws from mixup_rng; the training accuracy then
+    counts the dominant sample's class.
     still_offset_scale: the batches end with the still flag (SequenceSet's mark_still), and a still sample's
     logit_offset is multiplied by it (a blended sample takes the flag of the sample it is read as first)."""
     if mixup_alpha > 0 and aux_head is not None:
