@@ -12,8 +12,12 @@ import pytest
 from conftest import NO_LIBEGL
 from eval_helpers import CLASSES, SUBJECTS, class_folder_data, official_data
 from fer_ros.training import train
+from fer_ros.training.args import get_args_parser
+from fer_ros.training.class_balance import class_weights, logit_offsets
 from fer_ros.training.data.datasets import DatasetError, detect_layout, load_dataset
 from fer_ros.training.data.folds import subject_folds
+from fer_ros.training.data.samples import load_data
+from fer_ros.training.fit import build_model
 
 TINY = ["--size", "32", "--app-widths", "4,8,8,8", "--geo-width", "4", "--batch-size", "8", "--threads", "2",
         "--ensemble", "1", "--no-progress"]
@@ -84,7 +88,7 @@ def test_sharpness_aware_training_lowers_the_loss_and_keeps_the_model(base, tmp_
     rows = _log(tmp_path / "run" / "final" / "log.csv")
     assert rows[1]["loss"] < rows[0]["loss"]
     state = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
-    plain, _ = train.build_model(train.get_args_parser().parse_args(["--data", "d", *TINY]), 8)
+    plain, _ = build_model(get_args_parser().parse_args(["--data", "d", *TINY]), 8)
     assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in plain.state_dict().items()}
 
 
@@ -248,19 +252,19 @@ def test_the_papers_lbp_only_clip_input_trains_and_exports_a_one_channel_model(b
     engine = load_engine(tmp_path / "model", backend="onnxruntime", cache_dir=tmp_path / "cache")
     assert engine.input_shapes()["clip"] == (1, 3, 32, 32)
     with pytest.raises(SystemExit):
-        train.get_args_parser().parse_args(["--data", "d", "--clip-input", "rgb"])
+        get_args_parser().parse_args(["--data", "d", "--clip-input", "rgb"])
 
 
 def test_class_weights_follow_the_training_shares(base, tmp_path):
     labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
-    assert train.class_weights(labels, 4, "none") is None
+    assert class_weights(labels, 4, "none") is None
     for mode, power in (("sqrt", 0.5), ("balanced", 1.0)):
-        w = train.class_weights(labels, 4, mode)
+        w = class_weights(labels, 4, mode)
         assert w.shape == (4,) and w[3] == 0.0  # no samples of class 3
         assert (w[labels]).mean() == pytest.approx(1.0, rel=1e-6)  # the average sample weighs 1
         assert w[2] / w[0] == pytest.approx((60 / 10) ** power, rel=1e-6)
     with pytest.raises(ValueError, match="unknown class weighting"):
-        train.class_weights(labels, 4, "inverse")
+        class_weights(labels, 4, "inverse")
     assert _train(base, class_folder_data(base), tmp_path / "run", "--folds", "0", "--final", "--epochs", "1",
                   "--class-weighting", "sqrt", "--label-smoothing", "0.1") == 0
     assert len(_log(tmp_path / "run" / "final" / "log.csv")) == 1
@@ -268,13 +272,13 @@ def test_class_weights_follow_the_training_shares(base, tmp_path):
 
 def test_logit_offsets_are_tau_times_the_log_training_shares(base, tmp_path):
     labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
-    assert train.logit_offsets(labels, 4, 0.0) is None
-    lo = train.logit_offsets(labels, 4, 1.0)
+    assert logit_offsets(labels, 4, 0.0) is None
+    lo = logit_offsets(labels, 4, 1.0)
     assert lo.shape == (4,) and lo.dtype == np.float32
     assert np.exp(lo[:3]) == pytest.approx([60 / 101, 30 / 101, 10 / 101], rel=1e-6)  # class 3 counts as one
-    assert train.logit_offsets(labels, 4, 0.5) == pytest.approx(0.5 * lo, rel=1e-6)
+    assert logit_offsets(labels, 4, 0.5) == pytest.approx(0.5 * lo, rel=1e-6)
     # with a neutral class (index 0 here) only the other classes are balanced, around their uniform share
-    ln = train.logit_offsets(labels, 4, 1.0, neutral=0)
+    ln = logit_offsets(labels, 4, 1.0, neutral=0)
     assert ln[0] == 0.0
     assert np.exp(ln[1:]) == pytest.approx([30 / 41 * 3, 10 / 41 * 3, 1 / 41 * 3], rel=1e-6)
     assert ln[1] - ln[2] == pytest.approx(lo[1] - lo[2], rel=1e-6)  # the expressions' differences are unchanged
@@ -350,14 +354,14 @@ def test_the_defaults_are_the_shipped_models_recipe():
     manifest = load_manifest(default_model_dir())
     command = shlex.split(manifest.training["command"])
     assert command[0] == "fer-train"
-    parser = train.get_args_parser()
+    parser = get_args_parser()
     default_args = parser.parse_args(["--data", "d"])
     shipped, default = vars(parser.parse_args(command[1:])), vars(default_args)
     where_and_how = {"data", "cache_dir", "out", "export", "name", "threads", "device", "folds", "only_fold",
                      "final", "resume", "no_progress", "torchscript"}
     differs = {k: (default[k], shipped[k]) for k in shipped if k not in where_and_how and default[k] != shipped[k]}
     assert differs == {}, f"defaults (left) differ from the shipped recipe (right): {differs}"
-    _, cfg = train.build_model(default_args, len(manifest.class_names))
+    _, cfg = build_model(default_args, len(manifest.class_names))
     shipped_cfg = dict(manifest.arch_cfg)
     assert shipped_cfg.pop("members", 1) == default["ensemble"]  # an ensemble's export records its members
     assert (default["model"], cfg) == (manifest.arch, shipped_cfg)
@@ -438,7 +442,7 @@ def test_still_samples_show_an_expression_without_motion():
     reference valid); neutral samples and evaluation are untouched."""
     import torch
 
-    from fer_ros.training.train import Samples, SequenceSet
+    from fer_ros.training.data.samples import Samples, SequenceSet
     rng = np.random.default_rng(0)
     n_img = 8
     gray = rng.integers(0, 256, (n_img, 32, 32), dtype=np.uint8)
@@ -467,7 +471,7 @@ def test_neutral_swap_takes_another_reference_of_the_same_subject():
     probability of 0 are untouched, and 0 draws no random numbers."""
     import torch
 
-    from fer_ros.training.train import Samples, SequenceSet
+    from fer_ros.training.data.samples import Samples, SequenceSet
     rng = np.random.default_rng(2)
     gray = rng.integers(0, 256, (10, 32, 32), dtype=np.uint8)
     points = rng.uniform(0.2, 0.8, (10, 68, 2)).astype(np.float32)
@@ -503,10 +507,10 @@ def test_neutral_swap_takes_another_reference_of_the_same_subject():
 
 def test_load_data_lists_every_neutral_frame_of_each_subject(base, tmp_path):
     """The references --neutral-swap draws from: each subject's neutral first frames, unlabelled sequences' too."""
-    args = train.get_args_parser().parse_args(["--data", str(official_data(base)), "--class-set", "ckplus7",
+    args = get_args_parser().parse_args(["--data", str(official_data(base)), "--class-set", "ckplus7",
                                                "--size", "32", "--cache-dir", str(base / "train_cache"),
                                                "--no-progress"])
-    samples, _ = train.load_data(args)
+    samples, _ = load_data(args)
     assert set(samples.subject_neutrals) == set(samples.subjects)
     for j, subject in enumerate(samples.subjects):
         mine = samples.subject_neutrals[subject]
@@ -517,7 +521,7 @@ def test_load_data_lists_every_neutral_frame_of_each_subject(base, tmp_path):
 
 
 def _aux_samples(blend_names=("browDownLeft", "browDownRight", "jawOpen")):
-    from fer_ros.training.train import Samples
+    from fer_ros.training.data.samples import Samples
     rng = np.random.default_rng(1)
     n_img = 8
     return Samples(neutral=np.array([0, -1]), peaks=np.array([[1, 2, 3], [4, 5, 6]]), labels=np.array([2, 3]),
@@ -531,7 +535,8 @@ def test_aux_blendshape_targets_follow_the_flip_and_the_reference():
     """The auxiliary target of a training sample: the peak's standardised scores and their change from the
     neutral reference; left and right swap when augmentation mirrors the face; no reference = no change."""
     from fer_ros.training.data.augment import AugmentConfig
-    from fer_ros.training.train import AuxTargets, SequenceSet
+    from fer_ros.training.data.samples import SequenceSet
+    from fer_ros.training.experimental.auxiliary import AuxTargets
     samples = _aux_samples()
     aux = AuxTargets.of(samples, np.array([0, 1]))
     used = [0, 1, 2, 3, 4, 5, 6]  # image 7 belongs to no training sample: not in the statistics
@@ -626,8 +631,9 @@ def test_aux_blendshapes_train_and_leave_the_exported_model_alone(base, tmp_path
     and the exported model has exactly the networks' parameters (inference unchanged)."""
     import torch
 
-    from fer_ros.training.data.cache import build_cache
+    from fer_ros.crop import CropConfig
     from fer_ros.manifest import load_manifest
+    from fer_ros.training.data.cache import build_cache
     data, out = class_folder_data(base), tmp_path / "run"
     assert _train(base, data, out, "--folds", "0", "--epochs", "3", "--no-augment", "--lr", "3e-3",
                   "--class-set", "ckplus7", "--aux-blendshapes", "1.0", "--export", str(tmp_path / "model")) == 0
@@ -637,13 +643,13 @@ def test_aux_blendshapes_train_and_leave_the_exported_model_alone(base, tmp_path
     assert ck["aux"]["linear.weight"].shape[0] == 2 * 52
     manifest = load_manifest(tmp_path / "model")
     state = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
-    plain, _ = train.build_model(train.get_args_parser().parse_args(["--data", "d", *TINY]), len(manifest.class_names))
+    plain, _ = build_model(get_args_parser().parse_args(["--data", "d", *TINY]), len(manifest.class_names))
     assert set(state) == set(plain.state_dict())
     assert _train(base, data, out, "--folds", "0", "--epochs", "4", "--class-set", "ckplus7",
                   "--aux-blendshapes", "1.0", "--final", "--resume") == 0
     assert [r["epoch"] for r in _log(out / "final" / "log.csv")] == [0, 1, 2, 3]
     # the cache keeps the blendshapes beside crops and points
-    cache = build_cache(sorted(data.rglob("*.png")), train.CropConfig(size=32, margin=0.0), base / "train_cache",
+    cache = build_cache(sorted(data.rglob("*.png")), CropConfig(size=32, margin=0.0), base / "train_cache",
                         progress=False)
     assert cache.blendshapes.shape == (len(cache.paths), 52) and len(cache.blendshape_names) == 52
     assert np.all(cache.blendshapes[cache.ok].max(axis=1) > 0)
@@ -653,7 +659,7 @@ def test_aux_blendshapes_refuses_a_negative_weight_and_a_cache_without_blendshap
     assert _train(base, class_folder_data(base), tmp_path / "run", "--aux-blendshapes", "-1") == 2
     assert "--aux-blendshapes must be 0 (off) or a positive weight" in capsys.readouterr().err
     from fer_ros.training.data.datasets import DatasetError
-    from fer_ros.training.train import AuxTargets
+    from fer_ros.training.experimental.auxiliary import AuxTargets
     samples = _aux_samples(())
     samples.blendshapes = np.zeros((8, 0), np.float32)
     with pytest.raises(DatasetError, match="needs the landmarker's blendshapes"):
@@ -667,9 +673,9 @@ def test_a_sequence_without_its_neutral_frame_trains_with_a_borrowed_one(tmp_pat
     write_class_folder_dataset(data, ("anger", "happy"), (10, 11), missing_neutral=[(10, 2)], sequence_length=4)
 
     def info(*extra):
-        args = train.get_args_parser().parse_args(["--data", str(data), "--cache-dir", str(tmp_path / "cache"),
+        args = get_args_parser().parse_args(["--data", str(data), "--cache-dir", str(tmp_path / "cache"),
                                                    "--class-set", "ckplus7", *TINY, *extra])
-        samples, info = train.load_data(args)
+        samples, info = load_data(args)
         return samples, info
 
     samples, borrowed = info()

@@ -1,0 +1,51 @@
+"""Option values of the command-line tools, checked where argparse reads them.
+
+    p.add_argument("--erase-prob", type=number(low=0, high=1, says="between 0 and 1"), default=0.0)
+    args = parse_args(p, argv, "fer-train")   # None after printing "fer-train: --erase-prob must be ..., got 1.5"
+
+`number(...)` makes a `type=` that refuses a value outside its range with "must be <says>, got <value>";
+`parse_args` reports such a refusal (and any other bad option value) as one line on stderr instead of argparse's
+usage text, so every tool says what is wrong the same way. --help and a missing or unknown option still end in
+argparse's own exit.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Callable, Sequence
+
+
+def number(kind: type = float, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+           high_open: bool = False, finite: bool = False, says: str) -> Callable[[str], float]:
+    """An argparse type: `kind(text)` within [low, high] (open at an end with low_open / high_open; NaN never, an
+    infinity only without `finite`). A value outside raises ArgumentTypeError("must be <says>, got <value>")."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {says}, got {text!r}") from None
+        inside = not (isinstance(value, float) and (math.isnan(value) or (finite and math.isinf(value))))
+        if low is not None:
+            inside = inside and (value > low if low_open else value >= low)
+        if high is not None:
+            inside = inside and (value < high if high_open else value <= high)
+        if not inside:
+            raise argparse.ArgumentTypeError(f"must be {says}, got {value}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prefix: str) -> argparse.Namespace | None:
+    """parser.parse_args(argv); for a bad option value, print `<prefix>: <option> <what is wrong>` to stderr and
+    return None (the caller exits with status 2)."""
+    parser.exit_on_error = False
+    try:
+        return parser.parse_args(argv)
+    except argparse.ArgumentError as exc:
+        name = exc.argument_name or "an argument"
+        print(f"{prefix}: {name} {exc.message}", file=sys.stderr)
+        return None

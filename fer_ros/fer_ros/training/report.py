@@ -1,0 +1,103 @@
+"""What a fer-train run reports: each fold's accuracies and their summary over the folds (a table on the
+terminal), the cross-validated predictions (predictions.csv) and confusion matrices (PNG), the JSON values of
+report.json, and the export of the final fit with its manifest."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from fer_ros.classes import NEUTRAL
+from fer_ros.crop import CropConfig
+from fer_ros.preprocess import PREPROCESS_SPEC
+from fer_ros.training.data.samples import Samples
+
+
+def fold_scores(ev: dict, names: tuple[str, ...]) -> dict:
+    """Accuracies of one fold: fused, appearance-only, geometric-only; for 8-class sets also the 7 emotion
+    classes alone and the share of neutral samples called neutral."""
+    y = ev["y"]
+    out = {k: float((ev[k] == y).mean()) for k in ("fused", "appearance", "geometric")}
+    # how often the true class is among the appearance network's top-2, the pair the geometric network decides
+    out["appearance_top2"] = float((ev["top2"] == y[:, None]).any(axis=1).mean())
+    out["n"] = int(len(y))
+    if NEUTRAL in names:
+        ni = names.index(NEUTRAL)
+        emo = y != ni
+        if emo.any():
+            out["fused_7class_samples"] = float((ev["fused"][emo] == y[emo]).mean())
+            # 7-class decision: the best non-neutral class
+            p = ev["probs"][emo].copy()
+            p[:, ni] = -1
+            out["fused_7class_forced"] = float((p.argmax(1) == y[emo]).mean())
+        if (~emo).any():
+            out["neutral_called_neutral"] = float((ev["fused"][~emo] == ni).mean())
+    return out
+
+
+def summarize_folds(per_fold: list[dict]) -> dict:
+    keys = sorted({k for f in per_fold for k, v in f.items() if k not in ("n", "fold") and np.isscalar(v)})
+    return {k: {"mean": float(np.mean([f[k] for f in per_fold if k in f])),
+                "std": float(np.std([f[k] for f in per_fold if k in f])),
+                "min": float(np.min([f[k] for f in per_fold if k in f])),
+                "max": float(np.max([f[k] for f in per_fold if k in f]))} for k in keys}
+
+
+def print_fold_table(per_fold: list[dict], summary: dict) -> None:
+    cols = [k for k in ("fused", "appearance", "appearance_top2", "geometric", "fused_7class_forced",
+                        "neutral_called_neutral") if k in summary]
+    print("fold  n    " + "  ".join(f"{c:>22s}" for c in cols))
+    for f in per_fold:
+        print(f"{f['fold']:>4d}  {f['n']:<4d} " + "  ".join(f"{f.get(c, float('nan')):22.4f}" for c in cols))
+    print("mean       " + "  ".join(f"{summary[c]['mean']:15.4f} ±{summary[c]['std']:.4f}" for c in cols))
+
+
+def jsonable(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+def write_predictions(out: Path, samples: Samples, names, evals) -> None:
+    with open(out / "predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sequence", "subject", "label", "fused", "appearance", "geometric"])
+        for idx, ev in evals:
+            for j, i in enumerate(idx):
+                w.writerow([samples.keys[i], samples.subjects[i], names[ev["y"][j]], names[ev["fused"][j]],
+                            names[ev["appearance"][j]], names[ev["geometric"][j]]])
+
+
+def plot_confusions(out: Path, names, evals) -> None:
+    try:
+        from fer_ros.metrics import confusion_matrix
+        from fer_ros.plots import plot_confusion_matrix
+    except ImportError as exc:
+        print(f"[fer-train] note: no confusion-matrix plot ({exc})")
+        return
+    y = np.concatenate([ev["y"] for _, ev in evals])
+    for kind in ("fused", "appearance", "geometric"):
+        pred = np.concatenate([ev[kind] for _, ev in evals])
+        cm = confusion_matrix(y, pred, len(names))
+        plot_confusion_matrix(cm, list(names), out / f"confusion_{kind}.png",
+                              title=f"{kind}: cross-validated, {len(y)} sequences")
+
+
+def export_final(args, model, cfg, names, report) -> None:
+    from fer_ros.export import export_model
+    from fer_ros.manifest import Manifest
+    manifest = Manifest(
+        name=args.name or Path(args.export).name, class_set=args.class_set, class_names=list(names),
+        arch=args.model, arch_cfg=cfg,
+        preprocess=PREPROCESS_SPEC(CropConfig(size=args.size, margin=0.0), args.frames, args.clip_input),
+        training={"command": report["command"], "seed": args.seed, "data": report["data"],
+                  "cross_validation": report.get("cross_validation", {}).get("summary"),
+                  "final_fit_seconds": report["final"]["seconds"]})
+    export_model(model.cpu(), manifest, args.export, torchscript=args.torchscript)
+    print(f"[fer-train] exported {args.export} (model.onnx, model.pt{', model.ts' if args.torchscript else ''}, "
+          f"manifest.json)")
