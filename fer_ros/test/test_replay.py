@@ -16,6 +16,8 @@ from bag_helpers import numbered_frames, write_mixed_bag
 from perception_helpers import ScriptedLandmarker, place, template68
 from fer_ros.tools import replay
 from fer_ros.tools.bagtools import STORAGES, ImageBagReader, list_topics, typestore, write_image_bag
+from fer_ros.tools.emotion_bag import EMOTION_TYPE, emotion_message
+from fer_ros.tools.replay_results import FaceRecord, FrameRecord
 from fer_ros.classes import class_names
 from fer_ros.crop import CropConfig
 from fer_ros.pipeline import Recognizer
@@ -275,16 +277,16 @@ def test_emotion_message_is_the_nodes_message():
         FaceResult(id=1, box=(200.0, 20.0, 260.5, 300.0), points68=pts + 100, window_frames=1, window_ready=False,
                    has_neutral=False, class_names=CK8, track_age_s=0.0),
     ]
-    record = replay.FrameRecord(index=0, stamp_ns=1700000000_250000000, time_s=0.0, bag_time_ns=0, latency_ms=1.0,
+    record = FrameRecord(index=0, stamp_ns=1700000000_250000000, time_s=0.0, bag_time_ns=0, latency_ms=1.0,
                                 width=320, height=240)
     for r in results:
         ready = r.window_ready
-        record.faces.append(replay.FaceRecord(
+        record.faces.append(FaceRecord(
             id=r.id, box=r.box, window_ready=ready, has_neutral=r.has_neutral, label=r.label,
             confidence=r.confidence, probs=[float(p) for p in r.probs] if ready else None, dominant=False,
             window_frames=r.window_frames, track_age_s=r.track_age_s))
-    ours = replay.emotion_message(record, CK8, "cam", {r.id: r.points68 for r in results})
-    ours_raw = bytes(typestore().serialize_cdr(ours, replay.EMOTION_TYPE))
+    ours = emotion_message(record, CK8, "cam", {r.id: r.points68 for r in results})
+    ours_raw = bytes(typestore().serialize_cdr(ours, EMOTION_TYPE))
     header = Header(frame_id="cam")
     header.stamp.sec, header.stamp.nanosec = 1700000000, 250000000
     theirs = convert.face_emotion_array(header, results, 320, 240)

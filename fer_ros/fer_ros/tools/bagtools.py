@@ -544,6 +544,11 @@ def open_bag(path: str | Path):
     return reader
 
 
+def bag_storage(bag: Path) -> str:
+    """"mcap" or "sqlite3": the storage of an existing bag folder."""
+    return "mcap" if any(Path(bag).glob("*.mcap")) else "sqlite3"
+
+
 def list_topics(path: str | Path) -> dict[str, tuple[str, int]]:
     """{topic: (message type, message count)} of a bag."""
     reader = open_bag(Path(path))

@@ -14,138 +14,34 @@ node's `runtime.smooth_results`, so offline and online results agree. The label 
 Bad input: a bag that cannot be opened or lacks the topic is a one-line error (exit 2); bad messages are skipped
 with rate-limited warnings and counted in the summary; a truncated MCAP file is read up to the cut. Results so far
 are always written.
+
+This file is the replay loop and the command; the records, summary and evaluation are in replay_results.py, the
+/emotion output bag in emotion_bag.py, the contact sheet in contact_sheet.py.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
-import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fer_ros.tools.bagtools import BagError, BagFrame, ImageBagReader, STORAGES, open_bag, open_writer, typestore
-from fer_ros.tools.labels import LabelError, LabelSet, load_labels
+from fer_ros.argtypes import number, parse_args
 from fer_ros.ratelimit import LOGGER_NAME
 from fer_ros.runtime import RecognizerSettings, SetupError, build_recognizer, smooth_results
 from fer_ros.smoothing import ProbabilitySmoother
+from fer_ros.tools.bagtools import STORAGES, BagError, BagFrame, ImageBagReader, bag_storage
+from fer_ros.tools.contact_sheet import ContactSheetCollector
+from fer_ros.tools.emotion_bag import EmotionBagWriter
+from fer_ros.tools.labels import LabelError, LabelSet, load_labels
+from fer_ros.tools.replay_results import (FaceRecord, FrameRecord, ReplayResult, evaluate_records, format_summary,
+                                          summarize, timeline_tracks, write_frames_csv, write_results_json)
 
 log = logging.getLogger(LOGGER_NAME)
-
-EMOTION_TYPE = "fer_msgs/msg/FaceEmotionArray"
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------------------------------------------
-@dataclass
-class FaceRecord:
-    """One face in one replayed frame. box (x0, y0, x1, y1) px; probs (K,) or None while the window fills;
-    dominant: the largest box of the frame; true_label from the label file (None when unlabelled); window_frames
-    and track_age_s (s) as in FaceResult."""
-
-    id: int
-    box: tuple[float, float, float, float]
-    window_ready: bool
-    has_neutral: bool
-    label: str
-    confidence: float
-    probs: list[float] | None
-    dominant: bool
-    true_label: str | None = None
-    window_frames: int = 0
-    track_age_s: float = 0.0
-
-
-@dataclass
-class FrameRecord:
-    """One replayed image: index on the topic, header stamp (ns, exact), time since the first image (s), bag
-    receive time (ns), decode + recognition time (ms), size (px) and its faces."""
-
-    index: int
-    stamp_ns: int
-    time_s: float
-    bag_time_ns: int
-    latency_ms: float
-    width: int
-    height: int
-    faces: list[FaceRecord] = field(default_factory=list)
-
-    @property
-    def stamp_s(self) -> float:
-        return self.stamp_ns * 1e-9
-
-
-def format_stamp(stamp_ns: int) -> str:
-    """Exact decimal seconds of a ns stamp ("1700000000.250000000"); a float would lose the last digits."""
-    sign = "-" if stamp_ns < 0 else ""
-    sec, nsec = divmod(abs(int(stamp_ns)), 1_000_000_000)
-    return f"{sign}{sec}.{nsec:09d}"
-
-
-@dataclass
-class ReplayResult:
-    """Everything one replay produced: the per-frame records and the figures of the summary."""
-
-    bag: str
-    topic: str
-    class_names: tuple[str, ...]
-    frames: list[FrameRecord]
-    messages: int = 0
-    decoded: int = 0
-    dropped_realtime: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    truncated: str | None = None
-    wall_s: float = 0.0
-    recognize_s: float = 0.0
-    model: str = ""
-    backend: str = ""
-
-
-def _percentiles(values: Sequence[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    a = np.asarray(values, np.float64)
-    return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
-            "p99": float(np.percentile(a, 99)), "max": float(a.max())}
-
-
-def summarize(result: ReplayResult) -> dict:
-    """The summary figures of a replay: frame counts, faces, frame rates (Hz), latency percentiles (ms), the labels
-    each face got over the replay."""
-    frames = result.frames
-    faces: dict[int, dict[str, int]] = {}
-    detections = ready = 0
-    for fr in frames:
-        for f in fr.faces:
-            detections += 1
-            counts = faces.setdefault(f.id, {})
-            if f.window_ready and f.probs is not None:
-                ready += 1
-                counts[f.label] = counts.get(f.label, 0) + 1
-    n = len(frames)
-    return {
-        "bag": result.bag, "topic": result.topic, "model": result.model, "backend": result.backend,
-        "class_names": list(result.class_names),
-        "frames": {"messages": result.messages, "decoded": result.decoded, "processed": n,
-                   "dropped_realtime": result.dropped_realtime, "skipped": dict(result.skipped),
-                   "with_faces": sum(1 for fr in frames if fr.faces)},
-        "truncated": result.truncated,
-        "faces": {"tracks": len(faces), "detections": detections, "with_scores": ready,
-                  "labels_per_face": {str(k): dict(sorted(v.items(), key=lambda kv: -kv[1]))
-                                      for k, v in sorted(faces.items())}},
-        "duration_s": (frames[-1].time_s if frames else 0.0),
-        "wall_s": result.wall_s,
-        "frame_rate_hz": (n / result.wall_s) if result.wall_s > 0 else 0.0,
-        "pipeline_rate_hz": (n / result.recognize_s) if result.recognize_s > 0 else 0.0,
-        "latency_ms": _percentiles([fr.latency_ms for fr in frames]),
-    }
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -263,221 +159,9 @@ def _process(recognizer: Any, frame: BagFrame, first_stamp: int, decode_ms: floa
     return record
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Evaluation against labels
-# --------------------------------------------------------------------------------------------------------------
-def evaluate_records(frames: Iterable[FrameRecord], labels: LabelSet, class_names: Sequence[str]) -> dict:
-    """Accuracy, per-class recall and the confusion matrix (rows: true class, columns: predicted, in
-    `class_names` order) over every face with a true label and scores. Faces with a true label but no scores yet
-    (window filling) and labelled frames where the labelled face was not found are counted, not scored."""
-    from fer_ros import metrics
-    names = list(class_names)
-    labels.check_classes(names)
-    y_true, y_pred = [], []
-    unscored = 0
-    covered_frames = missed_frames = 0
-    for fr in frames:
-        got_dominant = False
-        for f in fr.faces:
-            if f.true_label is None:
-                continue
-            if f.dominant:
-                got_dominant = True
-            if not f.window_ready or f.probs is None:
-                unscored += 1
-                continue
-            y_true.append(names.index(f.true_label))
-            y_pred.append(names.index(f.label))
-        dominant_truth = labels.label_for(fr.index, fr.time_s, None, True)
-        if dominant_truth is not None:
-            covered_frames += 1
-            if not got_dominant:
-                missed_frames += 1
-    report = metrics.classification_report(np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64), names)
-    report.update({"scored_faces": len(y_true), "labelled_faces_without_scores": unscored,
-                   "labelled_frames_dominant": covered_frames, "labelled_frames_no_face": missed_frames})
-    return report
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Writing
-# --------------------------------------------------------------------------------------------------------------
-def write_frames_csv(path: Path, frames: Iterable[FrameRecord], class_names: Sequence[str]) -> Path:
-    """One row per face per frame (and one row with an empty face_id for a frame without faces)."""
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["frame", "stamp_s", "time_s", "latency_ms", "face_id", "x0", "y0", "x1", "y1", "dominant",
-                    "window_ready", "has_neutral", "label", "confidence", "true_label",
-                    *[f"p_{n}" for n in class_names]])
-        for fr in frames:
-            head = [fr.index, format_stamp(fr.stamp_ns), f"{fr.time_s:.6f}", f"{fr.latency_ms:.3f}"]
-            if not fr.faces:
-                w.writerow(head + [""] * (11 + len(class_names)))
-            for f in fr.faces:
-                probs = [f"{p:.6f}" for p in f.probs] if f.probs else [""] * len(class_names)
-                w.writerow(head + [f.id, *(f"{v:.1f}" for v in f.box), int(f.dominant), int(f.window_ready),
-                                   int(f.has_neutral), f.label, f"{f.confidence:.6f}", f.true_label or "", *probs])
-    return path
-
-
-def write_results_json(path: Path, frames: Iterable[FrameRecord]) -> Path:
-    with open(path, "w") as fh:
-        json.dump({"frames": [asdict(fr) for fr in frames]}, fh)
-    return path
-
-
-def emotion_message(record: FrameRecord, class_names: Sequence[str], frame_id: str, points: dict[int, Any]):
-    """fer_msgs/FaceEmotionArray (rosbags type) for one replayed frame, with the fields fer_node fills (see
-    FaceEmotion.msg): header = the image's, faces in ascending id, box clipped to the image."""
-    store = typestore()
-    T = store.types
-    stamp_ns = record.stamp_ns
-    header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000,
-                                                                                nanosec=stamp_ns % 1_000_000_000),
-                                      frame_id=frame_id)
-    faces = []
-    for f in sorted(record.faces, key=lambda f: f.id):
-        x0, y0, x1, y1 = f.box
-        x0 = int(np.clip(np.floor(x0), 0, record.width))
-        y0 = int(np.clip(np.floor(y0), 0, record.height))
-        x1 = int(np.clip(np.ceil(x1), 0, record.width))
-        y1 = int(np.clip(np.ceil(y1), 0, record.height))
-        roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=x0, y_offset=y0, width=max(0, x1 - x0),
-                                                    height=max(0, y1 - y0), do_rectify=False)
-        pts = np.asarray(points.get(f.id, np.zeros((0, 2))), np.float64).reshape(-1, 2)
-        faces.append(T["fer_msgs/msg/FaceEmotion"](
-            face_id=f.id, label=f.label if f.window_ready else "",
-            confidence=float(f.confidence) if f.window_ready else 0.0, class_names=list(class_names),
-            scores=np.asarray(f.probs if f.window_ready else [], np.float32), box=roi,
-            landmarks=[T["geometry_msgs/msg/Point"](x=float(x), y=float(y), z=0.0) for x, y in pts],
-            has_neutral_reference=f.has_neutral, window_ready=f.window_ready,
-            window_frames=int(np.clip(f.window_frames, 0, 255)), track_age_s=float(f.track_age_s)))
-    return T[EMOTION_TYPE](header=header, faces=faces)
-
-
-class EmotionBagWriter:
-    """Collects /emotion messages during a replay, then writes a copy of the input bag with them added."""
-
-    def __init__(self, emotion_topic: str = "/emotion") -> None:
-        if "fer_msgs/msg/FaceEmotionArray" not in typestore().types:
-            raise BagError("fer_msgs message definitions not found (neither installed nor in the source tree); "
-                           "cannot write /emotion to a bag")
-        self.topic = emotion_topic
-        self.messages: list[tuple[int, bytes]] = []
-        self.class_names: tuple[str, ...] = ()
-
-    def on_frame(self, frame: BagFrame, results: list, record: FrameRecord) -> None:
-        points = {int(r.id): r.points68 for r in results}
-        names = self.class_names or next((tuple(r.class_names) for r in results if r.class_names), ())
-        self.class_names = names
-        msg = emotion_message(record, names, frame.frame_id, points)
-        t_ns = frame.bag_time_ns + int(record.latency_ms * 1e6)
-        self.messages.append((t_ns, bytes(typestore().serialize_cdr(msg, EMOTION_TYPE))))
-
-    def write(self, in_bag: Path, out_bag: Path, storage: str, overwrite: bool) -> int:
-        """Copy every message of `in_bag` and add the collected /emotion messages, in time order."""
-        store = typestore()
-        reader = open_bag(in_bag)
-        writer = open_writer(out_bag, storage, overwrite)
-        written = 0
-        try:
-            conns = {}
-            for c in reader.connections:
-                if c.topic == self.topic:
-                    continue
-                conns[c.id] = _copy_connection(writer, c, store)
-            out = writer.add_connection(self.topic, EMOTION_TYPE, typestore=store)
-            pending = sorted(self.messages)
-            k = 0
-            it = reader.messages(connections=[c for c in reader.connections if c.id in conns])
-            while True:
-                try:
-                    conn, t_ns, raw = next(it)
-                except StopIteration:
-                    break
-                except Exception as exc:  # truncated input: keep what was read
-                    log.warning(f"copying {in_bag} stopped early: {type(exc).__name__}: {exc}")
-                    break
-                while k < len(pending) and pending[k][0] <= t_ns:
-                    writer.write(out, *pending[k])
-                    k += 1
-                    written += 1
-                writer.write(conns[conn.id], t_ns, raw)
-            for t_ns, raw in pending[k:]:
-                writer.write(out, t_ns, raw)
-                written += 1
-        finally:
-            writer.close()
-            reader.close()
-        return written
-
-
-def _copy_connection(writer, conn, store):
-    ext = getattr(conn, "ext", None)
-    qos = getattr(ext, "offered_qos_profiles", ()) or ()
-    fmt = getattr(ext, "serialization_format", "cdr") or "cdr"
-    if conn.msgtype in store.types:
-        return writer.add_connection(conn.topic, conn.msgtype, typestore=store, serialization_format=fmt,
-                                     offered_qos_profiles=qos)
-    msgdef = getattr(getattr(conn, "msgdef", None), "data", None)
-    return writer.add_connection(conn.topic, conn.msgtype, msgdef=msgdef or "", rihs01=getattr(conn, "digest", ""),
-                                 serialization_format=fmt, offered_qos_profiles=qos)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Contact sheet
-# --------------------------------------------------------------------------------------------------------------
-def contact_sheet(tiles: Sequence[tuple[np.ndarray, str]], columns: int = 4, tile_width_px: int = 320) -> np.ndarray:
-    """Annotated frames side by side, `columns` per row, each scaled to `tile_width_px` with a caption bar
-    underneath; returns an RGB8 image."""
-    import cv2
-    if not tiles:
-        raise ValueError("a contact sheet needs at least one frame")
-    scaled = []
-    for rgb, caption in tiles:
-        h, w = rgb.shape[:2]
-        th = max(1, int(round(h * tile_width_px / w)))
-        img = cv2.resize(rgb, (tile_width_px, th), interpolation=cv2.INTER_AREA if w > tile_width_px
-                         else cv2.INTER_LINEAR)
-        bar = np.full((22, tile_width_px, 3), 255, np.uint8)
-        cv2.putText(bar, caption, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        scaled.append(np.concatenate([img, bar], axis=0))
-    tile_h = max(t.shape[0] for t in scaled)
-    columns = max(1, min(columns, len(scaled)))
-    rows = math.ceil(len(scaled) / columns)
-    pad = 4
-    sheet = np.full((rows * (tile_h + pad) + pad, columns * (tile_width_px + pad) + pad, 3), 235, np.uint8)
-    for i, t in enumerate(scaled):
-        r, c = divmod(i, columns)
-        y, x = pad + r * (tile_h + pad), pad + c * (tile_width_px + pad)
-        sheet[y:y + t.shape[0], x:x + t.shape[1]] = t
-    return sheet
-
-
-class ContactSheetCollector:
-    """Keeps annotated copies of `count` frames spread evenly over a topic of `total` messages."""
-
-    def __init__(self, total: int, count: int) -> None:
-        count = max(0, min(count, total))
-        self.wanted = set(np.linspace(0, total - 1, count).round().astype(int).tolist()) if count else set()
-        self.tiles: list[tuple[np.ndarray, str]] = []
-
-    def on_frame(self, frame: BagFrame, results: list, record: FrameRecord) -> None:
-        if frame.index not in self.wanted:
-            return
-        from fer_ros.annotate import draw_results
-        self.tiles.append((draw_results(frame.rgb8, results), f"frame {frame.index}  t={record.time_s:.2f} s"))
-
-    def save(self, path: Path, columns: int = 4) -> Path | None:
-        if not self.tiles:
-            return None
-        import cv2
-        cv2.imwrite(str(path), cv2.cvtColor(contact_sheet(self.tiles, columns), cv2.COLOR_RGB2BGR))
-        return path
-
-
 class ReplayError(RuntimeError):
-    """A user error of fer-replay (bad option, missing model, unusable labels); the message says what to do."""
+    """A user error of fer-replay that its option types cannot see (an --out-bag that exists); the message says
+    what to do."""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -500,29 +184,22 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-face-size-px", type=float, default=0.0, help="smaller faces (box side, px) are ignored")
     g.add_argument("--face-timeout-s", type=float, default=1.0, help="a face unseen this long (s) is dropped")
     g.add_argument("--neutral-policy", default="auto", help="how each face's neutral reference is chosen")
-    g.add_argument("--smoothing-time-constant-s", type=float, default=0.0, help="score smoothing per face, s")
+    g.add_argument("--smoothing-time-constant-s", type=number(low=0.0, finite=True, says="a number of seconds >= 0"),
+                   default=0.0, help="score smoothing per face, s")
     g.add_argument("--realtime", action="store_true",
                    help="process at the recorded pace, dropping frames that arrive while busy (like the node)")
-    g.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    g.add_argument("--max-frames", type=number(int, low=1, says=">= 1"), default=None,
+                   help="stop after this many frames")
     o = p.add_argument_group("outputs")
     o.add_argument("--labels", type=Path, default=None,
                    help="ground-truth label file (see fer_ros.tools.labels): adds accuracy, recall, confusion matrix")
     o.add_argument("--out-bag", type=Path, default=None, help="write a copy of the bag with /emotion added here")
     o.add_argument("--out-bag-storage", choices=STORAGES, default=None, help="default: the input bag's storage")
     o.add_argument("--emotion-topic", default="/emotion", help="topic of the FaceEmotionArray messages (--out-bag)")
-    o.add_argument("--contact-sheet", type=int, default=0, metavar="N",
+    o.add_argument("--contact-sheet", type=number(int, low=0, says=">= 0"), default=0, metavar="N",
                    help="also write contact_sheet.png with N annotated frames spread over the bag")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --out-bag")
     return p
-
-
-def _check_args(args) -> None:
-    if args.max_frames is not None and args.max_frames < 1:
-        raise ReplayError(f"--max-frames must be >= 1, got {args.max_frames}")
-    if args.contact_sheet < 0:
-        raise ReplayError(f"--contact-sheet must be >= 0, got {args.contact_sheet}")
-    if not (math.isfinite(args.smoothing_time_constant_s) and args.smoothing_time_constant_s >= 0):
-        raise ReplayError("--smoothing-time-constant-s must be a number of seconds >= 0")
 
 
 def recognizer_settings(args) -> RecognizerSettings:
@@ -535,16 +212,10 @@ def recognizer_settings(args) -> RecognizerSettings:
         smoothing_time_constant_s=args.smoothing_time_constant_s, face_timeout_s=args.face_timeout_s)
 
 
-def bag_storage(bag: Path) -> str:
-    """"mcap" or "sqlite3": the storage of an existing bag folder."""
-    return "mcap" if any(Path(bag).glob("*.mcap")) else "sqlite3"
-
-
 def run(args, recognizer=None) -> dict:
     """Replay as the CLI does (args from get_args_parser); returns the summary dict. `recognizer` replaces the
     model loading (tests, other pipelines). Raises ReplayError, SetupError, BagError or LabelError for user
     errors."""
-    _check_args(args)
     labels = load_labels(args.labels) if args.labels else None
     out_dir = args.out or args.bag.parent / (args.bag.name.rstrip("/") + "_replay")
     if not args.bag.exists():
@@ -589,7 +260,7 @@ def write_outputs(result: ReplayResult, out_dir: Path, labels: LabelSet | None, 
     outputs = {"frames_csv": str(write_frames_csv(out_dir / "frames.csv", result.frames, names)),
                "results_json": str(write_results_json(out_dir / "results.json", result.frames))}
     if result.frames and names:
-        outputs["timeline_png"] = str(plots.plot_timeline(out_dir / "timeline.png", _timeline_tracks(result),
+        outputs["timeline_png"] = str(plots.plot_timeline(out_dir / "timeline.png", timeline_tracks(result),
                                                           names, title=f"{Path(result.bag).name} {result.topic}"))
     if labels is not None and names:
         evaluation = evaluate_records(result.frames, labels, names)
@@ -614,56 +285,10 @@ def write_outputs(result: ReplayResult, out_dir: Path, labels: LabelSet | None, 
     return summary
 
 
-def _timeline_tracks(result: ReplayResult) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """{face id: (times s (N,), probs (N, K))} over the frames where the face had scores."""
-    tracks: dict[int, tuple[list, list]] = {}
-    for fr in result.frames:
-        for f in fr.faces:
-            if f.probs is not None:
-                t, p = tracks.setdefault(f.id, ([], []))
-                t.append(fr.time_s)
-                p.append(f.probs)
-    return {k: (np.asarray(t, np.float64), np.asarray(p, np.float32)) for k, (t, p) in tracks.items()}
-
-
-def format_summary(summary: dict) -> str:
-    """A few lines for the terminal: counts, rates, latency, each face's labels, the evaluation."""
-    fr = summary["frames"]
-    lines = [f"{summary['bag']} {summary['topic']}: {fr['processed']} frames replayed of {fr['messages']} messages"
-             f" ({fr['with_faces']} with faces), {summary['faces']['tracks']} face tracks"]
-    if fr["skipped"]:
-        lines.append("skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(fr["skipped"].items())))
-    if fr["dropped_realtime"]:
-        lines.append(f"dropped (realtime, busy): {fr['dropped_realtime']}")
-    if summary.get("truncated"):
-        lines.append(f"bag ended early: {summary['truncated']}")
-    lat = summary["latency_ms"]
-    if lat:
-        lines.append(f"rate {summary['frame_rate_hz']:.1f} frames/s overall, {summary['pipeline_rate_hz']:.1f} "
-                     f"frames/s in the pipeline; latency ms p50 {lat['p50']:.1f}, p90 {lat['p90']:.1f}, "
-                     f"p99 {lat['p99']:.1f}")
-    for face_id, counts in summary["faces"]["labels_per_face"].items():
-        total = sum(counts.values())
-        if total:
-            top = ", ".join(f"{k} {100.0 * v / total:.0f}%" for k, v in list(counts.items())[:3])
-            lines.append(f"  face #{face_id}: {total} scored frames: {top}")
-        else:
-            lines.append(f"  face #{face_id}: no scored frame (window never filled)")
-    ev = summary.get("evaluation")
-    if ev:
-        if ev.get("accuracy") is None:
-            lines.append("accuracy: no labelled face had scores (labels outside the faces' tracked time?)")
-        else:
-            recall = ", ".join(f"{k} {v:.2f}" for k, v in ev["recall"].items() if v is not None)
-            lines.append(f"accuracy {ev['accuracy']:.3f} on {ev['scored_faces']} labelled faces; recall: {recall}")
-        if ev["labelled_faces_without_scores"] or ev["labelled_frames_no_face"]:
-            lines.append(f"  not scored: {ev['labelled_faces_without_scores']} labelled faces still filling their "
-                         f"window, {ev['labelled_frames_no_face']} labelled frames without a face")
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+    args = parse_args(get_args_parser(), argv, "fer-replay: error")
+    if args is None:
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
         summary = run(args)

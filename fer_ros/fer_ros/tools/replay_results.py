@@ -1,0 +1,223 @@
+"""What a replay produced and how it is reported: the per-frame and per-face records, the summary figures
+(counts, rates, latency, each face's labels), the evaluation against a label file, frames.csv and results.json,
+the timeline's tracks and the terminal summary."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from fer_ros.tools.labels import LabelSet
+
+
+@dataclass
+class FaceRecord:
+    """One face in one replayed frame. box (x0, y0, x1, y1) px; probs (K,) or None while the window fills;
+    dominant: the largest box of the frame; true_label from the label file (None when unlabelled); window_frames
+    and track_age_s (s) as in FaceResult."""
+
+    id: int
+    box: tuple[float, float, float, float]
+    window_ready: bool
+    has_neutral: bool
+    label: str
+    confidence: float
+    probs: list[float] | None
+    dominant: bool
+    true_label: str | None = None
+    window_frames: int = 0
+    track_age_s: float = 0.0
+
+
+@dataclass
+class FrameRecord:
+    """One replayed image: index on the topic, header stamp (ns, exact), time since the first image (s), bag
+    receive time (ns), decode + recognition time (ms), size (px) and its faces."""
+
+    index: int
+    stamp_ns: int
+    time_s: float
+    bag_time_ns: int
+    latency_ms: float
+    width: int
+    height: int
+    faces: list[FaceRecord] = field(default_factory=list)
+
+    @property
+    def stamp_s(self) -> float:
+        return self.stamp_ns * 1e-9
+
+
+def format_stamp(stamp_ns: int) -> str:
+    """Exact decimal seconds of a ns stamp ("1700000000.250000000"); a float would lose the last digits."""
+    sign = "-" if stamp_ns < 0 else ""
+    sec, nsec = divmod(abs(int(stamp_ns)), 1_000_000_000)
+    return f"{sign}{sec}.{nsec:09d}"
+
+
+@dataclass
+class ReplayResult:
+    """Everything one replay produced: the per-frame records and the figures of the summary."""
+
+    bag: str
+    topic: str
+    class_names: tuple[str, ...]
+    frames: list[FrameRecord]
+    messages: int = 0
+    decoded: int = 0
+    dropped_realtime: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    truncated: str | None = None
+    wall_s: float = 0.0
+    recognize_s: float = 0.0
+    model: str = ""
+    backend: str = ""
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    a = np.asarray(values, np.float64)
+    return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "max": float(a.max())}
+
+
+def summarize(result: ReplayResult) -> dict:
+    """The summary figures of a replay: frame counts, faces, frame rates (Hz), latency percentiles (ms), the labels
+    each face got over the replay."""
+    frames = result.frames
+    faces: dict[int, dict[str, int]] = {}
+    detections = ready = 0
+    for fr in frames:
+        for f in fr.faces:
+            detections += 1
+            counts = faces.setdefault(f.id, {})
+            if f.window_ready and f.probs is not None:
+                ready += 1
+                counts[f.label] = counts.get(f.label, 0) + 1
+    n = len(frames)
+    return {
+        "bag": result.bag, "topic": result.topic, "model": result.model, "backend": result.backend,
+        "class_names": list(result.class_names),
+        "frames": {"messages": result.messages, "decoded": result.decoded, "processed": n,
+                   "dropped_realtime": result.dropped_realtime, "skipped": dict(result.skipped),
+                   "with_faces": sum(1 for fr in frames if fr.faces)},
+        "truncated": result.truncated,
+        "faces": {"tracks": len(faces), "detections": detections, "with_scores": ready,
+                  "labels_per_face": {str(k): dict(sorted(v.items(), key=lambda kv: -kv[1]))
+                                      for k, v in sorted(faces.items())}},
+        "duration_s": (frames[-1].time_s if frames else 0.0),
+        "wall_s": result.wall_s,
+        "frame_rate_hz": (n / result.wall_s) if result.wall_s > 0 else 0.0,
+        "pipeline_rate_hz": (n / result.recognize_s) if result.recognize_s > 0 else 0.0,
+        "latency_ms": _percentiles([fr.latency_ms for fr in frames]),
+    }
+
+
+def evaluate_records(frames: Iterable[FrameRecord], labels: LabelSet, class_names: Sequence[str]) -> dict:
+    """Accuracy, per-class recall and the confusion matrix (rows: true class, columns: predicted, in
+    `class_names` order) over every face with a true label and scores. Faces with a true label but no scores yet
+    (window filling) and labelled frames where the labelled face was not found are counted, not scored."""
+    from fer_ros import metrics
+    names = list(class_names)
+    labels.check_classes(names)
+    y_true, y_pred = [], []
+    unscored = 0
+    covered_frames = missed_frames = 0
+    for fr in frames:
+        got_dominant = False
+        for f in fr.faces:
+            if f.true_label is None:
+                continue
+            if f.dominant:
+                got_dominant = True
+            if not f.window_ready or f.probs is None:
+                unscored += 1
+                continue
+            y_true.append(names.index(f.true_label))
+            y_pred.append(names.index(f.label))
+        dominant_truth = labels.label_for(fr.index, fr.time_s, None, True)
+        if dominant_truth is not None:
+            covered_frames += 1
+            if not got_dominant:
+                missed_frames += 1
+    report = metrics.classification_report(np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64), names)
+    report.update({"scored_faces": len(y_true), "labelled_faces_without_scores": unscored,
+                   "labelled_frames_dominant": covered_frames, "labelled_frames_no_face": missed_frames})
+    return report
+
+
+def write_frames_csv(path: Path, frames: Iterable[FrameRecord], class_names: Sequence[str]) -> Path:
+    """One row per face per frame (and one row with an empty face_id for a frame without faces)."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["frame", "stamp_s", "time_s", "latency_ms", "face_id", "x0", "y0", "x1", "y1", "dominant",
+                    "window_ready", "has_neutral", "label", "confidence", "true_label",
+                    *[f"p_{n}" for n in class_names]])
+        for fr in frames:
+            head = [fr.index, format_stamp(fr.stamp_ns), f"{fr.time_s:.6f}", f"{fr.latency_ms:.3f}"]
+            if not fr.faces:
+                w.writerow(head + [""] * (11 + len(class_names)))
+            for f in fr.faces:
+                probs = [f"{p:.6f}" for p in f.probs] if f.probs else [""] * len(class_names)
+                w.writerow(head + [f.id, *(f"{v:.1f}" for v in f.box), int(f.dominant), int(f.window_ready),
+                                   int(f.has_neutral), f.label, f"{f.confidence:.6f}", f.true_label or "", *probs])
+    return path
+
+
+def write_results_json(path: Path, frames: Iterable[FrameRecord]) -> Path:
+    with open(path, "w") as fh:
+        json.dump({"frames": [asdict(fr) for fr in frames]}, fh)
+    return path
+
+
+def timeline_tracks(result: ReplayResult) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{face id: (times s (N,), probs (N, K))} over the frames where the face had scores."""
+    tracks: dict[int, tuple[list, list]] = {}
+    for fr in result.frames:
+        for f in fr.faces:
+            if f.probs is not None:
+                t, p = tracks.setdefault(f.id, ([], []))
+                t.append(fr.time_s)
+                p.append(f.probs)
+    return {k: (np.asarray(t, np.float64), np.asarray(p, np.float32)) for k, (t, p) in tracks.items()}
+
+
+def format_summary(summary: dict) -> str:
+    """A few lines for the terminal: counts, rates, latency, each face's labels, the evaluation."""
+    fr = summary["frames"]
+    lines = [f"{summary['bag']} {summary['topic']}: {fr['processed']} frames replayed of {fr['messages']} messages"
+             f" ({fr['with_faces']} with faces), {summary['faces']['tracks']} face tracks"]
+    if fr["skipped"]:
+        lines.append("skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(fr["skipped"].items())))
+    if fr["dropped_realtime"]:
+        lines.append(f"dropped (realtime, busy): {fr['dropped_realtime']}")
+    if summary.get("truncated"):
+        lines.append(f"bag ended early: {summary['truncated']}")
+    lat = summary["latency_ms"]
+    if lat:
+        lines.append(f"rate {summary['frame_rate_hz']:.1f} frames/s overall, {summary['pipeline_rate_hz']:.1f} "
+                     f"frames/s in the pipeline; latency ms p50 {lat['p50']:.1f}, p90 {lat['p90']:.1f}, "
+                     f"p99 {lat['p99']:.1f}")
+    for face_id, counts in summary["faces"]["labels_per_face"].items():
+        total = sum(counts.values())
+        if total:
+            top = ", ".join(f"{k} {100.0 * v / total:.0f}%" for k, v in list(counts.items())[:3])
+            lines.append(f"  face #{face_id}: {total} scored frames: {top}")
+        else:
+            lines.append(f"  face #{face_id}: no scored frame (window never filled)")
+    ev = summary.get("evaluation")
+    if ev:
+        if ev.get("accuracy") is None:
+            lines.append("accuracy: no labelled face had scores (labels outside the faces' tracked time?)")
+        else:
+            recall = ", ".join(f"{k} {v:.2f}" for k, v in ev["recall"].items() if v is not None)
+            lines.append(f"accuracy {ev['accuracy']:.3f} on {ev['scored_faces']} labelled faces; recall: {recall}")
+        if ev["labelled_faces_without_scores"] or ev["labelled_frames_no_face"]:
+            lines.append(f"  not scored: {ev['labelled_faces_without_scores']} labelled faces still filling their "
+                         f"window, {ev['labelled_frames_no_face']} labelled frames without a face")
+    return "\n".join(lines)
