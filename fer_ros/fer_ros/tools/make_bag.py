@@ -1,0 +1,102 @@
+"""fer-make-bag (`ros2 run fer_ros make_bag`): a rosbag2 bag of camera images from a video file, an image folder
+or a CK+ sequence (plus its label file), without a ROS install.
+
+    fer-make-bag video clip.mp4 out_bag --rate-hz 30                  # sensor_msgs/Image, bgr8, sqlite3
+    fer-make-bag folder frames/ out_bag --rate-hz 10 --storage mcap    # images sorted by name
+    fer-make-bag video clip.mp4 out_bag --compressed jpeg              # sensor_msgs/CompressedImage
+    fer-make-bag ckplus CK+/cohn-kanade-images/S005/001 out_bag        # one CK+ sequence + out_bag.labels.csv
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from fer_ros.argtypes import number, parse_args
+from fer_ros.tools.bagtools import DEFAULT_TOPIC, STORAGES, BagError, write_image_bag
+from fer_ros.tools.frame_sources import (ckplus_labels, find_ckplus_sequence, folder_frames, image_files,
+                                         labels_path_for, video_frames, video_info)
+from fer_ros.tools.labels import save_labels
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fer-make-bag",
+        description="Make a rosbag2 bag (sqlite3 or mcap) of camera images from a video file, an image folder or a "
+                    "CK+ sequence (plus its label file). No ROS install needed.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("source_kind", choices=("video", "folder", "ckplus"),
+                   help="video: a video file OpenCV reads; folder: images sorted by name; ckplus: one CK+ sequence "
+                        "folder (official release) or, with --sequence, a class-folder root")
+    p.add_argument("source", type=Path, help="the video file or folder")
+    p.add_argument("out", type=Path, help="output bag folder")
+    p.add_argument("--rate-hz", type=float, default=None,
+                   help="frames per second; default: the video's own rate, 30 for folders, 10 for CK+")
+    p.add_argument("--topic", default=DEFAULT_TOPIC, help="image topic (\"/compressed\" is appended with --compressed)")
+    p.add_argument("--storage", choices=STORAGES, default="sqlite3", help="bag storage format")
+    p.add_argument("--encoding", default="bgr8", help="sensor_msgs/Image encoding (rgb8, bgr8, mono8, ...)")
+    p.add_argument("--compressed", choices=("jpeg", "png"), default=None,
+                   help="write sensor_msgs/CompressedImage in this format instead of raw Image")
+    p.add_argument("--frame-id", default="camera", help="header frame_id")
+    p.add_argument("--scale", type=number(low=0.0, low_open=True, finite=True, says="a positive number"), default=1.0,
+                   help="resize frames by this factor (e.g. 3 for tiny clips)")
+    p.add_argument("--max-frames", type=number(int, low=1, says=">= 1"), default=None,
+                   help="stop after this many frames")
+    p.add_argument("--start-time-s", type=float, default=1_700_000_000.0, help="stamp of the first frame (s)")
+    p.add_argument("--sequence", default=None, help="ckplus with class folders: the sequence, e.g. S011_006")
+    p.add_argument("--neutral-frames", type=int, default=1, help="ckplus: first frames labelled neutral")
+    p.add_argument("--peak-frames", type=int, default=3, help="ckplus: last frames labelled with the emotion")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(get_args_parser(), argv, "fer-make-bag: error")
+    if args is None:
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    try:
+        labels = None
+        if args.source_kind == "video":
+            vi = video_info(args.source)
+            rate = args.rate_hz or (vi.fps if vi.fps > 0 else 30.0)
+            total = min(vi.frames, args.max_frames or vi.frames) or None
+            frames: Iterable[np.ndarray] = video_frames(args.source, args.scale, args.max_frames)
+        elif args.source_kind == "folder":
+            files = image_files(args.source)[:args.max_frames]
+            rate, total = args.rate_hz or 30.0, len(files)
+            frames = folder_frames(files, args.scale)
+        else:
+            seq = find_ckplus_sequence(args.source, args.sequence)
+            files = seq.files[:args.max_frames]
+            rate, total = args.rate_hz or 10.0, len(files)
+            frames = folder_frames(files, args.scale)
+            labels = ckplus_labels(len(files), seq.label, args.neutral_frames, args.peak_frames)
+        info = write_image_bag(args.out, frames, rate_hz=rate, topic=args.topic, storage=args.storage,
+                               encoding=args.encoding, compressed=args.compressed, frame_id=args.frame_id,
+                               start_time_s=args.start_time_s, overwrite=args.overwrite, progress=True, total=total)
+        if info.frames == 0:
+            raise BagError(f"no frames could be read from {args.source}; the bag {args.out} is empty")
+        size = f"{info.size_px[0]}x{info.size_px[1]} px" if info.size_px else "?"
+        print(f"wrote {info.frames} frames ({size}, {rate:g} Hz) on {info.topic} [{info.msgtype}] to {info.path} "
+              f"({info.storage})")
+        if labels is not None:
+            if info.frames != len(files):  # unreadable frames were skipped: ranges would not match
+                raise BagError(f"{len(files) - info.frames} frames of the sequence could not be read; "
+                               "no label file written")
+            lp = save_labels(labels_path_for(info.path), labels,
+                             comment=f"CK+ sequence {seq.subject}_{seq.sequence}, label {seq.label or 'none'}; "
+                                     f"frame ranges of {info.topic} in {info.path.name}")
+            print(f"wrote labels to {lp}")
+    except BagError as exc:
+        print(f"fer-make-bag: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
