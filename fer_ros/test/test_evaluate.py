@@ -12,6 +12,8 @@ import pytest
 
 from eval_helpers import class_folder_data, official_data
 from fer_ros.tools import evaluate
+from fer_ros.tools.eval_data import Sample, prepare
+from fer_ros.tools.eval_report import score
 from fer_ros.classes import CKPLUS7, CKPLUS8
 
 pytest.importorskip("onnxruntime")
@@ -129,7 +131,7 @@ def test_8class_model_on_7class_data(base, model8, tmp_path, capsys):
 
 def _sample(true, pred_probs, names, has_neutral=True, kind="sequence"):
     probs = np.asarray(pred_probs, np.float64)
-    return evaluate.Sample(kind=kind, key="S1_1", subject="1", true_label=true, newest="x.png",
+    return Sample(kind=kind, key="S1_1", subject="1", true_label=true, newest="x.png",
                            has_neutral=has_neutral, probs=list(probs), pred_label=names[int(np.argmax(probs))])
 
 
@@ -146,7 +148,7 @@ def test_score_neutral_predictions_are_misses_on_7class_data():
                _sample("happy", onehot("neutral", "happy"), names),      # miss; restricted: happy
                _sample("anger", onehot("neutral", "surprise"), names),   # miss; restricted: surprise (miss)
                _sample("surprise", onehot("surprise", "neutral"), names, has_neutral=False)]
-    rep = evaluate.score(samples, names)
+    rep = score(samples, names)
     assert rep["accuracy"] == pytest.approx(2 / 4)
     assert rep["predicted"]["neutral"] == 2
     assert rep["precision"]["neutral"] == pytest.approx(0.0)
@@ -161,7 +163,7 @@ def test_score_data_class_unknown_to_a_7class_model():
     p[names.index("happy")] = 0.4
     samples = [_sample("happy", p, names), _sample("neutral", p, names), _sample("neutral", p, names),
                _sample("boredom", p, names)]
-    rep = evaluate.score(samples, names)
+    rep = score(samples, names)
     assert rep["count"] == 1 and rep["accuracy"] == 1.0
     assert np.asarray(rep["confusion_matrix"]).sum() == 1
     assert rep["unknown_classes"] == {"boredom": {"count": 1, "predicted": {"happy": 1}},
@@ -219,7 +221,7 @@ def test_no_neutral_reference_means_geo_valid_zero(base, model8):
     from fer_ros.manifest import load_manifest
     ds = load_dataset(class_folder_data(base), frames=3, with_neutral_sequences=False)
     ds.sequences[0].neutral = None
-    data = evaluate.prepare(ds, load_manifest(model8), None, frame_level=False, progress=False)
+    data = prepare(ds, load_manifest(model8), None, frame_level=False, progress=False)
     assert data.valid[0] == 0.0 and not data.geos[0].any()
     assert np.all(data.valid[1:] == 1.0)
     assert not data.samples[0].has_neutral and data.counts["sequences_without_neutral"] == 1

@@ -1,0 +1,223 @@
+"""fer-eval's samples: the dataset opened with clear errors, every image through the node's landmarker and crop
+(cached), each sequence's clip and difference image made as the node makes them (`prepare`), and the engine's
+scores for them (`predict`)."""
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from fer_ros.classes import NEUTRAL
+
+MAX_EXAMPLES = 5  # file names listed per kind of problem
+
+
+class EvalError(RuntimeError):
+    """A user error: the message says what was wrong and what to do (printed as one line, exit status 2)."""
+
+
+@dataclass
+class Sample:
+    """One scored input. kind: "sequence", "frame" or "neutral"; key: S<subject>_<sequence> (frame samples add
+    the frame file's name); probs: (K,) in the model's class order; has_neutral: a neutral reference was used."""
+
+    kind: str
+    key: str
+    subject: str
+    true_label: str
+    newest: str
+    has_neutral: bool
+    probs: list[float] = field(default_factory=list)
+    pred_label: str = ""
+
+
+@dataclass
+class PreparedData:
+    """Samples ready for the engine plus what could not be used."""
+
+    samples: list[Sample]
+    clips: np.ndarray          # (N, 1, T, S, S) float32
+    geos: np.ndarray           # (N, C, G, G) float32
+    valid: np.ndarray          # (N,) float32
+    counts: dict[str, Any]
+
+
+def open_dataset(root: str | Path, window_length: int, neutral_samples: bool = True, borrow_neutral: bool = True):
+    """load_dataset with checks that turn a missing or empty folder into a clear EvalError."""
+    from fer_ros.training.data.datasets import IMAGE_SUFFIXES, DatasetError, load_dataset
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise EvalError(f"data folder not found: {root}; pass --data <folder> in the CK+ release layout or as "
+                        f"class folders <class>/S<subject>_<sequence>_<frame>.png")
+    if not root.is_dir():
+        raise EvalError(f"--data {root} is a file; pass the dataset's folder")
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.rglob("*") if p.is_file()):
+        raise EvalError(f"data folder {root} holds no images; expected the CK+ release layout "
+                        f"(cohn-kanade-images/, Emotion/) or class folders <class>/S<subject>_<sequence>_<frame>.png")
+    try:
+        return load_dataset(root, frames=window_length, with_neutral_sequences=neutral_samples,
+                            borrow_neutral=borrow_neutral)
+    except DatasetError as exc:
+        raise EvalError(str(exc)) from None
+    except OSError as exc:
+        raise EvalError(f"cannot read the data folder {root}: {exc}") from None
+
+
+def _window(frames: list[str], length: int) -> list[str]:
+    """The last `length` of `frames`, the earliest repeated in front when there are fewer."""
+    w = list(frames[-length:])
+    while len(w) < length:
+        w.insert(0, w[0])
+    return w
+
+
+@contextlib.contextmanager
+def _quiet_opencv():
+    """OpenCV's own log lines off (it prints decoder errors for every broken file) for the block."""
+    import cv2
+    logging_api = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_api is None:
+        yield
+        return
+    level = logging_api.getLogLevel()
+    logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging_api.setLogLevel(level)
+
+
+def _unusable_reason(path: str) -> str:
+    """Why an image the cache could not use failed: "unreadable" (no decodable image) or "no_face"."""
+    import cv2
+    try:
+        img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
+    return "unreadable" if img is None or img.size == 0 else "no_face"
+
+
+def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True, progress: bool = True,
+            landmarker=None) -> PreparedData:
+    """Landmarks + crops for every image (cached), then the clip / difference image of every sample, exactly as
+    the node builds them. Sequences whose frames are unusable are counted and left out; an unusable neutral
+    frame makes the sequence one without a neutral reference."""
+    from fer_ros.crop import CropConfig
+    from fer_ros.training.data.cache import build_cache
+    from fer_ros.landmarker import LandmarkerError
+    from fer_ros.lbp import lbp
+    from fer_ros.preprocess import FaceSample, make_clip, make_geo
+
+    crop_cfg = CropConfig.from_spec(manifest.preprocess["crop"])
+    t = manifest.window_length
+    paths = sorted({str(p) for s in ds.sequences for p in s.peaks} |
+                   {str(s.neutral) for s in ds.sequences if s.neutral is not None})
+    with _quiet_opencv():  # unreadable files are counted and reported below, not logged by OpenCV
+        try:
+            cache = build_cache([Path(p) for p in paths], crop_cfg, cache_dir, progress=progress,
+                                landmarker=landmarker)
+        except LandmarkerError as exc:
+            raise EvalError(str(exc)) from None
+    index = cache.index()
+    problems: dict[str, list[str]] = {"unreadable": [], "no_face": []}
+    usable: dict[str, bool] = {}
+    with _quiet_opencv():
+        for p in paths:
+            usable[p] = bool(cache.ok[index[p]])
+            if not usable[p]:
+                problems[_unusable_reason(p)].append(p)
+    samples_cache: dict[str, FaceSample] = {}
+
+    def sample(p: str) -> FaceSample:
+        if p not in samples_cache:
+            i = index[p]
+            gray = cache.gray[i]
+            samples_cache[p] = FaceSample(lbp=lbp(gray), gray=gray, points68=cache.points[i])
+        return samples_cache[p]
+
+    out: list[Sample] = []
+    clips, geos, valid = [], [], []
+    skipped_sequences: Counter = Counter()
+    neutral_unusable = 0
+    missing_neutral = borrowed_neutral = 0
+    root = Path(ds.root)
+
+    def rel(p: str) -> str:
+        try:
+            return str(Path(p).relative_to(root))
+        except ValueError:
+            return p
+
+    def add(kind: str, key: str, seq, window: list[str], neutral: str | None) -> None:
+        ref = sample(neutral).points68 if neutral is not None else None
+        geo, ok = make_geo(ref, sample(window[-1]).points68)
+        clips.append(make_clip([sample(p) for p in window], manifest.clip_input,
+                               sample(neutral).gray if neutral is not None else None))
+        geos.append(geo)
+        valid.append(ok)
+        out.append(Sample(kind=kind, key=key, subject=seq.subject, true_label=seq.label, newest=rel(window[-1]),
+                          has_neutral=neutral is not None))
+
+    for seq in ds.sequences:
+        peaks = [str(p) for p in seq.peaks]
+        bad = [p for p in peaks if not usable[p]]
+        if bad:
+            skipped_sequences["unreadable" if any(p in problems["unreadable"] for p in bad) else "no_face"] += 1
+            continue
+        neutral = str(seq.neutral) if seq.neutral is not None else None
+        if neutral is not None and not usable[neutral]:
+            neutral_unusable += 1
+            neutral = None
+        is_neutral_sample = seq.label == NEUTRAL and len(set(peaks)) == 1
+        if neutral is None and not is_neutral_sample:
+            missing_neutral += 1
+        borrowed_neutral += int(neutral is not None and seq.neutral_borrowed)
+        kind = "neutral" if is_neutral_sample else "sequence"
+        add(kind, seq.key, seq, _window(peaks, t), neutral)
+        distinct = list(dict.fromkeys(peaks))
+        if frame_level and kind == "sequence" and len(distinct) > 1:
+            for k in range(len(distinct)):
+                add("frame", f"{seq.key}/{Path(distinct[k]).stem}", seq, _window(distinct[:k + 1], t), neutral)
+
+    counts = {
+        "images": len(paths),
+        "unreadable_images": len(problems["unreadable"]),
+        "no_face_images": len(problems["no_face"]),
+        "unreadable_examples": [rel(p) for p in problems["unreadable"][:MAX_EXAMPLES]],
+        "no_face_examples": [rel(p) for p in problems["no_face"][:MAX_EXAMPLES]],
+        "sequences_skipped": dict(skipped_sequences),
+        "neutral_frames_unusable": neutral_unusable,
+        "sequences_without_neutral": missing_neutral,
+        "sequences_neutral_borrowed": borrowed_neutral,
+    }
+    if out:
+        clip_arr = np.stack(clips).astype(np.float32)
+        geo_arr = np.stack(geos).astype(np.float32)
+    else:
+        s = crop_cfg.size
+        clip_arr = np.zeros((0, 1, t, s, s), np.float32)
+        geo_arr = np.zeros((0, 2, 64, 64), np.float32)
+    return PreparedData(out, clip_arr, geo_arr, np.asarray(valid, np.float32), counts)
+
+
+def predict(engine, data: PreparedData, class_names: Sequence[str], batch_size: int = 64,
+            progress: bool = True) -> None:
+    """Fill each sample's probs and pred_label with the engine's output, in batches."""
+    n = len(data.samples)
+    starts = range(0, n, batch_size)
+    if progress and n > batch_size:
+        from tqdm import tqdm
+        starts = tqdm(starts, desc="inference", unit="batch")
+    for a in starts:
+        b = min(a + batch_size, n)
+        probs = np.asarray(engine.predict(data.clips[a:b], data.geos[a:b], data.valid[a:b]), np.float32)
+        if probs.shape != (b - a, len(class_names)):
+            raise EvalError(f"the model returned scores of shape {probs.shape}, expected {(b - a, len(class_names))}"
+                            f"; its manifest does not describe it -- re-export the model")
+        for s, p in zip(data.samples[a:b], probs):
+            s.probs = [float(v) for v in p]
+            s.pred_label = class_names[int(np.argmax(p))]
