@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ros.tools.bench_perception import _time_ms, bench_perception, format_perception, machine_info
+from fer_ros.argtypes import number, parse_args
+from fer_ros.tools.bench_perception import bench_perception, format_perception, machine_info, time_ms
 
 BATCHES = (1, 2, 4, 8)
 TARGET_FPS = {"1_face": 30.0, "3_faces": 15.0}
@@ -82,7 +83,7 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
             valid = np.ones(b, np.float32)
             for _ in range(5):
                 engine.predict(clip, geo, valid)
-            per_batch[str(b)] = _time_ms(lambda: engine.predict(clip, geo, valid), repeats)
+            per_batch[str(b)] = time_ms(lambda: engine.predict(clip, geo, valid), repeats)
             bar.update(1)
         out[engine.backend + (" fp16" if engine.fp16 else "")] = {"batch_ms": per_batch, "notes": engine.notes}
         engine.close()
@@ -144,8 +145,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped ckplus8_default)")
     p.add_argument("--out", type=Path, default=Path("bench_out/bench.json"), help="JSON file to write")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for inference (the node's num_threads)")
-    p.add_argument("--repeats", type=int, default=60, help="timed runs per case")
+    p.add_argument("--threads", type=number(int, low=1, says=">= 1"), default=2,
+                   help="CPU threads for inference (the node's num_threads)")
+    p.add_argument("--repeats", type=number(int, low=1, says=">= 1"), default=60, help="timed runs per case")
     p.add_argument("--warmup", type=int, default=10, help="untimed frames before each pipeline case")
     p.add_argument("--backends", default=None,
                    help="comma-separated backend:device list, e.g. onnxruntime:cpu,torch:cuda (default: all usable)")
@@ -154,16 +156,15 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = get_args_parser().parse_args(argv)
+    args = parse_args(get_args_parser(), argv, "fer-bench")
+    if args is None:
+        return 2
     from fer_ros.manifest import ModelError, load_manifest
     from fer_ros.runtime import SetupError, resolve_model_dir
     try:
         manifest = load_manifest(resolve_model_dir(args.model))
     except (SetupError, ModelError) as exc:
         print(f"fer-bench: {exc}", file=sys.stderr)
-        return 2
-    if args.repeats < 1 or args.threads < 1:
-        print("fer-bench: --repeats and --threads must be >= 1", file=sys.stderr)
         return 2
     backends = default_backends() if not args.backends else [
         tuple((item.split(":", 1) + ["cpu"])[:2]) for item in args.backends.split(",") if item]

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fer_ros.argtypes import number, parse_args
+
 TARGET_MS = 15.0  # landmarks + crops + LBP for one face, median, 640x480, 2-core CPU
 STAGES = ("landmarks", "crops_lbp", "tracking", "inference", "total")
 
@@ -48,7 +50,8 @@ def _stats(values_ms: list[float]) -> dict[str, float]:
             "min": float(a.min())}
 
 
-def _time_ms(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
+def time_ms(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
+    """Wall-clock statistics (ms: median, p90, p95, mean, min) of `repeats` calls of `fn`."""
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -104,10 +107,10 @@ def bench_perception(repeats: int = 60, warmup: int = 10, face_counts: tuple[int
                 aligned = align_crop(gray, pts, rec.crop_cfg)
                 n = np.asarray(rec.preprocessor.face_sample(gray, pts).points68)
                 kernels = {
-                    "to_gray_640x480": _time_ms(lambda: to_gray(frame), repeats),
-                    f"align_crop_{rec.crop_cfg.size}": _time_ms(lambda: align_crop(gray, pts, rec.crop_cfg), repeats),
-                    f"lbp_{rec.crop_cfg.size}": _time_ms(lambda: lbp(aligned.gray), repeats),
-                    f"difference_image_{difference_image.SIZE}": _time_ms(
+                    "to_gray_640x480": time_ms(lambda: to_gray(frame), repeats),
+                    f"align_crop_{rec.crop_cfg.size}": time_ms(lambda: align_crop(gray, pts, rec.crop_cfg), repeats),
+                    f"lbp_{rec.crop_cfg.size}": time_ms(lambda: lbp(aligned.gray), repeats),
+                    f"difference_image_{difference_image.SIZE}": time_ms(
                         lambda: difference_image.render(n, n + 0.01), repeats),
                 }
         finally:
@@ -170,17 +173,17 @@ def format_perception(result: dict) -> str:
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Time the perception pipeline (landmarks, crops, LBP, tracking) on a "
                                             "640x480 frame with 1 and 3 real faces.")
-    p.add_argument("--repeats", type=int, default=60, help="timed frames per case")
-    p.add_argument("--warmup", type=int, default=10, help="untimed frames first per case")
-    p.add_argument("--crop-size", type=int, default=112, help="crop side in px")
+    p.add_argument("--repeats", type=number(int, low=1, says=">= 1"), default=60, help="timed frames per case")
+    p.add_argument("--warmup", type=number(int, low=0, says=">= 0"), default=10,
+                   help="untimed frames first per case")
+    p.add_argument("--crop-size", type=number(int, low=8, says=">= 8"), default=112, help="crop side in px")
     p.add_argument("--json", type=Path, default=None, help="also write the result to this JSON file")
     return p
 
 
 def main(argv=None) -> int:
-    args = get_args_parser().parse_args(argv)
-    if args.repeats < 1 or args.warmup < 0 or args.crop_size < 8:
-        print("bench_perception: --repeats must be >= 1, --warmup >= 0 and --crop-size >= 8", file=sys.stderr)
+    args = parse_args(get_args_parser(), argv, "bench_perception")
+    if args is None:
         return 2
     result = bench_perception(repeats=args.repeats, warmup=args.warmup, crop_size=args.crop_size, progress=True)
     print(format_perception(result))
