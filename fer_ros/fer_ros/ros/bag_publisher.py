@@ -31,8 +31,9 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 
-from fer_ros.tools.bagtools import IMAGE_TYPES, BagError, open_bag
+from fer_ros.argtypes import number, parse_args
 from fer_ros.ros.spin import spin_until_shutdown
+from fer_ros.tools.bagtools import IMAGE_TYPES, BagError, open_bag
 
 QOS_CHOICES = ("reliable", "best_effort", "sensor_data")
 MAX_PENDING = 10_000  # images awaiting an answer that the latency measurement remembers
@@ -271,16 +272,26 @@ def _play_once(reader, connections, node: BagPlayer, rate: float, restamp: bool,
             bar.close()
 
 
+def remap_pair(text: str) -> tuple[str, str]:
+    """An argparse type: "FROM:=TO" -> (FROM, TO)."""
+    if ":=" not in text:
+        raise argparse.ArgumentTypeError(f"takes FROM:=TO, got {text!r}")
+    src, dst = text.split(":=", 1)
+    return src, dst
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fer-publish-bag", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("bag", type=Path, help="rosbag2 bag folder (sqlite3 or mcap)")
     p.add_argument("--publish-topics", nargs="+", default=None, help="topics to play; default: all")
-    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    p.add_argument("--rate", type=number(low=0.0, low_open=True, finite=True, says="a positive factor"), default=1.0,
+                   help="playback speed factor")
     p.add_argument("--loop", action="store_true", help="play again and again until interrupted")
     p.add_argument("--qos", choices=QOS_CHOICES, default="reliable", help="publisher QoS")
     p.add_argument("--qos-depth", type=int, default=10, help="publisher history depth")
-    p.add_argument("--remap", nargs="+", default=None, metavar="FROM:=TO", help="publish a topic under another name")
+    p.add_argument("--remap", nargs="+", type=remap_pair, default=None, metavar="FROM:=TO",
+                   help="publish a topic under another name")
     p.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
                    help="wait until every played topic has N subscribers before starting")
     p.add_argument("--wait-timeout-s", type=float, default=30.0, help="how long to wait for subscribers")
@@ -293,17 +304,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+    args = parse_args(get_args_parser(), argv, "fer-publish-bag: error")
+    if args is None:
+        return 2
     try:
-        remap = {}
-        for item in args.remap or []:
-            if ":=" not in item:
-                raise BagError(f"--remap takes FROM:=TO, got {item!r}")
-            src, dst = item.split(":=", 1)
-            remap[src] = dst
         report = play(args.bag, topics=args.publish_topics, rate=args.rate, loop=args.loop, qos=args.qos,
                       depth=args.qos_depth, wait_for_subscribers=args.wait_for_subscribers,
-                      wait_timeout_s=args.wait_timeout_s, remap=remap, restamp=args.restamp,
+                      wait_timeout_s=args.wait_timeout_s, remap=dict(args.remap or []), restamp=args.restamp,
                       emotion_topic=args.emotion_topic or None, linger_s=args.linger_s, progress=not args.quiet)
     except BagError as exc:
         print(f"fer-publish-bag: error: {exc}", file=sys.stderr)
