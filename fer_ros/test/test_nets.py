@@ -17,6 +17,20 @@ def test_registry_lists_both_appearance_networks():
         create_model("vgg", num_classes=7)
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_builds_and_gives_probabilities(name):
+    """Whatever the registry lists: built by name with the shipped model's clip input and mirror averaging, it
+    scores a batch, and a face without a neutral reference gets no geometric logits."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7, size=32, app={"hidden": 16}, geo={"width": 2, "hidden": 16},
+                         flip_tta=True, clip_input="lbp+gray_delta").eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 2, 3, 32, 32), torch.rand(2, 2, 64, 64) * 2 - 1, torch.tensor([1.0, 0.0]))
+    assert out.probs.shape == (2, 7) and out.l1.shape == (2, 7)
+    assert torch.allclose(out.probs.sum(1), torch.ones(2), atol=1e-6)
+    assert torch.all(out.pair_logits[1] == 0) and torch.all(out.l2[1] == 0)
+
+
 @pytest.mark.parametrize("size", [32, 48])
 def test_c3d_paper_layers_and_shape(size):
     net = C3DPaper(7, size=size, frames=3).eval()
