@@ -1,10 +1,10 @@
 """Preprocessed images of a dataset, computed once with the node's landmarker and crop and kept on disk.
 
 For every image the cache holds the aligned gray crop (S, S) uint8 and the 68 landmarks in normalised crop
-coordinates -- what augmentation and LBP start from -- and the landmarker's face blendshapes (the training-only
-auxiliary target of `fer-train --aux-blendshapes`). The file is keyed by the images (relative names and
-contents), the crop and the landmark scheme, so a changed dataset, crop or scheme makes a new one. Images in
-which no face is found are marked and counted. Keep caches out of version control (they are made of the data).
+coordinates -- what augmentation and LBP start from. The file is keyed by the images (relative names and contents),
+the crop, the landmark scheme and how faces are found, so a changed dataset, crop or scheme makes a new one.
+Images in which no face is found are marked and counted. Keep caches out of version control (they are made of the
+data).
 """
 from __future__ import annotations
 
@@ -26,8 +26,6 @@ class ImageCache:
     gray: np.ndarray     # (N, S, S) uint8 aligned crops
     points: np.ndarray   # (N, 68, 2) float32 normalised crop coordinates
     ok: np.ndarray       # (N,) bool: a face was found
-    blendshapes: np.ndarray | None = None  # (N, B) float32 blendshape scores; B = 0 (or None): none
-    blendshape_names: tuple[str, ...] = ()
 
     def index(self) -> dict[str, int]:
         return {p: i for i, p in enumerate(self.paths)}
@@ -47,12 +45,43 @@ def cache_key(paths: list[Path], crop_cfg: CropConfig) -> str:
     return h.hexdigest()[:20]
 
 
-# What a cache file holds; part of its key, so a cache made before blendshapes were kept is made again.
-CACHE_CONTENTS = ("gray", "points", "ok", "blendshapes")
+# What a cache file holds and how its faces were found; part of its key, so a cache made otherwise is made again.
+CACHE_CONTENTS = ("gray", "points", "ok", "find_face: largest, then on a padded canvas")
+
+# A face that fills its whole image (a dataset's face crop, such as FER2013's 48x48 images) is often missed by the
+# landmarker's detector; `find_face` looks again with the image upscaled to at least this side (px) ...
+RETRY_MIN_SIDE_PX = 192
+# ... and centred on a mid-gray canvas with this share of its side added on every edge.
+RETRY_PAD = 0.5
 
 
 def largest_face(faces):
     return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])) if faces else None
+
+
+def find_face(landmarker, rgb: np.ndarray):
+    """The largest face the landmarker finds in an RGB image; when it finds none, it looks again at the image
+    upscaled (to RETRY_MIN_SIDE_PX) and padded (RETRY_PAD, mid-gray), and maps that face back to the image's
+    pixels. None when neither finds a face."""
+    import cv2
+
+    from fer_ros.landmarker import FaceLandmarks
+    face = largest_face(landmarker.detect(rgb))
+    if face is not None:
+        return face
+    h, w = rgb.shape[:2]
+    scale = max(1.0, RETRY_MIN_SIDE_PX / float(max(h, w)))
+    img = rgb if scale == 1.0 else cv2.resize(rgb, (int(round(w * scale)), int(round(h * scale))),
+                                              interpolation=cv2.INTER_CUBIC)
+    pad = int(round(RETRY_PAD * max(img.shape[:2])))
+    canvas = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+    face = largest_face(landmarker.detect(canvas))
+    if face is None:
+        return None
+    pts = face.points478.copy()
+    pts[:, :2] = (pts[:, :2] - pad) / scale
+    pts[:, 2] /= scale
+    return FaceLandmarks.from_points478(pts, face.blendshapes, face.blendshape_names)
 
 
 def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path | None,
@@ -65,8 +94,7 @@ def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path |
         if file.is_file():
             with np.load(file, allow_pickle=False) as z:
                 # the cache lists the images where it was made; map them to where they are now, by order
-                return ImageCache([str(p) for p in paths], z["gray"], z["points"], z["ok"], z["blendshapes"],
-                                  tuple(str(n) for n in z["blendshape_names"]))
+                return ImageCache([str(p) for p in paths], z["gray"], z["points"], z["ok"])
     import cv2
 
     from fer_ros.landmarker import MediaPipeLandmarker
@@ -77,8 +105,6 @@ def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path |
     gray = np.zeros((len(paths), s, s), np.uint8)
     points = np.zeros((len(paths), 68, 2), np.float32)
     ok = np.zeros(len(paths), bool)
-    blend: list[np.ndarray | None] = [None] * len(paths)
-    names: tuple[str, ...] = ()
     own = landmarker is None
     lm = landmarker or MediaPipeLandmarker(mode="image", max_faces=1)
     try:
@@ -91,28 +117,18 @@ def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path |
             if img is None:
                 continue
             rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-            face = largest_face(lm.detect(rgb))
+            face = find_face(lm, rgb)
             if face is None:
                 continue
             sample = pre.face_sample(rgb, face)
             gray[i], points[i], ok[i] = sample.gray, sample.points68, True
-            if len(face.blendshapes) and (not names or tuple(face.blendshape_names) == names):
-                blend[i], names = face.blendshapes, tuple(face.blendshape_names)
     finally:
         if own:
             lm.close()
-    blendshapes = np.zeros((len(paths), len(names)), np.float32)
-    if names and all(b is not None for b, o in zip(blend, ok) if o):
-        for i, b in enumerate(blend):
-            if b is not None:
-                blendshapes[i] = b
-    else:  # the landmarker gave none (or not for every face): no auxiliary target from this cache
-        blendshapes, names = np.zeros((len(paths), 0), np.float32), ()
-    cache = ImageCache([str(p) for p in paths], gray, points, ok, blendshapes, names)
+    cache = ImageCache([str(p) for p in paths], gray, points, ok)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, paths=np.array(cache.paths), gray=gray, points=points, ok=ok,
-                            blendshapes=blendshapes, blendshape_names=np.array(names, dtype=str))
+        np.savez_compressed(tmp, paths=np.array(cache.paths), gray=gray, points=points, ok=ok)
         tmp.replace(file)
     return cache
