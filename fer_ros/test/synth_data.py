@@ -1,10 +1,12 @@
-"""Small labelled face-sequence datasets generated from the one real face the tests use (skimage's astronaut),
-in both layouts the data loader reads:
+"""Small labelled face datasets generated from the one real face the tests use (skimage's astronaut), in every
+layout the data loader reads:
 
 - `write_class_folder_dataset(root, ...)`: <root>/<class>/S<subject>_<sequence>_<frame>.png (the last frames of
   each sequence) and <root>/neutral/S<subject>_<sequence>_<first frame>.png;
 - `write_ckplus_official_dataset(root, ...)`: cohn-kanade-images/S<subj>/<seq>/S<subj>_<seq>_<frame>.png and
-  Emotion/S<subj>/<seq>/S<subj>_<seq>_<last frame>_emotion.txt holding the CK+ emotion code.
+  Emotion/S<subj>/<seq>/S<subj>_<seq>_<last frame>_emotion.txt holding the CK+ emotion code;
+- `write_ferplus_dataset(root, ...)`: FER+'s split folders of 48x48 faces with label.csv vote rows;
+- `write_kdef_dataset(root, ...)`: KDEF's <session><sex><id><expression><angle>.jpg photos.
 
 Each sequence starts at the neutral face and warps it progressively towards a class-specific expression (mouth
 corners and brows pushed in a direction that depends on the class), plus a slight per-frame jitter; subjects
@@ -169,4 +171,94 @@ def write_ckplus_official_dataset(root: str | Path, classes: Sequence[str] = ("a
                 info.sequences[label] = info.sequences.get(label, 0) + 1
     # The loader expects the Emotion/ folder even when no sequence is labelled.
     (root / "Emotion").mkdir(parents=True, exist_ok=True)
+    return info
+
+
+# FER+ vote columns (label.csv order) of the synthetic images, by the class each image shows
+_FERPLUS_VOTE_COLUMN = {"neutral": 0, "happy": 1, "surprise": 2, "sadness": 3, "anger": 4, "disgust": 5, "fear": 6,
+                        "contempt": 7}
+
+
+def ferplus_votes(label: str, kind: str = "clear") -> list[int]:
+    """Ten vote counts (label.csv order) for an image of `label`: "clear" (8 votes for it, 2 for neutral or
+    happy), "split" (5 against 5: no majority), "single" (7 for it and three single votes elsewhere: the singles are
+    dropped), "unknown" (7 votes for unknown) or "not_a_face" (7 votes for NF)."""
+    v = [0] * 10
+    col = _FERPLUS_VOTE_COLUMN[label]
+    other = 0 if col != 0 else 1
+    if kind == "clear":
+        v[col], v[other] = 8, 2
+    elif kind == "split":
+        v[col], v[other] = 5, 5
+    elif kind == "single":
+        v[col] = 7
+        for c in [c for c in range(8) if c != col][:3]:
+            v[c] = 1
+    elif kind == "unknown":
+        v[8], v[col] = 7, 3
+    elif kind == "not_a_face":
+        v[9], v[col] = 7, 3
+    else:
+        raise ValueError(f"unknown vote kind {kind!r}")
+    return v
+
+
+def write_ferplus_dataset(root: str | Path, splits: dict[str, Sequence[tuple[str, str]]] | None = None,
+                          size_px: int = 48) -> SynthInfo:
+    """FER+ layout: <root>/<split folder>/fer<NNNNNNN>.png (48x48 gray faces) and label.csv rows
+    `name,"(0, 0, 48, 48)",<10 votes>`. splits: folder -> [(class shown, vote kind of ferplus_votes)], default a
+    few clear images of three classes in FER2013Train and FER2013Valid. Image numbers run on across folders."""
+    root = Path(root)
+    info = SynthInfo(root, "ferplus")
+    splits = splits or {"FER2013Train": [(c, "clear") for c in ("anger", "happy", "surprise", "neutral")] * 2,
+                        "FER2013Valid": [(c, "clear") for c in ("anger", "happy", "surprise", "neutral")]}
+    n = 0
+    for folder, items in splits.items():
+        rows = []
+        for label, kind in items:
+            name = f"fer{n:07d}.png"
+            intensity = 0.0 if label == "neutral" else 1.0
+            img = expression_frame(label if label != "neutral" else "happy", intensity, subject=20 + n % 7,
+                                   jitter_seed=n, size_px=size_px)
+            info.images.append(_write(root / folder / name, img))
+            rows.append(f'{name},"(0, 0, {size_px}, {size_px})",' + ",".join(map(str, ferplus_votes(label, kind))))
+            if kind in ("clear", "single"):
+                info.sequences[label] = info.sequences.get(label, 0) + 1
+            n += 1
+        (root / folder / "label.csv").write_text("\n".join(rows) + "\n")
+    return info
+
+
+KDEF_CODES = {"fear": "AF", "anger": "AN", "disgust": "DI", "happy": "HA", "neutral": "NE", "sadness": "SA",
+              "surprise": "SU"}
+
+
+def write_kdef_dataset(root: str | Path, actors: Sequence[tuple[str, int]] = (("F", 1), ("M", 2), ("F", 3)),
+                       sessions: str = "AB", angles: Sequence[str] = ("S",),
+                       expressions: Sequence[str] = ("anger", "happy", "surprise", "neutral"),
+                       missing: Iterable[str] = (), subfolders: bool = False, size_px: int = 160) -> SynthInfo:
+    """KDEF layout: <session><sex><id><expression><angle>.jpg colour photos, flat or (subfolders) in one folder
+    per session and actor as the release has them. `missing`: file stems not written. Each actor is its own
+    synthetic subject; the B session is shot with another jitter and brightness than A."""
+    root = Path(root)
+    info = SynthInfo(root, "kdef")
+    skip = set(missing)
+    for sex, ident in actors:
+        for session in sessions:
+            for angle in angles:
+                for label in expressions:
+                    stem = f"{session}{sex}{ident:02d}{KDEF_CODES[label]}{angle}"
+                    if stem in skip:
+                        continue
+                    seed = ident * 100 + (0 if session == "A" else 50) + list(KDEF_CODES).index(label)
+                    img = expression_frame(label if label != "neutral" else "happy",
+                                           0.0 if label == "neutral" else 1.0, subject=30 + ident,
+                                           jitter_seed=seed, size_px=size_px, gray=False)
+                    if session == "B":
+                        img = np.clip(img.astype(np.float32) * 0.9 + 12, 0, 255).astype(np.uint8)
+                    folder = root / f"{session}{sex}{ident:02d}" if subfolders else root
+                    info.images.append(_write(folder / f"{stem}.jpg", img))
+                    if label == "neutral":
+                        info.neutral_frames += 1
+                    info.sequences[label] = info.sequences.get(label, 0) + 1
     return info

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fer_ros.classes import CKPLUS7, NEUTRAL
+from fer_ros.training.data import ferplus, kdef
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 FRAME_NAME = re.compile(r"^S(\d+)_(\d+)_(\d+)$")
@@ -40,11 +41,21 @@ class Sequence:
     label: str
     peaks: list[Path]
     neutral: Path | None = None
-    neutral_borrowed: bool = False  # the reference is the first frame of another sequence of the same subject
+    neutral_borrowed: bool = False  # the reference is a neutral frame of another sequence or session of the subject
+    split: str | None = None        # the data's own split ("train", "valid", "test"), for data that has one
+    votes: dict[str, float] | None = None  # share of the annotators' votes per class (soft targets), where known
+    view: str = ""                  # camera angle, where the data has several (a reference is of the same angle)
+    name: str | None = None         # the sample's name in the data, where it is not S<subject>_<sequence>
+    still: bool = False             # the clip is one photo repeated (no motion between its frames)
 
     @property
     def key(self) -> str:
-        return f"S{self.subject}_{self.sequence}"
+        return self.name if self.name is not None else f"S{self.subject}_{self.sequence}"
+
+    @property
+    def self_reference(self) -> bool:
+        """The neutral reference is the sample's own newest frame (no other moment of the face was available)."""
+        return self.neutral is not None and self.neutral == self.peaks[-1]
 
 
 @dataclass
@@ -54,39 +65,60 @@ class Dataset:
     sequences: list[Sequence]
     classes_found: list[str]
     skipped: list[str] = field(default_factory=list)  # file names that do not follow the layout
-    # (subject, sequence) -> the sequence's neutral first frame, for every sequence, labelled or not
+    # (subject, sequence) -> the sequence's neutral first frame, for every sequence, labelled or not (KDEF:
+    # (actor, session + angle) -> the neutral photo)
     neutral_frames: dict[tuple[str, str], Path] = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)  # what the layout's reader counted (FER+: rows per split)
 
     def subjects(self) -> list[str]:
         return sorted({s.subject for s in self.sequences})
 
 
+LAYOUTS = ("ckplus_official", "class_folders", "ferplus", "kdef")
+
+
 def detect_layout(root: Path) -> str:
     if (root / "cohn-kanade-images").is_dir() and (root / "Emotion").is_dir():
         return "ckplus_official"
+    if ferplus.detect(root):
+        return "ferplus"
     subdirs = [d for d in root.iterdir() if d.is_dir()]
     if any(_frame_files(d) for d in subdirs):
         return "class_folders"
-    raise DatasetError(f"{root}: neither the CK+ release layout (cohn-kanade-images/ and Emotion/) nor class "
-                       f"folders (<class>/S<subject>_<sequence>_<frame>.png); see README 'Training'")
+    if kdef.detect(root):
+        return "kdef"
+    raise DatasetError(f"{root}: none of the known layouts: the CK+ release (cohn-kanade-images/ and Emotion/), "
+                       f"class folders (<class>/S<subject>_<sequence>_<frame>.png), FER+ (FER2013Train/, "
+                       f"FER2013Valid/ or FER2013Test/ with label.csv) or KDEF (<session><sex><id><expression>"
+                       f"<angle>.jpg, e.g. AF01HAS.jpg); see README 'Training'")
 
 
 def load_dataset(root: str | Path, frames: int = 3, with_neutral_sequences: bool = True,
-                 borrow_neutral: bool = True) -> Dataset:
+                 borrow_neutral: bool = True, splits: tuple[str, ...] | None = None) -> Dataset:
+    """The labelled samples of a dataset folder in any known layout (LAYOUTS, detected). splits: for data with its
+    own split (FER+), which splits to read (None: all present). with_neutral_sequences: neutral frames are samples
+    of their own. borrow_neutral: a sample without its own neutral frame is compared with a neutral frame of the
+    same subject taken at another moment (CK+: another sequence's first frame; KDEF always does this)."""
     root = Path(root).expanduser()
     if not root.exists():
         raise DatasetError(f"dataset folder not found: {root}")
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder")
     layout = detect_layout(root)
-    if layout == "ckplus_official":
-        ds = _load_official(root, frames)
+    if layout == "ferplus":
+        seqs, skipped, counts = ferplus.load(root, frames, splits)
+        ds = Dataset(root, layout, seqs, [], skipped, {}, counts)
+    elif layout == "kdef":
+        seqs, skipped, neutral = kdef.load(root, frames)
+        ds = Dataset(root, layout, seqs, [], skipped, neutral)
+        if not with_neutral_sequences:
+            ds.sequences = [s for s in ds.sequences if s.label != NEUTRAL]
     else:
-        ds = _load_class_folders(root, frames)
-    if borrow_neutral:
-        _borrow_neutrals(ds)
-    if with_neutral_sequences:
-        ds.sequences += _neutral_sequences(ds, frames)
+        ds = _load_official(root, frames) if layout == "ckplus_official" else _load_class_folders(root, frames)
+        if borrow_neutral:
+            _borrow_neutrals(ds)
+        if with_neutral_sequences:
+            ds.sequences += _neutral_sequences(ds, frames)
     if not ds.sequences:
         raise DatasetError(f"{root}: no labelled sequences found ({layout} layout)")
     ds.classes_found = sorted({s.label for s in ds.sequences})
@@ -173,8 +205,15 @@ def _borrow_neutrals(ds: Dataset) -> None:
 
 
 def _neutral_sequences(ds: Dataset, frames: int) -> list[Sequence]:
-    """Every neutral onset frame as a 'neutral' sequence: a still face, its own neutral reference."""
+    """Every neutral onset frame as a 'neutral' sequence: a still face compared with the first frame of the same
+    subject's nearest other sequence (by number; the earlier on a tie), or with itself when the subject has no other.
+    A neutral face is a state, not an identity: its reference was taken at another moment, as a robot's is."""
+    by_subject: dict[str, list[tuple[int, Path]]] = defaultdict(list)
+    for (subject, seq), p in ds.neutral_frames.items():
+        by_subject[subject].append((int(seq), p))
     out = []
     for (subject, seq), p in sorted(ds.neutral_frames.items()):
-        out.append(Sequence(subject, seq, NEUTRAL, [p] * frames, p))
+        others = [(abs(n - int(seq)), n, q) for n, q in by_subject[subject] if n != int(seq)]
+        ref = min(others)[2] if others else p
+        out.append(Sequence(subject, seq, NEUTRAL, [p] * frames, ref, neutral_borrowed=bool(others), still=True))
     return out

@@ -1,0 +1,191 @@
+"""The FER+ and KDEF readers, the layout detection beside the CK+ layouts, and the neutral references they give."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fer_ros.training.data import ferplus, kdef
+from fer_ros.training.data.datasets import DatasetError, detect_layout, load_dataset
+from synth_data import (ferplus_votes, write_class_folder_dataset, write_ferplus_dataset, write_kdef_dataset)
+
+
+# ------------------------------------------------------------------------------------------------ FER+ label rule
+@pytest.mark.parametrize("votes, label", [
+    ([8, 2, 0, 0, 0, 0, 0, 0, 0, 0], "neutral"),
+    ([0, 6, 4, 0, 0, 0, 0, 0, 0, 0], "happy"),
+    ([0, 5, 5, 0, 0, 0, 0, 0, 0, 0], None),           # a tie is no majority
+    ([0, 0, 0, 4, 3, 3, 0, 0, 0, 0], None),           # 4 of 10 is not more than half
+    ([1, 1, 1, 0, 0, 0, 0, 4, 1, 1], "contempt"),     # single votes dropped: 4 of the 4 left
+    ([0, 0, 0, 0, 0, 0, 0, 0, 7, 3], None),           # unknown wins
+    ([3, 0, 0, 0, 0, 0, 0, 0, 0, 7], None),           # not a face wins
+    ([1, 1, 1, 1, 1, 1, 1, 1, 1, 1], None),           # nothing left
+])
+def test_ferplus_majority_rule(votes, label):
+    assert ferplus.majority_label(votes) == label
+
+
+def test_ferplus_vote_shares_are_the_emotion_votes_without_singles():
+    shares = ferplus.vote_shares([6, 3, 1, 0, 0, 0, 0, 0, 0, 0])
+    assert shares == pytest.approx({"neutral": 6 / 9, "happy": 3 / 9})
+    assert ferplus.vote_shares([0, 0, 0, 0, 0, 0, 0, 0, 8, 2]) == {}  # unknown and NF are not emotions
+    assert sum(ferplus.vote_shares([2, 2, 2, 2, 2, 0, 0, 0, 0, 0]).values()) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------------------------ FER+ reader
+def test_ferplus_reader_labels_splits_and_soft_targets(tmp_path):
+    items = [("happy", "clear"), ("anger", "single"), ("surprise", "split"), ("neutral", "unknown"),
+             ("sadness", "not_a_face"), ("neutral", "clear")]
+    write_ferplus_dataset(tmp_path, {"FER2013Train": items, "FER2013Valid": [("fear", "clear")]})
+    assert detect_layout(tmp_path) == "ferplus"
+    ds = load_dataset(tmp_path, frames=3)
+    by_key = {s.key: s for s in ds.sequences}
+    assert sorted(by_key) == ["FER2013Train/fer0000000", "FER2013Train/fer0000001", "FER2013Train/fer0000005",
+                              "FER2013Valid/fer0000006"]
+    happy = by_key["FER2013Train/fer0000000"]
+    assert happy.label == "happy" and happy.split == "train" and happy.still
+    assert happy.votes == pytest.approx({"happy": 0.8, "neutral": 0.2})
+    assert happy.peaks == [tmp_path / "FER2013Train" / "fer0000000.png"] * 3
+    assert happy.self_reference  # no other moment of an anonymous face: compared with itself, as the node does
+    assert by_key["FER2013Train/fer0000001"].votes == {"anger": 1.0}  # the three single votes are dropped
+    assert by_key["FER2013Valid/fer0000006"].split == "valid"
+    assert ds.counts["train"] == {"rows": 6, "majority": 3, "no_majority": 3, "missing": 0, "bad_rows": 0}
+    # every image is its own subject: no two images share one
+    assert len({s.subject for s in ds.sequences}) == len(ds.sequences)
+
+
+def test_ferplus_reader_reads_one_split_folder_and_chosen_splits(tmp_path):
+    write_ferplus_dataset(tmp_path)
+    only_valid = load_dataset(tmp_path / "FER2013Valid")
+    assert {s.split for s in only_valid.sequences} == {"valid"} and len(only_valid.sequences) == 4
+    train = load_dataset(tmp_path, splits=("train",))
+    assert {s.split for s in train.sequences} == {"train"} and len(train.sequences) == 8
+
+
+def test_ferplus_reader_counts_malformed_rows_and_missing_images(tmp_path):
+    write_ferplus_dataset(tmp_path, {"FER2013Train": [("happy", "clear"), ("anger", "clear")]})
+    label = tmp_path / "FER2013Train" / "label.csv"
+    rows = label.read_text().splitlines()
+    rows += ["fer9999999.png,\"(0, 0, 48, 48)\",0,8,2,0,0,0,0,0,0,0",   # listed, not on disk
+             "broken row without votes",
+             "fer0000000.png,\"(0, 0, 48, 48)\",0,8,x,0,0,0,0,0,0,0",   # a vote that is not a number
+             "../escape.png,\"(0, 0, 48, 48)\",0,8,2,0,0,0,0,0,0,0",    # a name outside the folder
+             ""]
+    label.write_text("\n".join(rows) + "\n")
+    ds = load_dataset(tmp_path)
+    assert len(ds.sequences) == 2
+    c = ds.counts["train"]
+    assert c["missing"] == 1 and c["bad_rows"] == 3
+    assert any("fer9999999.png" in s for s in ds.skipped)
+    assert any("line 4" in s for s in ds.skipped)
+
+
+def test_a_split_folder_without_usable_rows_is_an_error(tmp_path):
+    folder = tmp_path / "FER2013Valid"
+    folder.mkdir()
+    (folder / "label.csv").write_text("only,garbage\n")
+    with pytest.raises(DatasetError, match="no labelled"):
+        load_dataset(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ KDEF reader
+@pytest.mark.parametrize("subfolders", [False, True])
+def test_kdef_reader_names_references_and_subjects(tmp_path, subfolders):
+    write_kdef_dataset(tmp_path, actors=(("F", 1), ("M", 2)), angles=("S", "HL"), subfolders=subfolders)
+    assert detect_layout(tmp_path) == "kdef"
+    ds = load_dataset(tmp_path, frames=3)
+    assert ds.layout == "kdef" and len(ds.sequences) == 2 * 2 * 2 * 4
+    assert ds.subjects() == ["F01", "M02"]  # both sessions of an actor are one subject
+    by_key = {s.key: s for s in ds.sequences}
+    happy = by_key["AF01HAS"]
+    assert happy.label == "happy" and happy.view == "S" and happy.still
+    assert happy.neutral.name == "AF01NES.jpg" and not happy.neutral_borrowed  # its own session, same angle
+    neutral = by_key["BM02NEHL"]
+    assert neutral.label == "neutral" and neutral.neutral.name == "AM02NEHL.jpg" and neutral.neutral_borrowed
+    assert not any(s.self_reference for s in ds.sequences)
+
+
+def test_kdef_neutral_without_the_other_session_is_its_own_reference(tmp_path):
+    write_kdef_dataset(tmp_path, actors=(("F", 1),), missing=("BF01NES", "BF01ANS"))
+    ds = load_dataset(tmp_path)
+    by_key = {s.key: s for s in ds.sequences}
+    assert by_key["AF01NES"].self_reference and not by_key["AF01NES"].neutral_borrowed
+    # no neutral photo of its session: the other session's
+    assert by_key["BF01HAS"].neutral.name == "AF01NES.jpg" and by_key["BF01HAS"].neutral_borrowed
+    assert "BF01ANS" not in by_key
+
+
+def test_kdef_reader_skips_other_names_and_can_leave_neutral_out(tmp_path):
+    write_kdef_dataset(tmp_path, actors=(("F", 1),))
+    (tmp_path / "notes.jpg").write_bytes(b"not a photo")
+    (tmp_path / "AF01XXS.jpg").write_bytes(b"not a photo")
+    ds = load_dataset(tmp_path, with_neutral_sequences=False)
+    assert {s.label for s in ds.sequences} == {"anger", "happy", "surprise"}
+    assert sorted(ds.skipped) == ["AF01XXS.jpg", "notes.jpg"]
+
+
+def test_kdef_name_parsing():
+    assert kdef.parse(Path("AF01HAS.jpg")) == ("A", "F", "01", "HA", "S")
+    assert kdef.parse(Path("bm35suhr.JPG")) == ("B", "M", "35", "SU", "HR")
+    assert kdef.parse(Path("AF01HAS.txt")) is None and kdef.parse(Path("CF01HAS.jpg")) is None
+
+
+# ------------------------------------------------------------------------------------------------ CK+ neutral
+def test_ckplus_neutral_samples_take_another_sequences_first_frame(tmp_path):
+    write_class_folder_dataset(tmp_path / "a", classes=("anger", "happy"), subjects=(10, 11))
+    write_class_folder_dataset(tmp_path / "b", classes=("anger",), subjects=(12,))
+    for root in (tmp_path / "a", tmp_path / "b"):
+        ds = load_dataset(root)
+        neutral = [s for s in ds.sequences if s.label == "neutral"]
+        assert neutral
+        for s in neutral:
+            others = [p for (subj, _), p in ds.neutral_frames.items() if subj == s.subject and p != s.peaks[-1]]
+            if others:  # another moment of the same subject exists: never itself
+                assert s.neutral in others and s.neutral_borrowed and not s.self_reference
+            else:       # subject 12 has one sequence only
+                assert s.self_reference and not s.neutral_borrowed
+
+
+def test_unknown_folders_name_every_layout(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "photo.png").write_bytes(b"")
+    with pytest.raises(DatasetError, match="FER2013Train.*KDEF"):
+        load_dataset(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ finding the face
+class _OnlyOnCanvas:
+    """A landmarker that finds no face in an image the size of the photo and one face on anything larger (the
+    padded copy), at fixed canvas pixels; it records what it was shown."""
+
+    def __init__(self, canvas_points):
+        self.canvas_points, self.shown = canvas_points, []
+
+    def detect(self, rgb, stamp_s=None):
+        from fer_ros.landmarker import FaceLandmarks
+        self.shown.append(rgb.shape)
+        if len(self.shown) == 1:
+            return []
+        return [FaceLandmarks.from_points478(self.canvas_points)]
+
+
+def test_a_face_missed_in_a_face_filling_photo_is_found_on_a_padded_copy_and_mapped_back():
+    import numpy as np
+
+    from fer_ros.training.data.cache import RETRY_MIN_SIDE_PX, RETRY_PAD, find_face
+    photo = np.zeros((48, 48, 3), np.uint8)
+    scale = RETRY_MIN_SIDE_PX / 48
+    pad = round(RETRY_PAD * RETRY_MIN_SIDE_PX)
+    in_photo = np.random.default_rng(0).uniform(5, 43, (478, 2)).astype(np.float32)
+    lm = _OnlyOnCanvas(in_photo * scale + pad)
+    face = find_face(lm, photo)
+    assert lm.shown == [(48, 48, 3), (RETRY_MIN_SIDE_PX + 2 * pad,) * 2 + (3,)]
+    assert np.allclose(face.points478[:, :2], in_photo, atol=1e-3)
+    assert np.allclose(face.box, (in_photo[:, 0].min(), in_photo[:, 1].min(), in_photo[:, 0].max(),
+                                  in_photo[:, 1].max()), atol=1e-3)
+
+    class Never(_OnlyOnCanvas):
+        def detect(self, rgb, stamp_s=None):
+            return []
+
+    assert find_face(Never(None), photo) is None
