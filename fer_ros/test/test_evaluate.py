@@ -225,9 +225,45 @@ def test_no_neutral_reference_means_geo_valid_zero(base, model8):
     assert data.valid[0] == 0.0 and not data.geos[0].any()
     assert np.all(data.valid[1:] == 1.0)
     assert not data.samples[0].has_neutral and data.counts["sequences_without_neutral"] == 1
-    # the model's clip input (lbp+gray_delta): LBP codes / 255, then each frame's change from the neutral crop
-    assert data.clips.shape[1:] == (2, 3, 32, 32)
+    # the model's clip input (lbp+gray_norm+delta_norm): LBP codes / 255, the standardised gray level, then each
+    # frame's change from the neutral crop
+    assert data.clips.shape[1:] == (3, 3, 32, 32)
     assert 0.0 <= data.clips[:, 0].min() and data.clips[:, 0].max() <= 1.0
-    assert -1.0 <= data.clips[:, 1].min() and data.clips[:, 1].max() <= 1.0
-    assert not data.clips[0, 1, -1].any()  # no neutral reference: the newest frame shows no change
-    assert any(data.clips[i, 1, -1].any() for i in range(1, len(data.clips)))
+    assert -1.0 <= data.clips[:, 1:].min() and data.clips[:, 1:].max() <= 1.0
+    assert not data.clips[0, 2, -1].any()  # no neutral reference: the newest frame shows no change
+    assert any(data.clips[i, 2, -1].any() for i in range(1, len(data.clips)))
+
+
+def test_ferplus_and_kdef_folders_scored_together_with_misses_and_references(base, model8, tmp_path, capsys):
+    """Two --data folders: one report each; the FER+ folder is scored on its held-out split (FER2013Valid), a photo
+    without a face there is a miss of the headline; KDEF's neutral photos are compared with the other session's
+    and the report says so."""
+    import cv2
+
+    from synth_data import write_ferplus_dataset, write_kdef_dataset
+    fer, kdef = tmp_path / "fer", tmp_path / "kdef"
+    write_ferplus_dataset(fer)
+    cv2.imwrite(str(fer / "FER2013Valid" / "fer0000009.png"), np.full((48, 48), 90, np.uint8))  # no face in it
+    write_kdef_dataset(kdef, actors=(("F", 1), ("M", 2)), missing=("BM02NES",))
+    out = tmp_path / "out"
+    rc, stdout, err = run_cli(capsys, "--model", model8, "--data", fer, "--data", kdef, "--out", out,
+                              "--no-frame-level")
+    assert rc == 0, err
+    fer_rep = json.loads((out / "fer" / "report.json").read_text())
+    kdef_rep = json.loads((out / "kdef" / "report.json").read_text())
+    assert {s["key"].split("/")[0] for s in fer_rep["samples"]} == {"FER2013Valid"}
+    assert [m["file"] for m in fer_rep["misses"]] == ["FER2013Valid/fer0000009.png"]
+    assert fer_rep["headline"]["samples"] == 4 and fer_rep["headline"]["missed"] == 1
+    assert all(s["reference"] == "self" for s in fer_rep["samples"])  # no other moment of an anonymous face
+    neutral = [s for s in kdef_rep["samples"] if s["kind"] == "neutral"]
+    assert len(neutral) == 3
+    assert kdef_rep["references"]["neutral"] == {"other": 2, "self": 1}  # AM02NES has no B photo to go with
+    refs = {s["key"]: s["reference"] for s in kdef_rep["samples"] if s["kind"] == "sequence"}
+    assert {k for k, r in refs.items() if r == "other"} == {"BM02ANS", "BM02HAS", "BM02SUS"}  # AM02NES stands in
+    assert {r for k, r in refs.items() if not k.startswith("BM02")} == {"own"}
+    lines = stdout.splitlines()
+    assert lines.index("== fer ==") < lines.index("== kdef ==")
+    assert "neutral samples: 2 compared with another neutral image of the same subject, 1 only with themselves" \
+        in stdout
+    summaries = [l for l in lines if l.startswith("accuracy ")]
+    assert len(summaries) == 2 and summaries[0].endswith("(3 classes; 1 face not found, counted as misses)")

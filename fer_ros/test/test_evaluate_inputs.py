@@ -46,7 +46,7 @@ def test_folder_in_neither_layout(model8, tmp_path, capsys):
     shutil.copy(next((class_folder_data(tmp_path.parent / "x")).glob("happy/*.png")), tmp_path / "d" / "happy" /
                 "smile.png")
     rc, _, err = run_cli(capsys, "--model", model8, "--data", tmp_path / "d", "--out", tmp_path / "o")
-    assert_user_error(rc, err, "neither the CK+ release layout")
+    assert_user_error(rc, err, "none of the known layouts", "KDEF")
 
 
 def test_missing_model(base, tmp_path, capsys):
@@ -83,11 +83,21 @@ def test_unreadable_and_faceless_images_are_counted_and_skipped(base, model8, tm
     assert ("neutral", "S011_002") not in keys  # its neutral frame has no face ...
     seq = next(s for s in rep["samples"] if s["kind"] == "sequence" and s["key"] == "S011_002")
     assert not seq["has_neutral"]  # ... so its sequence is scored without a reference
-    assert d["neutral_frames_unusable"] == 1
+    # its own sequence and the neutral samples of S011_001 and S011_003, which are compared with it
+    assert d["neutral_frames_unusable"] == 3
     assert rep["sequence_level"]["count"] == 8 + 8
     assert np.asarray(rep["sequence_level"]["confusion_matrix"]).sum() == 16
     assert "1 unreadable images skipped" in stdout and "1 images without a face skipped" in stdout
-    assert stdout.strip().splitlines()[-1].endswith("on 16 sequences (4 classes)")
+    # the two samples that could not be scored are misses in the headline, and listed
+    assert sorted((m["key"], m["reason"]) for m in rep["misses"]) == [("S010_001", "unreadable"),
+                                                                      ("S011_002", "no_face")]
+    head = rep["headline"]
+    assert head["samples"] == 18 and head["scored"] == 16 and head["missed"] == 2
+    right = sum(s["pred_label"] == s["true_label"] for s in rep["samples"] if s["kind"] != "frame")
+    assert head["accuracy"] == pytest.approx(right / 18)
+    assert stdout.strip().splitlines()[-1] == (f"accuracy {right / 18:.3f} on 18 sequences (4 classes; 2 faces "
+                                               f"not found, counted as misses)")
+    assert "2 samples without a face (counted as misses)" in stdout
 
 
 def test_only_unreadable_images(model8, tmp_path, capsys):

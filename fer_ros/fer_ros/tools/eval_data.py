@@ -33,6 +33,21 @@ class Sample:
     has_neutral: bool
     probs: list[float] = field(default_factory=list)
     pred_label: str = ""
+    # which reference it was compared with: "own" (its sequence's or session's neutral frame), "other" (a neutral
+    # frame of the same subject from another sequence or session), "self" (its own frame: the data has no other
+    # moment of the face) or "none"
+    reference: str = "own"
+
+
+@dataclass
+class Miss:
+    """A sample that could not be scored because no face was found in (or no image read from) its frames: it
+    counts as a wrong answer in the headline accuracy."""
+
+    key: str
+    true_label: str
+    file: str
+    reason: str  # "no_face" or "unreadable"
 
 
 @dataclass
@@ -40,27 +55,39 @@ class PreparedData:
     """Samples ready for the engine plus what could not be used."""
 
     samples: list[Sample]
-    clips: np.ndarray          # (N, 1, T, S, S) float32
+    clips: np.ndarray          # (N, C, T, S, S) float32
     geos: np.ndarray           # (N, C, G, G) float32
     valid: np.ndarray          # (N,) float32
     counts: dict[str, Any]
+    misses: list[Miss] = field(default_factory=list)
+
+
+LAYOUTS_HELP = ("the CK+ release layout (cohn-kanade-images/, Emotion/), class folders "
+                "<class>/S<subject>_<sequence>_<frame>.png, FER+ split folders with label.csv, or KDEF photos "
+                "(e.g. AF01HAS.jpg)")
 
 
 def open_dataset(root: str | Path, window_length: int, neutral_samples: bool = True, borrow_neutral: bool = True):
-    """load_dataset with checks that turn a missing or empty folder into a clear EvalError."""
+    """load_dataset with checks that turn a missing or empty folder into a clear EvalError. A FER+ folder that
+    holds its training split and others is scored on the others (the held-out splits); a split folder is scored
+    as it is."""
+    from fer_ros.training.data import ferplus
     from fer_ros.training.data.datasets import IMAGE_SUFFIXES, DatasetError, load_dataset
     root = Path(root).expanduser()
     if not root.exists():
-        raise EvalError(f"data folder not found: {root}; pass --data <folder> in the CK+ release layout or as "
-                        f"class folders <class>/S<subject>_<sequence>_<frame>.png")
+        raise EvalError(f"data folder not found: {root}; pass --data <folder> in {LAYOUTS_HELP}")
     if not root.is_dir():
         raise EvalError(f"--data {root} is a file; pass the dataset's folder")
     if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.rglob("*") if p.is_file()):
-        raise EvalError(f"data folder {root} holds no images; expected the CK+ release layout "
-                        f"(cohn-kanade-images/, Emotion/) or class folders <class>/S<subject>_<sequence>_<frame>.png")
+        raise EvalError(f"data folder {root} holds no images; expected {LAYOUTS_HELP}")
+    splits = None
+    folders = ferplus.split_folders(root)
+    held_out = [f for f in folders if ferplus.split_of(f) != "train"]
+    if len(folders) > 1 and held_out:
+        splits = tuple(sorted({ferplus.split_of(f) for f in held_out}))
     try:
         return load_dataset(root, frames=window_length, with_neutral_sequences=neutral_samples,
-                            borrow_neutral=borrow_neutral)
+                            borrow_neutral=borrow_neutral, splits=splits)
     except DatasetError as exc:
         raise EvalError(str(exc)) from None
     except OSError as exc:
@@ -140,6 +167,7 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
         return samples_cache[p]
 
     out: list[Sample] = []
+    misses: list[Miss] = []
     clips, geos, valid = [], [], []
     skipped_sequences: Counter = Counter()
     neutral_unusable = 0
@@ -152,7 +180,7 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
         except ValueError:
             return p
 
-    def add(kind: str, key: str, seq, window: list[str], neutral: str | None) -> None:
+    def add(kind: str, key: str, seq, window: list[str], neutral: str | None, reference: str) -> None:
         ref = sample(neutral).points68 if neutral is not None else None
         geo, ok = make_geo(ref, sample(window[-1]).points68)
         clips.append(make_clip([sample(p) for p in window], manifest.clip_input,
@@ -160,13 +188,15 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
         geos.append(geo)
         valid.append(ok)
         out.append(Sample(kind=kind, key=key, subject=seq.subject, true_label=seq.label, newest=rel(window[-1]),
-                          has_neutral=neutral is not None))
+                          has_neutral=neutral is not None, reference=reference))
 
     for seq in ds.sequences:
         peaks = [str(p) for p in seq.peaks]
         bad = [p for p in peaks if not usable[p]]
         if bad:
-            skipped_sequences["unreadable" if any(p in problems["unreadable"] for p in bad) else "no_face"] += 1
+            reason = "unreadable" if any(p in problems["unreadable"] for p in bad) else "no_face"
+            skipped_sequences[reason] += 1
+            misses.append(Miss(seq.key, seq.label, rel(bad[-1]), reason))
             continue
         neutral = str(seq.neutral) if seq.neutral is not None else None
         if neutral is not None and not usable[neutral]:
@@ -175,13 +205,16 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
         is_neutral_sample = seq.label == NEUTRAL and len(set(peaks)) == 1
         if neutral is None and not is_neutral_sample:
             missing_neutral += 1
-        borrowed_neutral += int(neutral is not None and seq.neutral_borrowed)
+        borrowed_neutral += int(neutral is not None and seq.neutral_borrowed and not is_neutral_sample)
         kind = "neutral" if is_neutral_sample else "sequence"
-        add(kind, seq.key, seq, _window(peaks, t), neutral)
+        reference = ("none" if neutral is None else "self" if neutral in peaks
+                     else "other" if seq.neutral_borrowed else "own")
+        add(kind, seq.key, seq, _window(peaks, t), neutral, reference)
         distinct = list(dict.fromkeys(peaks))
         if frame_level and kind == "sequence" and len(distinct) > 1:
             for k in range(len(distinct)):
-                add("frame", f"{seq.key}/{Path(distinct[k]).stem}", seq, _window(distinct[:k + 1], t), neutral)
+                add("frame", f"{seq.key}/{Path(distinct[k]).stem}", seq, _window(distinct[:k + 1], t), neutral,
+                    reference)
 
     counts = {
         "images": len(paths),
@@ -198,10 +231,11 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
         clip_arr = np.stack(clips).astype(np.float32)
         geo_arr = np.stack(geos).astype(np.float32)
     else:
+        from fer_ros.difference_image import empty
         s = crop_cfg.size
-        clip_arr = np.zeros((0, 1, t, s, s), np.float32)
-        geo_arr = np.zeros((0, 2, 64, 64), np.float32)
-    return PreparedData(out, clip_arr, geo_arr, np.asarray(valid, np.float32), counts)
+        clip_arr = np.zeros((0, manifest.clip_channels, t, s, s), np.float32)
+        geo_arr = np.zeros((0, *empty().shape), np.float32)
+    return PreparedData(out, clip_arr, geo_arr, np.asarray(valid, np.float32), counts, misses)
 
 
 def predict(engine, data: PreparedData, class_names: Sequence[str], batch_size: int = 64,

@@ -14,7 +14,7 @@ import numpy as np
 
 from fer_ros import metrics
 from fer_ros.classes import NEUTRAL
-from fer_ros.tools.eval_data import MAX_EXAMPLES, Sample
+from fer_ros.tools.eval_data import MAX_EXAMPLES, Miss, Sample
 
 
 def score(samples: Sequence[Sample], model_names: Sequence[str]) -> dict | None:
@@ -68,9 +68,28 @@ def emotions_block(samples: Sequence[Sample], model_names: Sequence[str]) -> dic
                                                               for i, s in zip(restricted, emo)]))}
 
 
+def headline(samples: Sequence[Sample], misses: Sequence[Miss], model_names: Sequence[str]) -> dict:
+    """The headline figure: right answers over every sample of a class the model knows, a sample whose face was
+    not found (or whose image could not be read) counting as a wrong one."""
+    names = set(model_names)
+    scored = [s for s in samples if s.true_label in names]
+    missed = [m for m in misses if m.true_label in names]
+    right = sum(s.pred_label == s.true_label for s in scored)
+    total = len(scored) + len(missed)
+    return {"accuracy": right / total if total else None, "samples": total, "scored": len(scored),
+            "missed": len(missed), "missed_by_class": dict(Counter(m.true_label for m in missed))}
+
+
+def references(samples: Sequence[Sample]) -> dict:
+    """How many samples were compared with which reference (own / other / self / none), all and neutral only."""
+    return {"all": dict(Counter(s.reference for s in samples)),
+            "neutral": dict(Counter(s.reference for s in samples if s.kind == "neutral"))}
+
+
 def build_report(samples: Sequence[Sample], model_names: Sequence[str], ds, counts: dict, manifest,
-                 model_dir: Path, backend: str) -> dict:
-    """The JSON report: figures per level, neutral frames, class mapping, dataset counts, manifest, samples."""
+                 model_dir: Path, backend: str, misses: Sequence[Miss] = ()) -> dict:
+    """The JSON report: the headline (faces not found count as misses, and are listed), figures per level,
+    neutral frames, references, class mapping, dataset counts, manifest, samples."""
     names = list(model_names)
     seqs = [s for s in samples if s.kind in ("sequence", "neutral")]
     frames = [s for s in samples if s.kind == "frame"]
@@ -90,6 +109,9 @@ def build_report(samples: Sequence[Sample], model_names: Sequence[str], ds, coun
                  **counts},
         "class_mapping": {"model_classes": names, "data_classes": data_classes,
                           "unknown_to_model": list(mapping.unknown), "not_in_data": list(mapping.model_only)},
+        "headline": headline(seqs, misses, names),
+        "misses": [asdict(m) for m in misses],
+        "references": references(seqs),
         "sequence_level": score(seqs, names),
         "frame_level": score(frames, names),
         "emotions": emotions_block(seqs, names),
@@ -106,13 +128,17 @@ def build_report(samples: Sequence[Sample], model_names: Sequence[str], ds, coun
 
 
 def summary_line(report: dict) -> str:
-    """`accuracy A on N sequences (M classes)`: sequence-level figures over the classes the model knows."""
+    """`accuracy A on N sequences (M classes)` over the classes the model knows, with `; K faces not found, counted
+    as misses` when some samples could not be scored (they are in A and N)."""
     seq = report.get("sequence_level") or {}
-    acc = seq.get("accuracy")
-    n = seq.get("count", 0)
+    head = report.get("headline") or {}
+    acc = head.get("accuracy", seq.get("accuracy"))
+    n = head.get("samples", seq.get("count", 0))
     m = len(seq.get("class_names", []))
-    return f"accuracy {acc:.3f} on {n} sequences ({m} classes)" if acc is not None else \
-        f"accuracy n/a on {n} sequences ({m} classes)"
+    missed = head.get("missed", 0)
+    tail = f"; {missed} face{'s' if missed != 1 else ''} not found, counted as misses" if missed else ""
+    return (f"accuracy {acc:.3f} on {n} sequences ({m} classes{tail})" if acc is not None else
+            f"accuracy n/a on {n} sequences ({m} classes{tail})")
 
 
 def format_report(report: dict) -> list[str]:
@@ -130,6 +156,16 @@ def format_report(report: dict) -> list[str]:
     if d.get("sequences_skipped"):
         lines.append("warning: sequences left out: " + ", ".join(f"{v} ({k.replace('_', ' ')})"
                                                                  for k, v in d["sequences_skipped"].items()))
+    misses = report.get("misses") or []
+    if misses:
+        lines.append(f"{len(misses)} samples without a face (counted as misses): "
+                     + ", ".join(m["file"] for m in misses[:MAX_EXAMPLES]) + (", ..." if len(misses) > MAX_EXAMPLES
+                                                                              else "") + " (all in report.json)")
+    neutral_refs = (report.get("references") or {}).get("neutral") or {}
+    if neutral_refs:
+        lines.append(f"neutral samples: {neutral_refs.get('other', 0)} compared with another neutral image of the "
+                     f"same subject, {neutral_refs.get('self', 0)} only with themselves (no other one in the data)"
+                     + (f", {neutral_refs['none']} without a reference" if neutral_refs.get("none") else ""))
     if d.get("sequences_neutral_borrowed"):
         lines.append(f"{d['sequences_neutral_borrowed']} labelled sequences lack their own neutral first frame: "
                      f"compared with the first frame of the same subject's nearest other sequence")
@@ -179,11 +215,11 @@ def format_report(report: dict) -> list[str]:
 def write_predictions_csv(path: Path, samples: Sequence[Sample], class_names: Sequence[str]) -> Path:
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["kind", "key", "subject", "true_label", "pred_label", "has_neutral", "newest_frame",
+        w.writerow(["kind", "key", "subject", "true_label", "pred_label", "has_neutral", "reference", "newest_frame",
                     *[f"p_{n}" for n in class_names]])
         for s in samples:
-            w.writerow([s.kind, s.key, s.subject, s.true_label, s.pred_label, int(s.has_neutral), s.newest,
-                        *[f"{p:.6f}" for p in s.probs]])
+            w.writerow([s.kind, s.key, s.subject, s.true_label, s.pred_label, int(s.has_neutral), s.reference,
+                        s.newest, *[f"{p:.6f}" for p in s.probs]])
     return path
 
 

@@ -1,25 +1,31 @@
-"""fer-eval: score a trained model on a labelled face dataset, the dataset it was trained on or any other.
+"""fer-eval: score a trained model on labelled face datasets, the ones it was trained on or any other.
 
-    fer-eval --model fer_ros/models/ckplus8_default --data ../shared/data/ckplus
+    fer-eval --data ../shared/data/ferplus --data ../shared/data/kdef
     fer-eval --model my_model --data my_folders --out runs/eval_mine --no-neutral-samples
 
-The data folder is read in either layout the training script reads (see fer_ros.training.data.datasets): the
-official CK+ release, or class folders <class>/S<subject>_<sequence>_<frame>.png with the neutral first frames in
-neutral/. Every image goes through the node's landmarker (IMAGE mode) and crop (fer_ros.training.data.cache, cached
-on disk), then the node's preprocessing (LBP clip of the last T frames, difference image neutral -> newest frame)
-and the node's inference engine. A sequence without a neutral frame is scored as the node scores a face without a
-neutral reference: geo_valid = 0 (appearance network alone).
+Each data folder is read in any layout the training script reads (fer_ros.training.data.datasets, detected): the
+official CK+ release, class folders <class>/S<subject>_<sequence>_<frame>.png with the neutral first frames in
+neutral/, FER+ (split folders with label.csv; a FER+ folder with a training split is scored on its held-out
+splits) or KDEF photos. Every image goes through the node's landmarker (IMAGE mode) and crop
+(fer_ros.training.data.cache, cached on disk), then the node's preprocessing (clip of the last T frames, difference
+image neutral -> newest frame) and the node's inference engine. A sequence without a neutral frame is scored as the
+node scores a face without a neutral reference: geo_valid = 0 (appearance network alone).
 
 Samples:
-- sequence: one per labelled sequence: its neutral frame (reference) and its last T frames;
+- sequence: one per labelled sequence: its neutral frame (reference) and its last T frames; a photo (FER+, KDEF)
+  is a still face, the photo repeated T times, compared with its session's neutral photo (KDEF) or, where the data
+  has no other moment of the face (FER+), with itself, as the node compares a face that kept its expression;
 - frame: where a sequence has several labelled frames, each one as the newest frame of a window of the frames up
   to it (the earliest repeated to fill T), as the node sees the expression arrive;
-- neutral: every neutral frame as a still face (the frame repeated T times, its own reference), labelled
-  "neutral"; scored for models with a neutral class (`--no-neutral-samples` leaves them out: 7-class data).
+- neutral: every neutral frame or photo as a still face, compared with another neutral image of the same subject
+  (another sequence's first frame, the other session's photo) or with itself where there is none (the report says
+  how many), labelled "neutral"; scored for models with a neutral class (`--no-neutral-samples` leaves them out).
 
-Outputs in --out: report.json (every figure, the model manifest, the dataset's counts, per-sample predictions),
-predictions.csv, confusion_matrix.png (sequences), confusion_matrix_frames.png (frames, when they apply). The last
-line printed is `accuracy A on N sequences (M classes)`.
+A sample whose face is not found counts as a miss in the headline accuracy (the last line) and is listed.
+Outputs in --out (one sub-folder per dataset when several are given): report.json (every figure, the misses, the
+model manifest, the dataset's counts, per-sample predictions), predictions.csv, confusion_matrix.png (sequences),
+confusion_matrix_frames.png (frames, when they apply). The last line printed per dataset is
+`accuracy A on N sequences (M classes)`, followed with `; K faces not found, counted as misses` when there were.
 
 Class sets: a prediction of a class the data lacks (e.g. neutral from an 8-class model on 7-class data) is a
 miss; the accuracy with the model restricted to the data's classes is reported too. Data classes the model lacks
@@ -57,14 +63,16 @@ def open_model(model: str | Path | None, backend: str = "auto", device: str = "a
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Score a trained fer_ros model on a labelled face dataset "
-                                "(CK+ release layout or class folders): accuracy per sequence and per frame, "
-                                "per-class recall and precision, confusion matrix PNG, JSON report.")
+    p = argparse.ArgumentParser(prog=PROG, description="Score a trained fer_ros model on labelled face datasets "
+                                "(CK+ release layout, class folders, FER+ or KDEF): accuracy per sequence and per "
+                                "frame with faces not found counted as misses, per-class recall and precision, "
+                                "confusion matrix PNG, JSON report; one report per dataset.")
     p.add_argument("--model", type=Path, default=None,
-                   help="model directory (manifest.json + model.onnx); default: the shipped ckplus8_default")
-    p.add_argument("--data", type=Path, required=True, help="dataset folder (CK+ release layout or class folders)")
+                   help="model directory (manifest.json + model.onnx); default: the shipped default model")
+    p.add_argument("--data", type=Path, required=True, action="append",
+                   help="dataset folder in any layout fer-train reads; repeat for several datasets")
     p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: runs/eval/<model name>-<data folder name>)")
+                   help="output folder (default: runs/eval/<model name>-<data folder name(s)>)")
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
                    help="inference engine backend, as for the node (default: auto)")
     p.add_argument("--device", default="auto", help="device for the engine (auto, cpu, cuda, cuda:0)")
@@ -87,33 +95,56 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args, landmarker=None) -> dict:
-    """Evaluate as the CLI does and return the report (written to args.out). Raises EvalError for user errors."""
-    engine, manifest, model_dir = open_model(args.model, args.backend, args.device, args.fp16,
-                                             args.engine_cache_dir)
+def dataset_names(roots: Sequence[Path]) -> list[str]:
+    """One name per data folder, for sub-folders and headings: the folder's name, numbered when names repeat."""
+    names: list[str] = []
+    for root in roots:
+        base = Path(root).expanduser().resolve().name or "data"
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}{k}", k + 1
+        names.append(name)
+    return names
+
+
+def evaluate_one(engine, manifest, model_dir: Path, data_root: Path, out_dir: Path, args, landmarker=None) -> dict:
+    """Score one data folder and write its outputs to out_dir; returns its report. Raises EvalError."""
     names = list(manifest.class_names)
-    ds = open_dataset(args.data, manifest.window_length, neutral_samples=not args.no_neutral_samples,
+    ds = open_dataset(data_root, manifest.window_length, neutral_samples=not args.no_neutral_samples,
                       borrow_neutral=not args.own_neutral_only)
-    out_dir = (Path(args.out) if args.out
-               else Path("runs") / "eval" / f"{manifest.name}-{Path(args.data).resolve().name}")
     cache_dir = None if args.no_cache else (args.cache_dir or out_dir / "cache")
     progress = not args.no_progress
     data = prepare(ds, manifest, cache_dir, frame_level=not args.no_frame_level, progress=progress,
                    landmarker=landmarker)
     if not data.samples:
         c = data.counts
-        raise EvalError(f"no usable samples in {args.data}: {c['unreadable_images']} unreadable images, "
+        raise EvalError(f"no usable samples in {data_root}: {c['unreadable_images']} unreadable images, "
                         f"{c['no_face_images']} images without a face out of {c['images']}; check the images")
     predict(engine, data, names, batch_size=args.batch_size, progress=progress)
     backend = getattr(engine, "backend", None) or getattr(engine, "name", None) or args.backend
-    report = build_report(data.samples, names, ds, data.counts, manifest, model_dir, str(backend))
+    report = build_report(data.samples, names, ds, data.counts, manifest, model_dir, str(backend), data.misses)
     if not (report["sequence_level"] or {}).get("count"):
         unknown = ", ".join(report["class_mapping"]["unknown_to_model"]) or "none"
         write_outputs(report, data.samples, names, out_dir)
-        raise EvalError(f"no sequence in {args.data} has a class the model knows (model: {', '.join(names)}; "
+        raise EvalError(f"no sequence in {data_root} has a class the model knows (model: {', '.join(names)}; "
                         f"data classes unknown to it: {unknown}); report written to {out_dir / 'report.json'}")
     write_outputs(report, data.samples, names, out_dir)
     return report
+
+
+def run(args, landmarker=None) -> dict[str, dict]:
+    """Evaluate as the CLI does: {dataset name: report} in the order given (each written to its output folder).
+    Raises EvalError for user errors."""
+    engine, manifest, model_dir = open_model(args.model, args.backend, args.device, args.fp16,
+                                             args.engine_cache_dir)
+    roots = [Path(d) for d in args.data]
+    names = dataset_names(roots)
+    out = (Path(args.out) if args.out else Path("runs") / "eval" / f"{manifest.name}-{'+'.join(names)}")
+    reports = {}
+    for name, root in zip(names, roots):
+        reports[name] = evaluate_one(engine, manifest, model_dir, root, out if len(roots) == 1 else out / name,
+                                     args, landmarker)
+    return reports
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,18 +152,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args is None:
         return 2
     try:
-        report = run(args)
+        reports = run(args)
     except EvalError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    for line in format_report(report):
-        print(line)
-    print(f"report: {report['outputs']['report_json']}, confusion matrix: "
-          f"{report['outputs'].get('sequence_level_png', 'n/a')}")
-    print(report["summary"])
+    for name, report in reports.items():
+        if len(reports) > 1:
+            print(f"== {name} ==")
+        for line in format_report(report):
+            print(line)
+        print(f"report: {report['outputs']['report_json']}, confusion matrix: "
+              f"{report['outputs'].get('sequence_level_png', 'n/a')}")
+        print(report["summary"])
     return 0
 
 
