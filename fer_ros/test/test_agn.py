@@ -107,115 +107,38 @@ def _random_training_output(seed: int, target: torch.Tensor, valid: torch.Tensor
     return l1, _model(l1, all_pairs)(torch.zeros(n, 1, 3, 8, 8), torch.zeros(n, 2, 8, 8), valid, target=target)
 
 
-def test_class_weights_weigh_every_term_by_the_true_class():
-    """With class_weight, L1 and L3 are F.cross_entropy's weighted means and each sample's L2 pair terms count with
-    its true class's weight; all-ones weights give the unweighted loss."""
-    target, valid = torch.tensor([0, 2, 2, 1]), torch.tensor([1.0, 1.0, 0.0, 1.0])
-    l1, out = _random_training_output(2, target, valid)
-    plain, _ = agn_loss(out, target, valid)
-    same, _ = agn_loss(out, target, valid, class_weight=torch.ones(K))
-    assert same.item() == pytest.approx(plain.item(), rel=1e-6)
-    w = torch.tensor([1.0, 3.0, 0.5, 1.0, 1.0])
-    loss, parts = agn_loss(out, target, valid, class_weight=w)
-    per_sample_l2 = F.cross_entropy(out.train_pair_logits.reshape(-1, 2), out.train_pair_target.reshape(-1),
-                                    reduction="none").view(4, K - 1).mean(1)
-    keep = valid > 0.5
-    l2 = (per_sample_l2[keep] * w[target[keep]]).sum() / w[target[keep]].sum()
-    expected = F.cross_entropy(l1, target, weight=w) + l2 + F.cross_entropy(out.l3, target, weight=w)
-    assert parts["l2"] == pytest.approx(l2.item(), rel=1e-5)
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-
-
-def test_logit_offset_shifts_every_logit_in_the_loss_only():
-    """logit_offset o: L1 and L3 are the cross-entropies of l1 + o and l3 + o, and each 2-way pair term (a, b) of
-    [l_a + o_a, l_b + o_b]; an offset equal for all classes changes nothing, and the outputs are untouched."""
-    target, valid = torch.tensor([0, 2, 4, 1]), torch.tensor([1.0, 1.0, 0.0, 1.0])
-    l1, out = _random_training_output(4, target, valid)
-    plain, _ = agn_loss(out, target, valid)
-    flat, _ = agn_loss(out, target, valid, logit_offset=torch.full((K,), -1.7))
-    assert flat.item() == pytest.approx(plain.item(), rel=1e-6)
-    o = torch.tensor([-0.2, -2.5, -0.9, -1.3, -0.4])
-    loss, parts = agn_loss(out, target, valid, logit_offset=o)
-    table = {p: i for i, p in enumerate(pairs(K))}
-    terms = []
-    for i, t in enumerate(target.tolist()):
-        if valid[i] < 0.5:
-            continue
-        for c in range(K):
-            if c == t:
-                continue
-            a, b = min(t, c), max(t, c)
-            logits = out.all_pairs[i, table[(a, b)]] + o[[a, b]]
-            terms.append(F.cross_entropy(logits[None], torch.tensor([int(t == b)])))
-    l2 = torch.stack(terms).mean()
-    assert parts["l2"] == pytest.approx(l2.item(), rel=1e-5)
-    expected = F.cross_entropy(l1 + o, target) + l2 + F.cross_entropy(out.l3 + o, target)
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert torch.equal(out.l1, l1)
-    # the top-2 pair form (a forward pass without target) takes the offsets of its two classes
-    top2 = _model(l1, out.all_pairs)(torch.zeros(4, 1, 3, 8, 8), torch.zeros(4, 2, 8, 8), valid)
-    _, p2 = agn_loss(top2, target, valid, logit_offset=o)
-    in_pair = (top2.pair_classes == target[:, None])
-    mask = in_pair.any(1) & (valid > 0.5)
-    assert mask.sum() == 2
-    want = F.cross_entropy(top2.pair_logits[mask] + o[top2.pair_classes[mask]], in_pair[mask][:, 1].long())
-    assert p2["l2"] == pytest.approx(want.item(), rel=1e-5)
-
-
-def test_per_sample_logit_offsets_apply_to_their_own_sample():
-    """logit_offset (B, K): each sample's terms take its own row; a zero row is that sample's plain loss, in
-    every term and in both pair forms."""
-    target, valid = torch.tensor([0, 2, 4, 1]), torch.tensor([1.0, 1.0, 0.0, 1.0])
-    l1, out = _random_training_output(4, target, valid)
-    o = torch.tensor([-0.2, -2.5, -0.9, -1.3, -0.4])
-    rows = torch.stack([o, torch.zeros(K), o, 0.5 * o])
-    top2 = _model(l1, out.all_pairs)(torch.zeros(4, 1, 3, 8, 8), torch.zeros(4, 2, 8, 8), valid)
-    for form in (out, top2):
-        _, same = agn_loss(form, target, valid, logit_offset=o.expand(4, K))
-        _, shared = agn_loss(form, target, valid, logit_offset=o)
-        assert same == pytest.approx(shared, rel=1e-6)
-        # different rows in one batch: L1 and L3 are the per-sample cross-entropies, each with its own row
-        _, mixed = agn_loss(form, target, valid, logit_offset=rows)
-        l1_terms = F.cross_entropy(form.l1 + rows, target, reduction="none")
-        assert mixed["l1"] == pytest.approx(l1_terms.mean().item(), rel=1e-5)
-        l3_terms = F.cross_entropy(form.l3 + rows, target, reduction="none")
-        assert mixed["l3"] == pytest.approx(l3_terms.mean().item(), rel=1e-5)
-        assert mixed["l1"] != pytest.approx(shared["l1"], rel=1e-3)
-    # pair terms, training form: every pair holding a valid sample's class, with that sample's row
-    _, p1 = agn_loss(out, target, valid, logit_offset=rows)
-    table = {p: i for i, p in enumerate(pairs(K))}
-    terms = [F.cross_entropy((out.all_pairs[i, table[(min(t, c), max(t, c))]]
-                              + rows[i, [min(t, c), max(t, c)]])[None], torch.tensor([int(t > c)]))
-             for i, t in enumerate(target.tolist()) if valid[i] > 0.5 for c in range(K) if c != t]
-    assert p1["l2"] == pytest.approx(torch.stack(terms).mean().item(), rel=1e-5)
-    # pair terms, top-2 form: samples 1 (row zero) and 3 (row 0.5 o) are the valid ones whose pair holds their class
-    _, p2 = agn_loss(top2, target, valid, logit_offset=rows)
-    in_pair = (top2.pair_classes == target[:, None])
-    mask = in_pair.any(1) & (valid > 0.5)
-    assert mask.tolist() == [False, True, False, True]
-    want = F.cross_entropy(top2.pair_logits[mask] + rows[mask].gather(1, top2.pair_classes[mask]),
-                           in_pair[mask][:, 1].long())
-    assert p2["l2"] == pytest.approx(want.item(), rel=1e-5)
-
-
-def test_label_smoothing_applies_to_every_term():
-    """label_smoothing is F.cross_entropy's in L1, L3 and each 2-way pair term; 0 gives the plain loss."""
-    target, valid = torch.tensor([0, 2, 4, 1]), torch.tensor([1.0, 0.0, 1.0, 1.0])
+def test_soft_targets_replace_the_label_in_l1_and_l3_only():
+    """soft_target (B, K): L1 and L3 are the cross-entropies against the distribution; L2 still decides the pairs of
+    the true class. A one-hot distribution is the plain loss."""
+    target = torch.tensor([0, 2, 4, 1])
+    valid = torch.tensor([1.0, 1.0, 0.0, 1.0])
     l1, out = _random_training_output(3, target, valid)
-    plain, _ = agn_loss(out, target, valid)
-    zero, _ = agn_loss(out, target, valid, label_smoothing=0.0)
-    assert zero.item() == plain.item()
-    eps = 0.2
-    loss, parts = agn_loss(out, target, valid, label_smoothing=eps)
-    keep = valid > 0.5
-    pair_logp = F.log_softmax(out.train_pair_logits[keep], dim=-1)  # (n, K-1, 2)
-    pair_t = F.one_hot(out.train_pair_target[keep], 2).float() * (1 - eps) + eps / 2
-    l2 = -(pair_t * pair_logp).sum(-1).mean()
-    soft = F.one_hot(target, K).float() * (1 - eps) + eps / K
-    expected = (-(soft * F.log_softmax(l1, 1)).sum(1).mean() + l2 - (soft * F.log_softmax(out.l3, 1)).sum(1).mean())
-    assert parts["l2"] == pytest.approx(l2.item(), rel=1e-5)
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert loss.item() != pytest.approx(plain.item(), rel=1e-3)
+    plain, plain_parts = agn_loss(out, target, valid)
+    one_hot, _ = agn_loss(out, target, valid, soft_target=F.one_hot(target, K).float())
+    assert one_hot.item() == pytest.approx(plain.item(), rel=1e-6)
+    soft = torch.softmax(torch.randn(4, K), dim=1)
+    loss, parts = agn_loss(out, target, valid, soft_target=soft)
+    assert parts["l1"] == pytest.approx(F.cross_entropy(l1, soft).item(), rel=1e-5)
+    assert parts["l3"] == pytest.approx(F.cross_entropy(out.l3, soft).item(), rel=1e-5)
+    assert parts["l2"] == pytest.approx(plain_parts["l2"], rel=1e-6)
+
+
+def test_the_pair_mask_keeps_samples_out_of_l2_only():
+    """pair_mask 0 (a sample compared with itself: no change to learn the pair decisions from) removes that
+    sample's pair terms from L2 and leaves L1 and L3 alone; a mask of ones is the plain loss."""
+    target = torch.tensor([0, 2, 4, 1])
+    valid = torch.ones(4)
+    _, out = _random_training_output(4, target, valid)
+    plain, plain_parts = agn_loss(out, target, valid)
+    ones, _ = agn_loss(out, target, valid, pair_mask=torch.ones(4))
+    assert ones.item() == pytest.approx(plain.item(), rel=1e-6)
+    _, masked = agn_loss(out, target, valid, pair_mask=torch.tensor([1.0, 0.0, 0.0, 1.0]))
+    only = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    _, subset = agn_loss(out, target, valid * only)  # the same as no reference for the pair terms
+    assert masked["l2"] == pytest.approx(subset["l2"], rel=1e-6) and masked["l2"] != pytest.approx(plain_parts["l2"])
+    assert masked["l1"] == plain_parts["l1"] and masked["l3"] == plain_parts["l3"]
+    _, none = agn_loss(out, target, valid, pair_mask=torch.zeros(4))
+    assert none["l2"] == 0.0
 
 
 def test_the_fused_output_never_sees_the_label():
@@ -232,7 +155,7 @@ def test_gradients_reach_both_networks():
     torch.manual_seed(0)
     model = create_model("agn3d_c3d", num_classes=K, size=32, app={"widths": (4, 8, 8, 8), "hidden": 16},
                          geo={"width": 4, "hidden": 16})
-    clip, geo, valid = torch.rand(4, 1, 3, 32, 32), torch.rand(4, 2, 64, 64), torch.ones(4)
+    clip, geo, valid = torch.rand(4, 1, 3, 32, 32), torch.rand(4, 2, 32, 32), torch.ones(4)
     target = torch.tensor([0, 1, 2, 3])
     loss, _ = agn_loss(model(clip, geo, valid, target=target), target, valid)
     loss.backward()
@@ -280,7 +203,7 @@ def _lbp_clip(b, size=32):
 def test_flip_tta_averages_the_face_and_its_mirror_image_at_inference():
     from fer_ros.nets.flip import flip_geo, flip_lbp_clip
     model = _tta_model().eval()
-    clip, geo, valid = _lbp_clip(3), torch.randn(3, 2, 64, 64), torch.ones(3)
+    clip, geo, valid = _lbp_clip(3), torch.randn(3, 2, 32, 32), torch.ones(3)
     out = model(clip, geo, valid)
     with torch.no_grad():
         l1 = 0.5 * (model.appearance(clip) + model.appearance(flip_lbp_clip(clip)))
@@ -305,7 +228,7 @@ def test_flipping_an_lbp_clip_is_the_lbp_of_the_flipped_frames_and_an_involution
     clip = torch.from_numpy(np.stack([lbp(g) for g in gray]).astype(np.float32)[None, None] / 255.0)
     flipped = np.stack([lbp(np.ascontiguousarray(g[:, ::-1])) for g in gray]).astype(np.float32)[None, None]
     torch.testing.assert_close(flip_lbp_clip(clip) * 255.0, torch.from_numpy(flipped), atol=1e-3, rtol=0)
-    clip, geo = _lbp_clip(2), torch.randn(2, 2, 64, 64)
+    clip, geo = _lbp_clip(2), torch.randn(2, 2, 32, 32)
     torch.testing.assert_close(flip_lbp_clip(flip_lbp_clip(clip)), clip)
     torch.testing.assert_close(flip_geo(flip_geo(geo)), geo)
 
@@ -333,16 +256,8 @@ def test_a_two_channel_model_predicts_the_same_for_a_face_and_its_mirror_image()
     model = create_model("agn3d_c3d", num_classes=K, size=32, flip_tta=True, clip_input="lbp+gray_delta",
                          app={"widths": (4, 8, 8, 8), "hidden": 16}, geo={"width": 4, "hidden": 16}).eval()
     clip = torch.cat([_lbp_clip(3), torch.rand(3, 1, 3, 32, 32) * 2 - 1], dim=1)
-    geo, valid = torch.randn(3, 2, 64, 64), torch.ones(3)
+    geo, valid = torch.randn(3, 2, 32, 32), torch.ones(3)
     out = model(clip, geo, valid)
     mirrored = model(flip_clip(clip, model.clip_kinds), flip_geo(geo), valid)
     torch.testing.assert_close(mirrored.probs, out.probs, atol=1e-5, rtol=1e-4)
 
-
-def test_joined_members_keep_their_buffers_on_the_members_device():
-    from fer_ros.nets.ensemble import join_members
-    members = [_tta_model().to("meta"), _tta_model().to("meta")]
-    joined = join_members(members)
-    assert joined.pair_table.device.type == "meta"
-    assert all(p.device.type == "meta" for p in joined.parameters())
-    assert joined.clip_kinds == members[0].clip_kinds

@@ -111,50 +111,27 @@ def _views(net: nn.Module, x: torch.Tensor, flip=None) -> torch.Tensor:
 
 
 def agn_loss(out: AGNOutput, target: torch.Tensor, geo_valid: torch.Tensor,
-             weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-             class_weight: torch.Tensor | None = None, label_smoothing: float = 0.0,
-             logit_offset: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """L = L1 + L2 + L3 (optionally weighted). L2 is the mean 2-way cross-entropy over the samples with a neutral
-    reference: over every pair holding the true class when the forward pass had a target, else over the top-2 pair
-    where it holds the true class. class_weight (K,): each sample's terms weighted by its true class's weight, each
-    mean taken over the weights (as F.cross_entropy's `weight`). label_smoothing: F.cross_entropy's, in all three
-    terms (a 2-way target keeps 1 - eps / 2 on its class). logit_offset (K,) or per sample (B, K): added to
-    every class's logit in the loss only (logit adjustment: tau * log of the class's training share makes the
-    logits themselves, as inference uses them, fit a balanced class prior); each 2-way decision gets the offsets
-    of its two classes.
-    Returns (loss, {"l1":..., "l2":..., "l3":...} as floats)."""
-    l1, l3 = out.l1, out.l3
-    if logit_offset is not None:
-        logit_offset = logit_offset.expand_as(l1)  # one row per sample
-        l1, l3 = l1 + logit_offset, l3 + logit_offset
-    loss1 = F.cross_entropy(l1, target, weight=class_weight, label_smoothing=label_smoothing)
-    loss3 = F.cross_entropy(l3, target, weight=class_weight, label_smoothing=label_smoothing)
+             weights: tuple[float, float, float] = (1.0, 1.0, 1.0), soft_target: torch.Tensor | None = None,
+             pair_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """L = L1 + L2 + L3 (optionally weighted). L1 and L3: cross-entropy of l1 and l3 against the target class, or
+    against soft_target (B, K) (a distribution over the classes, e.g. annotators' votes) when given. L2: the mean
+    2-way cross-entropy over the samples with a neutral reference (and pair_mask > 0.5 where given): over every
+    pair holding the true class when the forward pass had a target, else over the top-2 pair where it holds the
+    true class. Returns (loss, {"l1":..., "l2":..., "l3":...} as floats)."""
+    ce_target = target if soft_target is None else soft_target
+    loss1 = F.cross_entropy(out.l1, ce_target)
+    loss3 = F.cross_entropy(out.l3, ce_target)
     valid = geo_valid > 0.5
+    if pair_mask is not None:
+        valid = valid & (pair_mask > 0.5)
     if out.train_pair_logits is not None:
         logits, pair_target = out.train_pair_logits[valid], out.train_pair_target[valid]
-        sample_class = target[valid][:, None].expand_as(pair_target)
-        if logit_offset is not None:  # the pairs (target, other), as (smaller class, larger class)
-            t = target[valid]
-            others = other_classes(t, out.l1.shape[1])
-            t = t[:, None].expand_as(others)
-            pair_classes = torch.stack([torch.minimum(t, others), torch.maximum(t, others)], dim=-1)
-            off = logit_offset[valid].gather(1, pair_classes.reshape(len(t), -1))
-            logits = logits + off.reshape(pair_classes.shape)
     else:
         in_pair = out.pair_classes == target[:, None]
         mask = in_pair.any(dim=1) & valid
         logits, pair_target = out.pair_logits[mask], in_pair[mask][:, 1].long()
-        sample_class = target[mask]
-        if logit_offset is not None:
-            logits = logits + logit_offset[mask].gather(1, out.pair_classes[mask])
     if len(logits):
-        terms = F.cross_entropy(logits.reshape(-1, 2), pair_target.reshape(-1), reduction="none",
-                                label_smoothing=label_smoothing)
-        if class_weight is None:
-            loss2 = terms.mean()
-        else:
-            w = class_weight[sample_class.reshape(-1)]
-            loss2 = (terms * w).sum() / w.sum()
+        loss2 = F.cross_entropy(logits.reshape(-1, 2), pair_target.reshape(-1))
     else:
         loss2 = out.pair_logits.sum() * 0.0
     loss = weights[0] * loss1 + weights[1] * loss2 + weights[2] * loss3

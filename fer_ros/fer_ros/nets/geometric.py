@@ -24,7 +24,7 @@ def pairs(num_classes: int) -> list[tuple[int, int]]:
 
 
 class VGGPairs(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int = 2, size: int = 64, width: int = 16,
+    def __init__(self, num_classes: int, in_channels: int = 2, size: int = 32, width: int = 16,
                  hidden: int = 256, dropout: float = 0.5) -> None:
         super().__init__()
         layers: list[nn.Module] = []

@@ -6,11 +6,12 @@ from torch import nn
 
 
 class ConvBNAct3d(nn.Sequential):
-    """Conv3d (same padding) -> optional BatchNorm3d -> ReLU."""
+    """Conv3d (same padding unless `padding` is given) -> optional BatchNorm3d -> ReLU."""
 
-    def __init__(self, cin: int, cout: int, kernel=3, norm: bool = True) -> None:
+    def __init__(self, cin: int, cout: int, kernel=3, norm: bool = True, padding=None) -> None:
         k = (kernel,) * 3 if isinstance(kernel, int) else tuple(kernel)
-        layers: list[nn.Module] = [nn.Conv3d(cin, cout, k, padding=tuple(x // 2 for x in k), bias=not norm)]
+        pad = tuple(x // 2 for x in k) if padding is None else padding
+        layers: list[nn.Module] = [nn.Conv3d(cin, cout, k, padding=pad, bias=not norm)]
         if norm:
             layers.append(nn.BatchNorm3d(cout))
         layers.append(nn.ReLU(inplace=True))
@@ -51,3 +52,19 @@ def classifier(in_features: int, hidden: int, out: int, dropout: float) -> nn.Se
     """Two fully connected layers with dropout (the paper's head)."""
     return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_features, hidden), nn.ReLU(inplace=True),
                          nn.Dropout(dropout), nn.Linear(hidden, out))
+
+
+class ResBlock2d(nn.Module):
+    """Two 3x3 Conv2d-BN with ReLU and a residual connection (a 1x1 conv-BN projection when the width changes)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                                   nn.ReLU(inplace=True))
+        self.conv2 = nn.Sequential(nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = (nn.Identity() if cin == cout else
+                         nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.shortcut(x) + self.conv2(self.conv1(x)))

@@ -2,8 +2,8 @@
 geometric + fusion); the name picks the appearance network, `cfg` sizes the parts.
 
 cfg keys: size (crop side S), frames (T), geo_channels, geo_size (G), app (dict for the appearance network),
-geo (dict for the geometric network), flip_tta (average over the face and its mirror image at inference), members
-(an ensemble of that many copies of each network, averaged: nets/ensemble.py).
+geo (dict for the geometric network), flip_tta (average over the face and its mirror image at inference),
+clip_input (the appearance clip's channels, preprocess.CLIP_INPUTS).
 """
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from typing import Callable
 from torch import nn
 
 from fer_ros.nets.agn import AGN3D
-from fer_ros.nets.appearance import C3DPaper, IR3DShallow
-from fer_ros.nets.ensemble import MeanOf
+from fer_ros.nets.appearance import C3DPaper, C3DRes, IR3DShallow
 from fer_ros.nets.geometric import VGGPairs
 from fer_ros.preprocess import BASE_CLIP_INPUT, clip_channels, clip_input_kinds
 
 _APPEARANCE: dict[str, Callable[..., nn.Module]] = {
     "agn3d_c3d": C3DPaper,
     "agn3d_ir": IR3DShallow,
+    "agn3d_res": C3DRes,
 }
 
 
@@ -28,25 +28,12 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, num_classes: int, size: int = 48, frames: int = 3, geo_channels: int = 2,
-                 geo_size: int = 64, app: dict | None = None, geo: dict | None = None,
-                 flip_tta: bool = False, members: int = 1, clip_input: str = BASE_CLIP_INPUT) -> AGN3D:
+                 geo_size: int = 32, app: dict | None = None, geo: dict | None = None,
+                 flip_tta: bool = False, clip_input: str = BASE_CLIP_INPUT) -> AGN3D:
     if name not in _APPEARANCE:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
-    members = int(members)
-    if members < 1:
-        raise ValueError(f"members must be at least 1, got {members}")
-
-    def appearance_net():
-        return _APPEARANCE[name](num_classes, size=size, frames=frames, in_channels=clip_channels(clip_input),
-                                 **(app or {}))
-
-    def geometric_net():
-        return VGGPairs(num_classes, in_channels=geo_channels, size=geo_size, **(geo or {}))
-
-    if members == 1:
-        appearance, geometric = appearance_net(), geometric_net()
-    else:
-        appearance = MeanOf([appearance_net() for _ in range(members)])
-        geometric = MeanOf([geometric_net() for _ in range(members)])
+    appearance = _APPEARANCE[name](num_classes, size=size, frames=frames, in_channels=clip_channels(clip_input),
+                                   **(app or {}))
+    geometric = VGGPairs(num_classes, in_channels=geo_channels, size=geo_size, **(geo or {}))
     return AGN3D(appearance, geometric, num_classes, flip_tta=bool(flip_tta),
                  clip_kinds=clip_input_kinds(clip_input))
