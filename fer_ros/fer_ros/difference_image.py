@@ -19,17 +19,17 @@ import numpy as np
 
 from fer_ros.landmark_scheme import SCHEME_SPEC, point_weights
 
-SIZE = 64
+SIZE = 32
 CHANNELS = ("dx", "dy")
 MIRROR_SIGN = (-1.0, 1.0)  # per channel, for a horizontally flipped face
-SIGMA_PX = 3.0
+SIGMA_PX = 1.5
 SCALE = 10.0
 CLIP = 1.0
 TRUNCATE_SIGMAS = 3.0  # splats are zero beyond this many sigmas
 
 GEO_SPEC: dict = {
     "name": "weighted_landmark_displacement",
-    "version": 2,
+    "version": 3,
     "size": SIZE,
     "channels": list(CHANNELS),
     "sigma_px": SIGMA_PX,

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fer_ros.difference_image import SIZE as GEO_SIZE
 from fer_ros.manifest import Manifest, ModelError, load_manifest, sha256_file
 from fer_ros.nets.agn import AGN3D, ProbsOnly
 from fer_ros.nets.registry import create_model
@@ -18,7 +19,7 @@ def example_inputs(manifest: Manifest, batch: int = 2, seed: int = 0) -> tuple[t
     g = torch.Generator().manual_seed(seed)
     cfg = manifest.arch_cfg
     s, t = int(cfg.get("size", manifest.crop_size)), int(cfg.get("frames", 3))
-    c, gs = int(cfg.get("geo_channels", 2)), int(cfg.get("geo_size", 64))
+    c, gs = int(cfg.get("geo_channels", 2)), int(cfg.get("geo_size", GEO_SIZE))
     clip = torch.rand(batch, manifest.clip_channels, t, s, s, generator=g)
     geo = torch.rand(batch, c, gs, gs, generator=g) * 2 - 1
     valid = torch.ones(batch)

@@ -55,14 +55,20 @@ class Preprocessor:
 #   neutral_lbp  LBP code / 255 of the neutral reference, repeated over the T frames
 #   gray_delta   (frame - neutral reference) / 128, clipped to [-1, 1]: the change from the neutral face
 #   gray         frame / 255
+#   gray_norm    frame standardised over its crop (zero mean, unit deviation), / 3 and clipped to [-1, 1]: the gray
+#                level without the light's overall brightness and contrast
+#   delta_norm   (gray_norm of the frame - gray_norm of the neutral reference), clipped to [-1, 1]: the change
+#                from the neutral face, without the change of the light's brightness and contrast
 CLIP_INPUTS: dict[str, tuple[str, ...]] = {
+    "lbp+gray_norm+delta_norm": ("lbp", "gray_norm", "delta_norm"),
     "lbp": ("lbp",),
     "lbp_bits": ("lbp_bits",),
     "lbp+neutral_lbp": ("lbp", "neutral_lbp"),
     "lbp+gray_delta": ("lbp", "gray_delta"),
     "lbp+gray": ("lbp", "gray"),
 }
-CHANNEL_WIDTH = {"lbp": 1, "lbp_bits": 8, "neutral_lbp": 1, "gray_delta": 1, "gray": 1}
+CHANNEL_WIDTH = {"lbp": 1, "lbp_bits": 8, "neutral_lbp": 1, "gray_delta": 1, "gray": 1, "gray_norm": 1,
+                 "delta_norm": 1}
 # The paper's input, and what a manifest without a clip input was made with. (fer-train's --clip-input default is the
 # shipped recipe's.)
 BASE_CLIP_INPUT = "lbp"
@@ -101,7 +107,20 @@ def clip_from_gray(name: str, grays: np.ndarray, neutral_gray: np.ndarray | None
             parts.append(np.clip(d, -1.0, 1.0)[None])
         elif kind == "gray":
             parts.append(grays.astype(np.float32)[None] * (1.0 / 255.0))
+        elif kind == "gray_norm":
+            parts.append(np.clip(_standardise(grays) * (1.0 / 3.0), -1.0, 1.0)[None])
+        elif kind == "delta_norm":
+            d = _standardise(grays) - _standardise(ref[None])
+            parts.append(np.clip(d * (1.0 / 3.0), -1.0, 1.0)[None])
     return np.ascontiguousarray(np.concatenate(parts, axis=0), dtype=np.float32)
+
+
+def _standardise(grays: np.ndarray) -> np.ndarray:
+    """(N, S, S) gray crops -> float32, each with zero mean and unit standard deviation (a flat crop stays 0)."""
+    g = grays.astype(np.float32)
+    mean = g.mean(axis=(1, 2), keepdims=True)
+    std = g.std(axis=(1, 2), keepdims=True)
+    return (g - mean) / np.maximum(std, 4.0)
 
 
 def make_clip(samples: Sequence[FaceSample], clip_input: str = BASE_CLIP_INPUT,

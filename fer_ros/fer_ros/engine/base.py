@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fer_ros.difference_image import SIZE as GEO_SIZE
 from fer_ros.manifest import Manifest
 
 MAX_BATCH = 256  # the exported ONNX graph's batch bound; larger batches are split
@@ -47,7 +48,7 @@ class Engine:
         """Per-sample input shapes (without the batch dimension) from the manifest."""
         cfg = self.manifest.arch_cfg
         s, t = int(cfg.get("size", self.manifest.crop_size)), int(cfg.get("frames", self.window_length))
-        c, g = int(cfg.get("geo_channels", 2)), int(cfg.get("geo_size", 64))
+        c, g = int(cfg.get("geo_channels", 2)), int(cfg.get("geo_size", GEO_SIZE))
         return {"clip": (self.manifest.clip_channels, t, s, s), "geo": (c, g, g), "geo_valid": ()}
 
     def predict(self, clip, geo, geo_valid) -> np.ndarray:
