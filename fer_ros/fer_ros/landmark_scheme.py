@@ -103,17 +103,3 @@ def eye_centres(points68: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(points68, np.float64)
     return p[list(RIGHT_EYE), :2].mean(axis=0), p[list(LEFT_EYE), :2].mean(axis=0)
 
-
-def blendshape_mirror(names) -> list[int]:
-    """Mirror of a face-blendshape list (MediaPipe's names): entry i is the index of the blendshape that takes
-    blendshape i's place when the image is flipped horizontally -- every "...Left" swaps with its "...Right", the
-    rest (browInnerUp, jawOpen, ...) map to themselves. Raises ValueError where a side has no partner."""
-    names = [str(n) for n in names]
-    index = {n: i for i, n in enumerate(names)}
-    out = []
-    for n in names:
-        other = n.replace("Left", "\0").replace("Right", "Left").replace("\0", "Right")
-        if other not in index:
-            raise ValueError(f"blendshape {n!r} has no mirror partner {other!r} in the list")
-        out.append(index[other])
-    return out

@@ -37,7 +37,7 @@ def trained_model(base: Path, class_set: str = "ckplus8") -> Path:
     data = class_folder_data(base)
     rc = train.main(["--data", str(data), "--class-set", class_set, "--epochs", "2", "--folds", "0",
                      "--size", "32", "--app-widths", "4,8,8,8", "--geo-width", "4", "--batch-size", "8",
-                     "--ensemble", "1", "--threads", "2", "--cache-dir", str(base / "train_cache"),
+                     "--threads", "2", "--cache-dir", str(base / "train_cache"),
                      "--out", str(base / "train_run"),
                      "--export", str(out), "--name", f"synth_{class_set}", "--no-progress"])
     assert rc == 0, f"fer-train failed with {rc}"

@@ -36,6 +36,18 @@ def fold_scores(ev: dict, names: tuple[str, ...]) -> dict:
     return out
 
 
+def subset(ev: dict, mask: np.ndarray) -> dict:
+    """The evaluation of the samples where mask is true."""
+    return {k: v[mask] for k, v in ev.items()}
+
+
+def dataset_scores(ev: dict, test_idx: np.ndarray, samples: Samples, names: tuple[str, ...]) -> dict[str, dict]:
+    """fold_scores of each dataset's samples in an evaluation of samples[test_idx]."""
+    which = samples.dataset[np.asarray(test_idx)]
+    return {name: fold_scores(subset(ev, which == d), names) for d, name in enumerate(samples.dataset_names)
+            if (which == d).any()}
+
+
 def summarize_folds(per_fold: list[dict]) -> dict:
     keys = sorted({k for f in per_fold for k, v in f.items() if k not in ("n", "fold") and np.isscalar(v)})
     return {k: {"mean": float(np.mean([f[k] for f in per_fold if k in f])),
@@ -44,13 +56,18 @@ def summarize_folds(per_fold: list[dict]) -> dict:
                 "max": float(np.max([f[k] for f in per_fold if k in f]))} for k in keys}
 
 
-def print_fold_table(per_fold: list[dict], summary: dict) -> None:
-    cols = [k for k in ("fused", "appearance", "appearance_top2", "geometric", "fused_7class_forced",
-                        "neutral_called_neutral") if k in summary]
-    print("fold  n    " + "  ".join(f"{c:>22s}" for c in cols))
+TABLE_COLUMNS = ("fused", "appearance", "appearance_top2", "geometric", "fused_7class_forced",
+                 "neutral_called_neutral")
+
+
+def print_fold_table(per_fold: list[dict], summary: dict, title: str = "") -> None:
+    cols = [k for k in TABLE_COLUMNS if k in summary]
+    if title:
+        print(title)
+    print("fold  n     " + "  ".join(f"{c:>22s}" for c in cols))
     for f in per_fold:
-        print(f"{f['fold']:>4d}  {f['n']:<4d} " + "  ".join(f"{f.get(c, float('nan')):22.4f}" for c in cols))
-    print("mean       " + "  ".join(f"{summary[c]['mean']:15.4f} ±{summary[c]['std']:.4f}" for c in cols))
+        print(f"{f['fold']:>4d}  {f['n']:<5d} " + "  ".join(f"{f.get(c, float('nan')):22.4f}" for c in cols))
+    print("mean        " + "  ".join(f"{summary[c]['mean']:15.4f} ±{summary[c]['std']:.4f}" for c in cols))
 
 
 def jsonable(x):
@@ -66,26 +83,38 @@ def jsonable(x):
 def write_predictions(out: Path, samples: Samples, names, evals) -> None:
     with open(out / "predictions.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["sequence", "subject", "label", "fused", "appearance", "geometric"])
-        for idx, ev in evals:
+        w.writerow(["fold", "dataset", "sequence", "subject", "label", "fused", "appearance", "geometric"])
+        for fold, idx, ev in evals:
             for j, i in enumerate(idx):
-                w.writerow([samples.keys[i], samples.subjects[i], names[ev["y"][j]], names[ev["fused"][j]],
-                            names[ev["appearance"][j]], names[ev["geometric"][j]]])
+                w.writerow([fold, samples.dataset_names[samples.dataset[i]], samples.keys[i], samples.subjects[i],
+                            names[ev["y"][j]], names[ev["fused"][j]], names[ev["appearance"][j]],
+                            names[ev["geometric"][j]]])
 
 
-def plot_confusions(out: Path, names, evals) -> None:
+def plot_confusions(out: Path, samples: Samples, names, evals) -> None:
+    """confusion_<dataset>_<kind>.png of the cross-validated predictions (fused, appearance, geometric). Data with
+    its own split is tested in every fold: the first fold's predictions of it are plotted."""
     try:
         from fer_ros.metrics import confusion_matrix
         from fer_ros.plots import plot_confusion_matrix
     except ImportError as exc:
         print(f"[fer-train] note: no confusion-matrix plot ({exc})")
         return
-    y = np.concatenate([ev["y"] for _, ev in evals])
-    for kind in ("fused", "appearance", "geometric"):
-        pred = np.concatenate([ev[kind] for _, ev in evals])
-        cm = confusion_matrix(y, pred, len(names))
-        plot_confusion_matrix(cm, list(names), out / f"confusion_{kind}.png",
-                              title=f"{kind}: cross-validated, {len(y)} sequences")
+    for d, name in enumerate(samples.dataset_names):
+        seen: set[int] = set()
+        parts = []
+        for _, idx, ev in evals:
+            keep = np.array([samples.dataset[i] == d and int(i) not in seen for i in idx], bool)
+            seen.update(int(i) for i in np.asarray(idx)[keep])
+            if keep.any():
+                parts.append(subset(ev, keep))
+        if not parts:
+            continue
+        y = np.concatenate([p["y"] for p in parts])
+        for kind in ("fused", "appearance", "geometric"):
+            cm = confusion_matrix(y, np.concatenate([p[kind] for p in parts]), len(names))
+            plot_confusion_matrix(cm, list(names), out / f"confusion_{name}_{kind}.png",
+                                  title=f"{name}, {kind}: cross-validated, {len(y)} samples")
 
 
 def export_final(args, model, cfg, names, report) -> None:
@@ -96,8 +125,10 @@ def export_final(args, model, cfg, names, report) -> None:
         arch=args.model, arch_cfg=cfg,
         preprocess=PREPROCESS_SPEC(CropConfig(size=args.size, margin=0.0), args.frames, args.clip_input),
         training={"command": report["command"], "seed": args.seed, "data": report["data"],
+                  "init": report.get("init"),
                   "cross_validation": report.get("cross_validation", {}).get("summary"),
-                  "final_fit_seconds": report["final"]["seconds"]})
+                  "final_fit_seconds": report["final"]["seconds"],
+                  "held_out": report["final"].get("held_out")})
     export_model(model.cpu(), manifest, args.export, torchscript=args.torchscript)
     print(f"[fer-train] exported {args.export} (model.onnx, model.pt{', model.ts' if args.torchscript else ''}, "
           f"manifest.json)")

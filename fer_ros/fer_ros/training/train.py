@@ -1,16 +1,21 @@
-"""fer-train: train and cross-validate a 3DAGN model, and export the final fit.
+"""fer-train: train and cross-validate a 3DAGN model on one or more datasets, and export the final fit.
 
-    fer-train --data ../shared/data/ckplus --class-set ckplus8 --folds 10 --final --export models/my_model
+    fer-train --data ../shared/data/ferplus --folds 0 --export runs/base/model
+    fer-train --init runs/base/model --data ../shared/data/ferplus:0.15 --data ../shared/data/kdef:2 \
+              --data ../shared/data/ckplus:3 --folds 5 --final --export models/my_model
 
-Data: either dataset layout (see fer_ros.training.data.datasets), preprocessed once with the node's landmarker and
-crop (cached under --cache-dir). Protocol: subject-independent k-fold cross-validation (one prediction per
-sequence), then, with --final, one fit on all data that is exported (ONNX + state dict + manifest). Each fold
-writes per-epoch CSV (and TensorBoard when installed) logs and a checkpoint (--resume continues). At the end: a
-per-fold table, report.json and confusion-matrix PNGs. Under torchrun, training is data-parallel (DDP): one GPU per
-process with --device cuda, CPU processes with --device cpu.
+Data: every --data folder in any layout of fer_ros.training.data.datasets (CK+ release, class folders, FER+,
+KDEF; detected), preprocessed once with the node's landmarker and crop (cached under --cache-dir), joined into one
+set of samples; each epoch draws every dataset by its weight. Protocol: k-fold cross-validation by subject within
+each dataset (data with its own split, FER+, trains on its training split and is tested on the rest in every
+fold), a table per dataset, then with --final one fit on everything but the held-out splits, exported (ONNX +
+state dict + manifest). --init starts from a trained model's weights (a model trained on FER+ alone is the
+shipped recipe's first step). Each fit writes per-epoch CSV (and TensorBoard when installed) logs and a checkpoint
+(--resume continues). At the end: report.json, predictions.csv and confusion-matrix PNGs per dataset. Under
+torchrun, training is data-parallel (DDP): one GPU per process with --device cuda, CPU processes with --device cpu.
 
-This file is the command (`main`); its options are in args.py, the samples in data/samples.py, the fit loop in
-fit.py and what a run writes in report.py.
+This file is the command (`main`); its options are in args.py, the samples in data/samples.py and
+data/sequence_set.py, the fit loop in fit.py and what a run writes in report.py.
 """
 from __future__ import annotations
 
@@ -26,16 +31,14 @@ import torch
 
 from fer_ros.argtypes import parse_args
 from fer_ros.classes import class_names
+from fer_ros.crop import CropConfig
 from fer_ros.landmarker import LandmarkerError
-from fer_ros.nets.ensemble import join_members
+from fer_ros.preprocess import PREPROCESS_SPEC
 from fer_ros.training.args import get_args_parser
 from fer_ros.training.data.datasets import DatasetError
-from fer_ros.training.data.folds import subject_folds
-from fer_ros.training.data.samples import SequenceSet, load_data
-from fer_ros.training.experimental import options as experimental
-from fer_ros.training.experimental.auxiliary import AuxTargets
-from fer_ros.training.fit import evaluate, fit, make_loader, member_dir, member_seed
-from fer_ros.training.report import (export_final, fold_scores, jsonable, plot_confusions, print_fold_table,
+from fer_ros.training.data.samples import final_train_indices, load_samples, mixed_folds
+from fer_ros.training.fit import InitError, build_model, fit, load_init
+from fer_ros.training.report import (dataset_scores, export_final, jsonable, plot_confusions, print_fold_table,
                                      summarize_folds, write_predictions)
 
 
@@ -69,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.export:
         args.final = True
-    conflict = experimental.conflict(args)
-    if conflict:
-        print(f"fer-train: {conflict}", file=sys.stderr)
+    if args.no_reference_prob + args.still_prob + args.other_reference_prob > 1.0:
+        print("fer-train: --no-reference-prob, --still-prob and --other-reference-prob are shares of the same draws "
+              "and must add up to 1 at most", file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,79 +91,77 @@ def main(argv: list[str] | None = None) -> int:
     names = class_names(args.class_set)
     out = Path(args.out)
     t_start = time.time()
+    log = print if is_main else (lambda *a, **k: None)
     try:
-        samples, info = load_data(args)
-        if args.aux_blendshapes > 0:
-            AuxTargets.of(samples, np.arange(len(samples.labels)))  # refuses a cache without blendshapes now
+        samples, info = load_samples(args.data, names, args.frames, CropConfig(size=args.size, margin=0.0),
+                                     args.cache_dir, progress=is_main and not args.no_progress,
+                                     log=lambda m: log(f"[fer-train] {m}"))
+        folds = mixed_folds(samples, args.folds, seed=args.seed) if args.folds > 1 else []
     except (DatasetError, LandmarkerError) as exc:
         print(f"fer-train: {exc}", file=sys.stderr)
         return 2
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        print(f"[fer-train] {info['sequences']} sequences of {info['subjects']} subjects "
-              f"({info['layout']}): " + ", ".join(f"{c} {n}" for c, n in info["per_class"].items()))
-        if info["neutral_borrowed"] or info["without_neutral"]:
-            print(f"[fer-train] neutral references: {info['neutral_borrowed']} borrowed from another sequence of the "
-                  f"same subject, {info['without_neutral']} sequences without one")
     command = "fer-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     report: dict = {"args": vars(args), "data": info, "class_names": list(names), "command": command}
-    cv_time = 0.0
-    if args.folds and args.folds > 1:
-        folds = subject_folds(samples.subjects, args.folds, seed=args.seed)
+    init_state = None
+    if args.init:
+        model, cfg = build_model(args, len(names))
+        preprocess = PREPROCESS_SPEC(CropConfig(size=args.size, margin=0.0), args.frames, args.clip_input)
+        try:
+            init_state, report["init"] = load_init(args.init, args.model, cfg, preprocess, names)
+        except InitError as exc:
+            print(f"fer-train: {exc}", file=sys.stderr)
+            return 2
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, d in info["datasets"].items():
+            log(f"[fer-train] {name} ({d['layout']}, weight {d['weight']:g}): {d['samples']} samples of "
+                f"{d['subjects']} subjects" + (f", splits {'/'.join(d['splits'])}" if d["splits"] else "") + ": "
+                + ", ".join(f"{c} {n}" for c, n in d["per_class"].items() if n)
+                + (f"; {d['dropped_no_face']} without a face left out" if d["dropped_no_face"] else ""))
+    if folds:
         wanted = args.only_fold if args.only_fold else list(range(args.folds))
-        per_fold, evals = [], []
+        per_fold: dict[str, list[dict]] = {}
+        evals = []
         t_cv = time.time()
         for k in wanted:
             train_idx, test_idx = folds[k]
-            assert not set(samples.subjects[i] for i in train_idx) & set(samples.subjects[i] for i in test_idx)
-            members, seconds, member_fused = [], 0.0, []
-            for m in range(args.ensemble):
-                core, _, rows, ev = fit(args, samples, train_idx, test_idx, len(names),
-                                        out / member_dir(f"fold{k:02d}", m), member_seed(args.seed + k, m), dist_ctx)
-                members.append(core)
-                seconds += sum(r["epoch_s"] for r in rows)
-                if is_main:
-                    member_fused.append(float((ev["fused"] == ev["y"]).mean()))
+            core, _, rows, ev = fit(args, samples, train_idx, test_idx, len(names), out / f"fold{k:02d}",
+                                    args.seed + k, dist_ctx, init_state)
             if not is_main:
                 continue
-            if len(members) > 1:
-                test_set = SequenceSet(samples, test_idx, False, args.seed, clip_input=args.clip_input)
-                ev = evaluate(join_members(members), make_loader(test_set, 64, False, args.seed),
-                              torch.device(args.device), len(names))
-            scores = {"fold": k, **fold_scores(ev, names)}
-            if len(members) > 1:
-                scores["member_fused"] = member_fused
-            per_fold.append(scores)
-            evals.append((test_idx, ev))
-            print(f"[fer-train] fold {k}: fused {scores['fused']:.4f}  appearance {scores['appearance']:.4f}  "
-                  f"geometric {scores['geometric']:.4f}  ({scores['n']} sequences, {seconds:.0f} s"
-                  + (f"; members alone: {', '.join(f'{a:.4f}' for a in member_fused)}" if len(members) > 1 else "")
-                  + ")")
-        cv_time = time.time() - t_cv
+            seconds = sum(r["epoch_s"] for r in rows)
+            for name, scores in dataset_scores(ev, test_idx, samples, names).items():
+                per_fold.setdefault(name, []).append({"fold": k, **scores})
+                log(f"[fer-train] fold {k} {name}: fused {scores['fused']:.4f}  appearance {scores['appearance']:.4f}"
+                    f"  geometric {scores['geometric']:.4f}  ({scores['n']} samples)")
+            log(f"[fer-train] fold {k}: {seconds:.0f} s")
+            evals.append((k, test_idx, ev))
         if is_main and per_fold:
-            summary = summarize_folds(per_fold)
-            print_fold_table(per_fold, summary)
-            report["cross_validation"] = {"folds": args.folds, "run_folds": wanted, "per_fold": per_fold,
-                                          "summary": summary, "seconds": cv_time}
+            datasets = {}
+            for name, rows in per_fold.items():
+                summary = summarize_folds(rows)
+                print_fold_table(rows, summary, title=f"[fer-train] {name}")
+                datasets[name] = {"per_fold": rows, "summary": summary}
+            report["cross_validation"] = {"folds": args.folds, "run_folds": wanted, "datasets": datasets,
+                                          "summary": {n: d["summary"] for n, d in datasets.items()},
+                                          "seconds": time.time() - t_cv}
             write_predictions(out, samples, names, evals)
-            plot_confusions(out, names, evals)
+            plot_confusions(out, samples, names, evals)
     if args.final:
-        idx = np.arange(len(samples.labels))
-        members, seconds, train_acc = [], 0.0, []
-        for m in range(args.ensemble):
-            core, cfg, rows, _ = fit(args, samples, idx, None, len(names), out / member_dir("final", m),
-                                     member_seed(args.seed, m), dist_ctx)
-            members.append(core)
-            seconds += float(sum(r["epoch_s"] for r in rows))
-            train_acc.append(rows[-1]["train_acc"] if rows else None)
-        model = join_members(members)
-        if len(members) > 1:
-            cfg = {**cfg, "members": len(members)}
+        idx = final_train_indices(samples)
+        held = np.setdiff1d(np.arange(len(samples)), idx)
+        core, cfg, rows, ev = fit(args, samples, idx, held if len(held) else None, len(names), out / "final",
+                                  args.seed, dist_ctx, init_state)
         if is_main:
-            report["final"] = {"epochs": args.epochs, "members": len(members), "seconds": seconds,
-                               "train_acc_last_epoch": train_acc[0] if len(train_acc) == 1 else train_acc}
+            report["final"] = {"epochs": args.epochs, "seconds": float(sum(r["epoch_s"] for r in rows)),
+                               "train_acc_last_epoch": rows[-1]["train_acc"] if rows else None}
+            if ev is not None:
+                report["final"]["held_out"] = dataset_scores(ev, held, samples, names)
+                for name, scores in report["final"]["held_out"].items():
+                    log(f"[fer-train] final fit on {name}'s held-out split: fused {scores['fused']:.4f} "
+                        f"({scores['n']} samples)")
             if args.export:
-                export_final(args, model, cfg, names, report)
+                export_final(args, core, cfg, names, report)
     report["seconds_total"] = time.time() - t_start
     if is_main:
         (out / "report.json").write_text(json.dumps(report, indent=2, default=jsonable) + "\n")

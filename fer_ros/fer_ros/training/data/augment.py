@@ -1,12 +1,15 @@
-"""Training augmentation of a whole sample (neutral + clip frames together, so motion stays consistent):
-horizontal flip (landmarks mirrored through the iBUG-68 left/right table), small rotation and scale about the
-crop centre, shift, brightness and contrast, and optionally random erasing (one rectangle of every frame, the neutral
-reference included, filled with the sample's mean gray: an occluder that stays put, so the gray change from the
-reference is zero under it). Works on aligned gray crops before LBP; landmarks follow every warp (erasing leaves
-them alone: it hides appearance, not geometry)."""
+"""Training augmentation, on aligned gray crops before LBP; landmarks follow every warp.
+
+- `augment`: the whole sample (neutral reference and clip frames together, so the change between them stays what
+  it was): horizontal flip (landmarks mirrored through the iBUG-68 left/right table), small rotation and scale
+  about the crop centre, shift, brightness and contrast.
+- `moment_jitter`: one frame as it would look at another moment of the same face: what lies between a clip and a
+  neutral reference taken earlier once the node's alignment has removed most of the pose (a little roll, scale,
+  shift and head turn left over, other light, another focus, sensor noise).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -22,30 +25,12 @@ class AugmentConfig:
     shift: float = 0.04         # max |shift| as a fraction of the crop side
     brightness: float = 0.15    # max |offset| as a fraction of 255
     contrast: float = 0.15      # max |relative contrast change|
-    erase: float = 0.0          # probability of erasing a rectangle (0: off, and no random numbers drawn for it)
-    erase_area: tuple[float, float] = (0.02, 0.2)   # its area as a fraction of the crop, drawn uniformly
-    erase_aspect: tuple[float, float] = (0.5, 2.0)  # its height / width, drawn log-uniformly
-
-    def scaled(self, factor: float) -> "AugmentConfig":
-        """This configuration with the ranges of rotation, scale, shift, brightness and contrast multiplied by
-        factor (0: flips only); the flip and erasing probabilities stay."""
-        return replace(self, **{k: getattr(self, k) * factor for k in SCALED_RANGES})
-
-
-SCALED_RANGES = ("rotate_deg", "scale", "shift", "brightness", "contrast")
 
 
 def augment(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator,
-            cfg: AugmentConfig = AugmentConfig()) -> tuple[np.ndarray, np.ndarray]:
-    """gray (N, S, S) uint8 frames of one sample, points (N, 68, 2) normalised -> augmented copies."""
-    gray, points, _ = augment_flip(gray, points, rng, cfg)
-    return gray, points
-
-
-def augment_flip(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator,
-                 cfg: AugmentConfig = AugmentConfig()) -> tuple[np.ndarray, np.ndarray, bool]:
-    """As `augment`, and whether the sample was mirrored (what follows the face's sides, such as left/right
-    blendshapes, must be mirrored with it)."""
+            cfg: AugmentConfig = AugmentConfig()) -> tuple[np.ndarray, np.ndarray, bool]:
+    """gray (N, S, S) uint8 frames of one sample, points (N, 68, 2) normalised -> augmented copies, and whether
+    the sample was mirrored."""
     n, s, _ = gray.shape
     gray = gray.copy()
     points = points.copy()
@@ -66,17 +51,42 @@ def augment_flip(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator,
         gray[i] = np.clip(warped.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
         px = points[i] * s
         points[i] = (px @ m[:, :2].T + m[:, 2]) / s
-    if cfg.erase > 0 and rng.random() < cfg.erase:
-        y0, x0, h, w = _erase_box(s, rng, cfg)
-        gray[:, y0:y0 + h, x0:x0 + w] = np.uint8(round(float(gray.mean())))
     return gray, points, flipped
 
 
-def _erase_box(s: int, rng: np.random.Generator, cfg: AugmentConfig) -> tuple[int, int, int, int]:
-    """(top, left, height, width) of a random rectangle inside an s x s crop."""
-    area = rng.uniform(*cfg.erase_area) * s * s
-    aspect = float(np.exp(rng.uniform(np.log(cfg.erase_aspect[0]), np.log(cfg.erase_aspect[1]))))
-    h = int(np.clip(round(np.sqrt(area * aspect)), 1, s))
-    w = int(np.clip(round(np.sqrt(area / aspect)), 1, s))
-    y0, x0 = int(rng.integers(0, s - h + 1)), int(rng.integers(0, s - w + 1))
-    return y0, x0, h, w
+@dataclass
+class MomentConfig:
+    """How much another moment of a face may differ from this one (maxima of uniform draws, at strength 1)."""
+    rotate_deg: float = 3.0     # in-plane roll left after alignment
+    scale: float = 0.04         # relative
+    shift: float = 0.03         # share of the crop side
+    yaw: float = 0.05           # horizontal stretch about the centre (a small head turn)
+    brightness: float = 0.12    # offset, share of 255
+    contrast: float = 0.2       # relative
+    gamma: float = 0.3          # gamma in [1 / (1 + gamma), 1 + gamma], log-uniform
+    blur_prob: float = 0.3      # Gaussian blur of sigma up to blur_sigma px
+    blur_sigma: float = 1.0
+    noise: float = 3.0          # Gaussian noise of sigma up to this (gray levels)
+
+
+def moment_jitter(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator,
+                  cfg: MomentConfig = MomentConfig(), strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """One (S, S) uint8 frame and its (68, 2) normalised points as at another moment (MomentConfig's ranges times
+    strength; 0 leaves the frame as it is); the points follow the warp."""
+    s = gray.shape[0]
+    f = float(strength)
+    m = cv2.getRotationMatrix2D((s / 2.0, s / 2.0), rng.uniform(-1, 1) * cfg.rotate_deg * f,
+                                1.0 + rng.uniform(-1, 1) * cfg.scale * f)
+    yaw = rng.uniform(-1, 1) * cfg.yaw * f  # x' = cx + (x - cx) * (1 + yaw)
+    m[0, :] *= 1.0 + yaw
+    m[0, 2] -= yaw * s / 2.0
+    m[:, 2] += rng.uniform(-1, 1, size=2) * cfg.shift * f * s
+    out = cv2.warpAffine(gray, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    x = np.power(out.astype(np.float32) / 255.0, float(np.exp(rng.uniform(-1, 1) * np.log1p(cfg.gamma * f))))
+    x = (x - 0.5) * (1.0 + rng.uniform(-1, 1) * cfg.contrast * f) + 0.5 + rng.uniform(-1, 1) * cfg.brightness * f
+    x *= 255.0
+    if rng.random() < cfg.blur_prob * min(f, 1.0):
+        x = cv2.GaussianBlur(x, (0, 0), sigmaX=float(rng.uniform(0.3, max(0.3, cfg.blur_sigma * f))))
+    x = x + rng.normal(0.0, rng.uniform(0.0, cfg.noise * f), size=x.shape).astype(np.float32)
+    pts = (points * s) @ m[:, :2].T + m[:, 2]
+    return np.clip(x, 0, 255).astype(np.uint8), (pts / s).astype(np.float32)

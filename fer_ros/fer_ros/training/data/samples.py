@@ -1,142 +1,222 @@
-"""fer-train's samples: every labelled sequence of a dataset as indices into the image cache (`load_data`), and
-the network inputs of a subset of them (`SequenceSet`), made by the node's preprocessing with the training-only
-variations: augmentation, still samples, swapped neutral references and the auxiliary targets."""
+"""Training samples from several datasets at once: each `--data` source read in its own layout, preprocessed
+through the image cache, and joined into one `Samples` table; folds by subject within each dataset; an epoch
+sampler that draws each dataset by its weight.
+
+A source is `PATH` or `PATH:WEIGHT`: WEIGHT (default 1) is how many times per epoch each of the dataset's training
+samples is drawn on average (0.25: a quarter of them, different ones every epoch; 3: each about three times).
+"""
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset as TorchDataset
 
-from fer_ros.classes import class_names
+from fer_ros.classes import NEUTRAL
 from fer_ros.crop import CropConfig
-from fer_ros.preprocess import BASE_CLIP_INPUT, clip_from_gray, make_geo
-from fer_ros.training.data.augment import augment_flip
-from fer_ros.training.data.datasets import load_dataset
+from fer_ros.training.data.datasets import DatasetError, load_dataset
+from fer_ros.training.data.folds import subject_folds
 
-if TYPE_CHECKING:
-    from fer_ros.training.experimental.auxiliary import AuxTargets
+_WEIGHT = re.compile(r"^(.*):([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)$")
+
+
+@dataclass(frozen=True)
+class Source:
+    root: Path
+    weight: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+
+def parse_source(text: str) -> Source:
+    """`PATH` or `PATH:WEIGHT` -> Source (an existing path that ends in `:<number>` is taken as a path).
+    ValueError for a weight that is not a positive number."""
+    m = _WEIGHT.match(text)
+    if m and not Path(text).expanduser().exists():
+        weight = float(m.group(2))
+        if not (weight > 0 and math.isfinite(weight)):
+            raise ValueError(f"the sampling weight of {m.group(1)} must be above 0, got {m.group(2)}")
+        return Source(Path(m.group(1)).expanduser(), weight)
+    return Source(Path(text).expanduser(), 1.0)
 
 
 @dataclass
 class Samples:
-    """Sequences as indices into the image cache: neutral (-1: none), peaks (N, T), labels (N,), subjects."""
+    """Samples as indices into the joined image arrays. neutral (N,): the reference image (-1: none); peaks (N, T);
+    labels (N,) hard labels; targets (N, K) soft targets (the vote shares where the data has them, else one-hot);
+    dataset (N,) index into dataset_names; split: the data's own split or None; still (N,): the clip is one
+    photo repeated; subjects are "<dataset>/<subject>" (so two datasets' subjects never mix); views the camera
+    angle (references are of the same angle)."""
+
     neutral: np.ndarray
     peaks: np.ndarray
     labels: np.ndarray
+    targets: np.ndarray
+    dataset: np.ndarray
+    dataset_names: list[str]
+    split: list[str | None]
+    still: np.ndarray
     subjects: list[str]
+    views: list[str]
     keys: list[str]
     gray: np.ndarray
     points: np.ndarray
-    blendshapes: np.ndarray | None = None  # (images, B) scores from the cache; None or B = 0: none
-    blendshape_names: tuple[str, ...] = ()
-    # subject -> every usable neutral (first) frame of the subject's sequences, labelled or not (--neutral-swap)
-    subject_neutrals: dict[str, np.ndarray] = field(default_factory=dict)
+    # (subject, view) -> every usable neutral image of that subject and view (references taken at another moment)
+    neutral_images: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
     def other_neutrals(self, j: int) -> np.ndarray:
-        """The neutral frames of sample j's subject other than its own reference."""
-        alts = self.subject_neutrals.get(self.subjects[j], np.empty(0, dtype=int))
-        return alts[alts != self.neutral[j]]
+        """Neutral images of sample j's subject and view other than its own reference and its own frames."""
+        alts = self.neutral_images.get((self.subjects[j], self.views[j]), np.empty(0, dtype=np.int64))
+        own = set(self.peaks[j].tolist()) | {int(self.neutral[j])}
+        return alts[[int(a) not in own for a in alts]] if len(alts) else alts
 
 
-def load_data(args) -> tuple[Samples, dict]:
-    names = class_names(args.class_set)
-    ds = load_dataset(args.data, frames=args.frames, with_neutral_sequences=True,
-                      borrow_neutral=not getattr(args, "own_neutral_only", False))
-    unknown = sorted({s.label for s in ds.sequences} - set(names))
-    if unknown:
-        print(f"[fer-train] note: classes not in {args.class_set} are left out: {', '.join(unknown)}")
-    seqs = [s for s in ds.sequences if s.label in names]
-    # one cache for every image of the dataset, whichever class set is trained
-    paths = sorted({str(p) for s in ds.sequences for p in s.peaks} |
-                   {str(s.neutral) for s in ds.sequences if s.neutral})
+def load_samples(sources: list[Source], names: tuple[str, ...], frames: int, crop_cfg: CropConfig,
+                 cache_dir: str | Path | None, progress: bool = True, borrow_neutral: bool = True,
+                 log=print) -> tuple[Samples, dict]:
+    """Read, preprocess (cached) and join the sources. Classes outside `names` are left out (said through log).
+    Returns (samples, info: per dataset layout, counts, faces not found)."""
     from fer_ros.training.data.cache import build_cache
-    cache = build_cache([Path(p) for p in paths], CropConfig(size=args.size, margin=0.0), args.cache_dir,
-                        progress=not args.no_progress)
-    index = cache.index()
-    neutral, peaks, labels, subjects, keys = [], [], [], [], []
-    dropped = borrowed = 0
-    for s in seqs:
-        pk = [index[str(p)] for p in s.peaks]
-        if not all(cache.ok[i] for i in pk):
-            dropped += 1
-            continue
-        n = index[str(s.neutral)] if s.neutral is not None else -1
-        if n >= 0 and not cache.ok[n]:
-            n = -1
-        borrowed += int(n >= 0 and s.neutral_borrowed)
-        neutral.append(n), peaks.append(pk), labels.append(names.index(s.label))
-        subjects.append(s.subject), keys.append(f"{s.key}:{s.label}")
-    by_subject: dict[str, list[int]] = {}
-    for (subject, _), p in sorted(ds.neutral_frames.items()):
-        if cache.ok[index[str(p)]]:
-            by_subject.setdefault(subject, []).append(index[str(p)])
-    samples = Samples(np.array(neutral), np.array(peaks), np.array(labels), subjects, keys, cache.gray,
-                      cache.points, cache.blendshapes, cache.blendshape_names,
-                      {k: np.array(v) for k, v in by_subject.items()})
-    info = {"root": str(ds.root), "layout": ds.layout, "sequences": len(labels), "subjects": len(set(subjects)),
-            "dropped_no_face": dropped, "without_neutral": int((samples.neutral < 0).sum()),
-            "neutral_borrowed": borrowed,
+    seen: dict[str, int] = {}
+    parts, info = [], {"datasets": {}}
+    offset = 0
+    for src in sources:
+        ds = load_dataset(src.root, frames=frames, with_neutral_sequences=NEUTRAL in names,
+                          borrow_neutral=borrow_neutral)
+        name = src.name if src.name not in seen else f"{src.name}{seen[src.name] + 1}"
+        seen[src.name] = seen.get(src.name, 0) + 1
+        unknown = sorted({s.label for s in ds.sequences} - set(names))
+        if unknown:
+            log(f"note: {name}: classes not in the class set are left out: {', '.join(unknown)}")
+        seqs = [s for s in ds.sequences if s.label in names]
+        paths = sorted({str(p) for s in seqs for p in s.peaks} | {str(s.neutral) for s in seqs if s.neutral})
+        if not paths:
+            raise DatasetError(f"{src.root}: no samples of the classes {', '.join(names)}")
+        cache = build_cache([Path(p) for p in paths], crop_cfg, cache_dir, progress=progress)
+        index = cache.index()
+        rows, dropped = [], 0
+        for s in seqs:
+            pk = [index[str(p)] for p in s.peaks]
+            if not all(cache.ok[i] for i in pk):
+                dropped += 1
+                continue
+            n = index[str(s.neutral)] if s.neutral is not None else -1
+            if n >= 0 and not cache.ok[n]:
+                n = -1
+            rows.append((s, pk, n))
+        view_of = {str(p): s.view for s in ds.sequences for p in [*s.peaks, s.neutral] if p is not None}
+        neutral_images: dict[tuple[str, str], list[int]] = {}
+        for (subject, _), p in sorted(ds.neutral_frames.items()):
+            i = index.get(str(p))
+            if i is not None and cache.ok[i]:
+                neutral_images.setdefault((f"{name}/{subject}", view_of.get(str(p), "")), []).append(i + offset)
+        parts.append((name, rows, cache, neutral_images, offset))
+        info["datasets"][name] = {
+            "root": str(ds.root), "layout": ds.layout, "weight": src.weight, "samples": len(rows),
+            "subjects": len({s.subject for s, _, _ in rows}), "dropped_no_face": dropped,
             "images": len(cache.paths), "images_no_face": int((~cache.ok).sum()),
-            "per_class": {c: int((samples.labels == i).sum()) for i, c in enumerate(names)}}
+            "without_neutral": sum(n < 0 for _, _, n in rows),
+            "neutral_borrowed": sum(s.neutral_borrowed and n >= 0 for s, _, n in rows),
+            "self_reference": sum(s.self_reference and n >= 0 for s, _, n in rows),
+            "per_class": {c: sum(s.label == c for s, _, _ in rows) for c in names},
+            "splits": sorted({s.split for s, _, _ in rows if s.split is not None}), **({"counts": ds.counts}
+                                                                                        if ds.counts else {})}
+        offset += len(cache.paths)
+    k = len(names)
+    neutral, peaks, labels, targets, dataset, split, still, subjects, views, keys = ([] for _ in range(10))
+    images: dict[tuple[str, str], list[int]] = {}
+    for d, (name, rows, cache, neutral_imgs, off) in enumerate(parts):
+        for (subject_view, idx) in neutral_imgs.items():
+            images.setdefault(subject_view, []).extend(idx)
+        for s, pk, n in rows:
+            neutral.append(n + off if n >= 0 else -1)
+            peaks.append([i + off for i in pk])
+            labels.append(names.index(s.label))
+            t = np.zeros(k, np.float32)
+            if s.votes:
+                for c, share in s.votes.items():
+                    if c in names:
+                        t[names.index(c)] = share
+            if t.sum() <= 0:
+                t[names.index(s.label)] = 1.0
+            targets.append(t / t.sum())
+            dataset.append(d)
+            split.append(s.split)
+            still.append(bool(s.still))
+            subjects.append(f"{name}/{s.subject}")
+            views.append(s.view)
+            keys.append(f"{name}/{s.key}:{s.label}")
+    gray = np.concatenate([c.gray for _, _, c, _, _ in parts])
+    points = np.concatenate([c.points for _, _, c, _, _ in parts])
+    samples = Samples(np.asarray(neutral, np.int64), np.asarray(peaks, np.int64), np.asarray(labels, np.int64),
+                      np.stack(targets), np.asarray(dataset, np.int64), [p[0] for p in parts], split,
+                      np.asarray(still, bool), subjects, views, keys, gray, points,
+                      {key: np.asarray(sorted(set(v)), np.int64) for key, v in images.items()})
+    info["samples"] = len(samples)
+    info["per_class"] = {c: int((samples.labels == i).sum()) for i, c in enumerate(names)}
     return samples, info
 
 
-class SequenceSet(TorchDataset):
-    """Network inputs for a subset of samples; augmentation (train) applies to neutral and clip together. With
-    `aux`, each item also carries its auxiliary blendshape target (training sets only). With `neutral_swap`, a
-    training sample's reference is, with that probability, another neutral frame of the same subject (taken at the
-    start of another of its sequences), as a robot's reference is taken at another moment than the expression.
-    With `mark_still`, each item ends with a float flag: 1 for a sample shown still (see `still_prob`), else 0."""
+def mixed_folds(samples: Samples, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) indices for k folds. Within each dataset: data with its own split keeps it in every fold
+    (its train split trains, the rest tests); other data is split by subject (subject_folds)."""
+    idx = np.arange(len(samples))
+    train = [[] for _ in range(k)]
+    test = [[] for _ in range(k)]
+    for d, name in enumerate(samples.dataset_names):
+        mine = idx[samples.dataset == d]
+        if any(samples.split[i] is not None for i in mine):
+            is_train = np.array([samples.split[i] == "train" for i in mine], bool)
+            for f in range(k):
+                train[f].append(mine[is_train])
+                test[f].append(mine[~is_train])
+            continue
+        try:
+            folds = subject_folds([samples.subjects[i] for i in mine], k, seed=seed)
+        except ValueError as exc:
+            raise DatasetError(f"{name}: {exc}") from None
+        for f, (tr, te) in enumerate(folds):
+            train[f].append(mine[tr])
+            test[f].append(mine[te])
+    return [(np.concatenate(tr), np.concatenate(te)) for tr, te in zip(train, test)]
 
-    def __init__(self, samples: Samples, idx: np.ndarray, train: bool, seed: int, augment_cfg=None,
-                 still_prob: float = 0.0, neutral_label: int | None = None, clip_input: str = BASE_CLIP_INPUT,
-                 aux: AuxTargets | None = None, neutral_swap: float = 0.0, mark_still: bool = False) -> None:
-        self.clip_input = clip_input
-        self.aux = aux
-        self.s, self.idx, self.train = samples, np.asarray(idx), train
-        self.rng = np.random.default_rng(seed)
-        self.aug = augment_cfg
-        self.still_prob = still_prob
-        self.neutral_label = neutral_label
-        self.neutral_swap = neutral_swap
-        self.mark_still = mark_still
+
+def final_train_indices(samples: Samples) -> np.ndarray:
+    """What a final fit trains on: everything, except the held-out splits of data that has its own split."""
+    return np.array([i for i in range(len(samples)) if samples.split[i] in (None, "train")], np.int64)
+
+
+class WeightedEpochs:
+    """The training indices of one epoch: each dataset's samples drawn weight times on average, without
+    replacement within a pass (a weight of 2.5 gives two full passes and half of a third), in shuffled order."""
+
+    def __init__(self, samples: Samples, train_idx: np.ndarray, weights: list[float], seed: int) -> None:
+        self.groups = [train_idx[samples.dataset[train_idx] == d] for d in range(len(samples.dataset_names))]
+        self.weights = [float(w) for w in weights]
+        self.seed = seed
+        self.epoch = 0
 
     def __len__(self) -> int:
-        return len(self.idx)
+        return sum(int(round(w * len(g))) for g, w in zip(self.groups, self.weights))
 
-    def __getitem__(self, i: int):
-        j = self.idx[i]
-        s = self.s
-        frames = list(s.peaks[j])
-        has_neutral = s.neutral[j] >= 0
-        ids = ([s.neutral[j]] if has_neutral else []) + frames
-        still = False
-        if (self.train and self.still_prob > 0 and int(s.labels[j]) != self.neutral_label
-                and self.rng.random() < self.still_prob):
-            has_neutral = still = True
-            ids = [frames[-1]] * (len(frames) + 1)  # a still face: its own reference, a clip without motion
-        elif self.train and self.neutral_swap > 0:
-            others = s.other_neutrals(j)  # none: no numbers drawn, the sample keeps its reference
-            if len(others) and self.rng.random() < self.neutral_swap:
-                has_neutral = True
-                ids = [int(others[self.rng.integers(len(others))])] + frames
-        gray, pts = s.gray[ids], s.points[ids]
-        flipped = False
-        if self.train and self.aug is not None:
-            gray, pts, flipped = augment_flip(gray, pts, self.rng, self.aug)
-        clip_gray = gray[1:] if has_neutral else gray
-        clip_pts = pts[1:] if has_neutral else pts
-        clip = clip_from_gray(self.clip_input, clip_gray, gray[0] if has_neutral else None)
-        geo, valid = make_geo(pts[0] if has_neutral else None, clip_pts[-1])
-        item = (torch.from_numpy(clip), torch.from_numpy(geo), torch.tensor(valid, dtype=torch.float32),
-                torch.tensor(int(s.labels[j])))
-        if self.aux is not None:
-            # no neutral reference: the peak is its own (no change), as the clip's gray change sees it
-            item = (*item, torch.from_numpy(self.aux.target(ids[-1], ids[0] if has_neutral else ids[-1], flipped)))
-        if self.mark_still:
-            item = (*item, torch.tensor(float(still)))
-        return item
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def indices(self) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        out = []
+        for g, w in zip(self.groups, self.weights):
+            n = int(round(w * len(g)))
+            if n == 0 or len(g) == 0:
+                continue
+            passes = [rng.permutation(g) for _ in range(math.ceil(n / len(g)))]
+            out.append(np.concatenate(passes)[:n])
+        allidx = np.concatenate(out) if out else np.empty(0, np.int64)
+        return allidx[rng.permutation(len(allidx))]
