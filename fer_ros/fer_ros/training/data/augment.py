@@ -89,4 +89,4 @@ def moment_jitter(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator
         x = cv2.GaussianBlur(x, (0, 0), sigmaX=float(rng.uniform(0.3, max(0.3, cfg.blur_sigma * f))))
     x = x + rng.normal(0.0, rng.uniform(0.0, cfg.noise * f), size=x.shape).astype(np.float32)
     pts = (points * s) @ m[:, :2].T + m[:, 2]
-    return np.clip(x, 0, 255).astype(np.uint8), (pts / s).astype(np.float32)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8), (pts / s).astype(np.float32)

@@ -1,0 +1,183 @@
+"""Training samples from several datasets: sources and weights, the joined table, folds by subject within each
+dataset, the weighted epochs, and the neutral reference of each training draw with its differences of another
+moment."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fer_ros.crop import CropConfig
+from fer_ros.classes import CKPLUS8
+from fer_ros.training.data.augment import MomentConfig, moment_jitter
+from fer_ros.training.data.samples import (Samples, WeightedEpochs, final_train_indices, load_samples, mixed_folds,
+                                           parse_source)
+from fer_ros.training.data.sequence_set import ReferencePlan, SequenceSet, reference_of
+from synth_data import write_class_folder_dataset, write_ferplus_dataset, write_kdef_dataset
+
+
+def test_a_source_is_a_path_with_an_optional_weight(tmp_path):
+    assert parse_source("data/kdef") == parse_source("data/kdef:1")
+    assert parse_source("data/kdef:2.5").weight == 2.5 and parse_source("data/kdef:2.5").root == Path("data/kdef")
+    assert parse_source("data/kdef:.25").weight == 0.25
+    odd = tmp_path / "x:3"
+    odd.mkdir()
+    assert parse_source(str(odd)) .root == odd and parse_source(str(odd)).weight == 1.0  # an existing path is a path
+    for bad in ("d:0", "d:0.0"):
+        with pytest.raises(ValueError, match="must be above 0"):
+            parse_source(bad)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """CK+ class folders (3 subjects), FER+ (train 8, valid 4) and KDEF (4 actors, 2 sessions, 2 angles), joined."""
+    root = tmp_path_factory.mktemp("mixed")
+    write_class_folder_dataset(root / "ck", ("anger", "happy"), (10, 11, 12), sequence_length=4)
+    write_ferplus_dataset(root / "fer")
+    write_kdef_dataset(root / "kdef", actors=(("F", 1), ("M", 2), ("F", 3), ("M", 4)), angles=("S", "HL"),
+                       expressions=("happy", "surprise", "neutral"))
+    sources = [parse_source(str(root / "ck")), parse_source(f"{root / 'fer'}:0.5"), parse_source(f"{root / 'kdef'}:2")]
+    samples, info = load_samples(sources, CKPLUS8, 3, CropConfig(size=32), root / "cache", progress=False)
+    return samples, info, sources
+
+
+def test_the_joined_table_keeps_each_datasets_subjects_splits_and_targets(mixed):
+    samples, info, _ = mixed
+    assert samples.dataset_names == ["ck", "fer", "kdef"]
+    assert info["datasets"]["fer"]["splits"] == ["train", "valid"]
+    assert info["datasets"]["kdef"]["samples"] == 4 * 2 * 2 * 3
+    for j in range(len(samples)):
+        name = samples.dataset_names[samples.dataset[j]]
+        assert samples.subjects[j].startswith(name + "/")
+        assert samples.targets[j].sum() == pytest.approx(1.0)
+        assert samples.targets[j].argmax() == samples.labels[j] or name == "fer"
+    fer = [j for j in range(len(samples)) if samples.dataset[j] == 1]
+    assert all(samples.still[j] and samples.neutral[j] == samples.peaks[j][-1] for j in fer)  # itself
+    clear = samples.targets[fer[0]]
+    assert clear.max() == pytest.approx(0.8) and np.count_nonzero(clear) == 2  # FER+'s 8 + 2 votes, soft
+    # KDEF references: expressions their own session's neutral photo of the same angle, neutral ones the other's
+    kdef = [j for j in range(len(samples)) if samples.dataset[j] == 2]
+    for j in kdef:
+        assert samples.neutral[j] >= 0 and samples.neutral[j] not in samples.peaks[j]
+        alts = samples.other_neutrals(j)
+        assert samples.neutral[j] not in alts and not set(alts) & set(samples.peaks[j])
+        if samples.labels[j] != CKPLUS8.index("neutral"):
+            assert len(alts) == 1  # the other session's neutral photo of the same angle
+        else:
+            assert len(alts) == 0  # its reference already is that photo
+
+
+def test_folds_split_subjects_within_each_dataset_and_keep_ferplus_split(mixed):
+    samples, _, _ = mixed
+    folds = mixed_folds(samples, 3, seed=0)
+    kdef_tested = []
+    for train_idx, test_idx in folds:
+        assert not {samples.subjects[i] for i in train_idx} & {samples.subjects[i] for i in test_idx}
+        fer_train = {i for i in train_idx if samples.dataset[i] == 1}
+        fer_test = {i for i in test_idx if samples.dataset[i] == 1}
+        assert {samples.split[i] for i in fer_train} == {"train"} and {samples.split[i] for i in fer_test} == {"valid"}
+        kdef_tested += [i for i in test_idx if samples.dataset[i] == 2]
+        # an actor's two sessions fall in the same fold
+        actors = {samples.subjects[i] for i in test_idx if samples.dataset[i] == 2}
+        assert all(samples.subjects[i] not in actors for i in train_idx)
+    assert sorted(kdef_tested) == [i for i in range(len(samples)) if samples.dataset[i] == 2]  # once each
+    final = final_train_indices(samples)
+    assert {samples.split[i] for i in final if samples.dataset[i] == 1} == {"train"}
+    assert len(final) == len(samples) - 4
+
+
+def test_each_epoch_draws_every_dataset_by_its_weight(mixed):
+    samples, _, sources = mixed
+    train_idx = final_train_indices(samples)
+    epochs = WeightedEpochs(samples, train_idx, [s.weight for s in sources], seed=0)
+    counts = {d: int(((samples.dataset[train_idx]) == d).sum()) for d in range(3)}
+    assert len(epochs) == counts[0] + round(0.5 * counts[1]) + 2 * counts[2]
+    seen = []
+    for e in range(4):
+        epochs.set_epoch(e)
+        order = epochs.indices()
+        assert len(order) == len(epochs) and set(order) <= set(train_idx)
+        drawn = np.bincount(samples.dataset[order], minlength=3)
+        assert drawn.tolist() == [counts[0], round(0.5 * counts[1]), 2 * counts[2]]
+        per_sample = np.bincount(order, minlength=len(samples))
+        assert set(per_sample[samples.dataset == 2][np.isin(np.flatnonzero(samples.dataset == 2), train_idx)]) == {2}
+        assert per_sample[samples.dataset == 1].max() == 1  # half of FER+ without replacement
+        seen.append(order)
+    assert not np.array_equal(seen[0], seen[1])  # another order, another half of FER+ every epoch
+    epochs.set_epoch(0)
+    assert np.array_equal(epochs.indices(), seen[0])  # the same epoch draws the same
+
+
+def _toy_samples() -> Samples:
+    """Two subjects; subject A: neutral images 0 and 1, expression 2 (reference 0), neutral sample of image 1
+    (reference 0, another moment); subject B: one neutral image 3 and its neutral sample (itself)."""
+    rng = np.random.default_rng(0)
+    gray = rng.integers(40, 200, (5, 32, 32), dtype=np.uint8)
+    points = rng.uniform(0.2, 0.8, (5, 68, 2)).astype(np.float32)
+    k = len(CKPLUS8)
+    targets = np.eye(k, dtype=np.float32)[[4, 7, 7]]
+    return Samples(neutral=np.array([0, 0, 3]), peaks=np.array([[2, 2, 2], [1, 1, 1], [3, 3, 3]]),
+                   labels=np.array([4, 7, 7]), targets=targets, dataset=np.zeros(3, np.int64), dataset_names=["d"],
+                   split=[None] * 3, still=np.ones(3, bool), subjects=["d/A", "d/A", "d/B"], views=["", "", ""],
+                   keys=["a", "b", "c"], gray=gray, points=points,
+                   neutral_images={("d/A", ""): np.array([0, 1]), ("d/B", ""): np.array([3])})
+
+
+def test_each_draw_picks_its_reference_by_the_plan():
+    s = _toy_samples()
+    rng = np.random.default_rng(1)
+    draws = [reference_of(s, 0, rng, ReferencePlan(none=0.2, still=0.3, other=0.3)) for _ in range(4000)]
+    share = {r: draws.count(r) / len(draws) for r in set(draws)}
+    assert share[None] == pytest.approx(0.2, abs=0.03)
+    assert share[2] == pytest.approx(0.3, abs=0.03)       # itself: the still path
+    assert share[1] == pytest.approx(0.3, abs=0.03)       # the subject's other neutral image
+    assert share[0] == pytest.approx(0.2, abs=0.03)       # its own reference
+    # a neutral sample is never its own reference unless it is the still path or the subject has no other image
+    draws = [reference_of(s, 1, rng, ReferencePlan(none=0.0, still=0.0, other=0.5)) for _ in range(500)]
+    assert set(draws) == {0}  # its reference, or another neutral image that is not itself: image 0 again
+    draws = [reference_of(s, 2, rng, ReferencePlan(none=0.0, still=0.0, other=1.0)) for _ in range(50)]
+    assert set(draws) == {3}  # subject B has nothing else
+    # validation: the data's reference, and a photo without one is compared with itself
+    assert reference_of(s, 0, None, ReferencePlan()) == 0
+    s.neutral[0] = -1
+    assert reference_of(s, 0, None, ReferencePlan()) == 2
+
+
+def test_training_items_follow_their_reference():
+    s = _toy_samples()
+    clip_input = "lbp+gray_norm+delta_norm"
+    still = SequenceSet(s, [0], True, 0, None, ReferencePlan(none=0.0, still=1.0, other=0.0, strength=0.0, live=0.0),
+                        clip_input)
+    clip, geo, valid, y, soft, pairs = still[0]
+    assert valid.item() == 1.0 and torch.count_nonzero(geo) == 0 and pairs.item() == 0.0  # itself: no change
+    assert clip.shape[0] == 3 and torch.count_nonzero(clip[2]) == 0  # the change channel is zero
+    assert y.item() == 4 and torch.equal(soft, torch.from_numpy(s.targets[0]))
+    none = SequenceSet(s, [0], True, 0, None, ReferencePlan(none=1.0, still=0.0, other=0.0), clip_input)
+    _, geo, valid, _, _, pairs = none[0]
+    assert valid.item() == 0.0 and torch.count_nonzero(geo) == 0 and pairs.item() == 0.0
+    own = SequenceSet(s, [0], True, 0, None, ReferencePlan(none=0.0, still=0.0, other=0.0, strength=0.0, live=0.0),
+                      clip_input)
+    clip, geo, valid, _, _, pairs = own[0]
+    assert valid.item() == 1.0 and torch.count_nonzero(geo) > 0 and pairs.item() == 1.0
+    evaluation = SequenceSet(s, [0], False, 0, clip_input=clip_input)
+    assert torch.equal(evaluation[0][0], clip) and torch.equal(evaluation[0][1], geo)
+
+
+def test_another_moment_moves_the_frame_and_its_points_together():
+    rng = np.random.default_rng(0)
+    gray = np.zeros((48, 48), np.uint8)
+    points = rng.uniform(0.3, 0.7, (68, 2)).astype(np.float32)
+    px = np.round(points[10] * 48 - 0.5).astype(int)
+    gray[px[1] - 1:px[1] + 2, px[0] - 1:px[0] + 2] = 255  # a bright dot under point 10
+    same, same_pts = moment_jitter(gray, points, np.random.default_rng(3), MomentConfig(), strength=0.0)
+    assert np.array_equal(same, gray) and np.allclose(same_pts, points)
+    quiet = MomentConfig(brightness=0, contrast=0, gamma=0, blur_prob=0, noise=0)
+    for seed in range(5):
+        moved, moved_pts = moment_jitter(gray, points, np.random.default_rng(seed), quiet, strength=1.0)
+        assert not np.allclose(moved_pts, points)
+        y, x = np.unravel_index(np.argmax(moved), moved.shape)
+        assert np.hypot(x + 0.5 - moved_pts[10, 0] * 48, y + 0.5 - moved_pts[10, 1] * 48) < 2.0  # it followed
+        shift = np.abs(moved_pts - points).max()
+        assert shift < 0.1  # a few degrees, percent and pixels: another moment, not another pose
