@@ -19,9 +19,10 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
 from fer_msgs.msg import FaceEmotionArray
@@ -30,12 +31,13 @@ from fer_msgs.srv import CaptureNeutral
 from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
 from fer_ros.ros import params as fer_params
 from fer_ros.ros.convert import face_emotion_array, stamp_to_s
-from fer_ros.ros.spin import spin
+from fer_ros.ros.spin import StopSignals, spin_until_shutdown
 from fer_ros.ros.stats import FrameStats, LatestFrame, diagnostics_msg
 from fer_ros.runtime import SetupError, build_recognizer, describe, smooth_results
 from fer_ros.smoothing import ProbabilitySmoother
 
 WARN_PERIOD_S = 5.0  # rate limit of repeated warnings (bad frames, processing errors)
+STOP_POLL_S = 0.1  # longest a stop request waits for the spin loop to notice it
 MODEL_OPTION = "the model_path parameter"  # what a missing-model error tells the user to set
 
 
@@ -226,21 +228,33 @@ class FerNode(Node):
 
 
 def main(argv=None) -> int:
-    rclpy.init(args=argv)
-    node = None
-    try:
-        node = FerNode()
-        spin(node)
-    except SetupError as exc:
-        print(f"fer_node: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
+    """Run fer_node until SIGINT or SIGTERM (exit code 0); 2 when it cannot start (the message says why).
+
+    A signal ends the spin loop; the worker then finishes the frame it holds (publishing it while the context is
+    still valid), the node is destroyed and only then is the context shut down."""
+    with StopSignals() as stop:
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+        node = executor = None
+        try:
+            node = FerNode()
+            executor = SingleThreadedExecutor(context=node.context)
+            executor.add_node(node)
+            stop.starting = False
+            spin_until_shutdown(executor, node.context, stop.requested, timeout_sec=STOP_POLL_S)
+        except SetupError as exc:
+            print(f"fer_node: {exc}", file=sys.stderr)
+            return 2
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            stop.starting = False  # from here on a signal only repeats the request
+            if node is not None:
+                node.close()
+            if executor is not None:
+                executor.shutdown()
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
     return 0
 
 
