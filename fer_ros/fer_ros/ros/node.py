@@ -2,10 +2,12 @@
 
 The image callbacks only store the newest frame (a newer frame replaces an unprocessed one, which counts as a
 drop); a worker thread decodes and processes the newest frame, so the node never falls behind the camera. All
-results of one frame go out in one message on `/emotion`, with the image header.
+results of one frame go out in one message on `emotion`, with the image header. Every name the node reads and
+publishes is relative (`image`, `emotion`, `emotion/image`), so a namespace and remappings move all of them: one
+node per camera, each in the camera's namespace.
 
 Run:  ros2 run fer_ros fer_node --ros-args -r image:=/camera/image_raw
-      python -m fer_ros.ros.node --ros-args -p model_path:=/path/to/model_dir
+      python -m fer_ros.ros.node --ros-args -r __ns:=/cam1 -p model_path:=/path/to/model_dir
 """
 from __future__ import annotations
 
@@ -107,7 +109,8 @@ class FerNode(Node):
 
     def diagnostics_callback(self) -> None:
         rate = self.stats.take_rate_hz()
-        self.diag_pub.publish(diagnostics_msg(self.stats, self.get_clock().now().to_msg(), self.get_name(),
+        self.diag_pub.publish(diagnostics_msg(self.stats, self.get_clock().now().to_msg(),
+                                              self.get_fully_qualified_name(),
                                               self.backend_name, rate, self.params.max_rate_hz))
 
     def parameters_callback(self, changes) -> SetParametersResult:

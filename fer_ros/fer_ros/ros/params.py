@@ -27,7 +27,7 @@ class FerParams(RecognizerSettings):
     image_qos: str = "sensor_data"
     image_qos_depth: int = 1
     subscribe_compressed: bool = False
-    output_topic: str = "/emotion"
+    output_topic: str = "emotion"
     publish_debug_image: bool = False
     publish_rep155: bool = False
     diagnostics_period_s: float = 1.0
@@ -61,11 +61,12 @@ DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
     "image_qos_depth": ("History depth of the image subscriptions.", True,
                         IntegerRange(from_value=1, to_value=100, step=1)),
     "subscribe_compressed": ("Also subscribe to image/compressed (sensor_msgs/CompressedImage).", True, None),
-    "output_topic": ("Topic of fer_msgs/FaceEmotionArray; the debug image goes to <output_topic>/image.", True,
-                     None),
+    "output_topic": ("Topic of fer_msgs/FaceEmotionArray, in the node's namespace unless it starts with /; the "
+                     "debug image goes to <output_topic>/image.", True, None),
     "publish_debug_image": ("Publish an annotated image (boxes, ids, labels) on <output_topic>/image.", False, None),
-    "publish_rep155": ("Publish REP-155 /humans/faces/... topics (needs hri_msgs).", False, None),
-    "diagnostics_period_s": ("Period of /diagnostics (s).", True,
+    "publish_rep155": ("Publish REP-155 /humans/faces/... topics (needs hri_msgs); face ids start with the node's "
+                       "fully qualified name, so two nodes' ids differ.", False, None),
+    "diagnostics_period_s": ("Period of the node's status on /diagnostics (s).", True,
                              FloatingPointRange(from_value=0.1, to_value=60.0, step=0.0)),
 }
 
