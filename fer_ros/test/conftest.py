@@ -7,6 +7,8 @@ import os
 import numpy as np
 import pytest
 
+from collect_guard import pytest_pycollect_makemodule  # noqa: F401  (a hook: module-level skips stay local)
+
 # Keep tests light on the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # Built inference engines go to a per-run folder, not the user's ~/.cache (subprocesses inherit this).
