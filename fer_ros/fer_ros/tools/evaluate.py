@@ -34,7 +34,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from fer_ros.argtypes import number, parse_args
+from fer_ros.argtypes import HelpFormatter, number, parse_args
+from fer_ros.runtime import BACKENDS, add_setting_option
 from fer_ros.tools.eval_data import EvalError, open_dataset, predict, prepare
 from fer_ros.tools.eval_report import build_report, format_report, write_outputs
 
@@ -59,20 +60,19 @@ def open_model(model: str | Path | None, backend: str = "auto", device: str = "a
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Score a trained fer_ros model on a labelled face dataset "
                                 "(CK+ release layout or class folders): accuracy per sequence and per frame, "
-                                "per-class recall and precision, confusion matrix PNG, JSON report.")
-    p.add_argument("--model", type=Path, default=None,
-                   help="model directory (manifest.json + model.onnx); default: the shipped ckplus8_default")
+                                "per-class recall and precision, confusion matrix PNG, JSON report.",
+                                formatter_class=HelpFormatter)
+    add_setting_option(p, "model_path", "--model")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (CK+ release layout or class folders)")
     p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: runs/eval/<model name>-<data folder name>)")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
-                   help="inference engine backend, as for the node (default: auto)")
-    p.add_argument("--device", default="auto", help="device for the engine (auto, cpu, cuda, cuda:0)")
-    p.add_argument("--fp16", action="store_true", help="half precision where the backend supports it (GPU)")
-    p.add_argument("--engine-cache-dir", type=Path, default=None,
-                   help="folder for built engines (TensorRT plans), as for the node")
+                   help="output folder; default: runs/eval/<model name>-<data folder name>")
+    g = p.add_argument_group("inference (fer_node's parameters of the same names: same meaning, same defaults)")
+    add_setting_option(g, "backend", choices=BACKENDS)
+    add_setting_option(g, "device")
+    add_setting_option(g, "fp16")
+    add_setting_option(g, "engine_cache_dir")
     p.add_argument("--cache-dir", type=Path, default=None,
-                   help="landmark/crop cache folder (default: <out>/cache; keep it out of version control)")
+                   help="landmark/crop cache folder; default: <out>/cache (keep it out of version control)")
     p.add_argument("--no-cache", action="store_true", help="compute landmarks and crops without a disk cache")
     p.add_argument("--no-neutral-samples", action="store_true",
                    help="do not score neutral frames as samples of their own (7-class data); they still serve "
@@ -82,7 +82,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "with the first frame of the same subject's nearest other sequence")
     p.add_argument("--no-frame-level", action="store_true", help="sequence level only")
     p.add_argument("--batch-size", type=number(int, low=1, says="at least 1"), default=64,
-                   help="samples per engine call (default 64)")
+                   help="samples per engine call")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
