@@ -98,8 +98,11 @@ if [ "$(cat "$STAMPS/launch" 2>/dev/null)" = "$launch_hash" ]; then
 else
   if [ "$LAUNCH_MODE" = wheels ]; then
     say "installing the ROS 2 launch stack from $LAUNCH_STACK"
+    # Their PyPI dependencies first, then the wheels without dependency resolution: launch_ros names
+    # ament_index_python, which the ROS wheels provide under another distribution name.
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-launch.txt 2>&1 \
+      | grep -v "is ignored: it is neither a file nor a directory" || true
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$LAUNCH_STACK"/wheels/*.whl
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-launch.txt
     "$VENV/bin/python" -c 'import launch, launch_testing, ros2cli' \
       || die "the launch stack did not install; see the pip output above"
     (cd "$LAUNCH_STACK/wheels" && ls -- *.whl) | sed 's/-.*//' > "$STAMPS/launch-packages"
