@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up everything fer_ros needs inside the project tree, idempotently:
-#   .venv/       Python virtual environment (Python deps; ROS 2 Jazzy wheels when no system ROS 2 is sourced)
-#   build/ install/ log/   the colcon workspace of fer_msgs and fer_ros
+#   .venv/       Python virtual environment (Python deps; ROS 2 Jazzy wheels when no system ROS 2 is sourced; the
+#                launch stack's wheels where ../shared/ros2-launch or $FER_ROS_LAUNCH_STACK holds them)
+#   build/ install/ log/   the colcon workspace of fer_msgs and fer_ros (and composition_interfaces with the launch
+#                stack)
 # A second run with nothing changed only checks stamps and returns.
 set -euo pipefail
 
@@ -20,6 +22,19 @@ if [ -n "${ROS_DISTRO:-}" ] && [ -n "${AMENT_PREFIX_PATH:-}" ] && command -v ros
   ROS_MODE="system-$ROS_DISTRO"
 else
   ROS_MODE="wheels-jazzy"
+fi
+
+# --- the ROS 2 launch stack -------------------------------------------------------------------------
+# launch, launch_ros, launch_testing and ros2cli come with a ROS 2 install but are not on PyPI. Where a folder with
+# them as wheels (and the composition_interfaces message package that launch_ros imports) sits beside the project,
+# and no system ROS 2 is sourced, they go into the venv too: `ros2 launch`, `ros2 topic` and the launch tests then
+# work. Without that folder nothing of it is installed and those tests skip.
+LAUNCH_STACK="${FER_ROS_LAUNCH_STACK:-$ROOT/../shared/ros2-launch}"
+LAUNCH_MODE=none
+if [ "$ROS_MODE" = wheels-jazzy ] && compgen -G "$LAUNCH_STACK/wheels/*.whl" >/dev/null \
+   && [ -f "$LAUNCH_STACK/composition_interfaces/package.xml" ]; then
+  LAUNCH_STACK="$(cd "$LAUNCH_STACK" && pwd)"
+  LAUNCH_MODE=wheels
 fi
 
 # --- system libraries (OpenCV / MediaPipe need libGL and glib; venv needs python3-venv) ------------
@@ -69,16 +84,48 @@ else
   if [ "$ROS_MODE" = wheels-jazzy ]; then
     "$VENV/bin/python" "$ROOT/scripts/repair_wheel_cmake.py" "$VENV"
   fi
-  rm -f "$STAMPS/colcon"   # a new venv needs a new build
+  rm -f "$STAMPS/colcon" "$STAMPS/launch"   # a new venv needs a new build and the launch stack again
   echo "$req_hash" > "$STAMPS/venv"
   say "venv ready in $(( $(date +%s) - t0 )) s"
+fi
+
+# --- the launch stack into the venv --------------------------------------------------------------------
+launch_hash=$( { echo "$LAUNCH_MODE $req_hash"; cat requirements-launch.txt;
+                 if [ "$LAUNCH_MODE" = wheels ]; then (cd "$LAUNCH_STACK/wheels" && ls -l -- *.whl); fi; } \
+               | sha256sum | cut -c1-16)
+if [ "$(cat "$STAMPS/launch" 2>/dev/null)" = "$launch_hash" ]; then
+  say "launch stack up to date (${LAUNCH_MODE/none/not installed})"
+else
+  if [ "$LAUNCH_MODE" = wheels ]; then
+    say "installing the ROS 2 launch stack from $LAUNCH_STACK"
+    # Their PyPI dependencies first, then the wheels without dependency resolution: launch_ros names
+    # ament_index_python, which the ROS wheels provide under another distribution name.
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-launch.txt 2>&1 \
+      | grep -v "is ignored: it is neither a file nor a directory" || true
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$LAUNCH_STACK"/wheels/*.whl
+    "$VENV/bin/python" -c 'import launch, launch_testing, ros2cli' \
+      || die "the launch stack did not install; see the pip output above"
+    (cd "$LAUNCH_STACK/wheels" && ls -- *.whl) | sed 's/-.*//' > "$STAMPS/launch-packages"
+  elif [ -s "$STAMPS/launch-packages" ]; then
+    # The folder is gone since an earlier setup installed from it: take its packages out again, so the venv is
+    # what a machine without it gets. (Their PyPI dependencies stay: lark shares its files with lark-parser,
+    # which rosidl needs.)
+    say "removing the ROS 2 launch stack installed earlier (its folder is gone)"
+    xargs "$VENV/bin/python" -m pip uninstall -q -y < "$STAMPS/launch-packages"
+    rm -rf build/composition_interfaces install/composition_interfaces "$STAMPS/launch-packages"
+  fi
+  rm -f "$STAMPS/colcon"   # composition_interfaces joins or leaves the colcon build
+  echo "$launch_hash" > "$STAMPS/launch"
 fi
 
 # --- the colcon build ------------------------------------------------------------------------------
 # Rebuild when a package file changed since the last build (sources are symlinked, so plain edits
 # to Python modules need no rebuild, but new files, messages, launch and config files do).
 changed=1
-if [ -f "$STAMPS/colcon" ] && [ -d install/fer_ros ] && [ -d install/fer_msgs ]; then
+base_paths=(fer_msgs fer_ros)
+[ "$LAUNCH_MODE" = wheels ] && base_paths+=("$LAUNCH_STACK/composition_interfaces")
+if [ -f "$STAMPS/colcon" ] && [ -d install/fer_ros ] && [ -d install/fer_msgs ] \
+   && { [ "$LAUNCH_MODE" = none ] || [ -d install/composition_interfaces ]; }; then
   if [ -z "$(find fer_msgs fer_ros -newer "$STAMPS/colcon" -not -path '*/__pycache__*' \
                -not -path '*/.pytest_cache*' -print -quit)" ]; then
     changed=0
@@ -88,11 +135,11 @@ if [ $changed -eq 0 ]; then
   say "colcon workspace up to date"
 else
   t0=$(date +%s)
-  say "colcon build (fer_msgs, fer_ros)"
+  say "colcon build (fer_msgs, fer_ros$([ "$LAUNCH_MODE" = wheels ] && echo ", composition_interfaces"))"
   # shellcheck disable=SC1091
   . "$ROOT/scripts/env.sh" --no-install
   mkdir -p log; touch "$STAMPS/colcon.new"
-  colcon --log-base log build --symlink-install --base-paths fer_msgs fer_ros \
+  colcon --log-base log build --symlink-install --base-paths "${base_paths[@]}" \
     --event-handlers console_cohesion- summary+ status- \
     --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF -Wno-dev >log/colcon-build.txt 2>&1 \
     || { tail -40 log/colcon-build.txt; die "colcon build failed (full log: log/colcon-build.txt)"; }

@@ -6,7 +6,7 @@
 `number(...)` makes a `type=` that refuses a value outside its range with "must be <says>, got <value>";
 `parse_args` reports such a refusal (and any other bad option value) as one line on stderr instead of argparse's
 usage text, so every tool says what is wrong the same way. --help and a missing or unknown option still end in
-argparse's own exit.
+argparse's own exit. `HelpFormatter` makes --help give each option's default beside its meaning.
 """
 from __future__ import annotations
 
@@ -37,6 +37,19 @@ def number(kind: type = float, *, low: float | None = None, high: float | None =
 
     parse.__name__ = kind.__name__
     return parse
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """--help that gives every option's default after its meaning, as "(default: X)", unless the help already
+    says what the default is (any help with the word "default"); flags (on when given) show none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.nargs == 0 or action.default in (None, argparse.SUPPRESS) or "default" in text.lower():
+            return text
+        if not action.option_strings and action.nargs not in ("?", "*"):
+            return text  # a required positional
+        return text + " (default: %(default)s)"
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prefix: str) -> argparse.Namespace | None:

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fer_ros.engine import BACKENDS  # noqa: F401  (the backends a setting may name)
 from fer_ros.manifest import GET_A_MODEL
 from fer_ros.resources import default_model_dir
 from fer_ros.smoothing import ProbabilitySmoother
@@ -39,6 +40,42 @@ class RecognizerSettings:
     neutral_policy: str = "auto"          # face_state.NEUTRAL_POLICIES
     smoothing_time_constant_s: float = 0.0
     face_timeout_s: float = 1.0
+
+
+#: What each setting means, said once: fer_node's parameter descriptions (ros/params.py) and the option help of
+#: fer-replay, fer-eval, fer-bench and the demo (add_setting_option) all use these words, and take their defaults
+#: from RecognizerSettings.
+SETTING_HELP = {
+    "model_path": "model directory (manifest.json, model.onnx, model.pt); empty (the default) = the shipped "
+                  "models/ckplus8_default",
+    "backend": "inference backend: auto (TensorRT, then a CUDA backend, then the CPU), onnxruntime, torch or "
+               "tensorrt",
+    "device": "inference device: auto (a GPU when there is one), cpu, cuda or cuda:N",
+    "fp16": "half-precision inference where the backend supports it (GPU)",
+    "engine_cache_dir": "where built engines (TensorRT plans, optimised ONNX graphs) are cached; empty (the "
+                        "default) = $FER_ROS_ENGINE_CACHE or ~/.cache/fer_ros/engines",
+    "num_threads": "CPU threads for inference (intra-op)",
+    "max_faces": "most faces tracked per frame",
+    "min_face_size_px": "faces with a box side smaller than this (px) are not reported",
+    "window_length": "frames per face clip; 0 = the model's own (must equal it otherwise)",
+    "neutral_policy": "how a face's neutral reference is chosen: auto (the model's neutral class when it has one, "
+                      "else least_motion), least_motion, first_frame or manual (only when asked: fer_node's "
+                      "~/capture_neutral service)",
+    "smoothing_time_constant_s": "exponential smoothing of each face's scores, time constant in s; 0 = off",
+    "face_timeout_s": "a face unseen for longer than this (s) is dropped; if it returns it gets a new id",
+}
+
+
+def add_setting_option(parser, name: str, *flags: str, **kwargs):
+    """Add the command-line option of the RecognizerSettings field `name` to `parser` (or an argument group):
+    `flags` (default --<name with dashes>), the setting's default (fer_node's) and its meaning (SETTING_HELP).
+    `kwargs` add to or replace those (type=, choices=, help=); a bool setting is a store_true flag."""
+    default = getattr(RecognizerSettings(), name)
+    options = {"default": default, "help": SETTING_HELP[name]}
+    if isinstance(default, bool):
+        options["action"] = "store_true"
+    options.update(kwargs)
+    return parser.add_argument(*(flags or ("--" + name.replace("_", "-"),)), **options)
 
 
 class SetupError(RuntimeError):

@@ -1,10 +1,13 @@
-"""Start fer_node.
+"""Start fer_node: one, or one per camera, each in its camera's namespace.
 
     ros2 launch fer_ros fer.launch.py image:=/camera/image_raw
     ros2 launch fer_ros fer.launch.py image:=/camera/image_raw backend:=onnxruntime debug_image:=true
     ros2 launch fer_ros fer.launch.py params_file:=/path/to/my_fer.yaml namespace:=robot1
+    ros2 launch fer_ros fer.launch.py cameras:=front,rear      # /front/fer_node reads /front/image_raw and
+                                                               # publishes /front/emotion; the same for /rear
 
-backend, debug_image and model_path override the params file only when given.
+backend, debug_image and model_path override the params file only when given. A relative `image` (no leading /)
+is resolved in each node's namespace.
 """
 import os
 
@@ -12,6 +15,9 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+SINGLE_IMAGE = "/camera/image_raw"  # the image topic of the one node when `image` is empty
+CAMERA_IMAGE = "image_raw"  # ... and of each camera's node, in the camera's namespace
 
 
 def _default_params_file() -> str:
@@ -26,7 +32,22 @@ def _bool(text: str) -> bool:
     return value in ("true", "1", "yes", "on")
 
 
-def _node(context):
+def _cameras(text: str) -> list:
+    """The camera namespaces of the `cameras` argument ("front,rear" or "front rear"), each once."""
+    names = [c.strip().strip("/") for c in text.replace(",", " ").split()]
+    names = [c for c in names if c]
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if repeated:
+        raise ValueError(f"cameras: {', '.join(repeated)} given more than once")
+    return names
+
+
+def _join(*parts: str) -> str:
+    inner = "/".join(p.strip("/") for p in parts if p.strip("/"))
+    return "/" + inner if inner else ""
+
+
+def _nodes(context):
     arg = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     overrides = {}
     if arg("backend"):
@@ -35,28 +56,38 @@ def _node(context):
         overrides["publish_debug_image"] = _bool(arg("debug_image"))
     if arg("model_path"):
         overrides["model_path"] = arg("model_path")
-    image = arg("image")
+    parameters = [arg("params_file") or _default_params_file()] + ([overrides] if overrides else [])
+    cameras = _cameras(arg("cameras"))
+    namespaces = [_join(arg("namespace"), c) for c in cameras] if cameras else [arg("namespace")]
+    image = arg("image") or (CAMERA_IMAGE if cameras else SINGLE_IMAGE)
     return [Node(
         package="fer_ros",
         executable="fer_node",
         name="fer_node",
-        namespace=arg("namespace"),
+        namespace=namespace,
         output="screen",
         emulate_tty=True,
-        parameters=[arg("params_file") or _default_params_file()] + ([overrides] if overrides else []),
+        parameters=parameters,
         remappings=[("image", image), ("image/compressed", image.rstrip("/") + "/compressed")],
         ros_arguments=["--log-level", arg("log_level")],
-    )]
+    ) for namespace in namespaces]
 
 
 def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
-        DeclareLaunchArgument("image", default_value="/camera/image_raw",
-                              description="sensor_msgs/Image topic to read (its /compressed sibling is used "
-                                          "when subscribe_compressed is true)"),
+        DeclareLaunchArgument("image", default_value="",
+                              description="sensor_msgs/Image topic to read (its /compressed sibling is used when "
+                                          "subscribe_compressed is true); a name without a leading / is in the "
+                                          f"node's namespace. Empty = {SINGLE_IMAGE}, or {CAMERA_IMAGE} in each "
+                                          "camera's namespace when cameras is given"),
+        DeclareLaunchArgument("cameras", default_value="",
+                              description="camera namespaces, comma-separated (front,rear): one fer_node per "
+                                          "camera in <namespace>/<camera>, publishing <camera>/emotion; "
+                                          "empty = one fer_node"),
         DeclareLaunchArgument("params_file", default_value="",
                               description="parameters YAML; empty = fer_ros/config/fer.yaml"),
-        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="namespace of the node (with cameras: the namespace above the cameras')"),
         DeclareLaunchArgument("backend", default_value="",
                               description="auto | onnxruntime | torch | tensorrt; empty = from the params file"),
         DeclareLaunchArgument("debug_image", default_value="",
@@ -64,5 +95,5 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("model_path", default_value="",
                               description="model directory; empty = from the params file (default: shipped)"),
         DeclareLaunchArgument("log_level", default_value="info", description="node log level"),
-        OpaqueFunction(function=_node),
+        OpaqueFunction(function=_nodes),
     ])

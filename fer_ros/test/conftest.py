@@ -1,10 +1,13 @@
 """Shared test fixtures: real-face frames made from scikit-image's astronaut (the only real face the tests use)."""
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 import pytest
+
+from collect_guard import pytest_pycollect_makemodule  # noqa: F401  (a hook: module-level skips stay local)
 
 # Keep tests light on the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -15,6 +18,44 @@ if "FER_ROS_ENGINE_CACHE" not in os.environ:
     import tempfile
     os.environ["FER_ROS_ENGINE_CACHE"] = tempfile.mkdtemp(prefix="fer_ros_engine_cache_")
     atexit.register(shutil.rmtree, os.environ["FER_ROS_ENGINE_CACHE"], ignore_errors=True)  # removed when pytest ends
+
+
+class LoggerRecords(logging.Handler):
+    """Every record one logger handles, caught by a handler on that logger itself."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def messages(self) -> list[str]:
+        return [r.getMessage() for r in self.records]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.messages)
+
+
+@pytest.fixture
+def fer_warnings():
+    """The warnings (and worse) logged on the "fer_ros" logger during the test: `.messages`, `.text`, `.records`.
+
+    The handler sits on that logger, so the records are caught whether or not they propagate to the root logger,
+    where caplog listens: importing `launch` (launch_testing's pytest plugin does) makes its LaunchLogger, which
+    does not propagate, the class of every logger made afterwards."""
+    logger = logging.getLogger("fer_ros")
+    handler = LoggerRecords()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @pytest.fixture

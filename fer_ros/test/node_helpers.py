@@ -101,26 +101,29 @@ def ready(msg) -> bool:
 
 
 class Client:
-    """The test side: publishes images, collects /emotion, /emotion/image and /diagnostics."""
+    """The test side: publishes images on <namespace>/image, collects <namespace>/emotion, <namespace>/emotion/image
+    and /diagnostics (the names a fer_node in `namespace` uses)."""
 
-    def __init__(self) -> None:
+    def __init__(self, namespace: str = "") -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from sensor_msgs.msg import CompressedImage, Image
         from fer_msgs.msg import FaceEmotionArray
         from fer_msgs.srv import CaptureNeutral
+        ns = namespace.rstrip("/")
         self.node = rclpy.create_node("fer_node_test_client")
         reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        self.image_pub = self.node.create_publisher(Image, "image", reliable)
-        self.compressed_pub = self.node.create_publisher(CompressedImage, "image/compressed", reliable)
+        self.image_pub = self.node.create_publisher(Image, f"{ns}/image", reliable)
+        self.compressed_pub = self.node.create_publisher(CompressedImage, f"{ns}/image/compressed", reliable)
         self.emotions: list = []
         self.debug_images: list = []
         self.diagnostics: list = []
-        self.node.create_subscription(FaceEmotionArray, "/emotion", self.emotions.append, 100)
-        self.node.create_subscription(Image, "/emotion/image", self.debug_images.append, qos_profile_sensor_data)
+        self.node.create_subscription(FaceEmotionArray, f"{ns}/emotion", self.emotions.append, 100)
+        self.node.create_subscription(Image, f"{ns}/emotion/image", self.debug_images.append,
+                                      qos_profile_sensor_data)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
-        self.capture = self.node.create_client(CaptureNeutral, "/fer_node/capture_neutral")
+        self.capture = self.node.create_client(CaptureNeutral, f"{ns}/fer_node/capture_neutral")
         self.next_ns = T0_NS
 
     def stamp(self) -> int:
@@ -158,9 +161,40 @@ class Client:
 
 
 @contextlib.contextmanager
-def running_node(ros_args: list[str]):
+def feeding(client: Client, frame: np.ndarray, rate_hz: float = 30.0):
+    """While the block runs, a thread publishes `frame` on the client's image topic at `rate_hz`, as a camera does
+    (the load under which a node must still stop cleanly). Yields the list of the stamps sent (ns)."""
+    sent: list[int] = []
+    done = threading.Event()
+
+    def publish() -> None:
+        next_t = time.monotonic()
+        while not done.is_set():
+            ns = client.stamp()
+            client.image_pub.publish(image_msg(frame, ns))
+            sent.append(ns)
+            next_t += 1.0 / rate_hz
+            done.wait(max(0.0, next_t - time.monotonic()))
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        yield sent
+    finally:
+        done.set()
+        thread.join(5.0)
+
+
+def error_lines(output: str) -> list[str]:
+    """The lines of a node's output that report an error or a traceback."""
+    return [line for line in output.splitlines() if "ERROR" in line or "Traceback" in line]
+
+
+@contextlib.contextmanager
+def running_node(ros_args: list[str], namespace: str = ""):
     """Start fer_node with `ros_args` in a private ROS domain, join that domain with rclpy in this process, wait
-    for the node's "ready:" line; yields (NodeProcess, Client). Always shuts rclpy down and kills the node."""
+    for the node's "ready:" line; yields (NodeProcess, Client), the client talking to a node in `namespace`.
+    Always shuts rclpy down and kills the node."""
     import pytest
     import rclpy
     node = NodeProcess(ros_args)
@@ -168,7 +202,7 @@ def running_node(ros_args: list[str]):
     try:
         use_env(node.env)
         rclpy.init()
-        client = Client()
+        client = Client(namespace)
         if not node.wait_for_line("ready:", START_TIMEOUT_S):
             pytest.fail(f"fer_node did not start within {START_TIMEOUT_S:.0f} s:\n{node.output}")
         yield node, client

@@ -2,7 +2,6 @@
 CLI's errors, and every malformed-bag case (truncated file, missing topic, non-image messages, unknown encoding)."""
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
@@ -150,21 +149,20 @@ def test_ckplus_codes():
 
 # --- malformed bags ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("storage", STORAGES)
-def test_bad_messages_are_skipped_and_counted(tmp_path, storage, caplog):
+def test_bad_messages_are_skipped_and_counted(tmp_path, storage, fer_warnings):
     expected = write_mixed_bag(tmp_path / "bag", storage)
-    with caplog.at_level(logging.WARNING, logger="fer_ros"):
-        with ImageBagReader(tmp_path / "bag") as r:
-            frames = list(r.frames())
+    with ImageBagReader(tmp_path / "bag") as r:
+        frames = list(r.frames())
     assert [f.index for f in frames] == expected["good_indices"]
     assert [frame_number(f.rgb8) for f in frames] == expected["good_indices"]
     assert r.stats.messages == expected["messages"]
     assert r.stats.skipped == expected["skipped"]
-    assert "unsupported image encoding '32FC7'" in caplog.text
-    assert "cannot be deserialized" in caplog.text
+    assert "unsupported image encoding '32FC7'" in fer_warnings.text
+    assert "cannot be deserialized" in fer_warnings.text
     assert "2 undecodable images" in r.stats.summary()
 
 
-def test_non_image_messages_on_the_image_topic(tmp_path, caplog):
+def test_non_image_messages_on_the_image_topic(tmp_path, fer_warnings):
     store = bagtools.typestore()
     writer = bagtools.open_writer(tmp_path / "bag", "sqlite3", overwrite=False)
     img = writer.add_connection("/cam", bagtools.IMAGE_TYPE, typestore=store)
@@ -175,12 +173,11 @@ def test_non_image_messages_on_the_image_topic(tmp_path, caplog):
                                                             bagtools.IMAGE_TYPE))
         writer.write(txt, 1001 + 2 * i, store.serialize_cdr(String(data="x"), "std_msgs/msg/String"))
     writer.close()
-    with caplog.at_level(logging.WARNING, logger="fer_ros"):
-        with ImageBagReader(tmp_path / "bag", "/cam") as r:
-            frames = list(r.frames())
+    with ImageBagReader(tmp_path / "bag", "/cam") as r:
+        frames = list(r.frames())
     assert [frame_number(f.rgb8) for f in frames] == [0, 1, 2, 3]
     assert r.stats.skipped == {"non-image messages": 4}
-    assert "is a std_msgs/msg/String, not an image" in caplog.text
+    assert "is a std_msgs/msg/String, not an image" in fer_warnings.text
 
 
 def test_missing_topic_and_wrong_type(tmp_path):
@@ -225,16 +222,15 @@ def test_truncated_sqlite_gives_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("fraction", [0.3, 0.97])
-def test_truncated_mcap_keeps_the_frames_before_the_cut(tmp_path, fraction, caplog):
+def test_truncated_mcap_keeps_the_frames_before_the_cut(tmp_path, fraction, fer_warnings):
     frames = numbered_frames(30, (120, 160))
     write_image_bag(tmp_path / "bag", frames, storage="mcap")
     _truncate_storage(tmp_path / "bag", fraction)
-    with caplog.at_level(logging.WARNING, logger="fer_ros"):
-        with ImageBagReader(tmp_path / "bag") as r:
-            got = [frame_number(f.rgb8) for f in r.frames()]
+    with ImageBagReader(tmp_path / "bag") as r:
+        got = [frame_number(f.rgb8) for f in r.frames()]
     assert 0 < len(got) < 30
     assert got == list(range(len(got)))  # a clean prefix, in order
     assert math.isclose(len(got) / 30, fraction, abs_tol=0.1)
     assert r.stats.truncated and "no valid end" in r.stats.truncated
-    assert "cannot be opened normally" in caplog.text
+    assert "cannot be opened normally" in fer_warnings.text
 

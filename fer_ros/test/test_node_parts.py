@@ -2,6 +2,7 @@
 parameters, the latest-frame slot, diagnostics and the debug drawing."""
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -128,6 +129,19 @@ def test_rep155_mapping_and_valence_arousal():
     assert -1 <= v <= 1 and -1 <= a <= 1
 
 
+def test_rep155_ids_of_two_nodes_differ():
+    from fer_ros.ros.rep155 import face_rep155_id, rep155_id_prefix
+    assert rep155_id_prefix("/fer_node") == "fer_node_"
+    assert rep155_id_prefix("/cam1/fer_node") == "cam1_fer_node_"
+    assert rep155_id_prefix("/robot/front/fer_node") == "robot_front_fer_node_"
+    nodes = ["/fer_node", "/cam1/fer_node", "/cam2/fer_node", "/cam1/fer_node_b"]
+    ids = [face_rep155_id(i, rep155_id_prefix(n)) for n in nodes for i in (1, 2, 12)]
+    assert len(set(ids)) == len(ids)
+    assert face_rep155_id(3, rep155_id_prefix("/cam1/fer_node")) == "cam1_fer_node_face3"
+    name_token = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # what a ROS topic name token may be
+    assert all(name_token.match(i) and "__" not in i for i in ids)
+
+
 def test_rep155_skips_with_one_info_line_without_hri_msgs():
     try:
         import hri_msgs  # noqa: F401
@@ -199,8 +213,9 @@ def test_diagnostics_message():
     from fer_ros.ros.stats import FrameStats, diagnostics_msg
     st = FrameStats()
     st.add_received()
-    msg = diagnostics_msg(st, _zero_time(), "fer_node", "onnxruntime", 0.0)
+    msg = diagnostics_msg(st, _zero_time(), "/cam1/fer_node", "onnxruntime", 0.0)
     assert msg.status[0].level == DiagnosticStatus.WARN
+    assert msg.status[0].name.startswith("/cam1/fer_node: ")
     st.add_received()
     st.add_dropped()
     st.add_processed(2, 40.0, 30.0)
@@ -259,15 +274,15 @@ def test_rep155_publisher_topics_and_forgetting():
             self.destroyed.append(pub.topic)
 
     node = _Node()
-    rep = Rep155Publisher(node, hri, forget_after_s=1.0)
+    rep = Rep155Publisher(node, hri, forget_after_s=1.0, id_prefix="cam1_fer_node_")
     rep.publish(Header(), [_result(4), _result(2, ready=False)], stamp_s=10.0)
-    assert published["/humans/faces/tracked"][-1].ids == ["face2", "face4"]
-    expr = published["/humans/faces/face4/expression"][-1]
+    assert published["/humans/faces/tracked"][-1].ids == ["cam1_fer_node_face2", "cam1_fer_node_face4"]
+    expr = published["/humans/faces/cam1_fer_node_face4/expression"][-1]
     assert expr.expression == "happy" and expr.confidence == pytest.approx(0.65) and expr.valence > 0
-    assert "/humans/faces/face2/expression" not in published  # window not full: no expression yet
+    assert "/humans/faces/cam1_fer_node_face2/expression" not in published  # window not full: no expression yet
     rep.publish(Header(), [], stamp_s=10.5)  # a short miss keeps the topic
     assert node.destroyed == []
     rep.publish(Header(), [], stamp_s=11.6)  # gone longer than forget_after_s
-    assert node.destroyed == ["/humans/faces/face4/expression"]
+    assert node.destroyed == ["/humans/faces/cam1_fer_node_face4/expression"]
     rep.close()
     assert node.destroyed[-1] == "/humans/faces/tracked"

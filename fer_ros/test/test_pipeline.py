@@ -2,8 +2,6 @@
 time goes backwards, bad frames, and bounded memory over 10,000 frames with faces coming and going."""
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 
@@ -96,7 +94,7 @@ def carphone_frames(limit: int) -> list[np.ndarray]:
     return frames
 
 
-def test_real_video_keeps_one_id(caplog):
+def test_real_video_keeps_one_id():
     frames = carphone_frames(90)
     with Recognizer(max_faces=2) as rec:
         per_frame = [rec.process(f, i / 29.97) for i, f in enumerate(frames)]
@@ -178,19 +176,18 @@ def test_capture_neutral_and_configure():
     assert rec.neutral_policy == "first_frame"
 
 
-def test_time_backwards_resets_tracks_and_says_so_once(caplog):
+def test_time_backwards_resets_tracks_and_says_so_once(fer_warnings):
     rec = make()
     frame = np.zeros((480, 640, 3), np.uint8)
     ids = [r.id for r in rec.process(frame, 10.0)]
     assert [r.id for r in rec.process(frame, 10.033)] == ids
-    with caplog.at_level(logging.WARNING, logger="fer_ros"):
-        after = rec.process(frame, 1.0)  # bag looped
-        new = [r.id for r in after]
-        rec.process(frame, 1.033)
-        rec.process(frame, 0.5)  # again, soon after: not repeated
+    after = rec.process(frame, 1.0)  # bag looped
+    new = [r.id for r in after]
+    rec.process(frame, 1.033)
+    rec.process(frame, 0.5)  # again, soon after: not repeated
     assert not set(new) & set(ids)
     assert all(r.window_frames == 1 for r in after)  # windows start again
-    msgs = [m for m in caplog.messages if "went back" in m]
+    msgs = [m for m in fer_warnings.messages if "went back" in m]
     assert len(msgs) == 1
 
 
@@ -203,13 +200,12 @@ def test_frame_forms_accepted(frame):
     assert rec.landmarker.frames[-1] == ((120, 160, 3), np.uint8)
 
 
-def test_bad_frames_skipped_with_rate_limited_warning(caplog):
+def test_bad_frames_skipped_with_rate_limited_warning(fer_warnings):
     rec = make()
-    with caplog.at_level(logging.WARNING, logger="fer_ros"):
-        for bad in (None, np.zeros((0, 0, 3), np.uint8), np.zeros((5, 5, 2), np.uint8), "frame"):
-            assert rec.process(bad, 0.0) == []
-        assert rec.process(np.zeros((48, 48, 3), np.uint8), float("nan")) == []
-    assert sum("frame skipped" in m for m in caplog.messages) == 2  # one per kind of problem within 5 s
+    for bad in (None, np.zeros((0, 0, 3), np.uint8), np.zeros((5, 5, 2), np.uint8), "frame"):
+        assert rec.process(bad, 0.0) == []
+    assert rec.process(np.zeros((48, 48, 3), np.uint8), float("nan")) == []
+    assert sum("frame skipped" in m for m in fer_warnings.messages) == 2  # one per kind of problem within 5 s
     # Degenerate landmarks are skipped, not fatal.
     rec2 = make(lambda i, s: [np.full((68, 2), np.nan)])
     assert rec2.process(np.zeros((48, 48, 3), np.uint8), 0.0) == []

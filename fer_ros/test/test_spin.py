@@ -1,7 +1,11 @@
-"""Spinning until shutdown: a signal that shuts the context down at any moment is a clean stop, never a crash."""
+"""Spinning until shutdown: a signal that shuts the context down at any moment is a clean stop, never a crash; a
+signal taken over by StopSignals only asks the loop to end."""
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 
 import pytest
 
@@ -10,7 +14,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed")
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
-from fer_ros.ros.spin import RCLError, spin, spin_until_shutdown  # noqa: E402
+from fer_ros.ros.spin import RCLError, StopSignals, spin, spin_until_shutdown  # noqa: E402
 
 
 @pytest.fixture
@@ -90,4 +94,44 @@ def test_spin_until_shutdown_takes_a_shutdown_mid_wait_as_a_clean_stop(context):
     executor.add_node(node)
     spin_until_shutdown(executor, context, threading.Event(), 0.05)
     assert executor.calls == 1
+    node.destroy_node()
+
+
+def _signal_self(sig) -> None:
+    os.kill(os.getpid(), sig)
+    time.sleep(0.05)  # Python runs the handler at the next bytecode of the main thread
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_stop_signals_ask_for_a_stop_instead_of_stopping(sig):
+    sig = getattr(signal, sig)
+    before = signal.getsignal(sig)
+    with StopSignals() as stop:
+        stop.starting = False
+        _signal_self(sig)
+        assert stop.requested.is_set()
+        _signal_self(sig)  # once running, a repeated signal only repeats the request
+        assert stop.requested.is_set()
+    assert signal.getsignal(sig) is before
+
+
+def test_a_second_signal_while_starting_interrupts():
+    with StopSignals() as stop:
+        _signal_self(signal.SIGTERM)
+        assert stop.requested.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            _signal_self(signal.SIGINT)
+
+
+def test_spin_until_shutdown_ends_on_a_signal(context):
+    node = rclpy.create_node("spin_signal", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    timer = threading.Timer(0.3, os.kill, args=(os.getpid(), signal.SIGINT))
+    with StopSignals() as stop:
+        stop.starting = False
+        timer.start()
+        spin_until_shutdown(executor, context, stop.requested, timeout_sec=0.05)
+    assert stop.requested.is_set() and context.ok()  # the context is left for the caller to shut down
+    executor.shutdown()
     node.destroy_node()

@@ -31,7 +31,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 
-from fer_ros.argtypes import number, parse_args
+from fer_ros.argtypes import HelpFormatter, number, parse_args
+from fer_ros.ros.params import FerParams
 from fer_ros.ros.spin import spin_until_shutdown
 from fer_ros.tools.bagtools import IMAGE_TYPES, BagError, open_bag
 
@@ -282,23 +283,27 @@ def remap_pair(text: str) -> tuple[str, str]:
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fer-publish-bag", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("bag", type=Path, help="rosbag2 bag folder (sqlite3 or mcap)")
-    p.add_argument("--publish-topics", nargs="+", default=None, help="topics to play; default: all")
+    p.add_argument("--publish-topics", nargs="+", default=None, help="topics to play; default: all of the bag's")
     p.add_argument("--rate", type=number(low=0.0, low_open=True, finite=True, says="a positive factor"), default=1.0,
                    help="playback speed factor")
     p.add_argument("--loop", action="store_true", help="play again and again until interrupted")
     p.add_argument("--qos", choices=QOS_CHOICES, default="reliable", help="publisher QoS")
-    p.add_argument("--qos-depth", type=int, default=10, help="publisher history depth")
+    p.add_argument("--qos-depth", type=number(int, low=1, says=">= 1"), default=10, help="publisher history depth")
     p.add_argument("--remap", nargs="+", type=remap_pair, default=None, metavar="FROM:=TO",
-                   help="publish a topic under another name")
-    p.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
-                   help="wait until every played topic has N subscribers before starting")
-    p.add_argument("--wait-timeout-s", type=float, default=30.0, help="how long to wait for subscribers")
+                   help="publish a topic under another name; default: every topic under its own")
+    p.add_argument("--wait-for-subscribers", type=number(int, low=0, says=">= 0"), default=0, metavar="N",
+                   help="wait until every played topic has N subscribers before starting; 0 = do not wait")
+    p.add_argument("--wait-timeout-s", type=number(low=0.0, finite=True, says="a number of seconds >= 0"),
+                   default=30.0, help="how long to wait for subscribers")
     p.add_argument("--restamp", action="store_true", help="set image header stamps to the publish time")
-    p.add_argument("--emotion-topic", default="/emotion",
-                   help="the node's FaceEmotionArray topic to listen to for answers (empty to not listen)")
-    p.add_argument("--linger-s", type=float, default=1.0, help="listen this long for answers after the last image")
+    p.add_argument("--emotion-topic", default=FerParams().output_topic,
+                   help="the FaceEmotionArray topic to listen to for answers, named as fer_node's output_topic "
+                        "(relative: in the root namespace, so /emotion; /cam1/emotion for a node in the namespace "
+                        "cam1); empty to not listen")
+    p.add_argument("--linger-s", type=number(low=0.0, finite=True, says="a number of seconds >= 0"), default=1.0,
+                   help="listen this long for answers after the last image")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_ros.argtypes import HelpFormatter, number, parse_args
+from fer_ros.ros.params import FerParams
+
 
 @dataclass
 class ProbeResult:
@@ -40,20 +43,26 @@ class ProbeResult:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--image-topic", default="image", help="topic fer_node reads")
-    p.add_argument("--emotion-topic", default="/emotion", help="topic fer_node publishes")
-    p.add_argument("--rate-hz", type=float, default=30.0, help="frames published per second")
-    p.add_argument("--duration-s", type=float, default=15.0, help="how long to measure, after warm-up")
-    p.add_argument("--warmup-s", type=float, default=3.0, help="frames sent before measuring (windows fill)")
+    seconds = number(low=0.0, low_open=True, finite=True, says="a positive number of seconds")
+    p = argparse.ArgumentParser(prog="python -m fer_ros.ros.latency_probe", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
+    p.add_argument("--image-topic", default="image",
+                   help="topic fer_node reads (its `image`; relative names are in the root namespace)")
+    p.add_argument("--emotion-topic", default=FerParams().output_topic,
+                   help="topic fer_node publishes, named as its output_topic (relative: in the root namespace)")
+    p.add_argument("--rate-hz", type=number(low=0.0, low_open=True, finite=True, says="a positive rate"),
+                   default=30.0, help="frames published per second")
+    p.add_argument("--duration-s", type=seconds, default=15.0, help="how long to measure, after warm-up")
+    p.add_argument("--warmup-s", type=number(low=0.0, finite=True, says="a number of seconds >= 0"), default=3.0,
+                   help="frames sent before measuring (windows fill)")
     p.add_argument("--faces", type=int, default=1, choices=(1, 2), help="faces per frame")
     p.add_argument("--encoding", default="bgr8", help="Image encoding to publish")
     p.add_argument("--start-node", action="store_true",
                    help="start fer_node (python -m fer_ros.ros.node) in a private ROS domain, stop it at the end")
-    p.add_argument("--node-args", default="", help="extra --ros-args for the started node, e.g. '-p backend:=torch'")
-    p.add_argument("--startup-timeout-s", type=float, default=120.0, help="wait this long for the started node")
-    p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
+    p.add_argument("--node-args", default="",
+                   help="extra --ros-args for the started node, e.g. '-p backend:=torch'; default: none")
+    p.add_argument("--startup-timeout-s", type=seconds, default=120.0, help="wait this long for the started node")
+    p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here; default: only print it")
     return p
 
 
@@ -183,9 +192,8 @@ def probe(args, node_proc: subprocess.Popen | None = None) -> ProbeResult:
 
 
 def main(argv=None) -> int:
-    args = get_args_parser().parse_args(argv)
-    if args.rate_hz <= 0 or args.duration_s <= 0:
-        print("latency_probe: --rate-hz and --duration-s must be > 0", file=sys.stderr)
+    args = parse_args(get_args_parser(), argv, "latency_probe: error")
+    if args is None:
         return 2
     proc = _start_node(args) if args.start_node else None
     try:

@@ -2,10 +2,12 @@
 
 The image callbacks only store the newest frame (a newer frame replaces an unprocessed one, which counts as a
 drop); a worker thread decodes and processes the newest frame, so the node never falls behind the camera. All
-results of one frame go out in one message on `/emotion`, with the image header.
+results of one frame go out in one message on `emotion`, with the image header. Every name the node reads and
+publishes is relative (`image`, `emotion`, `emotion/image`), so a namespace and remappings move all of them: one
+node per camera, each in the camera's namespace.
 
 Run:  ros2 run fer_ros fer_node --ros-args -r image:=/camera/image_raw
-      python -m fer_ros.ros.node --ros-args -p model_path:=/path/to/model_dir
+      python -m fer_ros.ros.node --ros-args -r __ns:=/cam1 -p model_path:=/path/to/model_dir
 """
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
 from fer_msgs.msg import FaceEmotionArray
@@ -30,12 +33,13 @@ from fer_msgs.srv import CaptureNeutral
 from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
 from fer_ros.ros import params as fer_params
 from fer_ros.ros.convert import face_emotion_array, stamp_to_s
-from fer_ros.ros.spin import spin
+from fer_ros.ros.spin import StopSignals, spin_until_shutdown
 from fer_ros.ros.stats import FrameStats, LatestFrame, diagnostics_msg
 from fer_ros.runtime import SetupError, build_recognizer, describe, smooth_results
 from fer_ros.smoothing import ProbabilitySmoother
 
 WARN_PERIOD_S = 5.0  # rate limit of repeated warnings (bad frames, processing errors)
+STOP_POLL_S = 0.1  # longest a stop request waits for the spin loop to notice it
 MODEL_OPTION = "the model_path parameter"  # what a missing-model error tells the user to set
 
 
@@ -105,7 +109,8 @@ class FerNode(Node):
 
     def diagnostics_callback(self) -> None:
         rate = self.stats.take_rate_hz()
-        self.diag_pub.publish(diagnostics_msg(self.stats, self.get_clock().now().to_msg(), self.get_name(),
+        self.diag_pub.publish(diagnostics_msg(self.stats, self.get_clock().now().to_msg(),
+                                              self.get_fully_qualified_name(),
                                               self.backend_name, rate, self.params.max_rate_hz))
 
     def parameters_callback(self, changes) -> SetParametersResult:
@@ -226,21 +231,33 @@ class FerNode(Node):
 
 
 def main(argv=None) -> int:
-    rclpy.init(args=argv)
-    node = None
-    try:
-        node = FerNode()
-        spin(node)
-    except SetupError as exc:
-        print(f"fer_node: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
+    """Run fer_node until SIGINT or SIGTERM (exit code 0); 2 when it cannot start (the message says why).
+
+    A signal ends the spin loop; the worker then finishes the frame it holds (publishing it while the context is
+    still valid), the node is destroyed and only then is the context shut down."""
+    with StopSignals() as stop:
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+        node = executor = None
+        try:
+            node = FerNode()
+            executor = SingleThreadedExecutor(context=node.context)
+            executor.add_node(node)
+            stop.starting = False
+            spin_until_shutdown(executor, node.context, stop.requested, timeout_sec=STOP_POLL_S)
+        except SetupError as exc:
+            print(f"fer_node: {exc}", file=sys.stderr)
+            return 2
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            stop.starting = False  # from here on a signal only repeats the request
+            if node is not None:
+                node.close()
+            if executor is not None:
+                executor.shutdown()
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
     return 0
 
 

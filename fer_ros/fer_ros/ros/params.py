@@ -12,9 +12,8 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from fer_ros.face_state import NEUTRAL_POLICIES
-from fer_ros.runtime import RecognizerSettings
+from fer_ros.runtime import BACKENDS, SETTING_HELP, RecognizerSettings
 
-BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 IMAGE_QOS = ("sensor_data", "best_effort", "reliable")
 
 
@@ -27,33 +26,33 @@ class FerParams(RecognizerSettings):
     image_qos: str = "sensor_data"
     image_qos_depth: int = 1
     subscribe_compressed: bool = False
-    output_topic: str = "/emotion"
+    output_topic: str = "emotion"
     publish_debug_image: bool = False
     publish_rep155: bool = False
     diagnostics_period_s: float = 1.0
 
 
+def _setting(name: str) -> str:
+    """The node's description of a recognizer setting: the words every tool uses (runtime.SETTING_HELP)."""
+    text = SETTING_HELP[name]
+    return text[0].upper() + text[1:] + "."
+
+
 DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
     # name: (description, read_only, range or choices)
-    "model_path": ("Model directory (manifest.json, model.onnx, model.pt); empty = the shipped "
-                   "models/ckplus8_default.", True, None),
-    "backend": ("Inference backend: auto, onnxruntime, torch or tensorrt.", True, BACKENDS),
-    "device": ("Inference device: auto (a GPU when there is one), cpu, cuda or cuda:N.", True, None),
-    "fp16": ("Half-precision inference where the backend supports it (GPU).", True, None),
-    "engine_cache_dir": ("Where built engines (TensorRT plans, optimised ONNX graphs) are cached; empty = "
-                         "$FER_ROS_ENGINE_CACHE or ~/.cache/fer_ros/engines.", True, None),
-    "num_threads": ("CPU threads for inference (intra-op).", True, IntegerRange(from_value=1, to_value=64, step=1)),
-    "max_faces": ("Most faces tracked per frame.", True, IntegerRange(from_value=1, to_value=32, step=1)),
-    "min_face_size_px": ("Faces with a box side smaller than this (px) are not reported.", False,
-                         IntegerRange(from_value=0, to_value=4096, step=1)),
-    "window_length": ("Frames per face clip; 0 = the model's own (must equal it otherwise).", True,
-                      IntegerRange(from_value=0, to_value=64, step=1)),
-    "neutral_policy": ("How a face's neutral reference is chosen: auto (the model's neutral class when it has one, "
-                       "else least_motion), least_motion, first_frame or manual (only ~/capture_neutral).", False,
-                       NEUTRAL_POLICIES),
-    "smoothing_time_constant_s": ("Exponential smoothing of each face's scores, time constant in s; 0 = off.",
-                                  False, FloatingPointRange(from_value=0.0, to_value=60.0, step=0.0)),
-    "face_timeout_s": ("A face unseen for longer than this (s) is dropped; if it returns it gets a new id.", False,
+    "model_path": (_setting("model_path"), True, None),
+    "backend": (_setting("backend"), True, BACKENDS),
+    "device": (_setting("device"), True, None),
+    "fp16": (_setting("fp16"), True, None),
+    "engine_cache_dir": (_setting("engine_cache_dir"), True, None),
+    "num_threads": (_setting("num_threads"), True, IntegerRange(from_value=1, to_value=64, step=1)),
+    "max_faces": (_setting("max_faces"), True, IntegerRange(from_value=1, to_value=32, step=1)),
+    "min_face_size_px": (_setting("min_face_size_px"), False, IntegerRange(from_value=0, to_value=4096, step=1)),
+    "window_length": (_setting("window_length"), True, IntegerRange(from_value=0, to_value=64, step=1)),
+    "neutral_policy": (_setting("neutral_policy"), False, NEUTRAL_POLICIES),
+    "smoothing_time_constant_s": (_setting("smoothing_time_constant_s"), False,
+                                  FloatingPointRange(from_value=0.0, to_value=60.0, step=0.0)),
+    "face_timeout_s": (_setting("face_timeout_s"), False,
                        FloatingPointRange(from_value=0.0, to_value=600.0, step=0.0)),
     "max_rate_hz": ("Most frames processed per second; 0 = as many as arrive (newest first).", False,
                     FloatingPointRange(from_value=0.0, to_value=1000.0, step=0.0)),
@@ -61,11 +60,12 @@ DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
     "image_qos_depth": ("History depth of the image subscriptions.", True,
                         IntegerRange(from_value=1, to_value=100, step=1)),
     "subscribe_compressed": ("Also subscribe to image/compressed (sensor_msgs/CompressedImage).", True, None),
-    "output_topic": ("Topic of fer_msgs/FaceEmotionArray; the debug image goes to <output_topic>/image.", True,
-                     None),
+    "output_topic": ("Topic of fer_msgs/FaceEmotionArray, in the node's namespace unless it starts with /; the "
+                     "debug image goes to <output_topic>/image.", True, None),
     "publish_debug_image": ("Publish an annotated image (boxes, ids, labels) on <output_topic>/image.", False, None),
-    "publish_rep155": ("Publish REP-155 /humans/faces/... topics (needs hri_msgs).", False, None),
-    "diagnostics_period_s": ("Period of /diagnostics (s).", True,
+    "publish_rep155": ("Publish REP-155 /humans/faces/... topics (needs hri_msgs); face ids start with the node's "
+                       "fully qualified name, so two nodes' ids differ.", False, None),
+    "diagnostics_period_s": ("Period of the node's status on /diagnostics (s).", True,
                              FloatingPointRange(from_value=0.1, to_value=60.0, step=0.0)),
 }
 

@@ -2,7 +2,10 @@
 `/humans/faces/<id>/expression` (hri_msgs/Expression) for every tracked face.
 
 hri_msgs is not a dependency: when it does not import, `Rep155Publisher.create` logs one info line and returns
-None. Face ids become REP-155 ids as "face<id>" (a ROS name token may not start with a digit).
+None. The topics are REP-155's, under the absolute `/humans/faces/`, whatever the node's namespace (remap them to
+move them). Track ids are unique within one node only, so a face's REP-155 id starts with the node's fully
+qualified name as one name token: track 3 of `/cam1/fer_node` is `cam1_fer_node_face3`, and two nodes (two
+cameras) never publish the same id.
 
 Expression carries one label, valence, arousal and confidence, with no contempt and no per-class scores: the CK+
 classes map to the nearest REP-155 labels (contempt -> skeptical), and valence/arousal are the probability-weighted
@@ -27,9 +30,17 @@ VALENCE_AROUSAL = {
 }
 
 
-def face_rep155_id(face_id: int) -> str:
-    """REP-155 face id of a track id."""
-    return f"face{int(face_id)}"
+def rep155_id_prefix(node_fqn: str) -> str:
+    """The start of a node's REP-155 face ids: its fully qualified name as one name token and "_"
+    ("/cam1/fer_node" -> "cam1_fer_node_"); the tokens of a ROS name never start with a digit, so neither does
+    the id."""
+    tokens = [t for t in str(node_fqn).split("/") if t]
+    return "_".join(tokens) + "_" if tokens else ""
+
+
+def face_rep155_id(face_id: int, prefix: str = "") -> str:
+    """REP-155 face id of a track id, after the node's `prefix` (rep155_id_prefix)."""
+    return f"{prefix}face{int(face_id)}"
 
 
 def valence_arousal(class_names, probs) -> tuple[float, float]:
@@ -47,9 +58,11 @@ class Rep155Publisher:
     """Publishes tracked ids and one Expression topic per face. A face's publisher is destroyed once the face has
     been absent for `forget_after_s` (s, image time), so topics do not flicker on short misses."""
 
-    def __init__(self, node, hri_msgs_module, qos_depth: int = 10, forget_after_s: float = 1.0) -> None:
+    def __init__(self, node, hri_msgs_module, qos_depth: int = 10, forget_after_s: float = 1.0,
+                 id_prefix: str = "") -> None:
         self._node = node
         self._msgs = hri_msgs_module
+        self.id_prefix = id_prefix
         self._depth = qos_depth
         self.forget_after_s = forget_after_s
         self._tracked_pub = node.create_publisher(hri_msgs_module.IdsList, "/humans/faces/tracked", qos_depth)
@@ -58,13 +71,13 @@ class Rep155Publisher:
 
     @classmethod
     def create(cls, node, qos_depth: int = 10, forget_after_s: float = 1.0) -> "Rep155Publisher | None":
-        """A publisher when hri_msgs imports; otherwise one info line and None."""
+        """A publisher with the node's id prefix when hri_msgs imports; otherwise one info line and None."""
         try:
             import hri_msgs.msg as hri
         except ImportError:
             node.get_logger().info("REP-155 output off: hri_msgs is not installed (apt install ros-jazzy-hri-msgs)")
             return None
-        return cls(node, hri, qos_depth, forget_after_s)
+        return cls(node, hri, qos_depth, forget_after_s, rep155_id_prefix(node.get_fully_qualified_name()))
 
     def publish(self, header, results: Iterable[Any], stamp_s: float) -> None:
         """Publish the ids of this frame's faces and the expression of every face whose window was ready;
@@ -72,7 +85,7 @@ class Rep155Publisher:
         results = sorted(results, key=lambda r: int(r.id))
         ids = self._msgs.IdsList()
         ids.header = header
-        ids.ids = [face_rep155_id(r.id) for r in results]
+        ids.ids = [face_rep155_id(r.id, self.id_prefix) for r in results]
         self._tracked_pub.publish(ids)
         for r in results:
             self._last_seen_s[int(r.id)] = stamp_s
@@ -80,7 +93,7 @@ class Rep155Publisher:
                 continue
             pub = self._face_pubs.get(int(r.id))
             if pub is None:
-                topic = f"/humans/faces/{face_rep155_id(r.id)}/expression"
+                topic = f"/humans/faces/{face_rep155_id(r.id, self.id_prefix)}/expression"
                 pub = self._node.create_publisher(self._msgs.Expression, topic, self._depth)
                 self._face_pubs[int(r.id)] = pub
             msg = self._msgs.Expression()

@@ -4,9 +4,15 @@ rclpy's signal handler (SIGINT, SIGTERM) shuts the context down from the signal'
 executor has checked the context and before it builds its wait set, the executor raises ``RCLError`` ("the given
 context is not valid") instead of returning: a clean stop reported as a crash. The loops here treat an RCLError
 raised once the context is shut down as the stop it is, and re-raise it while the context is still valid.
+
+A process with threads of its own that publish (fer_node's worker) needs more: the context must outlive them.
+`StopSignals` takes SIGINT and SIGTERM over from rclpy (initialise with ``SignalHandlerOptions.NO``): a signal only
+asks the spin loop to end, and the process then stops its threads, destroys its node and shuts the context down,
+in that order.
 """
 from __future__ import annotations
 
+import signal
 import threading
 
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -42,3 +48,34 @@ def spin(node, executor=None) -> None:
         executor.remove_node(node)
         if own_executor:
             executor.shutdown()
+
+
+class StopSignals:
+    """Within the `with` block, SIGINT and SIGTERM set `requested` instead of stopping the process; the handlers
+    that were there before come back at the end of the block.
+
+    Pass `requested` as the `stop` of spin_until_shutdown (with a timeout, the longest a stop waits). A second
+    signal while `starting` is true raises KeyboardInterrupt, so a start that takes long (a TensorRT engine build)
+    can still be cut short; set `starting` to False once everything the stop must tear down exists."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.starting = True
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested.is_set() and self.starting:
+            raise KeyboardInterrupt
+        self.requested.set()
+
+    def __enter__(self) -> "StopSignals":
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

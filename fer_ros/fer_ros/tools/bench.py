@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ros.argtypes import number, parse_args
+from fer_ros.argtypes import HelpFormatter, number, parse_args
+from fer_ros.runtime import SETTING_HELP, add_setting_option
 from fer_ros.tools.bench_perception import bench_perception, format_perception, machine_info, time_ms
 
 BATCHES = (1, 2, 4, 8)
@@ -142,15 +143,17 @@ def format_report(r: dict) -> str:
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fer-bench", description=__doc__.split("\n\n")[0] + " Writes JSON to --out.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped ckplus8_default)")
+                                formatter_class=HelpFormatter)
+    add_setting_option(p, "model_path", "--model")
     p.add_argument("--out", type=Path, default=Path("bench_out/bench.json"), help="JSON file to write")
-    p.add_argument("--threads", type=number(int, low=1, says=">= 1"), default=2,
-                   help="CPU threads for inference (the node's num_threads)")
+    add_setting_option(p, "num_threads", "--threads", type=number(int, low=1, says=">= 1"),
+                       help=SETTING_HELP["num_threads"] + ", as fer_node's num_threads parameter")
     p.add_argument("--repeats", type=number(int, low=1, says=">= 1"), default=60, help="timed runs per case")
-    p.add_argument("--warmup", type=int, default=10, help="untimed frames before each pipeline case")
+    p.add_argument("--warmup", type=number(int, low=0, says=">= 0"), default=10,
+                   help="untimed frames before each pipeline case")
     p.add_argument("--backends", default=None,
-                   help="comma-separated backend:device list, e.g. onnxruntime:cpu,torch:cuda (default: all usable)")
+                   help="comma-separated backend:device list, e.g. onnxruntime:cpu,torch:cuda; default: every "
+                        "backend usable here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 

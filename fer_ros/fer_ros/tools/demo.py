@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from fer_ros.argtypes import HelpFormatter, number, parse_args
+from fer_ros.runtime import BACKENDS, SetupError, add_setting_option
 from fer_ros.tools import bagtools, frame_sources, replay
 from fer_ros.tools.bagtools import BagError
 from fer_ros.tools.labels import LabelError
-from fer_ros.runtime import SetupError
 
 CLIP = Path("datasets") / "data" / "carphone_pristine.mp4"
 
@@ -40,20 +41,25 @@ def carphone_clip() -> Path:
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fer_ros.tools.demo", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the bag, plots and results")
-    p.add_argument("--model", type=Path, default=None, help="model directory; default: the shipped ckplus8_default")
-    p.add_argument("--backend", default="auto", help="auto | onnxruntime | torch | tensorrt")
-    p.add_argument("--scale", type=float, default=2.0, help="upscale the 176x144 clip by this factor")
+    add_setting_option(p, "model_path", "--model")
+    add_setting_option(p, "backend", choices=BACKENDS)
+    p.add_argument("--scale", type=number(low=0.0, low_open=True, finite=True, says="a positive number"),
+                   default=2.0, help="upscale the 176x144 clip by this factor")
     p.add_argument("--storage", choices=bagtools.STORAGES, default="mcap", help="bag storage of the demo bag")
-    p.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of the clip")
-    p.add_argument("--sheet-frames", type=int, default=12, help="annotated frames on the contact sheet")
+    p.add_argument("--max-frames", type=number(int, low=1, says=">= 1"), default=None,
+                   help="use only the first N frames of the clip; default: all 120")
+    p.add_argument("--sheet-frames", type=number(int, low=0, says=">= 0"), default=12,
+                   help="annotated frames on the contact sheet")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+    args = parse_args(get_args_parser(), argv, "demo: error")
+    if args is None:
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     t0 = time.perf_counter()
     try:

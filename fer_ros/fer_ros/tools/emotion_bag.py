@@ -15,6 +15,7 @@ from fer_ros.tools.replay_results import FrameRecord
 log = logging.getLogger(LOGGER_NAME)
 
 EMOTION_TYPE = "fer_msgs/msg/FaceEmotionArray"
+EMOTION_TOPIC = "/emotion"  # where a fer_node in the root namespace publishes (bags hold absolute topic names)
 
 
 def emotion_message(record: FrameRecord, class_names: Sequence[str], frame_id: str, points: dict[int, Any]):
@@ -49,7 +50,7 @@ def emotion_message(record: FrameRecord, class_names: Sequence[str], frame_id: s
 class EmotionBagWriter:
     """Collects /emotion messages during a replay, then writes a copy of the input bag with them added."""
 
-    def __init__(self, emotion_topic: str = "/emotion") -> None:
+    def __init__(self, emotion_topic: str = EMOTION_TOPIC) -> None:
         if "fer_msgs/msg/FaceEmotionArray" not in typestore().types:
             raise BagError("fer_msgs message definitions not found (neither installed nor in the source tree); "
                            "cannot write /emotion to a bag")

@@ -40,7 +40,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from fer_ros.argtypes import number, parse_args
+from fer_ros.argtypes import HelpFormatter, number, parse_args
+from fer_ros.runtime import BACKENDS, add_setting_option
 from fer_ros.tools.eval_data import EvalError, open_dataset, predict, prepare
 from fer_ros.tools.eval_report import build_report, format_report, write_outputs
 
@@ -66,21 +67,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Score a trained fer_ros model on labelled face datasets "
                                 "(CK+ release layout, class folders, FER+ or KDEF): accuracy per sequence and per "
                                 "frame with faces not found counted as misses, per-class recall and precision, "
-                                "confusion matrix PNG, JSON report; one report per dataset.")
-    p.add_argument("--model", type=Path, default=None,
-                   help="model directory (manifest.json + model.onnx); default: the shipped default model")
+                                "confusion matrix PNG, JSON report; one report per dataset.",
+                                formatter_class=HelpFormatter)
+    add_setting_option(p, "model_path", "--model")
     p.add_argument("--data", type=Path, required=True, action="append",
                    help="dataset folder in any layout fer-train reads; repeat for several datasets")
     p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: runs/eval/<model name>-<data folder name(s)>)")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
-                   help="inference engine backend, as for the node (default: auto)")
-    p.add_argument("--device", default="auto", help="device for the engine (auto, cpu, cuda, cuda:0)")
-    p.add_argument("--fp16", action="store_true", help="half precision where the backend supports it (GPU)")
-    p.add_argument("--engine-cache-dir", type=Path, default=None,
-                   help="folder for built engines (TensorRT plans), as for the node")
+                   help="output folder; default: runs/eval/<model name>-<data folder name(s)>")
+    g = p.add_argument_group("inference (fer_node's parameters of the same names: same meaning, same defaults)")
+    add_setting_option(g, "backend", choices=BACKENDS)
+    add_setting_option(g, "device")
+    add_setting_option(g, "fp16")
+    add_setting_option(g, "engine_cache_dir")
     p.add_argument("--cache-dir", type=Path, default=None,
-                   help="landmark/crop cache folder (default: <out>/cache; keep it out of version control)")
+                   help="landmark/crop cache folder; default: <out>/cache (keep it out of version control)")
     p.add_argument("--no-cache", action="store_true", help="compute landmarks and crops without a disk cache")
     p.add_argument("--no-neutral-samples", action="store_true",
                    help="do not score neutral frames as samples of their own (7-class data); they still serve "
@@ -90,7 +90,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "with the first frame of the same subject's nearest other sequence")
     p.add_argument("--no-frame-level", action="store_true", help="sequence level only")
     p.add_argument("--batch-size", type=number(int, low=1, says="at least 1"), default=64,
-                   help="samples per engine call (default 64)")
+                   help="samples per engine call")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from fer_ros.argtypes import number, parse_args
+from fer_ros.argtypes import HelpFormatter, number, parse_args
 from fer_ros.tools.bagtools import DEFAULT_TOPIC, STORAGES, BagError, write_image_bag
 from fer_ros.tools.frame_sources import (ckplus_labels, find_ckplus_sequence, folder_frames, image_files,
                                          labels_path_for, video_frames, video_info)
@@ -28,28 +28,33 @@ def get_args_parser() -> argparse.ArgumentParser:
         prog="fer-make-bag",
         description="Make a rosbag2 bag (sqlite3 or mcap) of camera images from a video file, an image folder or a "
                     "CK+ sequence (plus its label file). No ROS install needed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("source_kind", choices=("video", "folder", "ckplus"),
                    help="video: a video file OpenCV reads; folder: images sorted by name; ckplus: one CK+ sequence "
                         "folder (official release) or, with --sequence, a class-folder root")
     p.add_argument("source", type=Path, help="the video file or folder")
     p.add_argument("out", type=Path, help="output bag folder")
-    p.add_argument("--rate-hz", type=float, default=None,
+    p.add_argument("--rate-hz", type=number(low=0.0, low_open=True, finite=True, says="a positive rate"), default=None,
                    help="frames per second; default: the video's own rate, 30 for folders, 10 for CK+")
     p.add_argument("--topic", default=DEFAULT_TOPIC, help="image topic (\"/compressed\" is appended with --compressed)")
     p.add_argument("--storage", choices=STORAGES, default="sqlite3", help="bag storage format")
     p.add_argument("--encoding", default="bgr8", help="sensor_msgs/Image encoding (rgb8, bgr8, mono8, ...)")
     p.add_argument("--compressed", choices=("jpeg", "png"), default=None,
-                   help="write sensor_msgs/CompressedImage in this format instead of raw Image")
+                   help="write sensor_msgs/CompressedImage in this format; default: raw sensor_msgs/Image")
     p.add_argument("--frame-id", default="camera", help="header frame_id")
     p.add_argument("--scale", type=number(low=0.0, low_open=True, finite=True, says="a positive number"), default=1.0,
                    help="resize frames by this factor (e.g. 3 for tiny clips)")
     p.add_argument("--max-frames", type=number(int, low=1, says=">= 1"), default=None,
-                   help="stop after this many frames")
-    p.add_argument("--start-time-s", type=float, default=1_700_000_000.0, help="stamp of the first frame (s)")
-    p.add_argument("--sequence", default=None, help="ckplus with class folders: the sequence, e.g. S011_006")
-    p.add_argument("--neutral-frames", type=int, default=1, help="ckplus: first frames labelled neutral")
-    p.add_argument("--peak-frames", type=int, default=3, help="ckplus: last frames labelled with the emotion")
+                   help="stop after this many frames; default: all of the source's")
+    p.add_argument("--start-time-s", type=number(low=0.0, finite=True, says="a time in s >= 0"),
+                   default=1_700_000_000.0, help="stamp of the first frame (s)")
+    p.add_argument("--sequence", default=None,
+                   help="ckplus with class folders: the sequence, e.g. S011_006; default: none (SOURCE is one "
+                        "sequence folder)")
+    p.add_argument("--neutral-frames", type=number(int, low=0, says=">= 0"), default=1,
+                   help="ckplus: first frames labelled neutral")
+    p.add_argument("--peak-frames", type=number(int, low=0, says=">= 0"), default=3,
+                   help="ckplus: last frames labelled with the emotion")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
     return p
 

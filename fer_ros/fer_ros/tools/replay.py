@@ -30,13 +30,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fer_ros.argtypes import number, parse_args
+from fer_ros.argtypes import HelpFormatter, number, parse_args
+from fer_ros.face_state import NEUTRAL_POLICIES
 from fer_ros.ratelimit import LOGGER_NAME
-from fer_ros.runtime import RecognizerSettings, SetupError, build_recognizer, smooth_results
+from fer_ros.runtime import (BACKENDS, RecognizerSettings, SetupError, add_setting_option, build_recognizer,
+                             smooth_results)
 from fer_ros.smoothing import ProbabilitySmoother
 from fer_ros.tools.bagtools import STORAGES, BagError, BagFrame, ImageBagReader, bag_storage
 from fer_ros.tools.contact_sheet import ContactSheetCollector
-from fer_ros.tools.emotion_bag import EmotionBagWriter
+from fer_ros.tools.emotion_bag import EMOTION_TOPIC, EmotionBagWriter
 from fer_ros.tools.labels import LabelError, LabelSet, load_labels
 from fer_ros.tools.replay_results import (FaceRecord, FrameRecord, ReplayResult, evaluate_records, format_summary,
                                           summarize, timeline_tracks, write_frames_csv, write_results_json)
@@ -168,36 +170,41 @@ class ReplayError(RuntimeError):
 # CLI
 # --------------------------------------------------------------------------------------------------------------
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fer-replay", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="fer-replay", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("bag", type=Path, help="rosbag2 bag folder (sqlite3 or mcap)")
-    p.add_argument("--topic", default=None, help="image topic (Image or CompressedImage); default: the only one")
+    p.add_argument("--topic", default=None,
+                   help="image topic (Image or CompressedImage); default: the bag's only image topic")
     p.add_argument("--out", type=Path, default=None, help="output folder; default: <bag>_replay next to the bag")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    g = p.add_argument_group("recognition (same meaning as fer_node's parameters)")
-    g.add_argument("--model", type=Path, default=None, help="model directory; default: the shipped ckplus8_default")
-    g.add_argument("--backend", default="auto", help="auto | onnxruntime | torch | tensorrt")
-    g.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
-    g.add_argument("--fp16", action="store_true", help="half precision where the backend supports it (GPU)")
-    g.add_argument("--engine-cache-dir", type=Path, default=None, help="TensorRT engine cache; default: backend's")
-    g.add_argument("--max-faces", type=int, default=4, help="most faces tracked per frame")
-    g.add_argument("--min-face-size-px", type=float, default=0.0, help="smaller faces (box side, px) are ignored")
-    g.add_argument("--face-timeout-s", type=float, default=1.0, help="a face unseen this long (s) is dropped")
-    g.add_argument("--neutral-policy", default="auto", help="how each face's neutral reference is chosen")
-    g.add_argument("--smoothing-time-constant-s", type=number(low=0.0, finite=True, says="a number of seconds >= 0"),
-                   default=0.0, help="score smoothing per face, s")
+    g = p.add_argument_group("recognition (fer_node's parameters of the same names: same meaning, same defaults)")
+    add_setting_option(g, "model_path", "--model")
+    add_setting_option(g, "backend", choices=BACKENDS)
+    add_setting_option(g, "device")
+    add_setting_option(g, "fp16")
+    add_setting_option(g, "engine_cache_dir")
+    add_setting_option(g, "max_faces", type=number(int, low=1, says="at least 1"))
+    add_setting_option(g, "min_face_size_px", type=number(int, low=0, says="a number of pixels >= 0"))
+    add_setting_option(g, "face_timeout_s", type=number(low=0.0, finite=True, says="a number of seconds >= 0"))
+    add_setting_option(g, "neutral_policy", choices=NEUTRAL_POLICIES)
+    add_setting_option(g, "smoothing_time_constant_s",
+                       type=number(low=0.0, finite=True, says="a number of seconds >= 0"))
     g.add_argument("--realtime", action="store_true",
                    help="process at the recorded pace, dropping frames that arrive while busy (like the node)")
     g.add_argument("--max-frames", type=number(int, low=1, says=">= 1"), default=None,
-                   help="stop after this many frames")
+                   help="stop after this many frames; default: all of them")
     o = p.add_argument_group("outputs")
     o.add_argument("--labels", type=Path, default=None,
-                   help="ground-truth label file (see fer_ros.tools.labels): adds accuracy, recall, confusion matrix")
-    o.add_argument("--out-bag", type=Path, default=None, help="write a copy of the bag with /emotion added here")
-    o.add_argument("--out-bag-storage", choices=STORAGES, default=None, help="default: the input bag's storage")
-    o.add_argument("--emotion-topic", default="/emotion", help="topic of the FaceEmotionArray messages (--out-bag)")
+                   help="ground-truth label file (see fer_ros.tools.labels): adds accuracy, recall, confusion "
+                        "matrix; default: none")
+    o.add_argument("--out-bag", type=Path, default=None,
+                   help="write a copy of the bag with the FaceEmotionArray messages added here; default: none")
+    o.add_argument("--out-bag-storage", choices=STORAGES, default=None,
+                   help="storage of --out-bag; default: the input bag's storage")
+    o.add_argument("--emotion-topic", default=EMOTION_TOPIC,
+                   help="topic of the FaceEmotionArray messages in --out-bag (where a fer_node in the root "
+                        "namespace publishes them)")
     o.add_argument("--contact-sheet", type=number(int, low=0, says=">= 0"), default=0, metavar="N",
-                   help="also write contact_sheet.png with N annotated frames spread over the bag")
+                   help="also write contact_sheet.png with N annotated frames spread over the bag; 0 = none")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --out-bag")
     return p
 
