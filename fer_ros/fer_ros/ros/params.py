@@ -50,8 +50,9 @@ DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
                          IntegerRange(from_value=0, to_value=4096, step=1)),
     "window_length": ("Frames per face clip; 0 = the model's own (must equal it otherwise).", True,
                       IntegerRange(from_value=0, to_value=64, step=1)),
-    "neutral_policy": ("How a face's neutral reference is chosen: auto (the model's neutral class when it has one, "
-                       "else least_motion), least_motion, first_frame or manual (only ~/capture_neutral).", False,
+    "neutral_policy": ("How a face's neutral reference is chosen: auto (least_motion until the model calls a frame "
+                       "neutral, then the frame it calls neutral with the highest probability), least_motion, "
+                       "first_frame or manual (only ~/capture_neutral).", False,
                        NEUTRAL_POLICIES),
     "smoothing_time_constant_s": ("Exponential smoothing of each face's scores, time constant in s; 0 = off.",
                                   False, FloatingPointRange(from_value=0.0, to_value=60.0, step=0.0)),
