@@ -175,7 +175,7 @@ def _peak_growth_mib(decode) -> tuple[float, float]:
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
 @pytest.mark.parametrize("case", ["raw step of 4 GB", "JPEG declaring 30000x30000", "PNG of 30000x30000 zeros"])
 def test_huge_declared_sizes_are_refused_fast_and_small(case):
-    from hostile_images import jpeg_declaring, png_of_zeros
+    from fer_ros.ros.malformed import jpeg_declaring, png_of_zeros
     if case == "raw step of 4 GB":
         seconds, mib, err = _peak_growth_mib(lambda: image_to_rgb8(1, 1, "mono8", 0, 4294967295, b"\x01"))
         assert err.cause == "bad size" and "longer than all of the image data" in str(err)
@@ -263,3 +263,16 @@ def test_decoded_frames_do_not_share_the_message_buffer(small_rgb):
     raw = encode_rgb8(small_rgb, "rgb8")
     out = image_to_rgb8(raw.height, raw.width, "rgb8", 0, raw.step, raw.data)
     assert out.flags.writeable and out.flags.c_contiguous
+
+
+def test_the_hostile_set_gets_the_causes_it_names(small_rgb):
+    """The malformed messages the soak benchmark and the node test send are refused for the cause they name."""
+    from fer_ros.ros.malformed import bad_images
+    ok, jpg = cv2.imencode(".jpg", small_rgb)
+    for bad in bad_images(jpg.tobytes()):
+        with pytest.raises(ImageDecodeError) as info:
+            if bad.compressed_format is None:
+                image_to_rgb8(*bad.fields)
+            else:
+                compressed_to_rgb8(bad.compressed_format, bad.data)
+        assert info.value.cause == bad.cause, (bad.name, str(info.value))

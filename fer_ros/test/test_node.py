@@ -103,61 +103,35 @@ def test_compressed_image(fer, face_frame):
     assert box_center_inside(got.faces[0].box, regions[0])
 
 
-def _bad_images():
-    """(cause, message): malformed raw images, two of them with the same cause."""
-    def img(h, w, enc, step, n):
-        m = Image(height=h, width=w, encoding=enc, is_bigendian=0, step=step)
-        m.data = bytes(n)
-        return m
-    return [("bad size", img(480, 640, "rgb8", 100, 480 * 100)), ("bad data", img(480, 640, "rgb8", 1920, 1000)),
-            ("unsupported encoding", img(480, 640, "rgb9", 1920, 480 * 1920)), ("bad size", img(0, 0, "rgb8", 0, 0)),
-            ("bad size", img(1, 1, "mono8", 4294967295, 1))]  # a step that would have padded 4 GB
-
-
-def _bad_compressed(frame):
-    """(cause, message): a JPEG declaring 30000x30000 px, a PNG whose data libpng rejects."""
-    import cv2
-    from hostile_images import jpeg_declaring
-
-    def msg(fmt, data):
-        m = CompressedImage(format=fmt)
-        m.data = data
-        return m
-    ok, png = cv2.imencode(".png", frame[:64, :64])
-    damaged = bytearray(png.tobytes())
-    damaged[41:45] = b"\x00\x00\x00\x00"  # the zlib header of the image data
-    return [("too large", msg("jpeg", jpeg_declaring(30000, 30000))), ("corrupt", msg("png", bytes(damaged)))]
-
-
 def test_malformed_input_is_rejected_and_the_node_keeps_running(fer, face_frame):
+    import cv2
+    from fer_ros.ros.malformed import bad_images, to_message
     node, client = fer
     frame, regions = face_frame
+    ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    bad = bad_images(jpg.tobytes())
     before = len(node.lines)
     rss_before = node.rss_mib()
     node.reset_peak_rss()
-    raw, compressed = _bad_images(), _bad_compressed(frame)
-    for _, bad in raw:
-        bad.header.stamp.sec, bad.header.stamp.nanosec = divmod(client.stamp(), 1_000_000_000)
-        client.image_pub.publish(bad)
+    for item in bad:
+        msg = to_message(item)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(client.stamp(), 1_000_000_000)
+        (client.image_pub if item.compressed_format is None else client.compressed_pub).publish(msg)
         client.spin_for(0.3)  # one at a time, so none is replaced before it is looked at
-    for _, bad in compressed:
-        client.compressed_pub.publish(bad)
-        client.spin_for(0.5)
     msg = client.send_until(frame, lambda m: len(m.faces) == 1, timeout_s=10.0)
     assert msg is not None and node.proc.poll() is None, node.output[-3000:]
     said = node.lines[before:]
     warnings = [line for line in said if "rejected image" in line]
     # One line per cause within the rate limit's period: a repeated cause is held back, a new one is not.
-    causes = {cause for cause, _ in raw + compressed}
-    assert len(warnings) == len(causes), "one warning per cause:\n" + "\n".join(warnings)
-    assert any("30000x30000" in w and "max_image_pixels" in w for w in warnings), warnings
+    assert len(warnings) == len({item.cause for item in bad}), "one warning per cause:\n" + "\n".join(warnings)
+    assert any("larger than" in w and "max_image_pixels" in w for w in warnings), warnings
     assert any("libpng error" in w for w in warnings), "the decoder's own words belong in the warning"
     assert not [line for line in said if "libpng" in line and "rejected image" not in line], said
     assert "Traceback" not in node.output
     assert node.peak_rss_mib() - rss_before < 300.0, "a refused image must not allocate what it declares"
     client.spin_for(1.2)  # a diagnostics period
     values = {kv.key: kv.value for kv in client.diagnostics[-1].status[0].values}
-    assert int(values["frames_rejected"]) == len(raw) + len(compressed)
+    assert int(values["frames_rejected"]) == len(bad)
 
 
 def test_capture_neutral_service(fer, face_frame):
