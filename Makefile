@@ -2,13 +2,15 @@
 SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 PYTEST_ARGS ?=
+MINUTES ?= 10
 
-.PHONY: setup test demo bench clean help
+.PHONY: setup test demo bench soak clean help
 
 help:
 	@echo "make demo   set up, then replay a real talking-face clip through the shipped model"
 	@echo "make test   set up, then run every test"
 	@echo "make bench  set up, then measure per-stage and per-backend timings (JSON in bench_out/)"
+	@echo "make soak   set up, then feed fer_node a face and malformed messages for MINUTES (10) minutes (JSON in soak_out/)"
 	@echo "make setup  only set up (.venv/, build/, install/); idempotent"
 	@echo "make clean  remove everything setup made"
 
@@ -23,6 +25,9 @@ demo: setup
 
 bench: setup
 	@$(ENV) python -m fer_ros.tools.bench --out bench_out/bench.json
+
+soak: setup
+	@$(ENV) python -m fer_ros.ros.soak --minutes $(MINUTES) --json soak_out/soak.json
 
 clean:
 	rm -rf .venv build install log .setup-stamps

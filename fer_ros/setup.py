@@ -41,6 +41,8 @@ setup(
             "fer-bench = fer_ros.tools.bench:main",
             "publish_bag = fer_ros.ros.bag_publisher:main",
             "fer-publish-bag = fer_ros.ros.bag_publisher:main",
+            "soak = fer_ros.ros.soak:main",
+            "fer-soak = fer_ros.ros.soak:main",
         ],
     },
 )

@@ -1,8 +1,12 @@
 """Per-face state: the window of the last T preprocessed frames and the face's neutral reference.
 
 Neutral reference policies (NEUTRAL_POLICIES):
-- "auto": the model's choice when a model with a "neutral" class is attached (the frame with the highest
-  neutral probability so far), else "least_motion".
+- "auto": "least_motion" until the model (one with a "neutral" class) calls a frame of the face neutral, its most
+  probable class; from then on the frame it calls neutral with the highest probability. The neutral probability
+  of a frame the model reads as another expression is not a measure of rest: it is small, and it is computed
+  against the present reference, so the highest of such values picks the frame whose misalignment with the
+  reference confuses the model most, after which no frame can displace it. Identical faces then lock onto
+  references of different phases of the landmarker's jitter and disagree for as long as they are tracked.
 - "least_motion": during the first `neutral_search_s` of the track (at most `max_neutral_candidates` frames),
   the frame whose landmarks are nearest (weighted by landmark_scheme.point_weights) to the mean of those
   frames; fixed afterwards. A face usually starts out at rest, and a resting face is what its shape averages to.
@@ -134,10 +138,11 @@ class FaceTrackState:
         self._close_search()
         return True
 
-    def offer_neutral_probability(self, probability: float) -> bool:
-        """The model's neutral probability for the newest frame ("auto" policy with a neutral class): the newest
-        frame becomes the reference when this is the highest so far. Returns whether it did."""
-        if self.neutral_policy != "auto" or not self.samples:
+    def offer_neutral_probability(self, probability: float, neutral_is_top: bool) -> bool:
+        """The model's neutral probability for the newest frame ("auto" policy with a neutral class) and whether
+        neutral is the model's most probable class for it: the newest frame becomes the reference when the model
+        calls it neutral with the highest probability so far. Returns whether it did."""
+        if self.neutral_policy != "auto" or not self.samples or not neutral_is_top:
             return False
         if self.neutral is not None and self.neutral.source == "captured":
             return False

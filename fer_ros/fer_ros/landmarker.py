@@ -37,6 +37,10 @@ DEFAULT_MAX_DETECT_SIDE_PX = 1280
 MIN_FRAME_SIDE_PX = 8
 # Frames with a shorter side below this are not tiled for small faces (px).
 MIN_SEARCH_SIDE_PX = 256
+# A small face's crop is kept from frame to frame while the crop its new box asks for moves none of its edges by
+# more than this share of its side: re-centring on every frame's box feeds the landmarks' own sub-pixel wobble back
+# into the crop, and a still face then alternates between two sets of landmarks.
+ROI_HOLD = 0.05
 
 
 class LandmarkerError(RuntimeError):
@@ -181,7 +185,7 @@ class MediaPipeLandmarker:
             self._detector = vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
                 base_options=BaseOptions(model_asset_buffer=detector_model), running_mode=vision.RunningMode.IMAGE,
                 min_detection_confidence=float(min_detection_confidence)))
-        self._roi_boxes: list[tuple[float, float, float, float]] = []  # faces of the last frame, detection px
+        self._roi_boxes: list[tuple[tuple, tuple | None]] = []  # last frame's faces: (box, crop), detection px
         self._last_search_s: float | None = None
         self._last_ts_ms: int | None = None
         self._offset_ms = 0
@@ -207,12 +211,16 @@ class MediaPipeLandmarker:
             scale_x = scale_y = 1.0
         ts_ms = self._timestamp_ms(stamp_s) if self.mode == "video" else None
         found = self._detect_full(frame, ts_ms)
+        crops: list = [None] * len(found)  # the crop a small face was landmarked on
         if self.small_faces:
             if len(found) < self.max_faces:
-                found += self._detect_small(frame, found, ts_ms)
+                small = self._detect_small(frame, found, ts_ms)
+                found += [face for face, _ in small]
+                crops += [crop for _, crop in small]
             # In VIDEO mode every face of this frame is looked for by its crop next frame if the whole-frame pass
             # misses it then.
-            self._roi_boxes = [_box_of(p) for p, _, _ in found] if ts_ms is not None else []
+            self._roi_boxes = ([(_box_of(p), crop) for (p, _, _), crop in zip(found, crops)]
+                               if ts_ms is not None else [])
         faces = []
         for pts, bs, names in found:
             pts = pts.copy()
@@ -247,29 +255,30 @@ class MediaPipeLandmarker:
         return _unpack(result, frame.shape[1], frame.shape[0], 0.0, 0.0)
 
     def _detect_small(self, frame: np.ndarray, found: list, ts_ms: int | None) -> list:
-        """Faces the whole-frame pass missed: last frame's faces by their crop, new ones by the tile search."""
+        """[(face, crop)]: faces the whole-frame pass missed, last frame's faces by their crop, new ones by the
+        tile search."""
         h, w = frame.shape[:2]
         known = [_box_of(p) for p, _, _ in found]
-        candidates = [b for b in self._roi_boxes if not any(_iou(b, k) > 0.3 for k in known)]
+        candidates = [(b, crop) for b, crop in self._roi_boxes if not any(_iou(b, k) > 0.3 for k in known)]
         now_s = ts_ms / 1000.0 if ts_ms is not None else None
         due = (now_s is None or self._last_search_s is None or now_s < self._last_search_s
                or now_s - self._last_search_s >= self.search_period_s)
         if due and min(h, w) >= MIN_SEARCH_SIDE_PX and len(known) + len(candidates) < self.max_faces:
             self._last_search_s = now_s
             for box in self._search_tiles(frame):
-                if not any(_iou(box, k) > 0.2 for k in known + candidates):
-                    candidates.append(box)
+                if not any(_iou(box, k) > 0.2 for k in known + [b for b, _ in candidates]):
+                    candidates.append((box, None))
         out, boxes = [], []
-        for box in candidates:
+        for box, last_crop in candidates:
             if len(found) + len(out) >= self.max_faces:
                 break
-            face = self._landmark_roi(frame, box)
+            face, crop = self._landmark_roi(frame, box, last_crop)
             if face is None:
                 continue
             fbox = _box_of(face[0])
             if any(_iou(fbox, k) > 0.3 for k in known + boxes):
                 continue
-            out.append(face)
+            out.append((face, crop))
             boxes.append(fbox)
         return out
 
@@ -290,20 +299,25 @@ class MediaPipeLandmarker:
                         boxes.append(box)
         return boxes
 
-    def _landmark_roi(self, frame: np.ndarray, box) -> tuple | None:
-        """The face nearest the centre of a square crop of roi_scale times the box around it, or None."""
+    def _landmark_roi(self, frame: np.ndarray, box, last_crop=None) -> tuple:
+        """(the face nearest the centre of a square crop of roi_scale times the box around it, or None; the crop
+        (x0, y0, x1, y1) used). `last_crop`, the crop this face was found in last frame, is used again while the
+        new one would differ from it by less than ROI_HOLD of its side."""
         h, w = frame.shape[:2]
         cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
         half = max(box[2] - box[0], box[3] - box[1]) * self.roi_scale / 2.0
-        x0, y0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
-        x1, y1 = int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half)))
+        crop = (int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half))),
+                int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half))))
+        if last_crop is not None and max(abs(a - b) for a, b in zip(crop, last_crop)) <= ROI_HOLD * 2.0 * half:
+            crop = last_crop
+        x0, y0, x1, y1 = crop
         if x1 - x0 < MIN_FRAME_SIDE_PX or y1 - y0 < MIN_FRAME_SIDE_PX:
-            return None
+            return None, crop
         result = self._roi_landmarker.detect(_mp_image(frame[y0:y1, x0:x1]))
         faces = _unpack(result, x1 - x0, y1 - y0, float(x0), float(y0))
         if not faces:
-            return None
-        return min(faces, key=lambda f: float(np.hypot(*(f[0][:, :2].mean(axis=0) - (cx, cy)))))
+            return None, crop
+        return min(faces, key=lambda f: float(np.hypot(*(f[0][:, :2].mean(axis=0) - (cx, cy))))), crop
 
     def _timestamp_ms(self, stamp_s: float | None) -> int:
         """A strictly increasing ms timestamp for VIDEO mode from the frame stamp (or a 33 ms frame counter)."""

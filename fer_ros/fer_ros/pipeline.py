@@ -228,7 +228,8 @@ class Recognizer:
         for row, i in enumerate(ready):
             out[i] = probs[row]
             if self._neutral_index is not None:
-                states[i].offer_neutral_probability(float(probs[row, self._neutral_index]))
+                states[i].offer_neutral_probability(float(probs[row, self._neutral_index]),
+                                                    int(np.argmax(probs[row])) == self._neutral_index)
         return out
 
     def _result(self, face: FaceLandmarks, state: FaceTrackState, probs: np.ndarray | None) -> FaceResult:

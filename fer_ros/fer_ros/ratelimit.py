@@ -42,14 +42,19 @@ class RateLimiter:
                 self._last.pop(key, None)
                 self._suppressed.pop(key, None)
 
-    def log(self, logger: logging.Logger, level: int, key: str, message: str) -> bool:
-        """Log `message` at `level` if the key is due; returns whether it was logged."""
+    def say(self, key: str, message: str, emit: Callable[[str], None]) -> bool:
+        """Pass `message` to `emit` (any logging function) if the key is due, with how many messages of the key
+        were held back since; returns whether it was passed."""
         ok, held = self.allow(key)
         if ok:
             if held:
                 message = f"{message} ({held} similar message{'s' if held != 1 else ''} suppressed)"
-            logger.log(level, message)
+            emit(message)
         return ok
+
+    def log(self, logger: logging.Logger, level: int, key: str, message: str) -> bool:
+        """Log `message` at `level` if the key is due; returns whether it was logged."""
+        return self.say(key, message, lambda text: logger.log(level, text))
 
     def warning(self, key: str, message: str, logger: logging.Logger | None = None) -> bool:
         """Rate-limited warning on the "fer_ros" logger (or `logger`)."""

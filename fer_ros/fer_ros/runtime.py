@@ -58,9 +58,9 @@ SETTING_HELP = {
     "max_faces": "most faces tracked per frame",
     "min_face_size_px": "faces with a box side smaller than this (px) are not reported",
     "window_length": "frames per face clip; 0 = the model's own (must equal it otherwise)",
-    "neutral_policy": "how a face's neutral reference is chosen: auto (the model's neutral class when it has one, "
-                      "else least_motion), least_motion, first_frame or manual (only when asked: fer_node's "
-                      "~/capture_neutral service)",
+    "neutral_policy": "how a face's neutral reference is chosen: auto (least_motion until the model calls a frame "
+                      "neutral, then the frame it calls neutral with the highest probability), least_motion, "
+                      "first_frame or manual (only when asked: fer_node's ~/capture_neutral service)",
     "smoothing_time_constant_s": "exponential smoothing of each face's scores, time constant in s; 0 = off",
     "face_timeout_s": "a face unseen for longer than this (s) is dropped; if it returns it gets a new id",
 }

@@ -105,6 +105,25 @@ def place_faces(face_rgb: np.ndarray, count: int = 1, size=(480, 640), scale: fl
     return frame, regions
 
 
+def face_grid(face_rgb: np.ndarray, rows: int, cols: int, side: int, size=(480, 640)) -> tuple[np.ndarray, list]:
+    """`rows` x `cols` copies of the astronaut's head region (`side` px square), evenly spread on a gray (H, W)
+    canvas: the same face, only shifted. Returns the RGB frame and the (x0, y0, x1, y1) pasted regions."""
+    import cv2
+    head = cv2.resize(face_rgb[0:256, 96:352], (side, side), interpolation=cv2.INTER_AREA)
+    h, w = size
+    gap_x, gap_y = (w - cols * side) // (cols + 1), (h - rows * side) // (rows + 1)
+    if gap_x < 0 or gap_y < 0:
+        raise ValueError("faces do not fit in the frame")
+    frame = np.full((h, w, 3), 110, np.uint8)
+    regions = []
+    for r in range(rows):
+        for c in range(cols):
+            x0, y0 = gap_x + c * (side + gap_x), gap_y + r * (side + gap_y)
+            frame[y0:y0 + side, x0:x0 + side] = head
+            regions.append((x0, y0, x0 + side, y0 + side))
+    return frame, regions
+
+
 @pytest.fixture(scope="session")
 def face_frame(astronaut_rgb):
     """A 640x480 RGB frame with one real face, and its pasted region."""

@@ -56,6 +56,17 @@ class NodeProcess:
                 return int(line.split()[1]) / 1024.0
         raise RuntimeError("no VmRSS")
 
+    def reset_peak_rss(self) -> None:
+        """Start the node's peak resident memory (VmHWM) afresh from its present size."""
+        Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
+
+    def peak_rss_mib(self) -> float:
+        """The node's peak resident memory (MiB) since it started or since reset_peak_rss()."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+        raise RuntimeError("no VmHWM")
+
     def stop(self, sig) -> tuple[int, str]:
         """Send `sig` to the process group and wait (kill after 15 s); returns (returncode, all output)."""
         if self.proc.poll() is None:

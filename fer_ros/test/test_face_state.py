@@ -118,24 +118,40 @@ def test_capture_replaces_automatic_reference():
     for i in range(2, 40):
         st.push(sample(NEUTRAL), i / FPS)
     assert st.neutral.source == "captured" and np.allclose(st.neutral.points68, smiling(0.05))
-    assert not st.offer_neutral_probability(0.99)
+    assert not st.offer_neutral_probability(0.99, True)
 
 
 def test_model_neutral_probability_in_auto_policy():
     st = FaceTrackState(1, neutral_policy="auto")
     st.push(sample(smiling(0.1)), 0.0)
     assert st.neutral.source == "least_motion"  # before any model output
-    assert st.offer_neutral_probability(0.2)
+    assert st.offer_neutral_probability(0.4, True)
     assert st.neutral.source == "model"
     st.push(sample(NEUTRAL), 1 / FPS)
-    assert st.offer_neutral_probability(0.9)
+    assert st.offer_neutral_probability(0.9, True)
     st.push(sample(smiling(0.05)), 2 / FPS)
-    assert not st.offer_neutral_probability(0.5)
-    assert not st.offer_neutral_probability(float("nan"))
+    assert not st.offer_neutral_probability(0.5, True)
+    assert not st.offer_neutral_probability(float("nan"), True)
     assert np.allclose(st.neutral.points68, NEUTRAL) and st.neutral.score == pytest.approx(0.9)
     other = FaceTrackState(2, neutral_policy="least_motion")
     other.push(sample(NEUTRAL), 0.0)
-    assert not other.offer_neutral_probability(0.9)  # only "auto" listens to the model
+    assert not other.offer_neutral_probability(0.9, True)  # only "auto" listens to the model
+
+
+def test_auto_policy_ignores_the_neutral_probability_of_a_face_read_as_another_expression():
+    """A smiling face's neutral probability is small noise that depends on the present reference: the highest
+    such value must not replace the least_motion reference, or identical faces lock onto different ones."""
+    st = FaceTrackState(1, neutral_policy="auto")
+    for i in range(5):
+        st.push(sample(smiling(0.1 + 0.002 * (i % 2))), i / FPS)
+        chosen = st.neutral.stamp_s
+        assert not st.offer_neutral_probability(0.01 + 0.001 * i, False)
+        assert st.neutral.source == "least_motion" and st.neutral.stamp_s == chosen
+    st.push(sample(NEUTRAL), 5 / FPS)
+    assert st.offer_neutral_probability(0.6, True)  # called neutral: now the model chooses
+    st.push(sample(smiling(0.1)), 6 / FPS)
+    assert not st.offer_neutral_probability(0.7, False)
+    assert np.allclose(st.neutral.points68, NEUTRAL) and st.neutral.score == pytest.approx(0.6)
 
 
 def test_policy_change_and_validation():

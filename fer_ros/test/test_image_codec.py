@@ -153,3 +153,126 @@ def test_truncated_jpeg_is_rejected(small_rgb):
     ok, jpg = cv2.imencode(".jpg", small_rgb)
     with pytest.raises(ImageDecodeError, match="could not be decoded"):
         compressed_to_rgb8("jpeg", jpg.tobytes()[: jpg.size // 2])
+
+
+# --- sizes declared before anything is allocated ---------------------------------------------------------------------
+def _peak_growth_mib(decode) -> tuple[float, float]:
+    """(seconds, peak resident memory growth in MiB) of decode(), which must raise ImageDecodeError."""
+    import re
+    import time
+    from pathlib import Path
+
+    def status(key: str) -> float:
+        return int(re.search(rf"{key}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024.0
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM starts again from the present size
+    base = status("VmRSS")
+    t0 = time.perf_counter()
+    with pytest.raises(ImageDecodeError) as info:
+        decode()
+    return time.perf_counter() - t0, status("VmHWM") - base, info.value
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+@pytest.mark.parametrize("case", ["raw step of 4 GB", "JPEG declaring 30000x30000", "PNG of 30000x30000 zeros"])
+def test_huge_declared_sizes_are_refused_fast_and_small(case):
+    from fer_ros.ros.malformed import jpeg_declaring, png_of_zeros
+    if case == "raw step of 4 GB":
+        seconds, mib, err = _peak_growth_mib(lambda: image_to_rgb8(1, 1, "mono8", 0, 4294967295, b"\x01"))
+        assert err.cause == "bad size" and "longer than all of the image data" in str(err)
+    elif case == "JPEG declaring 30000x30000":
+        data = jpeg_declaring(30000, 30000)
+        assert len(data) < 1000
+        seconds, mib, err = _peak_growth_mib(lambda: compressed_to_rgb8("jpeg", data))
+        assert err.cause == "too large" and "30000x30000" in str(err)
+    else:  # the first 2000 rows of 30000 zeros are real; the header declares all 30000 (900 MB decoded)
+        data = png_of_zeros(30000, 30000, rows=2000)
+        seconds, mib, err = _peak_growth_mib(lambda: compressed_to_rgb8("png", data))
+        assert err.cause == "too large"
+    assert seconds < 1.0 and mib < 300.0, (seconds, mib)
+
+
+def test_the_pixel_limit_is_the_callers():
+    ok, png = cv2.imencode(".png", np.zeros((40, 50), np.uint8))
+    assert compressed_to_rgb8("png", png.tobytes(), max_pixels=2000).shape == (40, 50, 3)
+    with pytest.raises(ImageDecodeError, match="50x40 px is larger than the 1999 px") as info:
+        compressed_to_rgb8("png", png.tobytes(), max_pixels=1999)
+    assert info.value.cause == "too large"
+    assert image_to_rgb8(40, 50, "mono8", 0, 50, bytes(2000), max_pixels=2000).shape == (40, 50, 3)
+    with pytest.raises(ImageDecodeError, match="larger than") as info:
+        image_to_rgb8(40, 50, "mono8", 0, 50, bytes(2000), max_pixels=1999)
+    assert info.value.cause == "too large"
+
+
+def test_only_jpeg_and_png_are_decoded(small_rgb):
+    for ext in (".bmp", ".tiff", ".webp"):
+        ok, data = cv2.imencode(ext, small_rgb)
+        with pytest.raises(ImageDecodeError, match="neither JPEG nor PNG") as info:
+            compressed_to_rgb8("bgr8; " + ext[1:], data.tobytes())
+        assert info.value.cause == "unsupported format"
+
+
+def test_jpeg_with_too_many_scans_is_refused(small_rgb):
+    from fer_ros.image_codec import MAX_JPEG_SCANS
+    ok, jpg = cv2.imencode(".jpg", small_rgb, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    data = jpg.tobytes()
+    assert compressed_to_rgb8("jpeg", data).shape == small_rgb.shape
+    sos = data.index(b"\xff\xda")
+    end = data.rindex(b"\xff\xd9")
+    repeated = data[:end] + data[sos:end][:200] * MAX_JPEG_SCANS + data[end:]
+    with pytest.raises(ImageDecodeError, match="scans"):
+        compressed_to_rgb8("jpeg", repeated)
+
+
+def test_decoder_messages_go_to_the_caller_not_to_stderr(small_rgb, capfd):
+    ok, jpg = cv2.imencode(".jpg", small_rgb)
+    damaged = bytearray(jpg.tobytes())
+    middle = len(damaged) // 2
+    damaged[middle:middle + 2] = b"\xff\xd9"  # an end-of-image marker inside the scan
+    said = []
+    out = compressed_to_rgb8("jpeg", bytes(damaged), on_warning=said.append)
+    assert out.shape == small_rgb.shape
+    assert len(said) == 1 and "Corrupt JPEG data" in said[0], said
+    ok, png = cv2.imencode(".png", small_rgb)
+    broken = bytearray(png.tobytes())
+    broken[41:45] = b"\x00\x00\x00\x00"  # the zlib header of the image data
+    with pytest.raises(ImageDecodeError, match="libpng error"):
+        compressed_to_rgb8("png", bytes(broken))
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("fields,cause", [
+    ((1, 1, "mono8", 0, 4294967295, b"\x01"), "bad size"),
+    ((1, 1, "bayer_rggb8", 0, 1, b"\x01"), "bad size"),
+    (("2", None, "mono8", 0, 2, bytes(4)), "bad size"),
+    ((float("nan"), 2, "mono8", 0, 2, bytes(4)), "bad size"),
+    ((2, 2, object(), 0, 2, bytes(4)), "unsupported encoding"),
+])
+def test_hostile_fields_name_their_cause(fields, cause):
+    with pytest.raises(ImageDecodeError) as info:
+        image_to_rgb8(*fields)
+    assert info.value.cause == cause
+
+
+def test_strided_numpy_data_is_read_as_its_values():
+    values = np.arange(32, dtype=np.uint8)
+    out = image_to_rgb8(2, 4, "mono8", 0, 4, values[::4])  # 8 values, every fourth of the array
+    np.testing.assert_array_equal(out[:, :, 0].ravel(), values[::4])
+
+
+def test_decoded_frames_do_not_share_the_message_buffer(small_rgb):
+    raw = encode_rgb8(small_rgb, "rgb8")
+    out = image_to_rgb8(raw.height, raw.width, "rgb8", 0, raw.step, raw.data)
+    assert out.flags.writeable and out.flags.c_contiguous
+
+
+def test_the_hostile_set_gets_the_causes_it_names(small_rgb):
+    """The malformed messages the soak benchmark and the node test send are refused for the cause they name."""
+    from fer_ros.ros.malformed import bad_images
+    ok, jpg = cv2.imencode(".jpg", small_rgb)
+    for bad in bad_images(jpg.tobytes()):
+        with pytest.raises(ImageDecodeError) as info:
+            if bad.compressed_format is None:
+                image_to_rgb8(*bad.fields)
+            else:
+                compressed_to_rgb8(bad.compressed_format, bad.data)
+        assert info.value.cause == bad.cause, (bad.name, str(info.value))

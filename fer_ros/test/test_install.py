@@ -33,7 +33,7 @@ def test_fer_msgs_registered_with_its_interfaces():
 
 
 @pytest.mark.parametrize("tool", ["fer-train", "fer-eval", "fer-replay", "fer-make-bag", "fer-bench",
-                                  "fer-publish-bag"])
+                                  "fer-publish-bag", "fer-soak"])
 def test_command_line_tools_installed_with_help(tool):
     """Each tool is where `ros2 run fer_ros` looks (lib/fer_ros) and answers --help."""
     import subprocess

@@ -175,3 +175,22 @@ def test_face_missed_by_whole_frame_pass_is_found_by_its_last_crop(face_frame):
         again = lm.detect(frame, 0.033)
     assert len(again) == 1
     assert np.abs(again[0].points68 - first[0].points68).max() < 6.0
+
+
+def test_a_still_small_face_keeps_its_crop_and_its_landmarks(faces3_frame):
+    """Small faces are landmarked on a crop around last frame's box; re-centring that crop on every frame's own
+    landmarks made a still face's points alternate between two sets. The crop now stays until the face moves."""
+    frame, regions = faces3_frame
+
+    def faces(lm, image, stamp_s):
+        return sorted(lm.detect(image, stamp_s), key=lambda f: f.box[0])
+    with MediaPipeLandmarker(mode="video", max_faces=4, search_period_s=10.0) as lm:
+        runs = [faces(lm, frame, 0.033 * i) for i in range(6)]
+        assert [len(r) for r in runs] == [3] * 6
+        for later in runs[2:]:  # the first frame's crop comes from the detector's box, the rest from landmarks
+            for settled, face in zip(runs[1], later):
+                np.testing.assert_array_equal(face.points68, settled.points68)
+        moved = faces(lm, np.roll(frame, 30, axis=1), 0.2)  # a real move: the crops follow
+    assert len(moved) == 3
+    for before, after in zip(runs[-1], moved):
+        assert np.median(after.points68[:, 0] - before.points68[:, 0]) == pytest.approx(30.0, abs=2.0)

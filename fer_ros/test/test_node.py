@@ -104,35 +104,35 @@ def test_compressed_image(fer, face_frame):
     assert box_center_inside(got.faces[0].box, regions[0])
 
 
-def _bad_images():
-    def img(h, w, enc, step, n):
-        m = Image(height=h, width=w, encoding=enc, is_bigendian=0, step=step)
-        m.data = bytes(n)
-        return m
-    return [img(480, 640, "rgb8", 100, 480 * 100), img(480, 640, "rgb8", 1920, 1000),
-            img(480, 640, "rgb9", 1920, 480 * 1920), img(0, 0, "rgb8", 0, 0)]
-
-
 def test_malformed_input_is_rejected_and_the_node_keeps_running(fer, face_frame):
+    import cv2
+    from fer_ros.ros.malformed import bad_images, to_message
     node, client = fer
-    before = len([line for line in node.lines if "rejected image" in line])
-    for bad in _bad_images():
-        bad.header.stamp.sec, bad.header.stamp.nanosec = divmod(client.stamp(), 1_000_000_000)
-        client.image_pub.publish(bad)
-        client.spin_for(0.3)  # one at a time, so none is replaced before it is looked at
-    corrupt = CompressedImage(format="jpeg")
-    corrupt.data = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
-    client.compressed_pub.publish(corrupt)
-    client.spin_for(0.5)
     frame, regions = face_frame
+    ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    bad = bad_images(jpg.tobytes())
+    before = len(node.lines)
+    rss_before = node.rss_mib()
+    node.reset_peak_rss()
+    for item in bad:
+        msg = to_message(item)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(client.stamp(), 1_000_000_000)
+        (client.image_pub if item.compressed_format is None else client.compressed_pub).publish(msg)
+        client.spin_for(0.3)  # one at a time, so none is replaced before it is looked at
     msg = client.send_until(frame, lambda m: len(m.faces) == 1, timeout_s=10.0)
     assert msg is not None and node.proc.poll() is None, node.output[-3000:]
-    warnings = [line for line in node.lines[:] if "rejected image" in line][before:]
-    assert 1 <= len(warnings) <= 2, "warnings must be rate-limited:\n" + "\n".join(warnings)
+    said = node.lines[before:]
+    warnings = [line for line in said if "rejected image" in line]
+    # One line per cause within the rate limit's period: a repeated cause is held back, a new one is not.
+    assert len(warnings) == len({item.cause for item in bad}), "one warning per cause:\n" + "\n".join(warnings)
+    assert any("larger than" in w and "max_image_pixels" in w for w in warnings), warnings
+    assert any("libpng error" in w for w in warnings), "the decoder's own words belong in the warning"
+    assert not [line for line in said if "libpng" in line and "rejected image" not in line], said
     assert "Traceback" not in node.output
+    assert node.peak_rss_mib() - rss_before < 300.0, "a refused image must not allocate what it declares"
     client.spin_for(1.2)  # a diagnostics period
     values = {kv.key: kv.value for kv in client.diagnostics[-1].status[0].values}
-    assert int(values["frames_rejected"]) == 5
+    assert int(values["frames_rejected"]) == len(bad)
 
 
 def test_capture_neutral_service(fer, face_frame):
@@ -191,6 +191,7 @@ def test_frame_flood_keeps_the_node_current_with_bounded_memory(fer, face_frame)
     frame, _ = face_frame
     assert client.send_until(frame, ready, timeout_s=10.0) is not None
     rss_before = node.rss_mib()
+    node.reset_peak_rss()
     first = len(client.emotions)
     msgs = [image_msg(frame, client.stamp()) for _ in range(200)]
     t0 = time.monotonic()

@@ -115,6 +115,31 @@ def make(script=two_faces, **kw) -> Recognizer:
     return Recognizer(landmarker=ScriptedLandmarker(script), **kw)
 
 
+def test_twelve_copies_of_one_face_get_one_label(astronaut_rgb, tmp_path_factory):
+    """Twelve identical faces, only shifted, tracked from their first frame with the node's model and neutral
+    policy: after their first second they read alike in every frame (before, a third of them locked onto
+    another label for as long as they were tracked)."""
+    from conftest import face_grid
+    from node_model import model_for_tests
+    from fer_ros.runtime import RecognizerSettings, build_recognizer
+    model = model_for_tests(tmp_path_factory.getbasetemp())
+    frame, regions = face_grid(astronaut_rgb, rows=3, cols=4, side=128)
+    recognizer, _, _ = build_recognizer(RecognizerSettings(model_path=str(model.path), max_faces=12,
+                                                           min_face_size_px=0))
+    steady = []
+    with recognizer:
+        for i in range(16):  # 1.5 s at 10 frames/s
+            results = recognizer.process(frame, 100.0 + 0.1 * i)
+            if all(r.track_age_s >= 1.0 for r in results):
+                steady.append(results)
+    assert steady, "no frame a second after the faces appeared"
+    for results in steady:
+        assert len(results) == 12 and all(r.window_ready for r in results)
+        assert all(any(inside(r.box, region) for r in results) for region in regions)
+        labels = {r.label for r in results}
+        assert len(labels) == 1, sorted((r.id, r.label, round(r.confidence, 2)) for r in results)
+
+
 def test_engine_batch_and_model_neutral():
     engine = FakeEngine(CK8, favourite=7, crop_size=32)  # favours "neutral"
     rec = make(engine=engine)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from fer_ros.tools.replay_results import FaceRecord, FrameRecord
 from fer_ros.classes import class_names
 from fer_ros.crop import CropConfig
 from fer_ros.pipeline import Recognizer
+from fer_ros.ratelimit import LOGGER_NAME
 
 CK8 = class_names("ckplus8")
 
@@ -210,15 +212,45 @@ def test_bad_messages_skipped_counted_and_results_written(tmp_path, storage, cap
     assert [int(r["frame"]) for r in read_csv(tmp_path / "out" / "frames.csv")] == expected["good_indices"]
 
 
-def test_truncated_mcap_partial_results(tmp_path):
+class _Lines(logging.Handler):
+    """The messages of the "fer_ros" logger, whatever its propagation (launch's logger class turns it off)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_truncated_mcap_partial_results_said_once(tmp_path):
     write_image_bag(tmp_path / "bag", numbered_frames(30, (120, 160)), storage="mcap")
     data = next((tmp_path / "bag").glob("*.mcap"))
     with open(data, "r+b") as fh:
         fh.truncate(int(data.stat().st_size * 0.6))
-    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out"), recognizer=recognizer(ScheduleEngine(["happy"])))
+    said = _Lines()
+    logging.getLogger(LOGGER_NAME).addHandler(said)
+    try:
+        summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--out-bag", str(tmp_path / "emotion")),
+                             recognizer=recognizer(ScheduleEngine(["happy"])))
+    finally:
+        logging.getLogger(LOGGER_NAME).removeHandler(said)
     assert 10 < summary["frames"]["processed"] < 30
     assert "no valid end" in summary["truncated"]
     assert len(read_csv(tmp_path / "out" / "frames.csv")) == summary["frames"]["processed"]
+    # The bag is opened three times (checked first, replayed, copied with /emotion); its damage is said once.
+    assert sum("cannot be opened normally" in line for line in said.lines) == 1, said.lines
+
+
+def test_images_over_the_pixel_limit_are_skipped_and_counted(tmp_path):
+    write_image_bag(tmp_path / "bag", numbered_frames(5, (48, 64)), rate_hz=10.0)
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--max-image-pixels", str(48 * 64 - 1)),
+                         recognizer=recognizer(ScheduleEngine(["happy"])))
+    assert summary["frames"]["skipped"] == {"images over the pixel limit": 5}
+    assert summary["frames"]["processed"] == 0
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--max-image-pixels", str(48 * 64)),
+                         recognizer=recognizer(ScheduleEngine(["happy"])))
+    assert summary["frames"]["skipped"] == {} and summary["frames"]["processed"] == 5
 
 
 @pytest.mark.parametrize("case, message", [

@@ -66,8 +66,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _frame(faces: int) -> np.ndarray:
-    """A 640x480 frame with `faces` copies of the astronaut's head (230 px), side by side on gray."""
+def face_frame(faces: int = 1) -> np.ndarray:
+    """A 640x480 frame with `faces` (1 or 2) copies of the astronaut's head (230 px), side by side on gray."""
     import cv2
     from skimage import data
     side = 230
@@ -80,20 +80,23 @@ def _frame(faces: int) -> np.ndarray:
     return frame
 
 
-def _start_node(args) -> subprocess.Popen:
+def start_node(image_topic: str, emotion_topic: str, node_args: str = "") -> subprocess.Popen:
+    """fer_node (python -m fer_ros.ros.node) in its own process group and a private ROS domain, which this
+    process joins too (before rclpy.init); its output goes to a file, `proc.log_path`."""
     env = dict(os.environ)
     env["ROS_DOMAIN_ID"] = str(random.randint(1, 200))
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    cmd = [sys.executable, "-m", "fer_ros.ros.node", "--ros-args", "-r", f"image:={args.image_topic}",
-           "-p", f"output_topic:={args.emotion_topic}", *args.node_args.split()]
+    cmd = [sys.executable, "-m", "fer_ros.ros.node", "--ros-args", "-r", f"image:={image_topic}",
+           "-p", f"output_topic:={emotion_topic}", *node_args.split()]
     log = tempfile.NamedTemporaryFile("w+", prefix="fer_node_", suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     proc.log_path = log.name
     return proc
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_node(proc: subprocess.Popen) -> None:
+    """SIGINT to the node's process group (SIGKILL after 10 s); says where its output is."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
         print(f"fer_node output: {proc.log_path}", file=sys.stderr)
@@ -102,6 +105,29 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def wait_for_answer(node, send, emotion_topic: str, timeout_s: float,
+                    node_proc: subprocess.Popen | None = None) -> None:
+    """Call send() every 0.2 s, spinning rclpy `node`, until fer_node answers on `emotion_topic` (it has loaded
+    its model). TimeoutError after `timeout_s`; RuntimeError with its last line when `node_proc` exits first."""
+    import rclpy
+
+    from fer_msgs.msg import FaceEmotionArray
+    deadline = time.monotonic() + timeout_s
+    got_first: list = []
+    first_sub = node.create_subscription(FaceEmotionArray, emotion_topic, got_first.append, 10)
+    try:
+        while not got_first:
+            if node_proc is not None and node_proc.poll() is not None:
+                tail = Path(node_proc.log_path).read_text().strip().splitlines()[-1:] or [""]
+                raise RuntimeError(f"fer_node exited with code {node_proc.returncode}: {tail[0]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no message on {emotion_topic} within {timeout_s:.0f} s")
+            send()
+            rclpy.spin_once(node, timeout_sec=0.2)
+    finally:
+        node.destroy_subscription(first_sub)
 
 
 def probe(args, node_proc: subprocess.Popen | None = None) -> ProbeResult:
@@ -115,7 +141,7 @@ def probe(args, node_proc: subprocess.Popen | None = None) -> ProbeResult:
     from fer_msgs.msg import FaceEmotionArray
     from fer_ros.image_codec import encode_rgb8
 
-    raw = encode_rgb8(_frame(args.faces), args.encoding)
+    raw = encode_rgb8(face_frame(args.faces), args.encoding)
     rclpy.init()
     node = rclpy.create_node("fer_latency_probe")
     try:
@@ -145,18 +171,7 @@ def probe(args, node_proc: subprocess.Popen | None = None) -> ProbeResult:
             pub.publish(msg)
 
         period = 1.0 / args.rate_hz
-        deadline = time.monotonic() + args.startup_timeout_s
-        got_first = []
-        first_sub = node.create_subscription(FaceEmotionArray, args.emotion_topic, got_first.append, 10)
-        while not got_first:  # wait until the node answers at all (model loading)
-            if node_proc is not None and node_proc.poll() is not None:
-                tail = Path(node_proc.log_path).read_text().strip().splitlines()[-1:] or [""]
-                raise RuntimeError(f"fer_node exited with code {node_proc.returncode}: {tail[0]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no message on {args.emotion_topic} within {args.startup_timeout_s:.0f} s")
-            send()
-            rclpy.spin_once(node, timeout_sec=0.2)
-        node.destroy_subscription(first_sub)
+        wait_for_answer(node, send, args.emotion_topic, args.startup_timeout_s, node_proc)
         t_end = time.monotonic() + args.warmup_s
         while time.monotonic() < t_end:
             send()
@@ -195,7 +210,7 @@ def main(argv=None) -> int:
     args = parse_args(get_args_parser(), argv, "latency_probe: error")
     if args is None:
         return 2
-    proc = _start_node(args) if args.start_node else None
+    proc = start_node(args.image_topic, args.emotion_topic, args.node_args) if args.start_node else None
     try:
         result = probe(args, proc)
     except TimeoutError as exc:
@@ -208,7 +223,7 @@ def main(argv=None) -> int:
         return 130
     finally:
         if proc is not None:
-            _stop(proc)
+            stop_node(proc)
     print(json.dumps(asdict(result), indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

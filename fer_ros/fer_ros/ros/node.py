@@ -31,6 +31,7 @@ from fer_msgs.msg import FaceEmotionArray
 from fer_msgs.srv import CaptureNeutral
 
 from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
+from fer_ros.ratelimit import RateLimiter
 from fer_ros.ros import params as fer_params
 from fer_ros.ros.convert import face_emotion_array, stamp_to_s
 from fer_ros.ros.spin import StopSignals, spin_until_shutdown
@@ -38,7 +39,7 @@ from fer_ros.ros.stats import FrameStats, LatestFrame, diagnostics_msg
 from fer_ros.runtime import SetupError, build_recognizer, describe, smooth_results
 from fer_ros.smoothing import ProbabilitySmoother
 
-WARN_PERIOD_S = 5.0  # rate limit of repeated warnings (bad frames, processing errors)
+WARN_PERIOD_S = 5.0  # rate limit of repeated warnings, per cause (bad frames, decoder messages, processing errors)
 STOP_POLL_S = 0.1  # longest a stop request waits for the spin loop to notice it
 MODEL_OPTION = "the model_path parameter"  # what a missing-model error tells the user to set
 
@@ -64,6 +65,7 @@ class FerNode(Node):
         self._slot = LatestFrame()
         self._lock = threading.Lock()  # guards the recognizer (worker vs. service) and the optional publishers
         self._last_processed_s = 0.0
+        self._limiter = RateLimiter(WARN_PERIOD_S)  # one line per cause every WARN_PERIOD_S
 
         self.emotion_pub = self.create_publisher(FaceEmotionArray, self.params.output_topic, 10)
         self.debug_pub = None
@@ -146,8 +148,8 @@ class FerNode(Node):
             try:
                 self.process(msg)
             except Exception as exc:  # a bad frame or a failing stage must not stop the node
-                self.get_logger().error(f"processing a frame failed: {type(exc).__name__}: {exc}",
-                                        throttle_duration_sec=WARN_PERIOD_S)
+                self._limiter.say(f"failed: {type(exc).__name__}",
+                                  f"processing a frame failed: {type(exc).__name__}: {exc}", self.get_logger().error)
 
     def _rate_wait_s(self) -> float:
         if self.params.max_rate_hz <= 0:
@@ -159,14 +161,12 @@ class FerNode(Node):
         t0 = time.monotonic()
         self._last_processed_s = t0
         try:
-            if isinstance(msg, CompressedImage):
-                frame = compressed_msg_to_rgb8(msg)
-            else:
-                frame = image_msg_to_rgb8(msg)
+            frame = self._decode(msg)
         except ImageDecodeError as exc:
             self.stats.add_rejected()
-            self.get_logger().warning(f"rejected image on {self._topic_of(msg)}: {exc}",
-                                      throttle_duration_sec=WARN_PERIOD_S)
+            hint = "; raise the parameter max_image_pixels to accept it" if exc.cause == "too large" else ""
+            self._limiter.say(f"rejected: {exc.cause}", f"rejected image on {self._topic_of(msg)}: {exc}{hint}",
+                              self.get_logger().warning)
             return
         stamp_s = stamp_to_s(msg.header.stamp)
         with self._lock:
@@ -180,6 +180,17 @@ class FerNode(Node):
             if self.rep155 is not None:
                 self.rep155.publish(msg.header, results, stamp_s)
         self.stats.add_processed(len(results), latency_ms, (time.monotonic() - t0) * 1e3)
+
+    def _decode(self, msg) -> np.ndarray:
+        """The message's (H, W, 3) RGB frame; ImageDecodeError for a malformed or oversized one. What the JPEG
+        and PNG libraries say about a frame they decode anyway is a rate-limited warning."""
+        limit = self.params.max_image_pixels
+        if not isinstance(msg, CompressedImage):
+            return image_msg_to_rgb8(msg, max_pixels=limit)
+
+        def decoder_said(text: str) -> None:
+            self._limiter.say("decoder warning", f"image on {self._topic_of(msg)}: {text}", self.get_logger().warning)
+        return compressed_msg_to_rgb8(msg, max_pixels=limit, on_warning=decoder_said)
 
     def _publish_debug(self, header, frame: np.ndarray, results) -> None:
         from fer_ros.annotate import draw_results

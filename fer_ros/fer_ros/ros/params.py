@@ -12,6 +12,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from fer_ros.face_state import NEUTRAL_POLICIES
+from fer_ros.image_codec import DEFAULT_MAX_PIXELS
 from fer_ros.runtime import BACKENDS, SETTING_HELP, RecognizerSettings
 
 IMAGE_QOS = ("sensor_data", "best_effort", "reliable")
@@ -26,6 +27,7 @@ class FerParams(RecognizerSettings):
     image_qos: str = "sensor_data"
     image_qos_depth: int = 1
     subscribe_compressed: bool = False
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
     output_topic: str = "emotion"
     publish_debug_image: bool = False
     publish_rep155: bool = False
@@ -60,6 +62,9 @@ DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
     "image_qos_depth": ("History depth of the image subscriptions.", True,
                         IntegerRange(from_value=1, to_value=100, step=1)),
     "subscribe_compressed": ("Also subscribe to image/compressed (sensor_msgs/CompressedImage).", True, None),
+    "max_image_pixels": ("Images declaring more pixels (width x height) than this are refused before they are "
+                         "decoded, raw and compressed alike; 8388608 = 8 MP.", False,
+                         IntegerRange(from_value=1, to_value=1 << 30, step=1)),
     "output_topic": ("Topic of fer_msgs/FaceEmotionArray, in the node's namespace unless it starts with /; the "
                      "debug image goes to <output_topic>/image.", True, None),
     "publish_debug_image": ("Publish an annotated image (boxes, ids, labels) on <output_topic>/image.", False, None),

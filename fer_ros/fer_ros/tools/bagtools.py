@@ -7,6 +7,7 @@ Reading: `ImageBagReader(path, topic)` yields decoded frames of one image topic 
 `image_codec`, the node's decoder). A malformed bag never raises mid-way: undecodable messages are skipped with a
 rate-limited warning and counted; a truncated storage file ends the iteration with what could be read, and the
 reader's `stats` say what happened. An MCAP file without a valid end is read up to the cut (mcap_salvage.py).
+Images declaring more than `max_pixels` pixels are skipped before they are decoded, and counted apart.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from typing import Any, Iterable, Iterator
 import cv2
 import numpy as np
 
-from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
+from fer_ros.image_codec import (DEFAULT_MAX_PIXELS, ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8,
+                                 image_msg_to_rgb8)
 from fer_ros.ratelimit import LOGGER_NAME, RateLimiter
 from fer_ros.tools.mcap_salvage import SalvagedMcap
 
@@ -210,9 +212,10 @@ class ReadStats:
         return "; ".join(parts)
 
 
-def open_bag(path: str | Path):
+def open_bag(path: str | Path, warn_salvaged: bool = True):
     """An open rosbags Reader of the bag folder at `path` (or, for an MCAP file without a valid end, a
-    SalvagedMcap). Raises BagError saying what is wrong when it cannot be opened."""
+    SalvagedMcap, with a warning unless `warn_salvaged` is False: for a bag that was said to be damaged when it
+    was opened before). Raises BagError saying what is wrong when it cannot be opened."""
     from rosbags.rosbag2 import Reader
     path = Path(path)
     if not path.exists():
@@ -234,9 +237,10 @@ def open_bag(path: str | Path):
                 salvaged = SalvagedMcap(mcaps[0])
             except ValueError as not_mcap:
                 raise BagError(str(not_mcap)) from None
-            log.warning(f"bag {path} cannot be opened normally ({type(exc).__name__}: {exc}); read what is "
-                        f"readable of {mcaps[0].name}: {sum(t.msgcount for t in salvaged.topics.values())} messages"
-                        + (f", then {salvaged.problem}" if salvaged.problem else ""))
+            if warn_salvaged:
+                log.warning(f"bag {path} cannot be opened normally ({type(exc).__name__}: {exc}); read what is "
+                            f"readable of {mcaps[0].name}: {sum(t.msgcount for t in salvaged.topics.values())} "
+                            "messages" + (f", then {salvaged.problem}" if salvaged.problem else ""))
             return salvaged
         raise BagError(f"bag {path} cannot be opened ({type(exc).__name__}: {exc}); the file may be truncated or "
                        "not a rosbag2 bag") from None
@@ -262,11 +266,14 @@ class ImageBagReader:
 
     `topic` None picks the only image topic (Image or CompressedImage) of the bag. Raises BagError when the bag
     cannot be opened, the topic does not exist (the message lists the image topics there are) or carries no image
-    type. Iteration never raises for bad messages: see `stats`."""
+    type. Iteration never raises for bad messages: see `stats`. `max_pixels`: images declaring more pixels are
+    skipped undecoded. `warn_salvaged`: as for open_bag."""
 
-    def __init__(self, path: str | Path, topic: str | None = None, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, path: str | Path, topic: str | None = None, limiter: RateLimiter | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, warn_salvaged: bool = True) -> None:
         self.path = Path(path)
-        self._reader = open_bag(self.path)
+        self.max_pixels = int(max_pixels)
+        self._reader = open_bag(self.path, warn_salvaged)
         self.stats = ReadStats()
         if isinstance(self._reader, SalvagedMcap):
             self.stats.truncated = (f"the MCAP file has no valid end ({self._reader.problem or 'no footer'}); "
@@ -312,6 +319,11 @@ class ImageBagReader:
         self.stats.skip(reason)
         self._limiter.warning(reason, message)
 
+    def _decoder_warning(self, index: int):
+        def say(text: str) -> None:
+            self._limiter.warning("decoder warnings", f"{self.topic}: message {index}: {text}")
+        return say
+
     def raw_messages(self) -> Iterator[tuple[int, Any, int, bytes]]:
         """(index on the topic, connection, bag time ns, raw CDR) of every message; stops at a storage error
         (recorded in stats.truncated)."""
@@ -348,11 +360,12 @@ class ImageBagReader:
                 continue
             try:
                 if conn.msgtype == COMPRESSED_TYPE:
-                    rgb = compressed_msg_to_rgb8(msg)
+                    rgb = compressed_msg_to_rgb8(msg, self.max_pixels, self._decoder_warning(index))
                 else:
-                    rgb = image_msg_to_rgb8(msg)
+                    rgb = image_msg_to_rgb8(msg, self.max_pixels)
             except ImageDecodeError as exc:
-                self._warn("undecodable images", f"{self.topic}: message {index} skipped: {exc}")
+                reason = "images over the pixel limit" if exc.cause == "too large" else "undecodable images"
+                self._warn(reason, f"{self.topic}: message {index} skipped: {exc}")
                 continue
             stamp = msg.header.stamp
             stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)

@@ -67,9 +67,10 @@ class EmotionBagWriter:
         self.messages.append((t_ns, bytes(typestore().serialize_cdr(msg, EMOTION_TYPE))))
 
     def write(self, in_bag: Path, out_bag: Path, storage: str, overwrite: bool) -> int:
-        """Copy every message of `in_bag` and add the collected /emotion messages, in time order."""
+        """Copy every message of `in_bag` (the bag just replayed: damage was reported then) and add the collected
+        /emotion messages, in time order."""
         store = typestore()
-        reader = open_bag(in_bag)
+        reader = open_bag(in_bag, warn_salvaged=False)
         writer = open_writer(out_bag, storage, overwrite)
         written = 0
         try:

@@ -32,6 +32,7 @@ import numpy as np
 
 from fer_ros.argtypes import HelpFormatter, number, parse_args
 from fer_ros.face_state import NEUTRAL_POLICIES
+from fer_ros.image_codec import DEFAULT_MAX_PIXELS
 from fer_ros.ratelimit import LOGGER_NAME
 from fer_ros.runtime import (BACKENDS, RecognizerSettings, SetupError, add_setting_option, build_recognizer,
                              smooth_results)
@@ -62,16 +63,17 @@ def _dominant_id(results: Sequence[Any]) -> int | None:
 def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, labels: LabelSet | None = None,
                realtime: bool = False, smoothing_time_constant_s: float = 0.0, max_frames: int | None = None,
                on_frame: Callable[[BagFrame, list, FrameRecord], None] | None = None,
-               progress: bool = False) -> ReplayResult:
+               progress: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> ReplayResult:
     """Run every image of `topic` through `recognizer` (a pipeline.Recognizer or an object with its `process`).
 
     realtime: process at the recorded pace; frames that arrive while the previous one is being processed are
     dropped, newest first, as the node does. on_frame(frame, results, record) is called after each processed
-    frame (for contact sheets, output bags). Raises BagError when the bag cannot be read at all; per-message
+    frame (for contact sheets, output bags). Images declaring more than `max_pixels` pixels are skipped
+    undecoded. Raises BagError when the bag cannot be read at all; per-message
     problems are counted in the result."""
     smoother = ProbabilitySmoother(smoothing_time_constant_s)
     t_start = time.perf_counter()
-    with ImageBagReader(bag, topic) as reader:
+    with ImageBagReader(bag, topic, max_pixels=max_pixels) as reader:
         class_names = tuple(getattr(recognizer, "class_names", ()) or ())
         result = ReplayResult(str(bag), reader.topic, class_names, [])
         total = reader.message_count if max_frames is None else min(reader.message_count, max_frames)
@@ -188,6 +190,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_setting_option(g, "neutral_policy", choices=NEUTRAL_POLICIES)
     add_setting_option(g, "smoothing_time_constant_s",
                        type=number(low=0.0, finite=True, says="a number of seconds >= 0"))
+    g.add_argument("--max-image-pixels", type=number(int, low=1, says=">= 1"), default=DEFAULT_MAX_PIXELS,
+                   help="images declaring more pixels (width x height) are skipped undecoded, as fer_node's "
+                        "max_image_pixels does")
     g.add_argument("--realtime", action="store_true",
                    help="process at the recorded pace, dropping frames that arrive while busy (like the node)")
     g.add_argument("--max-frames", type=number(int, low=1, says=">= 1"), default=None,
@@ -232,7 +237,8 @@ def run(args, recognizer=None) -> dict:
         if args.out_bag.exists() and not args.overwrite:
             raise ReplayError(f"{args.out_bag} already exists; choose another --out-bag or pass --overwrite")
         emotion_writer = EmotionBagWriter(args.emotion_topic)
-    with ImageBagReader(args.bag, args.topic) as probe:  # bag errors before the model loads; total for the sheet
+    # Bag errors before the model loads, and the total for the sheet; a damaged bag is reported by the replay.
+    with ImageBagReader(args.bag, args.topic, warn_salvaged=False) as probe:
         total, topic = probe.message_count, probe.topic
     model_name, backend = "", ""
     if recognizer is None:
@@ -250,7 +256,8 @@ def run(args, recognizer=None) -> dict:
 
         result = replay_bag(args.bag, recognizer, topic=topic, labels=labels, realtime=args.realtime,
                             smoothing_time_constant_s=args.smoothing_time_constant_s, max_frames=args.max_frames,
-                            on_frame=on_frame if hooks else None, progress=not args.quiet)
+                            on_frame=on_frame if hooks else None, progress=not args.quiet,
+                            max_pixels=args.max_image_pixels)
     finally:
         if model_name:  # we made it, we close it
             recognizer.close()

@@ -1,0 +1,240 @@
+"""`make soak`: fer_node fed a real face for minutes with malformed messages mixed in: memory, rate, latency.
+
+Starts fer_node as the latency probe does (its own process, a private ROS domain), publishes a 640x480 frame of
+the astronaut's face at --rate-hz for --minutes, each frame stamped with its publish time, and replaces every
+--bad-every-th frame by the next of the malformed messages of malformed.py (raw and compressed: bad sizes, short
+data, unknown encodings, images declaring gigapixels, damaged JPEG and PNG). Reported, on the terminal and as
+JSON: the node's resident memory at the start (its first answer), at --mark-minutes and at the end, and its growth
+from the mark to the end; the /emotion rate; the latency from an image's stamp to its /emotion (median, p95);
+the frames the node dropped and rejected (its /diagnostics); tracebacks and warnings in its output; its exit code
+after SIGINT. A benchmark, not a test: the figures depend on the machine and on what else runs on it.
+
+    make soak                                           # 10 minutes, JSON in soak_out/soak.json
+    make soak MINUTES=30
+    python -m fer_ros.ros.soak --minutes 2 --node-args "-p max_faces:=2"
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fer_ros.argtypes import number, parse_args
+
+RSS_PERIOD_S = 1.0       # how often the node's memory is read
+PROGRESS_PERIOD_S = 30.0  # how often a progress line is printed
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory (MiB) of process `pid`, from /proc; nan when it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fer-soak", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--minutes", type=number(float, low=0.05, finite=True, says="a number of minutes >= 0.05"), default=10.0,
+                   help="how long to feed the node, after its first answer")
+    p.add_argument("--mark-minutes", type=number(float, low=0.0, finite=True, says="a number of minutes >= 0"), default=2.0,
+                   help="memory growth is measured from this moment to the end (the start has caches filling)")
+    p.add_argument("--rate-hz", type=number(float, low=0.1, high=1000.0, finite=True, says="a rate in Hz"), default=30.0,
+                   help="messages published per second (frames and malformed ones)")
+    p.add_argument("--bad-every", type=number(int, low=2, says="an integer >= 2"), default=10,
+                   help="every N-th message is a malformed one")
+    p.add_argument("--node-args", default="", help="extra --ros-args for fer_node, e.g. '-p backend:=torch'")
+    p.add_argument("--startup-timeout-s", type=number(float, low=1.0, finite=True, says="seconds >= 1"), default=180.0,
+                   help="wait this long for fer_node's first answer")
+    p.add_argument("--json", type=Path, default=Path("soak_out/soak.json"), help="JSON file to write")
+    return p
+
+
+def soak(args, node_proc) -> dict:
+    """Feed the started fer_node (`node_proc`, from latency_probe.start_node) and measure it; rclpy.init() must not
+    have been called. Returns the figures (without the node's exit code and output, known only once it stops)."""
+    import cv2
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from fer_msgs.msg import FaceEmotionArray
+    from fer_ros.image_codec import encode_rgb8
+    from fer_ros.ros.latency_probe import face_frame, wait_for_answer
+    from fer_ros.ros.malformed import bad_images, to_message
+
+    frame = face_frame(1)
+    raw = encode_rgb8(frame, "bgr8")
+    ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    bad = [(item, to_message(item)) for item in bad_images(jpg.tobytes())]
+    rclpy.init()
+    node = rclpy.create_node("fer_soak")
+    try:
+        reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        image_pub = node.create_publisher(Image, "image", reliable)
+        compressed_pub = node.create_publisher(CompressedImage, "image/compressed", reliable)
+        good = Image(height=raw.height, width=raw.width, encoding=raw.encoding, is_bigendian=raw.is_bigendian,
+                     step=raw.step)
+        good.data = raw.data
+        good.header.frame_id = "soak"
+        latencies: list[float] = []
+        faces: list[int] = []
+        diagnostics: dict[str, str] = {}
+        measuring = [False]
+
+        def on_emotion(msg) -> None:
+            if measuring[0]:
+                stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                latencies.append((node.get_clock().now().nanoseconds - stamp_ns) * 1e-6)
+                faces.append(len(msg.faces))
+
+        def on_diagnostics(msg) -> None:
+            for status in msg.status:
+                diagnostics.update({kv.key: kv.value for kv in status.values})
+
+        node.create_subscription(FaceEmotionArray, "/emotion", on_emotion, 100)
+        node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+
+        def send_good() -> None:
+            good.header.stamp = node.get_clock().now().to_msg()
+            image_pub.publish(good)
+
+        wait_for_answer(node, send_good, "/emotion", args.startup_timeout_s, node_proc)
+        measuring[0] = True
+        start_diag = dict(diagnostics)
+        pid = node_proc.pid
+        duration_s, mark_s = 60.0 * args.minutes, 60.0 * min(args.mark_minutes, args.minutes)
+        series: list[tuple[float, float]] = [(0.0, rss_mib(pid))]
+        rss_mark = series[0][1] if mark_s == 0 else None
+        sent_good = sent_bad = 0
+        period = 1.0 / args.rate_hz
+        t0 = time.monotonic()
+        next_rss, next_progress = t0 + RSS_PERIOD_S, t0 + PROGRESS_PERIOD_S
+        slot = 0
+        while True:
+            now = time.monotonic()
+            if now - t0 >= duration_s:
+                break
+            if slot % args.bad_every == args.bad_every - 1:
+                item, msg = bad[sent_bad % len(bad)]
+                msg.header.stamp = node.get_clock().now().to_msg()
+                (compressed_pub if item.compressed_format is not None else image_pub).publish(msg)
+                sent_bad += 1
+            else:
+                send_good()
+                sent_good += 1
+            slot += 1
+            if now >= next_rss:
+                series.append((round(now - t0, 1), rss_mib(pid)))
+                if rss_mark is None and now - t0 >= mark_s:
+                    rss_mark = series[-1][1]
+                next_rss += RSS_PERIOD_S
+            if now >= next_progress:
+                print(f"[soak] {(now - t0) / 60:.1f} / {args.minutes:g} min: node {series[-1][1]:.0f} MiB, "
+                      f"{len(latencies) / (now - t0):.1f} /emotion per s, latency median "
+                      f"{np.median(latencies) if latencies else float('nan'):.0f} ms", flush=True)
+                next_progress += PROGRESS_PERIOD_S
+            while True:  # wait for the next slot, answering callbacks meanwhile
+                left = t0 + slot * period - time.monotonic()
+                if left <= 0:
+                    break
+                rclpy.spin_once(node, timeout_sec=left)
+            if node_proc.poll() is not None:
+                raise RuntimeError(f"fer_node exited with code {node_proc.returncode} during the soak")
+        elapsed = time.monotonic() - t0
+        end = time.monotonic() + 2.0  # the answers to the last frames, and one more /diagnostics
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        series.append((round(elapsed, 1), rss_mib(pid)))
+        rss_end = series[-1][1]
+        if rss_mark is None:
+            rss_mark = rss_end
+        lat = np.array(latencies or [float("nan")])
+
+        def node_count(key: str) -> int:
+            return int(diagnostics.get(key, 0)) - int(start_diag.get(key, 0))
+        return {
+            "benchmark": "fer_ros soak", "minutes": args.minutes, "rate_hz": args.rate_hz,
+            "bad_every": args.bad_every, "node_args": args.node_args,
+            "sent": {"frames": sent_good, "malformed": sent_bad, "malformed_kinds": len(bad)},
+            "answered": len(latencies), "duration_s": round(elapsed, 1),
+            "output_rate_hz": round(len(latencies) / elapsed, 2),
+            "faces_per_answer": round(float(np.mean(faces)), 2) if faces else 0.0,
+            "latency_ms": {"median": round(float(np.median(lat)), 1), "p95": round(float(np.percentile(lat, 95)), 1),
+                           "max": round(float(lat.max()), 1)},
+            "node": {"received": node_count("frames_received"), "processed": node_count("frames_processed"),
+                     "dropped": node_count("frames_dropped"), "rejected": node_count("frames_rejected")},
+            "rss_mib": {"start": round(series[0][1], 1), "mark": round(rss_mark, 1), "end": round(rss_end, 1),
+                        "mark_minutes": args.mark_minutes, "max": round(max(v for _, v in series), 1),
+                        "growth_after_mark_pct": round(100.0 * (rss_end - rss_mark) / rss_mark, 2)},
+            "rss_series_mib": series,
+        }
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def node_output_counts(log_path: str) -> dict:
+    """Tracebacks, warnings and errors in fer_node's output."""
+    text = Path(log_path).read_text(errors="replace")
+    lines = text.splitlines()
+    return {"tracebacks": text.count("Traceback"), "warnings": sum("[WARN]" in line for line in lines),
+            "errors": sum("[ERROR]" in line for line in lines),
+            "rejected_warnings": sum("rejected image" in line for line in lines)}
+
+
+def format_report(r: dict) -> str:
+    rss, lat, n = r["rss_mib"], r["latency_ms"], r["node"]
+    return "\n".join([
+        f"fer_node soak: {r['duration_s'] / 60:.1f} min at {r['rate_hz']:g} Hz, every {r['bad_every']}th message "
+        f"malformed ({r['sent']['frames']} frames, {r['sent']['malformed']} malformed of {r['sent']['malformed_kinds']}"
+        " kinds)",
+        f"  memory (RSS): start {rss['start']:.1f} MiB, at {rss['mark_minutes']:g} min {rss['mark']:.1f} MiB, end "
+        f"{rss['end']:.1f} MiB (max {rss['max']:.1f}): {rss['growth_after_mark_pct']:+.2f}% after the mark",
+        f"  output: {r['output_rate_hz']:.2f} /emotion per s ({r['answered']} answers, "
+        f"{r['faces_per_answer']:.2f} faces each); latency median {lat['median']:.1f} ms, p95 {lat['p95']:.1f} ms, "
+        f"max {lat['max']:.1f} ms",
+        f"  node: {n['received']} received, {n['processed']} processed, {n['dropped']} dropped, "
+        f"{n['rejected']} rejected",
+        f"  node output: {r['tracebacks']} tracebacks, {r['rejected_warnings']} rejected-image warnings "
+        f"({r['warnings']} warnings, {r['errors']} errors in all); exit code {r['exit_code']} after SIGINT",
+    ])
+
+
+def main(argv=None) -> int:
+    args = parse_args(get_args_parser(), argv, "fer-soak")
+    if args is None:
+        return 2
+    from fer_ros.ros.latency_probe import start_node, stop_node
+    proc = start_node("image", "/emotion", "-p subscribe_compressed:=true " + args.node_args)
+    try:
+        report = soak(args, proc)
+    except (TimeoutError, RuntimeError) as exc:
+        print(f"fer-soak: {exc}; fer_node output: {proc.log_path}", file=sys.stderr)
+        stop_node(proc)
+        return 1
+    except KeyboardInterrupt:
+        stop_node(proc)
+        return 130
+    stop_node(proc)
+    report["exit_code"] = proc.returncode
+    report.update(node_output_counts(proc.log_path))
+    report["node_log"] = proc.log_path
+    print(format_report(report))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""make soak's tool, run for a few seconds: it starts fer_node, mixes malformed messages into a real-face stream,
+and reports memory, rate, latency, drops, rejections and the node's clean exit. (The benchmark itself runs for
+minutes: `make soak`.)"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy is not installed")
+
+from node_model import model_for_tests  # noqa: E402
+from ros_helpers import isolated_ros_env  # noqa: E402
+
+
+def test_a_short_soak_reports_every_figure(tmp_path, tmp_path_factory):
+    model = model_for_tests(tmp_path_factory.getbasetemp())
+    out = tmp_path / "soak.json"
+    run = subprocess.run([sys.executable, "-m", "fer_ros.ros.soak", "--minutes", "0.2", "--mark-minutes", "0.1",
+                          "--bad-every", "4", "--node-args", f"-p model_path:={model.path}", "--json", str(out)],
+                         env=isolated_ros_env({"OMP_NUM_THREADS": "2"}), capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert "memory (RSS): start" in run.stdout and "after the mark" in run.stdout
+    assert r["sent"]["malformed"] >= r["sent"]["malformed_kinds"]  # every kind sent at least once
+    assert r["answered"] > 0 and r["output_rate_hz"] > 0 and r["faces_per_answer"] > 0.5
+    assert 0 < r["latency_ms"]["median"] <= r["latency_ms"]["p95"]
+    n = r["node"]
+    assert 0 < n["rejected"] <= r["sent"]["malformed"]  # a malformed message replaced before its turn is a drop
+    # Every message the node received was processed, dropped or rejected (give or take one in flight when the
+    # counters were first read).
+    assert abs(n["received"] - (n["processed"] + n["dropped"] + n["rejected"])) <= 2
+    rss = r["rss_mib"]
+    assert 100 < rss["start"] and rss["start"] <= rss["max"] and rss["end"] <= rss["max"]
+    assert rss["growth_after_mark_pct"] == pytest.approx(100 * (rss["end"] - rss["mark"]) / rss["mark"], abs=0.01)
+    assert r["tracebacks"] == 0 and r["exit_code"] == 0
+    assert 0 < r["rejected_warnings"] <= n["rejected"]
+
+
+def test_bad_options_are_one_line_errors():
+    run = subprocess.run([sys.executable, "-m", "fer_ros.ros.soak", "--minutes", "nan"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1 and "--minutes" in run.stderr
