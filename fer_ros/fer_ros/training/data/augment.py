@@ -57,10 +57,10 @@ def augment(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator,
 @dataclass
 class MomentConfig:
     """How much another moment of a face may differ from this one (maxima of uniform draws, at strength 1)."""
-    rotate_deg: float = 3.0     # in-plane roll left after alignment
-    scale: float = 0.04         # relative
-    shift: float = 0.03         # share of the crop side
-    yaw: float = 0.05           # horizontal stretch about the centre (a small head turn)
+    rotate_deg: float = 1.0     # in-plane roll left after alignment
+    scale: float = 0.015        # relative
+    shift: float = 0.01         # share of the crop side
+    yaw: float = 0.03           # horizontal stretch about the centre (a small head turn)
     brightness: float = 0.12    # offset, share of 255
     contrast: float = 0.2       # relative
     gamma: float = 0.3          # gamma in [1 / (1 + gamma), 1 + gamma], log-uniform
