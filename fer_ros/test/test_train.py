@@ -389,3 +389,35 @@ def test_a_sequence_without_its_neutral_frame_trains_with_a_borrowed_one(tmp_pat
     assert d["neutral_borrowed"] == 1 + 2 and d["self_reference"] == 1
     j = samples.keys.index("d/S010_002:happy")
     assert samples.neutral[j] == samples.neutral[samples.keys.index("d/S010_001:anger")]  # the nearest sequence's
+
+
+def test_the_geometric_network_learns_alone_first_where_samples_have_a_reference(base, tmp_path):
+    """--geo-epochs: a model started from another (--init) gets its pair decisions trained alone first, on the
+    samples compared with another image; the appearance network comes out of those epochs as it went in; data
+    with no such sample (FER+: every photo is its own reference) skips them."""
+    import torch
+
+    from fer_ros.crop import CropConfig
+    from fer_ros.training.data.samples import load_samples, parse_source
+    from fer_ros.training.fit import pretrain_geometric
+    from synth_data import write_ferplus_dataset
+    data = class_folder_data(base)
+    args = get_args_parser().parse_args(["--data", str(data), *TINY, "--geo-epochs", "2", "--no-augment"])
+    samples, _ = load_samples(args.data, ("anger", "happy", "surprise", "neutral"), 3, CropConfig(size=32),
+                              base / "train_cache", progress=False)
+    model, _ = build_model(args, 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rows = pretrain_geometric(model, samples, np.arange(len(samples)), args, 0, torch.device("cpu"), log=print)
+    assert [r["geo_epoch"] for r in rows] == [0, 1]
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("appearance."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("geometric."))
+    fer = tmp_path / "fer"
+    write_ferplus_dataset(fer)
+    stills, _ = load_samples([parse_source(str(fer))], ("anger", "happy", "surprise", "neutral"), 3,
+                             CropConfig(size=32), tmp_path / "cache", progress=False)
+    assert pretrain_geometric(model, stills, np.arange(len(stills)), args, 0, torch.device("cpu")) == []
+    # in a run, the epochs are logged beside the joint ones
+    assert _train(base, data, tmp_path / "run", "--folds", "0", "--final", "--epochs", "1", "--geo-epochs",
+                  "2") == 0
+    assert [r["geo_epoch"] for r in _log(tmp_path / "run" / "final" / "geo_log.csv")] == [0, 1]

@@ -82,6 +82,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "architecture and preprocessing options must be the same as that model's")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=COUNT, default=12, help="passes over the weighted training draws")
+    g.add_argument("--geo-epochs", type=number(int, low=0, says="0 or more"), default=15,
+                   help="before them, passes of the geometric network alone over the samples compared with another "
+                        "image of the face (data without such samples, FER+, skips them)")
     g.add_argument("--batch-size", type=COUNT, default=64, help="samples per step")
     g.add_argument("--lr", type=POSITIVE, default=2e-3, help="AdamW peak learning rate (one cycle: warm-up, then "
                                                              "cosine decay)")
