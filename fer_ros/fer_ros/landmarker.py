@@ -1,8 +1,9 @@
 """Face landmarks for every face in a frame.
 
 `Landmarker` is the small interface the pipeline uses (`detect`, `close`); `MediaPipeLandmarker` implements it
-with MediaPipe's Tasks FaceLandmarker (478 mesh points + 52 blendshapes per face). The 68 iBUG points are
-picked through `landmark_scheme.MP478_TO_IBUG68`.
+with MediaPipe's Tasks FaceLandmarker (478 mesh points per face, and its 52 blendshapes with `blendshapes=True`;
+nothing in fer_ros uses them, and they cost time per face). The 68 iBUG points are picked through
+`landmark_scheme.MP478_TO_IBUG68`.
 
 The FaceLandmarker's detector sees the whole frame at 128 px, so it misses faces smaller than about an eighth of
 the frame's width. The small-face search covers them: the bundle's own face detector runs on overlapping tiles
@@ -134,7 +135,7 @@ class MediaPipeLandmarker:
 
     def __init__(self, model_path: str | Path | None = None, mode: str = "video", max_faces: int = 4,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5, blendshapes: bool = True,
+                 min_tracking_confidence: float = 0.5, blendshapes: bool = False,
                  max_detect_side_px: int = DEFAULT_MAX_DETECT_SIDE_PX,
                  sha256: str | None = LANDMARKER_MODEL_SHA256, small_faces: bool = True,
                  search_period_s: float = 0.5, roi_scale: float = 2.2) -> None:

@@ -66,8 +66,7 @@ def image_landmarker():
 def _check_face_geometry(face: FaceLandmarks, region=None):
     assert face.points478.shape == (478, 3) and face.points478.dtype == np.float32
     assert face.points68.shape == (68, 2) and face.points68.dtype == np.float32
-    assert face.blendshapes.shape == (52,) and len(face.blendshape_names) == 52
-    assert np.all((face.blendshapes >= 0) & (face.blendshapes <= 1))
+    assert face.blendshapes.shape == (0,)  # not asked for
     p = face.points68
     right_eye, left_eye = eye_centres(p)
     nose_tip = p[30]
@@ -105,6 +104,19 @@ def test_astronaut_one_face(image_landmarker, astronaut_rgb):
     # The astronaut's eyes are about 40 px apart in the 512x512 image.
     assert 30 < eye_dist < 55
     assert isinstance(image_landmarker, Landmarker)
+
+
+def test_blendshapes_on_request_leave_the_points_as_they_were(image_landmarker, astronaut_rgb):
+    """blendshapes=True adds the 52 scores and changes no point: leaving them out (the default) costs nothing
+    the pipeline uses."""
+    with MediaPipeLandmarker(mode="image", max_faces=4, blendshapes=True) as lm:
+        with_scores = lm.detect(astronaut_rgb)
+    without = image_landmarker.detect(astronaut_rgb)
+    assert len(with_scores) == len(without) == 1
+    face = with_scores[0]
+    assert face.blendshapes.shape == (52,) and len(face.blendshape_names) == 52
+    assert np.all((face.blendshapes >= 0) & (face.blendshapes <= 1))
+    np.testing.assert_allclose(face.points68, without[0].points68, atol=1e-3)
 
 
 def test_three_faces(image_landmarker, faces3_frame):
