@@ -19,9 +19,9 @@ def test_bench_perception_small_run():
 
 
 def test_frame_and_cli(tmp_path, capsys):
-    assert astronaut_face_frame(3).shape == (480, 640, 3)
+    assert astronaut_face_frame(3).shape == astronaut_face_frame(5).shape == (480, 640, 3)
     assert main(["--repeats", "0"]) == 2
     out = tmp_path / "bench.json"
     assert main(["--repeats", "2", "--warmup", "0", "--crop-size", "32", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert set(data["cases"]) == {"1_face", "3_faces"} and data["crop_size"] == 32
+    assert set(data["cases"]) == {"1_face", "3_faces", "5_faces"} and data["crop_size"] == 32

@@ -1,10 +1,15 @@
 """`make bench` / `fer-bench`: how fast fer_ros runs on this machine, as a table and a JSON file.
 
-1. perception: per-stage timings of the Recognizer on a 640x480 frame with 1 and 3 real faces (bench_perception);
+1. perception: per-stage timings (median, p95) of the Recognizer on a 640x480 frame with 1, 3 and 5 real faces
+   (bench_perception);
 2. networks: per-backend latency of the 3DAGN model (both networks, one call) at batch 1, 2, 4, 8 faces, beside
-   the theoretical floor: the model's FLOPs over this machine's measured fp32 matrix-multiply rate;
-3. pipeline: the full pipeline (landmarks + crops + LBP + both networks) frame rate with 1 and 3 faces, with the
-   targets (30 fps for one face, 15 fps for three, on a 2-core CPU).
+   the theoretical floor (the model's FLOPs over this machine's measured fp32 matrix-multiply rate) and the
+   ratio to it;
+3. pipeline: the full pipeline (landmarks + crops + LBP + both networks) frame rate with 1, 3 and 5 faces, with
+   the targets (60, 30 and 15 fps on a 2-core CPU);
+4. node: fer_node in its own process fed 30 Hz (ros/latency_probe.py) with 1 and 3 faces: the /emotion rate and
+   the latency from an image's stamp to its /emotion (median, p95); left out where ROS 2 is not importable or
+   with --no-node.
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ from fer_ros.runtime import SETTING_HELP, add_setting_option
 from fer_ros.tools.bench_perception import bench_perception, format_perception, machine_info, time_ms
 
 BATCHES = (1, 2, 4, 8)
-TARGET_FPS = {"1_face": 30.0, "3_faces": 15.0}
+TARGET_FPS = {"1_face": 60.0, "3_faces": 30.0, "5_faces": 15.0}
+NODE_FACES = (1, 3)
 
 
 def model_flops(model_dir: Path) -> int:
@@ -107,6 +113,35 @@ def bench_pipeline(model_dir: Path, threads: int, repeats: int, warmup: int, pro
     return {"backend": engine.backend, "crop_size": res["crop_size"], "cases": cases}
 
 
+def bench_node(model_dir: Path, threads: int, duration_s: float, rate_hz: float = 30.0,
+               faces: tuple[int, ...] = NODE_FACES) -> dict:
+    """fer_node's /emotion rate and image-stamp-to-/emotion latency at `rate_hz`, one probe run (its own node
+    process) per face count. {"skipped": why} where ROS 2 or fer_msgs cannot be imported."""
+    import importlib.util
+    import os
+    import subprocess
+    import tempfile
+    missing = [m for m in ("rclpy", "fer_msgs") if importlib.util.find_spec(m) is None]
+    if missing:
+        return {"skipped": f"{', '.join(missing)} not importable: source ROS 2 and the workspace (make setup)"}
+    out: dict = {"rate_hz": rate_hz, "model_dir": str(model_dir), "cases": {}}
+    for n in faces:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = Path(tmp) / "probe.json"
+            cmd = [sys.executable, "-m", "fer_ros.ros.latency_probe", "--start-node", "--faces", str(n),
+                   "--rate-hz", str(rate_hz), "--duration-s", str(duration_s), "--json", str(result),
+                   "--node-args", f"-p model_path:={model_dir} -p num_threads:={threads} -p max_faces:={max(5, n)}"]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TQDM_DISABLE="1"),
+                                  timeout=duration_s + 300)
+            name = f"{n}_face" + ("s" if n != 1 else "")
+            if proc.returncode != 0 or not result.is_file():
+                tail = (proc.stderr.strip().splitlines() or [""])[-1]
+                out["cases"][name] = {"error": f"latency probe exited with {proc.returncode}: {tail}"}
+                continue
+            out["cases"][name] = json.loads(result.read_text())
+    return out
+
+
 def default_backends() -> list[tuple[str, str]]:
     from fer_ros.engine import hardware
     out = [("onnxruntime", "cpu"), ("torch", "cpu")]
@@ -125,10 +160,12 @@ def format_report(r: dict) -> str:
     lines.append(f"  model: {r['floor']['mflops_per_face']:.1f} MFLOP per face; fp32 matmul "
                  f"{r['floor']['matmul_gflops']:.1f} GFLOP/s on {r['threads']} thread(s) -> floor "
                  f"{r['floor']['floor_ms_per_face']:.3f} ms per face")
-    lines.append("  " + f"{'backend':<26}" + "".join(f"{'batch ' + str(b):>18}" for b in BATCHES))
+    lines.append("  " + f"{'backend':<26}" + "".join(f"{'batch ' + str(b):>24}" for b in BATCHES))
     for name, b in r["networks"]["backends"].items():
-        cells = "".join(f"{s['median']:9.2f} /{s['p95']:7.2f}" for s in b["batch_ms"].values())
+        cells = "".join(f"{s['median']:9.2f} /{s['p95']:7.2f} ({b['floor_ratio'][k]:.1f}x)"
+                        for k, s in b["batch_ms"].items())
         lines.append(f"  {name:<26}{cells}")
+    lines.append("  (Nx: the median over the floor for that many faces)")
     for name, why in r["networks"]["skipped"].items():
         lines.append(f"  {name:<26} not run: {why}")
     p = r["pipeline"]
@@ -138,6 +175,22 @@ def format_report(r: dict) -> str:
         lines.append(f"  {name:<8} {c['total_ms']['median']:6.1f} ms median, {c['total_ms']['p95']:6.1f} ms p95 -> "
                      f"{c['fps_median']:5.1f} fps (p95 {c['fps_at_p95']:.1f}); target {c['target_fps']:.0f} fps: "
                      f"{'met' if c['target_met'] else 'NOT met'}")
+    if r.get("node") is not None:
+        lines += ["", format_node(r["node"])]
+    return "\n".join(lines)
+
+
+def format_node(node: dict) -> str:
+    """The lines of a bench_node result."""
+    if "skipped" in node:
+        return f"fer_node at 30 Hz: not run: {node['skipped']}"
+    lines = [f"fer_node fed {node['rate_hz']:.0f} Hz, image stamp -> /emotion:"]
+    for name, c in node["cases"].items():
+        if "error" in c:
+            lines.append(f"  {name:<8} {c['error']}")
+        else:
+            lines.append(f"  {name:<8} latency {c['latency_ms_median']:6.1f} ms median, "
+                         f"{c['latency_ms_p95']:6.1f} ms p95; /emotion {c['emotion_rate_hz']:5.1f} Hz")
     return "\n".join(lines)
 
 
@@ -154,6 +207,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", default=None,
                    help="comma-separated backend:device list, e.g. onnxruntime:cpu,torch:cuda; default: every "
                         "backend usable here")
+    p.add_argument("--node-seconds", type=number(float, low=1.0, finite=True, says="seconds >= 1"), default=15.0,
+                   help="how long fer_node is fed 30 Hz per face count")
+    p.add_argument("--no-node", action="store_true", help="leave out the fer_node latency runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -177,13 +233,17 @@ def main(argv=None) -> int:
     rate = matmul_gflops(args.threads)
     networks = bench_networks(manifest.directory, backends, args.repeats, args.threads, progress)
     pipeline = bench_pipeline(manifest.directory, args.threads, args.repeats, args.warmup, progress)
+    floor_ms = flops / (rate * 1e9) * 1e3
+    for b in networks["backends"].values():
+        b["floor_ratio"] = {k: s["median"] / (floor_ms * int(k)) for k, s in b["batch_ms"].items()}
+    node = None if args.no_node else bench_node(manifest.directory, args.threads, args.node_seconds)
     report = {
         "benchmark": "fer_ros", "model": manifest.name, "model_dir": str(manifest.directory), "threads": args.threads,
         "machine": machine_info(), "perception": perception,
         "floor": {"mflops_per_face": flops / 1e6, "matmul_gflops": rate,
-                  "floor_ms_per_face": flops / (rate * 1e9) * 1e3,
+                  "floor_ms_per_face": floor_ms,
                   "what": "model FLOPs at batch 1 / measured fp32 matmul rate: no backend can beat it on this CPU"},
-        "networks": networks, "pipeline": pipeline,
+        "networks": networks, "pipeline": pipeline, "node": node,
     }
     print(format_report(report))
     args.out.parent.mkdir(parents=True, exist_ok=True)
