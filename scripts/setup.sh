@@ -139,6 +139,10 @@ else
   # shellcheck disable=SC1091
   . "$ROOT/scripts/env.sh" --no-install
   mkdir -p log; touch "$STAMPS/colcon.new"
+  # A file gone from the sources (a model replaced, say) leaves a dangling link in the symlinked build and
+  # install trees, which colcon then fails to copy: drop such links, and the model folders they leave empty.
+  find build install -xtype l -delete 2>/dev/null || true
+  find build/fer_ros/models install/fer_ros/share/fer_ros/models -mindepth 1 -type d -empty -delete 2>/dev/null || true
   colcon --log-base log build --symlink-install --base-paths "${base_paths[@]}" \
     --event-handlers console_cohesion- summary+ status- \
     --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF -Wno-dev >log/colcon-build.txt 2>&1 \
