@@ -37,7 +37,8 @@ class FaceResult:
     of the T frames are in the face's window / whether it is full. has_neutral: a neutral reference exists.
     probs: (K,) float32 or None (no engine, or window not full). label / confidence: the top class and its
     probability ("" / 0.0 without probs). class_names: the engine's classes (empty without an engine).
-    track_age_s: time since the face was first seen (s). blendshapes: (52,) MediaPipe scores of this frame.
+    track_age_s: time since the face was first seen (s). blendshapes: the landmarker's blendshape scores of this
+    frame (empty unless it was made with `blendshapes=True`).
     """
 
     id: int
