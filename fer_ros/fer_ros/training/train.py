@@ -168,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     if is_main:
         (out / "report.json").write_text(json.dumps(report, indent=2, default=jsonable) + "\n")
         print(f"[fer-train] report: {out / 'report.json'} ({report['seconds_total']:.0f} s in all)")
+    if dist_ctx is not None:
+        # every rank waits for rank 0's export and report, then leaves the group: a rank that exits with the
+        # group still open can abort in its communication threads
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
     return 0
 
 
