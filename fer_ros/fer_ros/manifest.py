@@ -18,7 +18,7 @@ from fer_ros.preprocess import BASE_CLIP_INPUT, check_preprocess_spec, clip_chan
 
 FORMAT = "fer_ros.model/1"
 MANIFEST_NAME = "manifest.json"
-GET_A_MODEL = ("use the model shipped in fer_ros/models/ckplus8_default, or train and export one with "
+GET_A_MODEL = ("use the model shipped in fer_ros/models/agn8_ferplus_kdef_ckplus, or train and export one with "
                "`fer-train` (see README)")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_MODEL = "ckplus8_default"
+DEFAULT_MODEL = "agn8_ferplus_kdef_ckplus"
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the repository: fer_ros/, fer_msgs/
 
 

@@ -47,7 +47,7 @@ class RecognizerSettings:
 #: from RecognizerSettings.
 SETTING_HELP = {
     "model_path": "model directory (manifest.json, model.onnx, model.pt); empty (the default) = the shipped "
-                  "models/ckplus8_default",
+                  "models/agn8_ferplus_kdef_ckplus",
     "backend": "inference backend: auto (TensorRT, then a CUDA backend, then the CPU), onnxruntime, torch or "
                "tensorrt",
     "device": "inference device: auto (a GPU when there is one), cpu, cuda or cuda:N",

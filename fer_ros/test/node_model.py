@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "ckplus8_default"
+from fer_ros.resources import DEFAULT_MODEL
+
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
