@@ -10,15 +10,14 @@ import unittest
 
 import launch
 import launch_testing.actions
-import launch_testing.asserts
 import launch_testing.markers
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 
 from fer_msgs.msg import FaceEmotionArray
 
-from launch_stack import START_TIMEOUT_S, Listener, error_lines, feeder, fer_launch, ready_face
+from launch_stack import (START_TIMEOUT_S, CleanStopChecks, ListenerTestCase, feeder, fer_launch,
+                          ready_face)
 from ros_helpers import isolated_ros_env, use_env
 
 use_env(isolated_ros_env())
@@ -36,20 +35,15 @@ def generate_test_description():
     ])
 
 
-class TestTwoCameras(unittest.TestCase):
+class TestTwoCameras(ListenerTestCase):
+
+    listener_name = "fer_cameras_test"
 
     @classmethod
-    def setUpClass(cls):
-        rclpy.init()
-        cls.listener = Listener("fer_cameras_test")
+    def listen_to(cls):
         cls.emotions = {cam: cls.listener.listen(FaceEmotionArray, f"/{cam}/emotion") for cam in CAMERAS}
         cls.root_emotions = cls.listener.listen(FaceEmotionArray, "/emotion")
         cls.diagnostics = cls.listener.listen(DiagnosticArray, "/diagnostics")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.listener.node.destroy_node()
-        rclpy.try_shutdown()
 
     def test_each_camera_is_answered_in_its_own_namespace(self):
         def both_ready():
@@ -72,10 +66,5 @@ class TestTwoCameras(unittest.TestCase):
 
 
 @launch_testing.post_shutdown_test()
-class TestCleanStop(unittest.TestCase):
-
-    def test_every_process_exits_with_0(self, proc_info):
-        launch_testing.asserts.assertExitCodes(proc_info, allowable_exit_codes=[0])
-
-    def test_no_error_and_no_traceback(self, proc_output):
-        self.assertEqual(error_lines(proc_output), [])
+class TestCleanStop(CleanStopChecks, unittest.TestCase):
+    """Both nodes stop cleanly on launch's SIGINT."""

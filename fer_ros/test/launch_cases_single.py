@@ -12,16 +12,15 @@ from pathlib import Path
 
 import launch
 import launch_testing.actions
-import launch_testing.asserts
 import launch_testing.markers
 import pytest
-import rclpy
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from fer_msgs.msg import FaceEmotionArray
 
-from launch_stack import START_TIMEOUT_S, Listener, error_lines, feeder, fer_launch, ready_face
+from launch_stack import (START_TIMEOUT_S, CleanStopChecks, ListenerTestCase, feeder, fer_launch,
+                          ready_face)
 from ros_helpers import isolated_ros_env, use_env
 
 # The launched processes inherit this process's environment: give the run a ROS domain of its own.
@@ -50,19 +49,12 @@ def generate_test_description():
     ])
 
 
-class TestSingleCamera(unittest.TestCase):
+class TestSingleCamera(ListenerTestCase):
 
     @classmethod
-    def setUpClass(cls):
-        rclpy.init()
-        cls.listener = Listener("fer_launch_test")
+    def listen_to(cls):
         cls.emotions = cls.listener.listen(FaceEmotionArray, "/emotion")
         cls.images = cls.listener.listen(Image, "/emotion/image", qos_profile_sensor_data)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.listener.node.destroy_node()
-        rclpy.try_shutdown()
 
     def test_a_face_in_gives_a_label_on_emotion(self):
         found = self.listener.spin_until(lambda: any(ready_face(m) for m in self.emotions), START_TIMEOUT_S)
@@ -86,11 +78,5 @@ class TestSingleCamera(unittest.TestCase):
 
 
 @launch_testing.post_shutdown_test()
-class TestCleanStop(unittest.TestCase):
-
-    def test_every_process_exits_with_0(self, proc_info):
-        # launch stops its processes with SIGINT while the camera still sends frames
-        launch_testing.asserts.assertExitCodes(proc_info, allowable_exit_codes=[0])
-
-    def test_no_error_and_no_traceback(self, proc_output):
-        self.assertEqual(error_lines(proc_output), [])
+class TestCleanStop(CleanStopChecks, unittest.TestCase):
+    """The node stops cleanly on launch's SIGINT."""

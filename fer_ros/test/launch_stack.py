@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+import unittest
 from pathlib import Path
 
 FEEDER = Path(__file__).resolve().parent / "face_feeder.py"
@@ -102,6 +103,43 @@ class Listener:
             return {n: parameter_value_to_python(v) for n, v in zip(names, future.result().values)}
         finally:
             self.node.destroy_client(client)
+
+
+class ListenerTestCase(unittest.TestCase):
+    """Base of a launch test's live checks: rclpy and a `Listener` named `listener_name` for the class; a
+    subclass subscribes in `listen_to()`."""
+
+    listener_name = "fer_launch_test"
+
+    @classmethod
+    def setUpClass(cls):
+        import rclpy
+        rclpy.init()
+        cls.listener = Listener(cls.listener_name)
+        cls.listen_to()
+
+    @classmethod
+    def listen_to(cls) -> None:
+        """Make the subscriptions (cls.listener.listen) the tests read."""
+
+    @classmethod
+    def tearDownClass(cls):
+        import rclpy
+        cls.listener.node.destroy_node()
+        rclpy.try_shutdown()
+
+
+class CleanStopChecks:
+    """The post-shutdown checks of every launch test: exit code 0 and no ERROR line or traceback. Mixed into a
+    `unittest.TestCase` marked `@launch_testing.post_shutdown_test()` in the launch test's module."""
+
+    def test_every_process_exits_with_0(self, proc_info):
+        # launch stops its processes with SIGINT while the camera still sends frames
+        import launch_testing.asserts
+        launch_testing.asserts.assertExitCodes(proc_info, allowable_exit_codes=[0])
+
+    def test_no_error_and_no_traceback(self, proc_output):
+        self.assertEqual(error_lines(proc_output), [])
 
 
 def ready_face(msg) -> bool:
