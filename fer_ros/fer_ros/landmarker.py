@@ -11,13 +11,22 @@ the frame's width. The small-face search covers them: the bundle's own face dete
 mode). In VIDEO mode a face of the previous frame that the whole-frame pass misses is looked for on a crop around
 its last box, and the tile search runs at most every `search_period_s` while fewer than `max_faces` faces are
 known.
+
+The mesh network costs the same for every face and runs on one core, and MediaPipe releases the GIL while it runs:
+with `threads` > 1 the faces landmarked on crops run side by side, each on its own IMAGE-mode FaceLandmarker. In
+VIDEO mode the faces the whole-frame pass missed in the previous frame (small ones, which it will most likely miss
+again) are landmarked on their crops while the whole-frame pass runs; a result the whole-frame pass makes
+redundant is dropped, so the faces reported are the same as one after another, only sooner.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import math
+import os
+import queue
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -42,6 +51,13 @@ MIN_SEARCH_SIDE_PX = 256
 # more than this share of its side: re-centring on every frame's box feeds the landmarks' own sub-pixel wobble back
 # into the crop, and a still face then alternates between two sets of landmarks.
 ROI_HOLD = 0.05
+# Default number of threads that landmark faces at once: one per core, at most this many.
+MAX_DEFAULT_THREADS = 4
+
+
+def default_threads() -> int:
+    """Threads for side-by-side landmarking when none is asked for: the cores, between 1 and MAX_DEFAULT_THREADS."""
+    return max(1, min(MAX_DEFAULT_THREADS, os.cpu_count() or 1))
 
 
 class LandmarkerError(RuntimeError):
@@ -131,18 +147,22 @@ class MediaPipeLandmarker:
     mode "video": frames of one stream, tracked between calls (faster); timestamps must grow, so stamps that do
     not are moved just past the previous one. mode "image": every call independent (datasets of single images).
     Frames with a longer side above `max_detect_side_px` are searched on a downscaled copy; points are returned in
-    the original frame's pixels. Call `close()` when done (or use it as a context manager)."""
+    the original frame's pixels. `threads`: faces landmarked at once (see the module docstring); 0 = one per core
+    (at most MAX_DEFAULT_THREADS), 1 = one after another. Call `close()` when done (or use it as a context
+    manager)."""
 
     def __init__(self, model_path: str | Path | None = None, mode: str = "video", max_faces: int = 4,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
                  min_tracking_confidence: float = 0.5, blendshapes: bool = False,
                  max_detect_side_px: int = DEFAULT_MAX_DETECT_SIDE_PX,
                  sha256: str | None = LANDMARKER_MODEL_SHA256, small_faces: bool = True,
-                 search_period_s: float = 0.5, roi_scale: float = 2.2) -> None:
+                 search_period_s: float = 0.5, roi_scale: float = 2.2, threads: int = 0) -> None:
         if mode not in ("video", "image"):
             raise LandmarkerError(f"landmarker mode must be 'video' or 'image', got {mode!r}")
         if int(max_faces) < 1:
             raise LandmarkerError(f"max_faces must be >= 1, got {max_faces}")
+        if int(threads) < 0:
+            raise LandmarkerError(f"threads must be >= 0 (0 = one per core), got {threads}")
         if int(max_detect_side_px) < 64:
             raise LandmarkerError(f"max_detect_side_px must be >= 64, got {max_detect_side_px}")
         path = Path(model_path) if model_path is not None else default_landmarker_model()
@@ -162,6 +182,7 @@ class MediaPipeLandmarker:
         self.small_faces = bool(small_faces)
         self.search_period_s = float(search_period_s)
         self.roi_scale = float(roi_scale)
+        self.threads = int(threads) or default_threads()
         bundle = path.read_bytes()
 
         def landmarker(running, num_faces):
@@ -172,11 +193,17 @@ class MediaPipeLandmarker:
                 min_tracking_confidence=float(min_tracking_confidence),
                 output_face_blendshapes=bool(blendshapes)))
 
-        self._landmarker = self._roi_landmarker = self._detector = None
+        self._landmarker = self._detector = self._pool = None
+        self._roi_landmarkers: list = []
+        self._free_roi: queue.SimpleQueue = queue.SimpleQueue()  # ROI landmarkers not in use
         running = vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE
         self._landmarker = landmarker(running, self.max_faces)
         if self.small_faces:
-            self._roi_landmarker = landmarker(vision.RunningMode.IMAGE, 1)
+            for _ in range(min(self.threads, self.max_faces)):
+                self._roi_landmarkers.append(landmarker(vision.RunningMode.IMAGE, 1))
+                self._free_roi.put(self._roi_landmarkers[-1])
+            if len(self._roi_landmarkers) > 1:
+                self._pool = ThreadPoolExecutor(len(self._roi_landmarkers), thread_name_prefix="fer_landmarks")
             try:
                 with zipfile.ZipFile(io.BytesIO(bundle)) as z:
                     detector_model = z.read("face_detector.tflite")
@@ -211,11 +238,18 @@ class MediaPipeLandmarker:
         else:
             scale_x = scale_y = 1.0
         ts_ms = self._timestamp_ms(stamp_s) if self.mode == "video" else None
-        found = self._detect_full(frame, ts_ms)
+        ahead = {}  # last frame's faces from crops, landmarked while the whole-frame pass runs
+        if self._pool is not None and ts_ms is not None:
+            ahead = {i: self._pool.submit(self._landmark_roi, frame, box, crop)
+                     for i, (box, crop) in enumerate(self._roi_boxes) if crop is not None}
+        try:
+            found = self._detect_full(frame, ts_ms)
+        finally:
+            landmarked = {i: f.result() for i, f in ahead.items()}
         crops: list = [None] * len(found)  # the crop a small face was landmarked on
         if self.small_faces:
             if len(found) < self.max_faces:
-                small = self._detect_small(frame, found, ts_ms)
+                small = self._detect_small(frame, found, ts_ms, landmarked)
                 found += [face for face, _ in small]
                 crops += [crop for _, crop in small]
             # In VIDEO mode every face of this frame is looked for by its crop next frame if the whole-frame pass
@@ -232,8 +266,15 @@ class MediaPipeLandmarker:
         return faces
 
     def close(self) -> None:
-        """Release the MediaPipe graph (safe to call twice)."""
-        for name in ("_landmarker", "_roi_landmarker", "_detector"):
+        """Release the MediaPipe graphs and the worker threads (safe to call twice)."""
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True)
+            self._pool = None
+        for task in getattr(self, "_roi_landmarkers", []):
+            task.close()
+        self._roi_landmarkers = []
+        for name in ("_landmarker", "_detector"):
             task = getattr(self, name, None)
             if task is not None:
                 task.close()
@@ -255,25 +296,33 @@ class MediaPipeLandmarker:
             result = self._landmarker.detect(image)
         return _unpack(result, frame.shape[1], frame.shape[0], 0.0, 0.0)
 
-    def _detect_small(self, frame: np.ndarray, found: list, ts_ms: int | None) -> list:
+    def _detect_small(self, frame: np.ndarray, found: list, ts_ms: int | None, landmarked: dict | None = None
+                      ) -> list:
         """[(face, crop)]: faces the whole-frame pass missed, last frame's faces by their crop, new ones by the
-        tile search."""
+        tile search. `landmarked`: _landmark_roi's results already made for some of last frame's faces, by their
+        index in _roi_boxes."""
         h, w = frame.shape[:2]
+        landmarked = landmarked or {}
         known = [_box_of(p) for p, _, _ in found]
-        candidates = [(b, crop) for b, crop in self._roi_boxes if not any(_iou(b, k) > 0.3 for k in known)]
+        # (box, last crop, its result when already made)
+        candidates = [(b, crop, landmarked.get(i)) for i, (b, crop) in enumerate(self._roi_boxes)
+                      if not any(_iou(b, k) > 0.3 for k in known)]
         now_s = ts_ms / 1000.0 if ts_ms is not None else None
         due = (now_s is None or self._last_search_s is None or now_s < self._last_search_s
                or now_s - self._last_search_s >= self.search_period_s)
         if due and min(h, w) >= MIN_SEARCH_SIDE_PX and len(known) + len(candidates) < self.max_faces:
             self._last_search_s = now_s
             for box in self._search_tiles(frame):
-                if not any(_iou(box, k) > 0.2 for k in known + [b for b, _ in candidates]):
-                    candidates.append((box, None))
+                if not any(_iou(box, k) > 0.2 for k in known + [b for b, _, _ in candidates]):
+                    candidates.append((box, None, None))
         out, boxes = [], []
-        for box, last_crop in candidates:
+        for i, (box, last_crop, made) in enumerate(candidates):
             if len(found) + len(out) >= self.max_faces:
                 break
-            face, crop = self._landmark_roi(frame, box, last_crop)
+            if made is None:
+                self._landmark_ahead(frame, candidates, i, self.max_faces - len(found) - len(out))
+                made = candidates[i][2]
+            face, crop = made
             if face is None:
                 continue
             fbox = _box_of(face[0])
@@ -300,6 +349,18 @@ class MediaPipeLandmarker:
                         boxes.append(box)
         return boxes
 
+    def _landmark_ahead(self, frame: np.ndarray, candidates: list, start: int, wanted: int) -> None:
+        """Landmark candidates[start] and, side by side when there are threads, the next ones without a result,
+        up to `wanted` in all (the most that can still be reported); results are stored in `candidates`."""
+        todo = [j for j in range(start, len(candidates)) if candidates[j][2] is None][:max(1, wanted)]
+        if self._pool is None or len(todo) == 1:
+            todo = todo[:1]
+            results = [self._landmark_roi(frame, *candidates[todo[0]][:2])]
+        else:
+            results = list(self._pool.map(lambda j: self._landmark_roi(frame, *candidates[j][:2]), todo))
+        for j, made in zip(todo, results):
+            candidates[j] = (candidates[j][0], candidates[j][1], made)
+
     def _landmark_roi(self, frame: np.ndarray, box, last_crop=None) -> tuple:
         """(the face nearest the centre of a square crop of roi_scale times the box around it, or None; the crop
         (x0, y0, x1, y1) used). `last_crop`, the crop this face was found in last frame, is used again while the
@@ -314,7 +375,11 @@ class MediaPipeLandmarker:
         x0, y0, x1, y1 = crop
         if x1 - x0 < MIN_FRAME_SIDE_PX or y1 - y0 < MIN_FRAME_SIDE_PX:
             return None, crop
-        result = self._roi_landmarker.detect(_mp_image(frame[y0:y1, x0:x1]))
+        task = self._free_roi.get()  # one landmarker per thread at a time (a MediaPipe task is not thread-safe)
+        try:
+            result = task.detect(_mp_image(frame[y0:y1, x0:x1]))
+        finally:
+            self._free_roi.put(task)
         faces = _unpack(result, x1 - x0, y1 - y0, float(x0), float(y0))
         if not faces:
             return None, crop

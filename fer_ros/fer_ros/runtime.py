@@ -35,6 +35,7 @@ class RecognizerSettings:
     engine_cache_dir: str = ""            # "" = $FER_ROS_ENGINE_CACHE or ~/.cache/fer_ros/engines
     num_threads: int = 2                  # CPU threads for inference; 0 = the backend's own choice
     max_faces: int = 4
+    landmark_threads: int = 0             # faces landmarked side by side; 0 = one per core (at most 4)
     min_face_size_px: int = 40
     window_length: int = 0                # 0 = the model's own; anything else must equal it
     neutral_policy: str = "auto"          # face_state.NEUTRAL_POLICIES
@@ -56,6 +57,8 @@ SETTING_HELP = {
                         "default) = $FER_ROS_ENGINE_CACHE or ~/.cache/fer_ros/engines",
     "num_threads": "CPU threads for inference (intra-op)",
     "max_faces": "most faces tracked per frame",
+    "landmark_threads": "threads that landmark faces side by side (the faces the whole-frame pass misses, small "
+                        "ones, run while it runs); 0 = one per core, at most 4; 1 = one after another",
     "min_face_size_px": "faces with a box side smaller than this (px) are not reported",
     "window_length": "frames per face clip; 0 = the model's own (must equal it otherwise)",
     "neutral_policy": "how a face's neutral reference is chosen: auto (least_motion until the model calls a frame "
@@ -132,7 +135,8 @@ def build_recognizer(settings: RecognizerSettings, option: str = "--model", land
     engine, model_dir = open_engine(settings, option)
     try:
         if landmarker is None:
-            landmarker = MediaPipeLandmarker(mode="video", max_faces=settings.max_faces)
+            landmarker = MediaPipeLandmarker(mode="video", max_faces=settings.max_faces,
+                                             threads=settings.landmark_threads)
         recognizer = Recognizer(landmarker=landmarker, engine=engine, max_faces=settings.max_faces,
                                 face_timeout_s=settings.face_timeout_s, neutral_policy=settings.neutral_policy,
                                 min_face_size_px=settings.min_face_size_px)

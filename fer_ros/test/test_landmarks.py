@@ -206,3 +206,54 @@ def test_a_still_small_face_keeps_its_crop_and_its_landmarks(faces3_frame):
     assert len(moved) == 3
     for before, after in zip(runs[-1], moved):
         assert np.median(after.points68[:, 0] - before.points68[:, 0]) == pytest.approx(30.0, abs=2.0)
+
+
+def test_faces_landmarked_side_by_side_are_the_faces_landmarked_one_after_another(astronaut_rgb):
+    """With threads, last frame's faces from crops are landmarked on worker threads while the whole-frame pass runs
+    (and further faces on crops side by side): the faces reported, and every point, are those of one thread."""
+    import threading
+
+    from conftest import place_faces
+    three, _ = place_faces(astronaut_rgb, 3, scale=0.7)
+    five, _ = place_faces(astronaut_rgb, 5, scale=0.45)
+    one_big, _ = place_faces(astronaut_rgb, 1, scale=0.9)
+    # Small faces followed by their crops, a move, more faces, a big face the whole-frame pass finds, and back.
+    stream = [three, three, np.roll(three, 12, axis=1), five, five, np.roll(five, -8, axis=0), one_big, three, three]
+
+    def run(threads):
+        with MediaPipeLandmarker(mode="video", max_faces=5, search_period_s=0.1, threads=threads) as lm:
+            where = []
+            landmark_roi = lm._landmark_roi
+
+            def recorded(*args):
+                where.append(threading.current_thread().name)
+                return landmark_roi(*args)
+            lm._landmark_roi = recorded
+            out = [sorted(lm.detect(frame, 0.1 * i), key=lambda f: f.box[0]) for i, frame in enumerate(stream)]
+        return out, where
+
+    alone, alone_where = run(1)
+    together, together_where = run(3)
+    counts = [len(f) for f in alone]
+    assert counts[:3] == [3, 3, 3] and 5 in counts[3:6] and counts[6] == 1 and counts[-1] == 3, counts
+    assert [len(f) for f in together] == [len(f) for f in alone]
+    for frame_alone, frame_together in zip(alone, together):
+        for a, b in zip(frame_alone, frame_together):
+            np.testing.assert_array_equal(a.points478, b.points478)
+    assert all(name == threading.current_thread().name for name in alone_where)
+    assert sum(name.startswith("fer_landmarks") for name in together_where) >= 10
+
+
+def test_landmark_threads_option(face_frame):
+    from fer_ros.landmarker import default_threads
+    assert 1 <= default_threads() <= 4
+    with pytest.raises(LandmarkerError, match="threads"):
+        MediaPipeLandmarker(threads=-1)
+    lm = MediaPipeLandmarker(mode="video", max_faces=2, threads=0)
+    assert lm.threads == default_threads()
+    assert len(lm.detect(face_frame[0], 0.0)) == 1
+    lm.close()
+    assert lm._pool is None and lm._roi_landmarkers == []
+    lm.close()
+    with MediaPipeLandmarker(mode="video", max_faces=1, threads=4) as one:
+        assert one._pool is None  # one face at most: one crop landmarker, no worker threads

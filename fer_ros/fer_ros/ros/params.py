@@ -49,6 +49,7 @@ DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
     "engine_cache_dir": (_setting("engine_cache_dir"), True, None),
     "num_threads": (_setting("num_threads"), True, IntegerRange(from_value=1, to_value=64, step=1)),
     "max_faces": (_setting("max_faces"), True, IntegerRange(from_value=1, to_value=32, step=1)),
+    "landmark_threads": (_setting("landmark_threads"), True, IntegerRange(from_value=0, to_value=32, step=1)),
     "min_face_size_px": (_setting("min_face_size_px"), False, IntegerRange(from_value=0, to_value=4096, step=1)),
     "window_length": (_setting("window_length"), True, IntegerRange(from_value=0, to_value=64, step=1)),
     "neutral_policy": (_setting("neutral_policy"), False, NEUTRAL_POLICIES),
