@@ -107,6 +107,18 @@ def test_second_load_reuses_the_cached_engine(model_dir, tmp_path):
     np.testing.assert_allclose(first.predict(clip, geo, valid), second.predict(clip, geo, valid), atol=1e-6)
 
 
+def test_the_first_load_runs_as_fast_a_graph_as_a_cached_one(model_dir, tmp_path):
+    """The load that fills the cache saves the portable graph but runs, like every later load, with every
+    optimisation (the processor's layouts too), not the saving session's reduced level."""
+    import onnxruntime as ort
+    first = load_engine(model_dir, backend="onnxruntime", cache_dir=tmp_path)
+    second = load_engine(model_dir, backend="onnxruntime", cache_dir=tmp_path)
+    assert first.cache_hit is False and second.cache_hit is True
+    for engine in (first, second):
+        level = engine.session.get_session_options().graph_optimization_level
+        assert level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
 def test_a_changed_model_invalidates_the_cache(model_copy, tmp_path):
     import torch
 
