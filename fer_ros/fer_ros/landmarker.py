@@ -15,8 +15,9 @@ known.
 The mesh network costs the same for every face and runs on one core, and MediaPipe releases the GIL while it runs:
 with `threads` > 1 the faces landmarked on crops run side by side, each on its own IMAGE-mode FaceLandmarker. In
 VIDEO mode the faces the whole-frame pass missed in the previous frame (small ones, which it will most likely miss
-again) are landmarked on their crops while the whole-frame pass runs; a result the whole-frame pass makes
-redundant is dropped, so the faces reported are the same as one after another, only sooner.
+again) are landmarked on their crops, and a due tile search runs, while the whole-frame pass runs; a result the
+whole-frame pass makes redundant is dropped, so the faces reported are the same as one after another, only
+sooner.
 """
 from __future__ import annotations
 
@@ -193,9 +194,11 @@ class MediaPipeLandmarker:
                 min_tracking_confidence=float(min_tracking_confidence),
                 output_face_blendshapes=bool(blendshapes)))
 
-        self._landmarker = self._detector = self._pool = None
+        self._landmarker = self._pool = None
         self._roi_landmarkers: list = []
         self._free_roi: queue.SimpleQueue = queue.SimpleQueue()  # ROI landmarkers not in use
+        self._detectors: list = []
+        self._free_detectors: queue.SimpleQueue = queue.SimpleQueue()  # tile detectors not in use
         running = vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE
         self._landmarker = landmarker(running, self.max_faces)
         if self.small_faces:
@@ -210,9 +213,11 @@ class MediaPipeLandmarker:
             except (zipfile.BadZipFile, KeyError) as exc:
                 self.close()
                 raise LandmarkerError(f"face landmarker bundle {path} holds no face detector ({exc})") from None
-            self._detector = vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
-                base_options=BaseOptions(model_asset_buffer=detector_model), running_mode=vision.RunningMode.IMAGE,
-                min_detection_confidence=float(min_detection_confidence)))
+            for _ in range(max(1, len(self._roi_landmarkers) if self._pool is not None else 1)):
+                self._detectors.append(vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
+                    base_options=BaseOptions(model_asset_buffer=detector_model),
+                    running_mode=vision.RunningMode.IMAGE, min_detection_confidence=float(min_detection_confidence))))
+                self._free_detectors.put(self._detectors[-1])
         self._roi_boxes: list[tuple[tuple, tuple | None]] = []  # last frame's faces: (box, crop), detection px
         self._last_search_s: float | None = None
         self._last_ts_ms: int | None = None
@@ -239,17 +244,21 @@ class MediaPipeLandmarker:
             scale_x = scale_y = 1.0
         ts_ms = self._timestamp_ms(stamp_s) if self.mode == "video" else None
         ahead = {}  # last frame's faces from crops, landmarked while the whole-frame pass runs
+        search = None  # the tile search, run while the whole-frame pass runs when it is due
         if self._pool is not None and ts_ms is not None:
             ahead = {i: self._pool.submit(self._landmark_roi, frame, box, crop)
                      for i, (box, crop) in enumerate(self._roi_boxes) if crop is not None}
+            if self.small_faces and len(self._roi_boxes) < self.max_faces and self._search_due(frame, ts_ms):
+                search = self._submit_search(frame)
         try:
             found = self._detect_full(frame, ts_ms)
         finally:
             landmarked = {i: f.result() for i, f in ahead.items()}
+            searched = _merge_tile_boxes(_interleaved([f.result() for f in search])) if search else None
         crops: list = [None] * len(found)  # the crop a small face was landmarked on
         if self.small_faces:
             if len(found) < self.max_faces:
-                small = self._detect_small(frame, found, ts_ms, landmarked)
+                small = self._detect_small(frame, found, ts_ms, landmarked, searched)
                 found += [face for face, _ in small]
                 crops += [crop for _, crop in small]
             # In VIDEO mode every face of this frame is looked for by its crop next frame if the whole-frame pass
@@ -271,14 +280,13 @@ class MediaPipeLandmarker:
         if pool is not None:
             pool.shutdown(wait=True)
             self._pool = None
-        for task in getattr(self, "_roi_landmarkers", []):
+        for task in getattr(self, "_roi_landmarkers", []) + getattr(self, "_detectors", []):
             task.close()
-        self._roi_landmarkers = []
-        for name in ("_landmarker", "_detector"):
-            task = getattr(self, name, None)
-            if task is not None:
-                task.close()
-                setattr(self, name, None)
+        self._roi_landmarkers, self._detectors = [], []
+        task = getattr(self, "_landmarker", None)
+        if task is not None:
+            task.close()
+            self._landmarker = None
 
     def __enter__(self) -> "MediaPipeLandmarker":
         return self
@@ -296,23 +304,21 @@ class MediaPipeLandmarker:
             result = self._landmarker.detect(image)
         return _unpack(result, frame.shape[1], frame.shape[0], 0.0, 0.0)
 
-    def _detect_small(self, frame: np.ndarray, found: list, ts_ms: int | None, landmarked: dict | None = None
-                      ) -> list:
+    def _detect_small(self, frame: np.ndarray, found: list, ts_ms: int | None, landmarked: dict | None = None,
+                      searched: list | None = None) -> list:
         """[(face, crop)]: faces the whole-frame pass missed, last frame's faces by their crop, new ones by the
         tile search. `landmarked`: _landmark_roi's results already made for some of last frame's faces, by their
-        index in _roi_boxes."""
+        index in _roi_boxes; `searched`: _search_tiles' result for this frame, when it was already made (it is
+        used only where the search would have run)."""
         h, w = frame.shape[:2]
         landmarked = landmarked or {}
         known = [_box_of(p) for p, _, _ in found]
         # (box, last crop, its result when already made)
         candidates = [(b, crop, landmarked.get(i)) for i, (b, crop) in enumerate(self._roi_boxes)
                       if not any(_iou(b, k) > 0.3 for k in known)]
-        now_s = ts_ms / 1000.0 if ts_ms is not None else None
-        due = (now_s is None or self._last_search_s is None or now_s < self._last_search_s
-               or now_s - self._last_search_s >= self.search_period_s)
-        if due and min(h, w) >= MIN_SEARCH_SIDE_PX and len(known) + len(candidates) < self.max_faces:
-            self._last_search_s = now_s
-            for box in self._search_tiles(frame):
+        if self._search_due(frame, ts_ms) and len(known) + len(candidates) < self.max_faces:
+            self._last_search_s = ts_ms / 1000.0 if ts_ms is not None else None
+            for box in (searched if searched is not None else self._search_tiles(frame)):
                 if not any(_iou(box, k) > 0.2 for k in known + [b for b, _, _ in candidates]):
                     candidates.append((box, None, None))
         out, boxes = [], []
@@ -332,22 +338,42 @@ class MediaPipeLandmarker:
             boxes.append(fbox)
         return out
 
+    def _search_due(self, frame: np.ndarray, ts_ms: int | None) -> bool:
+        """Whether the tile search may run on this frame: one big enough to tile, and (in VIDEO mode) no search in
+        the last search_period_s."""
+        if min(frame.shape[:2]) < MIN_SEARCH_SIDE_PX:
+            return False
+        if ts_ms is None or self._last_search_s is None:
+            return True
+        now_s = ts_ms / 1000.0
+        return now_s < self._last_search_s or now_s - self._last_search_s >= self.search_period_s
+
     def _search_tiles(self, frame: np.ndarray) -> list[tuple[float, float, float, float]]:
         """Face boxes (px) from the face detector on overlapping square tiles of 2/3 of the shorter side."""
-        h, w = frame.shape[:2]
-        tile = max(128, int(min(h, w) * 2 / 3))
-        xs = sorted(set(list(range(0, max(1, w - tile + 1), tile // 2)) + [max(0, w - tile)]))
-        ys = sorted(set(list(range(0, max(1, h - tile + 1), tile // 2)) + [max(0, h - tile)]))
-        boxes: list[tuple[float, float, float, float]] = []
-        for y in ys:
-            for x in xs:
-                result = self._detector.detect(_mp_image(frame[y:y + tile, x:x + tile]))
-                for d in result.detections or []:
-                    bb = d.bounding_box
-                    box = (x + bb.origin_x, y + bb.origin_y, x + bb.origin_x + bb.width, y + bb.origin_y + bb.height)
-                    if not any(_iou(box, b) > 0.3 for b in boxes):
-                        boxes.append(box)
-        return boxes
+        tile, origins = _tile_origins(frame)
+        return _merge_tile_boxes(self._detect_tiles(frame, tile, origins))
+
+    def _submit_search(self, frame: np.ndarray) -> list:
+        """The tile search on the thread pool: futures of _detect_tiles, one per detector, tiles dealt to them in
+        turn (k, k + n, ...); _interleaved puts their results back in the tiles' order."""
+        tile, origins = _tile_origins(frame)
+        parts = len(self._detectors)
+        return [self._pool.submit(self._detect_tiles, frame, tile, origins[k::parts]) for k in range(parts)]
+
+    def _detect_tiles(self, frame: np.ndarray, tile: int, origins: list) -> list[list[tuple]]:
+        """For each (x, y) tile origin, the face boxes (frame px) the detector finds on that tile."""
+        detector = self._free_detectors.get()  # one detector per thread at a time
+        try:
+            out = []
+            for x, y in origins:
+                result = detector.detect(_mp_image(frame[y:y + tile, x:x + tile]))
+                out.append([(x + d.bounding_box.origin_x, y + d.bounding_box.origin_y,
+                             x + d.bounding_box.origin_x + d.bounding_box.width,
+                             y + d.bounding_box.origin_y + d.bounding_box.height)
+                            for d in result.detections or []])
+            return out
+        finally:
+            self._free_detectors.put(detector)
 
     def _landmark_ahead(self, frame: np.ndarray, candidates: list, start: int, wanted: int) -> None:
         """Landmark candidates[start] and, side by side when there are threads, the next ones without a result,
@@ -400,6 +426,31 @@ class MediaPipeLandmarker:
             ts = raw + self._offset_ms
         self._last_ts_ms = ts
         return ts
+
+
+def _tile_origins(frame: np.ndarray) -> tuple[int, list[tuple[int, int]]]:
+    """(side, [(x, y)] row by row): the overlapping square tiles of 2/3 of the frame's shorter side."""
+    h, w = frame.shape[:2]
+    tile = max(128, int(min(h, w) * 2 / 3))
+    xs = sorted(set(list(range(0, max(1, w - tile + 1), tile // 2)) + [max(0, w - tile)]))
+    ys = sorted(set(list(range(0, max(1, h - tile + 1), tile // 2)) + [max(0, h - tile)]))
+    return tile, [(x, y) for y in ys for x in xs]
+
+
+def _interleaved(parts: list[list]) -> list:
+    """Undo dealing items to len(parts) hands in turn: parts[k] holds items k, k + n, k + 2n, ..."""
+    n = len(parts)
+    return [parts[j % n][j // n] for j in range(sum(len(p) for p in parts))]
+
+
+def _merge_tile_boxes(per_tile: list[list[tuple]]) -> list[tuple[float, float, float, float]]:
+    """The tiles' boxes in order, each kept unless it overlaps one kept before (IoU > 0.3)."""
+    boxes: list[tuple[float, float, float, float]] = []
+    for tile_boxes in per_tile:
+        for box in tile_boxes:
+            if not any(_iou(box, b) > 0.3 for b in boxes):
+                boxes.append(box)
+    return boxes
 
 
 def _mp_image(rgb: np.ndarray):

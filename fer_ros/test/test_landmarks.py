@@ -257,3 +257,17 @@ def test_landmark_threads_option(face_frame):
     lm.close()
     with MediaPipeLandmarker(mode="video", max_faces=1, threads=4) as one:
         assert one._pool is None  # one face at most: one crop landmarker, no worker threads
+
+
+def test_the_tile_search_split_over_threads_finds_what_one_thread_finds(astronaut_rgb):
+    from conftest import place_faces
+    from fer_ros.landmarker import _interleaved, _merge_tile_boxes
+    items = list(range(11))
+    assert _interleaved([items[k::3] for k in range(3)]) == items
+    assert _interleaved([[]]) == []
+    frame, _ = place_faces(astronaut_rgb, 5, scale=0.45)
+    with MediaPipeLandmarker(mode="video", max_faces=5, threads=3) as lm:
+        assert len(lm._detectors) == 3
+        alone = lm._search_tiles(frame)
+        split = _merge_tile_boxes(_interleaved([f.result() for f in lm._submit_search(frame)]))
+    assert len(alone) >= 5 and split == alone
