@@ -14,8 +14,19 @@ def test_bench_perception_small_run():
     assert case["stages_ms"]["landmarks"]["median"] > 0
     assert result["target"]["value_ms"] > 0 and isinstance(result["target"]["met"], bool)
     assert any(k.startswith("lbp_48") for k in result["kernels_ms"])
+    assert result["mesh_ms"]["median"] > 0
+    assert case["landmark_floor_ms"] == result["mesh_ms"]["median"]  # one face: one mesh, nothing beside it
+    assert case["landmark_floor_ratio"] == case["stages_ms"]["landmarks"]["median"] / case["landmark_floor_ms"]
     json.dumps(result)
     assert "landmarks" in format_perception(result)
+
+
+def test_the_landmark_floor_shares_the_faces_over_what_runs_at_once():
+    from fer_ros.tools.bench_perception import landmark_floor_ms
+    assert landmark_floor_ms(1, 10.0, threads=3, cpus=8) == 10.0  # one face: one mesh
+    assert landmark_floor_ms(3, 10.0, threads=0, cpus=8) == 30.0  # no workers: one after another
+    assert landmark_floor_ms(3, 10.0, threads=2, cpus=2) == 15.0  # two cores
+    assert landmark_floor_ms(5, 10.0, threads=4, cpus=8) == 10.0  # five at once
 
 
 def test_frame_and_cli(tmp_path, capsys):

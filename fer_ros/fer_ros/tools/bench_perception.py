@@ -1,6 +1,10 @@
 """Perception benchmark: per-stage timings of the Recognizer on a 640x480 frame with 1, 3 and 5 real faces
 (scikit-image's astronaut), plus the small kernels (crop, LBP, difference image) on their own.
 
+The landmark stage is set against its floor: MediaPipe's face mesh network, the part every face costs whatever is
+done around it, timed alone on one face (`mesh_ms`), times the faces, shared over the cores the landmarker can use
+at once (its threads plus the calling one, at most one per face and one per CPU).
+
 `bench_perception(...) -> dict` is what `make bench` calls; `python -m fer_ros.tools.bench_perception` runs it alone.
 """
 from __future__ import annotations
@@ -61,6 +65,33 @@ def time_ms(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
     return _stats(times)
 
 
+def mesh_ms(repeats: int = 30, warmup: int = 5) -> dict[str, float]:
+    """Timing statistics (ms) of MediaPipe's face mesh alone on one face: a FaceLandmarker in VIDEO mode following
+    the astronaut's head on a 256 px crop, so its face detector runs on the first frame only."""
+    from mediapipe.tasks.python import BaseOptions, vision
+    from skimage import data
+
+    from fer_ros.landmarker import _mp_image, default_landmarker_model
+    image = _mp_image(np.ascontiguousarray(data.astronaut()[0:256, 96:352]))
+    task = vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_buffer=default_landmarker_model().read_bytes()),
+        running_mode=vision.RunningMode.VIDEO, num_faces=1))
+    try:
+        step = iter(range(1, 1 << 30))
+        for _ in range(warmup):
+            task.detect_for_video(image, 33 * next(step))
+        return time_ms(lambda: task.detect_for_video(image, 33 * next(step)), repeats)
+    finally:
+        task.close()
+
+
+def landmark_floor_ms(faces: int, mesh_median_ms: float, threads: int, cpus: int | None = None) -> float:
+    """The least the landmark stage can take for `faces` faces: one mesh per face, run `min(threads + 1, faces,
+    cpus)` at a time (the landmarker's worker threads and the calling thread)."""
+    at_once = max(1, min(threads + 1, faces, cpus or os.cpu_count() or 1))
+    return faces * mesh_median_ms / at_once
+
+
 def bench_perception(repeats: int = 60, warmup: int = 10, face_counts: tuple[int, ...] = (1, 3, 5),
                      crop_size: int = 112, max_faces: int = 5, engine: Any = None, progress: bool = False,
                      fps: float = 30.0) -> dict:
@@ -88,6 +119,8 @@ def bench_perception(repeats: int = 60, warmup: int = 10, face_counts: tuple[int
     for count in face_counts:
         frame = astronaut_face_frame(count)
         rec = Recognizer(engine=engine, crop_cfg=None if engine is not None else crop_cfg, max_faces=max_faces)
+        workers = len(getattr(rec.landmarker, "_roi_landmarkers", ())) if getattr(rec.landmarker, "_pool", None) \
+            else 0
         per_stage: dict[str, list[float]] = {k: [] for k in STAGES + ("perception",)}
         found = []
         try:
@@ -120,9 +153,15 @@ def bench_perception(repeats: int = 60, warmup: int = 10, face_counts: tuple[int
             "faces_in_frame": count,
             "faces_found_median": float(np.median(found)) if found else 0.0,
             "stages_ms": {k: _stats(v) for k, v in per_stage.items()},
+            "landmark_workers": workers,
         }
     if bar is not None:
         bar.close()
+    mesh = mesh_ms(max(5, repeats // 2))
+    for case in cases.values():
+        floor = landmark_floor_ms(case["faces_in_frame"], mesh["median"], case["landmark_workers"])
+        case["landmark_floor_ms"] = floor
+        case["landmark_floor_ratio"] = case["stages_ms"]["landmarks"]["median"] / floor
     one = cases.get("1_face")
     value = one["stages_ms"]["perception"]["median"] if one else None
     return {
@@ -136,6 +175,7 @@ def bench_perception(repeats: int = 60, warmup: int = 10, face_counts: tuple[int
         "machine": machine_info(),
         "cases": cases,
         "kernels_ms": kernels,
+        "mesh_ms": mesh,
         "target": {"what": "landmarks + crops + LBP, one face, median (ms)", "limit_ms": TARGET_MS,
                    "value_ms": value, "met": bool(value is not None and value < TARGET_MS)},
     }
@@ -162,6 +202,9 @@ def format_perception(result: dict) -> str:
         for stage, s in case["stages_ms"].items():
             lines.append(f"{name:<9} {stage:<11} {s['median']:8.2f} {s['p95']:8.2f}")
         lines.append(f"{name:<9} faces found (median): {case['faces_found_median']:.0f} of {case['faces_in_frame']}")
+        lines.append(f"{name:<9} landmarks {case['landmark_floor_ratio']:.2f}x their floor of "
+                     f"{case['landmark_floor_ms']:.2f} ms ({case['landmark_workers']} worker threads)")
+    lines.append(f"kernel    {'face_mesh_alone':<24} {result['mesh_ms']['median']:8.3f}")
     for name, s in result["kernels_ms"].items():
         lines.append(f"kernel    {name:<24} {s['median']:8.3f}")
     t = result["target"]
