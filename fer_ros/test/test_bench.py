@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
 from bag_helpers import tiny_model_dir  # noqa: E402
 
@@ -17,10 +19,15 @@ def test_bench_writes_every_section(tmp_path_factory, tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = bench.main(["--model", str(model), "--repeats", "2", "--warmup", "3", "--threads", "1",
                      "--backends", "onnxruntime:cpu,torch:cpu,tensorrt:cuda", "--out", str(out), "--no-progress",
-                     "--no-node"])
+                     "--no-node", "--landmark-threads", "1"])
     assert rc == 0
     r = json.loads(out.read_text())
     assert set(r["perception"]["cases"]) == {"1_face", "3_faces", "5_faces"}
+    assert r["landmark_threads"] == 1  # one after another: no worker threads, the floor is one mesh per face
+    for case in r["perception"]["cases"].values():
+        assert case["landmark_workers"] == 0
+        mesh = r["perception"]["mesh_ms"]["median"]
+        assert case["landmark_floor_ms"] == pytest.approx(case["faces_in_frame"] * mesh)
     nets = r["networks"]
     assert set(nets["backends"]) == {"onnxruntime:cpu", "torch:cpu"}
     for b in nets["backends"].values():

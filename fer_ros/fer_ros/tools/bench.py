@@ -98,11 +98,13 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
     return {"backends": out, "skipped": skipped}
 
 
-def bench_pipeline(model_dir: Path, threads: int, repeats: int, warmup: int, progress: bool = True) -> dict:
+def bench_pipeline(model_dir: Path, threads: int, repeats: int, warmup: int, progress: bool = True,
+                   landmark_threads: int = 0) -> dict:
     """The full pipeline's frame rate with the engine the node would load (backend and device auto)."""
     from fer_ros.runtime import RecognizerSettings, open_engine
     engine, _ = open_engine(RecognizerSettings(model_path=str(model_dir), num_threads=threads))
-    res = bench_perception(repeats=repeats, warmup=warmup, engine=engine, progress=progress)
+    res = bench_perception(repeats=repeats, warmup=warmup, engine=engine, progress=progress,
+                           landmark_threads=landmark_threads)
     cases = {}
     for name, case in res["cases"].items():
         total = case["stages_ms"]["total"]
@@ -114,7 +116,7 @@ def bench_pipeline(model_dir: Path, threads: int, repeats: int, warmup: int, pro
 
 
 def bench_node(model_dir: Path, threads: int, duration_s: float, rate_hz: float = 30.0,
-               faces: tuple[int, ...] = NODE_FACES) -> dict:
+               faces: tuple[int, ...] = NODE_FACES, landmark_threads: int = 0) -> dict:
     """fer_node's /emotion rate and image-stamp-to-/emotion latency at `rate_hz`, one probe run (its own node
     process) per face count. {"skipped": why} where ROS 2 or fer_msgs cannot be imported."""
     import importlib.util
@@ -130,7 +132,8 @@ def bench_node(model_dir: Path, threads: int, duration_s: float, rate_hz: float 
             result = Path(tmp) / "probe.json"
             cmd = [sys.executable, "-m", "fer_ros.ros.latency_probe", "--start-node", "--faces", str(n),
                    "--rate-hz", str(rate_hz), "--duration-s", str(duration_s), "--json", str(result),
-                   "--node-args", f"-p model_path:={model_dir} -p num_threads:={threads} -p max_faces:={max(5, n)}"]
+                   "--node-args", (f"-p model_path:={model_dir} -p num_threads:={threads} -p max_faces:={max(5, n)} "
+                                   f"-p landmark_threads:={landmark_threads}")]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TQDM_DISABLE="1"),
                                   timeout=duration_s + 300)
             name = f"{n}_face" + ("s" if n != 1 else "")
@@ -201,6 +204,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("bench_out/bench.json"), help="JSON file to write")
     add_setting_option(p, "num_threads", "--threads", type=number(int, low=1, says=">= 1"),
                        help=SETTING_HELP["num_threads"] + ", as fer_node's num_threads parameter")
+    add_setting_option(p, "landmark_threads", type=number(int, low=0, says=">= 0"),
+                       help=SETTING_HELP["landmark_threads"] + ", as fer_node's landmark_threads parameter")
     p.add_argument("--repeats", type=number(int, low=1, says=">= 1"), default=60, help="timed runs per case")
     p.add_argument("--warmup", type=number(int, low=0, says=">= 0"), default=10,
                    help="untimed frames before each pipeline case")
@@ -228,17 +233,21 @@ def main(argv=None) -> int:
     backends = default_backends() if not args.backends else [
         tuple((item.split(":", 1) + ["cpu"])[:2]) for item in args.backends.split(",") if item]
     progress = not args.no_progress
-    perception = bench_perception(repeats=args.repeats, warmup=args.warmup, progress=progress)
+    perception = bench_perception(repeats=args.repeats, warmup=args.warmup, progress=progress,
+                                  landmark_threads=args.landmark_threads)
     flops = model_flops(manifest.directory)
     rate = matmul_gflops(args.threads)
     networks = bench_networks(manifest.directory, backends, args.repeats, args.threads, progress)
-    pipeline = bench_pipeline(manifest.directory, args.threads, args.repeats, args.warmup, progress)
+    pipeline = bench_pipeline(manifest.directory, args.threads, args.repeats, args.warmup, progress,
+                              args.landmark_threads)
     floor_ms = flops / (rate * 1e9) * 1e3
     for b in networks["backends"].values():
         b["floor_ratio"] = {k: s["median"] / (floor_ms * int(k)) for k, s in b["batch_ms"].items()}
-    node = None if args.no_node else bench_node(manifest.directory, args.threads, args.node_seconds)
+    node = None if args.no_node else bench_node(manifest.directory, args.threads, args.node_seconds,
+                                                landmark_threads=args.landmark_threads)
     report = {
         "benchmark": "fer_ros", "model": manifest.name, "model_dir": str(manifest.directory), "threads": args.threads,
+        "landmark_threads": args.landmark_threads,
         "machine": machine_info(), "perception": perception,
         "floor": {"mflops_per_face": flops / 1e6, "matmul_gflops": rate,
                   "floor_ms_per_face": floor_ms,

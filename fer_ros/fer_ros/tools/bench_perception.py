@@ -94,14 +94,16 @@ def landmark_floor_ms(faces: int, mesh_median_ms: float, threads: int, cpus: int
 
 def bench_perception(repeats: int = 60, warmup: int = 10, face_counts: tuple[int, ...] = (1, 3, 5),
                      crop_size: int = 112, max_faces: int = 5, engine: Any = None, progress: bool = False,
-                     fps: float = 30.0) -> dict:
+                     fps: float = 30.0, landmark_threads: int = 0) -> dict:
     """Time the perception pipeline. Each case runs `warmup + repeats` frames of one video stream (stamps at
     `fps`), so it measures the steady state: faces tracked, windows full, inference every frame when an engine
-    is given. Returns a JSON-ready dict: per-case stage timings (ms: median, p90, mean, min), kernel timings, and
-    whether the one-face target (landmarks + crops + LBP median < TARGET_MS) is met."""
+    is given; the landmarker has `landmark_threads` (0 = one per core). Returns a JSON-ready dict: per-case stage
+    timings (ms: median, p90, mean, min), the landmark floor and its ratio, kernel timings, and whether the
+    one-face target (landmarks + crops + LBP median < TARGET_MS) is met."""
     from fer_ros import difference_image
     from fer_ros.crop import CropConfig, align_crop, to_gray
     from fer_ros.lbp import lbp
+    from fer_ros.landmarker import MediaPipeLandmarker
     from fer_ros.pipeline import Recognizer
 
     crop_cfg = CropConfig(size=crop_size)
@@ -118,7 +120,8 @@ def bench_perception(repeats: int = 60, warmup: int = 10, face_counts: tuple[int
     kernels: dict[str, dict] = {}
     for count in face_counts:
         frame = astronaut_face_frame(count)
-        rec = Recognizer(engine=engine, crop_cfg=None if engine is not None else crop_cfg, max_faces=max_faces)
+        rec = Recognizer(engine=engine, crop_cfg=None if engine is not None else crop_cfg, max_faces=max_faces,
+                         landmarker=MediaPipeLandmarker(mode="video", max_faces=max_faces, threads=landmark_threads))
         workers = len(getattr(rec.landmarker, "_roi_landmarkers", ())) if getattr(rec.landmarker, "_pool", None) \
             else 0
         per_stage: dict[str, list[float]] = {k: [] for k in STAGES + ("perception",)}
