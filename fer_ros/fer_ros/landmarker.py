@@ -10,7 +10,7 @@ the frame's width. The small-face search covers them: the bundle's own face dete
 (about 1.5 ms each), and every face it finds is landmarked on a crop around it (a second FaceLandmarker in IMAGE
 mode). In VIDEO mode a face of the previous frame that the whole-frame pass misses is looked for on a crop around
 its last box, and the tile search runs at most every `search_period_s` while fewer than `max_faces` faces are
-known.
+known. While faces are known, a search is spread over SWEEP_FRAMES frames, a share of the tiles on each.
 
 The mesh network costs the same for every face and runs on one core, and MediaPipe releases the GIL while it runs:
 with `threads` > 1 the faces landmarked on crops run side by side, each on its own IMAGE-mode FaceLandmarker. In
@@ -52,6 +52,9 @@ MIN_SEARCH_SIDE_PX = 256
 # more than this share of its side: re-centring on every frame's box feeds the landmarks' own sub-pixel wobble back
 # into the crop, and a still face then alternates between two sets of landmarks.
 ROI_HOLD = 0.05
+# While faces are known, the tile search looking for more is spread over this many frames (a share of the tiles on
+# each), so that no single frame pays for all of them; with nothing known it runs whole on one frame.
+SWEEP_FRAMES = 3
 # Default number of threads that landmark faces at once: one per core, at most this many.
 MAX_DEFAULT_THREADS = 4
 
@@ -220,6 +223,8 @@ class MediaPipeLandmarker:
                 self._free_detectors.put(self._detectors[-1])
         self._roi_boxes: list[tuple[tuple, tuple | None]] = []  # last frame's faces: (box, crop), detection px
         self._last_search_s: float | None = None
+        self._sweep: list[tuple[int, int]] = []  # tile origins of the search in progress, not searched yet
+        self._sweep_key: tuple = ()  # (frame shape, tile side, tiles per frame) of that search
         self._last_ts_ms: int | None = None
         self._offset_ms = 0
         self._frame_count = 0
@@ -244,17 +249,20 @@ class MediaPipeLandmarker:
             scale_x = scale_y = 1.0
         ts_ms = self._timestamp_ms(stamp_s) if self.mode == "video" else None
         ahead = {}  # last frame's faces from crops, landmarked while the whole-frame pass runs
-        search = None  # the tile search, run while the whole-frame pass runs when it is due
+        tiles = self._plan_search(frame, ts_ms) if ts_ms is not None and self.small_faces else None
+        search = None  # this frame's tiles, searched while the whole-frame pass runs
         if self._pool is not None and ts_ms is not None:
             ahead = {i: self._pool.submit(self._landmark_roi, frame, box, crop)
                      for i, (box, crop) in enumerate(self._roi_boxes) if crop is not None}
-            if self.small_faces and len(self._roi_boxes) < self.max_faces and self._search_due(frame, ts_ms):
-                search = self._submit_search(frame)
+            if tiles is not None:
+                search = self._submit_search(frame, *tiles)
         try:
             found = self._detect_full(frame, ts_ms)
         finally:
             landmarked = {i: f.result() for i, f in ahead.items()}
             searched = _merge_tile_boxes(_interleaved([f.result() for f in search])) if search else None
+        if tiles is not None and searched is None:
+            searched = _merge_tile_boxes(self._detect_tiles(frame, *tiles))
         crops: list = [None] * len(found)  # the crop a small face was landmarked on
         if self.small_faces:
             if len(found) < self.max_faces:
@@ -308,19 +316,19 @@ class MediaPipeLandmarker:
                       searched: list | None = None) -> list:
         """[(face, crop)]: faces the whole-frame pass missed, last frame's faces by their crop, new ones by the
         tile search. `landmarked`: _landmark_roi's results already made for some of last frame's faces, by their
-        index in _roi_boxes; `searched`: _search_tiles' result for this frame, when it was already made (it is
-        used only where the search would have run)."""
+        index in _roi_boxes; `searched`: in VIDEO mode, the boxes of the tiles _plan_search chose for this frame
+        (None: no tile searched); in IMAGE mode the search runs here when there is room for more faces."""
         h, w = frame.shape[:2]
         landmarked = landmarked or {}
         known = [_box_of(p) for p, _, _ in found]
         # (box, last crop, its result when already made)
         candidates = [(b, crop, landmarked.get(i)) for i, (b, crop) in enumerate(self._roi_boxes)
                       if not any(_iou(b, k) > 0.3 for k in known)]
-        if self._search_due(frame, ts_ms) and len(known) + len(candidates) < self.max_faces:
-            self._last_search_s = ts_ms / 1000.0 if ts_ms is not None else None
-            for box in (searched if searched is not None else self._search_tiles(frame)):
-                if not any(_iou(box, k) > 0.2 for k in known + [b for b, _, _ in candidates]):
-                    candidates.append((box, None, None))
+        if ts_ms is None and self._search_due(frame, ts_ms) and len(known) + len(candidates) < self.max_faces:
+            searched = self._search_tiles(frame)
+        for box in searched or []:
+            if not any(_iou(box, k) > 0.2 for k in known + [b for b, _, _ in candidates]):
+                candidates.append((box, None, None))
         out, boxes = [], []
         for i, (box, last_crop, made) in enumerate(candidates):
             if len(found) + len(out) >= self.max_faces:
@@ -338,6 +346,26 @@ class MediaPipeLandmarker:
             boxes.append(fbox)
         return out
 
+    def _plan_search(self, frame: np.ndarray, ts_ms: int) -> tuple[int, list] | None:
+        """VIDEO mode: (tile side, origins) of the tiles to search on this frame, or None. A search starts when it is
+        due and last frame had room for more faces; with no face known it covers every tile at once, otherwise
+        it is dealt over SWEEP_FRAMES frames."""
+        key_shape = frame.shape[:2]
+        if self._sweep and self._sweep_key[0] == key_shape:
+            _, tile, per_frame = self._sweep_key
+            now, self._sweep = self._sweep[:per_frame], self._sweep[per_frame:]
+            return tile, now
+        self._sweep = []
+        if len(self._roi_boxes) >= self.max_faces or not self._search_due(frame, ts_ms):
+            return None
+        self._last_search_s = ts_ms / 1000.0
+        tile, origins = _tile_origins(frame)
+        if not self._roi_boxes:
+            return tile, origins
+        per_frame = -(-len(origins) // SWEEP_FRAMES)
+        self._sweep, self._sweep_key = origins[per_frame:], (key_shape, tile, per_frame)
+        return tile, origins[:per_frame]
+
     def _search_due(self, frame: np.ndarray, ts_ms: int | None) -> bool:
         """Whether the tile search may run on this frame: one big enough to tile, and (in VIDEO mode) no search in
         the last search_period_s."""
@@ -353,11 +381,10 @@ class MediaPipeLandmarker:
         tile, origins = _tile_origins(frame)
         return _merge_tile_boxes(self._detect_tiles(frame, tile, origins))
 
-    def _submit_search(self, frame: np.ndarray) -> list:
-        """The tile search on the thread pool: futures of _detect_tiles, one per detector, tiles dealt to them in
-        turn (k, k + n, ...); _interleaved puts their results back in the tiles' order."""
-        tile, origins = _tile_origins(frame)
-        parts = len(self._detectors)
+    def _submit_search(self, frame: np.ndarray, tile: int, origins: list) -> list:
+        """The tiles at `origins` searched on the thread pool: futures of _detect_tiles, one per detector, tiles
+        dealt to them in turn (k, k + n, ...); _interleaved puts their results back in the tiles' order."""
+        parts = min(len(self._detectors), len(origins))
         return [self._pool.submit(self._detect_tiles, frame, tile, origins[k::parts]) for k in range(parts)]
 
     def _detect_tiles(self, frame: np.ndarray, tile: int, origins: list) -> list[list[tuple]]:

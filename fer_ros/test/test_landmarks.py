@@ -261,7 +261,7 @@ def test_landmark_threads_option(face_frame):
 
 def test_the_tile_search_split_over_threads_finds_what_one_thread_finds(astronaut_rgb):
     from conftest import place_faces
-    from fer_ros.landmarker import _interleaved, _merge_tile_boxes
+    from fer_ros.landmarker import _interleaved, _merge_tile_boxes, _tile_origins
     items = list(range(11))
     assert _interleaved([items[k::3] for k in range(3)]) == items
     assert _interleaved([[]]) == []
@@ -269,5 +269,28 @@ def test_the_tile_search_split_over_threads_finds_what_one_thread_finds(astronau
     with MediaPipeLandmarker(mode="video", max_faces=5, threads=3) as lm:
         assert len(lm._detectors) == 3
         alone = lm._search_tiles(frame)
-        split = _merge_tile_boxes(_interleaved([f.result() for f in lm._submit_search(frame)]))
+        futures = lm._submit_search(frame, *_tile_origins(frame))
+        split = _merge_tile_boxes(_interleaved([f.result() for f in futures]))
     assert len(alone) >= 5 and split == alone
+
+
+def test_while_faces_are_known_the_tile_search_is_spread_over_frames(face_frame):
+    """No frame pays for the whole search once a face is known: it is dealt over SWEEP_FRAMES frames, and each
+    search still covers every tile."""
+    from fer_ros.landmarker import SWEEP_FRAMES, _tile_origins
+    frame, _ = face_frame
+    tile, every = _tile_origins(frame)
+    per_frame = []
+    with MediaPipeLandmarker(mode="video", max_faces=4, search_period_s=0.3, threads=1) as lm:
+        detect_tiles = lm._detect_tiles
+
+        def recorded(image, side, origins):
+            per_frame[-1].extend(origins)
+            return detect_tiles(image, side, origins)
+        lm._detect_tiles = recorded
+        for i in range(9):
+            per_frame.append([])
+            assert len(lm.detect(frame, 0.1 * i)) == 1
+    share = -(-len(every) // SWEEP_FRAMES)
+    assert [len(p) for p in per_frame[:6]] == [len(every), 0, 0, share, share, len(every) - 2 * share]
+    assert sorted(per_frame[3] + per_frame[4] + per_frame[5]) == sorted(every)
