@@ -38,6 +38,7 @@ import numpy as np
 from fer_ros.frames import as_rgb8
 from fer_ros.landmark_scheme import to_ibug68
 from fer_ros.ratelimit import RateLimiter
+from fer_ros.tiles import box_of, interleaved, iou, merge_tile_boxes, tile_origins
 
 LANDMARKER_MODEL_NAME = "face_landmarker.task"
 LANDMARKER_MODEL_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
@@ -260,9 +261,9 @@ class MediaPipeLandmarker:
             found = self._detect_full(frame, ts_ms)
         finally:
             landmarked = {i: f.result() for i, f in ahead.items()}
-            searched = _merge_tile_boxes(_interleaved([f.result() for f in search])) if search else None
+            searched = merge_tile_boxes(interleaved([f.result() for f in search])) if search else None
         if tiles is not None and searched is None:
-            searched = _merge_tile_boxes(self._detect_tiles(frame, *tiles))
+            searched = merge_tile_boxes(self._detect_tiles(frame, *tiles))
         crops: list = [None] * len(found)  # the crop a small face was landmarked on
         if self.small_faces:
             if len(found) < self.max_faces:
@@ -271,7 +272,7 @@ class MediaPipeLandmarker:
                 crops += [crop for _, crop in small]
             # In VIDEO mode every face of this frame is looked for by its crop next frame if the whole-frame pass
             # misses it then.
-            self._roi_boxes = ([(_box_of(p), crop) for (p, _, _), crop in zip(found, crops)]
+            self._roi_boxes = ([(box_of(p), crop) for (p, _, _), crop in zip(found, crops)]
                                if ts_ms is not None else [])
         faces = []
         for pts, bs, names in found:
@@ -320,14 +321,14 @@ class MediaPipeLandmarker:
         (None: no tile searched); in IMAGE mode the search runs here when there is room for more faces."""
         h, w = frame.shape[:2]
         landmarked = landmarked or {}
-        known = [_box_of(p) for p, _, _ in found]
+        known = [box_of(p) for p, _, _ in found]
         # (box, last crop, its result when already made)
         candidates = [(b, crop, landmarked.get(i)) for i, (b, crop) in enumerate(self._roi_boxes)
-                      if not any(_iou(b, k) > 0.3 for k in known)]
+                      if not any(iou(b, k) > 0.3 for k in known)]
         if ts_ms is None and self._search_due(frame, ts_ms) and len(known) + len(candidates) < self.max_faces:
             searched = self._search_tiles(frame)
         for box in searched or []:
-            if not any(_iou(box, k) > 0.2 for k in known + [b for b, _, _ in candidates]):
+            if not any(iou(box, k) > 0.2 for k in known + [b for b, _, _ in candidates]):
                 candidates.append((box, None, None))
         out, boxes = [], []
         for i, (box, last_crop, made) in enumerate(candidates):
@@ -339,8 +340,8 @@ class MediaPipeLandmarker:
             face, crop = made
             if face is None:
                 continue
-            fbox = _box_of(face[0])
-            if any(_iou(fbox, k) > 0.3 for k in known + boxes):
+            fbox = box_of(face[0])
+            if any(iou(fbox, k) > 0.3 for k in known + boxes):
                 continue
             out.append((face, crop))
             boxes.append(fbox)
@@ -359,7 +360,7 @@ class MediaPipeLandmarker:
         if len(self._roi_boxes) >= self.max_faces or not self._search_due(frame, ts_ms):
             return None
         self._last_search_s = ts_ms / 1000.0
-        tile, origins = _tile_origins(frame)
+        tile, origins = tile_origins(frame)
         if not self._roi_boxes:
             return tile, origins
         per_frame = -(-len(origins) // SWEEP_FRAMES)
@@ -378,12 +379,12 @@ class MediaPipeLandmarker:
 
     def _search_tiles(self, frame: np.ndarray) -> list[tuple[float, float, float, float]]:
         """Face boxes (px) from the face detector on overlapping square tiles of 2/3 of the shorter side."""
-        tile, origins = _tile_origins(frame)
-        return _merge_tile_boxes(self._detect_tiles(frame, tile, origins))
+        tile, origins = tile_origins(frame)
+        return merge_tile_boxes(self._detect_tiles(frame, tile, origins))
 
     def _submit_search(self, frame: np.ndarray, tile: int, origins: list) -> list:
         """The tiles at `origins` searched on the thread pool: futures of _detect_tiles, one per detector, tiles
-        dealt to them in turn (k, k + n, ...); _interleaved puts their results back in the tiles' order."""
+        dealt to them in turn (k, k + n, ...); tiles.interleaved puts their results back in the tiles' order."""
         parts = min(len(self._detectors), len(origins))
         return [self._pool.submit(self._detect_tiles, frame, tile, origins[k::parts]) for k in range(parts)]
 
@@ -455,31 +456,6 @@ class MediaPipeLandmarker:
         return ts
 
 
-def _tile_origins(frame: np.ndarray) -> tuple[int, list[tuple[int, int]]]:
-    """(side, [(x, y)] row by row): the overlapping square tiles of 2/3 of the frame's shorter side."""
-    h, w = frame.shape[:2]
-    tile = max(128, int(min(h, w) * 2 / 3))
-    xs = sorted(set(list(range(0, max(1, w - tile + 1), tile // 2)) + [max(0, w - tile)]))
-    ys = sorted(set(list(range(0, max(1, h - tile + 1), tile // 2)) + [max(0, h - tile)]))
-    return tile, [(x, y) for y in ys for x in xs]
-
-
-def _interleaved(parts: list[list]) -> list:
-    """Undo dealing items to len(parts) hands in turn: parts[k] holds items k, k + n, k + 2n, ..."""
-    n = len(parts)
-    return [parts[j % n][j // n] for j in range(sum(len(p) for p in parts))]
-
-
-def _merge_tile_boxes(per_tile: list[list[tuple]]) -> list[tuple[float, float, float, float]]:
-    """The tiles' boxes in order, each kept unless it overlaps one kept before (IoU > 0.3)."""
-    boxes: list[tuple[float, float, float, float]] = []
-    for tile_boxes in per_tile:
-        for box in tile_boxes:
-            if not any(_iou(box, b) > 0.3 for b in boxes):
-                boxes.append(box)
-    return boxes
-
-
 def _mp_image(rgb: np.ndarray):
     import mediapipe as mp
     return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
@@ -500,17 +476,3 @@ def _unpack(result, width: int, height: int, x0: float, y0: float) -> list:
             names = tuple(c.category_name for c in cats)
         out.append((pts, bs, names))
     return out
-
-
-def _box_of(points: np.ndarray) -> tuple[float, float, float, float]:
-    xy = points[:, :2]
-    return float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max())
-
-
-def _iou(a, b) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0

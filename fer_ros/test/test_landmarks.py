@@ -261,25 +261,26 @@ def test_landmark_threads_option(face_frame):
 
 def test_the_tile_search_split_over_threads_finds_what_one_thread_finds(astronaut_rgb):
     from conftest import place_faces
-    from fer_ros.landmarker import _interleaved, _merge_tile_boxes, _tile_origins
+    from fer_ros.tiles import interleaved, merge_tile_boxes, tile_origins
     items = list(range(11))
-    assert _interleaved([items[k::3] for k in range(3)]) == items
-    assert _interleaved([[]]) == []
+    assert interleaved([items[k::3] for k in range(3)]) == items
+    assert interleaved([[]]) == []
     frame, _ = place_faces(astronaut_rgb, 5, scale=0.45)
     with MediaPipeLandmarker(mode="video", max_faces=5, threads=3) as lm:
         assert len(lm._detectors) == 3
         alone = lm._search_tiles(frame)
-        futures = lm._submit_search(frame, *_tile_origins(frame))
-        split = _merge_tile_boxes(_interleaved([f.result() for f in futures]))
+        futures = lm._submit_search(frame, *tile_origins(frame))
+        split = merge_tile_boxes(interleaved([f.result() for f in futures]))
     assert len(alone) >= 5 and split == alone
 
 
 def test_while_faces_are_known_the_tile_search_is_spread_over_frames(face_frame):
     """No frame pays for the whole search once a face is known: it is dealt over SWEEP_FRAMES frames, and each
     search still covers every tile."""
-    from fer_ros.landmarker import SWEEP_FRAMES, _tile_origins
+    from fer_ros.landmarker import SWEEP_FRAMES
+    from fer_ros.tiles import tile_origins
     frame, _ = face_frame
-    tile, every = _tile_origins(frame)
+    tile, every = tile_origins(frame)
     per_frame = []
     with MediaPipeLandmarker(mode="video", max_faces=4, search_period_s=0.3, threads=1) as lm:
         detect_tiles = lm._detect_tiles
