@@ -1,7 +1,9 @@
 """The perception pipeline: frame -> landmarks -> tracking -> crops/LBP -> per-face windows -> (with an engine)
 one batched inference for all faces whose window is full.
 
-`Recognizer.process(frame, stamp_s)` returns one `FaceResult` per face. Without an engine the results carry
+`Recognizer.process(frame, stamp_s)` returns one `FaceResult` per face. It is two stages that may run on two threads,
+one frame apart: `perceive(frame, stamp_s)` (the landmarker: most of the time, and threads of its own) and
+`recognise(perception)` (crops, LBP, tracking, windows and the networks); `process` is one after the other. Without an engine the results carry
 ids, boxes, landmarks and window/neutral state only (probs None). The engine is any object with
 `.predict(clip (B, 1, T, S, S), geo (B, C, G, G), geo_valid (B,)) -> probs (B, K)` and `.class_names`.
 """
@@ -53,6 +55,18 @@ class FaceResult:
     class_names: tuple[str, ...] = ()
     track_age_s: float = 0.0
     blendshapes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+
+@dataclass
+class Perception:
+    """What `Recognizer.perceive` found in one frame, for `Recognizer.recognise`: the RGB frame, its stamp (s), the
+    faces' landmarks, whether the stamp went back (the tracks reset first), and the landmark time (ms)."""
+
+    rgb: np.ndarray
+    stamp_s: float
+    faces: list[FaceLandmarks]
+    reset: bool = False
+    landmarks_ms: float = 0.0
 
 
 def engine_preprocess_spec(engine: Any) -> dict | None:
@@ -132,23 +146,37 @@ class Recognizer:
         """Results for every face in `frame` (any form frames.as_rgb8 accepts) at `stamp_s` (s; default: the
         monotonic clock). Bad frames give [] and a rate-limited warning; a stamp earlier than the previous one
         resets all tracks (logged)."""
+        perception = self.perceive(frame, stamp_s)
+        return [] if perception is None else self.recognise(perception)
+
+    def perceive(self, frame: Any, stamp_s: float | None = None) -> Perception | None:
+        """The first stage of `process`: the frame checked and its faces' landmarks; None for a bad frame or stamp
+        (warned about). Frames must go through perceive in stamp order and through recognise in the same order;
+        recognise of one frame may run, on another thread, while perceive runs on the next."""
         t0 = time.perf_counter()
         try:
             rgb = as_rgb8(frame)
         except BadFrame as exc:
             self._warn.warning("bad_frame", f"frame skipped: {exc}")
-            return []
+            return None
         stamp_s = time.monotonic() if stamp_s is None else float(stamp_s)
         if not math.isfinite(stamp_s):
             self._warn.warning("bad_stamp", f"frame skipped: stamp {stamp_s} is not a finite number of seconds")
-            return []
-        if self._last_stamp_s is not None and stamp_s < self._last_stamp_s:
+            return None
+        reset = self._last_stamp_s is not None and stamp_s < self._last_stamp_s
+        if reset:
             self._warn.warning("time_backwards", f"frame stamp went back from {self._last_stamp_s:.3f} s to "
                                                  f"{stamp_s:.3f} s (bag loop or clock reset): face tracks reset")
-            self.reset()
         self._last_stamp_s = stamp_s
-
         faces = self.landmarker.detect(rgb, stamp_s)
+        return Perception(rgb, stamp_s, faces, reset, 1e3 * (time.perf_counter() - t0))
+
+    def recognise(self, perception: Perception) -> list[FaceResult]:
+        """The second stage of `process`: crops and LBP, tracking, the face windows and one batched inference;
+        results sorted by id; `timings_ms` then holds this frame's stages."""
+        if perception.reset:
+            self.reset()
+        rgb, stamp_s, faces = perception.rgb, perception.stamp_s, perception.faces
         t1 = time.perf_counter()
         gray = to_gray(rgb)
         kept: list[tuple[FaceLandmarks, FaceSample]] = []
@@ -177,8 +205,9 @@ class Recognizer:
                 continue
             results.append(self._result(face, self.states[tid], p))
         results.sort(key=lambda r: r.id)
-        self.timings_ms = {"landmarks": 1e3 * (t1 - t0), "crops_lbp": 1e3 * (t2 - t1), "tracking": 1e3 * (t3 - t2),
-                           "inference": 1e3 * (t4 - t3), "total": 1e3 * (time.perf_counter() - t0),
+        self.timings_ms = {"landmarks": perception.landmarks_ms, "crops_lbp": 1e3 * (t2 - t1),
+                           "tracking": 1e3 * (t3 - t2), "inference": 1e3 * (t4 - t3),
+                           "total": perception.landmarks_ms + 1e3 * (time.perf_counter() - t1),
                            "faces": float(len(kept))}
         return results
 

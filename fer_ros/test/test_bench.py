@@ -41,6 +41,7 @@ def test_bench_writes_every_section(tmp_path_factory, tmp_path, capsys):
     for name, case in r["pipeline"]["cases"].items():
         assert case["faces_found_median"] == int(name.split("_")[0])
         assert case["fps_median"] > 0 and case["target_fps"] == bench.TARGET_FPS[name]
+        assert case["fps_two_stages"] > 0 and case["target_met"] == (case["fps_two_stages"] >= case["target_fps"])
     assert r["node"] is None
     text = capsys.readouterr().out
     assert "full pipeline" in text and "floor" in text

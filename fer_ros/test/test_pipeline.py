@@ -216,6 +216,34 @@ def test_time_backwards_resets_tracks_and_says_so_once(fer_warnings):
     assert len(msgs) == 1
 
 
+def test_two_stages_on_two_threads_one_frame_apart_give_what_process_gives():
+    """fer_node runs perceive (landmarks) of frame t+1 beside recognise of frame t; the results are those of
+    process, frame by frame, a jump back in time included."""
+    import queue
+    import threading
+
+    def script(i, stamp):
+        return two_faces(i, stamp)[: 1 + (i // 4) % 2]  # the second face comes and goes
+    stamps = [0.1 * i for i in range(12)] + [0.05 + 0.1 * i for i in range(6)]  # then a bag loop
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    one = make(script, engine=FakeEngine(CK8, favourite=3, crop_size=32))
+    expected = [one.process(frame, t) for t in stamps]
+    two = make(script, engine=FakeEngine(CK8, favourite=3, crop_size=32))
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    worker = threading.Thread(target=lambda: [handoff.put(two.perceive(frame, t)) for t in stamps])
+    worker.start()
+    got = [two.recognise(handoff.get()) for _ in stamps]
+    worker.join()
+    assert [len(r) for r in got] == [len(r) for r in expected] and any(len(r) == 2 for r in got)
+    for a, b in zip(expected, got):
+        for x, y in zip(a, b):
+            assert (x.id, x.window_frames, x.has_neutral, x.label) == (y.id, y.window_frames, y.has_neutral, y.label)
+            np.testing.assert_array_equal(x.points68, y.points68)
+            if x.probs is not None:
+                np.testing.assert_allclose(x.probs, y.probs)
+    assert two.perceive(None, 5.0) is None and two.perceive(frame, float("nan")) is None
+
+
 @pytest.mark.parametrize("frame", [np.zeros((120, 160), np.uint8), np.zeros((120, 160, 1), np.uint16),
                                    np.zeros((120, 160, 4), np.uint8), np.zeros((120, 160, 3), np.float32)])
 def test_frame_forms_accepted(frame):

@@ -1,7 +1,11 @@
 """fer_node: camera images in, fer_msgs/FaceEmotionArray out.
 
 The image callbacks only store the newest frame (a newer frame replaces an unprocessed one, which counts as a
-drop); a worker thread decodes and processes the newest frame, so the node never falls behind the camera. All
+drop), so the node never falls behind the camera. Two worker threads process it, one frame apart: the first
+decodes the newest frame and finds its faces' landmarks (Recognizer.perceive), then hands it to the second, which
+runs the rest (Recognizer.recognise) and publishes; while the second works on frame t the first landmarks frame
+t+1, so the frame rate follows the slower stage, not their sum. The hand-over holds one frame and waits for the
+second worker: nothing is landmarked that cannot be used next. All
 results of one frame go out in one message on `emotion`, with the image header. Every name the node reads and
 publishes is relative (`image`, `emotion`, `emotion/image`), so a namespace and remappings move all of them: one
 node per camera, each in the camera's namespace.
@@ -11,6 +15,7 @@ Run:  ros2 run fer_ros fer_node --ros-args -r image:=/camera/image_raw
 """
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
@@ -81,8 +86,11 @@ class FerNode(Node):
         self.add_on_set_parameters_callback(self.parameters_callback)
 
         self._running = True
-        self._worker = threading.Thread(target=self._work, name="fer_worker", daemon=True)
-        self._worker.start()
+        self._handoff: queue.Queue = queue.Queue(maxsize=1)  # (message, Perception, start time) between the workers
+        self._workers = [threading.Thread(target=self._perceive_loop, name="fer_perceive", daemon=True),
+                         threading.Thread(target=self._recognise_loop, name="fer_worker", daemon=True)]
+        for worker in self._workers:
+            worker.start()
         self.get_logger().info(
             f"ready: model {self.model_dir}, backend {self.backend_name}, listening on "
             f"{self.resolve_topic_name('image')}, publishing {self.resolve_topic_name(self.params.output_topic)}")
@@ -132,8 +140,8 @@ class FerNode(Node):
             self.params = new
         return SetParametersResult(successful=True)
 
-    # --- worker thread -----------------------------------------------------------------------------------------
-    def _work(self) -> None:
+    # --- worker threads ----------------------------------------------------------------------------------------
+    def _perceive_loop(self) -> None:
         while self._running:
             msg = self._slot.take(timeout_s=0.2)
             if msg is None:
@@ -146,10 +154,31 @@ class FerNode(Node):
                     msg = newer
                     self.stats.add_dropped()
             try:
-                self.process(msg)
+                started = self._perceive(msg)
             except Exception as exc:  # a bad frame or a failing stage must not stop the node
-                self._limiter.say(f"failed: {type(exc).__name__}",
-                                  f"processing a frame failed: {type(exc).__name__}: {exc}", self.get_logger().error)
+                self._say_failed(exc)
+                continue
+            while started is not None and self._running:
+                try:
+                    self._handoff.put(started, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    def _recognise_loop(self) -> None:
+        while self._running:
+            try:
+                started = self._handoff.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                self._recognise(*started)
+            except Exception as exc:  # a failing stage must not stop the node
+                self._say_failed(exc)
+
+    def _say_failed(self, exc: Exception) -> None:
+        self._limiter.say(f"failed: {type(exc).__name__}", f"processing a frame failed: {type(exc).__name__}: {exc}",
+                          self.get_logger().error)
 
     def _rate_wait_s(self) -> float:
         if self.params.max_rate_hz <= 0:
@@ -157,7 +186,16 @@ class FerNode(Node):
         return self._last_processed_s + 1.0 / self.params.max_rate_hz - time.monotonic()
 
     def process(self, msg) -> None:
-        """Decode one image message, recognise, publish /emotion (and the optional outputs)."""
+        """Decode one image message, recognise, publish /emotion (and the optional outputs): both workers' stages
+        one after the other."""
+        started = self._perceive(msg)
+        if started is not None:
+            self._recognise(*started)
+
+    def _perceive(self, msg):
+        """First stage: decode and landmark. (message, frame, Perception or None for a frame the recognizer cannot
+        use (it warned; an empty message goes out), start time), or None for a message refused (counted and warned
+        about)."""
         t0 = time.monotonic()
         self._last_processed_s = t0
         try:
@@ -167,10 +205,15 @@ class FerNode(Node):
             hint = "; raise the parameter max_image_pixels to accept it" if exc.cause == "too large" else ""
             self._limiter.say(f"rejected: {exc.cause}", f"rejected image on {self._topic_of(msg)}: {exc}{hint}",
                               self.get_logger().warning)
-            return
+            return None
+        return msg, frame, self.recognizer.perceive(frame, stamp_to_s(msg.header.stamp)), t0
+
+    def _recognise(self, msg, frame: np.ndarray, perception, t0: float) -> None:
+        """Second stage: the rest of the recognizer, then publish."""
         stamp_s = stamp_to_s(msg.header.stamp)
         with self._lock:
-            results = smooth_results(self.recognizer.process(frame, stamp_s), self.smoother, stamp_s)
+            results = [] if perception is None else self.recognizer.recognise(perception)
+            results = smooth_results(results, self.smoother, stamp_s)
             height, width = frame.shape[:2]
             self.emotion_pub.publish(face_emotion_array(msg.header, results, width, height))
             now = self.get_clock().now()
@@ -235,8 +278,9 @@ class FerNode(Node):
         """Stop the worker and release the recognizer (the FaceLandmarker must be closed explicitly)."""
         self._running = False
         self._slot.close()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
+        for worker in self._workers:
+            if worker.is_alive():
+                worker.join(timeout=5.0)
         with self._lock:
             self.recognizer.close()
 
@@ -244,8 +288,8 @@ class FerNode(Node):
 def main(argv=None) -> int:
     """Run fer_node until SIGINT or SIGTERM (exit code 0); 2 when it cannot start (the message says why).
 
-    A signal ends the spin loop; the worker then finishes the frame it holds (publishing it while the context is
-    still valid), the node is destroyed and only then is the context shut down."""
+    A signal ends the spin loop; the workers then finish the frames they hold (the second publishing its frame
+    while the context is still valid), the node is destroyed and only then is the context shut down."""
     with StopSignals() as stop:
         rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
         node = executor = None

@@ -5,8 +5,10 @@
 2. networks: per-backend latency of the 3DAGN model (both networks, one call) at batch 1, 2, 4, 8 faces, beside
    the theoretical floor (the model's FLOPs over this machine's measured fp32 matrix-multiply rate) and the
    ratio to it;
-3. pipeline: the full pipeline (landmarks + crops + LBP + both networks) frame rate with 1, 3 and 5 faces, with
-   the targets (60, 30 and 15 fps on a 2-core CPU);
+3. pipeline: the full pipeline (landmarks + crops + LBP + both networks) with 1, 3 and 5 faces: per-frame time
+   one stage after the other (Recognizer.process), and the frame rate with the two stages overlapped on two
+   threads as fer_node runs them (perceive of frame t+1 beside recognise of frame t), with the targets (60, 30 and
+   15 fps on a 2-core CPU) judged on the latter;
 4. node: fer_node in its own process fed 30 Hz (ros/latency_probe.py) with 1 and 3 faces: the /emotion rate and
    the latency from an image's stamp to its /emotion (median, p95); left out where ROS 2 is not importable or
    with --no-node.
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -109,10 +113,53 @@ def bench_pipeline(model_dir: Path, threads: int, repeats: int, warmup: int, pro
     for name, case in res["cases"].items():
         total = case["stages_ms"]["total"]
         fps = 1e3 / total["median"] if total["median"] > 0 else float("inf")
+        two = two_stage_fps(engine, case["faces_in_frame"], repeats, warmup, landmark_threads)
         cases[name] = {"total_ms": total, "fps_median": fps, "fps_at_p95": 1e3 / total["p95"],
-                       "target_fps": TARGET_FPS.get(name), "target_met": fps >= TARGET_FPS.get(name, 0.0),
+                       "fps_two_stages": two, "target_fps": TARGET_FPS.get(name),
+                       "target_met": two >= TARGET_FPS.get(name, 0.0),
                        "stages_ms": case["stages_ms"], "faces_found_median": case["faces_found_median"]}
     return {"backend": engine.backend, "crop_size": res["crop_size"], "cases": cases}
+
+
+def two_stage_fps(engine, faces: int, frames: int, warmup: int, landmark_threads: int = 0, fps: float = 30.0
+                  ) -> float:
+    """Frames per second through the pipeline with its two stages on two threads, as fer_node runs them: one
+    thread perceives (landmarks) the frames of a `faces`-face stream in order and hands each over through a
+    one-frame queue; this thread recognises them. Timed over `frames` frames after `warmup`."""
+    from fer_ros.landmarker import MediaPipeLandmarker
+    from fer_ros.pipeline import Recognizer
+    from fer_ros.tools.bench_perception import astronaut_face_frame
+    frame = astronaut_face_frame(faces)
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    rec = Recognizer(engine=engine, max_faces=max(5, faces),
+                     landmarker=MediaPipeLandmarker(mode="video", max_faces=max(5, faces), threads=landmark_threads))
+    failed: list[BaseException] = []
+
+    def perceive_all() -> None:
+        try:
+            for i in range(warmup, warmup + frames):  # the stream goes on after the warm-up
+                handoff.put(rec.perceive(frame, i / fps))
+        except BaseException as exc:  # reported by the recognising thread
+            failed.append(exc)
+            handoff.put(None)
+    try:
+        for i in range(warmup):
+            rec.recognise(rec.perceive(frame, i / fps))
+        worker = threading.Thread(target=perceive_all, name="bench_perceive", daemon=True)
+        t0 = None
+        worker.start()
+        for i in range(frames):
+            perception = handoff.get()
+            if perception is None:
+                raise RuntimeError(f"perceive failed: {failed[0]!r}")
+            if t0 is None:
+                t0 = time.perf_counter()  # from the first hand-over: the thread start is not counted
+            rec.recognise(perception)
+        worker.join()
+        elapsed = time.perf_counter() - t0
+    finally:
+        rec.close()
+    return (frames - 1) / elapsed if frames > 1 and elapsed > 0 else 0.0
 
 
 def bench_node(model_dir: Path, threads: int, duration_s: float, rate_hz: float = 30.0,
@@ -176,7 +223,8 @@ def format_report(r: dict) -> str:
     lines.append(f"full pipeline ({p['backend']}, crop {p['crop_size']} px), 640x480:")
     for name, c in p["cases"].items():
         lines.append(f"  {name:<8} {c['total_ms']['median']:6.1f} ms median, {c['total_ms']['p95']:6.1f} ms p95 -> "
-                     f"{c['fps_median']:5.1f} fps (p95 {c['fps_at_p95']:.1f}); target {c['target_fps']:.0f} fps: "
+                     f"{c['fps_median']:5.1f} fps (p95 {c['fps_at_p95']:.1f}); two stages overlapped "
+                     f"{c['fps_two_stages']:5.1f} fps; target {c['target_fps']:.0f} fps: "
                      f"{'met' if c['target_met'] else 'NOT met'}")
     if r.get("node") is not None:
         lines += ["", format_node(r["node"])]
