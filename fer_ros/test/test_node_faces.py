@@ -1,5 +1,5 @@
 """fer_node with several real faces in one frame: one entry per face, distinct ids, each box on its face;
-then a clean stop on SIGTERM while frames keep arriving."""
+then a clean stop on SIGTERM while frames keep arriving; with its two stages overlapped and one after the other."""
 from __future__ import annotations
 
 import signal
@@ -12,10 +12,12 @@ from node_helpers import box_center_inside, error_lines, feeding, ready, running
 from node_model import model_for_tests  # noqa: E402
 
 
-def test_three_faces_and_sigterm(tmp_path_factory, faces3_frame):
+@pytest.mark.parametrize("overlap", ["true", "false"])
+def test_three_faces_and_sigterm(tmp_path_factory, faces3_frame, overlap):
+    """With the two stages on two threads (the default) and one after the other."""
     model = model_for_tests(tmp_path_factory.getbasetemp())
     frame, regions = faces3_frame
-    with running_node(["-p", f"model_path:={model.path}"]) as (node, client):
+    with running_node(["-p", f"model_path:={model.path}", "-p", f"overlap_stages:={overlap}"]) as (node, client):
         msg = client.send_until(frame, lambda m: len(m.faces) == 3 and ready(m), timeout_s=30.0)
         assert msg is not None, node.output[-3000:]
         ids = [f.face_id for f in msg.faces]

@@ -5,7 +5,8 @@ drop), so the node never falls behind the camera. Two worker threads process it,
 decodes the newest frame and finds its faces' landmarks (Recognizer.perceive), then hands it to the second, which
 runs the rest (Recognizer.recognise) and publishes; while the second works on frame t the first landmarks frame
 t+1, so the frame rate follows the slower stage, not their sum. The hand-over holds one frame and waits for the
-second worker: nothing is landmarked that cannot be used next. All
+second worker: nothing is landmarked that cannot be used next. With the parameter overlap_stages false the first
+worker runs both stages, one after the other. All
 results of one frame go out in one message on `emotion`, with the image header. Every name the node reads and
 publishes is relative (`image`, `emotion`, `emotion/image`), so a namespace and remappings move all of them: one
 node per camera, each in the camera's namespace.
@@ -155,6 +156,9 @@ class FerNode(Node):
                     self.stats.add_dropped()
             try:
                 started = self._perceive(msg)
+                if started is not None and not self.params.overlap_stages:
+                    self._recognise(*started)  # one stage after the other, on this thread
+                    continue
             except Exception as exc:  # a bad frame or a failing stage must not stop the node
                 self._say_failed(exc)
                 continue

@@ -24,6 +24,7 @@ class FerParams(RecognizerSettings):
     defaults) and the node's own fields below (units in the names: _s seconds, _hz hertz)."""
 
     max_rate_hz: float = 0.0
+    overlap_stages: bool = True
     image_qos: str = "sensor_data"
     image_qos_depth: int = 1
     subscribe_compressed: bool = False
@@ -59,6 +60,9 @@ DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
                        FloatingPointRange(from_value=0.0, to_value=600.0, step=0.0)),
     "max_rate_hz": ("Most frames processed per second; 0 = as many as arrive (newest first).", False,
                     FloatingPointRange(from_value=0.0, to_value=1000.0, step=0.0)),
+    "overlap_stages": ("Landmark the next frame while the current one goes through the networks (two worker "
+                       "threads): a higher frame rate with several faces, a few ms more latency when the CPU is "
+                       "busy; false = one stage after the other.", True, None),
     "image_qos": ("QoS of the image subscriptions: sensor_data, best_effort or reliable.", True, IMAGE_QOS),
     "image_qos_depth": ("History depth of the image subscriptions.", True,
                         IntegerRange(from_value=1, to_value=100, step=1)),
