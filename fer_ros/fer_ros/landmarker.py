@@ -319,7 +319,6 @@ class MediaPipeLandmarker:
         tile search. `landmarked`: _landmark_roi's results already made for some of last frame's faces, by their
         index in _roi_boxes; `searched`: in VIDEO mode, the boxes of the tiles _plan_search chose for this frame
         (None: no tile searched); in IMAGE mode the search runs here when there is room for more faces."""
-        h, w = frame.shape[:2]
         landmarked = landmarked or {}
         known = [box_of(p) for p, _, _ in found]
         # (box, last crop, its result when already made)
