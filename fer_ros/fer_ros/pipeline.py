@@ -1,11 +1,12 @@
 """The perception pipeline: frame -> landmarks -> tracking -> crops/LBP -> per-face windows -> (with an engine)
 one batched inference for all faces whose window is full.
 
-`Recognizer.process(frame, stamp_s)` returns one `FaceResult` per face. It is two stages that may run on two threads,
-one frame apart: `perceive(frame, stamp_s)` (the landmarker: most of the time, and threads of its own) and
-`recognise(perception)` (crops, LBP, tracking, windows and the networks); `process` is one after the other. Without an engine the results carry
-ids, boxes, landmarks and window/neutral state only (probs None). The engine is any object with
-`.predict(clip (B, 1, T, S, S), geo (B, C, G, G), geo_valid (B,)) -> probs (B, K)` and `.class_names`.
+`Recognizer.process(frame, stamp_s)` returns one `FaceResult` per face. It is two stages that may run on two
+threads, one frame apart: `perceive(frame, stamp_s)` (the landmarker: most of the time, and threads of its own) and
+`recognise(perception)` (crops, LBP, tracking, windows and the networks); `process` is one after the other.
+Without an engine the results carry ids, boxes, landmarks and window/neutral state only (probs None). The engine
+is any object with `.predict(clip (B, 1, T, S, S), geo (B, C, G, G), geo_valid (B,)) -> probs (B, K)` and
+`.class_names`.
 """
 from __future__ import annotations
 

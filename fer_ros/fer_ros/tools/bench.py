@@ -133,15 +133,13 @@ def two_stage_fps(engine, faces: int, frames: int, warmup: int, landmark_threads
     handoff: queue.Queue = queue.Queue(maxsize=1)
     rec = Recognizer(engine=engine, max_faces=max(5, faces),
                      landmarker=MediaPipeLandmarker(mode="video", max_faces=max(5, faces), threads=landmark_threads))
-    failed: list[BaseException] = []
 
     def perceive_all() -> None:
         try:
             for i in range(warmup, warmup + frames):  # the stream goes on after the warm-up
                 handoff.put(rec.perceive(frame, i / fps))
-        except BaseException as exc:  # reported by the recognising thread
-            failed.append(exc)
-            handoff.put(None)
+        except BaseException as exc:  # raised again by the recognising thread
+            handoff.put(exc)
     try:
         for i in range(warmup):
             rec.recognise(rec.perceive(frame, i / fps))
@@ -150,8 +148,8 @@ def two_stage_fps(engine, faces: int, frames: int, warmup: int, landmark_threads
         worker.start()
         for i in range(frames):
             perception = handoff.get()
-            if perception is None:
-                raise RuntimeError(f"perceive failed: {failed[0]!r}")
+            if isinstance(perception, BaseException):
+                raise RuntimeError(f"perceive failed: {perception!r}")
             if t0 is None:
                 t0 = time.perf_counter()  # from the first hand-over: the thread start is not counted
             rec.recognise(perception)
