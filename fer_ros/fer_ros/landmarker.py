@@ -217,7 +217,7 @@ class MediaPipeLandmarker:
             except (zipfile.BadZipFile, KeyError) as exc:
                 self.close()
                 raise LandmarkerError(f"face landmarker bundle {path} holds no face detector ({exc})") from None
-            for _ in range(max(1, len(self._roi_landmarkers) if self._pool is not None else 1)):
+            for _ in range(len(self._roi_landmarkers)):  # one tile detector per crop landmarker
                 self._detectors.append(vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
                     base_options=BaseOptions(model_asset_buffer=detector_model),
                     running_mode=vision.RunningMode.IMAGE, min_detection_confidence=float(min_detection_confidence))))
