@@ -11,7 +11,7 @@ import torch
 
 from fer_ros.crop import CropConfig
 from fer_ros.classes import CKPLUS8
-from fer_ros.training.data.augment import MomentConfig, TalkConfig, moment_jitter, talking_mouth
+from fer_ros.training.data.augment import MomentConfig, moment_jitter
 from fer_ros.training.data.samples import (Samples, WeightedEpochs, final_train_indices, load_samples, mixed_folds,
                                            parse_source)
 from fer_ros.training.data.sequence_set import ReferencePlan, SequenceSet, reference_of
@@ -181,83 +181,3 @@ def test_another_moment_moves_the_frame_and_its_points_together():
         assert np.hypot(x + 0.5 - moved_pts[10, 0] * 48, y + 0.5 - moved_pts[10, 1] * 48) < 2.0  # it followed
         shift = np.abs(moved_pts - points).max()
         assert shift < 0.1  # a few degrees, percent and pixels: another moment, not another pose
-
-
-def _face_points() -> np.ndarray:
-    """A frontal face's 68 iBUG points in normalised crop coordinates (brows near the top, chin at the bottom,
-    mouth closed), drawn as simple curves."""
-    p = np.zeros((68, 2), np.float32)
-    t = np.linspace(0.0, np.pi, 17)
-    p[0:17] = np.c_[0.5 - 0.45 * np.cos(t), 0.3 + 0.7 * np.sin(t)]                 # jaw, chin at (0.5, 1.0)
-    p[17:22] = np.c_[np.linspace(0.15, 0.42, 5), np.full(5, 0.17)]                  # brows
-    p[22:27] = np.c_[np.linspace(0.58, 0.85, 5), np.full(5, 0.17)]
-    p[27:31] = np.c_[np.full(4, 0.5), np.linspace(0.32, 0.52, 4)]                   # nose bridge
-    p[31:36] = np.c_[np.linspace(0.42, 0.58, 5), np.full(5, 0.58)]                  # nose base
-    e = np.linspace(0.0, 2 * np.pi, 7)[:6]
-    p[36:42] = np.c_[0.3 - 0.07 * np.cos(e), 0.28 + 0.025 * np.sin(e)]             # eyes
-    p[42:48] = np.c_[0.7 - 0.07 * np.cos(e), 0.28 + 0.025 * np.sin(e)]
-    o = np.linspace(0.0, 2 * np.pi, 13)[:12]
-    p[48:60] = np.c_[0.5 - 0.15 * np.cos(o), 0.74 - 0.04 * np.sin(o)]              # outer lips, corners 48/54
-    p[60:65] = np.c_[np.linspace(0.38, 0.62, 5), np.full(5, 0.735)]                # inner lips, closed
-    p[65:68] = np.c_[np.linspace(0.56, 0.44, 3), np.full(3, 0.735)]
-    return p
-
-
-def _face_image(points: np.ndarray, s: int = 48) -> np.ndarray:
-    """A bright face with darker lips along the points' outer lip line."""
-    img = np.full((s, s), 170, np.uint8)
-    lips = np.round(points[48:60] * s).astype(np.int32)
-    import cv2
-    cv2.fillPoly(img, [lips], 120)
-    return img
-
-
-def test_a_talking_mouth_opens_the_jaw_and_lips_and_leaves_the_upper_face_at_rest():
-    points = _face_points()
-    gray = np.stack([_face_image(points)] * 3)
-    pts = np.stack([points] * 3)
-    before = (gray.copy(), pts.copy())
-    gaps = []
-    for seed in range(8):
-        out, out_pts = talking_mouth(gray, pts, np.random.default_rng(seed))
-        assert out.shape == gray.shape and out.dtype == np.uint8 and out_pts.shape == pts.shape
-        assert np.array_equal(gray, before[0]) and np.array_equal(pts, before[1])  # inputs untouched
-        # brows, eyes and nose stay exactly where they were, and so does the image above the nose base
-        assert np.array_equal(out_pts[:, 17:48], pts[:, 17:48])
-        assert np.abs(out[:, :26].astype(int) - gray[:, :26]).max() <= 1
-        gap = out_pts[:, 66, 1] - out_pts[:, 62, 1]
-        assert (gap > 0.0).all() and np.allclose(out_pts[:, 62], pts[:, 62], atol=1e-6)  # the lower lip went down
-        assert (out_pts[:, 8, 1] > pts[:, 8, 1]).all()                                   # and the chin with it
-        gaps.append(gap)
-        # between the lips the mouth is dark
-        for f in range(3):
-            top, bottom = out_pts[f, 62, 1] * 48, out_pts[f, 66, 1] * 48
-            if bottom - top >= 3:
-                rows = slice(int(np.ceil(top + 0.5)), int(np.floor(bottom - 0.5)) + 1)
-                assert out[f, rows, 22:26].mean() < 110
-    gaps = np.array(gaps)
-    assert (gaps.max(axis=1) - gaps.min(axis=1)).mean() > 0.01  # it moves from frame to frame
-    assert gaps.max() > 0.08 and gaps.max() <= TalkConfig().open_max + 1e-6
-    a, _ = talking_mouth(gray, pts, np.random.default_rng(3))
-    b, _ = talking_mouth(gray, pts, np.random.default_rng(3))
-    assert np.array_equal(a, b)
-
-
-def test_only_neutral_draws_talk_and_only_when_the_plan_says_so():
-    s = _toy_samples()
-    s.points[:] = _face_points()
-    s.gray[:] = _face_image(_face_points(), 32)
-    quiet = dict(none=0.0, still=0.0, other=0.0, strength=0.0, live=0.0)
-
-    def newest_points(idx, talk, neutral_label=7):
-        ds = SequenceSet(s, idx, True, 0, None, ReferencePlan(**quiet, talk=talk), "lbp+gray_norm+delta_norm",
-                         neutral_label)
-        return [ds[i][1] for i in range(len(idx))]  # the difference image follows the newest frame's points
-
-    rest = newest_points([0, 1], 0.0)
-    talk = newest_points([0, 1], 1.0)
-    assert torch.equal(talk[0], rest[0])            # happy: never made to talk
-    assert not torch.equal(talk[1], rest[1])        # neutral: talks
-    assert torch.equal(newest_points([1], 1.0, neutral_label=None)[0], rest[1])  # a class set without neutral
-    with pytest.raises(ValueError):
-        ReferencePlan(talk=1.5)

@@ -66,10 +66,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="the reference differs from the clip as another moment would (a little head turn, scale, "
                         "shift, light, blur, noise: training/data/augment.py MomentConfig) by a strength drawn up to "
                         "this; 0: no difference")
-    g.add_argument("--talk-prob", type=FRACTION, default=0.0,
-                   help="share of neutral draws whose clip speaks: the jaw and lips move from frame to frame over a "
-                        "dark mouth while brows and eyes stay at rest (training/data/augment.py talking_mouth), so "
-                        "an open mouth alone does not read as fear or surprise")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="agn3d_res", choices=list_models(), help="appearance network")
     g.add_argument("--clip-input", default=RECIPE_CLIP_INPUT, choices=list(CLIP_INPUTS),

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from fer_ros.classes import NEUTRAL, class_names
 from fer_ros.difference_image import GEO_SPEC
 from fer_ros.nets.agn import agn_loss
 from fer_ros.nets.geometric import pairs
@@ -122,12 +121,6 @@ def evaluate(model, loader, device, num_classes: int) -> dict:
             "probs": cat(probs), "top2": cat(top2)}
 
 
-def neutral_label(args) -> int | None:
-    """The neutral class's index in --class-set (None: the set has no neutral class, so no draw talks)."""
-    names = class_names(args.class_set)
-    return names.index(NEUTRAL) if NEUTRAL in names else None
-
-
 def pretrain_geometric(model, samples: Samples, train_idx, args, seed: int, device, distributed: bool = False,
                        log=print) -> list[dict]:
     """--geo-epochs: train the geometric network alone, before the joint epochs, on the training samples whose
@@ -140,10 +133,8 @@ def pretrain_geometric(model, samples: Samples, train_idx, args, seed: int, devi
                     np.int64)
     if args.geo_epochs == 0 or len(real) == 0:
         return []
-    plan = ReferencePlan(none=0.0, still=0.0, other=args.other_reference_prob, strength=args.moment_strength,
-                         talk=0.0 if args.no_augment else args.talk_prob)
-    ds = SequenceSet(samples, real, True, seed, None if args.no_augment else AugmentConfig(), plan, args.clip_input,
-                     neutral_label(args))
+    plan = ReferencePlan(none=0.0, still=0.0, other=args.other_reference_prob, strength=args.moment_strength)
+    ds = SequenceSet(samples, real, True, seed, None if args.no_augment else AugmentConfig(), plan, args.clip_input)
     g = torch.Generator().manual_seed(seed)
     loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, generator=g, num_workers=0, drop_last=False)
     params = list(core.geometric.parameters())
@@ -219,9 +210,9 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
             model, device_ids=[device.index] if device.type == "cuda" else None)
     core = model.module if dist_ctx is not None else model
     plan = ReferencePlan(none=args.no_reference_prob, still=args.still_prob, other=args.other_reference_prob,
-                         strength=args.moment_strength, talk=0.0 if args.no_augment else args.talk_prob)
+                         strength=args.moment_strength)
     train_ds = SequenceSet(samples, train_idx, True, seed, None if args.no_augment else AugmentConfig(), plan,
-                           args.clip_input, neutral_label(args))
+                           args.clip_input)
     epochs = WeightedEpochs(samples, np.asarray(train_idx), [s.weight for s in args.data], seed)
     sampler = EpochSampler(epochs, train_idx, *((dist_ctx["rank"], dist_ctx["world"]) if dist_ctx else (0, 1)))
     train_loader = make_loader(train_ds, args.batch_size, sampler)

@@ -4,9 +4,7 @@ Each training sample's neutral reference is drawn anew every time (`ReferencePla
 another moment of the face, not a fixed frame: its own reference as the data gives it, another neutral image of the
 same subject and view, the sample's own newest frame (the still path: the node compares a face that kept its
 expression since it appeared with itself), or none (the node before it has a reference). Clip and reference then get
-independent differences (data/augment.py `moment_jitter`), and the whole sample the usual augmentation. A share of
-the neutral draws (`ReferencePlan.talk`) speak: their clip's mouth moves (data/augment.py `talking_mouth`) while the
-label stays neutral, as a person at rest who talks to the robot is.
+independent differences (data/augment.py `moment_jitter`), and the whole sample the usual augmentation.
 
 Validation samples are what the node would see, without randomness: the data's reference, or for a photo without
 one (FER+) the photo itself as its reference (the still path).
@@ -19,8 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
-from fer_ros.training.data.augment import (AugmentConfig, MomentConfig, TalkConfig, augment, moment_jitter,
-                                            talking_mouth)
+from fer_ros.training.data.augment import AugmentConfig, MomentConfig, augment, moment_jitter
 from fer_ros.training.data.samples import Samples
 from fer_ros.preprocess import BASE_CLIP_INPUT, clip_from_gray, make_geo
 
@@ -36,11 +33,9 @@ class ReferencePlan:
     strength: float = 1.0  # the reference's moment_jitter strength is drawn uniformly in [0, strength]
     live: float = 0.5     # share of clips made of one repeated photo whose frames get a slight jitter of their own
     live_strength: float = 0.2
-    talk: float = 0.0     # share of neutral draws whose clip speaks (talking_mouth)
-    talk_cfg: TalkConfig = field(default_factory=TalkConfig)
 
     def __post_init__(self) -> None:
-        if not all(0.0 <= p <= 1.0 for p in (self.none, self.still, self.other, self.live, self.talk)) or \
+        if not all(0.0 <= p <= 1.0 for p in (self.none, self.still, self.other, self.live)) or \
                 self.none + self.still + self.other > 1.0:
             raise ValueError(f"reference shares must be between 0 and 1 and add up to 1 at most, got none "
                              f"{self.none}, still {self.still}, other {self.other}")
@@ -67,18 +62,16 @@ def reference_of(samples: Samples, j: int, rng: np.random.Generator | None, plan
 class SequenceSet(TorchDataset):
     """Items (clip, geo, geo_valid, label, soft target (K,), pair mask) of samples[idx]: training items (train)
     drawn anew each time with augmentation and the reference plan, validation items as the node sees them. The
-    pair mask is 1 where the reference is another image of the face (the pair decisions learn from those).
-    neutral_label: the neutral class's index (the plan's talking draws are of that class; None: no talking)."""
+    pair mask is 1 where the reference is another image of the face (the pair decisions learn from those)."""
 
     def __init__(self, samples: Samples, idx: np.ndarray, train: bool, seed: int,
                  augment_cfg: AugmentConfig | None = None, plan: ReferencePlan | None = None,
-                 clip_input: str = BASE_CLIP_INPUT, neutral_label: int | None = None) -> None:
+                 clip_input: str = BASE_CLIP_INPUT) -> None:
         self.s, self.idx, self.train = samples, np.asarray(idx, np.int64), train
         self.rng = np.random.default_rng(seed)
         self.aug = augment_cfg
         self.plan = plan or ReferencePlan()
         self.clip_input = clip_input
-        self.neutral_label = neutral_label
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -97,14 +90,11 @@ class SequenceSet(TorchDataset):
         if rng is not None:
             if self.aug is not None:
                 gray, pts, _ = augment(gray, pts, rng, self.aug)
-            first = 1 if ref is not None else 0
-            if int(s.labels[j]) == self.neutral_label and rng.random() < self.plan.talk:
-                gray[first:], pts[first:] = talking_mouth(gray[first:], pts[first:], rng, self.plan.talk_cfg)
             if ref is not None:
                 gray[0], pts[0] = moment_jitter(gray[0], pts[0], rng, self.plan.moment,
                                                 rng.uniform(0.0, self.plan.strength))
             if s.still[j] and rng.random() < self.plan.live:
-                for k in range(first, len(ids)):
+                for k in range(1 if ref is not None else 0, len(ids)):
                     gray[k], pts[k] = moment_jitter(gray[k], pts[k], rng, self.plan.moment, self.plan.live_strength)
         has_ref = ref is not None
         clip = clip_from_gray(self.clip_input, gray[1:] if has_ref else gray, gray[0] if has_ref else None)
