@@ -12,6 +12,15 @@ mode). In VIDEO mode a face of the previous frame that the whole-frame pass miss
 its last box, and the tile search runs at most every `search_period_s` while fewer than `max_faces` faces are
 known. While faces are known, a search is spread over SWEEP_FRAMES frames, a share of the tiles on each.
 
+In VIDEO mode MediaPipe's FaceLandmarker runs its face detector on every frame while it follows fewer faces than
+it may report, which costs more than the detector alone (one face in 640x480: 17-24 ms with room for four, 15-18 ms
+with room for one, on a 2-core Xeon VM). So while one to ONE_FACE_PASS_UP_TO faces are known, the whole-frame pass
+is a second VIDEO FaceLandmarker that follows one face and does not look for more; the others are followed by
+their crops (on the worker threads, beside the whole-frame pass), and a face that comes into view is found by the
+tile search within `search_period_s` (the detector finds a face too big for a tile by the part of it a tile
+holds). With no face known, or more than ONE_FACE_PASS_UP_TO, the pass is the one that may report
+`max_faces` and looks for faces on every frame.
+
 The mesh network costs the same for every face and runs on one core, and MediaPipe releases the GIL while it runs:
 with `threads` > 1 the faces landmarked on crops run side by side, each on its own IMAGE-mode FaceLandmarker. In
 VIDEO mode the faces the whole-frame pass missed in the previous frame (small ones, which it will most likely miss
@@ -58,6 +67,11 @@ ROI_HOLD = 0.05
 SWEEP_FRAMES = 3
 # Default number of threads that landmark faces at once: one per core, at most this many.
 MAX_DEFAULT_THREADS = 4
+# While this many faces or fewer (and at least one) are known, the VIDEO whole-frame pass follows one face and the
+# others are landmarked on their crops. Landmarks per frame of faces 200-230 px wide in 640x480 on a 2-core Xeon
+# VM (median ms, whole-frame pass following one face / looking for all): 1 face 15-18 / 18-24, 3 faces 34-35 /
+# 40-47, 5 faces 59-60 / 55-57.
+ONE_FACE_PASS_UP_TO = 3
 
 
 def default_threads() -> int:
@@ -205,6 +219,9 @@ class MediaPipeLandmarker:
         self._free_detectors: queue.SimpleQueue = queue.SimpleQueue()  # tile detectors not in use
         running = vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE
         self._landmarker = landmarker(running, self.max_faces)
+        # VIDEO mode: the whole-frame pass that follows one face (see the module docstring)
+        self._one_face = (landmarker(running, 1) if mode == "video" and self.small_faces and self.max_faces > 1
+                          else None)
         if self.small_faces:
             for _ in range(min(self.threads, self.max_faces)):
                 self._roi_landmarkers.append(landmarker(vision.RunningMode.IMAGE, 1))
@@ -292,10 +309,11 @@ class MediaPipeLandmarker:
         for task in getattr(self, "_roi_landmarkers", []) + getattr(self, "_detectors", []):
             task.close()
         self._roi_landmarkers, self._detectors = [], []
-        task = getattr(self, "_landmarker", None)
-        if task is not None:
-            task.close()
-            self._landmarker = None
+        for name in ("_one_face", "_landmarker"):
+            task = getattr(self, name, None)
+            if task is not None:
+                task.close()
+                setattr(self, name, None)
 
     def __enter__(self) -> "MediaPipeLandmarker":
         return self
@@ -308,7 +326,10 @@ class MediaPipeLandmarker:
         """[(points478 px, blendshapes, names)] from the FaceLandmarker on the whole frame."""
         image = _mp_image(frame)
         if ts_ms is not None:
-            result = self._landmarker.detect_for_video(image, ts_ms)
+            task = self._landmarker
+            if self._one_face is not None and 1 <= len(self._roi_boxes) <= ONE_FACE_PASS_UP_TO:
+                task = self._one_face
+            result = task.detect_for_video(image, ts_ms)
         else:
             result = self._landmarker.detect(image)
         return _unpack(result, frame.shape[1], frame.shape[0], 0.0, 0.0)
