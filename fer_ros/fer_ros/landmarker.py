@@ -13,13 +13,12 @@ its last box, and the tile search runs at most every `search_period_s` while few
 known. While faces are known, a search is spread over SWEEP_FRAMES frames, a share of the tiles on each.
 
 In VIDEO mode MediaPipe's FaceLandmarker runs its face detector on every frame while it follows fewer faces than
-it may report, which costs more than the detector alone (one face in 640x480: 17-24 ms with room for four, 15-18 ms
-with room for one, on a 2-core Xeon VM). So while one to ONE_FACE_PASS_UP_TO faces are known, the whole-frame pass
-is a second VIDEO FaceLandmarker that follows one face and does not look for more; the others are followed by
-their crops (on the worker threads, beside the whole-frame pass), and a face that comes into view is found by the
-tile search within `search_period_s` (the detector finds a face too big for a tile by the part of it a tile
-holds). With no face known, or more than ONE_FACE_PASS_UP_TO, the pass is the one that may report
-`max_faces` and looks for faces on every frame.
+it may report. So while exactly one face is known, the whole-frame pass is a second VIDEO FaceLandmarker that
+follows that face and does not look for more, and a face that comes into view is found by the tile search within
+`search_period_s` (the detector finds a face too big for a tile by the part of it a tile holds). With none known,
+or several, the pass is the one that may report `max_faces` and looks for faces on every frame. (fer_node, one
+face at 30 Hz on a 2-core Xeon VM: 31-32 ms median from image to /emotion against 37.5-38.5. Following one of
+three faces and the others by their crops made the node slower there: each crop runs the detector again.)
 
 The mesh network costs the same for every face and runs on one core, and MediaPipe releases the GIL while it runs:
 with `threads` > 1 the faces landmarked on crops run side by side, each on its own IMAGE-mode FaceLandmarker. In
@@ -67,11 +66,6 @@ ROI_HOLD = 0.05
 SWEEP_FRAMES = 3
 # Default number of threads that landmark faces at once: one per core, at most this many.
 MAX_DEFAULT_THREADS = 4
-# While this many faces or fewer (and at least one) are known, the VIDEO whole-frame pass follows one face and the
-# others are landmarked on their crops. Landmarks per frame of faces 200-230 px wide in 640x480 on a 2-core Xeon
-# VM (median ms, whole-frame pass following one face / looking for all): 1 face 15-18 / 18-24, 3 faces 34-35 /
-# 40-47, 5 faces 59-60 / 55-57.
-ONE_FACE_PASS_UP_TO = 3
 
 
 def default_threads() -> int:
@@ -327,7 +321,7 @@ class MediaPipeLandmarker:
         image = _mp_image(frame)
         if ts_ms is not None:
             task = self._landmarker
-            if self._one_face is not None and 1 <= len(self._roi_boxes) <= ONE_FACE_PASS_UP_TO:
+            if self._one_face is not None and len(self._roi_boxes) == 1:
                 task = self._one_face
             result = task.detect_for_video(image, ts_ms)
         else:

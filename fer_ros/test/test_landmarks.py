@@ -195,29 +195,17 @@ def test_a_still_small_face_keeps_its_crop_and_its_landmarks(faces3_frame):
     frame, regions = faces3_frame
 
     def faces(lm, image, stamp_s):
-        """The faces left to right, each with whether it was landmarked on a crop."""
-        found = lm.detect(image, stamp_s)
-        on_crop = [crop is not None for _, crop in lm._roi_boxes]
-        return sorted(zip(found, on_crop), key=lambda f: f[0].box[0])
+        return sorted(lm.detect(image, stamp_s), key=lambda f: f.box[0])
     with MediaPipeLandmarker(mode="video", max_faces=4, search_period_s=10.0) as lm:
         runs = [faces(lm, frame, 0.033 * i) for i in range(6)]
         assert [len(r) for r in runs] == [3] * 6
-        assert sum(on_crop for _, on_crop in runs[-1]) >= 2
         for later in runs[2:]:  # the first frame's crop comes from the detector's box, the rest from landmarks
-            for (settled, _), (face, on_crop) in zip(runs[1], later):
-                if on_crop:
-                    np.testing.assert_array_equal(face.points68, settled.points68)
-                else:  # the face the whole-frame pass follows: MediaPipe's own tracking moves it a little
-                    width = face.box[2] - face.box[0]
-                    assert np.abs(face.points68 - settled.points68).max() < 0.03 * width
+            for settled, face in zip(runs[1], later):
+                np.testing.assert_array_equal(face.points68, settled.points68)
         moved = faces(lm, np.roll(frame, 30, axis=1), 0.2)  # a real move: the crops follow
-        settled = faces(lm, np.roll(frame, 30, axis=1), 0.233)
-    assert len(moved) == 3 and len(settled) == 3
-    for (before, _), (after, on_crop), (later, _) in zip(runs[-1], moved, settled):
-        # A face on a crop follows at once; the one the whole-frame pass follows (here a jump of almost half its
-        # width in one frame) may lag for that frame and is there on the next.
-        assert np.median((after if on_crop else later).points68[:, 0] - before.points68[:, 0]) == pytest.approx(
-            30.0, abs=2.0)
+    assert len(moved) == 3
+    for before, after in zip(runs[-1], moved):
+        assert np.median(after.points68[:, 0] - before.points68[:, 0]) == pytest.approx(30.0, abs=2.0)
 
 
 def test_faces_landmarked_side_by_side_are_the_faces_landmarked_one_after_another(astronaut_rgb):
@@ -309,15 +297,11 @@ def test_while_faces_are_known_the_tile_search_is_spread_over_frames(face_frame)
     assert sorted(per_frame[3] + per_frame[4] + per_frame[5]) == sorted(every)
 
 
-def test_while_few_faces_are_known_the_whole_frame_pass_follows_one(astronaut_rgb):
-    """With one to ONE_FACE_PASS_UP_TO faces known, the whole-frame pass is the FaceLandmarker that follows one
-    face (it does not run its detector on every frame) and the others are followed by their crops; a face that
-    comes into view, even one bigger than a tile, is found by the search; with more faces known, or none, the pass
-    is the one that may report max_faces."""
+def test_while_one_face_is_known_the_whole_frame_pass_follows_it(astronaut_rgb):
+    """With exactly one face known, the whole-frame pass is the FaceLandmarker that follows one face (it does not
+    run its detector on every frame); a face that comes into view, even one bigger than a tile, is found by the
+    search; with several faces known, or none, the pass is the one that may report max_faces."""
     import cv2
-
-    from conftest import place_faces
-    from fer_ros.landmarker import ONE_FACE_PASS_UP_TO
     head = astronaut_rgb[0:256, 96:352]
 
     def paste(frame, side, x0, y0):
@@ -325,8 +309,6 @@ def test_while_few_faces_are_known_the_whole_frame_pass_follows_one(astronaut_rg
         return frame
     small = paste(np.full((480, 640, 3), 110, np.uint8), 120, 10, 180)
     with_big = paste(small.copy(), 470, 165, 5)  # a second face, bigger than any tile (320 px), comes closer
-    five, _ = place_faces(astronaut_rgb, 5, scale=0.45)
-    assert ONE_FACE_PASS_UP_TO < 5
     with MediaPipeLandmarker(mode="video", max_faces=5, search_period_s=0.2) as lm:
         used = []
         for name in ("_landmarker", "_one_face"):
@@ -345,8 +327,8 @@ def test_while_few_faces_are_known_the_whole_frame_pass_follows_one(astronaut_rg
         assert used == ["_landmarker", "_one_face", "_one_face"]  # nothing known at first: the pass that finds all
         counts = [len(lm.detect(with_big, next(stamps))) for _ in range(8)]
         assert counts[-1] == 2 and counts.index(2) <= 5, counts  # found within search_period_s and a sweep
-        assert set(used[3:]) == {"_one_face"}
-        del used[:]
-        counts = [len(lm.detect(five, next(stamps))) for _ in range(8)]
-        assert counts[-1] == 5, counts
-        assert used[-1] == "_landmarker"  # more than ONE_FACE_PASS_UP_TO faces: the pass that may report them all
+        first_two = 3 + counts.index(2)
+        assert set(used[3:first_two + 1]) == {"_one_face"}
+        assert set(used[first_two + 1:]) == {"_landmarker"}  # two faces known: the pass that may report them all
+    with MediaPipeLandmarker(mode="video", max_faces=1) as lm:
+        assert lm._one_face is None  # one face at most: the whole-frame pass already follows one
