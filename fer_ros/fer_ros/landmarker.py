@@ -17,8 +17,9 @@ it may report. So while exactly one face is known, the whole-frame pass is a sec
 follows that face and does not look for more, and a face that comes into view is found by the tile search within
 `search_period_s` (the detector finds a face too big for a tile by the part of it a tile holds). With none known,
 or several, the pass is the one that may report `max_faces` and looks for faces on every frame. (fer_node, one
-face at 30 Hz on a 2-core Xeon VM: 31-32 ms median from image to /emotion against 37.5-38.5. Following one of
-three faces and the others by their crops made the node slower there: each crop runs the detector again.)
+face at 30 Hz on a 2-core Xeon VM, eight paired runs: median latency from image to /emotion lower in seven, 31.7 ms
+against 38.0 over the runs. Following one of three faces and the others by their crops made the node slower
+there: each crop runs the detector again.)
 
 The mesh network costs the same for every face and runs on one core, and MediaPipe releases the GIL while it runs:
 with `threads` > 1 the faces landmarked on crops run side by side, each on its own IMAGE-mode FaceLandmarker. In
