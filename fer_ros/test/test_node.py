@@ -13,7 +13,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed")
 
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from sensor_msgs.msg import CompressedImage  # noqa: E402
 
 from fer_msgs.srv import CaptureNeutral  # noqa: E402
 

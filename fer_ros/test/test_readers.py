@@ -7,7 +7,7 @@ import pytest
 
 from fer_ros.training.data import ferplus, kdef
 from fer_ros.training.data.datasets import DatasetError, detect_layout, load_dataset
-from synth_data import (ferplus_votes, write_class_folder_dataset, write_ferplus_dataset, write_kdef_dataset)
+from synth_data import (write_class_folder_dataset, write_ferplus_dataset, write_kdef_dataset)
 
 
 # ------------------------------------------------------------------------------------------------ FER+ label rule
