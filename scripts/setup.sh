@@ -79,7 +79,7 @@ else
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${reqs[@]}" 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
   "$VENV/bin/python" -m pip check >/dev/null 2>&1 || say "note: 'pip check' reports conflicts (see .venv/bin/pip check)"
-  "$VENV/bin/python" -c 'import torch, onnxruntime, mediapipe, cv2, rosbags' \
+  "$VENV/bin/python" -c 'import torch, onnxruntime, mediapipe, ai_edge_litert.interpreter, cv2, rosbags' \
     || die "the Python dependencies did not install; see the pip output above"
   if [ "$ROS_MODE" = wheels-jazzy ]; then
     "$VENV/bin/python" "$ROOT/scripts/repair_wheel_cmake.py" "$VENV"

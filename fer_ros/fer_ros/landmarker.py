@@ -12,6 +12,13 @@ mode). In VIDEO mode a face of the previous frame that the whole-frame pass miss
 its last box, and the tile search runs at most every `search_period_s` while fewer than `max_faces` faces are
 known. While faces are known, a search is spread over SWEEP_FRAMES frames, a share of the tiles on each.
 
+In VIDEO mode, where LiteRT is installed and blendshapes are off, faces known from the previous frame are followed
+by the mesh network alone (`mesh.py`): the FaceLandmarker's graph costs about as much again as its network (one face
+on a 256 px crop, 2-core Xeon VM, 120 interleaved calls: 17.8 ms median against 10.1 ms through LiteRT). So while
+faces are known no whole-frame pass runs: each is landmarked on a view cut around its last points (side by side on
+the thread pool), a face the network no longer sees is looked for on a crop around its last box, and new faces are
+found by the tile search within `search_period_s`. With no face known, or without LiteRT, the passes below run.
+
 In VIDEO mode MediaPipe's FaceLandmarker runs its face detector on every frame while it follows fewer faces than
 it may report. So while exactly one face is known, the whole-frame pass is a second VIDEO FaceLandmarker that
 follows that face and does not look for more, and a face that comes into view is found by the tile search within
@@ -30,7 +37,6 @@ sooner.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import os
@@ -44,13 +50,14 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from fer_ros import mesh
 from fer_ros.frames import as_rgb8
 from fer_ros.landmark_scheme import to_ibug68
+from fer_ros.landmarker_model import (LANDMARKER_MODEL_SHA256, LandmarkerError, check_model_file,
+                                      default_landmarker_model)
 from fer_ros.ratelimit import RateLimiter
 from fer_ros.tiles import box_of, interleaved, iou, merge_tile_boxes, tile_origins
 
-LANDMARKER_MODEL_NAME = "face_landmarker.task"
-LANDMARKER_MODEL_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 
 # Frames whose longer side exceeds this are searched on a downscaled copy (px).
 DEFAULT_MAX_DETECT_SIDE_PX = 1280
@@ -72,10 +79,6 @@ MAX_DEFAULT_THREADS = 4
 def default_threads() -> int:
     """Threads for side-by-side landmarking when none is asked for: the cores, between 1 and MAX_DEFAULT_THREADS."""
     return max(1, min(MAX_DEFAULT_THREADS, os.cpu_count() or 1))
-
-
-class LandmarkerError(RuntimeError):
-    """The landmarker cannot be created (missing or altered model file, bad option); the message says what to do."""
 
 
 @dataclass
@@ -121,40 +124,6 @@ class Landmarker(Protocol):
         ...
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def default_landmarker_model() -> Path:
-    """Path of the shipped `models/face_landmarker.task` (source tree first, then the ROS install space), after
-    checking its sha256. Raises LandmarkerError naming where it looked and what to do."""
-    from fer_ros.resources import shipped_candidates
-    candidates = shipped_candidates("fer_ros", "models", LANDMARKER_MODEL_NAME)[::-1]  # source tree first
-    for path in candidates:
-        if path.is_file():
-            check_model_file(path)
-            return path
-    raise LandmarkerError(
-        f"face landmarker model not found (looked at {', '.join(str(c) for c in candidates)}); it ships with "
-        f"fer_ros in models/{LANDMARKER_MODEL_NAME}: restore it from the repository (see models/NOTICE)")
-
-
-def check_model_file(path: Path, sha256: str = LANDMARKER_MODEL_SHA256) -> None:
-    """Raise LandmarkerError unless `path` exists and has the expected sha256."""
-    path = Path(path)
-    if not path.is_file():
-        raise LandmarkerError(f"face landmarker model {path} does not exist")
-    got = sha256_of(path)
-    if got != sha256:
-        raise LandmarkerError(
-            f"face landmarker model {path} has sha256 {got}, expected {sha256}: the file is damaged or not the "
-            "shipped one; restore it from the repository")
-
-
 class MediaPipeLandmarker:
     """MediaPipe Tasks FaceLandmarker.
 
@@ -162,15 +131,17 @@ class MediaPipeLandmarker:
     not are moved just past the previous one. mode "image": every call independent (datasets of single images).
     Frames with a longer side above `max_detect_side_px` are searched on a downscaled copy; points are returned in
     the original frame's pixels. `threads`: faces landmarked at once (see the module docstring); 0 = one per core
-    (at most MAX_DEFAULT_THREADS), 1 = one after another. Call `close()` when done (or use it as a context
-    manager)."""
+    (at most MAX_DEFAULT_THREADS), 1 = one after another. `mesh_tracking`: in VIDEO mode, follow known faces with
+    the mesh network alone where LiteRT is installed (see the module docstring). Call `close()` when done (or use
+    it as a context manager)."""
 
     def __init__(self, model_path: str | Path | None = None, mode: str = "video", max_faces: int = 4,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
                  min_tracking_confidence: float = 0.5, blendshapes: bool = False,
                  max_detect_side_px: int = DEFAULT_MAX_DETECT_SIDE_PX,
                  sha256: str | None = LANDMARKER_MODEL_SHA256, small_faces: bool = True,
-                 search_period_s: float = 0.5, roi_scale: float = 2.2, threads: int = 0) -> None:
+                 search_period_s: float = 0.5, roi_scale: float = 2.2, threads: int = 0,
+                 mesh_tracking: bool = True) -> None:
         if mode not in ("video", "image"):
             raise LandmarkerError(f"landmarker mode must be 'video' or 'image', got {mode!r}")
         if int(max_faces) < 1:
@@ -197,6 +168,7 @@ class MediaPipeLandmarker:
         self.search_period_s = float(search_period_s)
         self.roi_scale = float(roi_scale)
         self.threads = int(threads) or default_threads()
+        self._warn = RateLimiter(5.0)
         bundle = path.read_bytes()
 
         def landmarker(running, num_faces):
@@ -234,6 +206,16 @@ class MediaPipeLandmarker:
                     base_options=BaseOptions(model_asset_buffer=detector_model),
                     running_mode=vision.RunningMode.IMAGE, min_detection_confidence=float(min_detection_confidence))))
                 self._free_detectors.put(self._detectors[-1])
+        # VIDEO mode: known faces followed by the mesh network alone (module docstring)
+        self._follower = None
+        if mesh_tracking and mode == "video" and self.small_faces and not blendshapes and mesh.available():
+            try:  # a network for each of the pool's threads and the calling one
+                self._follower = mesh.MeshFollower(bundle, len(self._roi_landmarkers) + 1,
+                                                   float(min_tracking_confidence))
+            except (zipfile.BadZipFile, KeyError, ValueError, RuntimeError) as exc:
+                self._warn.warning("mesh", f"the mesh network of {path} cannot run on its own ({exc}); faces are "
+                                   "followed by MediaPipe's FaceLandmarker instead")
+        self._tracks: list[tuple[np.ndarray, object]] = []  # last frame's faces: (points478, mesh view), det. px
         self._roi_boxes: list[tuple[tuple, tuple | None]] = []  # last frame's faces: (box, crop), detection px
         self._last_search_s: float | None = None
         self._sweep: list[tuple[int, int]] = []  # tile origins of the search in progress, not searched yet
@@ -241,7 +223,6 @@ class MediaPipeLandmarker:
         self._last_ts_ms: int | None = None
         self._offset_ms = 0
         self._frame_count = 0
-        self._warn = RateLimiter(5.0)
 
     # -- interface ---------------------------------------------------------------------------------------------
     def detect(self, rgb8: np.ndarray, stamp_s: float | None = None) -> list[FaceLandmarks]:
@@ -264,13 +245,21 @@ class MediaPipeLandmarker:
         ahead = {}  # last frame's faces from crops, landmarked while the whole-frame pass runs
         tiles = self._plan_search(frame, ts_ms) if ts_ms is not None and self.small_faces else None
         search = None  # this frame's tiles, searched while the whole-frame pass runs
+        following = bool(ts_ms is not None and self._follower is not None and self._tracks)
         if self._pool is not None and ts_ms is not None:
-            ahead = {i: self._pool.submit(self._landmark_roi, frame, box, crop)
-                     for i, (box, crop) in enumerate(self._roi_boxes) if crop is not None}
+            if not following:
+                ahead = {i: self._pool.submit(self._landmark_roi, frame, box, crop)
+                         for i, (box, crop) in enumerate(self._roi_boxes) if crop is not None}
             if tiles is not None:
                 search = self._submit_search(frame, *tiles)
+        views: list = []  # the mesh view each face of `found` was followed with (None: found otherwise)
         try:
-            found = self._detect_full(frame, ts_ms)
+            if following:
+                followed = self._follower.follow(frame, self._tracks[:self.max_faces], self._pool)
+                found = [(points, np.zeros(0, np.float32), ()) for points, _ in followed]
+                views = [view for _, view in followed]
+            else:
+                found = self._detect_full(frame, ts_ms)
         finally:
             landmarked = {i: f.result() for i, f in ahead.items()}
             searched = merge_tile_boxes(interleaved([f.result() for f in search])) if search else None
@@ -286,6 +275,9 @@ class MediaPipeLandmarker:
             # misses it then.
             self._roi_boxes = ([(box_of(p), crop) for (p, _, _), crop in zip(found, crops)]
                                if ts_ms is not None else [])
+            if ts_ms is not None and self._follower is not None:
+                views += [None] * (len(found) - len(views))
+                self._tracks = [(p, view) for (p, _, _), view in zip(found, views)]
         faces = []
         for pts, bs, names in found:
             pts = pts.copy()
@@ -294,6 +286,18 @@ class MediaPipeLandmarker:
             pts[:, 2] *= scale_x
             faces.append(FaceLandmarks.from_points478(pts, bs, names))
         return faces
+
+    def describe(self) -> str:
+        """One line: what finds and follows the faces."""
+        threads = max(1, len(self._roi_landmarkers))
+        text = f"landmarks: MediaPipe FaceLandmarker ({self.mode} mode, up to {self.max_faces} faces, {threads} " \
+               f"thread{'s' if threads > 1 else ''})"
+        if self._follower is not None:
+            return text + "; known faces followed by the face mesh network through LiteRT"
+        if self.mode == "video" and not mesh.available():
+            return text + "; LiteRT (pip package ai-edge-litert) is not installed, so known faces are followed " \
+                          "by the FaceLandmarker, which is slower"
+        return text
 
     def close(self) -> None:
         """Release the MediaPipe graphs and the worker threads (safe to call twice)."""
@@ -304,6 +308,9 @@ class MediaPipeLandmarker:
         for task in getattr(self, "_roi_landmarkers", []) + getattr(self, "_detectors", []):
             task.close()
         self._roi_landmarkers, self._detectors = [], []
+        if getattr(self, "_follower", None) is not None:
+            self._follower.close()
+        self._follower, self._tracks = None, []
         for name in ("_one_face", "_landmarker"):
             task = getattr(self, name, None)
             if task is not None:

@@ -156,9 +156,13 @@ def build_recognizer(settings: RecognizerSettings, option: str = "--model", land
 def describe(built: BuiltRecognizer) -> list[str]:
     """Log lines about a built recognizer: what runs the model, and the model's classes and clip."""
     rec = built.recognizer
-    return [f"inference: {rec.engine.describe()}",
-            f"model {built.model_dir.name}: classes {', '.join(rec.class_names)}, {rec.window_length} frames per "
-            f"clip ({rec.clip_input}), backend {built.backend}"]
+    lines = [f"inference: {rec.engine.describe()}",
+             f"model {built.model_dir.name}: classes {', '.join(rec.class_names)}, {rec.window_length} frames per "
+             f"clip ({rec.clip_input}), backend {built.backend}"]
+    describe_landmarks = getattr(rec.landmarker, "describe", None)
+    if callable(describe_landmarks):
+        lines.append(describe_landmarks())
+    return lines
 
 
 def smooth_results(results: list, smoother: ProbabilitySmoother, stamp_s: float) -> list:

@@ -309,7 +309,7 @@ def test_while_one_face_is_known_the_whole_frame_pass_follows_it(astronaut_rgb):
         return frame
     small = paste(np.full((480, 640, 3), 110, np.uint8), 120, 10, 180)
     with_big = paste(small.copy(), 470, 165, 5)  # a second face, bigger than any tile (320 px), comes closer
-    with MediaPipeLandmarker(mode="video", max_faces=5, search_period_s=0.2) as lm:
+    with MediaPipeLandmarker(mode="video", max_faces=5, search_period_s=0.2, mesh_tracking=False) as lm:
         used = []
         for name in ("_landmarker", "_one_face"):
             task = getattr(lm, name)
