@@ -15,6 +15,8 @@ def test_bench_perception_small_run():
     assert result["target"]["value_ms"] > 0 and isinstance(result["target"]["met"], bool)
     assert any(k.startswith("lbp_48") for k in result["kernels_ms"])
     assert result["mesh_ms"]["median"] > 0
+    from fer_ros import mesh
+    assert result["mesh_ms"]["source"] == ("litert" if mesh.available() else "mediapipe")  # what follows faces
     assert case["landmark_floor_ms"] == result["mesh_ms"]["median"]  # one face: one mesh, nothing beside it
     assert case["landmark_floor_ratio"] == case["stages_ms"]["landmarks"]["median"] / case["landmark_floor_ms"]
     json.dumps(result)

@@ -1,9 +1,10 @@
 """Perception benchmark: per-stage timings of the Recognizer on a 640x480 frame with 1, 3 and 5 real faces
 (scikit-image's astronaut), plus the small kernels (crop, LBP, difference image) on their own.
 
-The landmark stage is set against its floor: MediaPipe's face mesh network, the part every face costs whatever is
-done around it, timed alone on one face (`mesh_ms`), times the faces, shared over the cores the landmarker can use
-at once (its threads plus the calling one, at most one per face and one per CPU).
+The landmark stage is set against its floor: the face mesh network, the part every face costs whatever is done
+around it, timed alone on one face (`mesh_ms`: the network through LiteRT, as the landmarker follows a known face,
+or MediaPipe's FaceLandmarker following it where LiteRT is not installed), times the faces, shared over the cores the
+landmarker can use at once (its threads plus the calling one, at most one per face and one per CPU).
 
 `bench_perception(...) -> dict` is what `make bench` calls; `python -m fer_ros.tools.bench_perception` runs it alone.
 """
@@ -66,13 +67,29 @@ def time_ms(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
 
 
 def mesh_ms(repeats: int = 30, warmup: int = 5) -> dict[str, float]:
-    """Timing statistics (ms) of MediaPipe's face mesh alone on one face: a FaceLandmarker in VIDEO mode following
-    the astronaut's head on a 256 px crop, so its face detector runs on the first frame only."""
+    """Timing statistics (ms) of the face mesh alone on one face, the astronaut's head on a 256 px crop: with
+    LiteRT, the network on the view cut around the face (mesh.MeshNetwork.landmark: warp, network, points), the
+    way the landmarker follows a known face; without it, a FaceLandmarker in VIDEO mode following the face, so its
+    face detector runs on the first frame only. `source` in the result says which."""
     from mediapipe.tasks.python import BaseOptions, vision
     from skimage import data
 
-    from fer_ros.landmarker import _mp_image, default_landmarker_model
-    image = _mp_image(np.ascontiguousarray(data.astronaut()[0:256, 96:352]))
+    from fer_ros import mesh
+    from fer_ros.landmarker import MediaPipeLandmarker, _mp_image, default_landmarker_model
+    crop = np.ascontiguousarray(data.astronaut()[0:256, 96:352])
+    if mesh.available():
+        with MediaPipeLandmarker(mode="image", max_faces=1, small_faces=False) as lm:
+            faces = lm.detect(crop)
+        if faces:
+            net = mesh.MeshNetwork.from_bundle(default_landmarker_model().read_bytes())
+            try:
+                view = mesh.roi_from_points(faces[0].points478)
+                for _ in range(warmup):
+                    net.landmark(crop, view)
+                return {**time_ms(lambda: net.landmark(crop, view), repeats), "source": "litert"}
+            finally:
+                net.close()
+    image = _mp_image(crop)
     task = vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
         base_options=BaseOptions(model_asset_buffer=default_landmarker_model().read_bytes()),
         running_mode=vision.RunningMode.VIDEO, num_faces=1))
@@ -80,7 +97,7 @@ def mesh_ms(repeats: int = 30, warmup: int = 5) -> dict[str, float]:
         step = iter(range(1, 1 << 30))
         for _ in range(warmup):
             task.detect_for_video(image, 33 * next(step))
-        return time_ms(lambda: task.detect_for_video(image, 33 * next(step)), repeats)
+        return {**time_ms(lambda: task.detect_for_video(image, 33 * next(step)), repeats), "source": "mediapipe"}
     finally:
         task.close()
 
@@ -207,7 +224,8 @@ def format_perception(result: dict) -> str:
         lines.append(f"{name:<9} faces found (median): {case['faces_found_median']:.0f} of {case['faces_in_frame']}")
         lines.append(f"{name:<9} landmarks {case['landmark_floor_ratio']:.2f}x their floor of "
                      f"{case['landmark_floor_ms']:.2f} ms ({case['landmark_workers']} worker threads)")
-    lines.append(f"kernel    {'face_mesh_alone':<24} {result['mesh_ms']['median']:8.3f}")
+    lines.append(f"kernel    {'face_mesh_alone':<24} {result['mesh_ms']['median']:8.3f}  "
+                 f"({result['mesh_ms'].get('source', 'mediapipe')})")
     for name, s in result["kernels_ms"].items():
         lines.append(f"kernel    {name:<24} {s['median']:8.3f}")
     t = result["target"]
