@@ -208,3 +208,18 @@ def test_without_litert_or_with_blendshapes_faces_are_followed_by_mediapipe(monk
         assert lm._follower is None
         assert "ai-edge-litert) is not installed" in lm.describe()  # the log says why, and what to install
         assert len(lm.detect(frame, 0.0)) == 1 and len(lm.detect(frame, 0.033)) == 1
+
+
+@needs_litert
+def test_a_frame_of_another_size_while_faces_are_followed(astronaut_rgb):
+    """The camera's resolution changes under a followed face: no error, and the face is found in the new frames."""
+    from conftest import place_faces
+    big, _ = place_faces(astronaut_rgb, 1, scale=0.9)
+    small, _ = place_faces(astronaut_rgb, 1, size=(240, 320), scale=0.6)
+    gray = np.full((240, 320, 3), 110, np.uint8)
+    with MediaPipeLandmarker(mode="video", max_faces=2, search_period_s=0.1) as lm:
+        assert len(lm.detect(big, 0.0)) == 1 and len(lm.detect(big, 0.033)) == 1
+        counts = [len(lm.detect(small, 0.066 + i / 30.0)) for i in range(3)]
+        assert counts[-1] == 1, counts
+        assert lm.detect(gray, 0.2) == []
+        assert len(lm.detect(big, 0.233)) == 1
