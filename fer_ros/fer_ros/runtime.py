@@ -57,8 +57,9 @@ SETTING_HELP = {
                         "default) = $FER_ROS_ENGINE_CACHE or ~/.cache/fer_ros/engines",
     "num_threads": "CPU threads for inference (intra-op)",
     "max_faces": "most faces tracked per frame",
-    "landmark_threads": "threads that landmark faces side by side (the faces the whole-frame pass misses, small "
-                        "ones, run while it runs); 0 = one per core, at most 4; 1 = one after another",
+    "landmark_threads": "threads that landmark faces side by side (the faces already known, and the faces the "
+                        "whole-frame pass misses, small ones, while it runs); 0 = one per core, at most 4; 1 = one "
+                        "after another",
     "min_face_size_px": "faces with a box side smaller than this (px) are not reported",
     "window_length": "frames per face clip; 0 = the model's own (must equal it otherwise)",
     "neutral_policy": "how a face's neutral reference is chosen: auto (least_motion until the model calls a frame "

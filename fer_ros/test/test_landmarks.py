@@ -130,9 +130,10 @@ def test_three_faces(image_landmarker, faces3_frame):
     assert len({round(f.box[0]) // 50 for f in faces}) == 3  # three different faces
 
 
-def test_three_small_faces_followed_in_video_mode(faces3_frame):
+@pytest.mark.parametrize("mesh_tracking", [False, True])
+def test_three_small_faces_followed_in_video_mode(faces3_frame, mesh_tracking):
     frame, regions = faces3_frame
-    with MediaPipeLandmarker(mode="video", max_faces=4, search_period_s=10.0) as lm:
+    with MediaPipeLandmarker(mode="video", max_faces=4, search_period_s=10.0, mesh_tracking=mesh_tracking) as lm:
         counts = [len(lm.detect(frame, 0.033 * i)) for i in range(4)]  # one search, then followed by their crops
         assert counts == [3, 3, 3, 3]
         assert len(lm.detect(frame, 0.2)) == 3
@@ -178,25 +179,31 @@ def test_video_timestamps_strictly_increase_at_the_stream_pace():
     assert got[4] - got[3] == 33 and got[5] - got[4] == 33  # after the jump back, the pace is kept
 
 
-def test_face_missed_by_whole_frame_pass_is_found_by_its_last_crop(face_frame):
+@pytest.mark.parametrize("mesh_tracking", [False, True])
+def test_face_missed_by_whole_frame_pass_is_found_by_its_last_crop(face_frame, mesh_tracking):
+    """The face of the last frame that this frame's pass misses (the whole-frame pass, or the mesh network that
+    follows it) is looked for on a crop around its last box."""
     frame, regions = face_frame
-    with MediaPipeLandmarker(mode="video", max_faces=2, search_period_s=100.0) as lm:
+    with MediaPipeLandmarker(mode="video", max_faces=2, search_period_s=100.0, mesh_tracking=mesh_tracking) as lm:
         first = lm.detect(frame, 0.0)
         assert len(first) == 1
         lm._detect_full = lambda image, ts_ms: []  # the whole-frame pass misses the face this time
+        if lm._follower is not None:
+            lm._follower.follow = lambda frame, tracks, pool: []  # and so does the mesh network
         again = lm.detect(frame, 0.033)
     assert len(again) == 1
     assert np.abs(again[0].points68 - first[0].points68).max() < 6.0
 
 
-def test_a_still_small_face_keeps_its_crop_and_its_landmarks(faces3_frame):
+@pytest.mark.parametrize("mesh_tracking", [False, True])
+def test_a_still_small_face_keeps_its_crop_and_its_landmarks(faces3_frame, mesh_tracking):
     """Small faces are landmarked on a crop around last frame's box; re-centring that crop on every frame's own
     landmarks made a still face's points alternate between two sets. The crop now stays until the face moves."""
     frame, regions = faces3_frame
 
     def faces(lm, image, stamp_s):
         return sorted(lm.detect(image, stamp_s), key=lambda f: f.box[0])
-    with MediaPipeLandmarker(mode="video", max_faces=4, search_period_s=10.0) as lm:
+    with MediaPipeLandmarker(mode="video", max_faces=4, search_period_s=10.0, mesh_tracking=mesh_tracking) as lm:
         runs = [faces(lm, frame, 0.033 * i) for i in range(6)]
         assert [len(r) for r in runs] == [3] * 6
         for later in runs[2:]:  # the first frame's crop comes from the detector's box, the rest from landmarks
@@ -208,9 +215,11 @@ def test_a_still_small_face_keeps_its_crop_and_its_landmarks(faces3_frame):
         assert np.median(after.points68[:, 0] - before.points68[:, 0]) == pytest.approx(30.0, abs=2.0)
 
 
-def test_faces_landmarked_side_by_side_are_the_faces_landmarked_one_after_another(astronaut_rgb):
+@pytest.mark.parametrize("mesh_tracking", [False, True])
+def test_faces_landmarked_side_by_side_are_the_faces_landmarked_one_after_another(astronaut_rgb, mesh_tracking):
     """With threads, last frame's faces from crops are landmarked on worker threads while the whole-frame pass runs
-    (and further faces on crops side by side): the faces reported, and every point, are those of one thread."""
+    (and further faces on crops side by side), or, followed by the mesh network, side by side: the faces
+    reported, and every point, are those of one thread."""
     import threading
 
     from conftest import place_faces
@@ -221,14 +230,16 @@ def test_faces_landmarked_side_by_side_are_the_faces_landmarked_one_after_anothe
     stream = [three, three, np.roll(three, 12, axis=1), five, five, np.roll(five, -8, axis=0), one_big, three, three]
 
     def run(threads):
-        with MediaPipeLandmarker(mode="video", max_faces=5, search_period_s=0.1, threads=threads) as lm:
+        with MediaPipeLandmarker(mode="video", max_faces=5, search_period_s=0.1, threads=threads,
+                                 mesh_tracking=mesh_tracking) as lm:
             where = []
-            landmark_roi = lm._landmark_roi
+            owner, name = (lm._follower, "_one") if mesh_tracking else (lm, "_landmark_roi")
+            landmark = getattr(owner, name)
 
             def recorded(*args):
                 where.append(threading.current_thread().name)
-                return landmark_roi(*args)
-            lm._landmark_roi = recorded
+                return landmark(*args)
+            setattr(owner, name, recorded)
             out = [sorted(lm.detect(frame, 0.1 * i), key=lambda f: f.box[0]) for i, frame in enumerate(stream)]
         return out, where
 
