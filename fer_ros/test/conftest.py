@@ -150,3 +150,23 @@ def model8(base):
     """A tiny ckplus8 3DAGN trained for two epochs by fer-train on generated class-folder data, exported."""
     from eval_helpers import trained_model
     return trained_model(base, "ckplus8")
+
+
+def record_whole_frame_passes(lm) -> list:
+    """Wrap a VIDEO-mode MediaPipeLandmarker's whole-frame FaceLandmarkers ("_landmarker", "_one_face") so that
+    each call appends its name to the returned list."""
+    used = []
+    for name in ("_landmarker", "_one_face"):
+        task = getattr(lm, name)
+        if task is None:
+            continue
+
+        class Recorded:  # the MediaPipe task, with a note of each whole-frame call
+            def detect_for_video(self, image, ts_ms, task=task, name=name):
+                used.append(name)
+                return task.detect_for_video(image, ts_ms)
+
+            def close(self, task=task):
+                task.close()
+        setattr(lm, name, Recorded())
+    return used

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import NO_LIBEGL
+from conftest import NO_LIBEGL, record_whole_frame_passes
 from fer_ros.landmark_scheme import (MP478_TO_IBUG68, REGION_WEIGHTS, REGIONS, SCHEME_SPEC, eye_centres,
                                      point_weights, to_ibug68)
 from fer_ros.landmarker import (FaceLandmarks, Landmarker, LandmarkerError, MediaPipeLandmarker, check_model_file,
@@ -321,18 +321,7 @@ def test_while_one_face_is_known_the_whole_frame_pass_follows_it(astronaut_rgb):
     small = paste(np.full((480, 640, 3), 110, np.uint8), 120, 10, 180)
     with_big = paste(small.copy(), 470, 165, 5)  # a second face, bigger than any tile (320 px), comes closer
     with MediaPipeLandmarker(mode="video", max_faces=5, search_period_s=0.2, mesh_tracking=False) as lm:
-        used = []
-        for name in ("_landmarker", "_one_face"):
-            task = getattr(lm, name)
-
-            class Recorded:  # the MediaPipe task, with a note of each whole-frame call
-                def detect_for_video(self, image, ts_ms, task=task, name=name):
-                    used.append(name)
-                    return task.detect_for_video(image, ts_ms)
-
-                def close(self, task=task):
-                    task.close()
-            setattr(lm, name, Recorded())
+        used = record_whole_frame_passes(lm)
         stamps = iter(0.05 * i for i in range(100))
         assert [len(lm.detect(small, next(stamps))) for _ in range(3)] == [1, 1, 1]
         assert used == ["_landmarker", "_one_face", "_one_face"]  # nothing known at first: the pass that finds all

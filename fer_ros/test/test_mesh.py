@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import record_whole_frame_passes
 from fer_ros import mesh
 from fer_ros.landmarker import MediaPipeLandmarker, default_landmarker_model
 from fer_ros.mesh import INPUT_SIDE, MeshNetwork, Roi, roi_from_points
@@ -140,24 +141,6 @@ def test_a_model_of_the_wrong_shape_is_refused_with_its_name():
 
 
 # --- the landmarker following known faces ----------------------------------------------------------------------
-def _record_whole_frame_passes(lm) -> list:
-    used = []
-    for name in ("_landmarker", "_one_face"):
-        task = getattr(lm, name)
-        if task is None:
-            continue
-
-        class Recorded:
-            def detect_for_video(self, image, ts_ms, task=task, name=name):
-                used.append(name)
-                return task.detect_for_video(image, ts_ms)
-
-            def close(self, task=task):
-                task.close()
-        setattr(lm, name, Recorded())
-    return used
-
-
 @needs_litert
 def test_known_faces_are_followed_by_the_mesh_network_alone(astronaut_rgb):
     """VIDEO mode: once a face is known, no MediaPipe whole-frame pass runs; a still face keeps exactly its points,
@@ -167,7 +150,7 @@ def test_known_faces_are_followed_by_the_mesh_network_alone(astronaut_rgb):
     stamps = iter(i / 30.0 for i in range(100))
     with MediaPipeLandmarker(mode="video", max_faces=4, search_period_s=10.0) as lm:
         assert lm._follower is not None and "followed by the face mesh network through LiteRT" in lm.describe()
-        used = _record_whole_frame_passes(lm)
+        used = record_whole_frame_passes(lm)
         runs = [lm.detect(frame, next(stamps)) for _ in range(5)]
         assert [len(r) for r in runs] == [1] * 5
         assert used == ["_landmarker"]  # only the first frame, when nothing was known
