@@ -66,9 +66,9 @@ MIN_FRAME_SIDE_PX = 8
 # Frames with a shorter side below this are not tiled for small faces (px).
 MIN_SEARCH_SIDE_PX = 256
 # A small face's crop is kept from frame to frame while the crop its new box asks for moves none of its edges by
-# more than this share of its side: re-centring on every frame's box feeds the landmarks' own sub-pixel wobble back
-# into the crop, and a still face then alternates between two sets of landmarks.
-ROI_HOLD = 0.05
+# more than mesh.ROI_HOLD of its side (the share a followed face's view is held by, one definition for both):
+# re-centring on every frame's box feeds the landmarks' own sub-pixel wobble back into the crop, and a still face
+# then alternates between two sets of landmarks.
 # While faces are known, the tile search looking for more is spread over this many frames (a share of the tiles on
 # each), so that no single frame pays for all of them; with nothing known it runs whole on one frame.
 SWEEP_FRAMES = 3
@@ -440,13 +440,13 @@ class MediaPipeLandmarker:
     def _landmark_roi(self, frame: np.ndarray, box, last_crop=None) -> tuple:
         """(the face nearest the centre of a square crop of roi_scale times the box around it, or None; the crop
         (x0, y0, x1, y1) used). `last_crop`, the crop this face was found in last frame, is used again while the
-        new one would differ from it by less than ROI_HOLD of its side."""
+        new one would differ from it by less than mesh.ROI_HOLD of its side."""
         h, w = frame.shape[:2]
         cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
         half = max(box[2] - box[0], box[3] - box[1]) * self.roi_scale / 2.0
         crop = (int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half))),
                 int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half))))
-        if last_crop is not None and max(abs(a - b) for a, b in zip(crop, last_crop)) <= ROI_HOLD * 2.0 * half:
+        if last_crop is not None and max(abs(a - b) for a, b in zip(crop, last_crop)) <= mesh.ROI_HOLD * 2.0 * half:
             crop = last_crop
         x0, y0, x1, y1 = crop
         if x1 - x0 < MIN_FRAME_SIDE_PX or y1 - y0 < MIN_FRAME_SIDE_PX:

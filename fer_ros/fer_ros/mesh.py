@@ -31,6 +31,7 @@ ROI_SCALE = 1.5  # the view's side over the longer side of the points' box
 LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 33, 263  # mesh indices whose line sets the view's rotation
 # A view is kept from frame to frame while the new one would move its centre or change its side by less than this
 # share of its side and turn it by less than ROI_HOLD_RAD: a still face then gets exactly the same points again.
+# The landmarker holds a small face's crop by the same share.
 ROI_HOLD = 0.05
 ROI_HOLD_RAD = 0.05
 # The network finds the same points on a view off the face's centre by up to a tenth of its side (within 1% of the
@@ -127,11 +128,12 @@ class MeshNetwork:
         with zipfile.ZipFile(io.BytesIO(bundle)) as z:
             return cls(z.read(MESH_MODEL_NAME), threads)
 
-    def follow(self, frame: np.ndarray, roi: Roi) -> tuple[np.ndarray, float, Roi]:
-        """(points478, presence, the view they were found on): `landmark` on `roi`, and once more on the view its
-        points give when that lies more than ROI_REDO away (a face that moved fast)."""
+    def follow(self, frame: np.ndarray, roi: Roi, min_presence: float = 0.5) -> tuple[np.ndarray, float, Roi]:
+        """(points478, presence, the view they were found on): `landmark` on `roi`, and, when the face is there
+        (presence at least `min_presence`), once more on the view its points give when that lies more than ROI_REDO
+        away (a face that moved fast)."""
         points, presence = self.landmark(frame, roi)
-        if presence > 0.5:
+        if presence >= min_presence:
             again = roi_from_points(points)
             if roi.offset(again) > ROI_REDO:
                 return (*self.landmark(frame, again), again)
@@ -178,7 +180,7 @@ class MeshFollower:
             new = view
         net = self._free.get()  # one network per thread at a time
         try:
-            return net.follow(frame, new)
+            return net.follow(frame, new, self.min_presence)
         finally:
             self._free.put(net)
 

@@ -66,7 +66,7 @@ def time_ms(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
     return _stats(times)
 
 
-def mesh_ms(repeats: int = 30, warmup: int = 5) -> dict[str, float]:
+def mesh_ms(repeats: int = 30, warmup: int = 5) -> dict[str, Any]:
     """Timing statistics (ms) of the face mesh alone on one face, the astronaut's head on a 256 px crop: with
     LiteRT, the network on the view cut around the face (mesh.MeshNetwork.landmark: warp, network, points), the
     way the landmarker follows a known face; without it, a FaceLandmarker in VIDEO mode following the face, so its
