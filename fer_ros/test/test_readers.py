@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from fer_ros.training.data import ferplus, kdef
+from fer_ros.training.data.cache import RETRIES
 from fer_ros.training.data.datasets import DatasetError, detect_layout, load_dataset
 from synth_data import (write_class_folder_dataset, write_ferplus_dataset, write_kdef_dataset)
 
@@ -154,38 +155,60 @@ def test_unknown_folders_name_every_layout(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ finding the face
-class _OnlyOnCanvas:
-    """A landmarker that finds no face in an image the size of the photo and one face on anything larger (the
-    padded copy), at fixed canvas pixels; it records what it was shown."""
+class _FindsOnTry:
+    """A landmarker that finds one face only on its `on_try`-th call (1 = the photo itself), at fixed canvas
+    pixels; it records the images it was shown."""
 
-    def __init__(self, canvas_points):
-        self.canvas_points, self.shown = canvas_points, []
+    def __init__(self, on_try, canvas_points):
+        self.on_try, self.canvas_points, self.shown = on_try, canvas_points, []
 
     def detect(self, rgb, stamp_s=None):
         from fer_ros.landmarker import FaceLandmarks
-        self.shown.append(rgb.shape)
-        if len(self.shown) == 1:
+        self.shown.append(rgb.copy())
+        if len(self.shown) != self.on_try:
             return []
         return [FaceLandmarks.from_points478(self.canvas_points)]
 
 
-def test_a_face_missed_in_a_face_filling_photo_is_found_on_a_padded_copy_and_mapped_back():
+@pytest.mark.parametrize("retry", range(len(RETRIES)))
+def test_a_face_missed_in_a_face_filling_photo_is_found_on_a_rendition_and_mapped_back(retry):
     import numpy as np
 
-    from fer_ros.training.data.cache import RETRY_MIN_SIDE_PX, RETRY_PAD, find_face
-    photo = np.zeros((48, 48, 3), np.uint8)
-    scale = RETRY_MIN_SIDE_PX / 48
-    pad = round(RETRY_PAD * RETRY_MIN_SIDE_PX)
-    in_photo = np.random.default_rng(0).uniform(5, 43, (478, 2)).astype(np.float32)
-    lm = _OnlyOnCanvas(in_photo * scale + pad)
+    from fer_ros.training.data.cache import find_face
+    rng = np.random.default_rng(retry)
+    photo = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    side, pad_share, equalise = RETRIES[retry]
+    scale = side / 48
+    pad = round(pad_share * side)
+    in_photo = rng.uniform(5, 35, (478, 2)).astype(np.float32)
+    lm = _FindsOnTry(retry + 2, np.hstack([in_photo * scale + pad, np.zeros((478, 1), np.float32)]))
     face = find_face(lm, photo)
-    assert lm.shown == [(48, 48, 3), (RETRY_MIN_SIDE_PX + 2 * pad,) * 2 + (3,)]
+    # the photo, then the renditions in order up to the one that found the face
+    assert [im.shape for im in lm.shown] == [photo.shape] + [
+        (round(48 * side / 48) + 2 * round(p * side), round(40 * side / 48) + 2 * round(p * side), 3)
+        for side, p, _ in RETRIES[:retry + 1]]
+    canvas = lm.shown[-1]
+    assert (canvas[:pad, :pad] == 128).all()  # mid-gray border
+    inner = canvas[pad:-pad or None, pad:-pad or None]
+    assert equalise == bool((inner[..., 0] == inner[..., 1]).all() and (inner[..., 1] == inner[..., 2]).all())
     assert np.allclose(face.points478[:, :2], in_photo, atol=1e-3)
     assert np.allclose(face.box, (in_photo[:, 0].min(), in_photo[:, 1].min(), in_photo[:, 0].max(),
                                   in_photo[:, 1].max()), atol=1e-3)
 
-    class Never(_OnlyOnCanvas):
-        def detect(self, rgb, stamp_s=None):
-            return []
 
-    assert find_face(Never(None), photo) is None
+def test_a_photo_without_a_face_on_any_rendition_gives_none():
+    import numpy as np
+
+    from fer_ros.training.data.cache import find_face
+    lm = _FindsOnTry(0, None)
+    assert find_face(lm, np.zeros((48, 48, 3), np.uint8)) is None
+    assert len(lm.shown) == 1 + len(RETRIES)
+
+
+def test_a_face_found_at_first_is_not_looked_for_again():
+    import numpy as np
+
+    from fer_ros.training.data.cache import find_face
+    lm = _FindsOnTry(1, np.full((478, 3), 10.0, np.float32))
+    assert find_face(lm, np.zeros((48, 48, 3), np.uint8)) is not None
+    assert len(lm.shown) == 1

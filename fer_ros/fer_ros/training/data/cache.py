@@ -46,42 +46,53 @@ def cache_key(paths: list[Path], crop_cfg: CropConfig) -> str:
 
 
 # What a cache file holds and how its faces were found; part of its key, so a cache made otherwise is made again.
-CACHE_CONTENTS = ("gray", "points", "ok", "find_face: largest, then on a padded canvas")
+CACHE_CONTENTS = ("gray", "points", "ok", "find_face: largest, then on padded canvases (RETRIES)")
 
 # A face that fills its whole image (a dataset's face crop, such as FER2013's 48x48 images) is often missed by the
-# landmarker's detector; `find_face` looks again with the image upscaled to at least this side (px) ...
-RETRY_MIN_SIDE_PX = 192
-# ... and centred on a mid-gray canvas with this share of its side added on every edge.
-RETRY_PAD = 0.5
+# landmarker's detector, and which rendition of the image it finds the face on varies from face to face (a turned
+# head, a hand over the chin, a face cut by the image's edge). `find_face` tries these in turn until one gives a
+# face: (side, pad, equalise): the image scaled to `side` px on its longer side (never down), centred on a mid-gray
+# canvas with `pad` of that side added on every edge, its contrast equalised (CLAHE) when `equalise`. Measured on
+# the 3,191 images of FER+ Valid: the first rendition alone left 72 without a face; all of them, 41.
+RETRIES = ((192, 0.5, False), (192, 0.75, False), (192, 1.0, False), (192, 0.25, False), (192, 0.5, True),
+           (128, 0.5, False))
 
 
 def largest_face(faces):
     return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])) if faces else None
 
 
-def find_face(landmarker, rgb: np.ndarray):
-    """The largest face the landmarker finds in an RGB image; when it finds none, it looks again at the image
-    upscaled (to RETRY_MIN_SIDE_PX) and padded (RETRY_PAD, mid-gray), and maps that face back to the image's
-    pixels. None when neither finds a face."""
+def _rendition(rgb: np.ndarray, side: int, pad: float, equalise: bool) -> tuple[np.ndarray, float, int]:
+    """(canvas, scale, pad px) of one RETRIES entry."""
     import cv2
+    h, w = rgb.shape[:2]
+    scale = max(1.0, side / float(max(h, w)))
+    img = rgb if scale == 1.0 else cv2.resize(rgb, (int(round(w * scale)), int(round(h * scale))),
+                                              interpolation=cv2.INTER_CUBIC)
+    if equalise:
+        gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)).apply(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
+        img = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+    px = int(round(pad * max(img.shape[:2])))
+    return cv2.copyMakeBorder(img, px, px, px, px, cv2.BORDER_CONSTANT, value=(128, 128, 128)), scale, px
 
+
+def find_face(landmarker, rgb: np.ndarray):
+    """The largest face the landmarker finds in an RGB image; when it finds none, it looks again on each of the
+    RETRIES renditions of the image in turn and maps the first face found back to the image's pixels (the crop
+    is then cut from the image itself). None when none finds a face."""
     from fer_ros.landmarker import FaceLandmarks
     face = largest_face(landmarker.detect(rgb))
     if face is not None:
         return face
-    h, w = rgb.shape[:2]
-    scale = max(1.0, RETRY_MIN_SIDE_PX / float(max(h, w)))
-    img = rgb if scale == 1.0 else cv2.resize(rgb, (int(round(w * scale)), int(round(h * scale))),
-                                              interpolation=cv2.INTER_CUBIC)
-    pad = int(round(RETRY_PAD * max(img.shape[:2])))
-    canvas = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(128, 128, 128))
-    face = largest_face(landmarker.detect(canvas))
-    if face is None:
-        return None
-    pts = face.points478.copy()
-    pts[:, :2] = (pts[:, :2] - pad) / scale
-    pts[:, 2] /= scale
-    return FaceLandmarks.from_points478(pts, face.blendshapes, face.blendshape_names)
+    for side, pad, equalise in RETRIES:
+        canvas, scale, px = _rendition(rgb, side, pad, equalise)
+        face = largest_face(landmarker.detect(canvas))
+        if face is not None:
+            pts = face.points478.copy()
+            pts[:, :2] = (pts[:, :2] - px) / scale
+            pts[:, 2] /= scale
+            return FaceLandmarks.from_points478(pts, face.blendshapes, face.blendshape_names)
+    return None
 
 
 def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path | None,
