@@ -4,10 +4,10 @@ The image callbacks only store the newest frame (a newer frame replaces an unpro
 drop), so the node never falls behind the camera. Two worker threads process it, one frame apart: the first
 decodes the newest frame and finds its faces' landmarks (Recognizer.perceive), then hands it to the second, which
 runs the rest (Recognizer.recognise) and publishes; while the second works on frame t the first landmarks frame
-t+1, so the frame rate follows the slower stage, not their sum. The hand-over holds one frame and waits for the
-second worker: nothing is landmarked that cannot be used next. With the parameter overlap_stages false the first
-worker runs both stages, one after the other. All
-results of one frame go out in one message on `emotion`, with the image header. Every name the node reads and
+t+1, so the frame rate follows the slower stage, not their sum. The first worker takes the next frame only once
+the second has taken the last one: at most two frames are in the node, one per stage, and nothing is landmarked
+that cannot be used next. With the parameter overlap_stages false the first worker runs both stages, one after
+the other. All results of one frame go out in one message on `emotion`, with the image header. Every name the node reads and
 publishes is relative (`image`, `emotion`, `emotion/image`), so a namespace and remappings move all of them: one
 node per camera, each in the camera's namespace.
 
@@ -16,7 +16,6 @@ Run:  ros2 run fer_ros fer_node --ros-args -r image:=/camera/image_raw
 """
 from __future__ import annotations
 
-import queue
 import sys
 import threading
 import time
@@ -41,7 +40,7 @@ from fer_ros.ratelimit import RateLimiter
 from fer_ros.ros import params as fer_params
 from fer_ros.ros.convert import face_emotion_array, stamp_to_s
 from fer_ros.ros.spin import StopSignals, spin_until_shutdown
-from fer_ros.ros.stats import FrameStats, LatestFrame, diagnostics_msg
+from fer_ros.ros.stats import FrameStats, Handoff, LatestFrame, diagnostics_msg
 from fer_ros.runtime import SetupError, build_recognizer, describe, smooth_results
 from fer_ros.smoothing import ProbabilitySmoother
 
@@ -54,10 +53,11 @@ class FerNode(Node):
     """Subscribes to `image` (and `image/compressed`), publishes FaceEmotionArray on `output_topic`.
 
     The recognizer is runtime.build_recognizer(parameters); `recognizer_factory` (same signature) replaces it.
+    `context`: the rclpy context the node lives in (None: the default one).
     Raises runtime.SetupError (a bad parameter, an unusable model) with a message that says what to do."""
 
-    def __init__(self, recognizer_factory=None) -> None:
-        super().__init__("fer_node")
+    def __init__(self, recognizer_factory=None, context=None) -> None:
+        super().__init__("fer_node", context=context)
         try:
             self.params = fer_params.declare(self)
         except (ValueError, InvalidParameterValueException) as exc:
@@ -87,7 +87,7 @@ class FerNode(Node):
         self.add_on_set_parameters_callback(self.parameters_callback)
 
         self._running = True
-        self._handoff: queue.Queue = queue.Queue(maxsize=1)  # (message, Perception, start time) between the workers
+        self._handoff = Handoff()  # (message, frame, Perception, start time) between the workers
         self._workers = [threading.Thread(target=self._perceive_loop, name="fer_perceive", daemon=True),
                          threading.Thread(target=self._recognise_loop, name="fer_worker", daemon=True)]
         for worker in self._workers:
@@ -144,6 +144,10 @@ class FerNode(Node):
     # --- worker threads ----------------------------------------------------------------------------------------
     def _perceive_loop(self) -> None:
         while self._running:
+            # The next frame is taken only once the second worker has taken the last one, so it is the newest
+            # frame when its landmarking starts, and it waits for the networks at most as long as they take.
+            if self.params.overlap_stages and not self._handoff.wait_empty(timeout_s=0.2):
+                continue
             msg = self._slot.take(timeout_s=0.2)
             if msg is None:
                 continue
@@ -162,19 +166,17 @@ class FerNode(Node):
             except Exception as exc:  # a bad frame or a failing stage must not stop the node
                 self._say_failed(exc)
                 continue
-            while started is not None and self._running:
-                try:
-                    self._handoff.put(started, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
+            if started is not None:
+                self._handoff.put(started)
 
     def _recognise_loop(self) -> None:
-        while self._running:
-            try:
-                started = self._handoff.get(timeout=0.2)
-            except queue.Empty:
-                continue
+        perceiving = self._workers[0]
+        while True:
+            started = self._handoff.take(timeout_s=0.2)
+            if started is None:
+                if self._running or perceiving.is_alive():
+                    continue
+                return  # stopping, and the first worker has handed over its last frame
             try:
                 self._recognise(*started)
             except Exception as exc:  # a failing stage must not stop the node
