@@ -10,7 +10,8 @@ the frame's width. The small-face search covers them: the bundle's own face dete
 (about 1.5 ms each), and every face it finds is landmarked on a crop around it (a second FaceLandmarker in IMAGE
 mode). In VIDEO mode a face of the previous frame that the whole-frame pass misses is looked for on a crop around
 its last box, and the tile search runs at most every `search_period_s` while fewer than `max_faces` faces are
-known. While faces are known, a search is spread over SWEEP_FRAMES frames, a share of the tiles on each.
+known. While faces are known, a search is spread over tiles.SWEEP_FRAMES frames, a share of the tiles on each. The tile
+search itself is `tiles.TileSearch`.
 
 In VIDEO mode, where LiteRT is installed and blendshapes are off, faces known from the previous frame are followed
 by the mesh network alone (`mesh.py`): the FaceLandmarker's graph costs about as much again as its network (one face
@@ -56,22 +57,17 @@ from fer_ros.landmark_scheme import to_ibug68
 from fer_ros.landmarker_model import (LANDMARKER_MODEL_SHA256, LandmarkerError, check_model_file,
                                       default_landmarker_model)
 from fer_ros.ratelimit import RateLimiter
-from fer_ros.tiles import box_of, interleaved, iou, merge_tile_boxes, tile_origins
+from fer_ros.tiles import TileSearch, box_of, interleaved, iou, merge_tile_boxes, mp_image
 
 
 # Frames whose longer side exceeds this are searched on a downscaled copy (px).
 DEFAULT_MAX_DETECT_SIDE_PX = 1280
 # Frames with a shorter side below this hold no usable face (px).
 MIN_FRAME_SIDE_PX = 8
-# Frames with a shorter side below this are not tiled for small faces (px).
-MIN_SEARCH_SIDE_PX = 256
 # A small face's crop is kept from frame to frame while the crop its new box asks for moves none of its edges by
 # more than mesh.ROI_HOLD of its side (the share a followed face's view is held by, one definition for both):
 # re-centring on every frame's box feeds the landmarks' own sub-pixel wobble back into the crop, and a still face
 # then alternates between two sets of landmarks.
-# While faces are known, the tile search looking for more is spread over this many frames (a share of the tiles on
-# each), so that no single frame pays for all of them; with nothing known it runs whole on one frame.
-SWEEP_FRAMES = 3
 # Default number of threads that landmark faces at once: one per core, at most this many.
 MAX_DEFAULT_THREADS = 4
 
@@ -165,7 +161,6 @@ class MediaPipeLandmarker:
         self.max_faces = int(max_faces)
         self.max_detect_side_px = int(max_detect_side_px)
         self.small_faces = bool(small_faces)
-        self.search_period_s = float(search_period_s)
         self.roi_scale = float(roi_scale)
         self.threads = int(threads) or default_threads()
         self._warn = RateLimiter(5.0)
@@ -182,8 +177,7 @@ class MediaPipeLandmarker:
         self._landmarker = self._pool = None
         self._roi_landmarkers: list = []
         self._free_roi: queue.SimpleQueue = queue.SimpleQueue()  # ROI landmarkers not in use
-        self._detectors: list = []
-        self._free_detectors: queue.SimpleQueue = queue.SimpleQueue()  # tile detectors not in use
+        self._search: TileSearch | None = None  # the tile search for faces the whole-frame pass misses
         running = vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE
         self._landmarker = landmarker(running, self.max_faces)
         # VIDEO mode: the whole-frame pass that follows one face (see the module docstring)
@@ -201,11 +195,9 @@ class MediaPipeLandmarker:
             except (zipfile.BadZipFile, KeyError) as exc:
                 self.close()
                 raise LandmarkerError(f"face landmarker bundle {path} holds no face detector ({exc})") from None
-            for _ in range(len(self._roi_landmarkers)):  # one tile detector per crop landmarker
-                self._detectors.append(vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
-                    base_options=BaseOptions(model_asset_buffer=detector_model),
-                    running_mode=vision.RunningMode.IMAGE, min_detection_confidence=float(min_detection_confidence))))
-                self._free_detectors.put(self._detectors[-1])
+            # one tile detector per crop landmarker
+            self._search = TileSearch(detector_model, len(self._roi_landmarkers), min_detection_confidence,
+                                      search_period_s)
         # VIDEO mode: known faces followed by the mesh network alone (module docstring)
         self._follower = None
         if mesh_tracking and mode == "video" and self.small_faces and not blendshapes and mesh.available():
@@ -217,9 +209,6 @@ class MediaPipeLandmarker:
                                    "followed by MediaPipe's FaceLandmarker instead")
         self._tracks: list[tuple[np.ndarray, object]] = []  # last frame's faces: (points478, mesh view), det. px
         self._roi_boxes: list[tuple[tuple, tuple | None]] = []  # last frame's faces: (box, crop), detection px
-        self._last_search_s: float | None = None
-        self._sweep: list[tuple[int, int]] = []  # tile origins of the search in progress, not searched yet
-        self._sweep_key: tuple = ()  # (frame shape, tile side, tiles per frame) of that search
         self._last_ts_ms: int | None = None
         self._offset_ms = 0
         self._frame_count = 0
@@ -243,7 +232,8 @@ class MediaPipeLandmarker:
             scale_x = scale_y = 1.0
         ts_ms = self._timestamp_ms(stamp_s) if self.mode == "video" else None
         ahead = {}  # last frame's faces from crops, landmarked while the whole-frame pass runs
-        tiles = self._plan_search(frame, ts_ms) if ts_ms is not None and self.small_faces else None
+        tiles = (self._search.plan(frame, ts_ms, len(self._roi_boxes), self.max_faces)
+                 if ts_ms is not None and self.small_faces else None)
         search = None  # this frame's tiles, searched while the whole-frame pass runs
         following = bool(ts_ms is not None and self._follower is not None and self._tracks)
         if self._pool is not None and ts_ms is not None:
@@ -251,7 +241,7 @@ class MediaPipeLandmarker:
                 ahead = {i: self._pool.submit(self._landmark_roi, frame, box, crop)
                          for i, (box, crop) in enumerate(self._roi_boxes) if crop is not None}
             if tiles is not None:
-                search = self._submit_search(frame, *tiles)
+                search = self._search.submit(self._pool, frame, *tiles)
         views: list = []  # the mesh view each face of `found` was followed with (None: found otherwise)
         try:
             if following:
@@ -264,7 +254,7 @@ class MediaPipeLandmarker:
             landmarked = {i: f.result() for i, f in ahead.items()}
             searched = merge_tile_boxes(interleaved([f.result() for f in search])) if search else None
         if tiles is not None and searched is None:
-            searched = merge_tile_boxes(self._detect_tiles(frame, *tiles))
+            searched = merge_tile_boxes(self._search.detect(frame, *tiles))
         crops: list = [None] * len(found)  # the crop a small face was landmarked on
         if self.small_faces:
             if len(found) < self.max_faces:
@@ -305,9 +295,12 @@ class MediaPipeLandmarker:
         if pool is not None:
             pool.shutdown(wait=True)
             self._pool = None
-        for task in getattr(self, "_roi_landmarkers", []) + getattr(self, "_detectors", []):
+        for task in getattr(self, "_roi_landmarkers", []):
             task.close()
-        self._roi_landmarkers, self._detectors = [], []
+        self._roi_landmarkers = []
+        if getattr(self, "_search", None) is not None:
+            self._search.close()
+            self._search = None
         if getattr(self, "_follower", None) is not None:
             self._follower.close()
         self._follower, self._tracks = None, []
@@ -326,7 +319,7 @@ class MediaPipeLandmarker:
     # -- helpers -------------------------------------------------------------------------------------------------
     def _detect_full(self, frame: np.ndarray, ts_ms: int | None) -> list:
         """[(points478 px, blendshapes, names)] from the FaceLandmarker on the whole frame."""
-        image = _mp_image(frame)
+        image = mp_image(frame)
         if ts_ms is not None:
             task = self._landmarker
             if self._one_face is not None and len(self._roi_boxes) == 1:
@@ -340,15 +333,15 @@ class MediaPipeLandmarker:
                       searched: list | None = None) -> list:
         """[(face, crop)]: faces the whole-frame pass missed, last frame's faces by their crop, new ones by the
         tile search. `landmarked`: _landmark_roi's results already made for some of last frame's faces, by their
-        index in _roi_boxes; `searched`: in VIDEO mode, the boxes of the tiles _plan_search chose for this frame
-        (None: no tile searched); in IMAGE mode the search runs here when there is room for more faces."""
+        index in _roi_boxes; `searched`: in VIDEO mode, the boxes on the tiles TileSearch.plan chose for this frame
+        (None: none); in IMAGE mode the search runs here when there is room for more faces."""
         landmarked = landmarked or {}
         known = [box_of(p) for p, _, _ in found]
         # (box, last crop, its result when already made)
         candidates = [(b, crop, landmarked.get(i)) for i, (b, crop) in enumerate(self._roi_boxes)
                       if not any(iou(b, k) > 0.3 for k in known)]
-        if ts_ms is None and self._search_due(frame, ts_ms) and len(known) + len(candidates) < self.max_faces:
-            searched = self._search_tiles(frame)
+        if ts_ms is None and self._search.due(frame, ts_ms) and len(known) + len(candidates) < self.max_faces:
+            searched = self._search.search(frame)
         for box in searched or []:
             if not any(iou(box, k) > 0.2 for k in known + [b for b, _, _ in candidates]):
                 candidates.append((box, None, None))
@@ -368,62 +361,6 @@ class MediaPipeLandmarker:
             out.append((face, crop))
             boxes.append(fbox)
         return out
-
-    def _plan_search(self, frame: np.ndarray, ts_ms: int) -> tuple[int, list] | None:
-        """VIDEO mode: (tile side, origins) of the tiles to search on this frame, or None. A search starts when it is
-        due and last frame had room for more faces; with no face known it covers every tile at once, otherwise
-        it is dealt over SWEEP_FRAMES frames."""
-        key_shape = frame.shape[:2]
-        if self._sweep and self._sweep_key[0] == key_shape:
-            _, tile, per_frame = self._sweep_key
-            now, self._sweep = self._sweep[:per_frame], self._sweep[per_frame:]
-            return tile, now
-        self._sweep = []
-        if len(self._roi_boxes) >= self.max_faces or not self._search_due(frame, ts_ms):
-            return None
-        self._last_search_s = ts_ms / 1000.0
-        tile, origins = tile_origins(frame)
-        if not self._roi_boxes:
-            return tile, origins
-        per_frame = -(-len(origins) // SWEEP_FRAMES)
-        self._sweep, self._sweep_key = origins[per_frame:], (key_shape, tile, per_frame)
-        return tile, origins[:per_frame]
-
-    def _search_due(self, frame: np.ndarray, ts_ms: int | None) -> bool:
-        """Whether the tile search may run on this frame: one big enough to tile, and (in VIDEO mode) no search in
-        the last search_period_s."""
-        if min(frame.shape[:2]) < MIN_SEARCH_SIDE_PX:
-            return False
-        if ts_ms is None or self._last_search_s is None:
-            return True
-        now_s = ts_ms / 1000.0
-        return now_s < self._last_search_s or now_s - self._last_search_s >= self.search_period_s
-
-    def _search_tiles(self, frame: np.ndarray) -> list[tuple[float, float, float, float]]:
-        """Face boxes (px) from the face detector on overlapping square tiles of 2/3 of the shorter side."""
-        tile, origins = tile_origins(frame)
-        return merge_tile_boxes(self._detect_tiles(frame, tile, origins))
-
-    def _submit_search(self, frame: np.ndarray, tile: int, origins: list) -> list:
-        """The tiles at `origins` searched on the thread pool: futures of _detect_tiles, one per detector, tiles
-        dealt to them in turn (k, k + n, ...); tiles.interleaved puts their results back in the tiles' order."""
-        parts = min(len(self._detectors), len(origins))
-        return [self._pool.submit(self._detect_tiles, frame, tile, origins[k::parts]) for k in range(parts)]
-
-    def _detect_tiles(self, frame: np.ndarray, tile: int, origins: list) -> list[list[tuple]]:
-        """For each (x, y) tile origin, the face boxes (frame px) the detector finds on that tile."""
-        detector = self._free_detectors.get()  # one detector per thread at a time
-        try:
-            out = []
-            for x, y in origins:
-                result = detector.detect(_mp_image(frame[y:y + tile, x:x + tile]))
-                out.append([(x + d.bounding_box.origin_x, y + d.bounding_box.origin_y,
-                             x + d.bounding_box.origin_x + d.bounding_box.width,
-                             y + d.bounding_box.origin_y + d.bounding_box.height)
-                            for d in result.detections or []])
-            return out
-        finally:
-            self._free_detectors.put(detector)
 
     def _landmark_ahead(self, frame: np.ndarray, candidates: list, start: int, wanted: int) -> None:
         """Landmark candidates[start] and, side by side when there are threads, the next ones without a result,
@@ -453,7 +390,7 @@ class MediaPipeLandmarker:
             return None, crop
         task = self._free_roi.get()  # one landmarker per thread at a time (a MediaPipe task is not thread-safe)
         try:
-            result = task.detect(_mp_image(frame[y0:y1, x0:x1]))
+            result = task.detect(mp_image(frame[y0:y1, x0:x1]))
         finally:
             self._free_roi.put(task)
         faces = _unpack(result, x1 - x0, y1 - y0, float(x0), float(y0))
@@ -476,11 +413,6 @@ class MediaPipeLandmarker:
             ts = raw + self._offset_ms
         self._last_ts_ms = ts
         return ts
-
-
-def _mp_image(rgb: np.ndarray):
-    import mediapipe as mp
-    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
 
 
 def _unpack(result, width: int, height: int, x0: float, y0: float) -> list:

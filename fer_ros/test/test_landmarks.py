@@ -278,9 +278,9 @@ def test_the_tile_search_split_over_threads_finds_what_one_thread_finds(astronau
     assert interleaved([[]]) == []
     frame, _ = place_faces(astronaut_rgb, 5, scale=0.45)
     with MediaPipeLandmarker(mode="video", max_faces=5, threads=3) as lm:
-        assert len(lm._detectors) == 3
-        alone = lm._search_tiles(frame)
-        futures = lm._submit_search(frame, *tile_origins(frame))
+        assert len(lm._search) == 3
+        alone = lm._search.search(frame)
+        futures = lm._search.submit(lm._pool, frame, *tile_origins(frame))
         split = merge_tile_boxes(interleaved([f.result() for f in futures]))
     assert len(alone) >= 5 and split == alone
 
@@ -288,18 +288,17 @@ def test_the_tile_search_split_over_threads_finds_what_one_thread_finds(astronau
 def test_while_faces_are_known_the_tile_search_is_spread_over_frames(face_frame):
     """No frame pays for the whole search once a face is known: it is dealt over SWEEP_FRAMES frames, and each
     search still covers every tile."""
-    from fer_ros.landmarker import SWEEP_FRAMES
-    from fer_ros.tiles import tile_origins
+    from fer_ros.tiles import SWEEP_FRAMES, tile_origins
     frame, _ = face_frame
     tile, every = tile_origins(frame)
     per_frame = []
     with MediaPipeLandmarker(mode="video", max_faces=4, search_period_s=0.3, threads=1) as lm:
-        detect_tiles = lm._detect_tiles
+        detect_tiles = lm._search.detect
 
         def recorded(image, side, origins):
             per_frame[-1].extend(origins)
             return detect_tiles(image, side, origins)
-        lm._detect_tiles = recorded
+        lm._search.detect = recorded
         for i in range(9):
             per_frame.append([])
             assert len(lm.detect(frame, 0.1 * i)) == 1
@@ -332,3 +331,28 @@ def test_while_one_face_is_known_the_whole_frame_pass_follows_it(astronaut_rgb):
         assert set(used[first_two + 1:]) == {"_landmarker"}  # two faces known: the pass that may report them all
     with MediaPipeLandmarker(mode="video", max_faces=1) as lm:
         assert lm._one_face is None  # one face at most: the whole-frame pass already follows one
+
+
+def test_the_tile_search_plan_keeps_its_period_and_deals_a_search_over_frames():
+    import io
+    import zipfile
+
+    from fer_ros.landmarker_model import default_landmarker_model
+    from fer_ros.tiles import MIN_SEARCH_SIDE_PX, SWEEP_FRAMES, TileSearch, tile_origins
+    with zipfile.ZipFile(io.BytesIO(default_landmarker_model().read_bytes())) as z:
+        search = TileSearch(z.read("face_detector.tflite"), 1, 0.5, period_s=1.0)
+    try:
+        frame = np.full((480, 640, 3), 110, np.uint8)
+        tile, every = tile_origins(frame)
+        assert search.plan(frame, 0, known=0, max_faces=4) == (tile, every)  # nothing known: all tiles at once
+        assert search.plan(frame, 500, known=1, max_faces=4) is None  # not due within period_s
+        shares = [search.plan(frame, 1000 + 33 * i, known=1, max_faces=4) for i in range(SWEEP_FRAMES)]
+        assert sorted(o for _, part in shares for o in part) == sorted(every)  # a face known: dealt over frames
+        assert all(len(part) < len(every) for _, part in shares)
+        assert search.plan(frame, 1200, known=1, max_faces=4) is None
+        assert search.plan(frame, 2500, known=4, max_faces=4) is None  # due, but no room for more faces
+        assert search.plan(frame, 900, known=0, max_faces=4) == (tile, every)  # stream time went back: due
+        small = np.full((MIN_SEARCH_SIDE_PX - 1, 640, 3), 110, np.uint8)
+        assert not search.due(small, None) and search.search(frame) == []
+    finally:
+        search.close()

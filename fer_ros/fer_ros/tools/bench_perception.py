@@ -75,7 +75,8 @@ def mesh_ms(repeats: int = 30, warmup: int = 5) -> dict[str, Any]:
     from skimage import data
 
     from fer_ros import mesh
-    from fer_ros.landmarker import MediaPipeLandmarker, _mp_image, default_landmarker_model
+    from fer_ros.landmarker import MediaPipeLandmarker, default_landmarker_model
+    from fer_ros.tiles import mp_image
     crop = np.ascontiguousarray(data.astronaut()[0:256, 96:352])
     if mesh.available():
         with MediaPipeLandmarker(mode="image", max_faces=1, small_faces=False) as lm:
@@ -89,7 +90,7 @@ def mesh_ms(repeats: int = 30, warmup: int = 5) -> dict[str, Any]:
                 return {**time_ms(lambda: net.landmark(crop, view), repeats), "source": "litert"}
             finally:
                 net.close()
-    image = _mp_image(crop)
+    image = mp_image(crop)
     task = vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
         base_options=BaseOptions(model_asset_buffer=default_landmarker_model().read_bytes()),
         running_mode=vision.RunningMode.VIDEO, num_faces=1))
