@@ -79,8 +79,10 @@ else
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${reqs[@]}" 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
   "$VENV/bin/python" -m pip check >/dev/null 2>&1 || say "note: 'pip check' reports conflicts (see .venv/bin/pip check)"
-  "$VENV/bin/python" -c 'import torch, onnxruntime, mediapipe, ai_edge_litert.interpreter, cv2, rosbags' \
+  "$VENV/bin/python" -c 'import torch, onnxruntime, mediapipe, cv2, rosbags' \
     || die "the Python dependencies did not install; see the pip output above"
+  "$VENV/bin/python" -c 'import ai_edge_litert.interpreter' 2>/dev/null \
+    || say "note: LiteRT (ai-edge-litert) is not installed: fer_node follows known faces with MediaPipe's slower graph"
   if [ "$ROS_MODE" = wheels-jazzy ]; then
     "$VENV/bin/python" "$ROOT/scripts/repair_wheel_cmake.py" "$VENV"
   fi
