@@ -120,6 +120,20 @@ class Landmarker(Protocol):
         ...
 
 
+@dataclass
+class _Known:
+    """A face of the last frame (VIDEO mode), in detection px: its points, the crop a small face was landmarked on
+    (None: found otherwise), the mesh view it was followed with (None: found otherwise)."""
+
+    points478: np.ndarray
+    crop: tuple | None = None
+    view: object = None
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        return box_of(self.points478)
+
+
 class MediaPipeLandmarker:
     """MediaPipe Tasks FaceLandmarker.
 
@@ -207,8 +221,7 @@ class MediaPipeLandmarker:
             except (zipfile.BadZipFile, KeyError, ValueError, RuntimeError) as exc:
                 self._warn.warning("mesh", f"the mesh network of {path} cannot run on its own ({exc}); faces are "
                                    "followed by MediaPipe's FaceLandmarker instead")
-        self._tracks: list[tuple[np.ndarray, object]] = []  # last frame's faces: (points478, mesh view), det. px
-        self._roi_boxes: list[tuple[tuple, tuple | None]] = []  # last frame's faces: (box, crop), detection px
+        self._known: list[_Known] = []  # last frame's faces (VIDEO mode)
         self._last_ts_ms: int | None = None
         self._offset_ms = 0
         self._frame_count = 0
@@ -232,20 +245,21 @@ class MediaPipeLandmarker:
             scale_x = scale_y = 1.0
         ts_ms = self._timestamp_ms(stamp_s) if self.mode == "video" else None
         ahead = {}  # last frame's faces from crops, landmarked while the whole-frame pass runs
-        tiles = (self._search.plan(frame, ts_ms, len(self._roi_boxes), self.max_faces)
+        tiles = (self._search.plan(frame, ts_ms, len(self._known), self.max_faces)
                  if ts_ms is not None and self.small_faces else None)
         search = None  # this frame's tiles, searched while the whole-frame pass runs
-        following = bool(ts_ms is not None and self._follower is not None and self._tracks)
+        following = bool(ts_ms is not None and self._follower is not None and self._known)
         if self._pool is not None and ts_ms is not None:
             if not following:
-                ahead = {i: self._pool.submit(self._landmark_roi, frame, box, crop)
-                         for i, (box, crop) in enumerate(self._roi_boxes) if crop is not None}
+                ahead = {i: self._pool.submit(self._landmark_roi, frame, k.box, k.crop)
+                         for i, k in enumerate(self._known) if k.crop is not None}
             if tiles is not None:
                 search = self._search.submit(self._pool, frame, *tiles)
         views: list = []  # the mesh view each face of `found` was followed with (None: found otherwise)
         try:
             if following:
-                followed = self._follower.follow(frame, self._tracks[:self.max_faces], self._pool)
+                tracks = [(k.points478, k.view) for k in self._known[:self.max_faces]]
+                followed = self._follower.follow(frame, tracks, self._pool)
                 found = [(points, np.zeros(0, np.float32), ()) for points, _ in followed]
                 views = [view for _, view in followed]
             else:
@@ -261,13 +275,11 @@ class MediaPipeLandmarker:
                 small = self._detect_small(frame, found, ts_ms, landmarked, searched)
                 found += [face for face, _ in small]
                 crops += [crop for _, crop in small]
-            # In VIDEO mode every face of this frame is looked for by its crop next frame if the whole-frame pass
-            # misses it then.
-            self._roi_boxes = ([(box_of(p), crop) for (p, _, _), crop in zip(found, crops)]
-                               if ts_ms is not None else [])
-            if ts_ms is not None and self._follower is not None:
-                views += [None] * (len(found) - len(views))
-                self._tracks = [(p, view) for (p, _, _), view in zip(found, views)]
+            # In VIDEO mode every face of this frame is followed next frame (mesh view), or looked for by its crop
+            # if the whole-frame pass misses it then.
+            views += [None] * (len(found) - len(views))
+            self._known = ([_Known(p, crop, view) for (p, _, _), crop, view in zip(found, crops, views)]
+                           if ts_ms is not None else [])
         faces = []
         for pts, bs, names in found:
             pts = pts.copy()
@@ -303,7 +315,7 @@ class MediaPipeLandmarker:
             self._search = None
         if getattr(self, "_follower", None) is not None:
             self._follower.close()
-        self._follower, self._tracks = None, []
+        self._follower, self._known = None, []
         for name in ("_one_face", "_landmarker"):
             task = getattr(self, name, None)
             if task is not None:
@@ -322,7 +334,7 @@ class MediaPipeLandmarker:
         image = mp_image(frame)
         if ts_ms is not None:
             task = self._landmarker
-            if self._one_face is not None and len(self._roi_boxes) == 1:
+            if self._one_face is not None and len(self._known) == 1:
                 task = self._one_face
             result = task.detect_for_video(image, ts_ms)
         else:
@@ -333,13 +345,13 @@ class MediaPipeLandmarker:
                       searched: list | None = None) -> list:
         """[(face, crop)]: faces the whole-frame pass missed, last frame's faces by their crop, new ones by the
         tile search. `landmarked`: _landmark_roi's results already made for some of last frame's faces, by their
-        index in _roi_boxes; `searched`: in VIDEO mode, the boxes on the tiles TileSearch.plan chose for this frame
+        index in _known; `searched`: in VIDEO mode, the boxes on the tiles TileSearch.plan chose for this frame
         (None: none); in IMAGE mode the search runs here when there is room for more faces."""
         landmarked = landmarked or {}
         known = [box_of(p) for p, _, _ in found]
         # (box, last crop, its result when already made)
-        candidates = [(b, crop, landmarked.get(i)) for i, (b, crop) in enumerate(self._roi_boxes)
-                      if not any(iou(b, k) > 0.3 for k in known)]
+        candidates = [(k.box, k.crop, landmarked.get(i)) for i, k in enumerate(self._known)
+                      if not any(iou(k.box, b) > 0.3 for b in known)]
         if ts_ms is None and self._search.due(frame, ts_ms) and len(known) + len(candidates) < self.max_faces:
             searched = self._search.search(frame)
         for box in searched or []:
