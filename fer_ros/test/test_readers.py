@@ -205,6 +205,27 @@ def test_a_photo_without_a_face_on_any_rendition_gives_none():
     assert len(lm.shown) == 1 + len(RETRIES)
 
 
+def test_a_face_no_rendition_gives_is_looked_for_with_the_lenient_landmarker_on_each_rendition():
+    import numpy as np
+
+    from fer_ros.training.data.cache import find_face
+    strict = _FindsOnTry(0, None)
+    in_photo = np.random.default_rng(5).uniform(5, 43, (478, 2)).astype(np.float32)
+    side, pad_share, _ = RETRIES[1]
+    scale, pad = side / 48, round(pad_share * side)
+    lenient = _FindsOnTry(2, np.hstack([in_photo * scale + pad, np.zeros((478, 1), np.float32)]))
+    made = []
+
+    def make():
+        made.append(lenient)
+        return lenient
+    face = find_face(strict, np.zeros((48, 48, 3), np.uint8), make)
+    assert len(strict.shown) == 1 + len(RETRIES) and len(lenient.shown) == 2 and made == [lenient]
+    assert np.allclose(face.points478[:, :2], in_photo, atol=1e-3)
+    found_first = _FindsOnTry(1, np.full((478, 3), 10.0, np.float32))
+    assert find_face(found_first, np.zeros((48, 48, 3), np.uint8), make) is not None and len(made) == 1
+
+
 def test_a_face_found_at_first_is_not_looked_for_again():
     import numpy as np
 
