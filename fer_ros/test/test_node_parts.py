@@ -187,7 +187,7 @@ def test_config_yaml_matches_the_declared_defaults():
 
 # --- the latest-frame slot -----------------------------------------------------------------------------------------------
 def test_latest_frame_keeps_only_the_newest():
-    from fer_ros.ros.stats import LatestFrame
+    from fer_ros.slots import LatestFrame
     slot = LatestFrame()
     drops = [slot.put(i) for i in range(200)]
     assert drops.count(True) == 199
@@ -195,7 +195,7 @@ def test_latest_frame_keeps_only_the_newest():
 
 
 def test_latest_frame_wakes_a_waiting_worker():
-    from fer_ros.ros.stats import LatestFrame
+    from fer_ros.slots import LatestFrame
     slot = LatestFrame()
     got = []
     t = threading.Thread(target=lambda: got.append(slot.take(5.0)))

@@ -16,7 +16,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed")
 from rclpy.context import Context  # noqa: E402
 
 from fer_ros.image_codec import encode_rgb8  # noqa: E402
-from fer_ros.ros.stats import Handoff  # noqa: E402
+from fer_ros.slots import Handoff  # noqa: E402
 from fer_ros.runtime import BuiltRecognizer  # noqa: E402
 
 

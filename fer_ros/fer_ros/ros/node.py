@@ -40,8 +40,9 @@ from fer_ros.ratelimit import RateLimiter
 from fer_ros.ros import params as fer_params
 from fer_ros.ros.convert import face_emotion_array, stamp_to_s
 from fer_ros.ros.spin import StopSignals, spin_until_shutdown
-from fer_ros.ros.stats import FrameStats, Handoff, LatestFrame, diagnostics_msg
+from fer_ros.ros.stats import FrameStats, diagnostics_msg
 from fer_ros.runtime import SetupError, build_recognizer, describe, smooth_results
+from fer_ros.slots import Handoff, LatestFrame
 from fer_ros.smoothing import ProbabilitySmoother
 
 WARN_PERIOD_S = 5.0  # rate limit of repeated warnings, per cause (bad frames, decoder messages, processing errors)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import sys
 import threading
 import time
@@ -27,6 +26,7 @@ import numpy as np
 
 from fer_ros.argtypes import HelpFormatter, number, parse_args
 from fer_ros.runtime import SETTING_HELP, add_setting_option
+from fer_ros.slots import Handoff
 from fer_ros.tools.bench_perception import bench_perception, format_perception, machine_info, time_ms
 
 BATCHES = (1, 2, 4, 8)
@@ -124,21 +124,24 @@ def bench_pipeline(model_dir: Path, threads: int, repeats: int, warmup: int, pro
 def two_stage_fps(engine, faces: int, frames: int, warmup: int, landmark_threads: int = 0, fps: float = 30.0
                   ) -> float:
     """Frames per second through the pipeline with its two stages on two threads, as fer_node runs them: one
-    thread perceives (landmarks) the frames of a `faces`-face stream in order and hands each over through a
-    one-frame queue; this thread recognises them. Timed over `frames` frames after `warmup`."""
+    thread perceives (landmarks) the frames of a `faces`-face stream in order, each once the last one was taken,
+    and hands it over (slots.Handoff); this thread recognises them. Timed over `frames` frames after `warmup`."""
     from fer_ros.landmarker import MediaPipeLandmarker
     from fer_ros.pipeline import Recognizer
     from fer_ros.tools.bench_perception import astronaut_face_frame
     frame = astronaut_face_frame(faces)
-    handoff: queue.Queue = queue.Queue(maxsize=1)
+    handoff = Handoff()
     rec = Recognizer(engine=engine, max_faces=max(5, faces),
                      landmarker=MediaPipeLandmarker(mode="video", max_faces=max(5, faces), threads=landmark_threads))
 
     def perceive_all() -> None:
         try:
             for i in range(warmup, warmup + frames):  # the stream goes on after the warm-up
+                while not handoff.wait_empty(1.0):
+                    pass
                 handoff.put(rec.perceive(frame, i / fps))
         except BaseException as exc:  # raised again by the recognising thread
+            handoff.wait_empty(60.0)
             handoff.put(exc)
     try:
         for i in range(warmup):
@@ -147,7 +150,9 @@ def two_stage_fps(engine, faces: int, frames: int, warmup: int, landmark_threads
         t0 = None
         worker.start()
         for i in range(frames):
-            perception = handoff.get()
+            perception = None
+            while perception is None:
+                perception = handoff.take(1.0)
             if isinstance(perception, BaseException):
                 raise RuntimeError(f"perceive failed: {perception!r}")
             if t0 is None:
