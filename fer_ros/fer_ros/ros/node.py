@@ -7,9 +7,9 @@ runs the rest (Recognizer.recognise) and publishes; while the second works on fr
 t+1, so the frame rate follows the slower stage, not their sum. The first worker takes the next frame only once
 the second has taken the last one: at most two frames are in the node, one per stage, and nothing is landmarked
 that cannot be used next. With the parameter overlap_stages false the first worker runs both stages, one after
-the other. All results of one frame go out in one message on `emotion`, with the image header. Every name the node reads and
-publishes is relative (`image`, `emotion`, `emotion/image`), so a namespace and remappings move all of them: one
-node per camera, each in the camera's namespace.
+the other. All results of one frame go out in one message on `emotion`, with the image header. Every name the node
+reads and publishes is relative (`image`, `emotion`, `emotion/image`), so a namespace and remappings move all of
+them: one node per camera, each in the camera's namespace.
 
 Run:  ros2 run fer_ros fer_node --ros-args -r image:=/camera/image_raw
       python -m fer_ros.ros.node --ros-args -r __ns:=/cam1 -p model_path:=/path/to/model_dir
