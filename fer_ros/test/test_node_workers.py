@@ -13,11 +13,11 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed")
 
+from node_helpers import image_msg  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 
-from fer_ros.image_codec import encode_rgb8  # noqa: E402
-from fer_ros.slots import Handoff  # noqa: E402
 from fer_ros.runtime import BuiltRecognizer  # noqa: E402
+from fer_ros.slots import Handoff  # noqa: E402
 
 
 class _TimedStages:
@@ -58,16 +58,6 @@ class _TimedStages:
         pass
 
 
-def _image(stamp_s: float):
-    from sensor_msgs.msg import Image
-    raw = encode_rgb8(np.zeros((16, 16, 3), np.uint8), "rgb8")
-    msg = Image(height=raw.height, width=raw.width, encoding=raw.encoding, is_bigendian=raw.is_bigendian,
-                step=raw.step)
-    msg.data = raw.data
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(round(stamp_s * 1e9)), 10 ** 9)
-    return msg
-
-
 def _run_node(stages: _TimedStages, overlap: bool, frames: int = 60, period_s: float = 0.005):
     """Feed `frames` images to a FerNode as fast as a camera at 1/period_s would, then stop it; returns the stages."""
     from fer_ros.ros.node import FerNode
@@ -78,7 +68,8 @@ def _run_node(stages: _TimedStages, overlap: bool, frames: int = 60, period_s: f
         node = FerNode(recognizer_factory=lambda *_: BuiltRecognizer(stages, "test", Path("test_model")),
                        context=ctx)
         for i in range(frames):
-            node.image_callback(_image(100.0 + i * period_s))
+            node.image_callback(image_msg(np.zeros((16, 16, 3), np.uint8), int(round((100.0 + i * period_s) * 1e9)),
+                                          encoding="rgb8"))
             time.sleep(period_s)
         node.close()
     finally:
