@@ -2,9 +2,9 @@
 and its mirror image). Both are exact: the flipped input equals what preprocessing makes of the flipped frame.
 
 - Appearance clip (B, C, T, S, S), channel by channel as its clip input made them (preprocess.CLIP_INPUTS):
-  LBP codes / 255 (`lbp`, `neutral_lbp`): flip the columns, then permute each code's bits (lbp.mirror_bit_order),
-  written with Floor/Div/Mul only so it exports to ONNX; the 8 bit planes (`lbp_bits`): flip the columns and
-  permute the planes; gray levels and their change (`gray`, `gray_delta`): flip the columns.
+  LBP codes / 255 (`lbp`, `neutral_lbp`): flip the columns, then look each code up in a 256-entry table of the
+  codes with their bits permuted (lbp.mirror_bit_order; one Gather in ONNX); the 8 bit planes (`lbp_bits`): flip
+  the columns and permute the planes; gray levels and their change (`gray`, `gray_delta`): flip the columns.
 - Difference image (B, 2, G, G): flip the columns and multiply each channel by difference_image.MIRROR_SIGN.
 """
 from __future__ import annotations
@@ -16,13 +16,20 @@ from fer_ros.lbp import mirror_bit_order
 from fer_ros.preprocess import CHANNEL_WIDTH
 
 
+def _mirrored_codes() -> torch.Tensor:
+    """(256,) float32: entry c is the LBP code c with its bits permuted as a horizontal flip permutes them, / 255."""
+    order = mirror_bit_order()
+    table = [sum(((code >> src) & 1) << k for k, src in enumerate(order)) for code in range(256)]
+    return torch.tensor(table, dtype=torch.float32) / 255.0
+
+
+MIRRORED_CODES = _mirrored_codes()
+
+
 def flip_lbp_clip(clip: torch.Tensor) -> torch.Tensor:
-    codes = torch.round(torch.flip(clip, dims=[-1]) * 255.0)
-    out = torch.zeros_like(codes)
-    for k, src in enumerate(mirror_bit_order()):
-        bit = torch.floor(codes / float(2 ** src)) - 2.0 * torch.floor(codes / float(2 ** (src + 1)))
-        out = out + bit * float(2 ** k)
-    return out / 255.0
+    codes = torch.round(torch.flip(clip, dims=[-1]) * 255.0).clamp(0, 255).long()
+    table = MIRRORED_CODES.to(device=clip.device, dtype=clip.dtype)
+    return table.index_select(0, codes.reshape(-1)).reshape(codes.shape)
 
 
 def flip_clip(clip: torch.Tensor, kinds: tuple[str, ...] = ("lbp",)) -> torch.Tensor:
