@@ -15,7 +15,7 @@ Neutral reference policies (NEUTRAL_POLICIES):
 `capture_neutral()` (any policy) takes the newest frame as the reference; automatic choices stop for that face.
 
 Memory per face is bounded: T samples, at most max_neutral_candidates candidates and one neutral reference, each
-a (68, 2) point set and its (S, S) aligned gray crop (the appearance clip's gray_delta channel needs the crop).
+a (68, 2) point set and its (S, S) aligned gray crop (the appearance clip's delta_norm channel needs the crop).
 """
 from __future__ import annotations
 

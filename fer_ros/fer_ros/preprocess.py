@@ -51,10 +51,6 @@ class Preprocessor:
 # Appearance clip inputs: name -> its channels, each (C_k, T, S, S) float32 computed from the clip's aligned gray
 # frames and the neutral reference's gray crop (the newest frame stands in when there is none: no change).
 #   lbp          LBP code / 255 of each frame (the paper's input)
-#   lbp_bits     the 8 LBP comparison bits of each frame as 8 binary channels (bit k = neighbour k >= centre)
-#   neutral_lbp  LBP code / 255 of the neutral reference, repeated over the T frames
-#   gray_delta   (frame - neutral reference) / 128, clipped to [-1, 1]: the change from the neutral face
-#   gray         frame / 255
 #   gray_norm    frame standardised over its crop (zero mean, unit deviation), / 3 and clipped to [-1, 1]: the gray
 #                level without the light's overall brightness and contrast
 #   delta_norm   (gray_norm of the frame - gray_norm of the neutral reference), clipped to [-1, 1]: the change
@@ -62,13 +58,8 @@ class Preprocessor:
 CLIP_INPUTS: dict[str, tuple[str, ...]] = {
     "lbp+gray_norm+delta_norm": ("lbp", "gray_norm", "delta_norm"),
     "lbp": ("lbp",),
-    "lbp_bits": ("lbp_bits",),
-    "lbp+neutral_lbp": ("lbp", "neutral_lbp"),
-    "lbp+gray_delta": ("lbp", "gray_delta"),
-    "lbp+gray": ("lbp", "gray"),
 }
-CHANNEL_WIDTH = {"lbp": 1, "lbp_bits": 8, "neutral_lbp": 1, "gray_delta": 1, "gray": 1, "gray_norm": 1,
-                 "delta_norm": 1}
+CHANNEL_WIDTH = {"lbp": 1, "gray_norm": 1, "delta_norm": 1}
 # The paper's input, and what a manifest without a clip input was made with. (fer-train's --clip-input default is the
 # shipped recipe's.)
 BASE_CLIP_INPUT = "lbp"
@@ -97,16 +88,6 @@ def clip_from_gray(name: str, grays: np.ndarray, neutral_gray: np.ndarray | None
     for kind in clip_input_kinds(name):
         if kind == "lbp":
             parts.append(lbps.astype(np.float32)[None] * (1.0 / 255.0))
-        elif kind == "lbp_bits":
-            bits = (lbps[None] >> np.arange(8, dtype=np.uint8)[:, None, None, None]) & np.uint8(1)
-            parts.append(bits.astype(np.float32))
-        elif kind == "neutral_lbp":
-            parts.append(np.broadcast_to(lbp(ref).astype(np.float32) * (1.0 / 255.0), lbps.shape)[None])
-        elif kind == "gray_delta":
-            d = (grays.astype(np.float32) - ref.astype(np.float32)[None]) * (1.0 / 128.0)
-            parts.append(np.clip(d, -1.0, 1.0)[None])
-        elif kind == "gray":
-            parts.append(grays.astype(np.float32)[None] * (1.0 / 255.0))
         elif kind == "gray_norm":
             parts.append(np.clip(_standardise(grays) * (1.0 / 3.0), -1.0, 1.0)[None])
         elif kind == "delta_norm":

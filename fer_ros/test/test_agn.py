@@ -249,13 +249,13 @@ def test_flipping_a_clip_of_any_input_is_the_clip_of_the_flipped_frames():
         torch.testing.assert_close(flip_clip(flip_clip(clip, kinds), kinds), clip, atol=1e-5, rtol=0, msg=name)
 
 
-def test_a_two_channel_model_predicts_the_same_for_a_face_and_its_mirror_image():
+def test_a_model_on_the_shipped_clip_input_predicts_the_same_for_a_face_and_its_mirror_image():
     from fer_ros.nets.flip import flip_clip, flip_geo
     from fer_ros.nets.registry import create_model
     torch.manual_seed(0)
-    model = create_model("agn3d_c3d", num_classes=K, size=32, flip_tta=True, clip_input="lbp+gray_delta",
+    model = create_model("agn3d_c3d", num_classes=K, size=32, flip_tta=True, clip_input="lbp+gray_norm+delta_norm",
                          app={"widths": (4, 8, 8, 8), "hidden": 16}, geo={"width": 4, "hidden": 16}).eval()
-    clip = torch.cat([_lbp_clip(3), torch.rand(3, 1, 3, 32, 32) * 2 - 1], dim=1)
+    clip = torch.cat([_lbp_clip(3), torch.rand(3, 2, 3, 32, 32) * 2 - 1], dim=1)
     geo, valid = torch.randn(3, 2, 32, 32), torch.ones(3)
     out = model(clip, geo, valid)
     mirrored = model(flip_clip(clip, model.clip_kinds), flip_geo(geo), valid)

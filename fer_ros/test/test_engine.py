@@ -250,10 +250,10 @@ def test_preprocessing_that_differs_from_the_code(model_copy):
 
 def test_a_clip_input_that_differs_from_the_networks_is_refused(model_copy):
     pre = json.loads((model_copy / "manifest.json").read_text())["preprocess"]
-    _rewrite_manifest(model_copy, preprocess=dict(pre, clip=dict(pre["clip"], input="lbp+gray", channels=2,
-                                                                  kinds=["lbp", "gray"])))
+    shipped = dict(pre["clip"], input="lbp+gray_norm+delta_norm", channels=3, kinds=["lbp", "gray_norm", "delta_norm"])
+    _rewrite_manifest(model_copy, preprocess=dict(pre, clip=shipped))
     with pytest.raises(ModelError, match="the network takes clip input 'lbp' but the preprocessing spec makes "
-                                         "'lbp\\+gray'"):
+                                         "'lbp\\+gray_norm\\+delta_norm'"):
         load_engine(model_copy, backend="onnxruntime")
 
 

@@ -40,28 +40,40 @@ def test_window_fills_and_keeps_last_t_oldest_first():
     assert st.track_age_s == pytest.approx(4 / FPS)
 
 
-def test_the_gray_delta_channel_is_the_change_from_the_neutral_references_crop():
-    st = FaceTrackState(1, window_length=3, neutral_policy="first_frame", clip_input="lbp+gray_delta")
-    for i, g in enumerate((100, 110, 120, 160)):  # the first frame (gray 100) becomes the reference
-        st.push(sample(NEUTRAL, value=g, gray=g), i / FPS)
+RAMP = np.tile(np.arange(0, 80, 5, dtype=np.uint8), (16, 1))  # a 16x16 crop, darker on the left
+
+
+def crop_sample(gray: np.ndarray) -> FaceSample:
+    return FaceSample(lbp=np.zeros_like(gray), gray=np.array(gray, np.uint8), points68=NEUTRAL)
+
+
+def test_the_delta_norm_channel_is_the_change_from_the_neutral_references_crop_without_the_light():
+    st = FaceTrackState(1, window_length=3, neutral_policy="first_frame", clip_input="lbp+gray_norm+delta_norm")
+    brighter = RAMP * 2 + 40                        # the same face in other light: twice the contrast, brighter
+    patched = RAMP.copy()
+    patched[4:8, 4:8] = 200                         # the same face with a part of it changed
+    for i, gray in enumerate((RAMP, RAMP, brighter, patched)):  # the first frame becomes the reference
+        st.push(crop_sample(gray), i / FPS)
     clip = st.clip()
-    assert clip.shape == (2, 3, 16, 16)
-    assert np.allclose(clip[0, :, 0, 0] * 255, [110, 120, 160])             # LBP codes / 255
-    assert np.allclose(clip[1, :, 0, 0], np.array([10, 20, 60]) / 128.0)    # (frame - neutral) / 128
-    assert st.neutral.gray is not None and int(st.neutral.gray[0, 0]) == 100
+    assert clip.shape == (3, 3, 16, 16)
+    assert np.allclose(clip[1, 0], clip[1, 1], atol=1e-6)        # the gray level, light aside
+    assert np.allclose(clip[2, :2], 0.0, atol=1e-6)              # no change from the reference
+    assert np.abs(clip[2, 2]).max() > 0.3                        # the changed part
+    assert np.array_equal(st.neutral.gray, RAMP)
     # the reference keeps its own copy of the crop
     st.samples[0].gray[:] = 0
-    assert int(st.neutral.gray[0, 0]) == 100
+    assert np.array_equal(st.neutral.gray, RAMP)
 
 
-def test_without_a_neutral_reference_the_gray_delta_is_taken_from_the_newest_frame():
-    st = FaceTrackState(1, window_length=2, neutral_policy="manual", clip_input="lbp+gray_delta")
-    st.push(sample(NEUTRAL, gray=50), 0.0)
-    st.push(sample(NEUTRAL, gray=90), 1 / FPS)
+def test_without_a_neutral_reference_the_change_is_taken_from_the_newest_frame():
+    st = FaceTrackState(1, window_length=2, neutral_policy="manual", clip_input="lbp+gray_norm+delta_norm")
+    st.push(crop_sample(RAMP), 0.0)
+    st.push(crop_sample(RAMP[:, ::-1]), 1 / FPS)
     assert not st.has_neutral
-    assert np.allclose(st.clip()[1, :, 0, 0], [-40 / 128.0, 0.0])  # a still face: no change at the newest frame
+    delta = st.clip()[2]
+    assert np.abs(delta[0]).max() > 0.3 and np.all(delta[1] == 0.0)  # a still face: no change at the newest frame
     st.capture_neutral()
-    assert st.neutral.source == "captured" and int(st.neutral.gray[0, 0]) == 90
+    assert st.neutral.source == "captured" and np.array_equal(st.neutral.gray, RAMP[:, ::-1])
 
 
 def test_an_unknown_clip_input_is_refused():

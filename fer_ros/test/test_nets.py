@@ -23,9 +23,9 @@ def test_every_registered_model_builds_and_gives_probabilities(name):
     scores a batch, and a face without a neutral reference gets no geometric logits."""
     torch.manual_seed(0)
     model = create_model(name, num_classes=7, size=32, app={"hidden": 16}, geo={"width": 2, "hidden": 16},
-                         flip_tta=True, clip_input="lbp+gray_delta").eval()
+                         flip_tta=True, clip_input="lbp+gray_norm+delta_norm").eval()
     with torch.no_grad():
-        out = model(torch.rand(2, 2, 3, 32, 32), torch.rand(2, 2, 32, 32) * 2 - 1, torch.tensor([1.0, 0.0]))
+        out = model(torch.rand(2, 3, 3, 32, 32), torch.rand(2, 2, 32, 32) * 2 - 1, torch.tensor([1.0, 0.0]))
     assert out.probs.shape == (2, 7) and out.l1.shape == (2, 7)
     assert torch.allclose(out.probs.sum(1), torch.ones(2), atol=1e-6)
     assert torch.all(out.pair_logits[1] == 0) and torch.all(out.l2[1] == 0)

@@ -62,15 +62,23 @@ def test_clip_inputs_channels_and_values():
         assert clip.shape == (clip_channels(name), 3, 20, 20) and clip.dtype == np.float32, name
         assert np.all(np.isfinite(clip)) and clip.min() >= -1.0 and clip.max() <= 1.0, name
     assert np.allclose(clip_from_gray("lbp", grays) * 255, codes)
-    bits = clip_from_gray("lbp_bits", grays)
-    assert np.array_equal((bits * (2 ** np.arange(8))[:, None, None, None]).sum(axis=0), codes)
-    both = clip_from_gray("lbp+neutral_lbp", grays, neutral)
-    assert np.allclose(both[1] * 255, np.broadcast_to(lbp(neutral), codes.shape))
-    delta = clip_from_gray("lbp+gray_delta", grays, neutral)[1]
-    assert np.allclose(delta, np.clip((grays.astype(np.float32) - neutral) / 128.0, -1, 1))
+
+    def standardised(g):
+        g = g.astype(np.float32)
+        return (g - g.mean()) / max(float(g.std()), 4.0)
+
+    shipped = clip_from_gray("lbp+gray_norm+delta_norm", grays, neutral)
+    assert np.allclose(shipped[0] * 255, codes)
+    assert np.allclose(shipped[1], np.clip(np.stack([standardised(g) for g in grays]) / 3, -1, 1), atol=1e-6)
+    assert np.allclose(shipped[2], np.clip(np.stack([standardised(g) - standardised(neutral) for g in grays]) / 3,
+                                           -1, 1), atol=1e-6)
+    # the light's brightness and contrast do not count: the same faces at half the contrast, brighter
+    even_grays, even_neutral = grays & 0xFE, neutral & 0xFE  # even levels halve exactly
+    lit = clip_from_gray("lbp+gray_norm+delta_norm", even_grays // 2 + 60, even_neutral // 2 + 60)
+    unlit = clip_from_gray("lbp+gray_norm+delta_norm", even_grays, even_neutral)
+    assert np.allclose(lit[1:], unlit[1:], atol=1e-5)
     # no neutral reference: the newest frame stands in, so the newest frame shows no change
-    assert np.all(clip_from_gray("lbp+gray_delta", grays)[1, -1] == 0.0)
-    assert np.allclose(clip_from_gray("lbp+gray", grays)[1] * 255, grays)
+    assert np.all(clip_from_gray("lbp+gray_norm+delta_norm", grays)[2, -1] == 0.0)
     with pytest.raises(ValueError, match="unknown clip input"):
         clip_from_gray("rgb", grays)
 
@@ -78,17 +86,17 @@ def test_clip_inputs_channels_and_values():
 def test_the_manifest_spec_records_the_clip_input_and_old_manifests_read_as_lbp():
     from fer_ros.crop import CropConfig
     from fer_ros.preprocess import check_preprocess_spec, spec_clip_input
-    spec = PREPROCESS_SPEC(CropConfig(), 3, "lbp+gray_delta")
-    assert spec["clip"]["input"] == "lbp+gray_delta" and spec["clip"]["channels"] == 2
-    assert spec["clip"]["kinds"] == ["lbp", "gray_delta"]
+    spec = PREPROCESS_SPEC(CropConfig(), 3, "lbp+gray_norm+delta_norm")
+    assert spec["clip"]["input"] == "lbp+gray_norm+delta_norm" and spec["clip"]["channels"] == 3
+    assert spec["clip"]["kinds"] == ["lbp", "gray_norm", "delta_norm"]
     check_preprocess_spec(spec)
     old = dict(spec, clip={"channels": 1, "frames": 3, "value": "lbp / 255", "order": "oldest first"})
     assert spec_clip_input(old) == "lbp"
     check_preprocess_spec(old)
     with pytest.raises(ValueError, match=r"clip input 'lbp\+colour' unknown"):
         check_preprocess_spec(dict(spec, clip=dict(spec["clip"], input="lbp+colour")))
-    with pytest.raises(ValueError, match="2 channels here"):
-        check_preprocess_spec(dict(spec, clip=dict(spec["clip"], channels=3)))
+    with pytest.raises(ValueError, match="3 channels here"):
+        check_preprocess_spec(dict(spec, clip=dict(spec["clip"], channels=2)))
 
 
 def test_make_geo():

@@ -2,9 +2,9 @@
 and its mirror image). Both are exact: the flipped input equals what preprocessing makes of the flipped frame.
 
 - Appearance clip (B, C, T, S, S), channel by channel as its clip input made them (preprocess.CLIP_INPUTS):
-  LBP codes / 255 (`lbp`, `neutral_lbp`): flip the columns, then look each code up in a 256-entry table of the
-  codes with their bits permuted (lbp.mirror_bit_order; one Gather in ONNX); the 8 bit planes (`lbp_bits`): flip
-  the columns and permute the planes; gray levels and their change (`gray`, `gray_delta`): flip the columns.
+  LBP codes / 255 (`lbp`): flip the columns, then look each code up in a 256-entry table of the codes with their
+  bits permuted (lbp.mirror_bit_order; one Gather in ONNX); the gray level and its change (`gray_norm`,
+  `delta_norm`): flip the columns.
 - Difference image (B, 2, G, G): flip the columns and multiply each channel by difference_image.MIRROR_SIGN.
 """
 from __future__ import annotations
@@ -38,11 +38,8 @@ def flip_clip(clip: torch.Tensor, kinds: tuple[str, ...] = ("lbp",)) -> torch.Te
     for kind in kinds:
         w = CHANNEL_WIDTH[kind]
         part = clip[:, c:c + w]
-        if kind in ("lbp", "neutral_lbp"):
+        if kind == "lbp":
             out.append(flip_lbp_clip(part))
-        elif kind == "lbp_bits":
-            flipped = torch.flip(part, dims=[-1])
-            out.append(torch.stack([flipped[:, src] for src in mirror_bit_order()], dim=1))
         else:
             out.append(torch.flip(part, dims=[-1]))
         c += w
