@@ -59,7 +59,8 @@ import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 14) else 1)
 PY
 
 # --- the venv ------------------------------------------------------------------------------------
-req_hash=$( { cat requirements.txt; [ "$ROS_MODE" = wheels-jazzy ] && cat requirements-ros.txt; echo "$ROS_MODE"; \
+req_hash=$( { cat requirements.txt requirements-litert.txt; [ "$ROS_MODE" = wheels-jazzy ] && cat requirements-ros.txt; \
+              echo "$ROS_MODE"; \
               cat scripts/setup.sh; } | sha256sum | cut -c1-16)
 if [ -x "$VENV/bin/python" ] && [ "$(cat "$STAMPS/venv" 2>/dev/null)" = "$req_hash" ]; then
   say "venv up to date ($ROS_MODE)"
@@ -78,11 +79,16 @@ else
   [ "$ROS_MODE" = wheels-jazzy ] && reqs+=(-r requirements-ros.txt)
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${reqs[@]}" 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
-  "$VENV/bin/python" -m pip check >/dev/null 2>&1 || say "note: 'pip check' reports conflicts (see .venv/bin/pip check)"
   "$VENV/bin/python" -c 'import torch, onnxruntime, mediapipe, cv2, rosbags' \
     || die "the Python dependencies did not install; see the pip output above"
+  # LiteRT is optional: a platform without its wheel still gets a working install. The files above constrain it,
+  # so that it cannot move a pinned package.
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-litert.txt "${reqs[@]/#-r/-c}" \
+    >/dev/null 2>&1 || true
   "$VENV/bin/python" -c 'import ai_edge_litert.interpreter' 2>/dev/null \
-    || say "note: LiteRT (ai-edge-litert) is not installed: fer_node follows known faces with MediaPipe's slower graph"
+    || say "note: LiteRT (ai-edge-litert, requirements-litert.txt) has no wheel here or did not install: fer_node" \
+           "follows known faces with MediaPipe's slower graph"
+  "$VENV/bin/python" -m pip check >/dev/null 2>&1 || say "note: 'pip check' reports conflicts (see .venv/bin/pip check)"
   if [ "$ROS_MODE" = wheels-jazzy ]; then
     "$VENV/bin/python" "$ROOT/scripts/repair_wheel_cmake.py" "$VENV"
   fi
