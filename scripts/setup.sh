@@ -81,9 +81,9 @@ else
     | grep -v "is ignored: it is neither a file nor a directory" || true
   "$VENV/bin/python" -c 'import torch, onnxruntime, mediapipe, cv2, rosbags' \
     || die "the Python dependencies did not install; see the pip output above"
-  # LiteRT is optional: a platform without its wheel still gets a working install. The files above constrain it,
-  # so that it cannot move a pinned package.
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-litert.txt "${reqs[@]/#-r/-c}" \
+  # LiteRT is optional: a platform without its wheel still gets a working install. It is resolved together with
+  # the files above (installed already), so that it cannot move a pinned package.
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${reqs[@]}" -r requirements-litert.txt \
     >/dev/null 2>&1 || true
   "$VENV/bin/python" -c 'import ai_edge_litert.interpreter' 2>/dev/null \
     || say "note: LiteRT (ai-edge-litert, requirements-litert.txt) has no wheel here or did not install: fer_node" \
