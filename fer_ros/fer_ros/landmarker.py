@@ -217,7 +217,7 @@ class MediaPipeLandmarker:
         if mesh_tracking and mode == "video" and self.small_faces and not blendshapes and mesh.available():
             try:  # a network for each of the pool's threads and the calling one
                 self._follower = mesh.MeshFollower(bundle, len(self._roi_landmarkers) + 1,
-                                                   float(min_tracking_confidence))
+                                                   float(min_tracking_confidence), self.threads)
             except (zipfile.BadZipFile, KeyError, ValueError, RuntimeError) as exc:
                 self._warn.warning("mesh", f"the mesh network of {path} cannot run on its own ({exc}); faces are "
                                    "followed by MediaPipe's FaceLandmarker instead")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 import queue
+import threading
 import zipfile
 from dataclasses import dataclass
 
@@ -161,23 +162,30 @@ class MeshNetwork:
 
 class MeshFollower:
     """`count` mesh networks, one per thread that may follow a face at once (the landmarker's pool threads and
-    the calling one). `follow(frame, tracks, pool)` -> [(points478, view)]: the faces of `tracks` ([(last points478,
+    the calling one), each on one core; and, with `solo_threads` above 1, one more that spreads a lone face over
+    that many cores. `follow(frame, tracks, pool)` -> [(points478, view)]: the faces of `tracks` ([(last points478,
     last view or None)]) that the network still finds (presence at least `min_presence`), each on its last view
     while the view its last points give is close to it (a still face sees exactly the same view again), else on
     that new view; a face that came to lie on another one's place is dropped."""
 
-    def __init__(self, bundle: bytes, count: int, min_presence: float = 0.5) -> None:
+    def __init__(self, bundle: bytes, count: int, min_presence: float = 0.5, solo_threads: int = 1) -> None:
         self.min_presence = float(min_presence)
         self._networks = [MeshNetwork.from_bundle(bundle) for _ in range(max(1, int(count)))]
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         for net in self._networks:
             self._free.put(net)
+        # one face: its mesh is the whole of the stage's work, so it gets the cores the faces would share
+        self._solo = MeshNetwork.from_bundle(bundle, int(solo_threads)) if int(solo_threads) > 1 else None
+        self._solo_lock = threading.Lock()
 
-    def _one(self, frame: np.ndarray, track: tuple) -> tuple[np.ndarray, float, Roi]:
+    def _one(self, frame: np.ndarray, track: tuple, solo: bool = False) -> tuple[np.ndarray, float, Roi]:
         points, view = track
         new = roi_from_points(points)
         if view is not None and view.close_to(new):
             new = view
+        if solo:
+            with self._solo_lock:
+                return self._solo.follow(frame, new, self.min_presence)
         net = self._free.get()  # one network per thread at a time
         try:
             return net.follow(frame, new, self.min_presence)
@@ -185,7 +193,9 @@ class MeshFollower:
             self._free.put(net)
 
     def follow(self, frame: np.ndarray, tracks: list, pool=None) -> list[tuple[np.ndarray, Roi]]:
-        if pool is not None and len(tracks) > 1:
+        if self._solo is not None and len(tracks) == 1:
+            results = [self._one(frame, tracks[0], solo=True)]
+        elif pool is not None and len(tracks) > 1:
             rest = [pool.submit(self._one, frame, t) for t in tracks[1:]]
             try:
                 first = self._one(frame, tracks[0])
@@ -204,6 +214,6 @@ class MeshFollower:
         return out
 
     def close(self) -> None:
-        for net in self._networks:
+        for net in self._networks + ([self._solo] if self._solo is not None else []):
             net.close()
-        self._networks = []
+        self._networks, self._solo = [], None

@@ -241,9 +241,9 @@ def test_faces_landmarked_side_by_side_are_the_faces_landmarked_one_after_anothe
             owner, name = (lm._follower, "_one") if mesh_tracking else (lm, "_landmark_roi")
             landmark = getattr(owner, name)
 
-            def recorded(*args):
+            def recorded(*args, **kwargs):
                 where.append(threading.current_thread().name)
-                return landmark(*args)
+                return landmark(*args, **kwargs)
             setattr(owner, name, recorded)
             out = [sorted(lm.detect(frame, 0.1 * i), key=lambda f: f.box[0]) for i, frame in enumerate(stream)]
         return out, where

@@ -133,6 +133,31 @@ def test_a_face_far_off_its_view_is_landmarked_again_on_the_view_its_points_give
 
 
 @needs_litert
+def test_a_lone_face_is_followed_by_the_network_on_several_cores_with_the_same_points(astronaut_rgb,
+                                                                                     astronaut_points):
+    """With solo_threads above 1 a single face goes to the network that spreads over that many cores (several
+    faces to the one-core networks, side by side); the points are those of a one-core network."""
+    bundle = default_landmarker_model().read_bytes()
+    alone = mesh.MeshFollower(bundle, 2, solo_threads=1)
+    spread = mesh.MeshFollower(bundle, 2, solo_threads=2)
+    try:
+        assert alone._solo is None and spread._solo is not None
+        calls = []
+        solo_follow = spread._solo.follow
+        spread._solo.follow = lambda *a: calls.append(1) or solo_follow(*a)
+        track = (astronaut_points, None)
+        (one, view_one), = alone.follow(astronaut_rgb, [track])
+        (two, view_two), = spread.follow(astronaut_rgb, [track])
+        assert calls == [1] and view_one == view_two
+        np.testing.assert_allclose(two, one, atol=1e-3)
+        assert len(spread.follow(astronaut_rgb, [track, track])) == 1  # the same face twice: one kept
+        assert calls == [1]  # two faces: the one-core networks
+    finally:
+        alone.close()
+        spread.close()
+
+
+@needs_litert
 def test_a_model_of_the_wrong_shape_is_refused_with_its_name():
     with zipfile.ZipFile(io.BytesIO(default_landmarker_model().read_bytes())) as z:
         detector = z.read("face_detector.tflite")
