@@ -12,9 +12,10 @@ FPS = 30.0
 NEUTRAL = (template68() * 0.25 + [0.5, 0.35]).astype(np.float32)
 
 
-def sample(points: np.ndarray, value: int = 0, size: int = 16, gray: int = 0) -> FaceSample:
-    return FaceSample(lbp=np.full((size, size), value, np.uint8), gray=np.full((size, size), gray, np.uint8),
-                      points68=np.asarray(points, np.float32))
+def sample(points: np.ndarray, value: int = 0, size: int = 16, gray: int | np.ndarray = 0) -> FaceSample:
+    """A face sample with uniform LBP codes `value` and gray level `gray` (a level, or the (size, size) crop)."""
+    crop = np.array(np.broadcast_to(np.asarray(gray, np.uint8), (size, size)))
+    return FaceSample(lbp=np.full((size, size), value, np.uint8), gray=crop, points68=np.asarray(points, np.float32))
 
 
 def smiling(amount: float) -> np.ndarray:
@@ -43,17 +44,13 @@ def test_window_fills_and_keeps_last_t_oldest_first():
 RAMP = np.tile(np.arange(0, 80, 5, dtype=np.uint8), (16, 1))  # a 16x16 crop, darker on the left
 
 
-def crop_sample(gray: np.ndarray) -> FaceSample:
-    return FaceSample(lbp=np.zeros_like(gray), gray=np.array(gray, np.uint8), points68=NEUTRAL)
-
-
 def test_the_delta_norm_channel_is_the_change_from_the_neutral_references_crop_without_the_light():
     st = FaceTrackState(1, window_length=3, neutral_policy="first_frame", clip_input="lbp+gray_norm+delta_norm")
     brighter = RAMP * 2 + 40                        # the same face in other light: twice the contrast, brighter
     patched = RAMP.copy()
     patched[4:8, 4:8] = 200                         # the same face with a part of it changed
     for i, gray in enumerate((RAMP, RAMP, brighter, patched)):  # the first frame becomes the reference
-        st.push(crop_sample(gray), i / FPS)
+        st.push(sample(NEUTRAL, gray=gray), i / FPS)
     clip = st.clip()
     assert clip.shape == (3, 3, 16, 16)
     assert np.allclose(clip[1, 0], clip[1, 1], atol=1e-6)        # the gray level, light aside
@@ -67,8 +64,8 @@ def test_the_delta_norm_channel_is_the_change_from_the_neutral_references_crop_w
 
 def test_without_a_neutral_reference_the_change_is_taken_from_the_newest_frame():
     st = FaceTrackState(1, window_length=2, neutral_policy="manual", clip_input="lbp+gray_norm+delta_norm")
-    st.push(crop_sample(RAMP), 0.0)
-    st.push(crop_sample(RAMP[:, ::-1]), 1 / FPS)
+    st.push(sample(NEUTRAL, gray=RAMP), 0.0)
+    st.push(sample(NEUTRAL, gray=RAMP[:, ::-1]), 1 / FPS)
     assert not st.has_neutral
     delta = st.clip()[2]
     assert np.abs(delta[0]).max() > 0.3 and np.all(delta[1] == 0.0)  # a still face: no change at the newest frame
