@@ -12,6 +12,7 @@ import torch
 from fer_ros.difference_image import SIZE as GEO_SIZE
 from fer_ros.manifest import Manifest, ModelError, load_manifest, sha256_file
 from fer_ros.nets.agn import AGN3D, ProbsOnly
+from fer_ros.nets.deploy import inference_form
 from fer_ros.nets.registry import create_model
 
 
@@ -28,7 +29,8 @@ def example_inputs(manifest: Manifest, batch: int = 2, seed: int = 0) -> tuple[t
 
 
 def export_onnx(model: AGN3D, manifest: Manifest, path: Path) -> None:
-    wrapper = ProbsOnly(model).eval()
+    """The probabilities graph of the model's inference form (nets/deploy.py), batch size dynamic."""
+    wrapper = ProbsOnly(inference_form(model)).eval()
     inputs = example_inputs(manifest)
     batch = torch.export.Dim("batch", min=1, max=256)
     quiet = logging.getLogger("torch.onnx")

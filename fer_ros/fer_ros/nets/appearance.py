@@ -64,6 +64,7 @@ class C3DRes(nn.Module):
                  hidden: int = 256, dropout: float = 0.5, in_channels: int = 1) -> None:
         super().__init__()
         w = [int(x) for x in widths]
+        self.frames = frames
         self.stem = nn.Sequential(
             ConvBNAct3d(in_channels, w[0]), nn.MaxPool3d((1, 2, 2)),
             ConvBNAct3d(w[0], w[1], kernel=(frames, 3, 3), padding=(0, 1, 1)))  # time: T -> 1

@@ -1,0 +1,114 @@
+"""The inference form (nets/deploy.py): a C3DRes stem folded into 2D convolutions computes what the 3D stem does,
+and the exported ONNX graph holds no 3D convolution."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fer_ros.nets import create_model
+from fer_ros.nets.appearance import C3DRes
+from fer_ros.nets.deploy import StemAs2d, conv3d_as_conv2d, inference_form
+
+torch.set_num_threads(1)
+
+
+def _randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:
+    """Running statistics and affine terms far from their initial values, so that folding them in is tested."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g))
+            m.running_var.copy_(torch.rand(n, generator=g) * 2 + 0.2)
+            m.weight.data.copy_(torch.randn(n, generator=g))
+            m.bias.data.copy_(torch.randn(n, generator=g))
+
+
+@pytest.mark.parametrize("frames,kernel,padding", [(3, 3, 1), (3, 3, 0), (5, 3, 1), (3, 1, 0), (2, 2, 0)])
+def test_a_conv3d_is_a_conv2d_over_frames_times_channels(frames, kernel, padding):
+    torch.manual_seed(frames * 10 + kernel + padding)
+    conv = nn.Conv3d(2, 4, (kernel, 3, 3), padding=(padding, 1, 1), bias=True)
+    bn = nn.BatchNorm3d(4)
+    _randomise_batchnorm(bn)
+    bn.eval()
+    x = torch.rand(3, 2, frames, 10, 12)
+    conv2d, frames_out = conv3d_as_conv2d(conv, bn, frames)
+    with torch.no_grad():
+        want = bn(conv(x))
+        got = conv2d(x.reshape(3, 2 * frames, 10, 12)).reshape(3, 4, frames_out, 10, 12)
+    assert frames_out == want.shape[2]
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+
+
+def test_a_conv3d_the_2d_form_cannot_hold_is_refused():
+    with pytest.raises(ValueError, match="stride 1"):
+        conv3d_as_conv2d(nn.Conv3d(1, 2, 3, stride=(2, 1, 1)), None, 3)
+    with pytest.raises(ValueError, match="does not fit 2 frames"):
+        conv3d_as_conv2d(nn.Conv3d(1, 2, 3, padding=0), None, 2)
+
+
+@pytest.mark.parametrize("frames", [3, 2])
+def test_the_folded_stem_gives_the_3d_stems_features(frames):
+    torch.manual_seed(frames)
+    net = C3DRes(8, size=32, frames=frames, widths=(6, 8, 12), in_channels=3)
+    _randomise_batchnorm(net)
+    net.eval()
+    x = torch.rand(4, 3, frames, 32, 32)
+    with torch.no_grad():
+        want = net.stem(x)
+        got = StemAs2d(net.stem, frames)(x)
+    assert got.shape == want.shape == (4, 8, 1, 16, 16)
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+
+
+def test_inference_form_keeps_the_models_outputs_and_leaves_the_model_alone():
+    torch.manual_seed(1)
+    model = create_model("agn3d_res", num_classes=8, size=32, app={"widths": (6, 8, 12), "hidden": 16},
+                         geo={"width": 2, "hidden": 16}, flip_tta=True, clip_input="lbp+gray_norm+delta_norm")
+    _randomise_batchnorm(model)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = inference_form(model)
+    assert isinstance(folded.appearance.stem, StemAs2d) and not isinstance(model.appearance.stem, StemAs2d)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not any(isinstance(m, nn.Conv3d) for m in folded.modules())
+    clip, geo, valid = torch.rand(5, 3, 3, 32, 32), torch.rand(5, 2, 32, 32) * 2 - 1, torch.tensor([1., 0, 1, 1, 0])
+    with torch.no_grad():
+        a, b = model(clip, geo, valid), folded(clip, geo, valid)
+    assert torch.allclose(a.l1, b.l1, atol=1e-4) and torch.allclose(a.probs, b.probs, atol=1e-5)
+    assert torch.equal(a.pair_classes, b.pair_classes)
+
+
+def test_other_appearance_networks_pass_through_unchanged():
+    model = create_model("agn3d_c3d", num_classes=7, size=32, app={"hidden": 16}, geo={"width": 2, "hidden": 16})
+    folded = inference_form(model)
+    assert folded is not model
+    assert sum(isinstance(m, nn.Conv3d) for m in folded.modules()) == 4
+
+
+def test_the_exported_graph_has_no_3d_convolution_and_matches_torch(tmp_path):
+    """export_model checks the ONNX probabilities against the 3D torch model (it raises past 1e-4), so the folded
+    graph is the trained model; and every Conv in it is a 2D one (4-D weights)."""
+    onnx = pytest.importorskip("onnx")
+    from fer_ros.classes import class_names
+    from fer_ros.crop import CropConfig
+    from fer_ros.export import export_model
+    from fer_ros.manifest import Manifest
+    from fer_ros.preprocess import PREPROCESS_SPEC
+    torch.manual_seed(2)
+    clip_input = "lbp+gray_norm+delta_norm"
+    cfg = {"size": 32, "frames": 3, "app": {"widths": (6, 8, 12), "hidden": 16}, "geo": {"width": 2, "hidden": 16},
+           "flip_tta": True, "clip_input": clip_input}
+    names = list(class_names("ckplus8"))
+    model = create_model("agn3d_res", num_classes=len(names), **cfg)
+    _randomise_batchnorm(model)
+    manifest = Manifest(name="folded", class_set="ckplus8", class_names=names, arch="agn3d_res", arch_cfg=cfg,
+                        preprocess=PREPROCESS_SPEC(CropConfig(size=32), clip_input=clip_input))
+    export_model(model.eval(), manifest, tmp_path)
+    assert manifest.training["export_onnx_max_abs_diff"] < 1e-5
+    graph = onnx.load(str(tmp_path / "model.onnx")).graph
+    dims = {init.name: len(init.dims) for init in graph.initializer}
+    conv_weights = [node.input[1] for node in graph.node if node.op_type == "Conv"]
+    assert conv_weights and all(w in dims for w in conv_weights)
+    assert {dims[w] for w in conv_weights} == {4}
