@@ -48,16 +48,19 @@ def test_a_conv3d_the_2d_form_cannot_hold_is_refused():
         conv3d_as_conv2d(nn.Conv3d(1, 2, 3, padding=0), None, 2)
 
 
-@pytest.mark.parametrize("frames", [3, 2])
-def test_the_folded_stem_gives_the_3d_stems_features(frames):
+@pytest.mark.parametrize("frames,multiple,channels", [(3, 16, 32), (2, 16, 16), (3, 1, 18), (3, 8, 24)])
+def test_the_folded_stem_gives_the_3d_stems_features(frames, multiple, channels):
+    """Whether or not its first convolution's output is padded with zero channels (6 widths x 3 frames = 18)."""
     torch.manual_seed(frames)
     net = C3DRes(8, size=32, frames=frames, widths=(6, 8, 12), in_channels=3)
     _randomise_batchnorm(net)
     net.eval()
     x = torch.rand(4, 3, frames, 32, 32)
+    stem = StemAs2d(net.stem, frames, channel_multiple=multiple)
+    assert stem.body[0].out_channels == stem.body[3].in_channels == channels
     with torch.no_grad():
         want = net.stem(x)
-        got = StemAs2d(net.stem, frames)(x)
+        got = stem(x)
     assert got.shape == want.shape == (4, 8, 1, 16, 16)
     assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
 

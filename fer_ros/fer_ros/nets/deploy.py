@@ -60,9 +60,15 @@ def conv3d_as_conv2d(conv: nn.Conv3d, bn: nn.BatchNorm3d | None, frames: int) ->
 
 class StemAs2d(nn.Module):
     """C3DRes's stem with time folded into the channels: (B, C, T, H, W) -> (B, C2, 1, H / 2, W / 2), the same
-    values as the 3D stem in eval mode."""
+    values as the 3D stem in eval mode.
 
-    def __init__(self, stem: nn.Sequential, frames: int) -> None:
+    The first convolution's O * T output channels are padded with zero channels to a multiple of
+    `channel_multiple`: onnxruntime on x86 keeps the max-pool between the two convolutions in its blocked layout
+    only when the channels fill whole blocks (16 floats with AVX-512, 8 with AVX2), else it reorders the tensor out
+    of that layout and back. For the shipped model (72 -> 80 channels) that made the graph about 8% faster at batch
+    1 and 8 on a 2-core Xeon, for 11% more arithmetic in that one convolution."""
+
+    def __init__(self, stem: nn.Sequential, frames: int, channel_multiple: int = 16) -> None:
         super().__init__()
         first, pool, second = stem
         if (tuple(pool.kernel_size), tuple(pool.stride)) != ((1, 2, 2), (1, 2, 2)) or pool.padding not in (0, (0,) * 3):
@@ -71,12 +77,30 @@ class StemAs2d(nn.Module):
         conv2, t2 = conv3d_as_conv2d(second[0], _norm(second), t1)
         if t2 != 1:
             raise ValueError(f"the stem's second convolution leaves {t2} frames, not 1")
+        conv1, conv2 = _pad_channels(conv1, conv2, -(-conv1.out_channels // channel_multiple) * channel_multiple)
         self.frames = frames
         self.body = nn.Sequential(conv1, nn.ReLU(inplace=True), nn.MaxPool2d(2), conv2, nn.ReLU(inplace=True))
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = clip.shape
         return self.body(clip.reshape(b, c * t, h, w)).unsqueeze(2)
+
+
+def _pad_channels(first: nn.Conv2d, second: nn.Conv2d, channels: int) -> tuple[nn.Conv2d, nn.Conv2d]:
+    """first with zero output channels appended up to `channels` (each 0 after the ReLU and the pool), second with
+    zero input weights for them: the same function."""
+    extra = channels - first.out_channels
+    if extra <= 0:
+        return first, second
+    wide = nn.Conv2d(first.in_channels, channels, first.kernel_size, first.stride, first.padding, first.dilation)
+    wide.weight.data = torch.cat([first.weight.data, first.weight.data.new_zeros(extra, *first.weight.shape[1:])])
+    wide.bias.data = torch.cat([first.bias.data, first.bias.data.new_zeros(extra)])
+    after = nn.Conv2d(channels, second.out_channels, second.kernel_size, second.stride, second.padding,
+                      second.dilation)
+    w = second.weight.data
+    after.weight.data = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], dim=1)
+    after.bias.data = second.bias.data.clone()
+    return wide, after
 
 
 def _norm(block: nn.Sequential) -> nn.BatchNorm3d | None:
