@@ -5,7 +5,7 @@ one), a 1x2x2 max-pool, and one whose kernel spans the whole clip in time (T -> 
 Conv2d over C * T channels (channel c * T + t), whose weight is zero where a frame lies outside the time window of
 an output frame; time then lives in the channels, the pool is a 2D pool, and the whole stem runs as 2D
 convolutions with BatchNorm folded in. Runtimes have fast 2D convolutions (onnxruntime's blocked layout) and slow
-3D ones: with the shipped model's stem the ONNX graph ran about 10% faster at batch 1 and 14% at batch 8.
+3D ones: the shipped model's graph ran 12-15% faster at batch 1 and 14-17% at batch 8 (2-core Xeon, 2 threads).
 
 `inference_form(model)` returns a copy with such stems replaced and leaves the model itself alone; the ONNX export
 uses it. Training and model.pt keep the 3D layers, the paper's form.
@@ -78,7 +78,6 @@ class StemAs2d(nn.Module):
         if t2 != 1:
             raise ValueError(f"the stem's second convolution leaves {t2} frames, not 1")
         conv1, conv2 = _pad_channels(conv1, conv2, -(-conv1.out_channels // channel_multiple) * channel_multiple)
-        self.frames = frames
         self.body = nn.Sequential(conv1, nn.ReLU(inplace=True), nn.MaxPool2d(2), conv2, nn.ReLU(inplace=True))
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
