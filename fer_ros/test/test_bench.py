@@ -43,8 +43,23 @@ def test_bench_writes_every_section(tmp_path_factory, tmp_path, capsys):
         assert case["fps_median"] > 0 and case["target_fps"] == bench.TARGET_FPS[name]
         assert case["fps_two_stages"] > 0 and case["target_met"] == (case["fps_two_stages"] >= case["target_fps"])
     assert r["node"] is None
+    steady = r["steadiness"]
+    assert len(steady["matmul_gflops"]) == 4 and all(g > 0 for g in steady["matmul_gflops"])
+    assert r["floor"]["matmul_gflops"] == pytest.approx(max(steady["matmul_gflops"]), abs=0.05)
     text = capsys.readouterr().out
-    assert "full pipeline" in text and "floor" in text
+    assert "full pipeline" in text and "floor" in text and "machine speed over the run" in text
+
+
+def test_a_run_whose_machine_slowed_down_says_so():
+    steady = bench.steadiness([180.0, 176.5, 179.0, 171.0])
+    assert steady == {"matmul_gflops": [180.0, 176.5, 179.0, 171.0], "spread": 0.05, "steady": True}
+    assert bench.format_steadiness(steady).endswith("(spread 5%): steady")
+    loaded = bench.steadiness([183.0, 21.3, 120.2, 137.0])
+    assert loaded["steady"] is False and loaded["spread"] == pytest.approx(0.884, abs=1e-3)
+    text = bench.format_steadiness(loaded)
+    assert "21-183 GFLOP/s in 4 measurements" in text and "NOT steady" in text and "run fer-bench again" in text
+    assert bench.steadiness([100.0, 100.0 * (1 - bench.STEADY_SPREAD) + 0.1])["steady"] is True
+    assert bench.steadiness([100.0, 100.0 * (1 - bench.STEADY_SPREAD) - 0.1])["steady"] is False
 
 
 def test_bench_without_a_model_says_what_to_do(tmp_path, capsys):
