@@ -36,7 +36,7 @@ from fer_ros.tools.bench_perception import bench_perception, format_perception, 
 BATCHES = (1, 2, 4, 8)
 TARGET_FPS = {"1_face": 60.0, "3_faces": 30.0, "5_faces": 15.0}
 NODE_FACES = (1, 3)
-STEADY_SPREAD = 0.15  # (highest - lowest) / highest matmul rate over the run, above which its timings are unsteady
+STEADY_SPREAD = 0.10  # (highest - lowest) / highest matmul rate over the run, above which its timings are unsteady
 
 
 def model_flops(model_dir: Path) -> int:
