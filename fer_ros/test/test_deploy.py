@@ -25,6 +25,18 @@ def _randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:
             m.bias.data.copy_(torch.randn(n, generator=g))
 
 
+# A small agn3d_res as the shipped model is built (its clip input, mirror averaging), 8 classes.
+SMALL_RES_CFG = {"size": 32, "frames": 3, "app": {"widths": (6, 8, 12), "hidden": 16},
+                 "geo": {"width": 2, "hidden": 16}, "flip_tta": True, "clip_input": "lbp+gray_norm+delta_norm"}
+
+
+def _small_res_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = create_model("agn3d_res", num_classes=8, **SMALL_RES_CFG)
+    _randomise_batchnorm(model)
+    return model.eval()
+
+
 @pytest.mark.parametrize("frames,kernel,padding", [(3, 3, 1), (3, 3, 0), (5, 3, 1), (3, 1, 0), (2, 2, 0)])
 def test_a_conv3d_is_a_conv2d_over_frames_times_channels(frames, kernel, padding):
     torch.manual_seed(frames * 10 + kernel + padding)
@@ -66,11 +78,7 @@ def test_the_folded_stem_gives_the_3d_stems_features(frames, multiple, channels)
 
 
 def test_inference_form_keeps_the_models_outputs_and_leaves_the_model_alone():
-    torch.manual_seed(1)
-    model = create_model("agn3d_res", num_classes=8, size=32, app={"widths": (6, 8, 12), "hidden": 16},
-                         geo={"width": 2, "hidden": 16}, flip_tta=True, clip_input="lbp+gray_norm+delta_norm")
-    _randomise_batchnorm(model)
-    model.eval()
+    model = _small_res_model(seed=1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     folded = inference_form(model)
     assert isinstance(folded.appearance.stem, StemAs2d) and not isinstance(model.appearance.stem, StemAs2d)
@@ -99,16 +107,12 @@ def test_the_exported_graph_has_no_3d_convolution_and_matches_torch(tmp_path):
     from fer_ros.export import export_model
     from fer_ros.manifest import Manifest
     from fer_ros.preprocess import PREPROCESS_SPEC
-    torch.manual_seed(2)
-    clip_input = "lbp+gray_norm+delta_norm"
-    cfg = {"size": 32, "frames": 3, "app": {"widths": (6, 8, 12), "hidden": 16}, "geo": {"width": 2, "hidden": 16},
-           "flip_tta": True, "clip_input": clip_input}
+    model = _small_res_model(seed=2)
     names = list(class_names("ckplus8"))
-    model = create_model("agn3d_res", num_classes=len(names), **cfg)
-    _randomise_batchnorm(model)
-    manifest = Manifest(name="folded", class_set="ckplus8", class_names=names, arch="agn3d_res", arch_cfg=cfg,
-                        preprocess=PREPROCESS_SPEC(CropConfig(size=32), clip_input=clip_input))
-    export_model(model.eval(), manifest, tmp_path)
+    manifest = Manifest(name="folded", class_set="ckplus8", class_names=names, arch="agn3d_res",
+                        arch_cfg=dict(SMALL_RES_CFG), preprocess=PREPROCESS_SPEC(
+                            CropConfig(size=32), clip_input=SMALL_RES_CFG["clip_input"]))
+    export_model(model, manifest, tmp_path)
     assert manifest.training["export_onnx_max_abs_diff"] < 1e-5
     graph = onnx.load(str(tmp_path / "model.onnx")).graph
     dims = {init.name: len(init.dims) for init in graph.initializer}
