@@ -37,6 +37,8 @@ setup(
             "fer-replay = fer_ros.tools.replay:main",
             "make_bag = fer_ros.tools.make_bag:main",
             "fer-make-bag = fer_ros.tools.make_bag:main",
+            "quantize = fer_ros.training.quantize:main",
+            "fer-quantize = fer_ros.training.quantize:main",
             "bench = fer_ros.tools.bench:main",
             "fer-bench = fer_ros.tools.bench:main",
             "publish_bag = fer_ros.ros.bag_publisher:main",

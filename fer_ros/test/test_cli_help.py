@@ -12,7 +12,8 @@ from fer_ros.argtypes import HelpFormatter
 from fer_ros.runtime import SETTING_HELP, RecognizerSettings
 
 TOOLS = ["fer_ros.tools.replay", "fer_ros.tools.evaluate", "fer_ros.tools.make_bag", "fer_ros.tools.bench",
-         "fer_ros.tools.demo", "fer_ros.ros.bag_publisher", "fer_ros.ros.latency_probe"]
+         "fer_ros.tools.demo", "fer_ros.training.quantize", "fer_ros.ros.bag_publisher",
+         "fer_ros.ros.latency_probe"]
 NEEDS_ROS = ("fer_ros.ros.",)
 # options named otherwise than their setting
 SETTING_OF = {"model": "model_path", "threads": "num_threads"}

@@ -182,10 +182,10 @@ def test_export_parity_onnx_and_torchscript(base, tmp_path):
     assert _train(base, class_folder_data(base), tmp_path / "run", "--folds", "0", "--epochs", "1",
                   "--export", str(out), "--torchscript", "--name", "parity") == 0
     m = load_manifest(out)
-    assert set(m.files) == {"onnx", "state_dict", "torchscript"}
+    assert set(m.files) == {"onnx", "state_dict", "torchscript", "onnx_int8"}
     assert m.training["export_onnx_max_abs_diff"] < 1e-4
     assert m.preprocess["crop"]["size"] == 32 and m.class_set == "ckplus8" and m.arch == "agn3d_res"
-    engine = load_engine(out, backend="onnxruntime", cache_dir=tmp_path / "cache")
+    engine = load_engine(out, backend="onnxruntime", cache_dir=tmp_path / "cache", int8=False)  # the fp32 graph
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.13, still asked for

@@ -28,6 +28,7 @@ class Engine:
     backend: str = ""                      # e.g. "onnxruntime:cpu", "torch:cuda:0", "tensorrt:onnxruntime"
     device: str = "cpu"
     fp16: bool = False
+    int8: bool = False                     # the model's int8 graph (quantize.py) runs
     cache_hit: bool | None = None          # None: this backend keeps no on-disk cache
     notes: list[str] = field(default_factory=list)  # why this backend/device was chosen, what was ignored
     max_batch: int = MAX_BATCH             # larger batches are run in parts
@@ -73,9 +74,14 @@ class Engine:
     def _run(self, clip: np.ndarray, geo: np.ndarray, valid: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    @property
+    def precision(self) -> str:
+        """The arithmetic the network runs in: "int8", "fp16" or "fp32"."""
+        return "int8" if self.int8 else "fp16" if self.fp16 else "fp32"
+
     def describe(self) -> str:
         """One line for logs: backend, precision, cache state, notes."""
-        bits = [self.backend, "fp16" if self.fp16 else "fp32"]
+        bits = [self.backend, self.precision]
         if self.cache_hit is not None:
             bits.append("cached engine reused" if self.cache_hit else "engine built and cached")
         text = ", ".join(bits)

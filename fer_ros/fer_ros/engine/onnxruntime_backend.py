@@ -1,5 +1,9 @@
 """ONNX Runtime backend: model.onnx on the CPU (default) or on CUDA with onnxruntime-gpu.
 
+On the CPU, with int8 (the default of the node and the tools), it runs the model's int8 graph (model.int8.onnx,
+quantize.py) where the manifest lists one: about half the time per face on an x86-64 CPU. A model without one
+runs its fp32 graph, and the engine's notes say so.
+
 The graph optimised by ONNX Runtime is cached (engine/cache.py), keyed by the ONNX file's sha256, the runtime
 version and the processor, so later loads start from the optimised graph.
 """
@@ -14,6 +18,7 @@ from fer_ros.engine import hardware
 from fer_ros.engine.base import BackendUnavailable, Engine
 from fer_ros.engine.cache import CacheEntry, default_root
 from fer_ros.manifest import GET_A_MODEL, Manifest, ModelError
+from fer_ros.quantize import INT8_ROLE
 
 log = logging.getLogger("fer_ros.engine")
 OPTIMISED = "model.optimised.onnx"
@@ -21,9 +26,9 @@ OPTIMISED = "model.optimised.onnx"
 
 class OnnxRuntimeEngine(Engine):
     def __init__(self, manifest: Manifest, session, backend: str, device: str, cache_hit: bool | None,
-                 notes: list[str]) -> None:
-        super().__init__(manifest=manifest, backend=backend, device=device, fp16=False, cache_hit=cache_hit,
-                         notes=notes)
+                 notes: list[str], int8: bool = False) -> None:
+        super().__init__(manifest=manifest, backend=backend, device=device, fp16=False, int8=int8,
+                         cache_hit=cache_hit, notes=notes)
         self.session = session
 
     def _run(self, clip: np.ndarray, geo: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -57,7 +62,7 @@ def _session(path: Path, so, providers: list):
 
 
 def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, cache_dir: str | Path | None = None,
-         num_threads: int = 0, use_cache: bool = True) -> OnnxRuntimeEngine:
+         num_threads: int = 0, use_cache: bool = True, int8: bool = False) -> OnnxRuntimeEngine:
     if hardware.module_version("onnxruntime") is None:
         raise BackendUnavailable("backend onnxruntime: the onnxruntime package is not installed; "
                                  "`pip install onnxruntime` (or use backend torch)")
@@ -76,17 +81,29 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, cache_dir:
         name = "onnxruntime:cpu"
     if fp16:
         notes.append("fp16 ignored: the onnxruntime backend runs the fp32 graph (use tensorrt or torch on a GPU)")
-    onnx_path = manifest.file("onnx")
+    role = "onnx"
+    if int8:
+        if kind == "cuda":
+            notes.append("int8 graph not used: it is for the CPU; the fp32 graph runs on the GPU")
+        elif INT8_ROLE not in manifest.files:
+            notes.append("int8 asked for, but the model has no int8 graph (model.int8.onnx); running the fp32 "
+                         "graph -- `fer-quantize` adds one")
+        else:
+            role = INT8_ROLE
+    onnx_path = manifest.file(role)
     so = session_options(num_threads)
     cache_hit = None
+    quantized = role == INT8_ROLE
     if use_cache:
-        context = {"backend": name, "onnx_sha256": manifest.files["onnx"]["sha256"], "onnxruntime": ort.__version__,
+        context = {"backend": name, "onnx_sha256": manifest.files[role]["sha256"], "onnxruntime": ort.__version__,
                    **hardware.cpu_context()}
-        entry = CacheEntry(Path(cache_dir) if cache_dir else default_root(), manifest.name, "onnxruntime", context)
+        # the int8 and fp32 graphs keep an entry each (a new build drops the other entries of its kind only)
+        entry = CacheEntry(Path(cache_dir) if cache_dir else default_root(), manifest.name,
+                           "onnxruntime-int8" if quantized else "onnxruntime", context)
         try:
             if entry.is_valid():
                 session = _session(entry.file(OPTIMISED), so, providers)
-                return OnnxRuntimeEngine(manifest, session, name, device, True, notes)
+                return OnnxRuntimeEngine(manifest, session, name, device, True, notes, quantized)
             entry.prepare()
             # The saved graph stops at the portable optimisations; the session that runs is made from it like a
             # cache hit's, with the processor-specific layouts on top (running the saving session itself would
@@ -97,9 +114,9 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, cache_dir:
             _session(onnx_path, saving, providers)  # writes the optimised graph
             entry.commit([OPTIMISED])
             session = _session(entry.file(OPTIMISED), so, providers)
-            return OnnxRuntimeEngine(manifest, session, name, device, False, notes)
+            return OnnxRuntimeEngine(manifest, session, name, device, False, notes, quantized)
         except OSError as exc:
             notes.append(f"engine cache unusable ({exc}); loading without it")
             so = session_options(num_threads)
     session = _session(onnx_path, so, providers)
-    return OnnxRuntimeEngine(manifest, session, name, device, cache_hit, notes)
+    return OnnxRuntimeEngine(manifest, session, name, device, cache_hit, notes, quantized)

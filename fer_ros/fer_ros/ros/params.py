@@ -47,6 +47,7 @@ DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
     "backend": (_setting("backend"), True, BACKENDS),
     "device": (_setting("device"), True, None),
     "fp16": (_setting("fp16"), True, None),
+    "int8": (_setting("int8"), True, None),
     "engine_cache_dir": (_setting("engine_cache_dir"), True, None),
     "num_threads": (_setting("num_threads"), True, IntegerRange(from_value=1, to_value=64, step=1)),
     "max_faces": (_setting("max_faces"), True, IntegerRange(from_value=1, to_value=32, step=1)),

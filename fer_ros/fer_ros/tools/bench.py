@@ -4,7 +4,8 @@
    (bench_perception);
 2. networks: per-backend latency of the 3DAGN model (both networks, one call) at batch 1, 2, 4, 8 faces, beside
    the theoretical floor (the model's FLOPs over this machine's measured fp32 matrix-multiply rate) and the
-   ratio to it;
+   ratio to it; a model with an int8 graph is measured on onnxruntime's CPU backend in int8 and in fp32 (int8
+   arithmetic can run under the fp32 floor);
 3. pipeline: the full pipeline (landmarks + crops + LBP + both networks) with 1, 3 and 5 faces: per-frame time
    one stage after the other (Recognizer.process), and the frame rate with the two stages overlapped on two
    threads as fer_node runs them (perceive of frame t+1 beside recognise of frame t), with the targets (60, 30 and
@@ -78,15 +79,21 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
     from tqdm import tqdm
 
     from fer_ros.engine import BackendUnavailable, load_engine
+    from fer_ros.manifest import load_manifest
     out: dict[str, dict] = {}
     skipped: dict[str, str] = {}
     rng = np.random.default_rng(0)
     bar = tqdm(total=len(backends) * len(BATCHES), desc="network bench", unit="case", disable=not progress)
-    for backend, device in backends:
-        key = f"{backend}:{device}"
+    cases = [(backend, device, True) for backend, device in backends]
+    # a model with an int8 graph: onnxruntime on the CPU is measured in both precisions
+    if "onnx_int8" in load_manifest(model_dir).files and ("onnxruntime", "cpu") in backends:
+        cases.insert(cases.index(("onnxruntime", "cpu", True)) + 1, ("onnxruntime", "cpu", False))
+        bar.total += len(BATCHES)
+    for backend, device, int8 in cases:
+        key = f"{backend}:{device}" + ("" if int8 else " fp32")
         try:
             engine = load_engine(model_dir, backend=backend, device=device, num_threads=threads,
-                                 fp16=backend == "tensorrt")
+                                 fp16=backend == "tensorrt", int8=int8)
         except BackendUnavailable as exc:
             skipped[key] = str(exc)
             bar.update(len(BATCHES))
@@ -101,7 +108,8 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
                 engine.predict(clip, geo, valid)
             per_batch[str(b)] = time_ms(lambda: engine.predict(clip, geo, valid), repeats)
             bar.update(1)
-        out[engine.backend + (" fp16" if engine.fp16 else "")] = {"batch_ms": per_batch, "notes": engine.notes}
+        out[engine.backend + ("" if engine.precision == "fp32" else " " + engine.precision)] = {
+            "batch_ms": per_batch, "notes": engine.notes}
         engine.close()
     bar.close()
     return {"backends": out, "skipped": skipped}

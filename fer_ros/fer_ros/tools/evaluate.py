@@ -49,13 +49,13 @@ PROG = "fer-eval"
 
 
 def open_model(model: str | Path | None, backend: str = "auto", device: str = "auto", fp16: bool = False,
-               engine_cache_dir: str | Path | None = None):
+               engine_cache_dir: str | Path | None = None, int8: bool = True):
     """(engine, manifest, model directory) through the node's front door (runtime.open_engine) with the node's
-    options: backend, device, fp16, engine cache folder; `model` None is the shipped default. Raises EvalError
-    with what to do."""
+    options: backend, device, fp16, engine cache folder, int8; `model` None is the shipped default. Raises
+    EvalError with what to do."""
     from fer_ros.runtime import RecognizerSettings, SetupError, open_engine
     settings = RecognizerSettings(model_path=str(model or ""), backend=backend, device=device, fp16=fp16,
-                                  engine_cache_dir=str(engine_cache_dir or ""), num_threads=0)
+                                  engine_cache_dir=str(engine_cache_dir or ""), num_threads=0, int8=int8)
     try:
         engine, model_dir = open_engine(settings)
     except SetupError as exc:
@@ -78,6 +78,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_setting_option(g, "backend", choices=BACKENDS)
     add_setting_option(g, "device")
     add_setting_option(g, "fp16")
+    add_setting_option(g, "int8")
     add_setting_option(g, "engine_cache_dir")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="landmark/crop cache folder; default: <out>/cache (keep it out of version control)")
@@ -122,6 +123,8 @@ def evaluate_one(engine, manifest, model_dir: Path, data_root: Path, out_dir: Pa
                         f"{c['no_face_images']} images without a face out of {c['images']}; check the images")
     predict(engine, data, names, batch_size=args.batch_size, progress=progress)
     backend = getattr(engine, "backend", None) or getattr(engine, "name", None) or args.backend
+    if getattr(engine, "precision", "fp32") != "fp32":
+        backend = f"{backend} {engine.precision}"
     report = build_report(data.samples, names, ds, data.counts, manifest, model_dir, str(backend), data.misses)
     if not (report["sequence_level"] or {}).get("count"):
         unknown = ", ".join(report["class_mapping"]["unknown_to_model"]) or "none"
@@ -136,7 +139,7 @@ def run(args, landmarker=None) -> dict[str, dict]:
     """Evaluate as the CLI does: {dataset name: report} in the order given (each written to its output folder).
     Raises EvalError for user errors."""
     engine, manifest, model_dir = open_model(args.model, args.backend, args.device, args.fp16,
-                                             args.engine_cache_dir)
+                                             args.engine_cache_dir, args.int8)
     roots = [Path(d) for d in args.data]
     names = dataset_names(roots)
     out = (Path(args.out) if args.out else Path("runs") / "eval" / f"{manifest.name}-{'+'.join(names)}")

@@ -183,6 +183,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_setting_option(g, "backend", choices=BACKENDS)
     add_setting_option(g, "device")
     add_setting_option(g, "fp16")
+    add_setting_option(g, "int8")
     add_setting_option(g, "engine_cache_dir")
     add_setting_option(g, "max_faces", type=number(int, low=1, says="at least 1"))
     add_setting_option(g, "min_face_size_px", type=number(int, low=0, says="a number of pixels >= 0"))
@@ -219,7 +220,7 @@ def recognizer_settings(args) -> RecognizerSettings:
     backend (0) and the window to the model (0), as fer-replay has no options for them."""
     return RecognizerSettings(
         model_path=str(args.model or ""), backend=args.backend, device=args.device, fp16=args.fp16,
-        engine_cache_dir=str(args.engine_cache_dir or ""), num_threads=0, max_faces=args.max_faces,
+        int8=args.int8, engine_cache_dir=str(args.engine_cache_dir or ""), num_threads=0, max_faces=args.max_faces,
         min_face_size_px=args.min_face_size_px, window_length=0, neutral_policy=args.neutral_policy,
         smoothing_time_constant_s=args.smoothing_time_constant_s, face_timeout_s=args.face_timeout_s)
 

@@ -108,6 +108,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--name", default=None, help="model name recorded in the manifest (default: the --export "
                                                 "folder's name)")
     g.add_argument("--torchscript", action="store_true", help="also export model.ts (TorchScript) with --export")
+    g.add_argument("--int8-samples", type=number(int, low=0, says="0 or more"), default=512,
+                   help="with --export, also write model.int8.onnx (what onnxruntime runs on a CPU), calibrated on "
+                        "this many training faces shared equally between the datasets (fer-quantize); 0 = no int8 "
+                        "graph")
     g.add_argument("--out", default="runs/train", help="run folder: logs, checkpoints, report, plots")
     g.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -132,3 +132,22 @@ def export_final(args, model, cfg, names, report) -> None:
     export_model(model.cpu(), manifest, args.export, torchscript=args.torchscript)
     print(f"[fer-train] exported {args.export} (model.onnx, model.pt{', model.ts' if args.torchscript else ''}, "
           f"manifest.json)")
+
+
+def export_int8(args, samples: Samples, idx: np.ndarray, report: dict) -> None:
+    """model.int8.onnx beside the exported model (fer_ros/quantize.py), calibrated on args.int8_samples of the final
+    fit's training samples; a graph that strays from the fp32 one is left out with a message, not an error."""
+    from fer_ros.manifest import ModelError
+    from fer_ros.quantize import add_int8
+    from fer_ros.training.calibration import calibration_batches, describe
+    drawn = describe(samples, idx, args.int8_samples, args.seed)
+    batches = calibration_batches(samples, idx, args.int8_samples, args.seed, args.clip_input)
+    try:
+        manifest = add_int8(args.export, batches, {"calibration_faces": drawn, "command": report["command"]})
+    except ModelError as exc:
+        print(f"[fer-train] {exc}")
+        return
+    check = manifest.training["int8"]["against_fp32"]
+    report["int8"] = check
+    print(f"[fer-train] exported model.int8.onnx: keeps the fp32 top class on {check['top_class_agreement']:.3f} of "
+          f"{check['faces']} calibration faces")

@@ -38,8 +38,8 @@ from fer_ros.training.args import get_args_parser
 from fer_ros.training.data.datasets import DatasetError
 from fer_ros.training.data.samples import final_train_indices, load_samples, mixed_folds
 from fer_ros.training.fit import InitError, build_model, fit, load_init
-from fer_ros.training.report import (dataset_scores, export_final, jsonable, plot_confusions, print_fold_table,
-                                     summarize_folds, write_predictions)
+from fer_ros.training.report import (dataset_scores, export_final, export_int8, jsonable, plot_confusions,
+                                     print_fold_table, summarize_folds, write_predictions)
 
 
 class TooFewGPUs(RuntimeError):
@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"({scores['n']} samples)")
             if args.export:
                 export_final(args, core, cfg, names, report)
+                if args.int8_samples:
+                    export_int8(args, samples, idx, report)
     report["seconds_total"] = time.time() - t_start
     if is_main:
         (out / "report.json").write_text(json.dumps(report, indent=2, default=jsonable) + "\n")

@@ -1,0 +1,103 @@
+"""The int8 form of a model's ONNX graph: what onnxruntime runs on a CPU when the model has one.
+
+`quantize_graph(src, dst, batches)` writes an int8 copy of an fp32 graph by onnxruntime's static quantization:
+QuantizeLinear/DequantizeLinear pairs around every convolution and fully connected layer, weights as int8 per
+output channel on 7 bits (`reduce_range`: no overflow in the uint8 x int8 products of x86 CPUs without VNNI),
+activations as uint8 with ranges from the calibration batches (the largest and smallest value seen). The rest of
+the graph (the pair choice, the sums, the softmax) stays float.
+
+`add_int8(model_dir, batches, record)` makes `model.int8.onnx` beside a model's `model.onnx`, compares the two on
+the calibration batches and records the file (role `onnx_int8`, its sha256) and the comparison in the manifest.
+The calibration batches are network inputs ({"clip", "geo", "geo_valid"} arrays) of faces like those the model
+will see: training/calibration.py draws them from the training data.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from fer_ros.manifest import Manifest, ModelError, load_manifest, sha256_file
+
+INT8_FILE = "model.int8.onnx"
+INT8_ROLE = "onnx_int8"
+QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
+# the share of calibration faces whose top class the int8 graph must keep; below it the graph is refused
+MIN_AGREEMENT = 0.95
+SCHEME = {"format": "QDQ", "weights": "int8, per output channel, 7-bit range", "activations": "uint8",
+          "calibration": "min-max", "ops": list(QUANTIZED_OPS)}
+
+
+def quantize_graph(src: str | Path, dst: str | Path, batches: Iterable[dict]) -> None:
+    """Write the int8 form of the fp32 graph `src` to `dst` (see module docstring), its activation ranges
+    measured on `batches` (dicts of the graph's input arrays)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, items: Iterable[dict]) -> None:
+            self.items = iter(items)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quiet = logging.getLogger()
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the quantizer logs a line per skipped node at INFO/WARNING
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            prepared = Path(tmp) / "prepared.onnx"
+            # onnx shape inference and graph folding only; the symbolic pass cannot follow the pair gather
+            quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+            quantize_static(str(prepared), str(dst), Reader(batches), quant_format=QuantFormat.QDQ,
+                            per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                            op_types_to_quantize=list(QUANTIZED_OPS))
+    finally:
+        quiet.setLevel(level)
+
+
+def compare_graphs(fp32: str | Path, int8: str | Path, batches: Iterable[dict]) -> dict:
+    """How the int8 graph's probabilities differ from the fp32 graph's on `batches`: the share of faces with the
+    same top class, the largest and the mean absolute difference."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    a = ort.InferenceSession(str(fp32), so, providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(str(int8), so, providers=["CPUExecutionProvider"])
+    same, faces, worst, total = 0, 0, 0.0, 0.0
+    for feed in batches:
+        pa, pb = a.run(["probs"], feed)[0], b.run(["probs"], feed)[0]
+        same += int((pa.argmax(1) == pb.argmax(1)).sum())
+        faces += len(pa)
+        diff = np.abs(pa - pb)
+        worst, total = max(worst, float(diff.max())), total + float(diff.max(axis=1).sum())
+    if faces == 0:
+        raise ValueError("no calibration faces to compare the graphs on")
+    return {"faces": faces, "top_class_agreement": same / faces, "max_abs_diff": worst,
+            "mean_max_abs_diff": total / faces}
+
+
+def add_int8(model_dir: str | Path, batches: list[dict], record: dict | None = None) -> Manifest:
+    """Quantize the model's model.onnx into model.int8.onnx on `batches`, check it against the fp32 graph on the
+    same batches and record it in manifest.json (file, sha256, scheme, the comparison and `record`, e.g. what the
+    calibration faces were). ModelError when the int8 graph keeps the top class of fewer than MIN_AGREEMENT of
+    the faces (the file is then removed and the manifest left as it was)."""
+    manifest = load_manifest(model_dir)
+    src = manifest.file("onnx")
+    dst = manifest.directory / INT8_FILE
+    quantize_graph(src, dst, batches)
+    check = compare_graphs(src, dst, batches)
+    if check["top_class_agreement"] < MIN_AGREEMENT:
+        dst.unlink()
+        raise ModelError(f"{dst}: the int8 graph keeps the fp32 graph's top class on only "
+                         f"{check['top_class_agreement']:.3f} of {check['faces']} calibration faces "
+                         f"(at least {MIN_AGREEMENT} needed); the model is left without an int8 graph")
+    manifest.files[INT8_ROLE] = {"path": INT8_FILE, "sha256": sha256_file(dst)}
+    manifest.training = dict(manifest.training, int8={**SCHEME, **(record or {}), "against_fp32": check})
+    manifest.save(manifest.directory)
+    return manifest

@@ -1,0 +1,56 @@
+"""Calibration faces for a model's int8 graph (fer_ros/quantize.py): network inputs drawn from the training data.
+
+`calibration_batches` takes the same number of samples from each dataset (so a few hundred posed sequences count
+as much as tens of thousands of photos), makes them as validation makes them (the data's own reference; a photo
+without one is its own, the still path) and returns them in batches of the graph's inputs. `describe` says what
+was drawn, for the manifest.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fer_ros.preprocess import BASE_CLIP_INPUT
+from fer_ros.training.data.samples import Samples
+from fer_ros.training.data.sequence_set import SequenceSet
+
+DEFAULT_SAMPLES = 512
+BATCH = 32
+
+
+def calibration_indices(samples: Samples, idx: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Up to n of the indices `idx`, the same number from each dataset (all of a dataset that has fewer), drawn
+    without replacement."""
+    if n <= 0:
+        raise ValueError(f"the number of calibration samples must be positive, got {n}")
+    idx = np.asarray(idx, np.int64)
+    rng = np.random.default_rng(seed)
+    groups = [idx[samples.dataset[idx] == d] for d in range(len(samples.dataset_names))]
+    groups = [g for g in groups if len(g)]
+    if not groups:
+        raise ValueError("no samples to calibrate on")
+    share = max(1, n // len(groups))
+    picked = [rng.choice(g, min(share, len(g)), replace=False) for g in groups]
+    return np.sort(np.concatenate(picked))
+
+
+def calibration_batches(samples: Samples, idx: np.ndarray, n: int = DEFAULT_SAMPLES, seed: int = 0,
+                        clip_input: str = BASE_CLIP_INPUT, batch: int = BATCH) -> list[dict]:
+    """The network inputs of calibration_indices(samples, idx, n, seed), as dicts of float32 arrays of at most
+    `batch` faces."""
+    chosen = calibration_indices(samples, idx, n, seed)
+    items = SequenceSet(samples, chosen, False, seed, clip_input=clip_input)
+    out = []
+    for start in range(0, len(items), batch):
+        parts = [items[i] for i in range(start, min(start + batch, len(items)))]
+        out.append({"clip": np.stack([p[0].numpy() for p in parts]).astype(np.float32),
+                    "geo": np.stack([p[1].numpy() for p in parts]).astype(np.float32),
+                    "geo_valid": np.array([float(p[2]) for p in parts], np.float32)})
+    return out
+
+
+def describe(samples: Samples, idx: np.ndarray, n: int, seed: int = 0) -> dict:
+    """What calibration_indices draws: samples per dataset, and how many of them have a reference of their own."""
+    chosen = calibration_indices(samples, idx, n, seed)
+    per = {name: int((samples.dataset[chosen] == d).sum()) for d, name in enumerate(samples.dataset_names)}
+    return {"samples": int(len(chosen)), "per_dataset": {k: v for k, v in per.items() if v}, "seed": seed,
+            "with_reference": int((samples.neutral[chosen] >= 0).sum())}

@@ -1,0 +1,91 @@
+"""`fer-quantize`: add an int8 graph (model.int8.onnx) to a model directory, calibrated on faces of its training data.
+
+    fer-quantize fer_ros/models/agn8_ferplus_kdef_ckplus --data ../shared/data/ferplus --data ../shared/data/kdef \
+                 --data ../shared/data/ckplus
+
+The datasets are read as fer-train reads them (same layouts, same preprocessing cache); the calibration faces are
+drawn from their training samples only (a dataset's own held-out split, such as FER+ Valid, is never used), the
+same number from each dataset. The int8 graph is compared with the fp32 graph on those faces and refused when it
+changes the top class of more than 5% of them. The manifest records the file, its sha256, the scheme, the
+comparison and this command. `fer-train --export` does the same for the model it exports.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from fer_ros.argtypes import HelpFormatter, number, parse_args
+
+PROG = "fer-quantize"
+DESCRIPTION = ("add an int8 graph (model.int8.onnx, what onnxruntime runs on a CPU) to a model directory, calibrated "
+               "on faces of the datasets it was trained on")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    from fer_ros.training.args import source
+    from fer_ros.training.calibration import DEFAULT_SAMPLES
+    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=HelpFormatter)
+    p.add_argument("model_dir", metavar="MODEL", help="model directory (manifest.json, model.onnx); model.int8.onnx is written into it")
+    p.add_argument("--data", required=True, action="append", type=source, metavar="PATH",
+                   help="a dataset the model was trained on (any layout fer-train reads); repeat for several")
+    p.add_argument("--samples", type=number(int, low=1, says="at least 1"), default=DEFAULT_SAMPLES,
+                   help="calibration faces, shared equally between the datasets")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration draw")
+    p.add_argument("--cache-dir", default="data_cache", help="preprocessed-image cache (fer-train's; never commit it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(get_args_parser(), argv, PROG)
+    if args is None:
+        return 2
+    from fer_ros.crop import CropConfig
+    from fer_ros.landmarker import LandmarkerError
+    from fer_ros.manifest import ModelError, load_manifest
+    from fer_ros.quantize import add_int8
+    from fer_ros.training.calibration import calibration_batches, describe
+    from fer_ros.training.data.datasets import DatasetError
+    from fer_ros.training.data.samples import final_train_indices, load_samples
+
+    t0 = time.time()
+    try:
+        manifest = load_manifest(args.model_dir)
+    except ModelError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    if "onnx" not in manifest.files:
+        print(f"{PROG}: {manifest.directory}: the model has no ONNX graph to quantize; export it with "
+              f"`fer-train --export`", file=sys.stderr)
+        return 2
+    crop = CropConfig(size=manifest.crop_size, margin=float(manifest.preprocess["crop"].get("margin", 0.0)))
+    try:
+        samples, _ = load_samples(args.data, tuple(manifest.class_names), manifest.window_length, crop,
+                                  args.cache_dir, progress=not args.no_progress, log=lambda m: print(f"[{PROG}] {m}"))
+    except (DatasetError, LandmarkerError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    idx = final_train_indices(samples)
+    if not len(idx):
+        print(f"{PROG}: no training samples in {', '.join(str(s.root) for s in args.data)}", file=sys.stderr)
+        return 2
+    drawn = describe(samples, idx, args.samples, args.seed)
+    batches = calibration_batches(samples, idx, args.samples, args.seed, manifest.clip_input)
+    command = PROG + " " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    try:
+        manifest = add_int8(manifest.directory, batches, {"calibration_faces": drawn, "command": command})
+    except ModelError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    check = manifest.training["int8"]["against_fp32"]
+    print(f"[{PROG}] wrote {Path(manifest.directory) / manifest.files['onnx_int8']['path']}: on {check['faces']} "
+          f"calibration faces it keeps the fp32 graph's top class on {check['top_class_agreement']:.3f}, "
+          f"largest probability difference {check['max_abs_diff']:.3f} ({time.time() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The int8 graph: quantize.py writes and records it, the onnxruntime CPU engine runs it (or says why not), a
+changed or strayed graph is refused, the calibration draw shares faces between datasets, and fer-quantize and
+fer-train --export make it."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bag_helpers import tiny_model_dir  # noqa: E402
+
+from fer_ros import quantize  # noqa: E402
+from fer_ros.engine import ModelError, load_engine  # noqa: E402
+from fer_ros.manifest import load_manifest, sha256_file  # noqa: E402
+from fer_ros.training.calibration import calibration_indices  # noqa: E402
+
+
+def _batches(model_dir: Path, count: int = 3, batch: int = 8, seed: int = 0) -> list[dict]:
+    engine = load_engine(model_dir, backend="onnxruntime", device="cpu", int8=False)
+    shapes = engine.input_shapes()
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        valid = np.ones(batch, np.float32)
+        valid[::3] = 0.0
+        out.append({"clip": rng.random((batch, *shapes["clip"]), np.float32),
+                    "geo": rng.uniform(-1, 1, (batch, *shapes["geo"])).astype(np.float32), "geo_valid": valid})
+    return out
+
+
+@pytest.fixture(scope="module")
+def fp32_dir(tmp_path_factory) -> Path:
+    return tiny_model_dir(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def int8_dir(fp32_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("int8") / "model"
+    shutil.copytree(fp32_dir, out)
+    quantize.add_int8(out, _batches(out), {"calibration_faces": {"samples": 24}})
+    return out
+
+
+def test_the_int8_graph_is_recorded_with_its_sha256_and_how_it_was_made(int8_dir):
+    manifest = load_manifest(int8_dir)
+    entry = manifest.files[quantize.INT8_ROLE]
+    assert entry["path"] == quantize.INT8_FILE
+    assert entry["sha256"] == sha256_file(int8_dir / quantize.INT8_FILE)
+    record = manifest.training["int8"]
+    assert record["calibration_faces"] == {"samples": 24} and record["format"] == "QDQ"
+    assert record["against_fp32"]["faces"] == 24 and record["against_fp32"]["top_class_agreement"] >= 0.95
+
+
+def test_the_int8_graph_quantizes_the_convolutions_and_layers_only(int8_dir):
+    import onnx
+    graph = onnx.load(str(int8_dir / quantize.INT8_FILE)).graph
+    ops = [n.op_type for n in graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    int8_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    convs = sum(op in ("Conv", "Gemm", "MatMul") for op in ops)
+    assert len(int8_weights) >= convs > 0  # every weight stored as int8
+    assert "Softmax" in ops  # the pair choice, the sum and the softmax stay float
+    fp32_ops = [n.op_type for n in onnx.load(str(int8_dir / "model.onnx")).graph.node]
+    assert "QuantizeLinear" not in fp32_ops  # model.onnx itself is untouched
+
+
+def test_the_cpu_engine_runs_int8_by_default_and_fp32_when_asked(int8_dir):
+    feed = _batches(int8_dir, count=1, seed=5)[0]
+    eight = load_engine(int8_dir, backend="onnxruntime", device="cpu", cache_dir=int8_dir / "cache")
+    full = load_engine(int8_dir, backend="onnxruntime", device="cpu", cache_dir=int8_dir / "cache", int8=False)
+    assert eight.int8 and eight.precision == "int8" and "int8" in eight.describe()
+    assert not full.int8 and full.precision == "fp32"
+    p8 = eight.predict(feed["clip"], feed["geo"], feed["geo_valid"])
+    p32 = full.predict(feed["clip"], feed["geo"], feed["geo_valid"])
+    assert p8.shape == p32.shape and np.allclose(p8.sum(axis=1), 1.0, atol=1e-4)
+    assert np.abs(p8 - p32).max() < 0.05
+    # each precision has its own cached graph: the fp32 load did not reuse the int8 one
+    assert eight.cache_hit is False and full.cache_hit is False
+    again = load_engine(int8_dir, backend="onnxruntime", device="cpu", cache_dir=int8_dir / "cache")
+    assert again.cache_hit is True and again.int8
+    assert np.array_equal(again.predict(feed["clip"], feed["geo"], feed["geo_valid"]), p8)
+
+
+def test_auto_on_the_cpu_picks_the_int8_graph(int8_dir):
+    engine = load_engine(int8_dir, backend="auto", device="cpu")
+    assert engine.backend == "onnxruntime:cpu" and engine.int8
+
+
+def test_a_model_without_an_int8_graph_runs_fp32_and_says_so(fp32_dir):
+    engine = load_engine(fp32_dir, backend="onnxruntime", device="cpu")
+    assert not engine.int8 and any("no int8 graph" in n and "fer-quantize" in n for n in engine.notes)
+    quiet = load_engine(fp32_dir, backend="onnxruntime", device="cpu", int8=False)
+    assert not any("int8" in n for n in quiet.notes)
+
+
+def test_torch_ignores_the_int8_graph(int8_dir):
+    engine = load_engine(int8_dir, backend="torch", device="cpu")
+    assert engine.precision == "fp32"
+
+
+def test_a_changed_int8_file_is_refused(int8_dir, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(int8_dir, copy)
+    data = bytearray((copy / quantize.INT8_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / quantize.INT8_FILE).write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="model.int8.onnx.*sha256"):
+        load_engine(copy, backend="onnxruntime", device="cpu")
+    (copy / quantize.INT8_FILE).unlink()
+    with pytest.raises(ModelError, match="onnx_int8 file .* is missing"):
+        load_engine(copy, backend="onnxruntime", device="cpu")
+
+
+def test_a_graph_that_strays_from_fp32_is_refused_and_nothing_recorded(fp32_dir, tmp_path, monkeypatch):
+    copy = tmp_path / "model"
+    shutil.copytree(fp32_dir, copy)
+    before = (copy / "manifest.json").read_text()
+    monkeypatch.setattr(quantize, "MIN_AGREEMENT", 1.01)  # no graph can keep more than every top class
+    with pytest.raises(ModelError, match="keeps the fp32 graph's top class on only"):
+        quantize.add_int8(copy, _batches(copy, count=1))
+    assert not (copy / quantize.INT8_FILE).exists()
+    assert (copy / "manifest.json").read_text() == before
+
+
+def test_the_calibration_draw_takes_the_same_number_from_each_dataset():
+    dataset = np.array([0] * 1000 + [1] * 40 + [2] * 300)
+    samples = SimpleNamespace(dataset=dataset, dataset_names=["ferplus", "kdef", "ckplus"])
+    idx = np.arange(0, len(dataset), 1)
+    chosen = calibration_indices(samples, idx, 90, seed=1)
+    counts = np.bincount(dataset[chosen], minlength=3)
+    assert counts.tolist() == [30, 30, 30] and len(np.unique(chosen)) == len(chosen)
+    few = calibration_indices(samples, idx, 120, seed=1)
+    assert np.bincount(dataset[few]).tolist() == [40, 40, 40]
+    small = calibration_indices(samples, np.arange(1000, 1040), 90, seed=1)  # only what idx holds
+    assert set(small.tolist()) == set(range(1000, 1040))
+    assert np.array_equal(calibration_indices(samples, idx, 90, seed=1), chosen)  # the seed decides
+    with pytest.raises(ValueError):
+        calibration_indices(samples, idx, 0)
+
+
+def test_fer_train_exports_an_int8_graph_beside_the_fp32_one(model8):
+    manifest = load_manifest(model8)
+    assert quantize.INT8_ROLE in manifest.files
+    record = manifest.training["int8"]
+    assert record["calibration_faces"]["samples"] > 0 and record["command"].startswith("fer-train ")
+
+
+def test_fer_quantize_adds_the_graph_to_a_model(model8, base, tmp_path, capsys):
+    from eval_helpers import class_folder_data
+
+    from fer_ros.training import quantize as tool
+    copy = tmp_path / "model"
+    shutil.copytree(model8, copy)
+    (copy / quantize.INT8_FILE).unlink()
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["files"][quantize.INT8_ROLE]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    rc = tool.main([str(copy), "--data", str(class_folder_data(base)), "--samples", "16",
+                    "--cache-dir", str(base / "train_cache"), "--no-progress"])
+    assert rc == 0
+    assert "keeps the fp32 graph's top class" in capsys.readouterr().out
+    made = load_manifest(copy)
+    assert made.training["int8"]["calibration_faces"]["samples"] == 16
+    assert made.training["int8"]["command"].startswith("fer-quantize ")
+    assert load_engine(copy, backend="onnxruntime", device="cpu").int8
+
+
+def test_fer_quantize_says_what_is_wrong(tmp_path, capsys):
+    from fer_ros.training import quantize as tool
+    assert tool.main([str(tmp_path / "nowhere"), "--data", str(tmp_path)]) == 2
+    assert "model not found" in capsys.readouterr().err
+    assert tool.main([str(tmp_path), "--data", str(tmp_path), "--samples", "0"]) == 2
+    assert "--samples must be at least 1" in capsys.readouterr().err
