@@ -131,7 +131,8 @@ def bench_pipeline(model_dir: Path, threads: int, repeats: int, warmup: int, pro
                        "fps_two_stages": two, "target_fps": TARGET_FPS.get(name),
                        "target_met": two >= TARGET_FPS.get(name, 0.0),
                        "stages_ms": case["stages_ms"], "faces_found_median": case["faces_found_median"]}
-    return {"backend": engine.backend, "crop_size": res["crop_size"], "cases": cases}
+    backend = engine.backend + ("" if engine.precision == "fp32" else " " + engine.precision)
+    return {"backend": backend, "crop_size": res["crop_size"], "cases": cases}
 
 
 def two_stage_fps(engine, faces: int, frames: int, warmup: int, landmark_threads: int = 0, fps: float = 30.0
