@@ -157,10 +157,9 @@ def build_recognizer(settings: RecognizerSettings, option: str = "--model", land
         engine.close()
         raise SetupError(f"window_length {settings.window_length} does not match the model's "
                          f"{recognizer.window_length} frames; set it to 0 (use the model's)")
-    backend = str(getattr(engine, "backend", settings.backend))
-    if getattr(engine, "precision", "fp32") != "fp32":
-        backend += f" {engine.precision}"  # e.g. "onnxruntime:cpu int8", as /diagnostics and the results say
-    return BuiltRecognizer(recognizer, backend, model_dir)
+    # e.g. "onnxruntime:cpu int8", as /diagnostics and the results say
+    label = getattr(engine, "label", None) or getattr(engine, "backend", settings.backend)
+    return BuiltRecognizer(recognizer, str(label), model_dir)
 
 
 def describe(built: BuiltRecognizer) -> list[str]:

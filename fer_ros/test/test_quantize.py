@@ -76,6 +76,7 @@ def test_the_cpu_engine_runs_int8_by_default_and_fp32_when_asked(int8_dir):
     full = load_engine(int8_dir, backend="onnxruntime", device="cpu", cache_dir=int8_dir / "cache", int8=False)
     assert eight.int8 and eight.precision == "int8" and "int8" in eight.describe()
     assert not full.int8 and full.precision == "fp32"
+    assert eight.label == "onnxruntime:cpu int8" and full.label == "onnxruntime:cpu"
     p8 = eight.predict(feed["clip"], feed["geo"], feed["geo_valid"])
     p32 = full.predict(feed["clip"], feed["geo"], feed["geo_valid"])
     assert p8.shape == p32.shape and np.allclose(p8.sum(axis=1), 1.0, atol=1e-4)

@@ -79,6 +79,11 @@ class Engine:
         """The arithmetic the network runs in: "int8", "fp16" or "fp32"."""
         return "int8" if self.int8 else "fp16" if self.fp16 else "fp32"
 
+    @property
+    def label(self) -> str:
+        """The backend and, when it is not fp32, the precision: "onnxruntime:cpu int8", "torch:cuda:0 fp16"."""
+        return self.backend if self.precision == "fp32" else f"{self.backend} {self.precision}"
+
     def describe(self) -> str:
         """One line for logs: backend, precision, cache state, notes."""
         bits = [self.backend, self.precision]

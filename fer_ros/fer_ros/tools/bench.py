@@ -80,13 +80,14 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
 
     from fer_ros.engine import BackendUnavailable, load_engine
     from fer_ros.manifest import load_manifest
+    from fer_ros.quantize import INT8_ROLE
     out: dict[str, dict] = {}
     skipped: dict[str, str] = {}
     rng = np.random.default_rng(0)
     bar = tqdm(total=len(backends) * len(BATCHES), desc="network bench", unit="case", disable=not progress)
     cases = [(backend, device, True) for backend, device in backends]
     # a model with an int8 graph: onnxruntime on the CPU is measured in both precisions
-    if "onnx_int8" in load_manifest(model_dir).files and ("onnxruntime", "cpu") in backends:
+    if INT8_ROLE in load_manifest(model_dir).files and ("onnxruntime", "cpu") in backends:
         cases.insert(cases.index(("onnxruntime", "cpu", True)) + 1, ("onnxruntime", "cpu", False))
         bar.total += len(BATCHES)
     for backend, device, int8 in cases:
@@ -108,8 +109,7 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
                 engine.predict(clip, geo, valid)
             per_batch[str(b)] = time_ms(lambda: engine.predict(clip, geo, valid), repeats)
             bar.update(1)
-        out[engine.backend + ("" if engine.precision == "fp32" else " " + engine.precision)] = {
-            "batch_ms": per_batch, "notes": engine.notes}
+        out[engine.label] = {"batch_ms": per_batch, "notes": engine.notes}
         engine.close()
     bar.close()
     return {"backends": out, "skipped": skipped}
@@ -131,8 +131,7 @@ def bench_pipeline(model_dir: Path, threads: int, repeats: int, warmup: int, pro
                        "fps_two_stages": two, "target_fps": TARGET_FPS.get(name),
                        "target_met": two >= TARGET_FPS.get(name, 0.0),
                        "stages_ms": case["stages_ms"], "faces_found_median": case["faces_found_median"]}
-    backend = engine.backend + ("" if engine.precision == "fp32" else " " + engine.precision)
-    return {"backend": backend, "crop_size": res["crop_size"], "cases": cases}
+    return {"backend": engine.label, "crop_size": res["crop_size"], "cases": cases}
 
 
 def two_stage_fps(engine, faces: int, frames: int, warmup: int, landmark_threads: int = 0, fps: float = 30.0

@@ -122,9 +122,7 @@ def evaluate_one(engine, manifest, model_dir: Path, data_root: Path, out_dir: Pa
         raise EvalError(f"no usable samples in {data_root}: {c['unreadable_images']} unreadable images, "
                         f"{c['no_face_images']} images without a face out of {c['images']}; check the images")
     predict(engine, data, names, batch_size=args.batch_size, progress=progress)
-    backend = getattr(engine, "backend", None) or getattr(engine, "name", None) or args.backend
-    if getattr(engine, "precision", "fp32") != "fp32":
-        backend = f"{backend} {engine.precision}"
+    backend = getattr(engine, "label", None) or getattr(engine, "name", None) or args.backend
     report = build_report(data.samples, names, ds, data.counts, manifest, model_dir, str(backend), data.misses)
     if not (report["sequence_level"] or {}).get("count"):
         unknown = ", ".join(report["class_mapping"]["unknown_to_model"]) or "none"

@@ -1,9 +1,9 @@
 """Calibration faces for a model's int8 graph (fer_ros/quantize.py): network inputs drawn from the training data.
 
-`calibration_batches` takes the same number of samples from each dataset (so a few hundred posed sequences count
+`calibration_set` takes the same number of samples from each dataset (so a few hundred posed sequences count
 as much as tens of thousands of photos), makes them as validation makes them (the data's own reference; a photo
-without one is its own, the still path) and returns them in batches of the graph's inputs. `describe` says what
-was drawn, for the manifest.
+without one is its own, the still path) and returns them in batches of the graph's inputs, with what was drawn
+(for the manifest).
 """
 from __future__ import annotations
 
@@ -33,24 +33,20 @@ def calibration_indices(samples: Samples, idx: np.ndarray, n: int, seed: int = 0
     return np.sort(np.concatenate(picked))
 
 
-def calibration_batches(samples: Samples, idx: np.ndarray, n: int = DEFAULT_SAMPLES, seed: int = 0,
-                        clip_input: str = BASE_CLIP_INPUT, batch: int = BATCH) -> list[dict]:
+def calibration_set(samples: Samples, idx: np.ndarray, n: int = DEFAULT_SAMPLES, seed: int = 0,
+                    clip_input: str = BASE_CLIP_INPUT, batch: int = BATCH) -> tuple[list[dict], dict]:
     """The network inputs of calibration_indices(samples, idx, n, seed), as dicts of float32 arrays of at most
-    `batch` faces."""
+    `batch` faces, and what was drawn (for the manifest): samples per dataset, and how many have a reference image
+    of their own in the data."""
     chosen = calibration_indices(samples, idx, n, seed)
     items = SequenceSet(samples, chosen, False, seed, clip_input=clip_input)
-    out = []
+    batches = []
     for start in range(0, len(items), batch):
         parts = [items[i] for i in range(start, min(start + batch, len(items)))]
-        out.append({"clip": np.stack([p[0].numpy() for p in parts]).astype(np.float32),
-                    "geo": np.stack([p[1].numpy() for p in parts]).astype(np.float32),
-                    "geo_valid": np.array([float(p[2]) for p in parts], np.float32)})
-    return out
-
-
-def describe(samples: Samples, idx: np.ndarray, n: int, seed: int = 0) -> dict:
-    """What calibration_indices draws: samples per dataset, and how many of them have a reference of their own."""
-    chosen = calibration_indices(samples, idx, n, seed)
+        batches.append({"clip": np.stack([p[0].numpy() for p in parts]).astype(np.float32),
+                        "geo": np.stack([p[1].numpy() for p in parts]).astype(np.float32),
+                        "geo_valid": np.array([float(p[2]) for p in parts], np.float32)})
     per = {name: int((samples.dataset[chosen] == d).sum()) for d, name in enumerate(samples.dataset_names)}
-    return {"samples": int(len(chosen)), "per_dataset": {k: v for k, v in per.items() if v}, "seed": seed,
-            "with_reference": int((samples.neutral[chosen] >= 0).sum())}
+    drawn = {"samples": int(len(chosen)), "per_dataset": {k: v for k, v in per.items() if v}, "seed": seed,
+             "with_reference": int((samples.neutral[chosen] >= 0).sum())}
+    return batches, drawn

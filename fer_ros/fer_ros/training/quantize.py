@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from fer_ros.landmarker import LandmarkerError
     from fer_ros.manifest import ModelError, load_manifest
     from fer_ros.quantize import add_int8
-    from fer_ros.training.calibration import calibration_batches, describe
+    from fer_ros.training.calibration import calibration_set
     from fer_ros.training.data.datasets import DatasetError
     from fer_ros.training.data.samples import final_train_indices, load_samples
 
@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if not len(idx):
         print(f"{PROG}: no training samples in {', '.join(str(s.root) for s in args.data)}", file=sys.stderr)
         return 2
-    drawn = describe(samples, idx, args.samples, args.seed)
-    batches = calibration_batches(samples, idx, args.samples, args.seed, manifest.clip_input)
+    batches, drawn = calibration_set(samples, idx, args.samples, args.seed, manifest.clip_input)
     command = PROG + " " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
         manifest = add_int8(manifest.directory, batches, {"calibration_faces": drawn, "command": command})

@@ -139,9 +139,8 @@ def export_int8(args, samples: Samples, idx: np.ndarray, report: dict) -> None:
     fit's training samples; a graph that strays from the fp32 one is left out with a message, not an error."""
     from fer_ros.manifest import ModelError
     from fer_ros.quantize import add_int8
-    from fer_ros.training.calibration import calibration_batches, describe
-    drawn = describe(samples, idx, args.int8_samples, args.seed)
-    batches = calibration_batches(samples, idx, args.int8_samples, args.seed, args.clip_input)
+    from fer_ros.training.calibration import calibration_set
+    batches, drawn = calibration_set(samples, idx, args.int8_samples, args.seed, args.clip_input)
     try:
         manifest = add_int8(args.export, batches, {"calibration_faces": drawn, "command": report["command"]})
     except ModelError as exc:
