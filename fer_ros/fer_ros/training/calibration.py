@@ -12,6 +12,7 @@ import numpy as np
 from fer_ros.preprocess import BASE_CLIP_INPUT
 from fer_ros.training.data.samples import Samples
 from fer_ros.training.data.sequence_set import SequenceSet
+from fer_ros.training.fit import make_loader
 
 DEFAULT_SAMPLES = 512
 BATCH = 32
@@ -36,17 +37,11 @@ def calibration_indices(samples: Samples, idx: np.ndarray, n: int, seed: int = 0
 def calibration_set(samples: Samples, idx: np.ndarray, n: int = DEFAULT_SAMPLES, seed: int = 0,
                     clip_input: str = BASE_CLIP_INPUT, batch: int = BATCH) -> tuple[list[dict], dict]:
     """The network inputs of calibration_indices(samples, idx, n, seed), as dicts of float32 arrays of at most
-    `batch` faces, and what was drawn (for the manifest): samples per dataset, and how many have a reference image
-    of their own in the data."""
+    `batch` faces (fit.make_loader's batches), and what was drawn (for the manifest): samples per dataset."""
     chosen = calibration_indices(samples, idx, n, seed)
-    items = SequenceSet(samples, chosen, False, seed, clip_input=clip_input)
-    batches = []
-    for start in range(0, len(items), batch):
-        parts = [items[i] for i in range(start, min(start + batch, len(items)))]
-        batches.append({"clip": np.stack([p[0].numpy() for p in parts]).astype(np.float32),
-                        "geo": np.stack([p[1].numpy() for p in parts]).astype(np.float32),
-                        "geo_valid": np.array([float(p[2]) for p in parts], np.float32)})
+    loader = make_loader(SequenceSet(samples, chosen, False, seed, clip_input=clip_input), batch)
+    batches = [{"clip": clip.numpy(), "geo": geo.numpy(), "geo_valid": valid.numpy()}
+               for clip, geo, valid, *_ in loader]
     per = {name: int((samples.dataset[chosen] == d).sum()) for d, name in enumerate(samples.dataset_names)}
-    drawn = {"samples": int(len(chosen)), "per_dataset": {k: v for k, v in per.items() if v}, "seed": seed,
-             "with_reference": int((samples.neutral[chosen] >= 0).sum())}
+    drawn = {"samples": int(len(chosen)), "per_dataset": {k: v for k, v in per.items() if v}, "seed": seed}
     return batches, drawn
