@@ -145,8 +145,5 @@ class ProbsOnly(nn.Module):
         super().__init__()
         self.model = model
 
-    def _flip_clip(self, clip: torch.Tensor) -> torch.Tensor:
-        return flip_clip(clip, self.clip_kinds)
-
     def forward(self, clip: torch.Tensor, geo: torch.Tensor, geo_valid: torch.Tensor) -> torch.Tensor:
         return self.model(clip, geo, geo_valid).probs
