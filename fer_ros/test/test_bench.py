@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from bag_helpers import tiny_model_dir  # noqa: E402
 
+from fer_ros.engine import hardware  # noqa: E402
 from fer_ros.tools import bench  # noqa: E402
 
 
@@ -18,7 +19,8 @@ def test_bench_writes_every_section(tmp_path_factory, tmp_path, capsys):
     model = tiny_model_dir(tmp_path_factory.getbasetemp())
     out = tmp_path / "bench.json"
     rc = bench.main(["--model", str(model), "--repeats", "2", "--warmup", "3", "--threads", "1",
-                     "--backends", "onnxruntime:cpu,torch:cpu,tensorrt:cuda", "--out", str(out), "--no-progress",
+                     "--backends", "onnxruntime:cpu,torch:cpu,tensorrt:cuda,torch:cuda", "--out", str(out),
+                     "--no-progress",
                      "--no-node", "--landmark-threads", "1"])
     assert rc == 0
     r = json.loads(out.read_text())
@@ -29,8 +31,16 @@ def test_bench_writes_every_section(tmp_path_factory, tmp_path, capsys):
         mesh = r["perception"]["mesh_ms"]["median"]
         assert case["landmark_floor_ms"] == pytest.approx(case["faces_in_frame"] * mesh)
     nets = r["networks"]
-    assert set(nets["backends"]) == {"onnxruntime:cpu", "torch:cpu"}
-    for b in nets["backends"].values():
+    cpu = {name: b for name, b in nets["backends"].items() if b["device"] == "cpu"}
+    assert set(cpu) == {"onnxruntime:cpu", "torch:cpu"}
+    if hardware.torch_cuda_devices():  # torch on the GPU with its CUDA graphs and eagerly, judged by its target
+        gpu = {name: b for name, b in nets["backends"].items() if b["device"] != "cpu"}
+        assert {name.endswith(" eager") for name in gpu} == {True, False}
+        assert all("target" in b and "floor_ratio" not in b for b in gpu.values())
+    else:  # both torch:cuda cases are named as not run, with the reason
+        assert {"torch:cuda", "torch:cuda eager"} <= set(nets["skipped"])
+        assert "no CUDA GPU" in nets["skipped"]["torch:cuda eager"]
+    for b in cpu.values():
         assert list(b["batch_ms"]) == ["1", "2", "4", "8"]
         assert all(s["median"] > 0 and s["p95"] >= s["median"] for s in b["batch_ms"].values())
         assert list(b["floor_ratio"]) == ["1", "2", "4", "8"] and all(v > 0 for v in b["floor_ratio"].values())
@@ -48,6 +58,25 @@ def test_bench_writes_every_section(tmp_path_factory, tmp_path, capsys):
     assert r["floor"]["matmul_gflops"] == pytest.approx(max(steady["matmul_gflops"]), abs=0.05)
     text = capsys.readouterr().out
     assert "full pipeline" in text and "floor" in text and "machine speed over the run" in text
+
+
+def test_a_gpu_is_judged_by_its_target_not_the_cpu_floor():
+    def timings(median_8):
+        return {str(b): {"median": median_8 * b / 8, "p95": median_8 * b / 4} for b in bench.BATCHES}
+    nets = {"backends": {"onnxruntime:cpu int8": {"batch_ms": timings(16.0), "device": "cpu"},
+                         "torch:cuda:0": {"batch_ms": timings(0.8), "device": "cuda:0"},
+                         "torch:cuda:0 eager": {"batch_ms": timings(3.2), "device": "cuda:0"}}, "skipped": {}}
+    bench.judge_networks(nets, floor_ms=2.0)
+    cpu, graphs, eager = nets["backends"].values()
+    assert cpu["floor_ratio"] == {"1": 1.0, "2": 1.0, "4": 1.0, "8": 1.0} and "target" not in cpu
+    assert graphs["target"] == {"batch": 8, "median_ms_at_most": bench.GPU_TARGET_MS, "met": True}
+    assert eager["target"]["met"] is False and "floor_ratio" not in eager
+    report = {"model": "m", "networks": nets, "threads": 2,
+              "floor": {"mflops_per_face": 1.0, "matmul_gflops": 1.0, "floor_ms_per_face": 2.0}}
+    rows = {line.split("  ")[1].strip(): line for line in bench.format_networks(report) if "torch:cuda" in line}
+    assert rows["torch:cuda:0"].endswith("target <= 1 ms at batch 8: met")
+    assert rows["torch:cuda:0 eager"].endswith("target <= 1 ms at batch 8: NOT met")
+    assert "(1.0x)" in next(line for line in bench.format_networks(report) if "onnxruntime:cpu int8" in line)
 
 
 def test_a_run_whose_machine_slowed_down_says_so():

@@ -1,14 +1,16 @@
 """Inference engines: one interface (`Engine.predict(clip, geo, geo_valid) -> probs`) over ONNX Runtime, PyTorch
-and TensorRT. `load_engine(model_dir, backend, device, fp16, cache_dir, num_threads, int8)` checks the model
-(manifest, sha256 of its files, class list and preprocessing against this code) and returns a ready engine.
+and TensorRT. `load_engine(model_dir, backend, device, fp16, cache_dir, num_threads, int8, cuda_graphs)` checks
+the model (manifest, sha256 of its files, class list and preprocessing against this code) and returns a ready
+engine.
 
-backend: "onnxruntime" (CPU default; CUDA with onnxruntime-gpu), "torch" (CPU or CUDA, fp16 on CUDA),
-"tensorrt" (onnxruntime-gpu's TensorRT provider or torch-tensorrt; engine cached on disk), or "auto": TensorRT
+backend: "onnxruntime" (CPU default; CUDA with onnxruntime-gpu), "torch" (CPU or CUDA, fp16 and CUDA graphs on
+CUDA), "tensorrt" (onnxruntime-gpu's TensorRT provider or torch-tensorrt; engine cached on disk), or "auto": TensorRT
 where it loads, then a CUDA backend, then the CPU (onnxruntime, else torch), the GPU steps only where an NVIDIA
 driver shows (hardware.nvidia_driver_visible, which imports nothing); `engine.notes` says what was tried
 and why it picked what it did. device: "auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N"; with backend
 auto and device cpu only CPU backends are tried. int8 (default true): onnxruntime on the CPU runs the model's int8
-graph where it has one (quantize.py); the other backends run fp32 (or fp16) whatever it says.
+graph where it has one (quantize.py); the other backends run fp32 (or fp16) whatever it says. cuda_graphs
+(default true): torch on a GPU replays its forward pass as CUDA graphs (cuda_graphs.py); false runs it eagerly.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def available_backends() -> dict[str, str]:
 
 
 def _load_one(manifest: Manifest, backend: str, device: str, fp16: bool, cache_dir, num_threads: int,
-              int8: bool = False) -> Engine:
+              int8: bool = False, cuda_graphs: bool = True) -> Engine:
     if backend == "onnxruntime":
         from fer_ros.engine import onnxruntime_backend
         kind, index = hardware.parse_device(device)
@@ -45,7 +47,7 @@ def _load_one(manifest: Manifest, backend: str, device: str, fp16: bool, cache_d
         return onnxruntime_backend.load(manifest, device, fp16, cache_dir, num_threads, int8=int8)
     if backend == "torch":
         from fer_ros.engine import torch_backend
-        return torch_backend.load(manifest, device, fp16, num_threads)
+        return torch_backend.load(manifest, device, fp16, num_threads, cuda_graphs=cuda_graphs)
     if backend == "tensorrt":
         from fer_ros.engine import tensorrt_backend
         kind, index = hardware.parse_device(device)
@@ -53,7 +55,8 @@ def _load_one(manifest: Manifest, backend: str, device: str, fp16: bool, cache_d
     raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
 
 
-def _load_auto(manifest: Manifest, device: str, fp16: bool, cache_dir, num_threads: int, int8: bool) -> Engine:
+def _load_auto(manifest: Manifest, device: str, fp16: bool, cache_dir, num_threads: int, int8: bool,
+               cuda_graphs: bool) -> Engine:
     kind, index = hardware.parse_device(device)
     tried: list[str] = []
     no_driver = kind == "auto" and not hardware.nvidia_driver_visible()
@@ -68,7 +71,7 @@ def _load_auto(manifest: Manifest, device: str, fp16: bool, cache_dir, num_threa
         candidates.append(("torch", gpu))
         for backend, dev in candidates:
             try:
-                engine = _load_one(manifest, backend, dev, fp16, cache_dir, num_threads)
+                engine = _load_one(manifest, backend, dev, fp16, cache_dir, num_threads, cuda_graphs=cuda_graphs)
             except BackendUnavailable as exc:
                 tried.append(f"{backend} on {dev}: {exc}")
                 continue
@@ -94,7 +97,8 @@ def _load_auto(manifest: Manifest, device: str, fp16: bool, cache_dir, num_threa
 
 
 def load_engine(model: str | Path, backend: str = "auto", device: str = "auto", fp16: bool = False,
-                cache_dir: str | Path | None = None, num_threads: int = 0, int8: bool = True) -> Engine:
+                cache_dir: str | Path | None = None, num_threads: int = 0, int8: bool = True,
+                cuda_graphs: bool = True) -> Engine:
     """See the module docstring. Raises ModelError (a bad or missing model file: the message names it and says
     what to do), BackendUnavailable (the backend or device is not usable here) or ValueError (bad arguments)."""
     backend = (backend or "auto").strip().lower()
@@ -106,5 +110,5 @@ def load_engine(model: str | Path, backend: str = "auto", device: str = "auto", 
         raise ModelError(f"{manifest.directory / 'manifest.json'}: the model has no ONNX graph, which backend "
                          f"{backend} needs; re-export it with `fer-train --export` or use backend torch")
     if backend == "auto":
-        return _load_auto(manifest, device, fp16, cache_dir, num_threads, int8)
-    return _load_one(manifest, backend, device, fp16, cache_dir, num_threads, int8)
+        return _load_auto(manifest, device, fp16, cache_dir, num_threads, int8, cuda_graphs)
+    return _load_one(manifest, backend, device, fp16, cache_dir, num_threads, int8, cuda_graphs)

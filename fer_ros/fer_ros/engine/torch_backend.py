@@ -1,11 +1,13 @@
 """PyTorch backend: the model rebuilt from its manifest and model.pt (loaded with weights_only=True), on the CPU
-or a CUDA GPU; fp16 on the GPU."""
+or a CUDA GPU; fp16 on the GPU. On a GPU the forward pass runs as CUDA graphs recorded for a fixed batch profile
+(cuda_graphs.py) unless cuda_graphs is false or recording fails; the engine's notes say which."""
 from __future__ import annotations
 
 import numpy as np
 
 from fer_ros.engine import hardware
 from fer_ros.engine.base import BackendUnavailable, Engine
+from fer_ros.engine.cuda_graphs import BATCH_PROFILE, GraphedModel
 from fer_ros.manifest import Manifest
 
 
@@ -15,10 +17,18 @@ class TorchEngine(Engine):
         super().__init__(manifest=manifest, backend=backend, device=device, fp16=fp16, notes=notes)
         self.model = model
         self.torch_device = torch_device
+        self.graphed = None  # cuda_graphs.GraphedModel once use_cuda_graphs has recorded the model
+
+    @property
+    def dtype(self):
+        import torch
+        return torch.float16 if self.fp16 else torch.float32
 
     def _run(self, clip: np.ndarray, geo: np.ndarray, valid: np.ndarray) -> np.ndarray:
         import torch
-        dtype = torch.float16 if self.fp16 else torch.float32
+        if self.graphed is not None:
+            return self.graphed(clip, geo, valid).float().cpu().numpy()
+        dtype = self.dtype
         with torch.inference_mode():
             args = [torch.from_numpy(a).to(self.torch_device, dtype=dtype, non_blocking=True)
                     for a in (clip, geo, valid)]
@@ -26,13 +36,32 @@ class TorchEngine(Engine):
             return probs.float().cpu().numpy()
 
     def close(self) -> None:
+        if self.graphed is not None:
+            self.graphed.close()
+            self.graphed = None
         self.model = None
         if self.torch_device.type == "cuda":
             import torch
             torch.cuda.empty_cache()
 
 
-def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, num_threads: int = 0) -> TorchEngine:
+def use_cuda_graphs(engine: TorchEngine, sizes: tuple[int, ...] = BATCH_PROFILE) -> bool:
+    """Record the engine's model as CUDA graphs for `sizes` and run it through them from now on (larger batches in
+    parts of the largest size). False, with the reason in the engine's notes, when recording fails: the engine
+    then stays eager."""
+    try:
+        graphed = GraphedModel(engine.model, engine.torch_device, engine.dtype, engine.input_shapes(), sizes)
+    except RuntimeError as exc:
+        engine.notes.append(f"CUDA graphs not recorded, eager instead ({type(exc).__name__}: {exc})")
+        return False
+    engine.graphed = graphed
+    engine.max_batch = graphed.sizes[-1]
+    engine.notes.append("CUDA graphs for batches of " + ", ".join(map(str, graphed.sizes)) + " faces")
+    return True
+
+
+def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, num_threads: int = 0,
+         cuda_graphs: bool = True) -> TorchEngine:
     if hardware.module_version("torch") is None:
         raise BackendUnavailable("backend torch: PyTorch is not installed; use backend onnxruntime")
     import torch
@@ -60,4 +89,7 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, num_thread
     model = model.to(torch_device)
     if fp16:
         model = model.half()
-    return TorchEngine(manifest, model, torch_device, f"torch:{torch_device}", str(torch_device), fp16, notes)
+    engine = TorchEngine(manifest, model, torch_device, f"torch:{torch_device}", str(torch_device), fp16, notes)
+    if torch_device.type == "cuda" and cuda_graphs:
+        use_cuda_graphs(engine)
+    return engine

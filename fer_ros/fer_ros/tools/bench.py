@@ -5,7 +5,8 @@
 2. networks: per-backend latency of the 3DAGN model (both networks, one call) at batch 1, 2, 4, 8 faces, beside
    the theoretical floor (the model's FLOPs over this machine's measured fp32 matrix-multiply rate) and the
    ratio to it; a model with an int8 graph is measured on onnxruntime's CPU backend in int8 and in fp32 (int8
-   arithmetic can run under the fp32 floor);
+   arithmetic can run under the fp32 floor); torch on a GPU with its CUDA graphs and eagerly, judged against
+   GPU_TARGET_MS at GPU_TARGET_BATCH faces (the CPU floor says nothing about a GPU);
 3. pipeline: the full pipeline (landmarks + crops + LBP + both networks) with 1, 3 and 5 faces: per-frame time
    one stage after the other (Recognizer.process), and the frame rate with the two stages overlapped on two
    threads as fer_node runs them (perceive of frame t+1 beside recognise of frame t), with the targets (60, 30 and
@@ -37,6 +38,7 @@ from fer_ros.tools.bench_perception import bench_perception, format_perception, 
 BATCHES = (1, 2, 4, 8)
 TARGET_FPS = {"1_face": 60.0, "3_faces": 30.0, "5_faces": 15.0}
 NODE_FACES = (1, 3)
+GPU_TARGET_BATCH, GPU_TARGET_MS = 8, 1.0  # both networks for 8 faces on a GPU, median
 STEADY_SPREAD = 0.10  # (highest - lowest) / highest matmul rate over the run, above which its timings are unsteady
 
 
@@ -84,17 +86,22 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
     out: dict[str, dict] = {}
     skipped: dict[str, str] = {}
     rng = np.random.default_rng(0)
-    bar = tqdm(total=len(backends) * len(BATCHES), desc="network bench", unit="case", disable=not progress)
-    cases = [(backend, device, True) for backend, device in backends]
-    # a model with an int8 graph: onnxruntime on the CPU is measured in both precisions
-    if INT8_ROLE in load_manifest(model_dir).files and ("onnxruntime", "cpu") in backends:
-        cases.insert(cases.index(("onnxruntime", "cpu", True)) + 1, ("onnxruntime", "cpu", False))
-        bar.total += len(BATCHES)
-    for backend, device, int8 in cases:
-        key = f"{backend}:{device}" + ("" if int8 else " fp32")
+    # beside how each backend runs by default: onnxruntime on the CPU in fp32 where the model has an int8 graph
+    # (int8 arithmetic can run under the fp32 floor), torch on a GPU eagerly beside its CUDA graphs
+    has_int8 = INT8_ROLE in load_manifest(model_dir).files
+    cases = []
+    for backend, device in backends:
+        cases.append((backend, device, {}, ""))
+        if backend == "onnxruntime" and device == "cpu" and has_int8:
+            cases.append((backend, device, {"int8": False}, " fp32"))
+        if backend == "torch" and device.startswith("cuda"):
+            cases.append((backend, device, {"cuda_graphs": False}, " eager"))
+    bar = tqdm(total=len(cases) * len(BATCHES), desc="network bench", unit="case", disable=not progress)
+    for backend, device, options, suffix in cases:
+        key = f"{backend}:{device}{suffix}"
         try:
             engine = load_engine(model_dir, backend=backend, device=device, num_threads=threads,
-                                 fp16=backend == "tensorrt", int8=int8)
+                                 fp16=backend == "tensorrt", **options)
         except BackendUnavailable as exc:
             skipped[key] = str(exc)
             bar.update(len(BATCHES))
@@ -109,7 +116,9 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
                 engine.predict(clip, geo, valid)
             per_batch[str(b)] = time_ms(lambda: engine.predict(clip, geo, valid), repeats)
             bar.update(1)
-        out[engine.label] = {"batch_ms": per_batch, "notes": engine.notes}
+        # the label names the precision; eager torch on a GPU is the same label as its graphs, so it says so
+        label = engine.label + (" eager" if options.get("cuda_graphs") is False else "")
+        out[label] = {"batch_ms": per_batch, "notes": engine.notes, "device": engine.device}
         engine.close()
     bar.close()
     return {"backends": out, "skipped": skipped}
@@ -208,6 +217,18 @@ def bench_node(model_dir: Path, threads: int, duration_s: float, rate_hz: float 
     return out
 
 
+def judge_networks(networks: dict, floor_ms: float) -> None:
+    """Add to each backend of a bench_networks result its floor_ratio (CPU: median over `floor_ms` times the faces)
+    or its target (GPU: median at GPU_TARGET_BATCH faces within GPU_TARGET_MS; the CPU floor says nothing there)."""
+    for b in networks["backends"].values():
+        if b["device"] == "cpu":
+            b["floor_ratio"] = {k: s["median"] / (floor_ms * int(k)) for k, s in b["batch_ms"].items()}
+        else:
+            median = b["batch_ms"][str(GPU_TARGET_BATCH)]["median"]
+            b["target"] = {"batch": GPU_TARGET_BATCH, "median_ms_at_most": GPU_TARGET_MS,
+                           "met": median <= GPU_TARGET_MS}
+
+
 def steadiness(rates_gflops: list[float]) -> dict:
     """How much the machine's matmul rate moved over the run: the rates, their spread ((highest - lowest) /
     highest) and whether it stayed within STEADY_SPREAD."""
@@ -241,18 +262,7 @@ def default_backends() -> list[tuple[str, str]]:
 
 
 def format_report(r: dict) -> str:
-    lines = [format_perception(r["perception"]), "", f"networks ({r['model']}), ms per call: median / p95"]
-    lines.append(f"  model: {r['floor']['mflops_per_face']:.1f} MFLOP per face; fp32 matmul "
-                 f"{r['floor']['matmul_gflops']:.1f} GFLOP/s on {r['threads']} thread(s) -> floor "
-                 f"{r['floor']['floor_ms_per_face']:.3f} ms per face")
-    lines.append("  " + f"{'backend':<26}" + "".join(f"{'batch ' + str(b):>24}" for b in BATCHES))
-    for name, b in r["networks"]["backends"].items():
-        cells = "".join(f"{s['median']:9.2f} /{s['p95']:7.2f} ({b['floor_ratio'][k]:.1f}x)"
-                        for k, s in b["batch_ms"].items())
-        lines.append(f"  {name:<26}{cells}")
-    lines.append("  (Nx: the median over the floor for that many faces)")
-    for name, why in r["networks"]["skipped"].items():
-        lines.append(f"  {name:<26} not run: {why}")
+    lines = [format_perception(r["perception"]), "", *format_networks(r)]
     p = r["pipeline"]
     lines.append("")
     lines.append(f"full pipeline ({p['backend']}, crop {p['crop_size']} px), 640x480:")
@@ -266,6 +276,28 @@ def format_report(r: dict) -> str:
     if r.get("steadiness") is not None:
         lines += ["", format_steadiness(r["steadiness"])]
     return "\n".join(lines)
+
+
+def format_networks(r: dict) -> list[str]:
+    """The lines of the networks section of a report (its model, floor, threads and networks)."""
+    lines = [f"networks ({r['model']}), ms per call: median / p95",
+             f"  model: {r['floor']['mflops_per_face']:.1f} MFLOP per face; fp32 matmul "
+             f"{r['floor']['matmul_gflops']:.1f} GFLOP/s on {r['threads']} thread(s) -> floor "
+             f"{r['floor']['floor_ms_per_face']:.3f} ms per face",
+             "  " + f"{'backend':<26}" + "".join(f"{'batch ' + str(b):>24}" for b in BATCHES)]
+    for name, b in r["networks"]["backends"].items():
+        ratio = b.get("floor_ratio", {})
+        cells = "".join(f"{s['median']:9.2f} /{s['p95']:7.2f} " + (f"({ratio[k]:.1f}x)" if k in ratio else " " * 6)
+                        for k, s in b["batch_ms"].items())
+        target = b.get("target")
+        if target is not None:
+            cells += (f"  target <= {target['median_ms_at_most']:g} ms at batch {target['batch']}: "
+                      f"{'met' if target['met'] else 'NOT met'}")
+        lines.append(f"  {name:<26}{cells}")
+    lines.append("  (Nx: the median over the CPU floor for that many faces)")
+    for name, why in r["networks"]["skipped"].items():
+        lines.append(f"  {name:<26} not run: {why}")
+    return lines
 
 
 def format_node(node: dict) -> str:
@@ -330,8 +362,7 @@ def main(argv=None) -> int:
     rates.append(matmul_gflops(args.threads))
     rate = max(rates)
     floor_ms = flops / (rate * 1e9) * 1e3
-    for b in networks["backends"].values():
-        b["floor_ratio"] = {k: s["median"] / (floor_ms * int(k)) for k, s in b["batch_ms"].items()}
+    judge_networks(networks, floor_ms)
     node = None if args.no_node else bench_node(manifest.directory, args.threads, args.node_seconds,
                                                 landmark_threads=args.landmark_threads)
     if node is not None:
