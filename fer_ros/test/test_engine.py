@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -284,6 +285,67 @@ def test_auto_falls_back_to_the_cpu_and_says_why(model_dir, tmp_path, monkeypatc
     assert any("tensorrt" in n for n in engine.notes) and any("torch on cuda:0" in n for n in engine.notes)
     cpu_only = load_engine(model_dir, backend="auto", device="cpu", cache_dir=tmp_path)
     assert "device cpu requested" in cpu_only.notes[0]
+
+
+# --- TensorRT's cache keys and fallbacks, without TensorRT ---------------------------------------------------------
+def _trt_machine(monkeypatch, gpu="NVIDIA Orin", capability="8.7", trt="10.3.0", runtime="1.20.0"):
+    """Make tensorrt_backend see a GPU and TensorRT versions (nothing is imported or built)."""
+    from fer_ros.engine import tensorrt_backend
+    monkeypatch.setattr(hardware, "gpu_info", lambda index=0: {"name": gpu, "capability": capability})
+    versions = {"tensorrt": trt, "onnxruntime": runtime, "torch_tensorrt": runtime}
+    monkeypatch.setattr(hardware, "module_version", lambda name: versions.get(name))
+    return tensorrt_backend
+
+
+def test_a_tensorrt_plan_is_keyed_by_everything_it_depends_on(model_dir, monkeypatch):
+    from fer_ros.engine.cache import CacheEntry
+    manifest = load_manifest(model_dir)
+
+    def key(fp16=True, runtime="onnxruntime", **machine):
+        trt = _trt_machine(monkeypatch, **machine)
+        return CacheEntry(Path("/c"), manifest.name, "tensorrt-ort", trt._context(manifest, runtime, 0, fp16)).key
+
+    base = key()
+    assert key() == base  # the same machine and model find the same plan
+    changed = [key(fp16=False), key(gpu="NVIDIA GeForce RTX 4090"), key(capability="8.9"), key(trt="10.4.0"),
+               key(runtime="1.21.0"), key(runtime="torch_tensorrt")]
+    assert len({base, *changed}) == 1 + len(changed)
+    other = _trt_machine(monkeypatch)
+    retrained = replace(manifest, files={**manifest.files, "onnx": {**manifest.files["onnx"], "sha256": "0" * 64}})
+    assert CacheEntry(Path("/c"), manifest.name, "tensorrt-ort",
+                      other._context(retrained, "onnxruntime", 0, True)).key != base
+    context = other._context(manifest, "onnxruntime", 0, True)
+    assert context["onnx_sha256"] == manifest.files["onnx"]["sha256"]
+    assert context["batch"] == [1, other.OPT_FACES, other.MAX_FACES]
+
+
+def test_tensorrt_on_the_cpu_is_refused_with_what_to_use(model_dir):
+    with pytest.raises(BackendUnavailable, match="not on device cpu; use device cuda, or backend onnxruntime"):
+        load_engine(model_dir, backend="tensorrt", device="cpu")
+
+
+def test_tensorrt_goes_through_onnxruntime_where_its_provider_exists(model_dir, tmp_path, monkeypatch):
+    trt = _trt_machine(monkeypatch)
+    monkeypatch.setattr(hardware, "ort_providers", lambda: ("TensorrtExecutionProvider", "CPUExecutionProvider"))
+    seen = {}
+    monkeypatch.setattr(trt, "_load_ort", lambda manifest, index, fp16, entry, notes: seen.setdefault("ort", entry))
+    monkeypatch.setattr(trt, "_load_torch_trt", lambda *a: seen.setdefault("torch", a))
+    entry = trt.load(load_manifest(model_dir), "cuda:0", True, tmp_path)
+    assert set(seen) == {"ort"} and entry.path.parent == tmp_path and "-tensorrt_ort-" in entry.path.name
+    assert entry.context["backend"] == "tensorrt:onnxruntime" and entry.context["fp16"] is True
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA GPU")
+def test_a_tensorrt_build_that_fails_under_auto_falls_back_and_says_why(model_dir, tmp_path, monkeypatch):
+    from fer_ros.engine import tensorrt_backend
+
+    def build_fails(manifest, device, fp16, cache_dir):
+        raise ModelError("TensorRT could not parse model.onnx: unsupported operator")
+    monkeypatch.setattr(hardware, "nvidia_driver_visible", lambda: True)
+    monkeypatch.setattr(tensorrt_backend, "load", build_fails)
+    engine = load_engine(model_dir, backend="auto", cache_dir=tmp_path)
+    assert engine.backend == "onnxruntime:cpu"
+    assert any("tensorrt on cuda:0 failed" in n and "unsupported operator" in n for n in engine.notes)
 
 
 def test_auto_without_an_nvidia_driver_goes_to_the_cpu_without_importing_torch(model_dir, tmp_path):
