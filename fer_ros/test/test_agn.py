@@ -261,3 +261,20 @@ def test_a_model_on_the_shipped_clip_input_predicts_the_same_for_a_face_and_its_
     mirrored = model(flip_clip(clip, model.clip_kinds), flip_geo(geo), valid)
     torch.testing.assert_close(mirrored.probs, out.probs, atol=1e-5, rtol=1e-4)
 
+
+
+def test_the_mirror_table_is_a_buffer_of_the_model_not_read_from_the_host(monkeypatch):
+    """The LBP mirror table moves with the model (.to(device), .half()), so a forward pass on a GPU copies nothing
+    from host memory (which would also stop it from being recorded as a CUDA graph), and it is not saved."""
+    from fer_ros.nets import flip
+    from fer_ros.nets.registry import create_model
+    torch.manual_seed(0)
+    model = create_model("agn3d_c3d", num_classes=K, size=32, flip_tta=True, clip_input="lbp+gray_norm+delta_norm",
+                         app={"widths": (4, 8, 8, 8), "hidden": 16}, geo={"width": 4, "hidden": 16}).eval()
+    assert "mirrored_codes" in dict(model.named_buffers()) and "mirrored_codes" not in model.state_dict()
+    clip = torch.cat([_lbp_clip(3), torch.rand(3, 2, 3, 32, 32) * 2 - 1], dim=1)
+    geo, valid = torch.randn(3, 2, 32, 32), torch.ones(3)
+    expected = model(clip, geo, valid).probs
+    monkeypatch.setattr(flip, "MIRRORED_CODES", torch.full((256,), float("nan")))  # only the model's copy is read
+    torch.testing.assert_close(model(clip, geo, valid).probs, expected)
+    assert model.half().mirrored_codes.dtype == torch.float16

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_ros.nets.flip import flip_clip, flip_geo
+from fer_ros.nets.flip import MIRRORED_CODES, flip_clip, flip_geo
 from fer_ros.nets.geometric import pairs
 
 
@@ -64,6 +64,8 @@ class AGN3D(nn.Module):
             table[i, j] = p
             table[j, i] = p
         self.register_buffer("pair_table", table.view(-1), persistent=False)
+        # the LBP mirror table moves with the model (.to, .half), so a forward pass copies nothing from the host
+        self.register_buffer("mirrored_codes", MIRRORED_CODES.clone(), persistent=False)
 
     def select_pair(self, l1: torch.Tensor) -> torch.Tensor:
         """(B, 2) classes (a, b), a < b: the top-2 of l1."""
@@ -85,7 +87,7 @@ class AGN3D(nn.Module):
         return pair_index, logits * valid.to(logits.dtype)[:, None]
 
     def _flip_clip(self, clip: torch.Tensor) -> torch.Tensor:
-        return flip_clip(clip, self.clip_kinds)
+        return flip_clip(clip, self.clip_kinds, self.mirrored_codes)
 
     def forward(self, clip: torch.Tensor, geo: torch.Tensor, geo_valid: torch.Tensor,
                 target: torch.Tensor | None = None) -> AGNOutput:

@@ -26,20 +26,24 @@ def _mirrored_codes() -> torch.Tensor:
 MIRRORED_CODES = _mirrored_codes()
 
 
-def flip_lbp_clip(clip: torch.Tensor) -> torch.Tensor:
+def flip_lbp_clip(clip: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+    """`table`: MIRRORED_CODES already on the clip's device (a model's buffer), so that no call copies it there:
+    a copy from host memory on every call would also stop the forward pass from being recorded as a CUDA graph."""
     codes = torch.round(torch.flip(clip, dims=[-1]) * 255.0).clamp(0, 255).long()
-    table = MIRRORED_CODES.to(device=clip.device, dtype=clip.dtype)
+    table = (MIRRORED_CODES if table is None else table).to(device=clip.device, dtype=clip.dtype)
     return table.index_select(0, codes.reshape(-1)).reshape(codes.shape)
 
 
-def flip_clip(clip: torch.Tensor, kinds: tuple[str, ...] = ("lbp",)) -> torch.Tensor:
-    """Mirror an appearance clip made by preprocess.clip_from_gray with these channel kinds."""
+def flip_clip(clip: torch.Tensor, kinds: tuple[str, ...] = ("lbp",), table: torch.Tensor | None = None
+              ) -> torch.Tensor:
+    """Mirror an appearance clip made by preprocess.clip_from_gray with these channel kinds (`table`: as for
+    flip_lbp_clip)."""
     out, c = [], 0
     for kind in kinds:
         w = CHANNEL_WIDTH[kind]
         part = clip[:, c:c + w]
         if kind == "lbp":
-            out.append(flip_lbp_clip(part))
+            out.append(flip_lbp_clip(part, table))
         else:
             out.append(torch.flip(part, dims=[-1]))
         c += w
