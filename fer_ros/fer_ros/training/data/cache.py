@@ -58,7 +58,7 @@ RETRIES = ((192, 0.5, False), (192, 0.75, False), (192, 1.0, False), (192, 0.25,
            (128, 0.5, False))
 # ... and when none of them gives a face, the renditions once more with a landmarker whose face detection and
 # presence thresholds are this low (the node's are 0.5): 27 of FER+ Valid's images left without a face, and with
-# the shipped model 8 of the 14 faces it adds are right (fer-eval's headline 0.834 -> 0.837).
+# an earlier model 8 of the 14 faces it adds are right (fer-eval's headline 0.834 -> 0.837).
 LENIENT_CONFIDENCE = 0.3
 
 
