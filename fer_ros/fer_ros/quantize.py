@@ -3,8 +3,10 @@
 `quantize_graph(src, dst, batches)` writes an int8 copy of an fp32 graph by onnxruntime's static quantization:
 QuantizeLinear/DequantizeLinear pairs around every convolution and fully connected layer, weights as int8 per
 output channel on 7 bits (`reduce_range`: no overflow in the uint8 x int8 products of x86 CPUs without VNNI),
-activations as uint8 with ranges from the calibration batches (the largest and smallest value seen). The rest of
-the graph (the pair choice, the sums, the softmax) stays float.
+activations as uint8 with ranges from the calibration batches (the largest and smallest value seen). A ReLU after
+a convolution is quantized with it: the convolution's output takes the ReLU's range, so the next convolution (or
+max pooling, which onnxruntime then runs on the uint8 values) reads it without a conversion back to float and
+again to uint8 between them. The rest of the graph (the residual sums, the pair choice, the softmax) stays float.
 
 `add_int8(model_dir, batches, record)` makes `model.int8.onnx` beside a model's `model.onnx`, compares the two on
 the calibration batches and records the file (role `onnx_int8`, its sha256) and the comparison in the manifest.
@@ -24,7 +26,12 @@ from fer_ros.manifest import Manifest, ModelError, load_manifest, sha256_file
 
 INT8_FILE = "model.int8.onnx"
 INT8_ROLE = "onnx_int8"
-QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
+# Relu: on a 2-core Xeon VM with AMX, onnxruntime with 2 threads, the default model, 12 alternating rounds: 1.26
+# against 1.69 ms at batch 1 and 6.9 against 9.7 ms at batch 8, faster in every round; the fp32 top class kept on
+# 0.9953 of 1,500 training faces outside the calibration draw, as without it, and 99.2% of FER+ Valid's labels
+# against 98.3%. MaxPool as well gives the same optimised graph. Quantizing every operation (the residual sums and
+# the pair choice too) lost about a point of FER+ and KDEF with earlier weights.
+QUANTIZED_OPS = ("Conv", "Gemm", "MatMul", "Relu")
 # the share of calibration faces whose top class the int8 graph must keep; below it the graph is refused
 MIN_AGREEMENT = 0.95
 SCHEME = {"format": "QDQ", "weights": "int8, per output channel, 7-bit range", "activations": "uint8",

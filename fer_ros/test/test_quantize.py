@@ -70,6 +70,17 @@ def test_the_int8_graph_quantizes_the_convolutions_and_layers_only(int8_dir):
     assert "QuantizeLinear" not in fp32_ops  # model.onnx itself is untouched
 
 
+def test_a_relu_after_a_convolution_is_folded_into_its_quantized_output(int8_dir):
+    # the ReLU's range becomes the convolution's output range, so no float ReLU (and no requantisation between
+    # a convolution and the next) is left in the int8 graph
+    import onnx
+    fp32_ops = [n.op_type for n in onnx.load(str(int8_dir / "model.onnx")).graph.node]
+    int8_ops = [n.op_type for n in onnx.load(str(int8_dir / quantize.INT8_FILE)).graph.node]
+    assert fp32_ops.count("Relu") > 0
+    assert "Relu" not in int8_ops
+    assert "Relu" in load_manifest(int8_dir).training["int8"]["ops"]
+
+
 def test_the_cpu_engine_runs_int8_by_default_and_fp32_when_asked(int8_dir):
     feed = _batches(int8_dir, count=1, seed=5)[0]
     eight = load_engine(int8_dir, backend="onnxruntime", device="cpu", cache_dir=int8_dir / "cache")
