@@ -38,15 +38,7 @@ if [ "$ROS_MODE" = wheels-jazzy ] && compgen -G "$LAUNCH_STACK/wheels/*.whl" >/d
 fi
 
 # --- system libraries (OpenCV / MediaPipe need libGL and glib; venv needs python3-venv) ------------
-need_apt=()
-ldconfig -p 2>/dev/null | grep -q 'libGL.so.1 ' || need_apt+=(libgl1)
-ldconfig -p 2>/dev/null | grep -q 'libglib-2.0.so.0 ' || need_apt+=(libglib2.0-0)
-ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1 ' || need_apt+=(libegl1)
-ldconfig -p 2>/dev/null | grep -q 'libGLESv2.so.2 ' || need_apt+=(libgles2)
-"$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
-command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
-command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
-command -v make >/dev/null 2>&1 || need_apt+=(make)
+mapfile -t need_apt < <(PYTHON="$PYTHON" bash scripts/system_packages.sh)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   say "installing system packages: ${need_apt[*]}"
