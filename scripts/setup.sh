@@ -18,11 +18,7 @@ say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # --- which ROS 2 -------------------------------------------------------------------------------
-if [ -n "${ROS_DISTRO:-}" ] && [ -n "${AMENT_PREFIX_PATH:-}" ] && command -v ros2 >/dev/null 2>&1; then
-  ROS_MODE="system-$ROS_DISTRO"
-else
-  ROS_MODE="wheels-jazzy"
-fi
+ROS_MODE="$(bash scripts/ros_mode.sh)"   # system-<distro> when a system ROS 2 is sourced, else wheels-jazzy
 
 # --- the ROS 2 launch stack -------------------------------------------------------------------------
 # launch, launch_ros, launch_testing and ros2cli come with a ROS 2 install but are not on PyPI. Where a folder with
@@ -53,7 +49,7 @@ PY
 # --- the venv ------------------------------------------------------------------------------------
 req_hash=$( { cat requirements.txt requirements-litert.txt; [ "$ROS_MODE" = wheels-jazzy ] && cat requirements-ros.txt; \
               echo "$ROS_MODE"; \
-              cat scripts/setup.sh; } | sha256sum | cut -c1-16)
+              cat scripts/setup.sh scripts/ros_mode.sh; } | sha256sum | cut -c1-16)
 if [ -x "$VENV/bin/python" ] && [ "$(cat "$STAMPS/venv" 2>/dev/null)" = "$req_hash" ]; then
   say "venv up to date ($ROS_MODE)"
 else
