@@ -51,7 +51,7 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from fer_ros import mesh
+from fer_ros import mesh, native_stderr
 from fer_ros.frames import as_rgb8
 from fer_ros.landmark_scheme import to_ibug68
 from fer_ros.landmarker_model import (LANDMARKER_MODEL_SHA256, LandmarkerError, check_model_file,
@@ -192,45 +192,54 @@ class MediaPipeLandmarker:
         self._roi_landmarkers: list = []
         self._free_roi: queue.SimpleQueue = queue.SimpleQueue()  # ROI landmarkers not in use
         self._search: TileSearch | None = None  # the tile search for faces the whole-frame pass misses
-        running = vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE
-        self._landmarker = landmarker(running, self.max_faces)
-        # VIDEO mode: the whole-frame pass that follows one face (see the module docstring)
-        self._one_face = (landmarker(running, 1) if mode == "video" and self.small_faces and self.max_faces > 1
-                          else None)
-        if self.small_faces:
-            for _ in range(min(self.threads, self.max_faces)):
-                self._roi_landmarkers.append(landmarker(vision.RunningMode.IMAGE, 1))
-                self._free_roi.put(self._roi_landmarkers[-1])
-            if len(self._roi_landmarkers) > 1:
-                self._pool = ThreadPoolExecutor(len(self._roi_landmarkers), thread_name_prefix="fer_landmarks")
-            try:
-                with zipfile.ZipFile(io.BytesIO(bundle)) as z:
-                    detector_model = z.read("face_detector.tflite")
-            except (zipfile.BadZipFile, KeyError) as exc:
-                self.close()
-                raise LandmarkerError(f"face landmarker bundle {path} holds no face detector ({exc})") from None
-            # one tile detector per crop landmarker
-            self._search = TileSearch(detector_model, len(self._roi_landmarkers), min_detection_confidence,
-                                      search_period_s)
-        # VIDEO mode: known faces followed by the mesh network alone (module docstring)
-        self._follower = None
-        if mesh_tracking and mode == "video" and self.small_faces and not blendshapes and mesh.available():
-            try:  # a network for each of the pool's threads and the calling one
-                self._follower = mesh.MeshFollower(bundle, len(self._roi_landmarkers) + 1,
-                                                   float(min_tracking_confidence), self.threads)
-            except (zipfile.BadZipFile, KeyError, ValueError, RuntimeError) as exc:
-                self._warn.warning("mesh", f"the mesh network of {path} cannot run on its own ({exc}); faces are "
-                                   "followed by MediaPipe's FaceLandmarker instead")
+        with native_stderr.library_chatter():  # MediaPipe's and LiteRT's start-up lines
+            running = vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE
+            self._landmarker = landmarker(running, self.max_faces)
+            # VIDEO mode: the whole-frame pass that follows one face (see the module docstring)
+            self._one_face = (landmarker(running, 1) if mode == "video" and self.small_faces and self.max_faces > 1
+                              else None)
+            if self.small_faces:
+                for _ in range(min(self.threads, self.max_faces)):
+                    self._roi_landmarkers.append(landmarker(vision.RunningMode.IMAGE, 1))
+                    self._free_roi.put(self._roi_landmarkers[-1])
+                if len(self._roi_landmarkers) > 1:
+                    self._pool = ThreadPoolExecutor(len(self._roi_landmarkers), thread_name_prefix="fer_landmarks")
+                try:
+                    with zipfile.ZipFile(io.BytesIO(bundle)) as z:
+                        detector_model = z.read("face_detector.tflite")
+                except (zipfile.BadZipFile, KeyError) as exc:
+                    self.close()
+                    raise LandmarkerError(f"face landmarker bundle {path} holds no face detector ({exc})") from None
+                # one tile detector per crop landmarker
+                self._search = TileSearch(detector_model, len(self._roi_landmarkers), min_detection_confidence,
+                                          search_period_s)
+            # VIDEO mode: known faces followed by the mesh network alone (module docstring)
+            self._follower = None
+            if mesh_tracking and mode == "video" and self.small_faces and not blendshapes and mesh.available():
+                try:  # a network for each of the pool's threads and the calling one
+                    self._follower = mesh.MeshFollower(bundle, len(self._roi_landmarkers) + 1,
+                                                       float(min_tracking_confidence), self.threads)
+                except (zipfile.BadZipFile, KeyError, ValueError, RuntimeError) as exc:
+                    self._warn.warning("mesh", f"the mesh network of {path} cannot run on its own ({exc}); faces are "
+                                       "followed by MediaPipe's FaceLandmarker instead")
         self._known: list[_Known] = []  # last frame's faces (VIDEO mode)
         self._last_ts_ms: int | None = None
         self._offset_ms = 0
         self._frame_count = 0
+        self._started = False  # whether detect() ran once
 
     # -- interface ---------------------------------------------------------------------------------------------
     def detect(self, rgb8: np.ndarray, stamp_s: float | None = None) -> list[FaceLandmarks]:
         """All faces (at most max_faces) in the frame; see the class docstring."""
         if self._landmarker is None:
             raise LandmarkerError("the landmarker was closed")
+        if not self._started:  # the first frame sets up the graphs' runners, which say so on standard error
+            self._started = True
+            with native_stderr.library_chatter():
+                return self._detect(rgb8, stamp_s)
+        return self._detect(rgb8, stamp_s)
+
+    def _detect(self, rgb8: np.ndarray, stamp_s: float | None) -> list[FaceLandmarks]:
         frame = as_rgb8(rgb8)
         h, w = frame.shape[:2]
         if min(h, w) < MIN_FRAME_SIDE_PX:
@@ -303,6 +312,10 @@ class MediaPipeLandmarker:
 
     def close(self) -> None:
         """Release the MediaPipe graphs and the worker threads (safe to call twice)."""
+        with native_stderr.library_chatter():
+            self._close()
+
+    def _close(self) -> None:
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=True)

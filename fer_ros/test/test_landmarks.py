@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import NO_LIBEGL, record_whole_frame_passes
+from fer_ros import native_stderr
 from fer_ros.landmark_scheme import (MP478_TO_IBUG68, REGION_WEIGHTS, REGIONS, SCHEME_SPEC, eye_centres,
                                      point_weights, to_ibug68)
 from fer_ros.landmarker import (FaceLandmarks, Landmarker, LandmarkerError, MediaPipeLandmarker, check_model_file,
@@ -95,6 +96,17 @@ def test_a_missing_system_library_is_named_not_a_traceback(break_mediapipe):
     break_mediapipe(ImportError("No module named 'mediapipe'"))
     with pytest.raises(LandmarkerError, match="mediapipe is not installed"):
         MediaPipeLandmarker(mode="image")
+
+
+def test_start_and_stop_print_no_library_chatter(capfd, monkeypatch, face_frame):
+    # MediaPipe and LiteRT announce every graph they start ("Created TensorFlow Lite XNNPACK delegate", ...): a page
+    # of lines in front of every tool's and node's output, which the landmarker keeps off standard error
+    monkeypatch.delenv("FER_ROS_NATIVE_LOGS", raising=False)
+    capfd.readouterr()
+    with MediaPipeLandmarker(mode="video", max_faces=2) as lm:
+        assert len(lm.detect(face_frame[0], 0.0)) == 1
+    err = capfd.readouterr().err
+    assert not [line for line in err.splitlines() if native_stderr.CHATTER.match(line)], err
 
 
 def test_astronaut_one_face(image_landmarker, astronaut_rgb):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import sys
 
+import pytest
+
 from fer_ros import native_stderr
 
 
@@ -42,3 +44,44 @@ def test_the_block_runs_when_descriptor_2_is_closed():
         os.dup2(saved, 2)
         os.close(saved)
     assert ran and caught.text == ""
+
+
+CHATTER = (b"WARNING: Logging before InitGoogle() is written to STDERR\n"
+           b"W0000 00:00:1796508108.583616    9796 face_landmarker_graph.cc:181] Sets FaceBlendshapesGraph "
+           b"acceleration to xnnpack by default.\n"
+           b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+           b"I0000 00:00:1796508108.6 9801 gl_context.cc:357] GL version: 3.2\n"
+           b"INFO: [accelerator_registry.cc:43] DestroyAccelerator: ptr=0x7f39343c6b70, name=CpuAccelerator\n")
+
+
+def test_library_chatter_drops_start_up_lines_and_writes_the_rest_back_in_order(capfd, monkeypatch):
+    monkeypatch.delenv("FER_ROS_NATIVE_LOGS", raising=False)
+    with native_stderr.library_chatter() as dropped:
+        os.write(2, CHATTER[:60])  # a line may arrive in pieces
+        os.write(2, CHATTER[60:] + b"E0000 00:00:1.0 1 graph.cc:1] model could not be loaded\n")
+        os.write(2, b"W0000 00:00:1.0 1 calculator.cc:7] a warning of another kind\n[WARN] a node's line\n")
+    err = capfd.readouterr().err
+    assert err.splitlines() == ["E0000 00:00:1.0 1 graph.cc:1] model could not be loaded",
+                                "W0000 00:00:1.0 1 calculator.cc:7] a warning of another kind", "[WARN] a node's line"]
+    assert dropped.lines() == CHATTER.decode().strip().splitlines()
+
+
+def test_library_chatter_keeps_everything_when_asked(capfd, monkeypatch):
+    monkeypatch.setenv("FER_ROS_NATIVE_LOGS", "1")
+    with native_stderr.library_chatter() as dropped:
+        os.write(2, CHATTER)
+    assert capfd.readouterr().err == CHATTER.decode() and dropped.text == ""
+
+
+def test_library_chatter_nests_and_writes_back_when_the_block_raises(capfd, monkeypatch):
+    monkeypatch.delenv("FER_ROS_NATIVE_LOGS", raising=False)
+    with pytest.raises(RuntimeError, match="graph"):
+        with native_stderr.library_chatter():
+            os.write(2, CHATTER + b"outer\n")
+            with native_stderr.library_chatter():  # would wait on itself if it captured again
+                os.write(2, b"inner\n" + CHATTER)
+            raise RuntimeError("graph failed")
+    assert capfd.readouterr().err == "outer\ninner\n"
+    with native_stderr.capture() as after:  # the lock and the thread's state are free again
+        os.write(2, b"again\n")
+    assert after.lines() == ["again"]
