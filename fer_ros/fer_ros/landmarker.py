@@ -181,12 +181,12 @@ class MediaPipeLandmarker:
         bundle = path.read_bytes()
 
         def landmarker(running, num_faces):
-            return vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
+            return native_stderr.FirstCallsQuiet(vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
                 base_options=BaseOptions(model_asset_buffer=bundle), running_mode=running, num_faces=num_faces,
                 min_face_detection_confidence=float(min_detection_confidence),
                 min_face_presence_confidence=float(min_presence_confidence),
                 min_tracking_confidence=float(min_tracking_confidence),
-                output_face_blendshapes=bool(blendshapes)))
+                output_face_blendshapes=bool(blendshapes))))
 
         self._landmarker = self._pool = None
         self._roi_landmarkers: list = []
@@ -226,20 +226,12 @@ class MediaPipeLandmarker:
         self._last_ts_ms: int | None = None
         self._offset_ms = 0
         self._frame_count = 0
-        self._started = False  # whether detect() ran once
 
     # -- interface ---------------------------------------------------------------------------------------------
     def detect(self, rgb8: np.ndarray, stamp_s: float | None = None) -> list[FaceLandmarks]:
         """All faces (at most max_faces) in the frame; see the class docstring."""
         if self._landmarker is None:
             raise LandmarkerError("the landmarker was closed")
-        if not self._started:  # the first frame sets up the graphs' runners, which say so on standard error
-            self._started = True
-            with native_stderr.library_chatter():
-                return self._detect(rgb8, stamp_s)
-        return self._detect(rgb8, stamp_s)
-
-    def _detect(self, rgb8: np.ndarray, stamp_s: float | None) -> list[FaceLandmarks]:
         frame = as_rgb8(rgb8)
         h, w = frame.shape[:2]
         if min(h, w) < MIN_FRAME_SIDE_PX:

@@ -9,6 +9,7 @@ MediaPipe, TensorFlow Lite and LiteRT also print a page of informational lines e
 stops ("Created TensorFlow Lite XNNPACK delegate", "Feedback manager requires a model with a single signature", ...),
 the same on every machine, in front of whatever a tool or node has to say. `library_chatter()` runs such a block,
 drops those lines and writes everything else back to standard error; FER_ROS_NATIVE_LOGS=1 keeps them all.
+MediaPipe's tasks say one more such line on their first frame: `FirstCallsQuiet` runs that first call in the block.
 
 The redirection is process-wide: a line another thread writes to standard error during the block lands in the
 capture too, so callers keep the block short (one decode) and report the captured text rather than drop it.
@@ -121,3 +122,25 @@ def _flush_python_stderr() -> None:
             sys.stderr.flush()
     except (OSError, ValueError):  # a closed or broken sys.stderr
         pass
+
+
+class FirstCallsQuiet:
+    """A native library object (a MediaPipe task) whose first call of each of `methods` prints start-up lines: that
+    call runs inside library_chatter(), later ones as they are. Every other attribute is the object's own. Like the
+    task it wraps, it serves one thread at a time."""
+
+    def __init__(self, target, methods: tuple[str, ...] = ("detect", "detect_for_video")) -> None:
+        self._target = target
+        self._pending = set(methods)  # methods not called yet
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._target, name)
+        if name not in self._pending:
+            return attr
+
+        def first_call(*args, **kwargs):
+            with library_chatter():
+                out = attr(*args, **kwargs)
+            self._pending.discard(name)
+            return out
+        return first_call

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fer_ros import native_stderr
+
 
 def box_of(points: np.ndarray) -> tuple[float, float, float, float]:
     """The (x0, y0, x1, y1) box around (N, 2 or 3) points."""
@@ -78,9 +80,10 @@ class TileSearch:
         self._detectors: list = []
         self._free: queue.SimpleQueue = queue.SimpleQueue()  # detectors not in use
         for _ in range(max(1, int(detectors))):
-            self._detectors.append(vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
-                base_options=BaseOptions(model_asset_buffer=detector_model),
-                running_mode=vision.RunningMode.IMAGE, min_detection_confidence=float(min_confidence))))
+            self._detectors.append(native_stderr.FirstCallsQuiet(vision.FaceDetector.create_from_options(
+                vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_buffer=detector_model),
+                                           running_mode=vision.RunningMode.IMAGE,
+                                           min_detection_confidence=float(min_confidence)))))
             self._free.put(self._detectors[-1])
         self._last_s: float | None = None  # stream time (s) of the last search's start
         self._sweep: list[tuple[int, int]] = []  # tile origins of the search in progress, not searched yet

@@ -1,6 +1,7 @@
 """Landmark scheme table and the MediaPipe landmarker on a real face."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -98,13 +99,24 @@ def test_a_missing_system_library_is_named_not_a_traceback(break_mediapipe):
         MediaPipeLandmarker(mode="image")
 
 
-def test_start_and_stop_print_no_library_chatter(capfd, monkeypatch, face_frame):
-    # MediaPipe and LiteRT announce every graph they start ("Created TensorFlow Lite XNNPACK delegate", ...): a page
-    # of lines in front of every tool's and node's output, which the landmarker keeps off standard error
+def test_start_and_stop_print_no_library_chatter(capfd, monkeypatch, face_frame, faces3_frame):
+    # MediaPipe and LiteRT announce every graph they start ("Created TensorFlow Lite XNNPACK delegate", ...), and
+    # each MediaPipe task its first frame: a page of lines in front of every tool's and node's output, which the
+    # landmarker keeps off standard error. The small faces bring the tile search's detectors and the crop
+    # landmarkers into play after a first frame without them, the video stream the whole-frame passes and the mesh
+    # followers.
     monkeypatch.delenv("FER_ROS_NATIVE_LOGS", raising=False)
     capfd.readouterr()
+    frame, (region,) = face_frame
+    x0, y0, x1, y1 = (int(v) for v in region)
+    small = np.ascontiguousarray(cv2.resize(frame[y0:y1, x0:x1], (48, 48), interpolation=cv2.INTER_AREA))
+    with MediaPipeLandmarker(mode="image", max_faces=4) as lm:  # a dataset's 48 px face, then a frame to search
+        assert len(lm.detect(small)) == 1
+        lm.detect(np.pad(small, ((216, 216), (296, 296), (0, 0))))
+        assert len(lm.detect(faces3_frame[0])) == 3
     with MediaPipeLandmarker(mode="video", max_faces=2) as lm:
-        assert len(lm.detect(face_frame[0], 0.0)) == 1
+        for i in range(3):
+            assert len(lm.detect(face_frame[0], i / 30)) == 1
     err = capfd.readouterr().err
     assert not [line for line in err.splitlines() if native_stderr.CHATTER.match(line)], err
 

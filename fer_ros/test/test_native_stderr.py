@@ -85,3 +85,26 @@ def test_library_chatter_nests_and_writes_back_when_the_block_raises(capfd, monk
     with native_stderr.capture() as after:  # the lock and the thread's state are free again
         os.write(2, b"again\n")
     assert after.lines() == ["again"]
+
+
+class Task:
+    def __init__(self):
+        self.calls = 0
+
+    def detect(self, image):
+        self.calls += 1
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        return image * 2
+
+    def close(self):
+        return "closed"
+
+
+def test_first_calls_quiet_only_the_first_call_of_each_method(capfd, monkeypatch):
+    monkeypatch.delenv("FER_ROS_NATIVE_LOGS", raising=False)
+    task = native_stderr.FirstCallsQuiet(Task(), methods=("detect",))
+    assert task.detect(2) == 4
+    assert capfd.readouterr().err == ""
+    assert task.detect(3) == 6 and task.calls == 2
+    assert capfd.readouterr().err == "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+    assert task.close() == "closed"
