@@ -13,7 +13,7 @@ MediaPipe's tasks say one more such line on their first frame: `FirstCallsQuiet`
 
 The redirection is process-wide: a line another thread writes to standard error during the block lands in the
 capture too, so callers keep the block short (one decode) and report the captured text rather than drop it.
-Blocks are serialised by a lock; they must not be nested.
+Blocks are serialised by a lock; capture() blocks must not be nested.
 """
 from __future__ import annotations
 
@@ -142,5 +142,6 @@ class FirstCallsQuiet:
             with library_chatter():
                 out = attr(*args, **kwargs)
             self._pending.discard(name)
+            setattr(self, name, attr)  # later calls go straight to the task's method
             return out
         return first_call

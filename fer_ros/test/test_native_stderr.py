@@ -106,5 +106,6 @@ def test_first_calls_quiet_only_the_first_call_of_each_method(capfd, monkeypatch
     assert task.detect(2) == 4
     assert capfd.readouterr().err == ""
     assert task.detect(3) == 6 and task.calls == 2
+    assert task.detect.__self__ is task._target  # the wrapper is gone after the first call
     assert capfd.readouterr().err == "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
     assert task.close() == "closed"
