@@ -91,6 +91,28 @@ def test_a_run_whose_machine_slowed_down_says_so():
     assert bench.steadiness([100.0, 100.0 * (1 - bench.STEADY_SPREAD) - 0.1])["steady"] is False
 
 
+def test_a_slow_spell_does_not_own_one_case_s_median():
+    """The network cases are timed in rounds that visit each in turn: a spell of slow calls as long as one case's
+    whole share (here the first 12 of 48 calls) leaves every case's median at the machine's quiet speed."""
+    import time
+
+    from fer_ros.tools.bench_perception import time_interleaved_ms
+    count = {"n": 0}
+
+    def call():
+        count["n"] += 1
+        if count["n"] <= 12:
+            time.sleep(0.02)
+
+    stats = time_interleaved_ms({str(b): call for b in (1, 2, 4, 8)}, repeats=12, rounds=6)
+    assert count["n"] == 48
+    for case in stats.values():
+        assert case["median"] < 10.0 and case["p95"] >= 20.0  # each case saw part of the spell, none all of it
+    # fewer calls than rounds: every call is still made once
+    count["n"] = 100
+    assert set(time_interleaved_ms({"a": call, "b": call}, repeats=2)) == {"a", "b"} and count["n"] == 104
+
+
 def test_bench_without_a_model_says_what_to_do(tmp_path, capsys):
     assert bench.main(["--model", str(tmp_path / "none"), "--out", str(tmp_path / "b.json")]) == 2
     assert "model not found" in capsys.readouterr().err

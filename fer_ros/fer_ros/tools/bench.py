@@ -33,7 +33,8 @@ import numpy as np
 from fer_ros.argtypes import HelpFormatter, number, parse_args
 from fer_ros.runtime import SETTING_HELP, add_setting_option
 from fer_ros.slots import Handoff
-from fer_ros.tools.bench_perception import bench_perception, format_perception, machine_info, time_ms
+from fer_ros.tools.bench_perception import (bench_perception, format_perception, machine_info,
+                                           time_interleaved_ms)
 
 BATCHES = (1, 2, 4, 8)
 TARGET_FPS = {"1_face": 60.0, "3_faces": 30.0, "5_faces": 15.0}
@@ -107,15 +108,15 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
             bar.update(len(BATCHES))
             continue
         shapes = engine.input_shapes()
-        per_batch = {}
+        calls = {}
         for b in BATCHES:
-            clip = rng.random((b, *shapes["clip"]), np.float32)
-            geo = rng.uniform(-1, 1, (b, *shapes["geo"])).astype(np.float32)
-            valid = np.ones(b, np.float32)
+            inputs = (rng.random((b, *shapes["clip"]), np.float32),
+                      rng.uniform(-1, 1, (b, *shapes["geo"])).astype(np.float32), np.ones(b, np.float32))
+            calls[str(b)] = lambda inputs=inputs: engine.predict(*inputs)
             for _ in range(5):
-                engine.predict(clip, geo, valid)
-            per_batch[str(b)] = time_ms(lambda: engine.predict(clip, geo, valid), repeats)
-            bar.update(1)
+                calls[str(b)]()
+        per_batch = time_interleaved_ms(calls, repeats)
+        bar.update(len(BATCHES))
         # the label names the precision; eager torch on a GPU is the same label as its graphs, so it says so
         label = engine.label + (" eager" if options.get("cuda_graphs") is False else "")
         out[label] = {"batch_ms": per_batch, "notes": engine.notes, "device": engine.device}
@@ -323,7 +324,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help=SETTING_HELP["num_threads"] + ", as fer_node's num_threads parameter")
     add_setting_option(p, "landmark_threads", type=number(int, low=0, says=">= 0"),
                        help=SETTING_HELP["landmark_threads"] + ", as fer_node's landmark_threads parameter")
-    p.add_argument("--repeats", type=number(int, low=1, says=">= 1"), default=60, help="timed runs per case")
+    p.add_argument("--repeats", type=number(int, low=1, says=">= 1"), default=60,
+                   help="timed runs per case (the network cases: in rounds that visit each batch size in turn)")
     p.add_argument("--warmup", type=number(int, low=0, says=">= 0"), default=10,
                    help="untimed frames before each pipeline case")
     p.add_argument("--backends", default=None,

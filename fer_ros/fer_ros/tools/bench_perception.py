@@ -56,14 +56,31 @@ def _stats(values_ms: list[float]) -> dict[str, float]:
             "min": float(a.min())}
 
 
-def time_ms(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
-    """Wall-clock statistics (ms: median, p90, p95, mean, min) of `repeats` calls of `fn`."""
+def _timings_ms(fn: Callable[[], Any], calls: int) -> list[float]:
     times = []
-    for _ in range(repeats):
+    for _ in range(calls):
         t = time.perf_counter()
         fn()
         times.append(1e3 * (time.perf_counter() - t))
-    return _stats(times)
+    return times
+
+
+def time_ms(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
+    """Wall-clock statistics (ms: median, p90, p95, mean, min) of `repeats` calls of `fn`."""
+    return _stats(_timings_ms(fn, repeats))
+
+
+def time_interleaved_ms(fns: dict[str, Callable[[], Any]], repeats: int, rounds: int = 6) -> dict[str, dict]:
+    """time_ms of each of `fns`, its `repeats` calls taken in `rounds` rounds that visit every function in turn: a
+    slow spell of the machine (another load for a fraction of a second) then takes a share of every case's calls,
+    which their medians pass over, instead of all the calls of the one case it fell on."""
+    rounds = max(1, min(rounds, repeats))
+    share = [repeats // rounds + (1 if r < repeats % rounds else 0) for r in range(rounds)]
+    times: dict[str, list[float]] = {key: [] for key in fns}
+    for calls in share:
+        for key, fn in fns.items():
+            times[key] += _timings_ms(fn, calls)
+    return {key: _stats(t) for key, t in times.items()}
 
 
 def mesh_ms(repeats: int = 30, warmup: int = 5) -> dict[str, Any]:
