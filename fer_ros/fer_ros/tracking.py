@@ -42,10 +42,12 @@ class Track:
     descriptor: np.ndarray | None = None
     hits: int = 1
 
-    def predict(self, stamp_s: float, horizon_s: float) -> tuple[np.ndarray, float]:
-        """Predicted (centre px, size px) at `stamp_s` (extrapolating at most `horizon_s`)."""
+    def predict(self, stamp_s: float, horizon_s: float, max_size_ratio: float = 2.0) -> tuple[np.ndarray, float]:
+        """Predicted (centre px, size px) at `stamp_s` (extrapolating at most `horizon_s`; the size by at most
+        `max_size_ratio` either way)."""
         dt = min(max(stamp_s - self.last_seen_s, 0.0), horizon_s)
-        return self.centre + self.velocity * dt, self.size * math.exp(self.size_rate * dt)
+        limit = math.log(max(max_size_ratio, 1.0))
+        return self.centre + self.velocity * dt, self.size * math.exp(min(max(self.size_rate * dt, -limit), limit))
 
 
 def _centre_size(box) -> tuple[np.ndarray, float]:
@@ -86,11 +88,14 @@ class Tracker:
     timeout_s: drop a track unseen this long (s). gate_sizes: largest centre distance from the prediction, in face
     sizes, for a frame right after the last sighting; it widens by gate_growth_per_s for every second unseen.
     max_size_ratio: largest size change between the prediction and a detection. appearance_weight: weight of the
-    descriptor distance (0..1 for unit vectors) against the centre distance (face sizes)."""
+    descriptor distance (0..1 for unit vectors) against the centre distance (face sizes). Velocities are smoothed
+    with weight velocity_smoothing per frame; a frame that follows the last sighting by less than rate_interval_s
+    weighs in proportionally less, so stamps a few microseconds apart cannot turn a pixel of jitter into a huge
+    velocity."""
 
     def __init__(self, timeout_s: float = 1.0, gate_sizes: float = 1.0, gate_growth_per_s: float = 2.0,
                  max_size_ratio: float = 1.8, appearance_weight: float = 1.0, velocity_smoothing: float = 0.5,
-                 descriptor_smoothing: float = 0.3, horizon_s: float = 0.5) -> None:
+                 descriptor_smoothing: float = 0.3, horizon_s: float = 0.5, rate_interval_s: float = 0.01) -> None:
         self.timeout_s = float(timeout_s)
         self.gate_sizes = float(gate_sizes)
         self.gate_growth_per_s = float(gate_growth_per_s)
@@ -99,6 +104,7 @@ class Tracker:
         self.velocity_smoothing = float(velocity_smoothing)
         self.descriptor_smoothing = float(descriptor_smoothing)
         self.horizon_s = float(horizon_s)
+        self.rate_interval_s = float(rate_interval_s)
         self.tracks: dict[int, Track] = {}
         self._next_id = 1
 
@@ -138,7 +144,7 @@ class Tracker:
 
     # -- internals ---------------------------------------------------------------------------------------------
     def _cost(self, track: Track, centre: np.ndarray, size: float, desc, stamp_s: float) -> float:
-        pred_c, pred_s = track.predict(stamp_s, self.horizon_s)
+        pred_c, pred_s = track.predict(stamp_s, self.horizon_s, self.max_size_ratio)
         scale = max(pred_s, size)
         dist = float(np.linalg.norm(centre - pred_c)) / scale
         unseen_s = max(stamp_s - track.last_seen_s, 0.0)
@@ -154,8 +160,9 @@ class Tracker:
 
     def _correct(self, track: Track, centre: np.ndarray, size: float, desc, stamp_s: float) -> None:
         dt = stamp_s - track.last_seen_s
-        if dt > 1e-6:
-            a = self.velocity_smoothing
+        if dt > 0.0:
+            a = self.velocity_smoothing * min(1.0, dt / self.rate_interval_s) if self.rate_interval_s > 0 \
+                else self.velocity_smoothing
             track.velocity = (1 - a) * track.velocity + a * (centre - track.centre) / dt
             track.size_rate = (1 - a) * track.size_rate + a * math.log(size / track.size) / dt
         track.centre, track.size, track.last_seen_s = centre, size, stamp_s

@@ -105,3 +105,25 @@ def test_assign_gates():
     assert assign(cost) in ([(1, 0)], [(0, 0)])
     assert assign(cost) == [(1, 0)]
     assert assign(np.zeros((0, 3))) == []
+
+
+@pytest.mark.parametrize("gap_s", [2e-6, 1e-5, 1e-4])
+def test_stamps_microseconds_apart_neither_crash_nor_switch_ids(gap_s):
+    """Two frames a few microseconds apart (a driver stamping twice) with the face 30% larger in the second must
+    not make the next prediction overflow or throw the face out of its gate."""
+    tr = Tracker(timeout_s=1.0)
+    first = tr.update([Detection(box_at(320, 240, 100))], 0.0)
+    second = tr.update([Detection(box_at(322, 240, 130))], gap_s)
+    third = tr.update([Detection(box_at(322, 240, 130))], 0.4)
+    fourth = tr.update([Detection(box_at(322, 240, 128))], 0.4 + 1 / FPS)
+    assert first == second == third == fourth
+    track = tr.tracks[first[0]]
+    assert np.all(np.isfinite(track.velocity)) and np.isfinite(track.size_rate)
+
+
+def test_prediction_size_is_bounded():
+    tr = Tracker()
+    (tid,) = tr.update([Detection(box_at(320, 240, 100))], 0.0)
+    tr.tracks[tid].size_rate = 1e6  # whatever the estimate, the prediction stays within max_size_ratio
+    centre, size = tr.tracks[tid].predict(0.5, tr.horizon_s, tr.max_size_ratio)
+    assert size <= 100 * tr.max_size_ratio + 1e-6
