@@ -3,8 +3,10 @@
 A model directory holds manifest.json, model.onnx (the inference graph: (clip, geo, geo_valid) -> probs) and
 model.pt (a torch state dict, loaded with weights_only=True). The manifest records the class set and names, the
 architecture and its config, the preprocessing spec (crop, LBP, landmark scheme, difference image: see
-preprocess.PREPROCESS_SPEC) and the sha256 of every file. `load_manifest` refuses a model whose files are missing
-or altered, or whose classes or preprocessing differ from this code, with a message naming the file and what to do.
+preprocess.PREPROCESS_SPEC) and the sha256 of every file. `load_manifest` refuses a model whose manifest is
+malformed, whose files are missing, altered or named outside its directory, whose network was built for other clips
+than its preprocessing makes, or whose classes or preprocessing differ from this code, with a message naming the file
+and what to do.
 """
 from __future__ import annotations
 
@@ -99,6 +101,36 @@ def manifest_path(model: str | Path) -> Path:
     return p.parent / MANIFEST_NAME
 
 
+def _check_types(data: dict, path: Path) -> None:
+    """ModelError unless the manifest's fields have the types the code reads them as."""
+    problems = []
+    for key in ("name", "class_set", "arch"):
+        if not isinstance(data[key], str):
+            problems.append(f"{key} is not a string")
+    if not isinstance(data["class_names"], list) or not all(isinstance(c, str) for c in data["class_names"]):
+        problems.append("class_names is not a list of strings")
+    for key in ("arch_cfg", "preprocess", "files", "training"):
+        if not isinstance(data.get(key, {}), dict):
+            problems.append(f"{key} is not an object")
+    if isinstance(data["preprocess"], dict):
+        for key in ("clip", "crop", "lbp", "landmark_scheme", "difference_image"):
+            if not isinstance(data["preprocess"].get(key, {}), dict):
+                problems.append(f"preprocess.{key} is not an object")
+        clip = data["preprocess"].get("clip", {})
+        crop = data["preprocess"].get("crop", {})
+        for name, value in (("clip.frames", clip.get("frames", 1) if isinstance(clip, dict) else 1),
+                            ("crop.size", crop.get("size", 1) if isinstance(crop, dict) else 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"preprocess.{name} is not a positive integer")
+    if isinstance(data["files"], dict):
+        for role, entry in data["files"].items():
+            if not (isinstance(entry, dict) and isinstance(entry.get("path"), str) and entry["path"]
+                    and isinstance(entry.get("sha256"), str)):
+                problems.append(f"files.{role} is not {{\"path\": ..., \"sha256\": ...}}")
+    if problems:
+        raise ModelError(f"{path}: malformed manifest ({'; '.join(problems)}); re-export the model or {GET_A_MODEL}")
+
+
 def load_manifest(model: str | Path, verify_files: bool = True) -> Manifest:
     """Read and check a model's manifest (see module docstring). Raises ModelError."""
     path = manifest_path(model)
@@ -119,9 +151,15 @@ def load_manifest(model: str | Path, verify_files: bool = True) -> Manifest:
                if k not in data]
     if missing:
         raise ModelError(f"{path}: manifest lacks {', '.join(missing)}; re-export the model")
+    _check_types(data, path)
     known = {k: data[k] for k in Manifest.__dataclass_fields__ if k in data and k != "directory"}
     m = Manifest(**known)
     m.directory = path.parent.resolve()
+    for role, entry in m.files.items():
+        rel = Path(entry["path"])
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ModelError(f"{path}: the {role} file {entry['path']!r} lies outside the model directory; a model's "
+                             f"files sit in its own directory -- re-export the model or {GET_A_MODEL}")
     expected = CLASS_SETS.get(m.class_set)
     if expected is None:
         raise ModelError(f"{path}: unknown class set {m.class_set!r} (this fer_ros knows "
@@ -137,6 +175,11 @@ def load_manifest(model: str | Path, verify_files: bool = True) -> Manifest:
     if built_for != m.clip_input:
         raise ModelError(f"{path}: the network takes clip input {built_for!r} but the preprocessing spec makes "
                          f"{m.clip_input!r}; the manifest is inconsistent -- re-export the model")
+    for what, net_key, spec_value in (("frames per clip", "frames", m.window_length),
+                                      ("crop size", "size", m.crop_size)):
+        if net_key in m.arch_cfg and m.arch_cfg[net_key] != spec_value:
+            raise ModelError(f"{path}: the network takes {m.arch_cfg[net_key]!r} {what} but the preprocessing "
+                             f"spec makes {spec_value!r}; the manifest is inconsistent -- re-export the model")
     if verify_files:
         for role, entry in m.files.items():
             f = m.directory / entry["path"]

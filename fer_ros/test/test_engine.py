@@ -236,6 +236,52 @@ def test_a_state_dict_carrying_code_is_refused_and_never_run(model_copy, tmp_pat
     assert not marker.exists()
 
 
+def _edit_manifest(model: Path, edit) -> None:
+    path = model / "manifest.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("what,edit", [
+    ("files.onnx", lambda d: d["files"]["onnx"].pop("sha256")),
+    ("files.onnx", lambda d: d["files"]["onnx"].pop("path")),
+    ("files.onnx", lambda d: d["files"].__setitem__("onnx", "model.onnx")),
+    ("files is not an object", lambda d: d.__setitem__("files", ["model.onnx"])),
+    ("preprocess is not an object", lambda d: d.__setitem__("preprocess", [])),
+    ("arch_cfg is not an object", lambda d: d.__setitem__("arch_cfg", [])),
+    ("preprocess.clip is not an object", lambda d: d["preprocess"].__setitem__("clip", "lbp")),
+    ("preprocess.clip.frames", lambda d: d["preprocess"]["clip"].__setitem__("frames", "3")),
+    ("class_names is not a list", lambda d: d.__setitem__("class_names", "anger")),
+])
+def test_a_malformed_manifest_is_a_model_error_naming_the_field(model_copy, what, edit):
+    _edit_manifest(model_copy, edit)
+    with pytest.raises(ModelError, match=rf"manifest.json: malformed manifest \(.*{what}"):
+        load_engine(model_copy, backend="auto", device="cpu")
+
+
+@pytest.mark.parametrize("path", ["../model.onnx", "/etc/hostname", "sub/../../model.onnx"])
+def test_a_model_file_outside_the_model_directory_is_refused(model_copy, path):
+    (model_copy.parent / "model.onnx").write_bytes((model_copy / "model.onnx").read_bytes())
+    _edit_manifest(model_copy, lambda d: d["files"]["onnx"].__setitem__("path", path))
+    with pytest.raises(ModelError, match="lies outside the model directory"):
+        load_engine(model_copy, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("key,value,what", [("frames", 4, "frames per clip"), ("size", 64, "crop size")])
+def test_a_network_built_for_other_clips_than_the_preprocessing_makes_is_refused(model_copy, key, value, what):
+    _edit_manifest(model_copy, lambda d: d["arch_cfg"].__setitem__(key, value))
+    with pytest.raises(ModelError, match=f"the network takes {value} {what} but the preprocessing spec makes"):
+        load_engine(model_copy, backend="onnxruntime")
+
+
+def test_auto_runs_a_model_without_an_onnx_graph_on_torch(model_copy):
+    _edit_manifest(model_copy, lambda d: d["files"].pop("onnx"))
+    engine = load_engine(model_copy, backend="auto", device="cpu")
+    assert engine.backend.startswith("torch")
+    assert any("onnxruntime" in n and "no ONNX graph" in n for n in engine.notes)
+
+
 def test_class_list_that_differs_from_the_code(model_copy):
     names = json.loads((model_copy / "manifest.json").read_text())["class_names"]
     _rewrite_manifest(model_copy, class_names=names[::-1])

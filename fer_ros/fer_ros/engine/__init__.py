@@ -59,6 +59,8 @@ def _load_auto(manifest: Manifest, device: str, fp16: bool, cache_dir, num_threa
                cuda_graphs: bool) -> Engine:
     kind, index = hardware.parse_device(device)
     tried: list[str] = []
+    no_onnx = "onnx" not in manifest.files
+    no_onnx_note = "the model has no ONNX graph (manifest files: " + ", ".join(sorted(manifest.files)) + ")"
     no_driver = kind == "auto" and not hardware.nvidia_driver_visible()
     if no_driver:  # skip the GPU probes, which import torch
         tried.append("GPU backends: no NVIDIA driver on this machine (no /dev/nvidia*, /dev/nvhost-*, libcuda); "
@@ -70,6 +72,9 @@ def _load_auto(manifest: Manifest, device: str, fp16: bool, cache_dir, num_threa
             candidates.append(("onnxruntime", gpu))
         candidates.append(("torch", gpu))
         for backend, dev in candidates:
+            if no_onnx and backend in ("tensorrt", "onnxruntime"):
+                tried.append(f"{backend} on {dev}: {no_onnx_note}")
+                continue
             try:
                 engine = _load_one(manifest, backend, dev, fp16, cache_dir, num_threads, cuda_graphs=cuda_graphs)
             except BackendUnavailable as exc:
@@ -84,6 +89,9 @@ def _load_auto(manifest: Manifest, device: str, fp16: bool, cache_dir, num_threa
             raise BackendUnavailable(f"no backend can run on {device}: " + " | ".join(tried) +
                                      "; use device cpu (or auto)")
     for backend in ("onnxruntime", "torch"):
+        if no_onnx and backend == "onnxruntime":
+            tried.append(f"{backend}: {no_onnx_note}")
+            continue
         try:
             engine = _load_one(manifest, backend, "cpu", fp16, cache_dir, num_threads, int8)
         except BackendUnavailable as exc:
