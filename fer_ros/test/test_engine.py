@@ -156,6 +156,48 @@ def test_a_damaged_cache_entry_is_rebuilt_not_loaded(model_dir, tmp_path):
     assert np.isfinite(engine.predict(clip, geo, valid)).all()
 
 
+def _entry(cache: Path) -> Path:
+    (entry,) = [p for p in cache.iterdir() if p.is_dir() or p.is_symlink()]
+    return entry
+
+
+@pytest.mark.parametrize("opening", ["group-writable file", "world-writable folder", "other owner", "symlink"])
+def test_a_cache_entry_others_could_have_written_is_built_again_not_loaded(model_dir, tmp_path, opening):
+    cache = tmp_path / "cache"
+    load_engine(model_dir, backend="onnxruntime", cache_dir=cache)
+    entry = _entry(cache)
+    if opening == "group-writable file":
+        built = next(p for p in entry.iterdir() if p.suffix == ".onnx")
+        built.chmod(0o664)
+    elif opening == "world-writable folder":
+        entry.chmod(0o777)
+    elif opening == "other owner":
+        if os.geteuid() != 0:
+            pytest.skip("giving a folder to another user needs root")
+        os.chown(entry, 4242, -1)
+    else:
+        elsewhere = tmp_path / "elsewhere"
+        shutil.copytree(entry, elsewhere)
+        shutil.rmtree(entry)
+        entry.symlink_to(elsewhere, target_is_directory=True)
+    engine = load_engine(model_dir, backend="onnxruntime", cache_dir=cache)
+    assert engine.cache_hit is False
+    assert any("engine cache entry not trusted" in n for n in engine.notes), engine.notes
+    rebuilt = _entry(cache)
+    assert not rebuilt.is_symlink() and rebuilt.stat().st_mode & 0o777 == 0o700
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in rebuilt.iterdir())
+    assert load_engine(model_dir, backend="onnxruntime", cache_dir=cache).cache_hit is True
+
+
+def test_an_entry_built_under_a_group_writable_umask_is_reused(model_dir, tmp_path):
+    old = os.umask(0o002)
+    try:
+        load_engine(model_dir, backend="onnxruntime", cache_dir=tmp_path)
+    finally:
+        os.umask(old)
+    assert load_engine(model_dir, backend="onnxruntime", cache_dir=tmp_path).cache_hit is True
+
+
 def test_an_unwritable_cache_folder_loads_without_cache(model_dir, tmp_path):
     blocker = tmp_path / "file_not_folder"
     blocker.write_text("x")

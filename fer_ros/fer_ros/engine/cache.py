@@ -6,6 +6,12 @@ compute capability, precision, batch profile. Built files are listed with their 
 `entry.json`, written last, so an interrupted build or a damaged file reads as "no entry" and is rebuilt, never
 loaded. Building an entry removes the other entries of the same model name and backend: they are stale.
 
+A built engine is code for its runtime (a TensorRT plan; torch-tensorrt's exported program may even be unpickled),
+so only entries this user alone can have written are loaded: the entry folder, `entry.json` and every built file
+must be owned by the user running fer_ros and not writable by group or others (builds are made so: folders 0700,
+files 0600). Anything else reads as "no entry" and is rebuilt; a folder that cannot be made private is an error
+that names it.
+
 Root: the `cache_dir` argument, else $FER_ROS_ENGINE_CACHE, else $XDG_CACHE_HOME/fer_ros/engines
 (~/.cache/fer_ros/engines).
 """
@@ -16,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 from fer_ros.manifest import sha256_file
@@ -40,6 +47,22 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "_", name)[:60] or "model"
 
 
+def not_private(path: Path, folder: bool) -> str | None:
+    """Why `path` could have been written by someone else (None when it is a folder or plain file, as asked, owned
+    by this user and writable by nobody else). Symbolic links are not followed."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    if not (stat.S_ISDIR(st.st_mode) if folder else stat.S_ISREG(st.st_mode)):
+        return f"{path} is not a {'folder' if folder else 'plain file'}"
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        return f"{path} belongs to user id {st.st_uid}, not to this user ({os.geteuid()})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by {'group and others' if st.st_mode & stat.S_IWOTH else 'its group'}"
+    return None
+
+
 class CacheEntry:
     def __init__(self, root: Path, model_name: str, backend: str, context: dict) -> None:
         self.root = Path(root)
@@ -47,20 +70,28 @@ class CacheEntry:
         self.key = cache_key(self.context)
         self.prefix = f"{_safe(model_name)}-{_safe(backend)}-"
         self.path = self.root / f"{self.prefix}{self.key}"
+        self.refused: str | None = None  # why an existing entry was not trusted (see the module docstring)
 
     def file(self, name: str) -> Path:
         return self.path / name
 
     def is_valid(self) -> bool:
-        """True when the entry was completed for this exact context and its files are intact."""
+        """True when the entry was completed for this exact context, by this user alone, and its files are
+        intact."""
+        self.refused = None
         try:
             meta = json.loads((self.path / ENTRY_FILE).read_text())
         except (OSError, ValueError):
             return False
+        self.refused = not_private(self.path, True) or not_private(self.path / ENTRY_FILE, False)
+        if self.refused is None and isinstance(meta, dict) and isinstance(meta.get("files"), dict):
+            self.refused = next(filter(None, (not_private(self.path / n, False) for n in meta["files"])), None)
+        if self.refused is not None or not isinstance(meta, dict):
+            return False
         if meta.get("context") != json.loads(json.dumps(self.context, sort_keys=True, default=str)):
             return False
-        files = meta.get("files") or {}
-        if not files:
+        files = meta.get("files")
+        if not isinstance(files, dict) or not files:
             return False
         for name, digest in files.items():
             f = self.path / name
@@ -70,19 +101,31 @@ class CacheEntry:
 
     def prepare(self) -> Path:
         """An empty folder for a new build (an invalid old one is cleared)."""
-        if self.path.exists():
-            shutil.rmtree(self.path, ignore_errors=True)
-        self.path.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() or self.path.is_symlink():
+            if self.path.is_symlink() or not self.path.is_dir():
+                self.path.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(self.path, ignore_errors=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.path, 0o700)
+        reason = not_private(self.path, True)
+        if reason is not None:
+            raise PermissionError(f"engine cache folder {self.path} cannot be made private ({reason}); remove it "
+                                  f"or set FER_ROS_ENGINE_CACHE to a folder of your own")
         return self.path
 
     def commit(self, names: list[str] | None = None) -> None:
         """Record the built files (all files in the folder by default) and drop stale entries of this model."""
         if names is None:
             names = sorted(p.name for p in self.path.iterdir() if p.is_file() and p.name != ENTRY_FILE)
+        for n in names:
+            os.chmod(self.path / n, 0o600)
         files = {n: sha256_file(self.path / n) for n in names}
         tmp = self.path / (ENTRY_FILE + ".tmp")
         tmp.write_text(json.dumps({"context": self.context, "files": files}, sort_keys=True, indent=2,
                                   default=str) + "\n")
+        os.chmod(tmp, 0o600)
         tmp.replace(self.path / ENTRY_FILE)
         self.prune_stale()
 

@@ -104,6 +104,8 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, cache_dir:
             if entry.is_valid():
                 session = _session(entry.file(OPTIMISED), so, providers)
                 return OnnxRuntimeEngine(manifest, session, name, device, True, notes, quantized)
+            if entry.refused:
+                notes.append(f"engine cache entry not trusted ({entry.refused}); built again")
             entry.prepare()
             # The saved graph stops at the portable optimisations; the session that runs is made from it like a
             # cache hit's, with the processor-specific layouts on top (running the saving session itself would

@@ -88,6 +88,8 @@ def _load_ort(manifest, index, fp16, entry: CacheEntry, notes) -> OrtTensorRTEng
     from fer_ros.engine.onnxruntime_backend import session_options
     hit = entry.is_valid()
     if not hit:
+        if entry.refused:
+            notes.append(f"engine cache entry not trusted ({entry.refused}); built again")
         entry.prepare()
     shapes = Engine(manifest).input_shapes()
     trt_options = {
@@ -122,6 +124,8 @@ def _load_torch_trt(manifest, index, fp16, entry: CacheEntry, notes) -> TorchTen
     if entry.is_valid():
         module = torch.export.load(str(entry.file(TS_FILE))).module()
         return TorchTensorRTEngine(manifest, module, dev, str(dev), fp16, True, notes)
+    if entry.refused:
+        notes.append(f"engine cache entry not trusted ({entry.refused}); built again")
     entry.prepare()
     model, _ = load_torch_model(manifest.directory, manifest)
     wrapper = ProbsOnly(model).eval().to(dev)
@@ -154,8 +158,11 @@ def load(manifest: Manifest, device: str = "cuda", fp16: bool = False, cache_dir
                                  f"with JetPack (see README, Jetson); elsewhere use backend auto, torch or onnxruntime")
     root = Path(cache_dir) if cache_dir else default_root()
     notes: list[str] = []
-    if "TensorrtExecutionProvider" in hardware.ort_providers():
-        entry = CacheEntry(root, manifest.name, "tensorrt-ort", _context(manifest, "onnxruntime", index, fp16))
-        return _load_ort(manifest, index, fp16, entry, notes)
-    entry = CacheEntry(root, manifest.name, "tensorrt-torch", _context(manifest, "torch_tensorrt", index, fp16))
-    return _load_torch_trt(manifest, index, fp16, entry, notes)
+    try:
+        if "TensorrtExecutionProvider" in hardware.ort_providers():
+            entry = CacheEntry(root, manifest.name, "tensorrt-ort", _context(manifest, "onnxruntime", index, fp16))
+            return _load_ort(manifest, index, fp16, entry, notes)
+        entry = CacheEntry(root, manifest.name, "tensorrt-torch", _context(manifest, "torch_tensorrt", index, fp16))
+        return _load_torch_trt(manifest, index, fp16, entry, notes)
+    except PermissionError as exc:  # from CacheEntry.prepare: a TensorRT engine is only built into a private folder
+        raise BackendUnavailable(f"backend tensorrt needs a private engine cache: {exc}") from None
