@@ -244,3 +244,17 @@ def test_missing_model_exits_with_one_clear_line(tmp_path):
     assert code == 2, out
     assert len(lines) == 1, out
     assert str(missing) in lines[0] and "model_path" in lines[0] and "Traceback" not in out
+
+
+@pytest.mark.parametrize("param, words", [("max_rate_hz:=5", ["max_rate_hz", "5.0"]),
+                                          ("output_topic:=1emo", ["output_topic", "'1emo'"])])
+def test_a_bad_parameter_exits_with_one_clear_line(param, words):
+    node = NodeProcess(["-p", param])
+    try:
+        node.proc.wait(timeout=30.0)
+    finally:
+        code, out = node.stop(signal.SIGKILL)
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert code == 2, out
+    assert len(lines) == 1 and lines[0].startswith("fer_node: bad parameter: "), out
+    assert all(w in lines[0] for w in words) and "Traceback" not in out

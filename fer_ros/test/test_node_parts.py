@@ -176,6 +176,19 @@ def test_parameter_checks():
     assert "finite" in check("smoothing_time_constant_s", float("nan"))
 
 
+def test_output_topic_must_be_a_valid_topic_name():
+    from fer_ros.ros.params import check
+    for topic in ("emotion", "/cam1/emotion", "~/emotion", "{node}/emotion", "emotion_2"):
+        assert check("output_topic", topic) is None, topic
+    for topic, reason in [("bad topic", "must not contain characters"), ("1emo", "must not start with a number"),
+                          ("cam/2nd", "must not start with a number"), ("emotion/", "must not end with a forward"),
+                          ("a//b", "repeated"), ("{camera}/emotion", "unknown substitution")]:
+        problem = check("output_topic", topic)
+        assert problem is not None and reason in problem and repr(topic) in problem, (topic, problem)
+        assert problem.startswith("parameter output_topic is not a valid topic name")
+        assert " at /" not in problem  # rcl's source location is left out
+
+
 def test_config_yaml_matches_the_declared_defaults():
     import yaml
     from pathlib import Path

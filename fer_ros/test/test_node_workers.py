@@ -1,8 +1,11 @@
-"""fer_node's two workers, in this process with a recognizer whose stages only take time: the hand-over between
-them (at most two frames in the node, the newest taken), one stage after the other without it, and a stop that
-finishes the frames already started."""
+"""fer_node in this process with a recognizer whose stages only take time: the hand-over between its two workers
+(at most two frames in the node, the newest taken), one stage after the other without it, a stop that finishes the
+frames already started and ends a max_rate_hz wait, the frames' times (header stamp, receive time for images
+stamped 0, repeated stamps skipped), the debug image's QoS, and bad parameters refused at start."""
 from __future__ import annotations
 
+import contextlib
+import random
 import threading
 import time
 from pathlib import Path
@@ -16,7 +19,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed")
 from node_helpers import image_msg  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 
-from fer_ros.runtime import BuiltRecognizer  # noqa: E402
+from fer_ros.runtime import BuiltRecognizer, SetupError  # noqa: E402
 from fer_ros.slots import Handoff  # noqa: E402
 
 
@@ -108,3 +111,168 @@ def test_one_stage_after_the_other_keeps_one_frame_in_the_node():
     stages = _run_node(_TimedStages(perceive_s=0.01, recognise_s=0.02), overlap=False, frames=30)
     assert stages.most_in_node == 1
     assert stages.in_node == 0 and stages.recognised == stages.perceived and len(stages.recognised) >= 3
+
+
+# --- one node in this process, with a recognizer that takes no time ---------------------------------------------------
+class _Recorder(_TimedStages):
+    """A recognizer whose stages take no time; it remembers the stamps it was given and whether it was built and
+    closed."""
+
+    def __init__(self) -> None:
+        super().__init__(perceive_s=0.0, recognise_s=0.0)
+        self.built = self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+class _Said:
+    """Stands in for the node's logger: keeps every line."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def _keep(self, text, **_):
+        self.lines.append(text)
+
+    debug = info = warning = error = _keep
+
+
+@contextlib.contextmanager
+def _node(recognizer: _Recorder, *params: str, domain_id: int | None = None):
+    """A FerNode with `recognizer` and the parameters `params` ("name:=value"); closed and destroyed after."""
+    from fer_ros.ros.node import FerNode
+
+    def build(*_):
+        recognizer.built = True
+        return BuiltRecognizer(recognizer, "test", Path("test_model"))
+
+    ctx = Context()
+    rclpy.init(context=ctx, args=["--ros-args", *[a for p in params for a in ("-p", p)]], domain_id=domain_id)
+    node = None
+    try:
+        node = FerNode(recognizer_factory=build, context=ctx)
+        yield node
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        ctx.try_shutdown()
+
+
+def _wait_until(done, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _frame(stamp_ns: int):
+    return image_msg(np.zeros((16, 16, 3), np.uint8), stamp_ns, encoding="rgb8")
+
+
+@pytest.mark.parametrize("param, words", [
+    ("max_rate_hz:=5", ["max_rate_hz", "double", "5.0"]),  # an INTEGER for a DOUBLE parameter
+    ("num_threads:=2.0", ["num_threads", "integer"]),
+    ("output_topic:=bad topic", ["output_topic", "'bad topic'", "not a valid topic name"]),
+    ("output_topic:=1emo", ["output_topic", "must not start with a number"]),
+])
+def test_a_bad_parameter_is_a_setup_error_before_the_recognizer_is_built(param, words):
+    recognizer = _Recorder()
+    with pytest.raises(SetupError) as error:
+        with _node(recognizer, param):
+            pass
+    text = str(error.value)
+    assert text.startswith("bad parameter: ") and all(w in text for w in words), text
+    assert not recognizer.built
+
+
+def test_the_recognizer_is_closed_when_the_node_cannot_start(monkeypatch):
+    from fer_ros.ros.node import FerNode
+
+    def fail(self, p):
+        raise RuntimeError("cannot create the publishers (test)")
+    monkeypatch.setattr(FerNode, "_apply_outputs", fail)
+    recognizer = _Recorder()
+    with pytest.raises(RuntimeError, match="cannot create the publishers"):
+        with _node(recognizer):
+            pass
+    assert recognizer.built and recognizer.closed
+
+
+def test_close_ends_a_max_rate_hz_wait_at_once():
+    recognizer = _Recorder()
+    with _node(recognizer, "max_rate_hz:=0.1") as node:
+        node.image_callback(_frame(100_000_000_000))
+        assert _wait_until(lambda: len(recognizer.recognised) == 1, 5.0)
+        node.image_callback(_frame(101_000_000_000))  # the next frame may be processed only 10 s after the first
+        time.sleep(0.5)  # the worker takes it and waits
+        t0 = time.monotonic()
+        node.close()
+        took_s = time.monotonic() - t0
+        assert took_s < 2.0, f"close() took {took_s:.1f} s"
+        assert recognizer.perceived == [100.0]  # the waiting frame is not processed after the stop
+
+
+def test_images_stamped_zero_are_timed_by_their_receive_time(monkeypatch):
+    recognizer = _Recorder()
+    with _node(recognizer) as node:
+        said = _Said()
+        monkeypatch.setattr(node, "get_logger", lambda: said)
+        for i in range(3):
+            before_s = node.get_clock().now().nanoseconds * 1e-9
+            node.image_callback(_frame(0))
+            after_s = node.get_clock().now().nanoseconds * 1e-9
+            assert _wait_until(lambda: node.stats.processed == i + 1, 5.0)
+            assert before_s - 1e-3 <= recognizer.perceived[i] <= after_s + 1e-3, (before_s, recognizer.perceived)
+        assert recognizer.recognised == recognizer.perceived
+        assert np.all(np.diff(recognizer.perceived) > 0)  # the faces' clock moves on
+        assert 0.0 <= node.stats.latency_ms < 5000.0  # from the receive time, not from 1970
+        assert node.stats.rejected == 0
+    warnings = [line for line in said.lines if "no stamp" in line]
+    assert len(warnings) == 1, said.lines  # rate-limited
+    assert "receive" in warnings[0] and "header.stamp" in warnings[0]
+
+
+def test_an_image_repeating_the_previous_stamp_is_skipped(monkeypatch):
+    recognizer = _Recorder()
+    with _node(recognizer) as node:
+        said = _Said()
+        monkeypatch.setattr(node, "get_logger", lambda: said)
+        for i, stamp_ns in enumerate([100_000_000_000, 100_000_000_000, 100_000_000_000, 100_500_000_000]):
+            node.image_callback(_frame(stamp_ns))
+            assert _wait_until(lambda: node.stats.processed + node.stats.rejected == i + 1, 5.0)
+        assert recognizer.perceived == [100.0, 100.5]
+        assert node.stats.rejected == 2 and node.stats.processed == 2
+    warnings = [line for line in said.lines if "repeats the previous frame's" in line]
+    assert len(warnings) == 1, said.lines  # rate-limited
+    assert "100.000000000" in warnings[0]
+
+
+def test_the_debug_image_reaches_reliable_and_best_effort_subscribers():
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    recognizer = _Recorder()
+    with _node(recognizer, "publish_debug_image:=true", domain_id=random.randint(1, 200)) as node:
+        assert node.debug_pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        assert node.debug_pub.qos_profile.depth == 1
+        viewer = rclpy.create_node("viewer", context=node.context)
+        got = {"reliable": [], "best_effort": []}
+        viewer.create_subscription(Image, "/emotion/image", got["reliable"].append, 10)  # RViz2's default
+        viewer.create_subscription(Image, "/emotion/image", got["best_effort"].append, qos_profile_sensor_data)
+        executor = SingleThreadedExecutor(context=node.context)
+        executor.add_node(viewer)
+        try:
+            deadline = time.monotonic() + 10.0
+            stamp_ns = 100_000_000_000
+            while not (got["reliable"] and got["best_effort"]) and time.monotonic() < deadline:
+                stamp_ns += 33_000_000
+                node.process(_frame(stamp_ns))
+                executor.spin_once(timeout_sec=0.05)
+        finally:
+            executor.shutdown()
+            viewer.destroy_node()
+    assert got["reliable"] and got["best_effort"], {k: len(v) for k, v in got.items()}

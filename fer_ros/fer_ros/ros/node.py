@@ -25,10 +25,10 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import InvalidParameterValueException
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -48,6 +48,9 @@ from fer_ros.smoothing import ProbabilitySmoother
 WARN_PERIOD_S = 5.0  # rate limit of repeated warnings, per cause (bad frames, decoder messages, processing errors)
 STOP_POLL_S = 0.1  # longest a stop request waits for the spin loop to notice it
 MODEL_OPTION = "the model_path parameter"  # what a missing-model error tells the user to set
+# The debug image is for viewers such as RViz2, whose subscriptions are reliable by default: a reliable publisher
+# serves reliable and best-effort subscribers alike; depth 1 keeps only the newest image for a slow one.
+DEBUG_IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class FerNode(Node):
@@ -61,17 +64,36 @@ class FerNode(Node):
         super().__init__("fer_node", context=context)
         try:
             self.params = fer_params.declare(self)
-        except (ValueError, InvalidParameterValueException) as exc:
+        except (ValueError, ParameterException) as exc:
             raise SetupError(f"bad parameter: {exc}") from None
         built = (recognizer_factory or build_recognizer)(self.params, MODEL_OPTION)
-        for line in describe(built):
-            self.get_logger().info(line)
         self.recognizer, self.backend_name, self.model_dir = built
+        try:
+            for line in describe(built):
+                self.get_logger().info(line)
+            self._set_up()
+        except BaseException:
+            self.recognizer.close()  # the FaceLandmarker must be closed explicitly, also when the node cannot start
+            raise
+        self._running = True
+        self._stopping = threading.Event()  # set by close(): wakes a worker waiting for max_rate_hz
+        self._handoff = Handoff()  # (message, stamp_s, frame, Perception, start time) between the workers
+        self._workers = [threading.Thread(target=self._perceive_loop, name="fer_perceive", daemon=True),
+                         threading.Thread(target=self._recognise_loop, name="fer_worker", daemon=True)]
+        for worker in self._workers:
+            worker.start()
+        self.get_logger().info(
+            f"ready: model {self.model_dir}, backend {self.backend_name}, listening on "
+            f"{self.resolve_topic_name('image')}, publishing {self.resolve_topic_name(self.params.output_topic)}")
+
+    def _set_up(self) -> None:
+        """The node's state, publishers, subscriptions, service and timer (everything but the workers)."""
         self.smoother = ProbabilitySmoother(self.params.smoothing_time_constant_s)
         self.stats = FrameStats()
         self._slot = LatestFrame()
         self._lock = threading.Lock()  # guards the recognizer (worker vs. service) and the optional publishers
         self._last_processed_s = 0.0
+        self._last_stamp = None  # (sec, nanosec) of the last frame given to the recognizer
         self._limiter = RateLimiter(WARN_PERIOD_S)  # one line per cause every WARN_PERIOD_S
 
         self.emotion_pub = self.create_publisher(FaceEmotionArray, self.params.output_topic, 10)
@@ -87,16 +109,6 @@ class FerNode(Node):
         self.create_timer(self.params.diagnostics_period_s, self.diagnostics_callback)
         self.add_on_set_parameters_callback(self.parameters_callback)
 
-        self._running = True
-        self._handoff = Handoff()  # (message, frame, Perception, start time) between the workers
-        self._workers = [threading.Thread(target=self._perceive_loop, name="fer_perceive", daemon=True),
-                         threading.Thread(target=self._recognise_loop, name="fer_worker", daemon=True)]
-        for worker in self._workers:
-            worker.start()
-        self.get_logger().info(
-            f"ready: model {self.model_dir}, backend {self.backend_name}, listening on "
-            f"{self.resolve_topic_name('image')}, publishing {self.resolve_topic_name(self.params.output_topic)}")
-
     # --- callbacks (executor thread) -------------------------------------------------------------------------
     def image_callback(self, msg: Image) -> None:
         self._store(msg)
@@ -106,7 +118,7 @@ class FerNode(Node):
 
     def _store(self, msg) -> None:
         self.stats.add_received()
-        if self._slot.put(msg):
+        if self._slot.put((msg, self.get_clock().now().to_msg())):  # with the receive time
             self.stats.add_dropped()
 
     def capture_neutral_callback(self, request, response):
@@ -149,18 +161,20 @@ class FerNode(Node):
             # frame when its landmarking starts, and it waits for the networks at most as long as they take.
             if self.params.overlap_stages and not self._handoff.wait_empty(timeout_s=0.2):
                 continue
-            msg = self._slot.take(timeout_s=0.2)
-            if msg is None:
+            arrived = self._slot.take(timeout_s=0.2)
+            if arrived is None:
                 continue
             wait_s = self._rate_wait_s()
             if wait_s > 0:
-                time.sleep(wait_s)
+                self._stopping.wait(wait_s)
+                if not self._running:
+                    break
                 newer = self._slot.take(timeout_s=0.0)
                 if newer is not None:
-                    msg = newer
+                    arrived = newer
                     self.stats.add_dropped()
             try:
-                started = self._perceive(msg)
+                started = self._perceive(*arrived)
                 if started is not None and not self.params.overlap_stages:
                     self._recognise(*started)  # one stage after the other, on this thread
                     continue
@@ -195,16 +209,30 @@ class FerNode(Node):
     def process(self, msg) -> None:
         """Decode one image message, recognise, publish /emotion (and the optional outputs): both workers' stages
         one after the other."""
-        started = self._perceive(msg)
+        started = self._perceive(msg, self.get_clock().now().to_msg())
         if started is not None:
             self._recognise(*started)
 
-    def _perceive(self, msg):
-        """First stage: decode and landmark. (message, frame, Perception or None for a frame the recognizer cannot
-        use (it warned; an empty message goes out), start time), or None for a message refused (counted and warned
-        about)."""
+    def _perceive(self, msg, received):
+        """First stage: decode and landmark. `received`: when the message arrived (builtin_interfaces/Time, node
+        clock), the frame's time when its header carries no stamp. (message, stamp_s, frame, Perception or None for
+        a frame the recognizer cannot use (it warned; an empty message goes out), start time), or None for a
+        message refused (counted and warned about)."""
         t0 = time.monotonic()
         self._last_processed_s = t0
+        stamp = msg.header.stamp
+        if stamp.sec == 0 and stamp.nanosec == 0:
+            self._limiter.say("no stamp", f"images on {self._topic_of(msg)} carry no stamp (header.stamp is 0): "
+                              "the node uses the time it receives them instead; the camera driver should set "
+                              "header.stamp", self.get_logger().warning)
+            stamp = received
+        elif (stamp.sec, stamp.nanosec) == self._last_stamp:
+            self.stats.add_rejected()
+            self._limiter.say("repeated stamp", f"skipped an image on {self._topic_of(msg)}: its stamp "
+                              f"{stamp.sec}.{stamp.nanosec:09d} s repeats the previous frame's, and one moment must "
+                              "not count twice in a face's window; the camera driver should give every image the "
+                              "time it was taken", self.get_logger().warning)
+            return None
         try:
             frame = self._decode(msg)
         except ImageDecodeError as exc:
@@ -213,11 +241,13 @@ class FerNode(Node):
             self._limiter.say(f"rejected: {exc.cause}", f"rejected image on {self._topic_of(msg)}: {exc}{hint}",
                               self.get_logger().warning)
             return None
-        return msg, frame, self.recognizer.perceive(frame, stamp_to_s(msg.header.stamp)), t0
+        self._last_stamp = (stamp.sec, stamp.nanosec)
+        stamp_s = stamp_to_s(stamp)
+        return msg, stamp_s, frame, self.recognizer.perceive(frame, stamp_s), t0
 
-    def _recognise(self, msg, frame: np.ndarray, perception, t0: float) -> None:
-        """Second stage: the rest of the recognizer, then publish."""
-        stamp_s = stamp_to_s(msg.header.stamp)
+    def _recognise(self, msg, stamp_s: float, frame: np.ndarray, perception, t0: float) -> None:
+        """Second stage: the rest of the recognizer, then publish. `stamp_s`: the frame's time (its header stamp,
+        or the receive time when it has none); the messages carry the image's own header."""
         with self._lock:
             results = [] if perception is None else self.recognizer.recognise(perception)
             results = smooth_results(results, self.smoother, stamp_s)
@@ -264,8 +294,7 @@ class FerNode(Node):
     def _apply_outputs(self, p: fer_params.FerParams) -> None:
         """Create or destroy the optional publishers to match `p`."""
         if p.publish_debug_image and self.debug_pub is None:
-            self.debug_pub = self.create_publisher(Image, p.output_topic.rstrip("/") + "/image",
-                                                   qos_profile_sensor_data)
+            self.debug_pub = self.create_publisher(Image, p.output_topic.rstrip("/") + "/image", DEBUG_IMAGE_QOS)
         elif not p.publish_debug_image and self.debug_pub is not None:
             self.destroy_publisher(self.debug_pub)
             self.debug_pub = None
@@ -284,6 +313,7 @@ class FerNode(Node):
     def close(self) -> None:
         """Stop the worker and release the recognizer (the FaceLandmarker must be closed explicitly)."""
         self._running = False
+        self._stopping.set()
         self._slot.close()
         for worker in self._workers:
             if worker.is_alive():

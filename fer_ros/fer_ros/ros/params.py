@@ -10,12 +10,22 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, NameValidationException
+from rclpy.expand_topic_name import expand_topic_name
+from rclpy.validate_full_topic_name import validate_full_topic_name
+from rclpy.validate_topic_name import validate_topic_name
 
 from fer_ros.face_state import NEUTRAL_POLICIES
 from fer_ros.image_codec import DEFAULT_MAX_PIXELS
 from fer_ros.runtime import BACKENDS, SETTING_HELP, RecognizerSettings
 
 IMAGE_QOS = ("sensor_data", "best_effort", "reliable")
+TYPE_HINTS = {  # how to write a value of each parameter type (the type of its default)
+    bool: "true or false",
+    int: "an integer, written without a decimal point (e.g. 5, not 5.0)",
+    float: "a double, written with a decimal point (e.g. 5.0, not 5)",
+    str: 'a string (in YAML, quote a value that would read as a number or a bool, e.g. "5")',
+}
 
 
 @dataclass
@@ -98,7 +108,12 @@ def declare(node) -> FerParams:
     defaults = FerParams()
     values = {}
     for f in fields(FerParams):
-        param = node.declare_parameter(f.name, getattr(defaults, f.name), _descriptor(f.name))
+        default = getattr(defaults, f.name)
+        try:
+            param = node.declare_parameter(f.name, default, _descriptor(f.name))
+        except InvalidParameterTypeException as exc:
+            said = str(exc).removesuffix(f": {f.name}")  # rclpy's text gives the value and both types
+            raise ValueError(f"parameter {f.name} must be {TYPE_HINTS[type(default)]}; {said}") from None
         values[f.name] = param.value
     params = FerParams(**values)
     for name, value in values.items():
@@ -119,6 +134,20 @@ def check(name: str, value: Any) -> str | None:
     if name == "device" and not (value in ("auto", "cpu", "cuda") or
                                  (str(value).startswith("cuda:") and str(value)[5:].isdigit())):
         return f"parameter device must be auto, cpu, cuda or cuda:N, got {value!r}"
-    if name == "output_topic" and not str(value):
-        return "parameter output_topic must not be empty"
+    if name == "output_topic":
+        return "parameter output_topic must not be empty" if not str(value) else _topic_name_problem(name, str(value))
+    return None
+
+
+def _topic_name_problem(name: str, value: str) -> str | None:
+    """Why `value` cannot be the topic of parameter `name`, or None: rclpy's own check of the name, and of the
+    name expanded as a node would expand it (~ and substitutions)."""
+    try:
+        validate_topic_name(value)
+        validate_full_topic_name(expand_topic_name(value, "fer_node", "/"))
+    except (NameValidationException, ValueError) as exc:
+        reason = str(exc).splitlines()[0].removeprefix("Invalid topic name: ").rstrip(":")
+        reason = reason.split(" is invalid: ", 1)[-1].split(", at ", 1)[0]
+        return (f"parameter {name} is not a valid topic name: {reason}, got {value!r}; each part between slashes "
+                "is letters, digits and _ and does not start with a digit, e.g. emotion or /cam1/emotion")
     return None

@@ -16,7 +16,7 @@ class FrameStats:
     received: int = 0
     processed: int = 0
     dropped: int = 0   # frames overwritten by a newer one before they were processed
-    rejected: int = 0  # malformed images
+    rejected: int = 0  # malformed images, and images whose stamp repeats the previous frame's
     faces: int = 0     # faces in the last processed frame
     latency_ms: float = 0.0   # image stamp -> /emotion publish, last frame
     process_ms: float = 0.0   # decode + recognition + publish, last frame
