@@ -122,6 +122,25 @@ def test_ckplus_official_layout(tmp_path, capsys):
     assert "wrote labels" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("max_frames, expected", [
+    (3, ["neutral", None, None]),  # the peak frames are cut off: no emotion range
+    (6, ["neutral", None, None, None, None, "disgust"]),
+])
+def test_ckplus_max_frames_keeps_the_whole_sequence_s_labels(tmp_path, max_frames, expected):
+    seq = tmp_path / "cohn-kanade-images" / "S005" / "001"
+    for i in range(1, 9):
+        _write_png(seq / f"S005_001_{i:08d}.png", 10 * i)
+    emotion = tmp_path / "Emotion" / "S005" / "001" / "S005_001_00000008_emotion.txt"
+    emotion.parent.mkdir(parents=True)
+    emotion.write_text("   3.0000000e+00\n")  # 3 = disgust
+    out = tmp_path / "bags" / "s005_001"
+    assert make_bag.main(["ckplus", str(seq), str(out), "--max-frames", str(max_frames)]) == 0
+    labels = load_labels(tmp_path / "bags" / "s005_001.labels.csv")
+    assert [labels.label_for(i, 0.0, None, True) for i in range(max_frames + 2)] == expected + [None, None]
+    assert all(r.end <= max_frames for r in labels.ranges)
+    assert list_topics(out)["/camera/image_raw"][1] == max_frames
+
+
 def test_ckplus_class_folder_layout(tmp_path):
     _write_png(tmp_path / "neutral" / "S011_006_00000001.png", 1)
     for i in (19, 20, 21):
@@ -212,6 +231,26 @@ def _truncate_storage(bag: Path, fraction: float) -> None:
     size = data_file.stat().st_size
     with open(data_file, "r+b") as fh:
         fh.truncate(int(size * fraction))
+
+
+def test_mcap_with_a_corrupt_zstd_chunk_keeps_the_frames_before_it(tmp_path, fer_warnings):
+    import struct
+    write_image_bag(tmp_path / "bag", numbered_frames(6), storage="mcap")
+    data_file = next((tmp_path / "bag").glob("*.mcap"))
+    data = data_file.read_bytes()
+    pos = 8  # the records after the magic: the header, then the chunk of every message
+    while data[pos] != 0x06:
+        pos += 9 + struct.unpack_from("<Q", data, pos + 1)[0]
+    chunk_end = pos + 9 + struct.unpack_from("<Q", data, pos + 1)[0]
+    payload = b"\x28\xb5\x2f\xfd" + b"\x00not zstd data" * 4  # zstd's magic, then garbage
+    body = (struct.pack("<QQQI", 0, 0, 1000, 0) + struct.pack("<I", 4) + b"zstd"
+            + struct.pack("<Q", len(payload)) + payload)
+    data_file.write_bytes(data[:chunk_end] + b"\x06" + struct.pack("<Q", len(body)) + body)  # and no end
+    with ImageBagReader(tmp_path / "bag") as r:
+        got = [frame_number(f.rgb8) for f in r.frames()]
+    assert got == list(range(6))
+    assert f"record at byte {chunk_end} is corrupt (zstd chunk cannot be decompressed" in r.stats.truncated
+    assert "cannot be opened normally" in fer_warnings.text
 
 
 def test_truncated_sqlite_gives_a_clear_error(tmp_path):

@@ -118,6 +118,25 @@ def test_bench_without_a_model_says_what_to_do(tmp_path, capsys):
     assert "model not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("backends, says", [
+    ("onnxruntme:cpu", "unknown backend 'onnxruntme' in 'onnxruntme:cpu'; use backend:device with a backend of "
+                       "auto, onnxruntime, torch, tensorrt"),
+    ("torch:cpu,onnxruntime:gpu", "unknown device 'gpu' in 'onnxruntime:gpu'"),
+    (",", "must name at least one backend:device"),
+])
+def test_a_misspelt_backend_is_refused_before_anything_runs(tmp_path_factory, tmp_path, capsys, monkeypatch,
+                                                            backends, says):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the benchmark ran")
+    monkeypatch.setattr(bench, "matmul_gflops", must_not_run)
+    monkeypatch.setattr(bench, "bench_perception", must_not_run)
+    model = tiny_model_dir(tmp_path_factory.getbasetemp())
+    rc = bench.main(["--model", str(model), "--backends", backends, "--out", str(tmp_path / "b.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("fer-bench: --backends ") and says in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "b.json").exists()
+
+
 def test_bench_node_measures_a_real_fer_node(tmp_path_factory):
     """The node section: fer_node started in its own process, fed a face at 30 Hz, answers with a latency."""
     import pytest

@@ -16,7 +16,8 @@ import pytest
 from bag_helpers import numbered_frames, write_mixed_bag
 from perception_helpers import ScriptedLandmarker, place, template68
 from fer_ros.tools import replay
-from fer_ros.tools.bagtools import STORAGES, ImageBagReader, list_topics, typestore, write_image_bag
+from fer_ros.tools.bagtools import (IMAGE_TYPE, STORAGES, ImageBagReader, image_message, list_topics, open_writer,
+                                    typestore, write_image_bag)
 from fer_ros.tools.emotion_bag import EMOTION_TYPE, emotion_message
 from fer_ros.tools.replay_results import FaceRecord, FrameRecord
 from fer_ros.classes import class_names
@@ -136,6 +137,66 @@ def test_labels_per_face_and_dominant(tmp_path):
     assert len(dominant) == 1
     assert summary["evaluation"]["scored_faces"] == 8  # 4 ready frames x 2 labelled faces
     assert summary["evaluation"]["accuracy"] == pytest.approx(1.0)
+
+
+def write_bag_with_stamps(path: Path, stamps_ns: list[int]) -> None:
+    """A bag of numbered frames recorded 100 ms apart (bag time) whose header stamps are `stamps_ns`."""
+    store = typestore()
+    writer = open_writer(path, "sqlite3", overwrite=False)
+    try:
+        conn = writer.add_connection("/camera/image_raw", IMAGE_TYPE, typestore=store)
+        t0 = 1_700_000_000_000_000_000
+        for i, (frame, stamp) in enumerate(zip(numbered_frames(len(stamps_ns)), stamps_ns)):
+            writer.write(conn, t0 + i * 100_000_000, store.serialize_cdr(image_message(frame, stamp, "cam"),
+                                                                           IMAGE_TYPE))
+    finally:
+        writer.close()
+
+
+def test_stamps_that_go_back_keep_a_timeline_for_labels(tmp_path):
+    """A bag recorded across clock resets: header stamps jump back after frames 4 and 7. time_s steps over each
+    jump by the bag's record time, so a seconds-based label covers every frame; the tracks still reset there (a new
+    id whose window fills again). Said once."""
+    t = 1_700_000_000_000_000_000
+    stamps = ([t + i * 100_000_000 for i in range(5)] + [t - 10**9 + i * 100_000_000 for i in range(3)]
+              + [t - 2 * 10**9 + i * 100_000_000 for i in range(2)])
+    write_bag_with_stamps(tmp_path / "bag", stamps)
+    (tmp_path / "labels.csv").write_text("start_s,end_s,label,face\n0,inf,happy,\n")
+    said = _Lines()
+    logging.getLogger(LOGGER_NAME).addHandler(said)
+    try:
+        summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--labels", str(tmp_path / "labels.csv")),
+                             recognizer=recognizer(ScheduleEngine(["happy"])))
+    finally:
+        logging.getLogger(LOGGER_NAME).removeHandler(said)
+    rows = read_csv(tmp_path / "out" / "frames.csv")
+    assert [float(r["time_s"]) for r in rows] == pytest.approx([i / 10 for i in range(10)], abs=1e-9)
+    assert [int(r["stamp_s"].replace(".", "")) for r in rows] == stamps
+    assert [r["face_id"] for r in rows] == ["1"] * 5 + ["2"] * 3 + ["3"] * 2
+    assert [r["true_label"] for r in rows] == ["happy"] * 10
+    assert summary["duration_s"] == pytest.approx(0.9)
+    ev = summary["evaluation"]
+    assert ev["scored_faces"] == 4 and ev["labelled_faces_without_scores"] == 6  # tracks of 5, 3, 2 frames: 2 each filling
+    assert ev["labelled_frames_no_face"] == 0 and ev["accuracy"] == pytest.approx(1.0)
+    assert sum("header stamps of /camera/image_raw go back at frame 5" in line for line in said.lines) == 1
+    assert not any("go back at frame 8" in line for line in said.lines), said.lines
+
+
+def test_a_face_labelled_by_id_that_is_lost_counts_as_missed(tmp_path):
+    """Labels for track 1 over all 10 frames; the stamps jump back after frame 4, the tracks reset and the face
+    comes back as track 2: its 5 frames are missed faces, not left out silently."""
+    t = 1_700_000_000_000_000_000
+    write_bag_with_stamps(tmp_path / "bag", [t + i * 100_000_000 for i in range(5)]
+                          + [t - 10**9 + i * 100_000_000 for i in range(5)])
+    (tmp_path / "labels.csv").write_text("start_frame,end_frame,label,face\n0,10,happy,1\n")
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--labels", str(tmp_path / "labels.csv")),
+                         recognizer=recognizer(ScheduleEngine(["happy"])))
+    rows = read_csv(tmp_path / "out" / "frames.csv")
+    assert [r["face_id"] for r in rows] == ["1"] * 5 + ["2"] * 5
+    ev = summary["evaluation"]
+    assert ev["scored_faces"] == 3 and ev["labelled_faces_without_scores"] == 2
+    assert ev["labelled_frames_no_face"] == 5
+    assert "5 labelled faces not found in their frame" in replay.format_summary(summary)
 
 
 def test_unknown_label_is_a_clear_error(tmp_path, capsys, monkeypatch):

@@ -315,6 +315,32 @@ def format_node(node: dict) -> str:
     return "\n".join(lines)
 
 
+def backend_list(text: str) -> list[tuple[str, str]]:
+    """An argparse type: "onnxruntime:cpu,torch:cuda" -> [("onnxruntime", "cpu"), ("torch", "cuda")] (a backend
+    without a device runs on the CPU); an unknown backend or device raises ArgumentTypeError naming the known
+    ones."""
+    from fer_ros.engine import BACKENDS
+    from fer_ros.engine.hardware import parse_device
+    out = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        backend, _, device = item.partition(":")
+        backend, device = backend.strip().lower(), device.strip().lower() or "cpu"
+        if backend not in BACKENDS:
+            raise argparse.ArgumentTypeError(f"names an unknown backend {backend!r} in {item.strip()!r}; "
+                                             f"use backend:device with a backend of {', '.join(BACKENDS)}")
+        try:
+            parse_device(device)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"names an unknown device {device!r} in {item.strip()!r}; "
+                                             "use backend:device with a device of cpu, cuda or cuda:N") from None
+        out.append((backend, device))
+    if not out:
+        raise argparse.ArgumentTypeError(f"must name at least one backend:device, got {text!r}")
+    return out
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fer-bench", description=__doc__.split("\n\n")[0] + " Writes JSON to --out.",
                                 formatter_class=HelpFormatter)
@@ -328,7 +354,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="timed runs per case (the network cases: in rounds that visit each batch size in turn)")
     p.add_argument("--warmup", type=number(int, low=0, says=">= 0"), default=10,
                    help="untimed frames before each pipeline case")
-    p.add_argument("--backends", default=None,
+    p.add_argument("--backends", type=backend_list, default=None,
                    help="comma-separated backend:device list, e.g. onnxruntime:cpu,torch:cuda; default: every "
                         "backend usable here")
     p.add_argument("--node-seconds", type=number(float, low=1.0, finite=True, says="seconds >= 1"), default=15.0,
@@ -349,8 +375,7 @@ def main(argv=None) -> int:
     except (SetupError, ModelError) as exc:
         print(f"fer-bench: {exc}", file=sys.stderr)
         return 2
-    backends = default_backends() if not args.backends else [
-        tuple((item.split(":", 1) + ["cpu"])[:2]) for item in args.backends.split(",") if item]
+    backends = args.backends or default_backends()
     progress = not args.no_progress
     rates = [matmul_gflops(args.threads)]
     perception = bench_perception(repeats=args.repeats, warmup=args.warmup, progress=progress,

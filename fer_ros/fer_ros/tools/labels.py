@@ -4,11 +4,14 @@ dominant face.
 A label file is CSV text (UTF-8). Lines starting with `#` and blank lines are ignored. The first other line is the
 header and names the unit of the ranges:
 
-    start_s,end_s,label,face          # seconds from the first image of the replayed topic
+    start_s,end_s,label,face          # seconds from the first image of the replayed topic (its time_s)
     start_frame,end_frame,label,face  # 0-based index of the image message on the topic (bag order)
 
 Every following line is one range: `start,end,label[,face]`.
 
+- Seconds are counted by the images' header stamps. Where the stamps go back (a bag recorded across a loop or a
+  clock reset), the time goes on over the jump by the bag's record time instead, so it never goes back: the
+  `time_s` column of `fer-replay`'s per-frame CSV.
 - Ranges are half-open: `start <= t < end` (seconds) or `start <= i < end` (frames). `end` may be `inf` or empty
   for "until the end of the recording".
 - `label` is a class name of the model (e.g. `happy`, `neutral`); the replay checks it against the model's classes.
@@ -78,7 +81,7 @@ class LabelSet:
 
         `frame_index` is the 0-based index of the image on the topic, `time_s` its time in seconds from the first
         image; `face_id` the track id and `is_dominant` whether it has the largest box in the frame."""
-        position = float(frame_index) if self.unit == "frame" else float(time_s)
+        position = self._position(frame_index, time_s)
         if face_id is not None:
             for r in self.ranges:
                 if r.face == face_id and r.covers(position):
@@ -88,6 +91,14 @@ class LabelSet:
                 if r.face is None and r.covers(position):
                     return r.label
         return None
+
+    def labelled_faces(self, frame_index: int, time_s: float) -> set[int]:
+        """The track ids that a face's own range labels in one frame (dominant-face ranges left out)."""
+        position = self._position(frame_index, time_s)
+        return {r.face for r in self.ranges if r.face is not None and r.covers(position)}
+
+    def _position(self, frame_index: int, time_s: float) -> float:
+        return float(frame_index) if self.unit == "frame" else float(time_s)
 
     def check_classes(self, class_names: Sequence[str]) -> None:
         """Raise LabelError when a label is not one of `class_names` (the model's classes)."""

@@ -20,7 +20,7 @@ from fer_ros.argtypes import HelpFormatter, number, parse_args
 from fer_ros.tools.bagtools import DEFAULT_TOPIC, STORAGES, BagError, write_image_bag
 from fer_ros.tools.frame_sources import (ckplus_labels, find_ckplus_sequence, folder_frames, image_files,
                                          labels_path_for, video_frames, video_info)
-from fer_ros.tools.labels import save_labels
+from fer_ros.tools.labels import LabelRange, LabelSet, save_labels
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -59,6 +59,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+def first_frames(labels: LabelSet, n_frames: int) -> LabelSet:
+    """Frame-range `labels` cut to the first `n_frames` frames: a range across the cut ends there, a range after it
+    is left out."""
+    return LabelSet(labels.unit, [LabelRange(r.start, min(r.end, n_frames), r.label, r.face)
+                                  for r in labels.ranges if r.start < n_frames])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(get_args_parser(), argv, "fer-make-bag: error")
     if args is None:
@@ -80,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             files = seq.files[:args.max_frames]
             rate, total = args.rate_hz or 10.0, len(files)
             frames = folder_frames(files, args.scale)
-            labels = ckplus_labels(len(files), seq.label, args.neutral_frames, args.peak_frames)
+            # the labels of the whole sequence (its peak is its last frames), then those of the frames written
+            labels = first_frames(ckplus_labels(len(seq.files), seq.label, args.neutral_frames, args.peak_frames),
+                                  len(files))
         info = write_image_bag(args.out, frames, rate_hz=rate, topic=args.topic, storage=args.storage,
                                encoding=args.encoding, compressed=args.compressed, frame_id=args.frame_id,
                                start_time_s=args.start_time_s, overwrite=args.overwrite, progress=True, total=total)

@@ -34,7 +34,10 @@ def _mcap_decompress(data: bytes, compression: str) -> bytes:
             from compression import zstd  # Python >= 3.14
         except ImportError:
             from backports import zstd
-        return zstd.decompress(data)
+        try:
+            return zstd.decompress(data)
+        except zstd.ZstdError as exc:
+            raise ValueError(f"zstd chunk cannot be decompressed: {exc}") from None
     raise ValueError(f"unsupported chunk compression {compression!r}")
 
 

@@ -60,6 +60,35 @@ def _dominant_id(results: Sequence[Any]) -> int | None:
     return best
 
 
+class _Timeline:
+    """Each frame's time on the replay's timeline (FrameRecord.time_s, what seconds-based labels are matched
+    against): seconds since the first image by header stamps, never going back. Where a header stamp goes back
+    (a bag recorded across a loop or a clock reset), the step from the previous image is its bag record time's
+    step instead (0 if that goes back too), and a warning says so once."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.warned = False
+        self._time_ns = 0
+        self._last: tuple[int, int] | None = None  # (header stamp, bag time) of the previous image, ns
+
+    def time_s(self, frame: BagFrame) -> float:
+        if self._last is not None:
+            last_stamp_ns, last_bag_ns = self._last
+            step_ns = frame.stamp_ns - last_stamp_ns
+            if step_ns < 0:
+                if not self.warned:
+                    log.warning(f"header stamps of {self.topic} go back at frame {frame.index} "
+                                f"({last_stamp_ns * 1e-9:.3f} s to {frame.stamp_s:.3f} s: a bag loop or clock "
+                                "reset); time_s, which labels in seconds are matched against, steps over the jump "
+                                "by the bag's record time")
+                    self.warned = True
+                step_ns = max(0, frame.bag_time_ns - last_bag_ns)
+            self._time_ns += step_ns
+        self._last = (frame.stamp_ns, frame.bag_time_ns)
+        return self._time_ns * 1e-9
+
+
 def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, labels: LabelSet | None = None,
                realtime: bool = False, smoothing_time_constant_s: float = 0.0, max_frames: int | None = None,
                on_frame: Callable[[BagFrame, list, FrameRecord], None] | None = None,
@@ -81,12 +110,13 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=total, unit="frame", desc="replaying")
-        first_stamp: int | None = None
+        timeline = _Timeline(reader.topic)
+        started = False
         wall0 = bag0 = 0.0
-        held: tuple[BagFrame, float] | None = None  # realtime: the newest frame that arrived while busy
+        held: tuple[BagFrame, float, float] | None = None  # realtime: the newest frame that arrived while busy
 
-        def process(frame: BagFrame, decode_ms: float) -> None:
-            _process(recognizer, frame, first_stamp, decode_ms, labels, smoother, result, on_frame)
+        def process(frame: BagFrame, decode_ms: float, time_s: float) -> None:
+            _process(recognizer, frame, time_s, decode_ms, labels, smoother, result, on_frame)
             if bar is not None:
                 bar.update(1)
 
@@ -94,11 +124,12 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
             t_decode = time.perf_counter()
             for frame in reader.frames():
                 decode_ms = 1e3 * (time.perf_counter() - t_decode)
-                if first_stamp is None:
-                    first_stamp = frame.stamp_ns
+                time_s = timeline.time_s(frame)
+                if not started:
+                    started = True
                     wall0, bag0 = time.perf_counter(), frame.bag_time_ns * 1e-9
                 if not realtime:
-                    process(frame, decode_ms)
+                    process(frame, decode_ms, time_s)
                 else:
                     due = wall0 + (frame.bag_time_ns * 1e-9 - bag0)
                     while True:
@@ -106,14 +137,14 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
                         if due <= now:  # arrived while the previous frame was processed: it waits, newest wins
                             if held is not None:
                                 result.dropped_realtime += 1
-                            held = (frame, decode_ms)
+                            held = (frame, decode_ms, time_s)
                             break
                         if held is not None:  # free before this frame arrives: process the waiting one
                             process(*held)
                             held = None
                             continue
                         time.sleep(due - now)
-                        process(frame, decode_ms)
+                        process(frame, decode_ms, time_s)
                         break
                 if max_frames is not None and len(result.frames) >= max_frames:
                     held = None
@@ -134,7 +165,7 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
     return result
 
 
-def _process(recognizer: Any, frame: BagFrame, first_stamp: int, decode_ms: float, labels: LabelSet | None,
+def _process(recognizer: Any, frame: BagFrame, time_s: float, decode_ms: float, labels: LabelSet | None,
              smoother: ProbabilitySmoother, result: ReplayResult, on_frame) -> FrameRecord:
     t0 = time.perf_counter()
     results = recognizer.process(frame.rgb8, frame.stamp_s)
@@ -144,7 +175,6 @@ def _process(recognizer: Any, frame: BagFrame, first_stamp: int, decode_ms: floa
     if not result.class_names:
         names = next((tuple(r.class_names) for r in results if r.class_names), ())
         result.class_names = names
-    time_s = (frame.stamp_ns - first_stamp) * 1e-9
     dominant = _dominant_id(results)
     record = FrameRecord(frame.index, frame.stamp_ns, time_s, frame.bag_time_ns, decode_ms + 1e3 * elapsed,
                          int(frame.rgb8.shape[1]), int(frame.rgb8.shape[0]))

@@ -35,8 +35,9 @@ class FaceRecord:
 
 @dataclass
 class FrameRecord:
-    """One replayed image: index on the topic, header stamp (ns, exact), time since the first image (s), bag
-    receive time (ns), decode + recognition time (ms), size (px) and its faces."""
+    """One replayed image: index on the topic, header stamp (ns, exact), time since the first image (s; by header
+    stamps, never going back: see replay's timeline), bag receive time (ns), decode + recognition time (ms), size
+    (px) and its faces."""
 
     index: int
     stamp_ns: int
@@ -121,7 +122,9 @@ def summarize(result: ReplayResult) -> dict:
 def evaluate_records(frames: Iterable[FrameRecord], labels: LabelSet, class_names: Sequence[str]) -> dict:
     """Accuracy, per-class recall and the confusion matrix (rows: true class, columns: predicted, in
     `class_names` order) over every face with a true label and scores. Faces with a true label but no scores yet
-    (window filling) and labelled frames where the labelled face was not found are counted, not scored."""
+    (window filling) and labelled faces not found in their frame are counted, not scored: a frame that a
+    dominant-face range covers with no face at all, and each face's own range covering a frame without that track
+    id."""
     from fer_ros import metrics
     names = list(class_names)
     labels.check_classes(names)
@@ -145,6 +148,7 @@ def evaluate_records(frames: Iterable[FrameRecord], labels: LabelSet, class_name
             covered_frames += 1
             if not got_dominant:
                 missed_frames += 1
+        missed_frames += len(labels.labelled_faces(fr.index, fr.time_s) - {f.id for f in fr.faces})
     report = metrics.classification_report(np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64), names)
     report.update({"scored_faces": len(y_true), "labelled_faces_without_scores": unscored,
                    "labelled_frames_dominant": covered_frames, "labelled_frames_no_face": missed_frames})
@@ -219,5 +223,5 @@ def format_summary(summary: dict) -> str:
             lines.append(f"accuracy {ev['accuracy']:.3f} on {ev['scored_faces']} labelled faces; recall: {recall}")
         if ev["labelled_faces_without_scores"] or ev["labelled_frames_no_face"]:
             lines.append(f"  not scored: {ev['labelled_faces_without_scores']} labelled faces still filling their "
-                         f"window, {ev['labelled_frames_no_face']} labelled frames without a face")
+                         f"window, {ev['labelled_frames_no_face']} labelled faces not found in their frame")
     return "\n".join(lines)
