@@ -215,6 +215,21 @@ def test_missing_topic_and_wrong_type(tmp_path):
         ImageBagReader(tmp_path / "two")
 
 
+def test_a_bag_without_an_image_topic_says_what_it_holds(tmp_path):
+    store = bagtools.typestore()
+    writer = bagtools.open_writer(tmp_path / "chat", "sqlite3", overwrite=False)
+    writer.add_connection("/chatter", "std_msgs/msg/String", typestore=store)
+    writer.close()
+    with pytest.raises(BagError, match=r"holds no image topic: its topics are /chatter \(std_msgs/msg/String\); "
+                                       r"record the camera's sensor_msgs/Image"):
+        ImageBagReader(tmp_path / "chat")
+    write_image_bag(tmp_path / "bag", numbered_frames(3), storage="mcap")
+    _truncate_storage(tmp_path / "bag", 0.01)  # cut before the first channel
+    with pytest.raises(BagError, match=r"holds no image topic: no readable topic at all \(the MCAP file has no "
+                                       r"valid end"):
+        ImageBagReader(tmp_path / "bag")
+
+
 def test_not_a_bag(tmp_path):
     with pytest.raises(BagError, match="does not exist"):
         ImageBagReader(tmp_path / "nothing")

@@ -282,10 +282,17 @@ class ImageBagReader:
         topics = {t: (info.msgtype or "", int(info.msgcount)) for t, info in self._reader.topics.items()}
         image_topics = sorted(t for t, (typ, _) in topics.items() if typ in IMAGE_TYPES)
         if topic is None:
-            if len(image_topics) != 1:
+            if not image_topics:
                 self.close()
-                found = ", ".join(image_topics) if image_topics else "none"
-                raise BagError(f"bag {self.path}: choose the image topic with --topic (image topics: {found})")
+                listing = ", ".join(f"{t} ({typ})" for t, (typ, _) in sorted(topics.items()))
+                damage = f" ({self.stats.truncated})" if self.stats.truncated else ""
+                raise BagError(f"bag {self.path} holds no image topic: "
+                               + (f"its topics are {listing}" if listing else f"no readable topic at all{damage}")
+                               + "; record the camera's sensor_msgs/Image or CompressedImage topic")
+            if len(image_topics) > 1:
+                self.close()
+                raise BagError(f"bag {self.path}: choose the image topic with --topic (image topics: "
+                               f"{', '.join(image_topics)})")
             topic = image_topics[0]
         self.topic = topic
         conns = [c for c in self._reader.connections if c.topic == topic]
