@@ -16,6 +16,7 @@ will see: training/calibration.py draws them from the training data.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -93,18 +94,26 @@ def add_int8(model_dir: str | Path, batches: list[dict], record: dict | None = N
     """Quantize the model's model.onnx into model.int8.onnx on `batches`, check it against the fp32 graph on the
     same batches and record it in manifest.json (file, sha256, scheme, the comparison and `record`, e.g. what the
     calibration faces were). ModelError when the int8 graph keeps the top class of fewer than MIN_AGREEMENT of
-    the faces (the file is then removed and the manifest left as it was)."""
+    the faces. The new graph is built and checked beside the model under another name and takes the place of
+    model.int8.onnx only once it passes, so a failed or interrupted run leaves the model (and an int8 graph it
+    had) as it was."""
     manifest = load_manifest(model_dir)
     src = manifest.file("onnx")
     dst = manifest.directory / INT8_FILE
-    quantize_graph(src, dst, batches)
-    check = compare_graphs(src, dst, batches)
-    if check["top_class_agreement"] < MIN_AGREEMENT:
-        dst.unlink()
-        raise ModelError(f"{dst}: the int8 graph keeps the fp32 graph's top class on only "
-                         f"{check['top_class_agreement']:.3f} of {check['faces']} calibration faces "
-                         f"(at least {MIN_AGREEMENT} needed); the model is left without an int8 graph")
-    manifest.files[INT8_ROLE] = {"path": INT8_FILE, "sha256": sha256_file(dst)}
+    new = dst.with_name(dst.name + ".new")
+    try:
+        quantize_graph(src, new, batches)
+        check = compare_graphs(src, new, batches)
+        if check["top_class_agreement"] < MIN_AGREEMENT:
+            kept = "its int8 graph is left as it was" if INT8_ROLE in manifest.files else "it has no int8 graph"
+            raise ModelError(f"{dst}: the int8 graph keeps the fp32 graph's top class on only "
+                             f"{check['top_class_agreement']:.3f} of {check['faces']} calibration faces "
+                             f"(at least {MIN_AGREEMENT} needed); the model is not changed: {kept}")
+        digest = sha256_file(new)
+        os.replace(new, dst)
+    finally:
+        new.unlink(missing_ok=True)
+    manifest.files[INT8_ROLE] = {"path": INT8_FILE, "sha256": digest}
     manifest.training = dict(manifest.training, int8={**SCHEME, **(record or {}), "against_fp32": check})
     manifest.save(manifest.directory)
     return manifest

@@ -140,6 +140,30 @@ def test_a_graph_that_strays_from_fp32_is_refused_and_nothing_recorded(fp32_dir,
     assert (copy / "manifest.json").read_text() == before
 
 
+@pytest.mark.parametrize("failure", ["strays", "interrupted"])
+def test_a_failed_requantization_leaves_the_model_and_its_int8_graph_as_they_were(int8_dir, tmp_path, monkeypatch,
+                                                                                   failure):
+    copy = tmp_path / "model"
+    shutil.copytree(int8_dir, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+    if failure == "strays":
+        monkeypatch.setattr(quantize, "MIN_AGREEMENT", 1.01)
+        expected = "keeps the fp32 graph's top class on only .*its int8 graph is left as it was"
+    else:
+        real = quantize.quantize_graph
+
+        def half_written(src, dst, batches):
+            real(src, dst, batches)
+            Path(dst).write_bytes(Path(dst).read_bytes()[:1000])
+            raise KeyboardInterrupt
+        monkeypatch.setattr(quantize, "quantize_graph", half_written)
+        expected = None
+    with pytest.raises(KeyboardInterrupt if expected is None else ModelError, match=expected):
+        quantize.add_int8(copy, _batches(copy, count=1))
+    assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before  # nothing left beside it
+    assert load_engine(copy, backend="onnxruntime", device="cpu", cache_dir=tmp_path / "cache").int8
+
+
 def test_the_calibration_draw_takes_the_same_number_from_each_dataset():
     dataset = np.array([0] * 1000 + [1] * 40 + [2] * 300)
     samples = SimpleNamespace(dataset=dataset, dataset_names=["ferplus", "kdef", "ckplus"])
