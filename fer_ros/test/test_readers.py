@@ -8,7 +8,8 @@ import pytest
 from fer_ros.training.data import ferplus, kdef
 from fer_ros.training.data.cache import RETRIES
 from fer_ros.training.data.datasets import DatasetError, detect_layout, load_dataset
-from synth_data import (write_class_folder_dataset, write_ferplus_dataset, write_kdef_dataset)
+from synth_data import (write_ckplus_official_dataset, write_class_folder_dataset, write_ferplus_dataset,
+                        write_kdef_dataset)
 
 
 # ------------------------------------------------------------------------------------------------ FER+ label rule
@@ -145,6 +146,24 @@ def test_ckplus_neutral_samples_take_another_sequences_first_frame(tmp_path):
                 assert s.neutral in others and s.neutral_borrowed and not s.self_reference
             else:       # subject 12 has one sequence only
                 assert s.self_reference and not s.neutral_borrowed
+
+
+def test_ckplus_release_folders_not_named_by_number_are_skipped_and_listed(tmp_path):
+    """A copy of a sequence (S010/001_old) or of a subject (S011_old) beside the release's folders is left out and
+    listed with the files that do not follow the layout; the sequences read are those of the release alone."""
+    import shutil
+    write_ckplus_official_dataset(tmp_path, classes=("anger", "happy"), subjects=(10, 11), sequence_length=4)
+    before = load_dataset(tmp_path)
+    images, emotion = tmp_path / "cohn-kanade-images", tmp_path / "Emotion"
+    shutil.copytree(images / "S010" / "001", images / "S010" / "001_old")
+    shutil.copytree(emotion / "S010" / "001", emotion / "S010" / "001_old")
+    shutil.copytree(images / "S011", images / "S011_old")
+    shutil.copytree(emotion / "S011", emotion / "S011_old")
+    ds = load_dataset(tmp_path)
+    assert [(s.subject, s.sequence, s.label) for s in ds.sequences] == \
+        [(s.subject, s.sequence, s.label) for s in before.sequences]
+    assert ds.skipped == ["cohn-kanade-images/S010/001_old/ (folder not named by a sequence number)",
+                          "cohn-kanade-images/S011_old/ (folder not named S<subject number>)"]
 
 
 def test_unknown_folders_name_every_layout(tmp_path):

@@ -11,6 +11,7 @@ import torch
 
 from fer_ros.crop import CropConfig
 from fer_ros.classes import CKPLUS8
+from fer_ros.training.data.datasets import DatasetError
 from fer_ros.training.data.augment import MomentConfig, moment_jitter
 from fer_ros.training.data.samples import (Samples, WeightedEpochs, final_train_indices, load_samples, mixed_folds,
                                            parse_source)
@@ -86,6 +87,30 @@ def test_folds_split_subjects_within_each_dataset_and_keep_ferplus_split(mixed):
     final = final_train_indices(samples)
     assert {samples.split[i] for i in final if samples.dataset[i] == 1} == {"train"}
     assert len(final) == len(samples) - 4
+
+
+def _noise_png(path: Path, seed: int) -> None:
+    import cv2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.random.default_rng(seed).integers(0, 256, (96, 96), dtype=np.uint8))
+
+
+def test_data_without_a_face_is_a_data_error_that_says_what_to_check(tmp_path):
+    """No face in any image, or none in some image of every sample: a DatasetError that names the data and what to
+    check (fer-train and fer-quantize print it as one line)."""
+    noise = tmp_path / "noface"
+    for i, name in enumerate(["happy/S001_001_00000005.png", "happy/S002_001_00000005.png",
+                              "neutral/S001_001_00000001.png", "neutral/S002_001_00000001.png"]):
+        _noise_png(noise / name, i)
+    with pytest.raises(DatasetError, match=f"no image with a face in {noise}: .* any of its 4 images; check that"):
+        load_samples([parse_source(str(noise))], CKPLUS8, 3, CropConfig(size=32), tmp_path / "cache", progress=False)
+    half = tmp_path / "half"
+    write_class_folder_dataset(half, ("anger",), (10, 11), sequence_length=4)
+    for i, path in enumerate(sorted((half / "anger").glob("*.png"))):
+        _noise_png(path, 10 + i)
+    with pytest.raises(DatasetError, match=f"no sample with a face in every image in {half}: .* 2 of its 8 images"):
+        load_samples([parse_source(str(half))], ("anger", "happy"), 3, CropConfig(size=32), tmp_path / "cache",
+                     progress=False)
 
 
 def test_each_epoch_draws_every_dataset_by_its_weight(mixed):

@@ -128,6 +128,43 @@ def test_a_run_stopped_while_saving_keeps_its_last_checkpoint(base, tmp_path, mo
     assert [r["epoch"] for r in _log(out / "final" / "log.csv")] == [0, 1, 2]
 
 
+def test_resume_refuses_a_checkpoint_made_for_other_samples(base, tmp_path, capsys):
+    """A fold's checkpoint records the samples it trains and is scored on: --resume with another --seed or --folds
+    (fold 0 then holds other subjects) is refused before any training, the checkpoint left as it was; the same
+    options go on from it."""
+    import torch
+
+    from fer_ros.crop import CropConfig
+    from fer_ros.training.data.samples import load_samples, mixed_folds, parse_source
+    data, out = class_folder_data(base), tmp_path / "run"
+    args = ("--folds", "3", "--only-fold", "0", "--epochs", "1", "--geo-epochs", "0", "--class-set", "ckplus7")
+    samples, _ = load_samples([parse_source(str(data))], ("anger", "contempt", "disgust", "fear", "happy", "sadness",
+                                                          "surprise"), 3, CropConfig(size=32), base / "train_cache",
+                              progress=False)
+    tested = {seed: {samples.subjects[i] for i in mixed_folds(samples, 3, seed=seed)[0][1]} for seed in (0, 5)}
+    assert tested[0] != tested[5]  # fold 0 holds another subject with --seed 5
+    assert _train(base, data, out, *args, "--seed", "0") == 0
+    capsys.readouterr()
+    ckpt = out / "fold00" / "checkpoint.pt"
+    written = ckpt.read_bytes()
+    assert _train(base, data, out, *args, "--seed", "5", "--resume") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fer-train: --resume: {ckpt} was made for other samples than this run's, with --seed 0 "
+                          f"(this run: 5)") and err.count("\n") == 1
+    assert _train(base, data, out, *args[2:], "--folds", "2", "--only-fold", "0", "--resume") == 2
+    assert "--folds 3 (this run: 2)" in capsys.readouterr().err
+    assert ckpt.read_bytes() == written
+    assert _train(base, data, out, *args[:-4], "--epochs", "2", "--geo-epochs", "0", "--class-set", "ckplus7",
+                  "--seed", "0", "--resume") == 0
+    assert [r["epoch"] for r in _log(out / "fold00" / "log.csv")] == [0, 1]
+    # a checkpoint that does not record its samples cannot be checked: refused too
+    ck = torch.load(ckpt, weights_only=True)
+    del ck["split"]
+    torch.save(ck, ckpt)
+    assert _train(base, data, out, *args, "--seed", "0", "--epochs", "3", "--resume") == 2
+    assert "does not record the samples it was made for" in capsys.readouterr().err
+
+
 def test_cross_validation_report_and_plots_per_dataset(base, tmp_path):
     """Two datasets: each gets its folds by subject, its table, its confusion matrices and its lines in the
     predictions; a dataset with its own split (FER+) is tested on its held-out split in every fold."""
@@ -170,6 +207,48 @@ def test_final_fit_leaves_held_out_splits_out_and_scores_them(base, tmp_path):
     assert report["final"]["held_out"]["fer"]["n"] == 4  # FER2013Valid is not trained on
     from fer_ros.manifest import load_manifest
     assert load_manifest(tmp_path / "model").training["held_out"]["fer"]["n"] == 4
+
+
+@pytest.mark.parametrize("folder, split, given, extra", [
+    ("myfer", "test", "myfer", ("--folds", "0", "--int8-samples", "0")),  # a split folder itself: a copy of one
+    ("myfer", "test", "myfer", ("--folds", "0")),
+    ("FER2013Valid", "valid", ".", ("--folds", "3")),                       # a FER+ root without FER2013Train
+])
+def test_ferplus_data_without_its_training_split_is_refused_not_trained_on_nothing(base, tmp_path, capsys, folder,
+                                                                                  split, given, extra):
+    """A FER+ split folder named other than FER2013Train is held-out data: alone, it leaves nothing to train on;
+    fer-train says so, and how to name the folder, and exports nothing."""
+    from synth_data import write_ferplus_dataset
+    write_ferplus_dataset(tmp_path, {folder: [(c, "clear") for c in ("anger", "happy", "surprise", "neutral")]})
+    data = tmp_path / given
+    assert _train(base, data, tmp_path / "run", "--epochs", "1", "--export", str(tmp_path / "model"), *extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fer-train: no training samples, nothing would be trained on: {data} holds only held-out "
+                          f"FER+ data (split folders {folder}: {split}): FER+ data trains on the folder named "
+                          f"FER2013Train") and err.count("\n") == 1
+    assert not (tmp_path / "model").exists()
+
+
+def test_data_without_a_face_is_one_line(base, tmp_path, capsys):
+    import cv2
+    noise = tmp_path / "noface"
+    for i, name in enumerate(["happy/S001_001_00000005.png", "neutral/S001_001_00000001.png"]):
+        (noise / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(noise / name), np.random.default_rng(i).integers(0, 256, (96, 96), dtype=np.uint8))
+    assert _train(base, noise, tmp_path / "run", "--folds", "0", "--epochs", "1") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fer-train: no image with a face in {noise}") and err.count("\n") == 1
+
+
+def test_only_fold_must_name_a_fold_of_the_cross_validation(base, tmp_path, capsys):
+    data = class_folder_data(base)
+    assert _train(base, data, tmp_path / "run", "--folds", "3", "--only-fold", "1", "--only-fold", "3") == 2
+    assert capsys.readouterr().err == ("fer-train: --only-fold must be below --folds 3 (folds are numbered 0 to 2), "
+                                       "got 3\n")
+    assert _train(base, data, tmp_path / "run", "--folds", "0", "--only-fold", "0") == 2
+    assert capsys.readouterr().err.startswith("fer-train: --only-fold picks folds of a cross-validation, and --folds "
+                                              "0 runs none")
+    assert not (tmp_path / "run").exists()
 
 
 def test_export_parity_onnx_and_torchscript(base, tmp_path):

@@ -101,7 +101,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="cross-validation folds, by subject within each dataset; data with its own split (FER+) "
                         "keeps it in every fold (0 or 1: no cross-validation)")
     g.add_argument("--only-fold", type=number(int, low=0, says="0 or more"), action="append",
-                   help="run only these folds (repeatable)")
+                   help="run only these folds, numbered 0 to --folds - 1 (repeatable)")
     g.add_argument("--final", action="store_true",
                    help="after cross-validation, fit on all data but the held-out splits of data that has its own")
     g.add_argument("--export", help="model directory to export the final fit to (implies --final)")

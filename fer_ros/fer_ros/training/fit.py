@@ -1,9 +1,11 @@
 """fer-train's fit loop: the model a command line asks for (`build_model`, `load_init`), one epoch of training
 (`train_one_epoch`), the per-sample evaluation (`evaluate`) and one complete fit with its log, checkpoint and
---resume (`fit`)."""
+--resume (`fit`). A checkpoint records the samples it trains and is scored on (`split_record`); --resume refuses
+one made for other samples (`check_resume`), as a fold whose subjects changed with --folds, --seed or --data."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -25,6 +27,61 @@ from fer_ros.training.data.sequence_set import ReferencePlan, SequenceSet
 
 class InitError(ValueError):
     """--init names a model that cannot start this run; the message says why and what to do."""
+
+
+class ResumeError(ValueError):
+    """--resume finds a checkpoint made for other samples than this run's; the message says what differs and what
+    to do."""
+
+
+def _names_sha256(samples: Samples, idx) -> str:
+    h = hashlib.sha256()
+    for key in sorted(samples.keys[int(i)] for i in (idx if idx is not None else [])):
+        h.update(key.encode() + b"\n")
+    return h.hexdigest()
+
+
+def split_record(args, samples: Samples, train_idx, test_idx) -> dict:
+    """What decides the samples a fit trains and is scored on: --folds, --seed, --data and --class-set as given,
+    the numbers of training and test samples and a sha256 of each set's sample names."""
+    return {"folds": args.folds, "seed": args.seed, "data": [f"{s.root}:{s.weight:g}" for s in args.data],
+            "class_set": args.class_set, "train": len(train_idx), "test": 0 if test_idx is None else len(test_idx),
+            "train_sha256": _names_sha256(samples, train_idx), "test_sha256": _names_sha256(samples, test_idx)}
+
+
+def split_mismatch(checkpoint: dict, record: dict, path: Path) -> str | None:
+    """Why --resume must not continue the checkpoint (loaded from path) with the samples of `record`; None when it
+    was made for the same training and test samples."""
+    todo = ("resuming it would score the model on samples it was trained on, or train it on others: resume with "
+            "the options it was made with, or train afresh without --resume or with another --out")
+    if "split" not in checkpoint:
+        return (f"--resume: {path} does not record the samples it was made for, so it cannot be checked against "
+                f"this run's; train afresh without --resume or with another --out")
+    then = json.loads(checkpoint["split"])
+    if all(then.get(k) == record[k] for k in ("train_sha256", "test_sha256")):
+        return None
+    options = {"folds": "--folds", "seed": "--seed", "data": "--data", "class_set": "--class-set"}
+    differ = [f"{flag} {_shown(then.get(k))} (this run: {_shown(record[k])})" for k, flag in options.items()
+              if then.get(k) != record[k]]
+    if differ:
+        why = "with " + ", ".join(differ)
+    else:
+        why = (f"its {then.get('train')} training and {then.get('test')} test samples are not this run's "
+               f"{record['train']} and {record['test']} (the data changed)")
+    return f"--resume: {path} was made for other samples than this run's, {why}; {todo}"
+
+
+def _shown(value) -> str:
+    return " ".join(value) if isinstance(value, list) else str(value)
+
+
+def check_resume(path: Path, record: dict) -> None:
+    """Raise ResumeError when the checkpoint at path (if there is one) was made for other samples than record's."""
+    if not path.is_file():
+        return
+    why = split_mismatch(torch.load(path, map_location="cpu", weights_only=True), record, path)
+    if why:
+        raise ResumeError(why)
 
 
 def build_model(args, num_classes: int):
@@ -197,7 +254,8 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
         init_state: dict | None = None):
     """Train one model on train_idx, drawing each dataset by its --data weight (evaluating on test_idx every fifth
     epoch and the last, when given); returns (model, cfg, rows, last evaluation or None). init_state: weights to
-    start from (--init). Checkpoints to run_dir/checkpoint.pt every epoch."""
+    start from (--init). Checkpoints to run_dir/checkpoint.pt every epoch, with the split_record of its samples;
+    --resume continues one made for the same samples and raises ResumeError for another."""
     torch.manual_seed(seed)
     np.random.seed(seed)
     device = torch.device(args.device)
@@ -225,8 +283,12 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
     rows, start = [], 0
+    split = split_record(args, samples, train_idx, test_idx)
     if args.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        why = split_mismatch(ck, split, ckpt_path)
+        if why:
+            raise ResumeError(why)
         core.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         # the schedule's position from the checkpoint, its length from this run (--epochs may have grown)
@@ -272,7 +334,7 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
                         writer.add_scalar(k, v, epoch)
             state = {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "epoch": epoch, "rows": json.dumps(rows),
-                     "args": json.dumps(vars(args), default=str)}
+                     "args": json.dumps(vars(args), default=str), "split": json.dumps(split)}
             # written aside, then renamed: a run stopped mid-write keeps its last whole checkpoint for --resume
             part = ckpt_path.with_name(ckpt_path.name + ".part")
             torch.save(state, part)

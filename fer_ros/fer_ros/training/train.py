@@ -36,8 +36,8 @@ from fer_ros.landmarker import LandmarkerError
 from fer_ros.preprocess import PREPROCESS_SPEC
 from fer_ros.training.args import get_args_parser
 from fer_ros.training.data.datasets import DatasetError
-from fer_ros.training.data.samples import final_train_indices, load_samples, mixed_folds
-from fer_ros.training.fit import InitError, build_model, fit, load_init
+from fer_ros.training.data.samples import final_train_indices, load_samples, mixed_folds, require_training_samples
+from fer_ros.training.fit import InitError, ResumeError, build_model, check_resume, fit, load_init, split_record
 from fer_ros.training.report import (dataset_scores, export_final, export_int8, jsonable, plot_confusions,
                                      print_fold_table, summarize_folds, write_predictions)
 
@@ -76,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         print("fer-train: --no-reference-prob, --still-prob and --other-reference-prob are shares of the same draws "
               "and must add up to 1 at most", file=sys.stderr)
         return 2
+    if args.only_fold and args.folds < 2:
+        print(f"fer-train: --only-fold picks folds of a cross-validation, and --folds {args.folds} runs none: give "
+              f"--folds 2 or more with it", file=sys.stderr)
+        return 2
+    if args.only_fold and max(args.only_fold) >= args.folds:
+        print(f"fer-train: --only-fold must be below --folds {args.folds} (folds are numbered 0 to "
+              f"{args.folds - 1}), got {max(args.only_fold)}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -96,10 +104,25 @@ def main(argv: list[str] | None = None) -> int:
         samples, info = load_samples(args.data, names, args.frames, CropConfig(size=args.size, margin=0.0),
                                      args.cache_dir, progress=is_main and not args.no_progress,
                                      log=lambda m: log(f"[fer-train] {m}"))
+        require_training_samples(samples, info)
         folds = mixed_folds(samples, args.folds, seed=args.seed) if args.folds > 1 else []
     except (DatasetError, LandmarkerError) as exc:
         print(f"fer-train: {exc}", file=sys.stderr)
         return 2
+    wanted = (args.only_fold if args.only_fold else list(range(args.folds))) if folds else []
+    final_idx = final_train_indices(samples)
+    held = np.setdiff1d(np.arange(len(samples)), final_idx)
+    if args.resume:
+        # every checkpoint is checked before any fit starts: a run refused at its third fold would have spent the
+        # first two for nothing
+        runs = [(out / f"fold{k:02d}", *folds[k]) for k in wanted]
+        runs += [(out / "final", final_idx, held if len(held) else None)] if args.final else []
+        try:
+            for run_dir, train_idx, test_idx in runs:
+                check_resume(run_dir / "checkpoint.pt", split_record(args, samples, train_idx, test_idx))
+        except ResumeError as exc:
+            print(f"fer-train: {exc}", file=sys.stderr)
+            return 2
     command = "fer-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     report: dict = {"args": vars(args), "data": info, "class_names": list(names), "command": command}
     init_state = None
@@ -119,7 +142,6 @@ def main(argv: list[str] | None = None) -> int:
                 + ", ".join(f"{c} {n}" for c, n in d["per_class"].items() if n)
                 + (f"; {d['dropped_no_face']} without a face left out" if d["dropped_no_face"] else ""))
     if folds:
-        wanted = args.only_fold if args.only_fold else list(range(args.folds))
         per_fold: dict[str, list[dict]] = {}
         evals = []
         t_cv = time.time()
@@ -149,10 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             write_predictions(out, samples, names, evals)
             plot_confusions(out, samples, names, evals)
     if args.final:
-        idx = final_train_indices(samples)
-        held = np.setdiff1d(np.arange(len(samples)), idx)
         t_fit = time.time()
-        core, cfg, rows, ev = fit(args, samples, idx, held if len(held) else None, len(names), out / "final",
+        core, cfg, rows, ev = fit(args, samples, final_idx, held if len(held) else None, len(names), out / "final",
                                   args.seed, dist_ctx, init_state)
         if is_main:
             report["final"] = {"epochs": args.epochs, "seconds": time.time() - t_fit,
@@ -165,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.export:
                 export_final(args, core, cfg, names, report)
                 if args.int8_samples:
-                    export_int8(args, samples, idx, report)
+                    export_int8(args, samples, final_idx, report)
     report["seconds_total"] = time.time() - t_start
     if is_main:
         (out / "report.json").write_text(json.dumps(report, indent=2, default=jsonable) + "\n")

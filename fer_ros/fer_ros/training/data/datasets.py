@@ -3,6 +3,8 @@
 - `ckplus_official`: the CK+ release: cohn-kanade-images/S005/001/S005_001_00000001.png ..., and
   Emotion/S005/001/S005_001_000000NN_emotion.txt holding the CK+ emotion code (1 anger, 2 contempt, 3 disgust,
   4 fear, 5 happy, 6 sadness, 7 surprise). A sequence runs from the neutral onset (first frame) to the peak (last).
+  Folders under cohn-kanade-images/ named otherwise (a copy such as S005/001_old) are skipped, listed in
+  `Dataset.skipped`.
 - `class_folders`: <root>/<class>/S<subject>_<sequence>_<frame>.png, peak frames of each sequence in its class's
   folder, and the neutral first frames in <root>/neutral/ with the same subject and sequence numbers.
 
@@ -27,6 +29,8 @@ from fer_ros.training.data import ferplus, kdef
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 FRAME_NAME = re.compile(r"^S(\d+)_(\d+)_(\d+)$")
+SUBJECT_FOLDER = re.compile(r"^S[0-9]+$")   # the CK+ release's cohn-kanade-images/S005
+SEQUENCE_FOLDER = re.compile(r"^[0-9]+$")   # ... and its sequence folders, S005/001
 CKPLUS_CODES = {i + 1: name for i, name in enumerate(CKPLUS7)}
 
 
@@ -64,7 +68,7 @@ class Dataset:
     layout: str
     sequences: list[Sequence]
     classes_found: list[str]
-    skipped: list[str] = field(default_factory=list)  # file names that do not follow the layout
+    skipped: list[str] = field(default_factory=list)  # file and folder names that do not follow the layout
     # (subject, sequence) -> the sequence's neutral first frame, for every sequence, labelled or not (KDEF:
     # (actor, session + angle) -> the neutral photo)
     neutral_frames: dict[tuple[str, str], Path] = field(default_factory=dict)
@@ -167,7 +171,13 @@ def _load_official(root: Path, frames: int) -> Dataset:
     seqs, skipped = [], []
     neutral: dict[tuple[str, str], Path] = {}
     for subj_dir in sorted(p for p in images.iterdir() if p.is_dir()):
+        if not SUBJECT_FOLDER.match(subj_dir.name):
+            skipped.append(f"{subj_dir.relative_to(root)}/ (folder not named S<subject number>)")
+            continue
         for seq_dir in sorted(p for p in subj_dir.iterdir() if p.is_dir()):
+            if not SEQUENCE_FOLDER.match(seq_dir.name):
+                skipped.append(f"{seq_dir.relative_to(root)}/ (folder not named by a sequence number)")
+                continue
             files = sorted(_frame_files(seq_dir), key=lambda p: _parse(p)[2])
             if not files:
                 continue

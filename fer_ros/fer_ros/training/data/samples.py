@@ -111,6 +111,8 @@ def load_samples(sources: list[Source], names: tuple[str, ...], frames: int, cro
             if n >= 0 and not cache.ok[n]:
                 n = -1
             rows.append((s, pk, n))
+        if not rows:
+            raise DatasetError(_no_face_message(src.root, cache, len(seqs)))
         view_of = {str(p): s.view for s in ds.sequences for p in [*s.peaks, s.neutral] if p is not None}
         neutral_images: dict[tuple[str, str], list[int]] = {}
         for (subject, _), p in sorted(ds.neutral_frames.items()):
@@ -164,6 +166,17 @@ def load_samples(sources: list[Source], names: tuple[str, ...], frames: int, cro
     return samples, info
 
 
+def _no_face_message(root: Path, cache, sequences: int) -> str:
+    """Why none of a dataset's samples has a face in every one of its images, and what to check."""
+    found = int(cache.ok.sum())
+    if found == 0:
+        return (f"no image with a face in {root}: the landmarker found no face in any of its {len(cache.paths)} "
+                f"images; check that they are readable photos of faces (upright, frontal, not too small or dark)")
+    return (f"no sample with a face in every image in {root}: a face was found in {found} of its "
+            f"{len(cache.paths)} images, but each of its {sequences} samples has an image without one; check that "
+            f"the images are readable photos of faces (upright, frontal, not too small or dark)")
+
+
 def mixed_folds(samples: Samples, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) indices for k folds. Within each dataset: data with its own split keeps it in every fold
     (its train split trains, the rest tests); other data is split by subject (subject_folds)."""
@@ -191,6 +204,27 @@ def mixed_folds(samples: Samples, k: int, seed: int = 0) -> list[tuple[np.ndarra
 def final_train_indices(samples: Samples) -> np.ndarray:
     """What a final fit trains on: everything, except the held-out splits of data that has its own split."""
     return np.array([i for i in range(len(samples)) if samples.split[i] in (None, "train")], np.int64)
+
+
+def require_training_samples(samples: Samples, info: dict) -> None:
+    """Raise DatasetError when no sample would be trained on (in a final fit or in any fold): every dataset is data
+    with its own split and holds none of its training split. The message names each dataset and why."""
+    if len(final_train_indices(samples)):
+        return
+    from fer_ros.training.data import ferplus
+    reasons = []
+    for name in samples.dataset_names:
+        d = info["datasets"][name]
+        root = Path(d["root"])
+        if d["layout"] == "ferplus":
+            folders = ", ".join(f"{f.name}: {ferplus.split_of(f)}" for f in ferplus.split_folders(root))
+            reasons.append(f"{root} holds only held-out FER+ data (split folders {folders}): FER+ data trains on "
+                           f"the folder named FER2013Train and is scored on FER2013Valid and FER2013Test (a folder "
+                           f"of any other name is test data); name the folder of the images to train on "
+                           f"FER2013Train")
+        else:
+            reasons.append(f"{root} holds only its held-out splits ({', '.join(d['splits'])})")
+    raise DatasetError("no training samples, nothing would be trained on: " + "; ".join(reasons))
 
 
 class WeightedEpochs:
