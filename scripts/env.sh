@@ -4,8 +4,8 @@
 _fer_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
 export VIRTUAL_ENV="$_fer_root/.venv"
 case ":$PATH:" in *":$VIRTUAL_ENV/bin:"*) ;; *) export PATH="$VIRTUAL_ENV/bin:$PATH" ;; esac
-if [ -z "${ROS_DISTRO:-}" ] || [ "${FER_ROS_FROM_WHEELS:-}" = 1 ]; then
-  # ROS 2 from the wheels: the venv is the ROS prefix.
+if [ "$(bash "$_fer_root/scripts/ros_mode.sh")" = wheels-jazzy ]; then
+  # ROS 2 from the wheels (no system ROS 2 sourced, by the same test setup.sh makes): the venv is the ROS prefix.
   export FER_ROS_FROM_WHEELS=1
   case ":${AMENT_PREFIX_PATH:-}:" in *":$VIRTUAL_ENV:"*) ;; *) export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" ;; esac
   case ":${CMAKE_PREFIX_PATH:-}:" in *":$VIRTUAL_ENV:"*) ;; *) export CMAKE_PREFIX_PATH="$VIRTUAL_ENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}" ;; esac

@@ -19,6 +19,11 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # --- which ROS 2 -------------------------------------------------------------------------------
 ROS_MODE="$(bash scripts/ros_mode.sh)"   # system-<distro> when a system ROS 2 is sourced, else wheels-jazzy
+if [ "$ROS_MODE" = wheels-jazzy ]; then
+  # Packages on the shell's PYTHONPATH would count as installed to pip and to the checks below, and be missing in
+  # a shell without it: the venv must hold everything itself. (A system ROS 2 is found through PYTHONPATH: kept.)
+  unset PYTHONPATH PYTHONHOME
+fi
 
 # --- the ROS 2 launch stack -------------------------------------------------------------------------
 # launch, launch_ros, launch_testing and ros2cli come with a ROS 2 install but are not on PyPI. Where a folder with
@@ -54,6 +59,14 @@ if [ -x "$VENV/bin/python" ] && [ "$(cat "$STAMPS/venv" 2>/dev/null)" = "$req_ha
   say "venv up to date ($ROS_MODE)"
 else
   t0=$(date +%s)
+  # A venv is kept only when it works (a run stopped while it was being made has no pip) and sees the system's
+  # packages exactly when a system ROS 2 is used; otherwise it is made again.
+  system_site=false; [ "$ROS_MODE" = wheels-jazzy ] || system_site=true
+  if [ -e "$VENV" ] && ! { [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -m pip --version >/dev/null 2>&1 \
+       && grep -qx "include-system-site-packages = $system_site" "$VENV/pyvenv.cfg" 2>/dev/null; }; then
+    say "making .venv again: it is incomplete or was made for another ROS 2 ($ROS_MODE now)"
+    rm -rf "$VENV"
+  fi
   if [ ! -x "$VENV/bin/python" ]; then
     if [ "$ROS_MODE" = wheels-jazzy ]; then
       "$PYTHON" -m venv "$VENV"
