@@ -54,3 +54,15 @@ def test_env_sh_in_wheels_mode_is_recognised(tmp_path):
     out = subprocess.run(["/bin/bash", "-c", script], env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
                          capture_output=True, text=True, timeout=30, check=True)
     assert out.stdout.strip() == "wheels-jazzy"
+
+
+def test_env_sh_after_a_half_sourced_ros_enters_wheels_mode(tmp_path):
+    # a stray ROS_DISTRO (no ROS prefix, no ros2): env.sh must make the venv the ROS prefix, as setup.sh decided
+    script = (f". {ROOT / 'scripts' / 'env.sh'} --no-install && echo \"$FER_ROS_FROM_WHEELS|$AMENT_PREFIX_PATH\" "
+              f"&& bash {SCRIPT}")
+    out = subprocess.run(["/bin/bash", "-c", script],
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ROS_DISTRO": "jazzy"},
+                         capture_output=True, text=True, timeout=30, check=True)
+    marker, prefixes = out.stdout.splitlines()[0].split("|")
+    assert marker == "1" and str(ROOT / ".venv") in prefixes.split(":")
+    assert out.stdout.splitlines()[1] == "wheels-jazzy"
