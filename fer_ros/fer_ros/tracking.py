@@ -7,6 +7,11 @@ pair adds the distance from the predicted centre (in face sizes), the size chang
 pairs beyond the gates never match. Prediction is what keeps ids through two faces crossing (their boxes overlap
 then, so overlap alone would swap them); the descriptor settles what prediction cannot. Unmatched faces start
 new tracks; tracks not seen for longer than `timeout_s` are dropped.
+
+The descriptor steadies ids; it does not recognise people. Between KDEF photos of different actors (same pose and
+expression) its distance is 0.14 at the median, while one actor's photos of two expressions differ by up to 0.39, so
+no gate on it keeps one person's id through expressions and turns yet refuses another person: a new face that
+appears where a track was lost, within `timeout_s`, takes over that track.
 """
 from __future__ import annotations
 
