@@ -223,6 +223,7 @@ class MediaPipeLandmarker:
                     self._warn.warning("mesh", f"the mesh network of {path} cannot run on its own ({exc}); faces are "
                                        "followed by MediaPipe's FaceLandmarker instead")
         self._known: list[_Known] = []  # last frame's faces (VIDEO mode)
+        self._known_shape: tuple[int, ...] = ()  # (h, w) of the frame they were found in, after downscaling
         self._last_ts_ms: int | None = None
         self._offset_ms = 0
         self._frame_count = 0
@@ -244,6 +245,8 @@ class MediaPipeLandmarker:
             scale_x, scale_y = w / float(dw), h / float(dh)
         else:
             scale_x = scale_y = 1.0
+        if frame.shape[:2] != self._known_shape:  # the last frame's faces are in another frame's pixels
+            self._known, self._known_shape = [], frame.shape[:2]
         ts_ms = self._timestamp_ms(stamp_s) if self.mode == "video" else None
         ahead = {}  # last frame's faces from crops, landmarked while the whole-frame pass runs
         tiles = (self._search.plan(frame, ts_ms, len(self._known), self.max_faces)

@@ -204,6 +204,21 @@ def test_video_timestamps_strictly_increase_at_the_stream_pace():
 
 
 @pytest.mark.parametrize("mesh_tracking", [False, True])
+def test_a_stream_that_changes_resolution_keeps_finding_the_face(astronaut_rgb, mesh_tracking):
+    """The faces known from the last frame are in its pixels: after a change of resolution they are not looked for
+    there."""
+    big = cv2.resize(astronaut_rgb, (1024, 1024), interpolation=cv2.INTER_LINEAR)
+    with MediaPipeLandmarker(mode="video", max_faces=2, mesh_tracking=mesh_tracking) as lm:
+        boxes = []
+        for i, frame in enumerate([astronaut_rgb, astronaut_rgb, big, big, astronaut_rgb]):
+            faces = lm.detect(frame, i / 30)
+            assert len(faces) == 1, f"frame {i} ({frame.shape[1]} px): {len(faces)} faces"
+            scale = 512 / frame.shape[1]
+            boxes.append(np.asarray(faces[0].box) * scale)
+    assert np.abs(np.array(boxes) - boxes[0]).max() < 8.0  # the same face, in 512 px units
+
+
+@pytest.mark.parametrize("mesh_tracking", [False, True])
 def test_face_missed_by_whole_frame_pass_is_found_by_its_last_crop(face_frame, mesh_tracking):
     """The face of the last frame that this frame's pass misses (the whole-frame pass, or the mesh network that
     follows it) is looked for on a crop around its last box."""
