@@ -39,6 +39,8 @@ def as_rgb8(frame) -> np.ndarray:
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
+    if not a.dtype.isnative:  # e.g. big-endian 16-bit: the same values in this machine's byte order
+        a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype == np.uint8:
         return a
     if a.dtype == np.bool_:

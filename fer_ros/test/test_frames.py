@@ -39,6 +39,12 @@ def test_types():
     assert as_rgb8(np.ones((2, 2), bool))[0, 0, 0] == 255
 
 
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_16_bit_frames_of_either_byte_order_scale_alike(order):
+    assert as_rgb8(np.full((2, 2), 257 * 128, order + "u2"))[0, 0, 0] == 128
+    assert as_rgb8(np.full((2, 2), 0.5, order + "f4"))[0, 0, 0] == 128
+
+
 @pytest.mark.parametrize("bad", [None, np.zeros((0, 5, 3), np.uint8), np.zeros((5,), np.uint8),
                                  np.zeros((4, 4, 2), np.uint8), np.zeros((2, 2, 3, 1), np.uint8),
                                  np.array([["a", "b"]]), "not a frame"])
