@@ -39,9 +39,14 @@ class ProbabilitySmoother:
         """Blend `probs` (K,) of face `face_id` at time `stamp_s` (s) into its average and return the average.
 
         The first value of a face, a change in the number of classes, or a stamp going backwards restarts the
-        average. The result sums to 1 when the inputs do."""
+        average. Scores or a stamp that are not finite numbers are returned as they are and not averaged in (the
+        face's average starts again with its next finite scores), so one bad frame cannot spoil the average for
+        good. The result sums to 1 when the inputs do."""
         probs = np.asarray(probs, dtype=np.float32)
         if self.time_constant_s <= 0:
+            self._faces.pop(face_id, None)
+            return probs
+        if not (math.isfinite(stamp_s) and np.isfinite(probs).all()):
             self._faces.pop(face_id, None)
             return probs
         prev = self._faces.get(face_id)

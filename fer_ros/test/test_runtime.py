@@ -101,3 +101,15 @@ def test_smoothing_averages_scores_and_the_label_follows():
     assert second.label == CK8[5] and second.confidence == pytest.approx(alpha)
     smooth_results([replace(second, id=3)], smoother, 2.0)
     assert len(smoother) == 1  # face 1 left the frame: forgotten
+
+
+def test_a_frame_with_scores_or_a_stamp_that_are_not_numbers_does_not_spoil_the_average():
+    smoother = ProbabilitySmoother(1.0)
+    smoother.update(1, np.array([0.2, 0.8], np.float32), 0.0)
+    bad = smoother.update(1, np.array([np.nan, 0.5], np.float32), 0.1)
+    assert np.isnan(bad[0])  # passed on as it is
+    smoother.update(1, np.array([0.9, 0.1], np.float32), float("nan"))
+    after = smoother.update(1, np.array([0.6, 0.4], np.float32), 0.2)
+    later = smoother.update(1, np.array([0.6, 0.4], np.float32), 0.3)
+    assert np.isfinite(after).all() and np.isfinite(later).all()
+    assert np.allclose(later, [0.6, 0.4], atol=1e-6)  # the average started again from finite scores
