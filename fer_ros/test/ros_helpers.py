@@ -45,3 +45,46 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout_s: float = 10
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
     return proc.returncode, out or ""
+
+
+def read_until(proc: subprocess.Popen, text: str, timeout_s: float) -> str:
+    """The output of `proc` (started with stdout=PIPE) up to and including the first chunk that holds `text`; what
+    it wrote until then when its output ends or `timeout_s` passes first."""
+    import select
+    import time
+    fd = proc.stdout.fileno()
+    out = b""
+    deadline = time.monotonic() + timeout_s
+    while text.encode() not in out and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            out += chunk
+    return out.decode(errors="replace")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(entry))
+    return children
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

@@ -1,18 +1,21 @@
 """make soak's tool, run for a few seconds: it starts fer_node, mixes malformed messages into a real-face stream,
-and reports memory, rate, latency, drops, rejections and the node's clean exit. (The benchmark itself runs for
-minutes: `make soak`.)"""
+and reports memory, rate, latency, drops, rejections and the node's clean exit; interrupted, it stops the node and
+says so in one line. (The benchmark itself runs for minutes: `make soak`.)"""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 pytest.importorskip("rclpy", reason="rclpy is not installed")
 
 from node_model import model_for_tests  # noqa: E402
-from ros_helpers import isolated_ros_env  # noqa: E402
+from ros_helpers import child_pids, isolated_ros_env, read_until, running, start_python, stop  # noqa: E402
 
 
 def test_a_short_soak_reports_every_figure(tmp_path, tmp_path_factory):
@@ -47,3 +50,43 @@ def test_bad_options_are_one_line_errors():
     run = subprocess.run([sys.executable, "-m", "fer_ros.ros.soak", "--minutes", "nan"], capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1 and "--minutes" in run.stderr
+
+
+@pytest.mark.parametrize("sig, when", [(signal.SIGINT, "measuring"), (signal.SIGTERM, "starting")])
+def test_an_interrupted_soak_stops_the_node_and_says_so(tmp_path, tmp_path_factory, sig, when):
+    model = model_for_tests(tmp_path_factory.getbasetemp())
+    out_json = tmp_path / "soak.json"
+    proc = start_python(["-m", "fer_ros.ros.soak", "--minutes", "0.5", "--startup-timeout-s", "120", "--node-args",
+                         f"-p model_path:={model.path}", "--json", str(out_json)],
+                        isolated_ros_env({"OMP_NUM_THREADS": "2"}))
+    nodes: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not nodes and proc.poll() is None and time.monotonic() < deadline:
+            nodes = child_pids(proc.pid)
+            time.sleep(0.05)
+        assert nodes, "the soak started no fer_node"
+        head = read_until(proc, "answered", 120) if when == "measuring" else ""
+        if when == "measuring":
+            assert f"fer_node (pid {nodes[0]}) answered" in head, head
+            time.sleep(1.0)
+        os.kill(proc.pid, sig)  # the soak alone, as a terminal's Ctrl-C or a service manager would
+        rest, _ = proc.communicate(timeout=40)
+        out = head + rest
+        survivors = [pid for pid in nodes if running(pid)]
+    finally:
+        if proc.poll() is None:
+            stop(proc)
+        for pid in nodes:
+            if running(pid):
+                os.killpg(pid, signal.SIGKILL)
+    assert survivors == [], out  # the node did not outlive the soak
+    assert proc.returncode == 130 and "Traceback" not in out, out
+    last = out.strip().splitlines()[-1]
+    if when == "measuring":
+        assert last.startswith("fer-soak: interrupted after ") and str(out_json) in last, out
+        r = json.loads(out_json.read_text())
+        assert r["interrupted"] is True and 0 < r["duration_s"] < 30 and r["answered"] > 0
+    else:
+        assert last == "fer-soak: interrupted before fer_node answered: nothing measured", out
+        assert not out_json.exists()

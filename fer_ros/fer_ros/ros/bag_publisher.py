@@ -7,6 +7,8 @@ from PyPI wheels).
     fer-publish-bag BAG --rate 0.5 --loop --qos sensor_data
 
 Messages are published as recorded (raw CDR, no re-serialization), at the bag's receive times scaled by `rate`.
+With `loop`, a pass starts one mean message period after the last message of the one before (LOOP_GAP_S for a
+bag with a single message). Played topics that hold no message are an error.
 With `emotion_topic` set, the player also listens to the node's fer_msgs/FaceEmotionArray output and matches each
 answer to the image it answers by header stamp: the node's end-to-end latency (image published -> answer received,
 ms) measured from outside the node. `restamp` replaces the image header stamps by the publish time (for nodes
@@ -38,6 +40,7 @@ from fer_ros.tools.bagtools import IMAGE_TYPES, BagError, open_bag
 
 QOS_CHOICES = ("reliable", "best_effort", "sensor_data")
 MAX_PENDING = 10_000  # images awaiting an answer that the latency measurement remembers
+LOOP_GAP_S = 1.0  # with --loop, the pause (at rate 1) between passes of a bag that holds a single message
 
 
 @dataclass
@@ -167,7 +170,7 @@ def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 
 
     `wait_for_subscribers`: before the first message, wait (up to `wait_timeout_s`) until every played topic has at
     least this many subscribers. `linger_s`: keep listening this long after the last message (answers in flight).
-    Raises BagError for a bag that cannot be opened or a topic it does not have."""
+    Raises BagError for a bag that cannot be opened, a topic it does not have, or played topics with no message."""
     if not (math.isfinite(rate) and rate > 0):
         raise BagError(f"--rate must be a positive factor, got {rate}")
     reader = open_bag(bag)
@@ -205,10 +208,16 @@ def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 
                                            f"(wanted {wait_for_subscribers} on every played topic)")
                         time.sleep(0.02)
                 t_start = time.monotonic()
+                next_start = None
                 try:
                     while True:
-                        _play_once(reader, connections, node, rate, restamp, report, progress)
-                        if not loop or report.truncated:
+                        published, next_start = _play_once(reader, connections, node, rate, restamp, report,
+                                                           progress, next_start)
+                        if report.truncated:
+                            break
+                        if published == 0:
+                            raise BagError(f"bag {bag} holds no message on " + ", ".join(wanted))
+                        if not loop:
                             break
                 except (KeyboardInterrupt, ExternalShutdownException):
                     report.interrupted = True
@@ -233,9 +242,15 @@ def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 
 
 
 def _play_once(reader, connections, node: BagPlayer, rate: float, restamp: bool, report: PublishReport,
-               progress: bool) -> None:
+               progress: bool, start_at: float | None = None) -> tuple[int, float | None]:
+    """One pass over the bag: its first message at monotonic time `start_at` (None: at once), the others at their
+    recorded offsets from it / `rate`. Returns how many messages it published and when the next pass should start:
+    one mean message period after the last message (LOOP_GAP_S for a single message or messages all recorded at
+    once), scaled by `rate`; None when it published nothing."""
     it = reader.messages(connections=connections)
     t0_bag: int | None = None
+    t_last = 0
+    published = 0
     t0_wall = 0.0
     bar = None
     if progress:
@@ -246,14 +261,14 @@ def _play_once(reader, connections, node: BagPlayer, rate: float, restamp: bool,
             try:
                 conn, timestamp, raw = next(it)
             except StopIteration:
-                return
+                break
             except Exception as exc:  # truncated storage
                 report.truncated = f"{type(exc).__name__}: {exc}"
-                return
+                break
             if conn.topic not in node.publishers_by_topic:
                 continue
             if t0_bag is None:
-                t0_bag, t0_wall = timestamp, time.monotonic()
+                t0_bag, t0_wall = timestamp, (time.monotonic() if start_at is None else start_at)
             due = t0_wall + (timestamp - t0_bag) * 1e-9 / rate
             wait = due - time.monotonic()
             if wait > 0:
@@ -263,6 +278,8 @@ def _play_once(reader, connections, node: BagPlayer, rate: float, restamp: bool,
             raw = bytes(raw)
             stamp = _image_stamp(raw, conn.msgtype)
             node.publish_raw(conn.topic, raw, stamp, restamp)
+            published += 1
+            t_last = timestamp
             report.sent[conn.topic] = report.sent.get(conn.topic, 0) + 1
             if stamp is not None:
                 report.images_sent += 1
@@ -271,6 +288,11 @@ def _play_once(reader, connections, node: BagPlayer, rate: float, restamp: bool,
     finally:
         if bar is not None:
             bar.close()
+    if published == 0:
+        return 0, None
+    span_s = (t_last - t0_bag) * 1e-9
+    gap_s = span_s / (published - 1) if published > 1 and span_s > 0 else LOOP_GAP_S
+    return published, t0_wall + (span_s + gap_s) / rate
 
 
 def remap_pair(text: str) -> tuple[str, str]:
@@ -288,7 +310,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--publish-topics", nargs="+", default=None, help="topics to play; default: all of the bag's")
     p.add_argument("--rate", type=number(low=0.0, low_open=True, finite=True, says="a positive factor"), default=1.0,
                    help="playback speed factor")
-    p.add_argument("--loop", action="store_true", help="play again and again until interrupted")
+    p.add_argument("--loop", action="store_true",
+                   help="play again and again until interrupted, each pass one mean message period after the last")
     p.add_argument("--qos", choices=QOS_CHOICES, default="reliable", help="publisher QoS")
     p.add_argument("--qos-depth", type=number(int, low=1, says=">= 1"), default=10, help="publisher history depth")
     p.add_argument("--remap", nargs="+", type=remap_pair, default=None, metavar="FROM:=TO",

@@ -5,6 +5,8 @@ and listens on /emotion: latency = receipt time - header.stamp of the image the 
 
     python -m fer_ros.ros.latency_probe --start-node --duration-s 20          # starts fer_node itself
     python -m fer_ros.ros.latency_probe --image-topic /camera/image_raw      # against a node already running
+
+Ctrl-C or SIGTERM stops the probe (and the node it started) with exit code 130.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -110,9 +113,10 @@ def stop_node(proc: subprocess.Popen) -> None:
 
 
 def wait_for_answer(node, send, emotion_topic: str, timeout_s: float,
-                    node_proc: subprocess.Popen | None = None) -> None:
+                    node_proc: subprocess.Popen | None = None, stop: threading.Event | None = None) -> None:
     """Call send() every 0.2 s, spinning rclpy `node`, until fer_node answers on `emotion_topic` (it has loaded
-    its model). TimeoutError after `timeout_s`; RuntimeError with its last line when `node_proc` exits first."""
+    its model). TimeoutError after `timeout_s`; RuntimeError with its last line when `node_proc` exits first;
+    KeyboardInterrupt when `stop` is set first."""
     import rclpy
 
     from fer_msgs.msg import FaceEmotionArray
@@ -121,6 +125,8 @@ def wait_for_answer(node, send, emotion_topic: str, timeout_s: float,
     first_sub = node.create_subscription(FaceEmotionArray, emotion_topic, got_first.append, 10)
     try:
         while not got_first:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
             if node_proc is not None and node_proc.poll() is not None:
                 tail = Path(node_proc.log_path).read_text().strip().splitlines()[-1:] or [""]
                 raise RuntimeError(f"fer_node exited with code {node_proc.returncode}: {tail[0]}")
@@ -132,11 +138,13 @@ def wait_for_answer(node, send, emotion_topic: str, timeout_s: float,
         node.destroy_subscription(first_sub)
 
 
-def probe(args, node_proc: subprocess.Popen | None = None) -> ProbeResult:
+def probe(args, node_proc: subprocess.Popen | None = None, stop: threading.Event | None = None) -> ProbeResult:
     """Run the measurement with rclpy (rclpy.init() must not have been called). `node_proc`: the fer_node this
-    probe started, if any (its early exit ends the wait)."""
+    probe started, if any (its early exit ends the wait). `stop`: set by the StopSignals in force (rclpy's own
+    signal handlers are then not installed); KeyboardInterrupt once it is set."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import Image
     from tqdm import tqdm
 
@@ -144,7 +152,8 @@ def probe(args, node_proc: subprocess.Popen | None = None) -> ProbeResult:
     from fer_ros.image_codec import encode_rgb8
 
     raw = encode_rgb8(face_frame(args.faces), args.encoding)
-    rclpy.init()
+    rclpy.init(signal_handler_options=SignalHandlerOptions.ALL if stop is None else SignalHandlerOptions.NO)
+    stop = stop if stop is not None else threading.Event()
     node = rclpy.create_node("fer_latency_probe")
     try:
         latencies, faces, ready, answered = [], [], [], 0
@@ -173,9 +182,11 @@ def probe(args, node_proc: subprocess.Popen | None = None) -> ProbeResult:
             pub.publish(msg)
 
         period = 1.0 / args.rate_hz
-        wait_for_answer(node, send, args.emotion_topic, args.startup_timeout_s, node_proc)
+        wait_for_answer(node, send, args.emotion_topic, args.startup_timeout_s, node_proc, stop)
         t_end = time.monotonic() + args.warmup_s
         while time.monotonic() < t_end:
+            if stop.is_set():
+                raise KeyboardInterrupt
             send()
             rclpy.spin_once(node, timeout_sec=period)
         measuring[0] = True
@@ -183,15 +194,19 @@ def probe(args, node_proc: subprocess.Popen | None = None) -> ProbeResult:
         t0 = time.monotonic()
         next_t = t0
         total = int(args.duration_s * args.rate_hz)
-        for _ in tqdm(range(total), desc="probing", unit="frame"):
-            send()
-            sent += 1
-            next_t += period
-            while True:
-                left = next_t - time.monotonic()
-                if left <= 0:
-                    break
-                rclpy.spin_once(node, timeout_sec=left)
+        with tqdm(total=total, desc="probing", unit="frame") as bar:
+            for _ in range(total):
+                if stop.is_set():
+                    raise KeyboardInterrupt
+                send()
+                sent += 1
+                bar.update(1)
+                next_t += period
+                while True:
+                    left = next_t - time.monotonic()
+                    if left <= 0:
+                        break
+                    rclpy.spin_once(node, timeout_sec=left)
         elapsed = time.monotonic() - t0
         t_end = time.monotonic() + 1.0  # the answers to the last frames
         while time.monotonic() < t_end:
@@ -213,20 +228,25 @@ def main(argv=None) -> int:
     args = parse_args(get_args_parser(), argv, "latency_probe: error")
     if args is None:
         return 2
-    proc = start_node(args.image_topic, args.emotion_topic, args.node_args) if args.start_node else None
-    try:
-        result = probe(args, proc)
-    except TimeoutError as exc:
-        print(f"latency_probe: {exc}; is fer_node running and reading {args.image_topic}?", file=sys.stderr)
-        return 1
-    except RuntimeError as exc:
-        print(f"latency_probe: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        if proc is not None:
-            stop_node(proc)
+    from fer_ros.ros.spin import StopSignals
+    with StopSignals() as stop:
+        proc = start_node(args.image_topic, args.emotion_topic, args.node_args) if args.start_node else None
+        result = None
+        try:
+            result = probe(args, proc, stop.requested)
+        except TimeoutError as exc:
+            failure, code = f"{exc}; is fer_node running and reading {args.image_topic}?", 1
+        except RuntimeError as exc:
+            failure, code = str(exc), 1
+        except KeyboardInterrupt:
+            failure, code = "interrupted: nothing measured", 130
+        finally:
+            stop.starting = False  # from here on a signal only repeats the request
+            if proc is not None:
+                stop_node(proc)
+    if result is None:
+        print(f"latency_probe: {failure}", file=sys.stderr)
+        return code
     print(json.dumps(asdict(result), indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

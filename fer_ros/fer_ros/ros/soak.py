@@ -9,6 +9,9 @@ from the mark to the end; the /emotion rate; the latency from an image's stamp t
 the frames the node dropped and rejected (its /diagnostics); tracebacks and warnings in its output; its exit code
 after SIGINT. A benchmark, not a test: the figures depend on the machine and on what else runs on it.
 
+Ctrl-C or SIGTERM stops the soak and the node: once the node has answered, the figures measured so far are
+reported and written (marked "interrupted"), and the exit code is 130.
+
     make soak                                           # 10 minutes, JSON in soak_out/soak.json
     make soak MINUTES=30
     python -m fer_ros.ros.soak --minutes 2 --node-args "-p max_faces:=2"
@@ -58,13 +61,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def soak(args, node_proc) -> dict:
+def soak(args, node_proc, stop) -> dict:
     """Feed the started fer_node (`node_proc`, from latency_probe.start_node) and measure it; rclpy.init() must not
-    have been called. Returns the figures (without the node's exit code and output, known only once it stops)."""
+    have been called. `stop`: the StopSignals in force; a signal before the node's first answer raises
+    KeyboardInterrupt, one after it ends the measurement early (the figures then say "interrupted"). Returns the
+    figures (without the node's exit code and output, known only once it stops)."""
     import cv2
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import CompressedImage, Image
 
     from fer_msgs.msg import FaceEmotionArray
@@ -76,7 +82,7 @@ def soak(args, node_proc) -> dict:
     raw = encode_rgb8(frame, "bgr8")
     ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     bad = [(item, to_message(item)) for item in bad_images(jpg.tobytes())]
-    rclpy.init()
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("fer_soak")
     try:
         reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -108,7 +114,9 @@ def soak(args, node_proc) -> dict:
             good.header.stamp = node.get_clock().now().to_msg()
             image_pub.publish(good)
 
-        wait_for_answer(node, send_good, "/emotion", args.startup_timeout_s, node_proc)
+        wait_for_answer(node, send_good, "/emotion", args.startup_timeout_s, node_proc, stop.requested)
+        stop.starting = False  # from here on a signal ends the measurement, which reports what it has
+        print(f"[soak] fer_node (pid {node_proc.pid}) answered: feeding it for {args.minutes:g} min", flush=True)
         measuring[0] = True
         start_diag = dict(diagnostics)
         pid = node_proc.pid
@@ -120,7 +128,7 @@ def soak(args, node_proc) -> dict:
         t0 = time.monotonic()
         next_rss, next_progress = t0 + RSS_PERIOD_S, t0 + PROGRESS_PERIOD_S
         slot = 0
-        while True:
+        while not stop.requested.is_set():
             now = time.monotonic()
             if now - t0 >= duration_s:
                 break
@@ -151,8 +159,9 @@ def soak(args, node_proc) -> dict:
             if node_proc.poll() is not None:
                 raise RuntimeError(f"fer_node exited with code {node_proc.returncode} during the soak")
         elapsed = time.monotonic() - t0
+        interrupted = stop.requested.is_set()
         end = time.monotonic() + 2.0  # the answers to the last frames, and one more /diagnostics
-        while time.monotonic() < end:
+        while time.monotonic() < end and not stop.requested.is_set():
             rclpy.spin_once(node, timeout_sec=0.05)
         series.append((round(elapsed, 1), rss_mib(pid)))
         rss_end = series[-1][1]
@@ -163,8 +172,8 @@ def soak(args, node_proc) -> dict:
         def node_count(key: str) -> int:
             return int(diagnostics.get(key, 0)) - int(start_diag.get(key, 0))
         return {
-            "benchmark": "fer_ros soak", "minutes": args.minutes, "rate_hz": args.rate_hz,
-            "bad_every": args.bad_every, "node_args": args.node_args,
+            "benchmark": "fer_ros soak", "minutes": args.minutes, "interrupted": interrupted,
+            "rate_hz": args.rate_hz, "bad_every": args.bad_every, "node_args": args.node_args,
             "sent": {"frames": sent_good, "malformed": sent_bad, "malformed_kinds": len(bad)},
             "answered": len(latencies), "duration_s": round(elapsed, 1),
             "output_rate_hz": round(len(latencies) / elapsed, 2),
@@ -215,23 +224,32 @@ def main(argv=None) -> int:
     if args is None:
         return 2
     from fer_ros.ros.latency_probe import start_node, stop_node
-    proc = start_node("image", "/emotion", "-p subscribe_compressed:=true " + args.node_args)
-    try:
-        report = soak(args, proc)
-    except (TimeoutError, RuntimeError) as exc:
-        print(f"fer-soak: {exc}; fer_node output: {proc.log_path}", file=sys.stderr)
-        stop_node(proc)
-        return 1
-    except KeyboardInterrupt:
-        stop_node(proc)
-        return 130
-    stop_node(proc)
+    from fer_ros.ros.spin import StopSignals
+    with StopSignals() as stop:
+        proc = start_node("image", "/emotion", "-p subscribe_compressed:=true " + args.node_args)
+        report = None
+        try:
+            report = soak(args, proc, stop)
+        except (TimeoutError, RuntimeError) as exc:
+            failure, code = f"{exc}; fer_node output: {proc.log_path}", 1
+        except KeyboardInterrupt:
+            failure, code = "interrupted before fer_node answered: nothing measured", 130
+        finally:
+            stop.starting = False  # from here on a signal only repeats the request
+            stop_node(proc)
+    if report is None:
+        print(f"fer-soak: {failure}", file=sys.stderr)
+        return code
     report["exit_code"] = proc.returncode
     report.update(node_output_counts(proc.log_path))
     report["node_log"] = proc.log_path
     print(format_report(report))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if report["interrupted"]:
+        print(f"fer-soak: interrupted after {report['duration_s'] / 60:.1f} of {args.minutes:g} min; the figures so "
+              f"far are in {args.json}", file=sys.stderr)
+        return 130
     print(f"written {args.json}")
     return 0
 
