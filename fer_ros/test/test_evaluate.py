@@ -157,6 +157,19 @@ def test_score_neutral_predictions_are_misses_on_7class_data():
     assert rep["without_neutral_reference"] == {"count": 1, "accuracy": 1.0}
 
 
+def test_a_data_class_whose_faces_were_all_missed_is_still_one_of_the_data_s():
+    names = list(CKPLUS8)
+    p = np.full(8, 0.05)
+    p[names.index("fear")], p[names.index("surprise")] = 0.3, 0.35  # surprise first, fear second
+    samples = [_sample("fear", p / p.sum(), names), _sample("happy", np.eye(8)[names.index("happy")], names)]
+    # the data also holds surprise faces, none of them found: the model may still answer surprise
+    rep = score(samples, names, data_classes=["fear", "happy", "surprise"])
+    o = rep["over_data_classes"]
+    assert o["classes"] == ["fear", "happy", "surprise"] and "surprise" not in o["left_out"]
+    assert o["accuracy"] == pytest.approx(1 / 2)  # fear read as surprise stays a miss
+    assert score(samples, names)["over_data_classes"]["accuracy"] == pytest.approx(1.0)  # without: forced to fear
+
+
 def test_score_data_class_unknown_to_a_7class_model():
     names = list(CKPLUS7)
     p = np.full(7, 0.1)
@@ -266,4 +279,4 @@ def test_ferplus_and_kdef_folders_scored_together_with_misses_and_references(bas
     assert "neutral samples: 2 compared with another neutral image of the same subject, 1 only with themselves" \
         in stdout
     summaries = [l for l in lines if l.startswith("accuracy ")]
-    assert len(summaries) == 2 and summaries[0].endswith("(3 classes; 1 face not found, counted as misses)")
+    assert len(summaries) == 2 and summaries[0].endswith("(4 classes; 1 face not found, counted as misses)")

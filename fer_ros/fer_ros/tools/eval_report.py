@@ -17,10 +17,12 @@ from fer_ros.classes import NEUTRAL
 from fer_ros.tools.eval_data import MAX_EXAMPLES, Miss, Sample
 
 
-def score(samples: Sequence[Sample], model_names: Sequence[str]) -> dict | None:
+def score(samples: Sequence[Sample], model_names: Sequence[str],
+          data_classes: Sequence[str] | None = None) -> dict | None:
     """Figures for one set of samples (all of one level): the classification report over the samples whose class
     the model knows (rows: those classes in model order, columns: all model classes), the accuracy with the model
-    restricted to the data's classes when it has others, accuracy with and without a neutral reference, and the
+    restricted to the data's classes (`data_classes`, default: those of the samples; a class whose every face was
+    missed is still one of the data's) when it has others, accuracy with and without a neutral reference, and the
     samples of classes the model lacks with what the model called them."""
     if not samples:
         return None
@@ -31,13 +33,16 @@ def score(samples: Sequence[Sample], model_names: Sequence[str]) -> dict | None:
     y_true = np.asarray([rows.index(s.true_label) for s in known], np.int64)
     y_pred = np.asarray([names.index(s.pred_label) for s in known], np.int64)
     rep = metrics.classification_report(y_true, y_pred, rows, pred_names=names)
-    extra = [n for n in names if n not in rows]
+    in_data = set(rows) | set(data_classes or ())
+    allowed = [n for n in names if n in in_data]
+    extra = [n for n in names if n not in in_data]
     if extra and known:
         probs = np.asarray([s.probs for s in known], np.float64)
-        restricted = metrics.argmax_within(probs, [names.index(n) for n in rows])
+        restricted = metrics.argmax_within(probs, [names.index(n) for n in allowed])
         rep["over_data_classes"] = {
-            "classes": rows, "left_out": extra,
-            **metrics.classification_report(y_true, np.asarray([rows.index(names[i]) for i in restricted]), rows)}
+            "classes": allowed, "left_out": extra,
+            **metrics.classification_report(np.asarray([allowed.index(s.true_label) for s in known], np.int64),
+                                            np.asarray([allowed.index(names[i]) for i in restricted]), allowed)}
     with_ref = [s.true_label == s.pred_label for s in known if s.has_neutral]
     without = [s.true_label == s.pred_label for s in known if not s.has_neutral]
     rep["with_neutral_reference"] = {"count": len(with_ref),
@@ -112,8 +117,8 @@ def build_report(samples: Sequence[Sample], model_names: Sequence[str], ds, coun
         "headline": headline(seqs, misses, names),
         "misses": [asdict(m) for m in misses],
         "references": references(seqs),
-        "sequence_level": score(seqs, names),
-        "frame_level": score(frames, names),
+        "sequence_level": score(seqs, names, data_classes),
+        "frame_level": score(frames, names, data_classes),
         "emotions": emotions_block(seqs, names),
     }
     if NEUTRAL in names:
@@ -134,7 +139,9 @@ def summary_line(report: dict) -> str:
     head = report.get("headline") or {}
     acc = head.get("accuracy", seq.get("accuracy"))
     n = head.get("samples", seq.get("count", 0))
-    m = len(seq.get("class_names", []))
+    mapping = report.get("class_mapping") or {}
+    m = (len(set(mapping["data_classes"]) & set(mapping["model_classes"])) if "data_classes" in mapping
+         else len(seq.get("class_names", [])))
     missed = head.get("missed", 0)
     tail = f"; {missed} face{'s' if missed != 1 else ''} not found, counted as misses" if missed else ""
     return (f"accuracy {acc:.3f} on {n} sequences ({m} classes{tail})" if acc is not None else
