@@ -176,6 +176,8 @@ def test_the_calibration_draw_takes_the_same_number_from_each_dataset():
     small = calibration_indices(samples, np.arange(1000, 1040), 90, seed=1)  # only what idx holds
     assert set(small.tolist()) == set(range(1000, 1040))
     assert np.array_equal(calibration_indices(samples, idx, 90, seed=1), chosen)  # the seed decides
+    two = calibration_indices(samples, idx, 2, seed=1)  # fewer than the datasets: never more than asked for
+    assert len(two) == 2 and len(set(dataset[two].tolist())) == 2
     with pytest.raises(ValueError):
         calibration_indices(samples, idx, 0)
 

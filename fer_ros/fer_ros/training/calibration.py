@@ -19,8 +19,8 @@ BATCH = 32
 
 
 def calibration_indices(samples: Samples, idx: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Up to n of the indices `idx`, the same number from each dataset (all of a dataset that has fewer), drawn
-    without replacement."""
+    """Up to n of the indices `idx`, the same number from each dataset (all of a dataset that has fewer; one from
+    each of n datasets drawn at random when there are more datasets than n), drawn without replacement."""
     if n <= 0:
         raise ValueError(f"the number of calibration samples must be positive, got {n}")
     idx = np.asarray(idx, np.int64)
@@ -29,7 +29,9 @@ def calibration_indices(samples: Samples, idx: np.ndarray, n: int, seed: int = 0
     groups = [g for g in groups if len(g)]
     if not groups:
         raise ValueError("no samples to calibrate on")
-    share = max(1, n // len(groups))
+    if n < len(groups):
+        groups = [groups[i] for i in sorted(rng.choice(len(groups), n, replace=False))]
+    share = n // len(groups)
     picked = [rng.choice(g, min(share, len(g)), replace=False) for g in groups]
     return np.sort(np.concatenate(picked))
 
