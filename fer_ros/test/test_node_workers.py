@@ -276,3 +276,64 @@ def test_the_debug_image_reaches_reliable_and_best_effort_subscribers():
             executor.shutdown()
             viewer.destroy_node()
     assert got["reliable"] and got["best_effort"], {k: len(v) for k, v in got.items()}
+
+
+class _Gated(_Recorder):
+    """A recognizer whose perceive waits for `go`; `close` notes whether a perceive was still running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go, self.in_perceive = threading.Event(), threading.Event()
+        self.perceiving = False
+        self.closed_during_perceive = None
+
+    def perceive(self, frame, stamp_s):
+        self.perceiving = True
+        self.in_perceive.set()
+        self.go.wait(30.0)
+        self.perceiving = False
+        return super().perceive(frame, stamp_s)
+
+    def close(self):
+        self.closed_during_perceive = self.perceiving
+        super().close()
+
+
+def test_a_frame_handed_over_as_the_first_worker_stops_is_still_recognised():
+    """The second worker's empty take can end just before the first worker hands over its last frame and exits:
+    that frame must still be recognised, not left behind."""
+    recognizer = _Gated()
+    with _node(recognizer) as node:
+        perceiving, take = node._workers[0], node._handoff.take
+        in_gap = threading.Event()
+
+        def take_then_fall_behind(timeout_s):
+            item = take(timeout_s)
+            if item is None and not node._running:  # the second worker pauses right after an empty take
+                in_gap.set()
+                perceiving.join(10.0)
+            return item
+        node._handoff.take = take_then_fall_behind
+        node.image_callback(_frame(5_000_000_000))
+        assert recognizer.in_perceive.wait(5.0)
+        closer = threading.Thread(target=node.close)
+        closer.start()
+        assert in_gap.wait(5.0)
+        recognizer.go.set()  # the first worker hands the frame over and exits
+        closer.join(20.0)
+        assert not closer.is_alive()
+        assert recognizer.recognised == [5.0]
+
+
+def test_close_waits_for_a_slow_frame_before_closing_the_recognizer(monkeypatch):
+    recognizer = _Gated()
+    with _node(recognizer) as node:
+        said = _Said()
+        monkeypatch.setattr(node, "get_logger", lambda: said)
+        node.image_callback(_frame(5_000_000_000))
+        assert recognizer.in_perceive.wait(5.0)
+        threading.Timer(6.0, recognizer.go.set).start()  # landmarking that takes longer than close's first wait
+        node.close()
+        assert recognizer.closed_during_perceive is False
+        assert recognizer.recognised == [5.0]  # finished and recognised before the recognizer closed
+        assert any("still processing a frame" in line for line in said.lines), said.lines

@@ -187,9 +187,11 @@ class FerNode(Node):
     def _recognise_loop(self) -> None:
         perceiving = self._workers[0]
         while True:
+            # read before the take: a frame the first worker hands over and exits after is then still taken
+            perceiving_before = perceiving.is_alive()
             started = self._handoff.take(timeout_s=0.2)
             if started is None:
-                if self._running or perceiving.is_alive():
+                if self._running or perceiving_before:
                     continue
                 return  # stopping, and the first worker has handed over its last frame
             try:
@@ -311,13 +313,16 @@ class FerNode(Node):
         return self.resolve_topic_name("image/compressed" if isinstance(msg, CompressedImage) else "image")
 
     def close(self) -> None:
-        """Stop the worker and release the recognizer (the FaceLandmarker must be closed explicitly)."""
+        """Stop the workers once they have finished the frames they hold, then release the recognizer (the
+        FaceLandmarker must be closed explicitly, and never under a frame it is landmarking)."""
         self._running = False
         self._stopping.set()
         self._slot.close()
         for worker in self._workers:
+            worker.join(timeout=5.0)
             if worker.is_alive():
-                worker.join(timeout=5.0)
+                self.get_logger().warning(f"stopping: {worker.name} is still processing a frame; waiting for it")
+                worker.join()
         with self._lock:
             self.recognizer.close()
 
