@@ -47,8 +47,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     || die "could not install ${need_apt[*]} with apt-get; install them and run 'make setup' again"
 fi
 
-"$PYTHON" - <<'PY' || die "Python 3.10 to 3.14 is required (found $("$PYTHON" --version 2>&1)); set PYTHON=/path/to/python3"
-import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 14) else 1)
+# (numpy 2.4, which requirements.txt pins, has no wheel for Python 3.10)
+"$PYTHON" - <<'PY' || die "Python 3.11 to 3.14 is required (found $("$PYTHON" --version 2>&1)); set PYTHON=/path/to/python3 (on Ubuntu 22.04: apt install python3.11 python3.11-venv, then PYTHON=python3.11 make setup)"
+import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 14) else 1)
 PY
 
 # --- the venv ------------------------------------------------------------------------------------
