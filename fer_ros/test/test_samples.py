@@ -113,6 +113,21 @@ def test_data_without_a_face_is_a_data_error_that_says_what_to_check(tmp_path):
                      progress=False)
 
 
+def test_a_reference_without_a_face_gives_way_to_another_neutral_of_the_subject(tmp_path):
+    """KDEF: session A's neutral photo holds no face; A's expression photo is compared with session B's neutral
+    photo (same angle), not with itself."""
+    root = tmp_path / "kdef"
+    write_kdef_dataset(root, actors=(("F", 1), ("M", 2)), angles=("S",), expressions=("happy", "neutral"))
+    _noise_png(next(root.rglob("AF01NES.jpg")), 3)
+    samples, info = load_samples([parse_source(str(root))], CKPLUS8, 3, CropConfig(size=32), tmp_path / "cache",
+                                 progress=False)
+    j = next(i for i, k in enumerate(samples.keys) if "AF01HAS" in k)
+    other = next(i for i, k in enumerate(samples.keys) if "BF01NES" in k)
+    assert samples.neutral[j] == samples.peaks[other][-1]  # B's neutral photo
+    assert info["datasets"]["kdef"]["reference_without_face_replaced"] >= 1
+    assert all(samples.neutral[i] >= 0 for i, k in enumerate(samples.keys) if "M02" in k)
+
+
 def test_each_epoch_draws_every_dataset_by_its_weight(mixed):
     samples, _, sources = mixed
     train_idx = final_train_indices(samples)

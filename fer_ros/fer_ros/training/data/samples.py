@@ -101,7 +101,7 @@ def load_samples(sources: list[Source], names: tuple[str, ...], frames: int, cro
             raise DatasetError(f"{src.root}: no samples of the classes {', '.join(names)}")
         cache = build_cache([Path(p) for p in paths], crop_cfg, cache_dir, progress=progress)
         index = cache.index()
-        rows, dropped = [], 0
+        rows, dropped, faceless_reference = [], 0, []
         for s in seqs:
             pk = [index[str(p)] for p in s.peaks]
             if not all(cache.ok[i] for i in pk):
@@ -110,6 +110,7 @@ def load_samples(sources: list[Source], names: tuple[str, ...], frames: int, cro
             n = index[str(s.neutral)] if s.neutral is not None else -1
             if n >= 0 and not cache.ok[n]:
                 n = -1
+                faceless_reference.append(len(rows))
             rows.append((s, pk, n))
         if not rows:
             raise DatasetError(_no_face_message(src.root, cache, len(seqs)))
@@ -119,12 +120,22 @@ def load_samples(sources: list[Source], names: tuple[str, ...], frames: int, cro
             i = index.get(str(p))
             if i is not None and cache.ok[i]:
                 neutral_images.setdefault((f"{name}/{subject}", view_of.get(str(p), "")), []).append(i + offset)
+        # A reference in which no face was found gives way to another neutral image of the subject and view (KDEF:
+        # the other session's photo), so the sample is not compared with itself when the data has another one.
+        replaced = 0
+        for r in faceless_reference:
+            s, pk, _ = rows[r]
+            alts = [i - offset for i in neutral_images.get((f"{name}/{s.subject}", s.view), []) if i - offset not in pk]
+            if alts:
+                rows[r] = (s, pk, alts[0])
+                replaced += 1
         parts.append((name, rows, cache, neutral_images, offset))
         info["datasets"][name] = {
             "root": str(ds.root), "layout": ds.layout, "weight": src.weight, "samples": len(rows),
             "subjects": len({s.subject for s, _, _ in rows}), "dropped_no_face": dropped,
             "images": len(cache.paths), "images_no_face": int((~cache.ok).sum()),
             "without_neutral": sum(n < 0 for _, _, n in rows),
+            "reference_without_face_replaced": replaced,
             "neutral_borrowed": sum(s.neutral_borrowed and n >= 0 for s, _, n in rows),
             "self_reference": sum(s.self_reference and n >= 0 for s, _, n in rows),
             "per_class": {c: sum(s.label == c for s, _, _ in rows) for c in names},
