@@ -88,3 +88,32 @@ def running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
+
+
+def interrupt_tool(proc: subprocess.Popen, sig: int, after: str | None) -> tuple[str, list[int], list[int]]:
+    """Interrupt a tool that starts a fer_node of its own: wait (30 s at most) until `proc` has a child process,
+    then (with `after`) until its output shows `after` and a second more, send `sig` to the tool alone (as a
+    terminal's Ctrl-C or a service manager would) and let it end. Returns (all its output, the child pids, those of
+    them still running after it ended); kills whatever is left either way."""
+    import time
+    nodes: list[int] = []
+    head = ""
+    try:
+        deadline = time.monotonic() + 30
+        while not nodes and proc.poll() is None and time.monotonic() < deadline:
+            nodes = child_pids(proc.pid)
+            time.sleep(0.05)
+        if nodes and after is not None:
+            head = read_until(proc, after, 120)
+            time.sleep(1.0)
+        if nodes:
+            os.kill(proc.pid, sig)
+        rest, _ = proc.communicate(timeout=40)
+        survivors = [pid for pid in nodes if running(pid)]
+    finally:
+        if proc.poll() is None:
+            stop(proc)
+        for pid in nodes:
+            if running(pid):
+                os.killpg(pid, signal.SIGKILL)
+    return head + rest, nodes, survivors

@@ -101,13 +101,19 @@ def _write_png(path: Path, value: int) -> None:
     cv2.imwrite(str(path), np.full((48, 48), value, np.uint8))
 
 
-def test_ckplus_official_layout(tmp_path, capsys):
-    seq = tmp_path / "cohn-kanade-images" / "S005" / "001"
+def _ckplus_release_sequence(root: Path) -> Path:
+    """S005/001 of the CK+ release layout under `root`: 8 frames (gray 10, 20, ... 80), emotion code 3 (disgust)."""
+    seq = root / "cohn-kanade-images" / "S005" / "001"
     for i in range(1, 9):
         _write_png(seq / f"S005_001_{i:08d}.png", 10 * i)
-    emotion = tmp_path / "Emotion" / "S005" / "001" / "S005_001_00000008_emotion.txt"
+    emotion = root / "Emotion" / "S005" / "001" / "S005_001_00000008_emotion.txt"
     emotion.parent.mkdir(parents=True)
     emotion.write_text("   3.0000000e+00\n")  # 3 = disgust
+    return seq
+
+
+def test_ckplus_official_layout(tmp_path, capsys):
+    seq = _ckplus_release_sequence(tmp_path)
     found = find_ckplus_sequence(seq)
     assert (found.subject, found.sequence, found.label, len(found.files)) == ("S005", "001", "disgust", 8)
     out = tmp_path / "bags" / "s005_001"
@@ -127,12 +133,7 @@ def test_ckplus_official_layout(tmp_path, capsys):
     (6, ["neutral", None, None, None, None, "disgust"]),
 ])
 def test_ckplus_max_frames_keeps_the_whole_sequence_s_labels(tmp_path, max_frames, expected):
-    seq = tmp_path / "cohn-kanade-images" / "S005" / "001"
-    for i in range(1, 9):
-        _write_png(seq / f"S005_001_{i:08d}.png", 10 * i)
-    emotion = tmp_path / "Emotion" / "S005" / "001" / "S005_001_00000008_emotion.txt"
-    emotion.parent.mkdir(parents=True)
-    emotion.write_text("   3.0000000e+00\n")  # 3 = disgust
+    seq = _ckplus_release_sequence(tmp_path)
     out = tmp_path / "bags" / "s005_001"
     assert make_bag.main(["ckplus", str(seq), str(out), "--max-frames", str(max_frames)]) == 0
     labels = load_labels(tmp_path / "bags" / "s005_001.labels.csv")

@@ -4,18 +4,16 @@ says so in one line. (The benchmark itself runs for minutes: `make soak`.)"""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 pytest.importorskip("rclpy", reason="rclpy is not installed")
 
 from node_model import model_for_tests  # noqa: E402
-from ros_helpers import child_pids, isolated_ros_env, read_until, running, start_python, stop  # noqa: E402
+from ros_helpers import interrupt_tool, isolated_ros_env, start_python  # noqa: E402
 
 
 def test_a_short_soak_reports_every_figure(tmp_path, tmp_path_factory):
@@ -59,27 +57,10 @@ def test_an_interrupted_soak_stops_the_node_and_says_so(tmp_path, tmp_path_facto
     proc = start_python(["-m", "fer_ros.ros.soak", "--minutes", "0.5", "--startup-timeout-s", "120", "--node-args",
                          f"-p model_path:={model.path}", "--json", str(out_json)],
                         isolated_ros_env({"OMP_NUM_THREADS": "2"}))
-    nodes: list[int] = []
-    try:
-        deadline = time.monotonic() + 30
-        while not nodes and proc.poll() is None and time.monotonic() < deadline:
-            nodes = child_pids(proc.pid)
-            time.sleep(0.05)
-        assert nodes, "the soak started no fer_node"
-        head = read_until(proc, "answered", 120) if when == "measuring" else ""
-        if when == "measuring":
-            assert f"fer_node (pid {nodes[0]}) answered" in head, head
-            time.sleep(1.0)
-        os.kill(proc.pid, sig)  # the soak alone, as a terminal's Ctrl-C or a service manager would
-        rest, _ = proc.communicate(timeout=40)
-        out = head + rest
-        survivors = [pid for pid in nodes if running(pid)]
-    finally:
-        if proc.poll() is None:
-            stop(proc)
-        for pid in nodes:
-            if running(pid):
-                os.killpg(pid, signal.SIGKILL)
+    out, nodes, survivors = interrupt_tool(proc, sig, after="answered" if when == "measuring" else None)
+    assert nodes, "the soak started no fer_node"
+    if when == "measuring":
+        assert f"fer_node (pid {nodes[0]}) answered" in out, out
     assert survivors == [], out  # the node did not outlive the soak
     assert proc.returncode == 130 and "Traceback" not in out, out
     last = out.strip().splitlines()[-1]
