@@ -162,13 +162,8 @@ def test_stamps_that_go_back_keep_a_timeline_for_labels(tmp_path):
               + [t - 2 * 10**9 + i * 100_000_000 for i in range(2)])
     write_bag_with_stamps(tmp_path / "bag", stamps)
     (tmp_path / "labels.csv").write_text("start_s,end_s,label,face\n0,inf,happy,\n")
-    said = _Lines()
-    logging.getLogger(LOGGER_NAME).addHandler(said)
-    try:
-        summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--labels", str(tmp_path / "labels.csv")),
-                             recognizer=recognizer(ScheduleEngine(["happy"])))
-    finally:
-        logging.getLogger(LOGGER_NAME).removeHandler(said)
+    summary, said = _replay_saying(
+        args_for(tmp_path / "bag", tmp_path / "out", "--labels", str(tmp_path / "labels.csv")))
     rows = read_csv(tmp_path / "out" / "frames.csv")
     assert [float(r["time_s"]) for r in rows] == pytest.approx([i / 10 for i in range(10)], abs=1e-9)
     assert [int(r["stamp_s"].replace(".", "")) for r in rows] == stamps
@@ -284,18 +279,23 @@ class _Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
+def _replay_saying(args) -> tuple[dict, "_Lines"]:
+    """replay.run(args) on an always-happy recognizer, with what it logged."""
+    said = _Lines()
+    logging.getLogger(LOGGER_NAME).addHandler(said)
+    try:
+        return replay.run(args, recognizer=recognizer(ScheduleEngine(["happy"]))), said
+    finally:
+        logging.getLogger(LOGGER_NAME).removeHandler(said)
+
+
 def test_truncated_mcap_partial_results_said_once(tmp_path):
     write_image_bag(tmp_path / "bag", numbered_frames(30, (120, 160)), storage="mcap")
     data = next((tmp_path / "bag").glob("*.mcap"))
     with open(data, "r+b") as fh:
         fh.truncate(int(data.stat().st_size * 0.6))
-    said = _Lines()
-    logging.getLogger(LOGGER_NAME).addHandler(said)
-    try:
-        summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--out-bag", str(tmp_path / "emotion")),
-                             recognizer=recognizer(ScheduleEngine(["happy"])))
-    finally:
-        logging.getLogger(LOGGER_NAME).removeHandler(said)
+    summary, said = _replay_saying(
+        args_for(tmp_path / "bag", tmp_path / "out", "--out-bag", str(tmp_path / "emotion")))
     assert 10 < summary["frames"]["processed"] < 30
     assert "no valid end" in summary["truncated"]
     assert len(read_csv(tmp_path / "out" / "frames.csv")) == summary["frames"]["processed"]

@@ -118,8 +118,14 @@ class FerNode(Node):
 
     def _store(self, msg) -> None:
         self.stats.add_received()
-        if self._slot.put((msg, self.get_clock().now().to_msg())):  # with the receive time
+        if self._slot.put((msg, self._receive_time(msg))):
             self.stats.add_dropped()
+
+    def _receive_time(self, msg):
+        """The node clock's time now for a message whose header carries no stamp (its frame's time); None for the
+        others, which are timed by their stamp."""
+        stamp = msg.header.stamp
+        return self.get_clock().now().to_msg() if stamp.sec == 0 and stamp.nanosec == 0 else None
 
     def capture_neutral_callback(self, request, response):
         wanted = [int(i) for i in request.face_ids]
@@ -211,15 +217,15 @@ class FerNode(Node):
     def process(self, msg) -> None:
         """Decode one image message, recognise, publish /emotion (and the optional outputs): both workers' stages
         one after the other."""
-        started = self._perceive(msg, self.get_clock().now().to_msg())
+        started = self._perceive(msg, self._receive_time(msg))
         if started is not None:
             self._recognise(*started)
 
     def _perceive(self, msg, received):
-        """First stage: decode and landmark. `received`: when the message arrived (builtin_interfaces/Time, node
-        clock), the frame's time when its header carries no stamp. (message, stamp_s, frame, Perception or None for
-        a frame the recognizer cannot use (it warned; an empty message goes out), start time), or None for a
-        message refused (counted and warned about)."""
+        """First stage: decode and landmark. `received`: when a message whose header carries no stamp arrived
+        (builtin_interfaces/Time, node clock; see _receive_time), its frame's time. (message, stamp_s, frame,
+        Perception or None for a frame the recognizer cannot use (it warned; an empty message goes out), start
+        time), or None for a message refused (counted and warned about)."""
         t0 = time.monotonic()
         self._last_processed_s = t0
         stamp = msg.header.stamp
