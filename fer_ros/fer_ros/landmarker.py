@@ -287,8 +287,9 @@ class MediaPipeLandmarker:
         faces = []
         for pts, bs, names in found:
             pts = pts.copy()
-            pts[:, 0] *= scale_x
-            pts[:, 1] *= scale_y
+            # the downscaled copy's px x covers the frame's px (x + 0.5) * scale - 0.5 (pixel centres)
+            pts[:, 0] = (pts[:, 0] + 0.5) * scale_x - 0.5
+            pts[:, 1] = (pts[:, 1] + 0.5) * scale_y - 0.5
             pts[:, 2] *= scale_x
             faces.append(FaceLandmarks.from_points478(pts, bs, names))
         return faces

@@ -178,6 +178,33 @@ def test_huge_frame_detects_on_downscaled_copy(astronaut_rgb):
     assert np.allclose(faces[0].points68 / 8.0, small[0].points68, atol=3.0)
 
 
+def _blob_centre(rgb):
+    weight = np.clip(rgb[..., 1].astype(np.float64) - 128.0, 0.0, None)
+    y, x = np.mgrid[0:rgb.shape[0], 0:rgb.shape[1]]
+    return np.array([(weight * x).sum(), (weight * y).sum()]) / weight.sum()
+
+
+@pytest.mark.parametrize("shape", [(1080, 1920), (1500, 1000)])
+def test_points_found_on_the_downscaled_copy_map_back_to_the_same_pixel_of_the_frame(shape, monkeypatch):
+    """The copy's px x covers the frame's px (x + 0.5) * s - 0.5 (s: the frame's side over the copy's): a point
+    found there comes back where it is in the frame, not 0.5 * (s - 1) px (0.25 px at 1920 -> 1280) above and to
+    the left of it."""
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w]
+    blob = 128.0 + 120.0 * np.exp(-((x - 701.3) ** 2 + (y - 402.8) ** 2) / (2 * 9.0 ** 2))
+    frame = np.repeat(np.round(blob).astype(np.uint8)[..., None], 3, axis=2)
+    seen = []
+
+    def blob_face(image, ts_ms):  # a face all of whose points are at the centre of the blob it is shown
+        seen.append(image.shape[:2])
+        return [(np.tile(np.append(_blob_centre(image), 0.0), (478, 1)).astype(np.float32), np.zeros(0), ())]
+    with MediaPipeLandmarker(mode="image", small_faces=False) as lm:
+        monkeypatch.setattr(lm, "_detect_full", blob_face)
+        faces = lm.detect(frame)
+    assert max(seen[0]) == 1280
+    assert np.abs(faces[0].points478[:, :2] - _blob_centre(frame)).max() < 0.05
+
+
 def test_video_mode_and_bad_frames(face_frame):
     frame, region = face_frame
     with MediaPipeLandmarker(mode="video", max_faces=2) as lm:

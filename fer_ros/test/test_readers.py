@@ -197,10 +197,11 @@ def test_a_face_missed_in_a_face_filling_photo_is_found_on_a_rendition_and_mappe
     rng = np.random.default_rng(retry)
     photo = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)
     side, pad_share, equalise = RETRIES[retry]
-    scale = side / 48
+    scale = np.array([round(40 * side / 48) / 40, side / 48])  # the rendition's sides are rounded
     pad = round(pad_share * side)
     in_photo = rng.uniform(5, 35, (478, 2)).astype(np.float32)
-    lm = _FindsOnTry(retry + 2, np.hstack([in_photo * scale + pad, np.zeros((478, 1), np.float32)]))
+    on_canvas = (in_photo + 0.5) * scale - 0.5 + pad  # pixel centres, as cv2.resize maps them
+    lm = _FindsOnTry(retry + 2, np.hstack([on_canvas, np.zeros((478, 1))]).astype(np.float32))
     face = find_face(lm, photo)
     # the photo, then the renditions in order up to the one that found the face
     assert [im.shape for im in lm.shown] == [photo.shape] + [
@@ -213,6 +214,41 @@ def test_a_face_missed_in_a_face_filling_photo_is_found_on_a_rendition_and_mappe
     assert np.allclose(face.points478[:, :2], in_photo, atol=1e-3)
     assert np.allclose(face.box, (in_photo[:, 0].min(), in_photo[:, 1].min(), in_photo[:, 0].max(),
                                   in_photo[:, 1].max()), atol=1e-3)
+
+
+class _BlobCentreOnTry(_FindsOnTry):
+    """A landmarker that finds, on its `on_try`-th call only, a face all of whose points are at the centre of the
+    bright blob in the image (its brightness above mid-gray as weights)."""
+
+    def __init__(self, on_try):
+        super().__init__(on_try, None)
+
+    def detect(self, rgb, stamp_s=None):
+        import numpy as np
+        self.canvas_points = np.tile(np.append(_blob_centre(rgb), 0.0), (478, 1)).astype(np.float32)
+        return super().detect(rgb, stamp_s)
+
+
+def _blob_centre(rgb):
+    import numpy as np
+    weight = np.clip(rgb[..., 1].astype(np.float64) - 128.0, 0.0, None)
+    y, x = np.mgrid[0:rgb.shape[0], 0:rgb.shape[1]]
+    return np.array([(weight * x).sum(), (weight * y).sum()]) / weight.sum()
+
+
+@pytest.mark.parametrize("retry", [i for i, (_, _, equalise) in enumerate(RETRIES) if not equalise])
+def test_a_point_found_on_an_enlarged_rendition_maps_back_to_the_same_pixel_of_the_photo(retry):
+    """The rendition enlarges the photo with cv2.resize, which puts the centre of photo px x at (x + 0.5) * s - 0.5
+    (s: the scaled side over the photo's, which rounding makes differ between the axes): a blob's centre found on
+    it comes back where it is in the photo, not 0.5 - 0.5 / s px (0.375 px at 4x) to the right of and below it."""
+    import numpy as np
+
+    from fer_ros.training.data.cache import find_face
+    y, x = np.mgrid[0:48, 0:40]
+    blob = 128.0 + 120.0 * np.exp(-((x - 17.3) ** 2 + (y - 21.8) ** 2) / (2 * 4.0 ** 2))
+    photo = np.repeat(np.round(blob).astype(np.uint8)[..., None], 3, axis=2)
+    face = find_face(_BlobCentreOnTry(retry + 2), photo)
+    assert np.abs(face.points478[:, :2] - _blob_centre(photo)).max() < 0.05
 
 
 def test_a_photo_without_a_face_on_any_rendition_gives_none():
@@ -232,7 +268,7 @@ def test_a_face_no_rendition_gives_is_looked_for_with_the_lenient_landmarker_on_
     in_photo = np.random.default_rng(5).uniform(5, 43, (478, 2)).astype(np.float32)
     side, pad_share, _ = RETRIES[1]
     scale, pad = side / 48, round(pad_share * side)
-    lenient = _FindsOnTry(2, np.hstack([in_photo * scale + pad, np.zeros((478, 1), np.float32)]))
+    lenient = _FindsOnTry(2, np.hstack([(in_photo + 0.5) * scale - 0.5 + pad, np.zeros((478, 1), np.float32)]))
     made = []
 
     def make():
