@@ -159,6 +159,43 @@ def test_ckplus_class_folder_layout(tmp_path):
         find_ckplus_sequence(tmp_path, "011-006")
 
 
+def test_ckplus_class_folders_without_a_neutral_folder_label_no_frame_neutral(tmp_path):
+    """Every frame of a class folder other than neutral/ is a peak frame: none is labelled neutral."""
+    for i in (17, 18, 19):
+        _write_png(tmp_path / "data" / "happy" / f"S010_004_{i:08d}.png", i)
+    assert find_ckplus_sequence(tmp_path / "data", "S010_004").label == "happy"
+    out = tmp_path / "bags" / "s010_004"
+    assert make_bag.main(["ckplus", str(tmp_path / "data"), str(out), "--sequence", "S010_004",
+                          "--neutral-frames", "2"]) == 0
+    labels = load_labels(tmp_path / "bags" / "s010_004.labels.csv")
+    assert [(r.start, r.end, r.label) for r in labels.ranges] == [(0, 3, "happy")]
+
+
+def test_ckplus_class_folders_label_only_the_neutral_folder_s_frames_neutral(tmp_path):
+    _write_png(tmp_path / "neutral" / "S011_006_00000001.png", 1)
+    for i in (19, 20):
+        _write_png(tmp_path / "happy" / f"S011_006_{i:08d}.png", i)
+    out = tmp_path / "bags" / "s011_006"
+    assert make_bag.main(["ckplus", str(tmp_path), str(out), "--sequence", "S011_006", "--neutral-frames", "2"]) == 0
+    labels = load_labels(tmp_path / "bags" / "s011_006.labels.csv")
+    assert [(r.start, r.end, r.label) for r in labels.ranges] == [(0, 1, "neutral"), (1, 3, "happy")]
+
+
+@pytest.mark.parametrize("relative", ["S005/001", "001", "."])
+def test_ckplus_relative_sequence_path_keeps_its_emotion_label(tmp_path, monkeypatch, relative):
+    seq = _ckplus_release_sequence(tmp_path)
+    monkeypatch.chdir({"S005/001": seq.parent.parent, "001": seq.parent, ".": seq}[relative])
+    found = find_ckplus_sequence(relative)
+    assert (found.subject, found.sequence, found.label, len(found.files)) == ("S005", "001", "disgust", 8)
+
+
+def test_ckplus_sequence_without_an_emotion_folder_says_so(tmp_path, fer_warnings):
+    seq = tmp_path / "cohn-kanade-images" / "S005" / "001"
+    _write_png(seq / "S005_001_00000001.png", 1)
+    assert find_ckplus_sequence(seq).label is None
+    assert "no Emotion folder" in fer_warnings.text and str(tmp_path / "Emotion") in fer_warnings.text
+
+
 def test_ckplus_codes():
     assert frame_sources.ckplus_code_to_label(0) == "neutral"
     assert frame_sources.ckplus_code_to_label(1.0) == "anger"

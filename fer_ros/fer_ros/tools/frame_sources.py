@@ -2,6 +2,8 @@
 label file that marks its neutral and peak frames)."""
 from __future__ import annotations
 
+import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +13,14 @@ import cv2
 import numpy as np
 
 from fer_ros.classes import NEUTRAL
-from fer_ros.ratelimit import RateLimiter
+from fer_ros.ratelimit import LOGGER_NAME, RateLimiter
 from fer_ros.tools.bagtools import WARN_PERIOD_S, BagError
 from fer_ros.tools.labels import LabelRange, LabelSet
 from fer_ros.training.data.datasets import CKPLUS_CODES, FRAME_NAME
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+log = logging.getLogger(LOGGER_NAME)
 
 
 def _natural_key(path: Path) -> list:
@@ -106,12 +110,15 @@ def video_frames(path: str | Path, scale: float = 1.0, max_frames: int | None = 
 # --------------------------------------------------------------------------------------------------------------
 @dataclass
 class CkSequence:
-    """One CK+ sequence: frame files from neutral onset to peak, its emotion label (None when unlabelled)."""
+    """One CK+ sequence: frame files from neutral onset to peak, its emotion label (None when unlabelled), and
+    `neutral_files`: how many of the first files are neutral frames by their source, in the class-folder layout
+    those from the `neutral/` folder (None for the release, whose sequences start at the neutral onset)."""
 
     subject: str
     sequence: str
     files: list[Path]
     label: str | None
+    neutral_files: int | None = None
 
 
 def ckplus_code_to_label(code: float) -> str:
@@ -130,7 +137,8 @@ def find_ckplus_sequence(seq_dir: str | Path, sequence: str | None = None) -> Ck
     - the official release: `seq_dir` = .../cohn-kanade-images/S005/001 (frames S005_001_<n>.png); the label is
       read from .../Emotion/S005/001/S005_001_*_emotion.txt when present;
     - class folders: `seq_dir` = the root holding <class>/S<subject>_<sequence>_<frame>.png and `sequence` =
-      "S011_006": the frames of that sequence in all class folders, label = the non-neutral folder they are in.
+      "S011_006": the frames of that sequence in all class folders, label = the non-neutral folder they are in;
+      only the frames of the `neutral/` folder are neutral frames (the others are peak frames).
     """
     seq_dir = Path(seq_dir)
     if not seq_dir.is_dir():
@@ -152,12 +160,18 @@ def find_ckplus_sequence(seq_dir: str | Path, sequence: str | None = None) -> Ck
         if len(labels) > 1:
             raise BagError(f"S{subject}_{seq} appears under several classes: {', '.join(sorted(labels))}")
         files.sort(key=lambda p: int(FRAME_NAME.match(p.stem).group(3)) if FRAME_NAME.match(p.stem) else 0)
-        return CkSequence(f"S{subject}", seq, files, labels.pop() if labels else None)
+        neutral_files = next((i for i, f in enumerate(files) if f.parent.name != NEUTRAL), len(files))
+        return CkSequence(f"S{subject}", seq, files, labels.pop() if labels else None, neutral_files)
     files = image_files(seq_dir)
     label = None
+    seq_dir = Path(os.path.abspath(seq_dir))  # a relative path ("001", ".") still names subject and Emotion folder
     subject, seq = seq_dir.parent.name, seq_dir.name
-    emotion_dir = seq_dir.parent.parent.parent / "Emotion" / subject / seq
+    emotion_root = seq_dir.parent.parent.parent / "Emotion"
+    emotion_dir = emotion_root / subject / seq
     emotion_files = sorted(emotion_dir.glob("*_emotion.txt")) if emotion_dir.is_dir() else []
+    if not emotion_root.is_dir():
+        log.warning(f"no Emotion folder at {emotion_root} (the CK+ release keeps it beside cohn-kanade-images): "
+                    f"{subject}_{seq} is unlabelled; for the class-folder layout pass the root and --sequence")
     if emotion_files:
         text = emotion_files[-1].read_text().strip()
         try:
@@ -167,15 +181,18 @@ def find_ckplus_sequence(seq_dir: str | Path, sequence: str | None = None) -> Ck
     return CkSequence(subject, seq, files, label)
 
 
-def ckplus_labels(n_frames: int, label: str | None, neutral_frames: int = 1, peak_frames: int = 3) -> LabelSet:
+def ckplus_labels(n_frames: int, label: str | None, neutral_frames: int = 1, peak_frames: int = 3,
+                  neutral_files: int | None = None) -> LabelSet:
     """Frame-range labels of a CK+ sequence of `n_frames`: the first `neutral_frames` neutral, the last
-    `peak_frames` the sequence's label (frames in between are left unlabelled: the expression is building up)."""
+    `peak_frames` the sequence's label (frames in between are left unlabelled: the expression is building up).
+    `neutral_files` (CkSequence.neutral_files): how many of the first frames are neutral by their source; only
+    those may be labelled neutral and none of them with the emotion (None: a release sequence, all may)."""
     ranges = []
-    n_neutral = min(neutral_frames, n_frames)
+    n_neutral = min(neutral_frames, n_frames, n_frames if neutral_files is None else neutral_files)
     if n_neutral > 0:
         ranges.append(LabelRange(0, n_neutral, NEUTRAL))
     if label is not None and label != NEUTRAL and peak_frames > 0:
-        start = max(n_neutral, n_frames - peak_frames)
+        start = max(n_neutral if neutral_files is None else neutral_files, n_frames - peak_frames)
         if start < n_frames:
             ranges.append(LabelRange(start, n_frames, label))
     return LabelSet("frame", ranges)

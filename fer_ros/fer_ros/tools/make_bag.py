@@ -52,7 +52,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="ckplus with class folders: the sequence, e.g. S011_006; default: none (SOURCE is one "
                         "sequence folder)")
     p.add_argument("--neutral-frames", type=number(int, low=0, says=">= 0"), default=1,
-                   help="ckplus: first frames labelled neutral")
+                   help="ckplus: first frames labelled neutral (with --sequence: of the neutral/ folder's "
+                        "frames only)")
     p.add_argument("--peak-frames", type=number(int, low=0, says=">= 0"), default=3,
                    help="ckplus: last frames labelled with the emotion")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
@@ -88,8 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate, total = args.rate_hz or 10.0, len(files)
             frames = folder_frames(files, args.scale)
             # the labels of the whole sequence (its peak is its last frames), then those of the frames written
-            labels = first_frames(ckplus_labels(len(seq.files), seq.label, args.neutral_frames, args.peak_frames),
-                                  len(files))
+            labels = first_frames(ckplus_labels(len(seq.files), seq.label, args.neutral_frames, args.peak_frames,
+                                                seq.neutral_files), len(files))
         info = write_image_bag(args.out, frames, rate_hz=rate, topic=args.topic, storage=args.storage,
                                encoding=args.encoding, compressed=args.compressed, frame_id=args.frame_id,
                                start_time_s=args.start_time_s, overwrite=args.overwrite, progress=True, total=total)
