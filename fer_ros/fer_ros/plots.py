@@ -9,6 +9,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+GAP_FRAME_STEPS = 2.0  # plot_timeline: a face unseen for longer than this many frame steps was absent
+
 
 def _pyplot():
     import matplotlib
@@ -111,7 +113,8 @@ def plot_training_curves(rows: Sequence[Mapping[str, float]], path: str | Path, 
 def plot_timeline(path: str | Path, tracks: Mapping[int, tuple[np.ndarray, np.ndarray]],
                   class_names: Sequence[str], title: str = "", max_faces: int = 6) -> Path:
     """Label-over-time PNG: one panel per face (at most `max_faces`, the longest tracks), each class's probability
-    over time (s) as a line and the winning label as a coloured strip above it.
+    over time (s) as a line and the winning label as a coloured strip above it. Where a face was absent for more
+    than GAP_FRAME_STEPS frame steps (the median step between its times), its strip stops and its lines break.
     `tracks`: {face id: (times_s (N,), probs (N, K))} with K = len(class_names)."""
     plt = _pyplot()
     names = list(class_names)
@@ -124,13 +127,19 @@ def plot_timeline(path: str | Path, tracks: Mapping[int, tuple[np.ndarray, np.nd
         probs = np.asarray(probs, np.float64).reshape(len(times), -1)
         if probs.shape[1] != len(names):
             raise ValueError(f"face {face_id}: {probs.shape[1]} scores but {len(names)} class names")
+        steps = np.diff(times)
+        step = float(np.median(steps[steps > 0])) if (steps > 0).any() else 0.1  # one frame step
+        # a face absent for more than a couple of frame steps: its label strip ends and its lines break there
+        gap = GAP_FRAME_STEPS * step
+        breaks = np.flatnonzero(steps > gap) + 1
+        line_t, line_p = np.insert(times, breaks, np.nan), np.insert(probs, breaks, np.nan, axis=0)
         for k, name in enumerate(names):
-            ax.plot(times, probs[:, k], color=colours(k % 10), lw=1.2, label=name)
+            ax.plot(line_t, line_p[:, k], color=colours(k % 10), lw=1.2, label=name)
         if len(times):
             winner = np.argmax(probs, axis=1)
-            edges = np.append(times, times[-1] + (np.median(np.diff(times)) if len(times) > 1 else 0.1))
-            for i, k in enumerate(winner):
-                ax.axvspan(edges[i], edges[i + 1], ymin=0.92, ymax=1.0, color=colours(int(k) % 10), lw=0)
+            ends = np.append(np.minimum(times[1:], times[:-1] + gap), times[-1] + step)
+            for t0, t1, k in zip(times, ends, winner):
+                ax.axvspan(t0, t1, ymin=0.92, ymax=1.0, color=colours(int(k) % 10), lw=0)
         ax.set_ylim(0, 1.1)
         ax.set_ylabel(f"face {face_id}")
         ax.grid(alpha=0.3)

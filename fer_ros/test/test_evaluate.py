@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from eval_helpers import class_folder_data, official_data
 from fer_ros.tools import evaluate
 from fer_ros.tools.eval_data import Sample, prepare
-from fer_ros.tools.eval_report import score
+from fer_ros.tools.eval_report import score, write_outputs
 from fer_ros.classes import CKPLUS7, CKPLUS8
 
 pytest.importorskip("onnxruntime")
@@ -181,6 +182,38 @@ def test_score_data_class_unknown_to_a_7class_model():
     assert np.asarray(rep["confusion_matrix"]).sum() == 1
     assert rep["unknown_classes"] == {"boredom": {"count": 1, "predicted": {"happy": 1}},
                                       "neutral": {"count": 2, "predicted": {"happy": 2}}}
+
+
+def _report(samples: list[Sample], names: list[str], frame_level: bool) -> dict:
+    """The parts of build_report's report that write_outputs reads."""
+    frames = [replace(s, kind="frame") for s in samples]
+    return {"model": {"manifest": {"name": "m"}}, "data": {"root": "/data/ck"},
+            "sequence_level": score(samples, names), "frame_level": score(frames, names) if frame_level else None,
+            "samples": [asdict(s) for s in samples]}
+
+
+def test_a_second_run_into_the_same_folder_leaves_no_plot_of_the_first(tmp_path):
+    names = list(CKPLUS8)
+    samples = [_sample("happy", np.eye(8)[names.index("happy")], names)]
+    write_outputs(_report(samples, names, frame_level=True), samples, names, tmp_path)
+    assert (tmp_path / "confusion_matrix.png").exists() and (tmp_path / "confusion_matrix_frames.png").exists()
+    outputs = write_outputs(_report(samples, names, frame_level=False), samples, names, tmp_path)
+    assert "frame_level_png" not in outputs and not (tmp_path / "confusion_matrix_frames.png").exists()
+    assert (tmp_path / "confusion_matrix.png").exists()
+
+
+def test_report_json_writes_non_finite_numbers_as_null(tmp_path):
+    names = list(CKPLUS8)
+    good = _sample("happy", np.eye(8)[names.index("happy")], names)
+    broken = replace(good, key="S2_1", probs=[float("nan")] + [0.0] * 7)
+    report = _report([good], names, frame_level=False)
+    report["samples"] = [asdict(good), asdict(broken)]
+    write_outputs(report, [good, broken], names, tmp_path)
+
+    def refuse(constant):
+        raise ValueError(f"report.json holds {constant}, which is not JSON")
+    written = json.loads((tmp_path / "report.json").read_text(), parse_constant=refuse)
+    assert written["samples"][1]["probs"][:2] == [None, 0.0] and written["samples"][0]["probs"] == good.probs
 
 
 def test_unknown_label_folder_is_reported(base, model8, tmp_path, capsys):

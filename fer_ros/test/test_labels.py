@@ -94,3 +94,26 @@ def test_missing_and_unreadable_file(tmp_path):
     bad.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(LabelError, match="cannot be read"):
         load_labels(bad)
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path):
+    """Excel's "CSV UTF-8" starts the file with a byte order mark."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes("start_s,end_s,label\r\n0,1.5,happy\r\n".encode("utf-8-sig"))
+    assert load_labels(path) == LabelSet("s", [LabelRange(0.0, 1.5, "happy")])
+
+
+@pytest.mark.parametrize("line, message", [
+    ("0.5,2,happy", "start '0.5' is not a whole frame number"),
+    ("0,2.7,happy", "end '2.7' is not a whole frame number"),
+])
+def test_frame_bounds_must_be_whole_numbers(line, message):
+    with pytest.raises(LabelError, match=f"x.csv:2: {message}"):
+        parse_labels(f"start_frame,end_frame,label\n{line}\n", "x.csv")
+    assert parse_labels("start_frame,end_frame,label\n0,2.0,neutral\n2,,happy\n").ranges == \
+        [LabelRange(0, 2, "neutral"), LabelRange(2, math.inf, "happy")]
+
+
+def test_saving_a_fractional_frame_bound_is_refused(tmp_path):
+    with pytest.raises(LabelError, match="end 2.7 is not a whole frame number"):
+        save_labels(tmp_path / "x.csv", LabelSet("frame", [LabelRange(0, 2.7, "happy")]))

@@ -56,3 +56,23 @@ def test_timeline_png(tmp_path):
     assert out.stat().st_size > 1000
     with pytest.raises(ValueError, match="class names"):
         plots.plot_timeline(tmp_path / "bad.png", {1: (t, p)}, CKPLUS7)
+
+
+def test_timeline_does_not_hold_a_label_or_join_lines_across_an_absence(tmp_path, monkeypatch):
+    """A face seen for 0.2 s and again at 10 s: its strip and lines stop where it was absent."""
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (figures.append(fig), save(fig, path))[1])
+    t = np.array([0.0, 0.1, 0.2, 10.0, 10.1, 10.2])
+    p = np.full((6, 8), 0.01, np.float32)
+    p[:3, CKPLUS8.index("happy")] = 0.9
+    p[3:, CKPLUS8.index("sadness")] = 0.9
+    plots.plot_timeline(tmp_path / "timeline.png", {1: (t, p)}, CKPLUS8)
+    ax = figures[0].axes[0]
+    to_data = ax.transData.inverted()
+    spans = sorted(tuple(to_data.transform(s.get_window_extent())[:, 0]) for s in ax.patches)
+    np.testing.assert_allclose(spans, [(0.0, 0.1), (0.1, 0.2), (0.2, 0.4), (10.0, 10.1), (10.1, 10.2), (10.2, 10.3)],
+                               atol=1e-6)
+    for line in ax.lines:  # one break between 0.2 s and 10 s
+        x = np.asarray(line.get_xdata(), np.float64)
+        assert np.isnan(x).sum() == 1 and x[np.flatnonzero(np.isnan(x))[0] - 1] == pytest.approx(0.2)

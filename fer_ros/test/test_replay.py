@@ -19,7 +19,7 @@ from fer_ros.tools import replay
 from fer_ros.tools.bagtools import (IMAGE_TYPE, STORAGES, ImageBagReader, image_message, list_topics, open_writer,
                                     typestore, write_image_bag)
 from fer_ros.tools.emotion_bag import EMOTION_TYPE, emotion_message
-from fer_ros.tools.replay_results import FaceRecord, FrameRecord
+from fer_ros.tools.replay_results import FaceRecord, FrameRecord, ReplayResult
 from fer_ros.classes import class_names
 from fer_ros.crop import CropConfig
 from fer_ros.pipeline import Recognizer
@@ -349,6 +349,52 @@ def test_contact_sheet(tmp_path):
     import cv2
     sheet = cv2.imread(summary["outputs"]["contact_sheet_png"])
     assert sheet is not None and sheet.shape[1] > 4 * 320 and sheet.shape[0] > 240
+
+
+def test_contact_sheet_spreads_over_the_frames_max_frames_keeps(tmp_path):
+    """20 messages, --max-frames 5: the 4 tiles are spread over frames 0..4, not over 0..19 (0, 6, 13, 19: only
+    frame 0 is replayed)."""
+    write_image_bag(tmp_path / "bag", numbered_frames(20, (120, 160)), rate_hz=10.0)
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--max-frames", "5", "--contact-sheet", "4"),
+                         recognizer=recognizer(ScheduleEngine(["happy"])))
+    assert summary["frames"]["processed"] == 5
+    import cv2
+    sheet = cv2.imread(summary["outputs"]["contact_sheet_png"])
+    assert sheet.shape[1] > 4 * 320  # four tiles side by side
+
+
+def test_a_second_run_into_the_same_folder_leaves_no_plot_of_the_first(tmp_path):
+    write_image_bag(tmp_path / "bag", numbered_frames(6, (120, 160)), rate_hz=10.0)
+    (tmp_path / "labels.csv").write_text("start_frame,end_frame,label\n0,inf,happy\n")
+    out = tmp_path / "out"
+    first = replay.run(args_for(tmp_path / "bag", out, "--labels", str(tmp_path / "labels.csv"), "--contact-sheet",
+                                "2"), recognizer=recognizer(ScheduleEngine(["happy"])))
+    assert {"confusion_png", "contact_sheet_png"} <= set(first["outputs"])
+    assert (out / "confusion_matrix.png").exists() and (out / "contact_sheet.png").exists()
+    second = replay.run(args_for(tmp_path / "bag", out), recognizer=recognizer(ScheduleEngine(["happy"])))
+    assert not {"confusion_png", "contact_sheet_png"} & set(second["outputs"])
+    assert not (out / "confusion_matrix.png").exists() and not (out / "contact_sheet.png").exists()
+    assert (out / "timeline.png").exists()
+
+
+def _strict_json(path: Path):
+    def refuse(constant):
+        raise ValueError(f"{path.name} holds {constant}, which is not JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_non_finite_numbers_are_written_as_null(tmp_path):
+    record = FrameRecord(index=0, stamp_ns=1_700_000_000_000_000_000, time_s=0.0, bag_time_ns=0,
+                         latency_ms=float("nan"), width=160, height=120)
+    probs = [float("nan")] + [0.1] * 7
+    record.faces.append(FaceRecord(id=1, box=(0.0, 0.0, 10.0, 10.0), window_ready=True, has_neutral=True,
+                                   label="anger", confidence=float("inf"), probs=probs, dominant=True))
+    result = ReplayResult("bag", "/camera/image_raw", CK8, [record], messages=1, decoded=1)
+    summary = replay.write_outputs(result, tmp_path / "out", None, None, None, None)
+    face = _strict_json(tmp_path / "out" / "results.json")["frames"][0]["faces"][0]
+    assert face["probs"][:2] == [None, 0.1] and face["confidence"] is None
+    written = _strict_json(tmp_path / "out" / "summary.json")
+    assert written["latency_ms"]["p50"] is None and summary["outputs"]["summary_json"]
 
 
 def test_emotion_message_is_the_nodes_message():

@@ -15,6 +15,11 @@ import numpy as np
 from fer_ros import metrics
 from fer_ros.classes import NEUTRAL
 from fer_ros.tools.eval_data import MAX_EXAMPLES, Miss, Sample
+from fer_ros.tools.replay_results import write_json
+
+# the confusion-matrix PNG of each level; a level a run does not plot has its file removed from the output folder,
+# so a previous run's is never taken for this one's
+PLOT_FILES = {"sequence_level": "confusion_matrix.png", "frame_level": "confusion_matrix_frames.png"}
 
 
 def score(samples: Sequence[Sample], model_names: Sequence[str],
@@ -231,10 +236,14 @@ def write_predictions_csv(path: Path, samples: Sequence[Sample], class_names: Se
 
 
 def write_outputs(report: dict, samples: Sequence[Sample], class_names: Sequence[str], out_dir: Path) -> dict:
+    """Write report.json (non-finite numbers as null), predictions.csv and the confusion-matrix PNGs into `out_dir`
+    (a previous run's PNGs removed first); returns {output: path}."""
     from fer_ros import plots
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name in PLOT_FILES.values():
+        (out_dir / name).unlink(missing_ok=True)
     outputs = {"predictions_csv": str(write_predictions_csv(out_dir / "predictions.csv", samples, class_names))}
-    for level, name in (("sequence_level", "confusion_matrix.png"), ("frame_level", "confusion_matrix_frames.png")):
+    for level, name in PLOT_FILES.items():
         r = report.get(level)
         if r and r["count"]:
             title = (f"{report['model']['manifest']['name']} on {Path(report['data']['root']).name} "
@@ -244,6 +253,5 @@ def write_outputs(report: dict, samples: Sequence[Sample], class_names: Sequence
                 pred_names=r["pred_names"]))
     report["outputs"] = dict(outputs, report_json=str(out_dir / "report.json"))
     report["summary"] = summary_line(report)
-    with open(out_dir / "report.json", "w") as fh:
-        json.dump(report, fh, indent=2)
+    write_json(out_dir / "report.json", report, indent=2)
     return report["outputs"]

@@ -1,8 +1,8 @@
 """Ground-truth labels for a recording: time or frame ranges with an expression label, per face or for the
 dominant face.
 
-A label file is CSV text (UTF-8). Lines starting with `#` and blank lines are ignored. The first other line is the
-header and names the unit of the ranges:
+A label file is CSV text (UTF-8, with or without a byte order mark). Lines starting with `#` and blank lines are
+ignored. The first other line is the header and names the unit of the ranges:
 
     start_s,end_s,label,face          # seconds from the first image of the replayed topic (its time_s)
     start_frame,end_frame,label,face  # 0-based index of the image message on the topic (bag order)
@@ -13,7 +13,7 @@ Every following line is one range: `start,end,label[,face]`.
   clock reset), the time goes on over the jump by the bag's record time instead, so it never goes back: the
   `time_s` column of `fer-replay`'s per-frame CSV.
 - Ranges are half-open: `start <= t < end` (seconds) or `start <= i < end` (frames). `end` may be `inf` or empty
-  for "until the end of the recording".
+  for "until the end of the recording". Frame bounds are whole numbers.
 - `label` is a class name of the model (e.g. `happy`, `neutral`); the replay checks it against the model's classes.
 - `face` is a track id as written by `fer-replay` in its per-frame CSV (run once without labels to learn the ids),
   or empty / `*` / `dominant` for the dominant face: the face with the largest box in that frame.
@@ -121,6 +121,21 @@ def _parse_number(text: str, what: str, where: str, allow_inf: bool) -> float:
     return value
 
 
+def _check_frame_bound(value: float, text: str, what: str, where: str) -> None:
+    if not (math.isinf(value) or value.is_integer()):
+        raise LabelError(f"{where}: {what} {text.strip()!r} is not a whole frame number; frame ranges count the "
+                         "images of the topic (0, 1, 2, ...): use seconds (start_s,end_s) for times between frames")
+
+
+def _frame_bound(value: float, what: str, r: LabelRange) -> int | str:
+    if math.isinf(value):
+        return "inf"
+    if not float(value).is_integer():
+        raise LabelError(f"range [{r.start:g}, {r.end:g}) of {r.label!r}: {what} {value:g} is not a whole frame "
+                         "number; round it, or write the labels in seconds")
+    return int(value)
+
+
 def _parse_face(text: str, where: str) -> int | None:
     text = text.strip()
     if text.lower() in _DOMINANT_WORDS:
@@ -157,6 +172,9 @@ def parse_labels(text: str, source: str = "<labels>") -> LabelSet:
             raise LabelError(f"{where}: expected 'start,end,label[,face]', got {line.strip()!r}")
         start = _parse_number(cells[0], "start", where, allow_inf=False)
         end = _parse_number(cells[1], "end", where, allow_inf=True)
+        if unit == "frame":
+            _check_frame_bound(start, cells[0], "start", where)
+            _check_frame_bound(end, cells[1], "end", where)
         if end <= start:
             raise LabelError(f"{where}: end ({cells[1].strip()}) must be greater than start ({cells[0].strip()})")
         label = cells[2].strip()
@@ -185,7 +203,7 @@ def load_labels(path: str | Path) -> LabelSet:
     """Read a label file; raises LabelError (missing file, bad header, bad line, overlap)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # "-sig": a byte order mark (Excel's "CSV UTF-8") is skipped
     except FileNotFoundError:
         raise LabelError(f"label file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -194,7 +212,8 @@ def load_labels(path: str | Path) -> LabelSet:
 
 
 def format_labels(labels: LabelSet, comment: str = "") -> str:
-    """Label file text for `labels` (what `load_labels` reads back)."""
+    """Label file text for `labels` (what `load_labels` reads back). LabelError for a frame bound that is not a
+    whole number (it would not read back the same)."""
     out = io.StringIO()
     for line in comment.splitlines():
         out.write(f"# {line}\n")
@@ -202,8 +221,10 @@ def format_labels(labels: LabelSet, comment: str = "") -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([start_col, end_col, "label", "face"])
     for r in labels.ranges:
-        start = int(r.start) if labels.unit == "frame" else r.start
-        end = "inf" if math.isinf(r.end) else (int(r.end) if labels.unit == "frame" else r.end)
+        if labels.unit == "frame":
+            start, end = _frame_bound(r.start, "start", r), _frame_bound(r.end, "end", r)
+        else:
+            start, end = r.start, "inf" if math.isinf(r.end) else r.end
         writer.writerow([start, end, r.label, "" if r.face is None else r.face])
     return out.getvalue()
 

@@ -21,7 +21,6 @@ This file is the replay loop and the command; the records, summary and evaluatio
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -42,9 +41,14 @@ from fer_ros.tools.contact_sheet import ContactSheetCollector
 from fer_ros.tools.emotion_bag import EMOTION_TOPIC, EmotionBagWriter
 from fer_ros.tools.labels import LabelError, LabelSet, load_labels
 from fer_ros.tools.replay_results import (FaceRecord, FrameRecord, ReplayResult, evaluate_records, format_summary,
-                                          summarize, timeline_tracks, write_frames_csv, write_results_json)
+                                          summarize, timeline_tracks, write_frames_csv, write_json,
+                                          write_results_json)
 
 log = logging.getLogger(LOGGER_NAME)
+
+# the plots a replay may write into its output folder; those a run does not make are removed from it, so a previous
+# run's are never taken for this one's
+PLOT_FILES = ("timeline.png", "confusion_matrix.png", "contact_sheet.png")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -240,7 +244,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="topic of the FaceEmotionArray messages in --out-bag (where a fer_node in the root "
                         "namespace publishes them)")
     o.add_argument("--contact-sheet", type=number(int, low=0, says=">= 0"), default=0, metavar="N",
-                   help="also write contact_sheet.png with N annotated frames spread over the bag; 0 = none")
+                   help="also write contact_sheet.png with N annotated frames spread over the frames replayed "
+                        "(the bag, or its first --max-frames); 0 = none")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --out-bag")
     return p
 
@@ -278,7 +283,9 @@ def run(args, recognizer=None) -> dict:
     try:
         if labels is not None and getattr(recognizer, "class_names", None):
             labels.check_classes(recognizer.class_names)
-        sheet = ContactSheetCollector(total, args.contact_sheet) if args.contact_sheet else None
+        # the sheet's frames are spread over those the replay reaches: --max-frames cuts the topic
+        sheet = ContactSheetCollector(min(total, args.max_frames or total), args.contact_sheet) \
+            if args.contact_sheet else None
         hooks = [h.on_frame for h in (sheet, emotion_writer) if h is not None]
 
         def on_frame(frame, results, record):
@@ -297,9 +304,12 @@ def run(args, recognizer=None) -> dict:
 
 
 def write_outputs(result: ReplayResult, out_dir: Path, labels: LabelSet | None, sheet, emotion_writer, args) -> dict:
-    """Write the CSV, JSON, summary, plots (and the contact sheet / output bag when asked); returns the summary."""
+    """Write the CSV, JSON, summary, plots (and the contact sheet / output bag when asked); returns the summary.
+    A previous run's plots in `out_dir` are removed first."""
     from fer_ros import plots
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name in PLOT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
     names = result.class_names
     summary = summarize(result)
     outputs = {"frames_csv": str(write_frames_csv(out_dir / "frames.csv", result.frames, names)),
@@ -324,8 +334,7 @@ def write_outputs(result: ReplayResult, out_dir: Path, labels: LabelSet | None, 
         outputs["out_bag"] = str(args.out_bag)
         summary["emotion_messages"] = n
     summary["outputs"] = outputs
-    with open(out_dir / "summary.json", "w") as fh:
-        json.dump(summary, fh, indent=2)
+    write_json(out_dir / "summary.json", summary, indent=2)
     outputs["summary_json"] = str(out_dir / "summary.json")
     return summary
 

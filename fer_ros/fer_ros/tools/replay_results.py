@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -173,10 +174,27 @@ def write_frames_csv(path: Path, frames: Iterable[FrameRecord], class_names: Seq
     return path
 
 
-def write_results_json(path: Path, frames: Iterable[FrameRecord]) -> Path:
+def finite_json(obj):
+    """`obj` (dicts, lists, tuples, numbers, strings) with every NaN or infinity replaced by None: strict JSON has no
+    such numbers, so they are written as null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, obj, indent: int | None = None) -> Path:
+    """`obj` as strict JSON (non-finite numbers as null, see finite_json)."""
     with open(path, "w") as fh:
-        json.dump({"frames": [asdict(fr) for fr in frames]}, fh)
+        json.dump(finite_json(obj), fh, indent=indent, allow_nan=False)
     return path
+
+
+def write_results_json(path: Path, frames: Iterable[FrameRecord]) -> Path:
+    return write_json(path, {"frames": [asdict(fr) for fr in frames]})
 
 
 def timeline_tracks(result: ReplayResult) -> dict[int, tuple[np.ndarray, np.ndarray]]:
