@@ -121,6 +121,7 @@ class Recognizer:
         self.landmarker = landmarker
         self.timings_ms: dict[str, float] = {}
         self._last_stamp_s: float | None = None
+        self._latest_ids: list[int] = []  # the faces recognise reported last
         self._warn = RateLimiter(5.0)
 
     # -- settings --------------------------------------------------------------------------------------------
@@ -206,6 +207,7 @@ class Recognizer:
                 continue
             results.append(self._result(face, self.states[tid], p))
         results.sort(key=lambda r: r.id)
+        self._latest_ids = [r.id for r in results]
         self.timings_ms = {"landmarks": perception.landmarks_ms, "crops_lbp": 1e3 * (t2 - t1),
                            "tracking": 1e3 * (t3 - t2), "inference": 1e3 * (t4 - t3),
                            "total": perception.landmarks_ms + 1e3 * (time.perf_counter() - t1),
@@ -213,9 +215,10 @@ class Recognizer:
         return results
 
     def capture_neutral(self, face_ids: Iterable[int] | None = None) -> tuple[list[int], list[int]]:
-        """Take each face's newest frame as its neutral reference (all tracked faces when face_ids is None or
-        empty). Returns (captured ids, requested ids not tracked)."""
-        wanted = list(self.states) if not face_ids else [int(i) for i in face_ids]
+        """Take each face's newest frame as its neutral reference (when face_ids is None or empty: every face the
+        latest recognise reported, not the tracks kept alive while unseen nor faces too small to report). Returns
+        (captured ids, requested ids not tracked)."""
+        wanted = list(self._latest_ids) if not face_ids else [int(i) for i in face_ids]
         captured, missing = [], []
         for tid in wanted:
             state = self.states.get(tid)
@@ -229,6 +232,7 @@ class Recognizer:
         """Forget every face (tracks, windows, neutral references)."""
         self.tracker.reset()
         self.states.clear()
+        self._latest_ids = []
 
     def close(self) -> None:
         """Release the landmarker (MediaPipe must be closed explicitly)."""

@@ -205,6 +205,28 @@ def test_capture_neutral_and_configure():
     assert rec.neutral_policy == "first_frame"
 
 
+def test_capture_neutral_of_all_takes_the_faces_of_the_latest_frame_only():
+    """An empty request means the faces in the latest frame: not a face gone a moment ago (its track lives on
+    for face_timeout_s) nor one too small to be reported."""
+    def then_one(i, stamp):
+        return two_faces(i, stamp)[:1 if i >= 3 else 2]
+    rec = make(then_one, neutral_policy="manual", face_timeout_s=10.0)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    for i in range(3):
+        both = sorted(r.id for r in rec.process(frame, i / FPS))
+    latest = [r.id for r in rec.process(frame, 3 / FPS)]
+    assert len(both) == 2 and len(latest) == 1 and len(rec.states) == 2  # the other face's track is still alive
+    assert rec.capture_neutral(None) == (latest, [])
+    assert rec.capture_neutral([]) == (latest, [])
+    rec = make(neutral_policy="manual", min_face_size_px=115)  # the left face (about 105 px) is not reported
+    for i in range(3):
+        reported = [r.id for r in rec.process(frame, i / FPS)]
+    assert len(reported) == 1 and len(rec.states) == 2
+    assert rec.capture_neutral(None) == (reported, [])
+    rec.reset()
+    assert rec.capture_neutral(None) == ([], [])
+
+
 def test_time_backwards_resets_tracks_and_says_so_once(fer_warnings):
     rec = make()
     frame = np.zeros((480, 640, 3), np.uint8)
