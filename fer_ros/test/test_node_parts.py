@@ -142,25 +142,13 @@ def test_rep155_ids_of_two_nodes_differ():
     assert all(name_token.match(i) and "__" not in i for i in ids)
 
 
-def test_rep155_skips_with_one_info_line_without_hri_msgs():
-    try:
-        import hri_msgs  # noqa: F401
-        pytest.skip("hri_msgs is installed here; the fallback path is not reachable")
-    except ImportError:
-        pass
-    from fer_ros.ros.rep155 import Rep155Publisher
-    lines = []
-
-    class _Logger:
-        def info(self, text):
-            lines.append(text)
-
-    class _Node:
-        def get_logger(self):
-            return _Logger()
-
-    assert Rep155Publisher.create(_Node()) is None
-    assert len(lines) == 1 and "hri_msgs" in lines[0]
+def test_rep155_without_hri_msgs_is_none(monkeypatch):
+    import sys
+    from fer_ros.ros.rep155 import Rep155Publisher, import_hri_msgs
+    monkeypatch.setitem(sys.modules, "hri_msgs", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "hri_msgs.msg", None)
+    assert import_hri_msgs() is None
+    assert Rep155Publisher.create(object()) is None  # the node says why (HRI_MSGS_MISSING)
 
 
 # --- parameters --------------------------------------------------------------------------------------------------------
@@ -223,20 +211,83 @@ def test_latest_frame_wakes_a_waiting_worker():
 # --- diagnostics and drawing -------------------------------------------------------------------------------------------
 def test_diagnostics_message():
     from diagnostic_msgs.msg import DiagnosticStatus
-    from fer_ros.ros.stats import FrameStats, diagnostics_msg
+    from fer_ros.ros.stats import FrameStats, Period, diagnostics_msg
     st = FrameStats()
-    st.add_received()
-    msg = diagnostics_msg(st, _zero_time(), "/cam1/fer_node", "onnxruntime", 0.0)
-    assert msg.status[0].level == DiagnosticStatus.WARN
+    for _ in range(3):
+        st.add_received()
+    msg = diagnostics_msg(st, st.take_period(), _zero_time(), "/cam1/fer_node", "onnxruntime")
+    assert msg.status[0].level == DiagnosticStatus.WARN and "none was processed" in msg.status[0].message
     assert msg.status[0].name.startswith("/cam1/fer_node: ")
     st.add_received()
     st.add_dropped()
     st.add_processed(2, 40.0, 30.0)
-    msg = diagnostics_msg(st, _zero_time(), "fer_node", "onnxruntime", 15.0)
+    msg = diagnostics_msg(st, Period(1.0 / 15, received=1, processed=1), _zero_time(), "fer_node", "onnxruntime")
     values = {kv.key: kv.value for kv in msg.status[0].values}
     assert msg.status[0].level == DiagnosticStatus.OK
     assert values["frames_dropped"] == "1" and values["faces"] == "2" and values["backend"] == "onnxruntime"
     assert values["frame_rate_hz"] == "15.00" and values["latency_ms"] == "40.0"
+    assert values["frames_received"] == "4" and values["frames_failed"] == "0" and values["frames_duplicate"] == "0"
+
+
+def _diagnosed(st, period=None, max_rate_hz: float = 0.0):
+    from fer_ros.ros.stats import diagnostics_msg
+    status = diagnostics_msg(st, period or st.take_period(), _zero_time(), "fer_node", "onnxruntime",
+                             max_rate_hz).status[0]
+    return status.level, status.message, {kv.key: kv.value for kv in status.values}
+
+
+def test_diagnostics_judge_the_last_period_not_the_start():
+    """After frames were processed, a period in which every image is rejected, every frame fails or no image
+    arrives is no longer OK; the values stay the totals."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from fer_ros.ros.stats import FrameStats
+    st = FrameStats()
+    for _ in range(10):
+        st.add_received()
+        st.add_processed(1, 40.0, 30.0)
+    level, _, _ = _diagnosed(st)
+    assert level == DiagnosticStatus.OK  # a healthy period
+    for _ in range(10):  # the driver switched to an encoding the node does not read
+        st.add_received()
+        st.add_rejected()
+    level, message, values = _diagnosed(st)
+    assert level == DiagnosticStatus.WARN and "10 of 10 images" in message and "rejected" in message
+    assert values["frames_received"] == "20" and values["frames_processed"] == "10"
+    assert values["frames_rejected"] == "10"
+    for _ in range(5):  # the recognizer fails on every frame
+        st.add_received()
+        st.add_failed()
+    level, message, values = _diagnosed(st)
+    assert level == DiagnosticStatus.ERROR and "failed" in message and values["frames_failed"] == "5"
+    level, message, _ = _diagnosed(st)  # the camera stopped
+    assert level == DiagnosticStatus.WARN and "no image" in message
+    for _ in range(4):  # back to normal, with one failure: a warning, not an error
+        st.add_received()
+        st.add_processed(1, 40.0, 30.0)
+    st.add_received()
+    st.add_failed()
+    level, message, _ = _diagnosed(st)
+    assert level == DiagnosticStatus.WARN and "failed on 1 of 5 frames" in message
+    st.add_received()
+    st.add_processed(1, 40.0, 30.0)
+    level, _, _ = _diagnosed(st)
+    assert level == DiagnosticStatus.OK
+
+
+def test_diagnostics_a_camera_slower_than_max_rate_hz_is_no_fault():
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from fer_ros.ros.stats import FrameStats, Period
+    st = FrameStats()
+    camera_10hz = Period(1.0, received=10, processed=10)
+    level, message, _ = _diagnosed(st, camera_10hz, max_rate_hz=30.0)
+    assert level == DiagnosticStatus.OK, message
+    slow = Period(1.0, received=30, processed=10, dropped=20)  # a 30 Hz camera, 10 processed of the 30 allowed
+    level, message, _ = _diagnosed(st, slow, max_rate_hz=30.0)
+    assert level == DiagnosticStatus.WARN and "10.0 Hz of 30.0 Hz" in message
+    level, _, _ = _diagnosed(st, slow, max_rate_hz=10.0)  # ... of 10 allowed
+    assert level == DiagnosticStatus.OK
+    level, _, _ = _diagnosed(st, Period(1.0, received=1, processed=0), max_rate_hz=0.5)  # a frame every 2 s
+    assert level == DiagnosticStatus.OK
 
 
 def _zero_time():

@@ -337,3 +337,102 @@ def test_close_waits_for_a_slow_frame_before_closing_the_recognizer(monkeypatch)
         assert recognizer.closed_during_perceive is False
         assert recognizer.recognised == [5.0]  # finished and recognised before the recognizer closed
         assert any("still processing a frame" in line for line in said.lines), said.lines
+
+
+def _compressed(stamp_ns: int):
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+    ok, jpg = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
+    msg = CompressedImage(format="jpeg")
+    msg.data = jpg.tobytes()
+    msg.header = _frame(stamp_ns).header
+    return msg
+
+
+def test_a_frame_on_both_transports_is_processed_once_without_a_warning(monkeypatch):
+    """A camera publishing image and image/compressed (image_transport) sends each frame twice, with one header:
+    the copy is a duplicate, neither rejected nor blamed on the driver, and a late copy does not send the faces'
+    clock back."""
+    recognizer = _Gated()
+    with _node(recognizer, "subscribe_compressed:=true") as node:
+        said = _Said()
+        monkeypatch.setattr(node, "get_logger", lambda: said)
+        node.image_callback(_frame(1_000_000_000))
+        assert recognizer.in_perceive.wait(5.0)  # the worker holds frame 1
+        node.image_callback(_frame(2_000_000_000))
+        node.compressed_callback(_compressed(2_000_000_000))  # replaces its copy in the slot
+        node.compressed_callback(_compressed(1_000_000_000))  # late, after frame 2 arrived
+        recognizer.go.set()
+        assert _wait_until(lambda: node.stats.processed == 2, 5.0)
+        node.image_callback(_frame(3_000_000_000))
+        assert _wait_until(lambda: node.stats.processed == 3, 5.0)
+        node.compressed_callback(_compressed(3_000_000_000))  # after its copy was processed
+        assert _wait_until(lambda: node.stats.duplicates + node.stats.rejected == 3, 5.0)
+        time.sleep(0.1)
+        assert recognizer.perceived == [1.0, 2.0, 3.0]
+        assert (node.stats.rejected, node.stats.dropped, node.stats.duplicates) == (0, 0, 3)
+        assert node.stats.received == 6
+    assert not [line for line in said.lines if "repeats the previous frame's" in line], said.lines
+
+
+def test_num_threads_0_leaves_the_choice_to_the_backend():
+    from fer_ros.ros.params import DESCRIPTIONS
+    recognizer = _Recorder()
+    with _node(recognizer, "num_threads:=0") as node:
+        assert node.params.num_threads == 0
+    assert "0 = the backend's own choice" in DESCRIPTIONS["num_threads"][0]
+
+
+class _Levels:
+    """Stands in for the node's logger: keeps every line with its level."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def __getattr__(self, level):
+        return lambda text, **_: self.lines.append((level, text))
+
+
+def test_publish_rep155_without_hri_msgs_is_refused(monkeypatch):
+    import sys
+    from rclpy.parameter import Parameter
+    from fer_ros.ros.node import FerNode
+    monkeypatch.setitem(sys.modules, "hri_msgs", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "hri_msgs.msg", None)
+    said = _Levels()
+    monkeypatch.setattr(FerNode, "get_logger", lambda self: said)
+    with _node(_Recorder()) as node:
+        result = node.set_parameters([Parameter("publish_rep155", value=True)])[0]
+        assert not result.successful and "hri_msgs" in result.reason
+        assert node.rep155 is None and node.get_parameter("publish_rep155").value is False
+    assert not [line for line in said.lines if "hri_msgs" in line[1]], said.lines
+    with _node(_Recorder(), "publish_rep155:=true") as node:  # at start: one warning, and the parameter is false
+        assert node.get_parameter("publish_rep155").value is False and node.rep155 is None
+        assert node.set_parameters([Parameter("min_face_size_px", value=20)])[0].successful
+        assert node.set_parameters([Parameter("publish_rep155", value=False)])[0].successful
+    said_rep155 = [line for line in said.lines if "hri_msgs" in line[1]]
+    assert len(said_rep155) == 1 and said_rep155[0][0] == "warning", said.lines
+
+
+class _Failing(_Recorder):
+    """A recognizer whose second stage fails on every frame."""
+
+    def recognise(self, perception):
+        raise RuntimeError("recognition failed (test)")
+
+
+def test_frames_that_fail_are_counted_and_make_the_status_an_error(monkeypatch):
+    from diagnostic_msgs.msg import DiagnosticStatus
+    recognizer = _Failing()
+    with _node(recognizer) as node:
+        monkeypatch.setattr(node, "get_logger", lambda: _Said())
+        published = []
+        monkeypatch.setattr(node, "diag_pub", SimpleNamespace(publish=published.append))
+        for stamp_ns in (1_000_000_000, 2_000_000_000):
+            node.image_callback(_frame(stamp_ns))
+            assert _wait_until(lambda: len(recognizer.perceived) == stamp_ns // 1_000_000_000, 5.0)
+        assert _wait_until(lambda: node.stats.failed == 2, 5.0)
+        node.diagnostics_callback()
+    status = published[-1].status[0]
+    assert status.level == DiagnosticStatus.ERROR and "failed" in status.message, status
+    assert {kv.key: kv.value for kv in status.values}["frames_failed"] == "2"

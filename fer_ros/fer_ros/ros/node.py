@@ -28,6 +28,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
@@ -39,6 +40,7 @@ from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode
 from fer_ros.ratelimit import RateLimiter
 from fer_ros.ros import params as fer_params
 from fer_ros.ros.convert import face_emotion_array, stamp_to_s
+from fer_ros.ros.rep155 import HRI_MSGS_MISSING, Rep155Publisher, import_hri_msgs
 from fer_ros.ros.spin import StopSignals, spin_until_shutdown
 from fer_ros.ros.stats import FrameStats, diagnostics_msg
 from fer_ros.runtime import SetupError, build_recognizer, describe, smooth_results
@@ -94,11 +96,18 @@ class FerNode(Node):
         self._lock = threading.Lock()  # guards the recognizer (worker vs. service) and the optional publishers
         self._last_processed_s = 0.0
         self._last_stamp = None  # (sec, nanosec) of the last frame given to the recognizer
+        self._last_taken_type = None  # its message type (Image or CompressedImage); None when it had no stamp
+        self._last_stored = None  # ((sec, nanosec), message type) of the last image the callbacks stored
         self._limiter = RateLimiter(WARN_PERIOD_S)  # one line per cause every WARN_PERIOD_S
 
         self.emotion_pub = self.create_publisher(FaceEmotionArray, self.params.output_topic, 10)
         self.debug_pub = None
         self.rep155 = None
+        if self.params.publish_rep155 and import_hri_msgs() is None:
+            # The parameter is set to what the node does, so `ros2 param get` does not claim an output that is off.
+            self.get_logger().warning(f"REP-155 output off: {HRI_MSGS_MISSING}; publish_rep155 is now false")
+            self.params = replace(self.params, publish_rep155=False)
+            self.set_parameters([Parameter("publish_rep155", value=False)])
         self._apply_outputs(self.params)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         qos = self._image_qos()
@@ -117,9 +126,23 @@ class FerNode(Node):
         self._store(msg)
 
     def _store(self, msg) -> None:
+        """Put the image in the slot for the workers. A camera that publishes both transports (image and
+        image/compressed, as image_transport does) sends every frame twice: a copy of the frame stored last
+        replaces it (the same frame: a duplicate, not a drop), and a copy arriving after a newer frame of the
+        other transport is a duplicate and not stored."""
         self.stats.add_received()
+        stamp = msg.header.stamp
+        key = None if stamp.sec == 0 and stamp.nanosec == 0 else (stamp.sec, stamp.nanosec)
+        copy_of_last = late_copy = False
+        if key is not None and self._last_stored is not None and type(msg) is not self._last_stored[1]:
+            copy_of_last, late_copy = key == self._last_stored[0], key < self._last_stored[0]
+        if late_copy:
+            self.stats.add_duplicate()
+            return
+        if not copy_of_last:  # (a copy leaves the original's transport as the one to compare with)
+            self._last_stored = (key, type(msg)) if key is not None else None
         if self._slot.put((msg, self._receive_time(msg))):
-            self.stats.add_dropped()
+            (self.stats.add_duplicate if copy_of_last else self.stats.add_dropped)()
 
     def _receive_time(self, msg):
         """The node clock's time now for a message whose header carries no stamp (its frame's time); None for the
@@ -138,10 +161,10 @@ class FerNode(Node):
         return response
 
     def diagnostics_callback(self) -> None:
-        rate = self.stats.take_rate_hz()
-        self.diag_pub.publish(diagnostics_msg(self.stats, self.get_clock().now().to_msg(),
+        period = self.stats.take_period()
+        self.diag_pub.publish(diagnostics_msg(self.stats, period, self.get_clock().now().to_msg(),
                                               self.get_fully_qualified_name(),
-                                              self.backend_name, rate, self.params.max_rate_hz))
+                                              self.backend_name, self.params.max_rate_hz))
 
     def parameters_callback(self, changes) -> SetParametersResult:
         for p in changes:
@@ -149,6 +172,8 @@ class FerNode(Node):
             if problem:
                 return SetParametersResult(successful=False, reason=problem)
         new = replace(self.params, **{p.name: p.value for p in changes if hasattr(self.params, p.name)})
+        if new.publish_rep155 and self.rep155 is None and import_hri_msgs() is None:
+            return SetParametersResult(successful=False, reason=f"publish_rep155 cannot be true: {HRI_MSGS_MISSING}")
         with self._lock:
             try:
                 self.recognizer.configure(min_face_size_px=new.min_face_size_px, face_timeout_s=new.face_timeout_s,
@@ -206,6 +231,7 @@ class FerNode(Node):
                 self._say_failed(exc)
 
     def _say_failed(self, exc: Exception) -> None:
+        self.stats.add_failed()
         self._limiter.say(f"failed: {type(exc).__name__}", f"processing a frame failed: {type(exc).__name__}: {exc}",
                           self.get_logger().error)
 
@@ -225,15 +251,22 @@ class FerNode(Node):
         """First stage: decode and landmark. `received`: when a message whose header carries no stamp arrived
         (builtin_interfaces/Time, node clock; see _receive_time), its frame's time. (message, stamp_s, frame,
         Perception or None for a frame the recognizer cannot use (it warned; an empty message goes out), start
-        time), or None for a message refused (counted and warned about)."""
+        time), or None for a message refused (counted and warned about) or for a copy, on the other transport, of
+        a frame already taken (counted as a duplicate)."""
         t0 = time.monotonic()
         self._last_processed_s = t0
         stamp = msg.header.stamp
-        if stamp.sec == 0 and stamp.nanosec == 0:
+        stamped = not (stamp.sec == 0 and stamp.nanosec == 0)
+        if not stamped:
             self._limiter.say("no stamp", f"images on {self._topic_of(msg)} carry no stamp (header.stamp is 0): "
                               "the node uses the time it receives them instead; the camera driver should set "
                               "header.stamp", self.get_logger().warning)
             stamp = received
+        elif (self._last_taken_type is not None and type(msg) is not self._last_taken_type
+              and (stamp.sec, stamp.nanosec) <= self._last_stamp):
+            # a copy, on the other transport, of a frame already given to the recognizer (or of an older one)
+            self.stats.add_duplicate()
+            return None
         elif (stamp.sec, stamp.nanosec) == self._last_stamp:
             self.stats.add_rejected()
             self._limiter.say("repeated stamp", f"skipped an image on {self._topic_of(msg)}: its stamp "
@@ -250,6 +283,7 @@ class FerNode(Node):
                               self.get_logger().warning)
             return None
         self._last_stamp = (stamp.sec, stamp.nanosec)
+        self._last_taken_type = type(msg) if stamped else None
         stamp_s = stamp_to_s(stamp)
         return msg, stamp_s, frame, self.recognizer.perceive(frame, stamp_s), t0
 
@@ -307,7 +341,6 @@ class FerNode(Node):
             self.destroy_publisher(self.debug_pub)
             self.debug_pub = None
         if p.publish_rep155 and self.rep155 is None:
-            from fer_ros.ros.rep155 import Rep155Publisher
             self.rep155 = Rep155Publisher.create(self, forget_after_s=p.face_timeout_s)
         elif not p.publish_rep155 and self.rep155 is not None:
             self.rep155.close()

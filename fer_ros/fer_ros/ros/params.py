@@ -45,10 +45,11 @@ class FerParams(RecognizerSettings):
     diagnostics_period_s: float = 1.0
 
 
-def _setting(name: str) -> str:
-    """The node's description of a recognizer setting: the words every tool uses (runtime.SETTING_HELP)."""
+def _setting(name: str, more: str = "") -> str:
+    """The node's description of a recognizer setting: the words every tool uses (runtime.SETTING_HELP), and
+    `more`."""
     text = SETTING_HELP[name]
-    return text[0].upper() + text[1:] + "."
+    return text[0].upper() + text[1:] + more + "."
 
 
 DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
@@ -59,7 +60,8 @@ DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
     "fp16": (_setting("fp16"), True, None),
     "int8": (_setting("int8"), True, None),
     "engine_cache_dir": (_setting("engine_cache_dir"), True, None),
-    "num_threads": (_setting("num_threads"), True, IntegerRange(from_value=1, to_value=64, step=1)),
+    "num_threads": (_setting("num_threads", "; 0 = the backend's own choice"), True,
+                    IntegerRange(from_value=0, to_value=64, step=1)),
     "max_faces": (_setting("max_faces"), True, IntegerRange(from_value=1, to_value=32, step=1)),
     "landmark_threads": (_setting("landmark_threads"), True, IntegerRange(from_value=0, to_value=32, step=1)),
     "min_face_size_px": (_setting("min_face_size_px"), False, IntegerRange(from_value=0, to_value=4096, step=1)),
@@ -77,16 +79,19 @@ DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
     "image_qos": ("QoS of the image subscriptions: sensor_data, best_effort or reliable.", True, IMAGE_QOS),
     "image_qos_depth": ("History depth of the image subscriptions.", True,
                         IntegerRange(from_value=1, to_value=100, step=1)),
-    "subscribe_compressed": ("Also subscribe to image/compressed (sensor_msgs/CompressedImage).", True, None),
+    "subscribe_compressed": ("Also subscribe to image/compressed (sensor_msgs/CompressedImage); a frame that "
+                             "arrives on both is processed once.", True, None),
     "max_image_pixels": ("Images declaring more pixels (width x height) than this are refused before they are "
                          "decoded, raw and compressed alike; 8388608 = 8 MP.", False,
                          IntegerRange(from_value=1, to_value=1 << 30, step=1)),
     "output_topic": ("Topic of fer_msgs/FaceEmotionArray, in the node's namespace unless it starts with /; the "
                      "debug image goes to <output_topic>/image.", True, None),
     "publish_debug_image": ("Publish an annotated image (boxes, ids, labels) on <output_topic>/image.", False, None),
-    "publish_rep155": ("Publish REP-155 /humans/faces/... topics (needs hri_msgs); face ids start with the node's "
-                       "fully qualified name, so two nodes' ids differ.", False, None),
-    "diagnostics_period_s": ("Period of the node's status on /diagnostics (s).", True,
+    "publish_rep155": ("Publish REP-155 /humans/faces/... topics (needs hri_msgs: without it, true is refused, "
+                       "and set to false at start with a warning); face ids start with the node's fully qualified "
+                       "name, so two nodes' ids differ.", False, None),
+    "diagnostics_period_s": ("Period of the node's status on /diagnostics (s); its level is judged on the frames "
+                             "of the last period.", True,
                              FloatingPointRange(from_value=0.1, to_value=60.0, step=0.0)),
 }
 

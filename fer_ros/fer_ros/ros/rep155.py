@@ -1,11 +1,12 @@
 """Optional REP-155 (ROS4HRI) output: `/humans/faces/tracked` (hri_msgs/IdsList) and
 `/humans/faces/<id>/expression` (hri_msgs/Expression) for every tracked face.
 
-hri_msgs is not a dependency: when it does not import, `Rep155Publisher.create` logs one info line and returns
-None. The topics are REP-155's, under the absolute `/humans/faces/`, whatever the node's namespace (remap them to
-move them). Track ids are unique within one node only, so a face's REP-155 id starts with the node's fully
-qualified name as one name token: track 3 of `/cam1/fer_node` is `cam1_fer_node_face3`, and two nodes (two
-cameras) never publish the same id.
+hri_msgs is not a dependency: when it does not import (`import_hri_msgs` gives None), `Rep155Publisher.create`
+returns None, and fer_node says why (HRI_MSGS_MISSING): a warning at start, a refused parameter change later. The
+topics are REP-155's, under the absolute `/humans/faces/`, whatever the node's namespace (remap them to move them).
+Track ids are unique within one node only, so a face's REP-155 id starts with the node's fully qualified name as
+one name token: track 3 of `/cam1/fer_node` is `cam1_fer_node_face3`, and two nodes (two cameras) never publish the
+same id.
 
 Expression carries one label, valence, arousal and confidence, with no contempt and no per-class scores: the CK+
 classes map to the nearest REP-155 labels (contempt -> skeptical), and valence/arousal are the probability-weighted
@@ -16,6 +17,9 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import numpy as np
+
+#: Why the REP-155 output cannot be made.
+HRI_MSGS_MISSING = "hri_msgs is not installed (apt install ros-jazzy-hri-msgs)"
 
 #: CK+ class -> REP-155 expression label.
 EXPRESSION_LABEL = {
@@ -28,6 +32,15 @@ VALENCE_AROUSAL = {
     "anger": (-0.6, 0.7), "contempt": (-0.5, 0.2), "disgust": (-0.7, 0.3), "fear": (-0.6, 0.8),
     "happy": (0.8, 0.5), "sadness": (-0.7, -0.4), "surprise": (0.2, 0.8), "neutral": (0.0, 0.0),
 }
+
+
+def import_hri_msgs():
+    """The module hri_msgs.msg, or None when it does not import."""
+    try:
+        import hri_msgs.msg as hri
+    except ImportError:
+        return None
+    return hri
 
 
 def rep155_id_prefix(node_fqn: str) -> str:
@@ -71,11 +84,10 @@ class Rep155Publisher:
 
     @classmethod
     def create(cls, node, qos_depth: int = 10, forget_after_s: float = 1.0) -> "Rep155Publisher | None":
-        """A publisher with the node's id prefix when hri_msgs imports; otherwise one info line and None."""
-        try:
-            import hri_msgs.msg as hri
-        except ImportError:
-            node.get_logger().info("REP-155 output off: hri_msgs is not installed (apt install ros-jazzy-hri-msgs)")
+        """A publisher with the node's id prefix when hri_msgs imports; otherwise None (HRI_MSGS_MISSING says
+        why)."""
+        hri = import_hri_msgs()
+        if hri is None:
             return None
         return cls(node, hri, qos_depth, forget_after_s, rep155_id_prefix(node.get_fully_qualified_name()))
 

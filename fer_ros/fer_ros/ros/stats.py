@@ -1,5 +1,5 @@
-"""The node's running numbers (frames in, processed, dropped, rejected; rate; latency) and their /diagnostics
-form."""
+"""The node's running numbers (frames in, processed, dropped, rejected, duplicate, failed; rate; latency) and their
+/diagnostics form."""
 from __future__ import annotations
 
 import threading
@@ -8,20 +8,47 @@ from dataclasses import dataclass, field
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+_COUNTERS = ("received", "processed", "dropped", "rejected", "duplicates", "failed")
+
+
+@dataclass(frozen=True)
+class Period:
+    """The counters' increase over one diagnostics period of `seconds` (FrameStats.take_period)."""
+
+    seconds: float
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    failed: int = 0
+
+    @property
+    def rate_hz(self) -> float:
+        """Frames processed per second."""
+        return self.processed / max(self.seconds, 1e-9)
+
+    @property
+    def frames(self) -> int:
+        """Images received, less the copies of a frame already received on the other transport."""
+        return max(self.received - self.duplicates, 0)
+
 
 @dataclass
 class FrameStats:
-    """Counters and timings, updated by the image callback and the worker (thread-safe)."""
+    """Counters and timings, updated by the image callbacks and the workers (thread-safe)."""
 
     received: int = 0
     processed: int = 0
     dropped: int = 0   # frames overwritten by a newer one before they were processed
     rejected: int = 0  # malformed images, and images whose stamp repeats the previous frame's
+    duplicates: int = 0  # copies of a frame already received on the other transport (image, image/compressed)
+    failed: int = 0    # frames whose processing raised an error
     faces: int = 0     # faces in the last processed frame
     latency_ms: float = 0.0   # image stamp -> /emotion publish, last frame
     process_ms: float = 0.0   # decode + recognition + publish, last frame
-    _window_start_s: float = field(default_factory=time.monotonic)
-    _window_processed: int = 0
+    _period_start_s: float = field(default_factory=time.monotonic)
+    _period_start_counts: tuple = (0,) * len(_COUNTERS)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_received(self) -> None:
@@ -36,49 +63,86 @@ class FrameStats:
         with self._lock:
             self.rejected += 1
 
+    def add_duplicate(self) -> None:
+        with self._lock:
+            self.duplicates += 1
+
+    def add_failed(self) -> None:
+        with self._lock:
+            self.failed += 1
+
     def add_processed(self, faces: int, latency_ms: float, process_ms: float) -> None:
         with self._lock:
             self.processed += 1
-            self._window_processed += 1
             self.faces = faces
             self.latency_ms = latency_ms
             self.process_ms = process_ms
 
-    def take_rate_hz(self) -> float:
-        """Frames processed per second since the previous call."""
+    def take_period(self) -> Period:
+        """What the counters added since the previous call (since the start, at the first call)."""
         with self._lock:
             now = time.monotonic()
-            elapsed = max(now - self._window_start_s, 1e-9)
-            rate = self._window_processed / elapsed
-            self._window_start_s, self._window_processed = now, 0
-            return rate
+            counts = tuple(getattr(self, name) for name in _COUNTERS)
+            period = Period(now - self._period_start_s,
+                            *(c - c0 for c, c0 in zip(counts, self._period_start_counts)))
+            self._period_start_s, self._period_start_counts = now, counts
+            return period
 
 
-def diagnostics_msg(stats: FrameStats, stamp, node_name: str, backend: str, rate_hz: float,
-                    expected_rate_hz: float = 0.0) -> DiagnosticArray:
-    """One DiagnosticArray with the node's status: WARN when nothing was processed while frames arrive, or when
-    the rate is below half of `expected_rate_hz` (if set)."""
+def judge(period: Period, max_rate_hz: float = 0.0) -> tuple[bytes, str]:
+    """The status level and message of one diagnostics period.
+
+    ERROR: frames failed and none was processed. WARN: no image arrived (the camera stopped); most images were
+    rejected; some frames failed; images arrive but none was processed although two could have been; with
+    `max_rate_hz` set, fewer than half of the frames expected were processed (the expected rate is the lower of
+    max_rate_hz and the rate of usable images, so a camera slower than the cap is no fault). OK otherwise."""
+    s = period.seconds
+    usable = max(period.frames - period.rejected, 0)
+    expected_hz = usable / max(s, 1e-9)
+    if max_rate_hz > 0:
+        expected_hz = min(expected_hz, max_rate_hz)
+    if period.failed and not period.processed:
+        return DiagnosticStatus.ERROR, (f"processing failed on every frame of the last {s:.1f} s "
+                                        f"({period.failed} failed; see the node's log)")
+    if period.received == 0:
+        return DiagnosticStatus.WARN, f"no image in the last {s:.1f} s"
+    if 2 * period.rejected > period.frames:
+        return DiagnosticStatus.WARN, (f"{period.rejected} of {period.frames} images in the last {s:.1f} s were "
+                                       "rejected (see the node's log)")
+    if period.failed:
+        return DiagnosticStatus.WARN, (f"processing failed on {period.failed} of {period.frames} frames in the "
+                                       f"last {s:.1f} s (see the node's log)")
+    if period.processed == 0 and expected_hz * s >= 2:
+        return DiagnosticStatus.WARN, f"images arrive but none was processed in the last {s:.1f} s"
+    if max_rate_hz > 0 and expected_hz * s >= 2 and period.rate_hz < 0.5 * expected_hz:
+        return DiagnosticStatus.WARN, f"processing at {period.rate_hz:.1f} Hz of {expected_hz:.1f} Hz"
+    return DiagnosticStatus.OK, ""
+
+
+def diagnostics_msg(stats: FrameStats, period: Period, stamp, node_name: str, backend: str,
+                    max_rate_hz: float = 0.0) -> DiagnosticArray:
+    """One DiagnosticArray with the node's status: its level judged on `period` (see judge), its values the
+    totals since the start and the period's frame rate."""
     status = DiagnosticStatus(name=f"{node_name}: facial expression recognition", hardware_id=backend)
     with stats._lock:
         values = {
-            "frame_rate_hz": f"{rate_hz:.2f}",
+            "frame_rate_hz": f"{period.rate_hz:.2f}",
             "latency_ms": f"{stats.latency_ms:.1f}",
             "process_ms": f"{stats.process_ms:.1f}",
             "frames_received": str(stats.received),
             "frames_processed": str(stats.processed),
             "frames_dropped": str(stats.dropped),
             "frames_rejected": str(stats.rejected),
+            "frames_duplicate": str(stats.duplicates),
+            "frames_failed": str(stats.failed),
             "faces": str(stats.faces),
             "backend": backend,
         }
-        waiting = stats.received > 0 and stats.processed == 0
+        faces = stats.faces
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-    if waiting:
-        status.level, status.message = DiagnosticStatus.WARN, "frames arrive but none was processed yet"
-    elif expected_rate_hz > 0 and rate_hz < 0.5 * expected_rate_hz:
-        status.level, status.message = DiagnosticStatus.WARN, f"processing at {rate_hz:.1f} Hz"
-    else:
-        status.level, status.message = DiagnosticStatus.OK, f"{rate_hz:.1f} Hz, {stats.faces} faces"
+    status.level, status.message = judge(period, max_rate_hz)
+    if status.level == DiagnosticStatus.OK:
+        status.message = f"{period.rate_hz:.1f} Hz, {faces} faces"
     out = DiagnosticArray()
     out.header.stamp = stamp
     out.status = [status]
