@@ -140,6 +140,51 @@ def test_a_graph_that_strays_from_fp32_is_refused_and_nothing_recorded(fp32_dir,
     assert (copy / "manifest.json").read_text() == before
 
 
+def _probs_graph(path: Path, shift) -> Path:
+    """An ONNX graph whose "probs" output is its input "x" (N, 3) plus `shift`."""
+    import onnx
+    from onnx import TensorProto, helper
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "shift"], ["probs"])], "probs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor("shift", TensorProto.FLOAT, [3], list(shift))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_an_int8_pick_within_a_tie_of_the_fp32_top_class_counts_as_kept(tmp_path):
+    """A face the fp32 graph calls a tie (its two best classes within quantize.TIE) keeps its decision whichever of
+    the two the int8 graph picks; a face decided in fp32 does not."""
+    fp32 = _probs_graph(tmp_path / "fp32.onnx", [0.0, 0.0, 0.0])
+    other = _probs_graph(tmp_path / "other.onnx", [0.0, 2 * quantize.TIE, 0.0])
+    x = np.array([[0.500, 0.500 - quantize.TIE / 2, 0.0],   # a tie: int8 picks class 1, within TIE of the top
+                  [0.500, 0.500 - 3 * quantize.TIE / 2, 0.0],  # decided by 1.5 TIE: int8 picks class 1, a change
+                  [0.900, 0.050, 0.050],                   # decided
+                  [0.100, 0.100, 0.800]], np.float32)      # decided
+    check = quantize.compare_graphs(fp32, other, [{"x": x}])
+    assert check["faces"] == 4
+    assert check["top_class_agreement"] == pytest.approx(2 / 4)
+    assert check["agreement_beyond_ties"] == pytest.approx(3 / 4)
+
+
+def test_a_graph_that_differs_from_fp32_only_on_ties_is_kept(fp32_dir, tmp_path, monkeypatch):
+    """add_int8 checks the share kept with ties counted as kept, not the strict top-class share: a briefly
+    trained model whose int8 graph flips only near-even faces still gets its int8 graph."""
+    copy = tmp_path / "model"
+    shutil.copytree(fp32_dir, copy)
+    real = quantize.compare_graphs
+
+    def ties_flipped(fp32, int8, batches):  # the real comparison, with a tenth of the faces flipped on ties
+        return dict(real(fp32, int8, batches), top_class_agreement=0.9, agreement_beyond_ties=1.0)
+    monkeypatch.setattr(quantize, "compare_graphs", ties_flipped)
+    manifest = quantize.add_int8(copy, _batches(copy, count=1))
+    assert quantize.INT8_ROLE in manifest.files and (copy / quantize.INT8_FILE).is_file()
+    assert manifest.training["int8"]["against_fp32"]["top_class_agreement"] == 0.9
+
+
 @pytest.mark.parametrize("failure", ["strays", "interrupted"])
 def test_a_failed_requantization_leaves_the_model_and_its_int8_graph_as_they_were(int8_dir, tmp_path, monkeypatch,
                                                                                    failure):
