@@ -205,6 +205,62 @@ def test_an_unwritable_cache_folder_loads_without_cache(model_dir, tmp_path):
     assert engine.cache_hit is None and any("cache unusable" in n for n in engine.notes)
 
 
+def test_a_cache_entry_that_vanishes_while_it_is_built_loads_the_model_without_it(model_dir, tmp_path,
+                                                                                 monkeypatch):
+    """The optimised graph cannot be written (its folder removed, a full disk): a cache fault, not the model's."""
+    from fer_ros.engine.cache import CacheEntry
+    prepare = CacheEntry.prepare
+
+    def prepare_then_vanish(self):
+        path = prepare(self)
+        shutil.rmtree(path)
+        return path
+    monkeypatch.setattr(CacheEntry, "prepare", prepare_then_vanish)
+    engine = load_engine(model_dir, backend="onnxruntime", cache_dir=tmp_path)
+    assert engine.cache_hit is None
+    assert any("engine cache unusable" in n for n in engine.notes), engine.notes
+    clip, geo, valid = _inputs(engine, 2)
+    assert np.isfinite(engine.predict(clip, geo, valid)).all()
+
+
+def test_a_cache_entry_with_nothing_built_is_not_recorded(tmp_path):
+    from fer_ros.engine.cache import ENTRY_FILE, CacheEntry
+    entry = CacheEntry(tmp_path, "m", "tensorrt-ort", {"onnx_sha256": "a", "fp16": True})
+    entry.prepare()
+    with pytest.raises(FileNotFoundError, match="nothing was built; not recorded"):
+        entry.commit()
+    with pytest.raises(FileNotFoundError, match="built file model.plan missing"):
+        entry.commit(["model.plan"])
+    assert not (entry.path / ENTRY_FILE).exists() and not entry.is_valid()
+
+
+def _built(root: Path, **context):
+    from fer_ros.engine.cache import CacheEntry
+    entry = CacheEntry(root, "m", "tensorrt-ort", {"onnx_sha256": "a", "tensorrt": "10.3.0", "gpu": "NVIDIA Orin",
+                                                  "fp16": False, **context})
+    entry.prepare()
+    entry.file("model.engine").write_bytes(repr(sorted(context.items())).encode())
+    entry.commit()
+    return entry
+
+
+def test_entries_for_other_settings_stay_and_only_stale_ones_are_removed(tmp_path):
+    """Two nodes running the model with other settings (fp16 and fp32, two GPUs) keep an entry each; a rebuild for
+    a new model file or runtime version replaces the entry of its own settings only."""
+    fp32 = _built(tmp_path)
+    fp16 = _built(tmp_path, fp16=True)
+    other_gpu = _built(tmp_path, gpu="NVIDIA GeForce RTX 4090")
+    assert fp32.is_valid() and fp16.is_valid() and other_gpu.is_valid()
+    retrained = _built(tmp_path, fp16=True, onnx_sha256="b")
+    upgraded = _built(tmp_path, tensorrt="10.4.0")
+    assert not fp16.path.exists() and not fp32.path.exists()
+    assert retrained.is_valid() and upgraded.is_valid() and other_gpu.is_valid()
+    in_progress = tmp_path / (other_gpu.prefix + "0" * 16)  # another process's build: no entry.json yet
+    in_progress.mkdir()
+    _built(tmp_path, gpu="NVIDIA GeForce RTX 4090", onnx_sha256="b")
+    assert in_progress.is_dir() and not other_gpu.path.exists()
+
+
 def test_default_cache_root_follows_the_environment(monkeypatch, tmp_path):
     from fer_ros.engine.cache import default_root
     monkeypatch.setenv("FER_ROS_ENGINE_CACHE", str(tmp_path / "x"))
@@ -436,6 +492,131 @@ def test_a_tensorrt_build_that_fails_under_auto_falls_back_and_says_why(model_di
     engine = load_engine(model_dir, backend="auto", cache_dir=tmp_path)
     assert engine.backend == "onnxruntime:cpu"
     assert any("tensorrt on cuda:0 failed" in n and "unsupported operator" in n for n in engine.notes)
+
+
+@pytest.mark.parametrize("gap", ["gpu", "tensorrt", "tensorrt unknown"])
+def test_a_tensorrt_plan_whose_key_lacks_the_gpu_or_version_is_not_cached(model_dir, tmp_path, monkeypatch, gap):
+    trt = _trt_machine(monkeypatch, trt={"tensorrt": None, "tensorrt unknown": "unknown"}.get(gap, "10.3.0"))
+    if gap == "gpu":
+        monkeypatch.setattr(hardware, "gpu_info", lambda index=0: None)
+    monkeypatch.setattr(hardware, "ort_providers", lambda: ("TensorrtExecutionProvider", "CPUExecutionProvider"))
+    seen = {}
+    monkeypatch.setattr(trt, "_load_ort", lambda manifest, index, fp16, entry, notes: seen.update(entry=entry,
+                                                                                                   notes=list(notes)))
+    trt.load(load_manifest(model_dir), "cuda:0", False, tmp_path)
+    assert seen["entry"] is None and not list(tmp_path.iterdir())
+    what = "the GPU name" if gap == "gpu" else "the TensorRT version"
+    assert any("engine not cached" in n and what in n for n in seen["notes"]), seen["notes"]
+
+
+def _ort_session_reporting(monkeypatch, providers=None, run_error=None):
+    """onnxruntime sessions asked for TensorRT or CUDA are made on the CPU (as onnxruntime does where that
+    provider's libraries are missing) and report `providers` (default: what they run on)."""
+    import onnxruntime as ort
+    real = ort.InferenceSession
+
+    class Session:
+        def __init__(self, path, sess_options=None):
+            self.inner = real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+        def get_providers(self):
+            return list(providers) if providers is not None else self.inner.get_providers()
+
+        def run(self, *args, **kwargs):
+            if run_error is not None:
+                raise run_error
+            return self.inner.run(*args, **kwargs)
+
+    def session(path, sess_options=None, providers=None, **kwargs):
+        names = [p[0] if isinstance(p, tuple) else p for p in providers or []]
+        if names and names[0] in ("TensorrtExecutionProvider", "CUDAExecutionProvider"):
+            return Session(path, sess_options)
+        return real(path, sess_options=sess_options, providers=providers, **kwargs)
+    monkeypatch.setattr(ort, "InferenceSession", session)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA GPU")
+def test_a_tensorrt_provider_that_does_not_start_is_refused_not_run_as_tensorrt(model_dir, tmp_path, monkeypatch):
+    _trt_machine(monkeypatch, runtime=hardware.module_version("onnxruntime"))
+    monkeypatch.setattr(hardware, "ort_providers", lambda: ("TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                                            "CPUExecutionProvider"))
+    monkeypatch.setattr(hardware, "nvidia_driver_visible", lambda: True)
+    _ort_session_reporting(monkeypatch)
+    with pytest.raises(BackendUnavailable, match=r"could not start its TensorrtExecutionProvider on cuda:0 \(the "
+                                                 r"session would run on CPUExecutionProvider\): the TensorRT "
+                                                 r"libraries"):
+        load_engine(model_dir, backend="tensorrt", cache_dir=tmp_path)
+    assert not list(tmp_path.glob("*/entry.json"))  # no entry recorded for an engine never built
+    with pytest.raises(BackendUnavailable, match="could not start its CUDAExecutionProvider on cuda:0"):
+        load_engine(model_dir, backend="onnxruntime", device="cuda", cache_dir=tmp_path)
+    engine = load_engine(model_dir, backend="auto", cache_dir=tmp_path)
+    assert engine.backend == "onnxruntime:cpu"
+    assert any("not tensorrt on cuda:0" in n and "TensorrtExecutionProvider" in n for n in engine.notes)
+    assert any("not onnxruntime on cuda:0" in n and "CUDAExecutionProvider" in n for n in engine.notes)
+
+
+def test_a_tensorrt_load_that_writes_no_plan_is_not_called_cached(model_dir, tmp_path, monkeypatch):
+    _trt_machine(monkeypatch, runtime=hardware.module_version("onnxruntime"))
+    monkeypatch.setattr(hardware, "ort_providers", lambda: ("TensorrtExecutionProvider", "CPUExecutionProvider"))
+    _ort_session_reporting(monkeypatch, providers=["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    engine = load_engine(model_dir, backend="tensorrt", cache_dir=tmp_path)
+    assert engine.backend == "tensorrt:onnxruntime" and engine.cache_hit is None
+    assert "cached" not in engine.describe().split(" (")[0]
+    assert any("TensorRT wrote no engine file" in n for n in engine.notes), engine.notes
+    assert not list(tmp_path.glob("*/entry.json"))
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA GPU")
+@pytest.mark.parametrize("error", [RuntimeError("CUDA out of memory"), AssertionError("unsupported shape")])
+def test_a_tensorrt_compile_that_raises_falls_back_under_auto_and_is_a_clean_error_asked_for(
+        model_dir, tmp_path, monkeypatch, error):
+    trt = _trt_machine(monkeypatch, runtime="2.5.0")
+    monkeypatch.setattr(hardware, "ort_providers", lambda: ("CPUExecutionProvider",))
+    monkeypatch.setattr(hardware, "torch_cuda_devices", lambda: 1)  # torch-tensorrt and a GPU, as far as it asks
+    monkeypatch.setattr(hardware, "nvidia_driver_visible", lambda: True)
+
+    def compile_fails(*args):
+        raise error
+    monkeypatch.setattr(trt, "_load_torch_trt", compile_fails)
+    engine = load_engine(model_dir, backend="auto", cache_dir=tmp_path)
+    assert engine.backend == "onnxruntime:cpu"
+    assert any("tensorrt on cuda:0 failed" in n and str(error) in n for n in engine.notes), engine.notes
+    with pytest.raises(ModelError, match=f"could not build or load an engine .*{type(error).__name__}: {error}"):
+        load_engine(model_dir, backend="tensorrt", cache_dir=tmp_path)
+
+
+def test_a_tensorrt_warm_up_that_fails_in_onnxruntime_is_a_setup_error(model_dir, tmp_path, monkeypatch):
+    """onnxruntime's Fail derives from Exception only: it must not pass open_engine as a raw traceback."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    from fer_ros.runtime import RecognizerSettings, SetupError, open_engine
+    _trt_machine(monkeypatch, runtime=hardware.module_version("onnxruntime"))
+    monkeypatch.setattr(hardware, "ort_providers", lambda: ("TensorrtExecutionProvider", "CPUExecutionProvider"))
+    _ort_session_reporting(monkeypatch, providers=["TensorrtExecutionProvider", "CPUExecutionProvider"],
+                           run_error=Fail("TensorRT EP failed to create engine from network"))
+    settings = RecognizerSettings(model_path=str(model_dir), backend="tensorrt", device="cuda",
+                                  engine_cache_dir=str(tmp_path))
+    with pytest.raises(SetupError, match="TensorRT could not build or run an engine on cuda:0 .*Fail: TensorRT EP"):
+        open_engine(settings)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA GPU")
+def test_a_gpu_out_of_memory_for_torch_under_auto_falls_back_to_the_cpu(model_dir, tmp_path, monkeypatch):
+    import torch
+    to = torch.nn.Module.to
+
+    def out_of_memory(self, *args, **kwargs):
+        if any("cuda" in str(a) for a in (*args, *kwargs.values())):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+        return to(self, *args, **kwargs)
+    monkeypatch.setattr(torch.nn.Module, "to", out_of_memory)
+    monkeypatch.setattr(hardware, "torch_cuda_devices", lambda: 1)
+    monkeypatch.setattr(hardware, "nvidia_driver_visible", lambda: True)
+    engine = load_engine(model_dir, backend="auto", cache_dir=tmp_path)
+    assert engine.backend == "onnxruntime:cpu"
+    assert any("torch on cuda:0" in n and "CUDA out of memory" in n for n in engine.notes), engine.notes
+    with pytest.raises(BackendUnavailable, match="the model cannot be put on the device .*out of memory"):
+        load_engine(model_dir, backend="torch", device="cuda")
 
 
 def test_auto_without_an_nvidia_driver_goes_to_the_cpu_without_importing_torch(model_dir, tmp_path):

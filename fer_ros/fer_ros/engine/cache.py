@@ -4,7 +4,12 @@ An entry is a folder `<root>/<model name>-<backend>-<key>/` where key hashes eve
 depends on: the model file's sha256 (from the manifest), the backend, the runtime's version, the GPU name and
 compute capability, precision, batch profile. Built files are listed with their sha256 in the entry's
 `entry.json`, written last, so an interrupted build or a damaged file reads as "no entry" and is rebuilt, never
-loaded. Building an entry removes the other entries of the same model name and backend: they are stale.
+loaded; an entry with no built file is never recorded. Building an entry removes the entries it replaces: those of
+the same model name and backend built for the same settings (device, GPU, precision, processor: every context
+field but the model file's sha256, the runtime versions and the batch profile) that differ in one of the others.
+Entries for other settings stay, so two nodes running the model with, say, fp16 and fp32 keep one entry each.
+A folder without `entry.json` (a build in progress, or an interrupted one) is left alone; the next build of its key
+clears it.
 
 A built engine is code for its runtime (a TensorRT plan; torch-tensorrt's exported program may even be unpickled),
 so only entries this user alone can have written are loaded: the entry folder, `entry.json` and every built file
@@ -28,6 +33,8 @@ from pathlib import Path
 from fer_ros.manifest import sha256_file
 
 ENTRY_FILE = "entry.json"
+#: context fields a newer build replaces: an entry that differs from a new one only in these is stale
+REPLACED_BY_REBUILD = ("onnx_sha256", "onnxruntime", "tensorrt", "runtime", "batch")
 
 
 def default_root() -> Path:
@@ -116,9 +123,15 @@ class CacheEntry:
         return self.path
 
     def commit(self, names: list[str] | None = None) -> None:
-        """Record the built files (all files in the folder by default) and drop stale entries of this model."""
+        """Record the built files (all files in the folder by default) and drop stale entries of this model.
+        FileNotFoundError, and nothing recorded, when there is no built file or a named one is missing."""
         if names is None:
             names = sorted(p.name for p in self.path.iterdir() if p.is_file() and p.name != ENTRY_FILE)
+        missing = [n for n in names if not (self.path / n).is_file()]
+        if not names or missing:
+            raise FileNotFoundError(f"engine cache entry {self.path}: "
+                                    + (f"built file {', '.join(missing)} missing" if missing else "nothing was built")
+                                    + "; not recorded, built again at the next load")
         for n in names:
             os.chmod(self.path / n, 0o600)
         files = {n: sha256_file(self.path / n) for n in names}
@@ -129,12 +142,24 @@ class CacheEntry:
         tmp.replace(self.path / ENTRY_FILE)
         self.prune_stale()
 
+    def _settings(self, context: dict) -> dict:
+        return {k: v for k, v in context.items() if k not in REPLACED_BY_REBUILD}
+
     def prune_stale(self) -> list[Path]:
-        removed = []
+        """Remove the entries this one replaces (see the module docstring); returns their folders."""
+        removed: list[Path] = []
         if not self.root.is_dir():
             return removed
+        mine = self._settings(json.loads(json.dumps(self.context, sort_keys=True, default=str)))
         for other in self.root.iterdir():
-            if other.is_dir() and other.name.startswith(self.prefix) and other != self.path:
+            if other == self.path or other.is_symlink() or not other.is_dir() or not other.name.startswith(self.prefix):
+                continue
+            try:
+                meta = json.loads((other / ENTRY_FILE).read_text())
+            except (OSError, ValueError):
+                continue  # a build in progress or an interrupted one: not known to be stale
+            context = meta.get("context") if isinstance(meta, dict) else None
+            if isinstance(context, dict) and self._settings(context) == mine:
                 shutil.rmtree(other, ignore_errors=True)
                 removed.append(other)
         return removed

@@ -52,13 +52,39 @@ def session_options(num_threads: int = 0):
     return so
 
 
-def _session(path: Path, so, providers: list):
+def provider_name(provider) -> str:
+    """The name of an entry of an InferenceSession's provider list (a name or a (name, options) pair)."""
+    return provider[0] if isinstance(provider, tuple) else provider
+
+
+def check_provider(session, providers: list, device: str, missing: str):
+    """`session` when it runs on the first of `providers`, the one asked for. onnxruntime lists an execution
+    provider whose libraries are missing and then leaves it out of the session, which runs on the next one; that
+    is BackendUnavailable naming `missing` (what the provider needs), not a silent change of device."""
+    want, got = provider_name(providers[0]), list(session.get_providers())
+    if got and got[0] == want:
+        return session
+    raise BackendUnavailable(f"onnxruntime could not start its {want} on {device} (the session would run on "
+                             f"{', '.join(got) or 'no provider'}): {missing}")
+
+
+def _session(path: Path, so, providers: list, device: str = "cpu"):
+    """An InferenceSession on the first of `providers` (no silent fallback to the others). ModelError when the
+    graph does not load on the CPU; BackendUnavailable when a GPU provider cannot start or fails on it."""
     import onnxruntime as ort
+    want = provider_name(providers[0])
     try:
-        return ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        session = ort.InferenceSession(str(path), sess_options=so, providers=providers, enable_fallback=0)
     except Exception as exc:  # noqa: BLE001 -- onnxruntime raises its own exception types
-        raise ModelError(f"{path}: onnxruntime cannot load this graph ({type(exc).__name__}: "
-                         f"{str(exc).strip()[:300]}); re-export the model or {GET_A_MODEL}") from None
+        cause = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+        if want != "CPUExecutionProvider":
+            raise BackendUnavailable(f"{path}: onnxruntime's {want} could not run this graph on {device} ({cause}); "
+                                     f"check the CUDA libraries onnxruntime-gpu needs, or use backend torch or "
+                                     f"device cpu") from None
+        raise ModelError(f"{path}: onnxruntime cannot load this graph ({cause}); re-export the model or "
+                         f"{GET_A_MODEL}") from None
+    return check_provider(session, providers, device, "the CUDA and cuDNN libraries onnxruntime-gpu needs are "
+                          "missing or do not match it; install them, or use backend torch or device cpu")
 
 
 def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, cache_dir: str | Path | None = None,
@@ -75,10 +101,10 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, cache_dir:
                                      f"provider (providers: {', '.join(hardware.ort_providers())}); install "
                                      f"onnxruntime-gpu, use backend torch with device cuda, or device cpu")
         providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-        name = f"onnxruntime:cuda:{index}"
+        name, where = f"onnxruntime:cuda:{index}", f"cuda:{index}"
     else:
         providers = ["CPUExecutionProvider"]
-        name = "onnxruntime:cpu"
+        name, where = "onnxruntime:cpu", "cpu"
     if fp16:
         notes.append("fp16 ignored: the onnxruntime backend runs the fp32 graph (use tensorrt or torch on a GPU)")
     role = "onnx"
@@ -100,9 +126,11 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, cache_dir:
         # the int8 and fp32 graphs keep an entry each (a new build drops the other entries of its kind only)
         entry = CacheEntry(Path(cache_dir) if cache_dir else default_root(), manifest.name,
                            "onnxruntime-int8" if quantized else "onnxruntime", context)
+        # A cache that cannot be written or read (folder gone, disk full) is no fault of the model: the graph is
+        # then loaded from the model file, which raises ModelError itself if the graph is at fault.
         try:
             if entry.is_valid():
-                session = _session(entry.file(OPTIMISED), so, providers)
+                session = _session(entry.file(OPTIMISED), so, providers, where)
                 return OnnxRuntimeEngine(manifest, session, name, device, True, notes, quantized)
             if entry.refused:
                 notes.append(f"engine cache entry not trusted ({entry.refused}); built again")
@@ -113,12 +141,12 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, cache_dir:
             saving = session_options(num_threads)
             saving.optimized_model_filepath = str(entry.file(OPTIMISED))
             saving.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-            _session(onnx_path, saving, providers)  # writes the optimised graph
+            _session(onnx_path, saving, providers, where)  # writes the optimised graph
             entry.commit([OPTIMISED])
-            session = _session(entry.file(OPTIMISED), so, providers)
+            session = _session(entry.file(OPTIMISED), so, providers, where)
             return OnnxRuntimeEngine(manifest, session, name, device, False, notes, quantized)
-        except OSError as exc:
+        except (OSError, ModelError) as exc:
             notes.append(f"engine cache unusable ({exc}); loading without it")
             so = session_options(num_threads)
-    session = _session(onnx_path, so, providers)
+    session = _session(onnx_path, so, providers, where)
     return OnnxRuntimeEngine(manifest, session, name, device, cache_hit, notes, quantized)

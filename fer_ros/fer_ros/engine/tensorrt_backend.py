@@ -5,7 +5,14 @@
 
 The built engine is cached (engine/cache.py) keyed by the ONNX file's sha256, the GPU name and compute
 capability, the TensorRT and runtime versions, fp16 and the batch profile, and rebuilt only when one of those
-changes. Batch profile: 1 to MAX_FACES faces, tuned for OPT_FACES.
+changes. Where the GPU name (asked through PyTorch) or the TensorRT version (the tensorrt module's) is not known,
+the engine is built at every load and not cached, since a plan kept under an incomplete key could be reused by
+another GPU or TensorRT; the engine's notes say so. Batch profile: 1 to MAX_FACES faces, tuned for OPT_FACES.
+
+onnxruntime lists its TensorRT provider even where the TensorRT libraries are missing, and then runs the session
+on CUDA or the CPU instead: such a session is refused (BackendUnavailable), and torch-tensorrt is tried where it is
+installed. A build or warm-up that fails in the runtime (an unsupported layer, GPU memory) is a ModelError naming
+the cause, so `auto` goes on to the next backend.
 """
 from __future__ import annotations
 
@@ -52,6 +59,16 @@ def _context(manifest: Manifest, runtime: str, index: int, fp16: bool) -> dict:
             "batch": [1, OPT_FACES, MAX_FACES]}
 
 
+def _key_gaps(context: dict) -> list[str]:
+    """What a plan's cache key lacks (an unknown GPU or TensorRT version), as the fix for each."""
+    gaps = []
+    if context["gpu"] in (None, "unknown") or context["capability"] in (None, "unknown"):
+        gaps.append("the GPU name and compute capability (PyTorch with CUDA tells them)")
+    if context["tensorrt"] in (None, "unknown"):
+        gaps.append("the TensorRT version (the tensorrt Python module tells it)")
+    return gaps
+
+
 class OrtTensorRTEngine(OnnxRuntimeEngine):
     """An onnxruntime session whose graph runs in TensorRT: the onnxruntime engine with TensorRT's batch bound."""
 
@@ -82,51 +99,72 @@ def _shape_profile(engine_shapes: dict, batch: int) -> str:
     return ",".join(f"{name}:{'x'.join(str(d) for d in (batch, *shape))}" for name, shape in engine_shapes.items())
 
 
-def _load_ort(manifest, index, fp16, entry: CacheEntry, notes) -> OrtTensorRTEngine:
+def _cause(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+
+
+def _load_ort(manifest, index, fp16, entry: CacheEntry | None, notes) -> OrtTensorRTEngine:
+    """The onnxruntime TensorRT provider's engine; `entry` None builds it without caching it."""
     import onnxruntime as ort
 
-    from fer_ros.engine.onnxruntime_backend import session_options
-    hit = entry.is_valid()
-    if not hit:
+    from fer_ros.engine.onnxruntime_backend import check_provider, session_options
+    hit = entry is not None and entry.is_valid()
+    if entry is not None and not hit:
         if entry.refused:
             notes.append(f"engine cache entry not trusted ({entry.refused}); built again")
         entry.prepare()
     shapes = Engine(manifest).input_shapes()
     trt_options = {
         "device_id": index, "trt_fp16_enable": bool(fp16),
-        "trt_engine_cache_enable": True, "trt_engine_cache_path": str(entry.path),
-        "trt_timing_cache_enable": True, "trt_timing_cache_path": str(entry.path),
         "trt_profile_min_shapes": _shape_profile(shapes, 1),
         "trt_profile_opt_shapes": _shape_profile(shapes, OPT_FACES),
         "trt_profile_max_shapes": _shape_profile(shapes, MAX_FACES),
     }
+    if entry is not None:
+        trt_options.update({"trt_engine_cache_enable": True, "trt_engine_cache_path": str(entry.path),
+                            "trt_timing_cache_enable": True, "trt_timing_cache_path": str(entry.path)})
     providers = [("TensorrtExecutionProvider", trt_options), ("CUDAExecutionProvider", {"device_id": index}),
                  "CPUExecutionProvider"]
-    try:
-        session = ort.InferenceSession(str(manifest.file("onnx")), sess_options=session_options(), providers=providers)
+    try:  # no fallback: a session that is not TensorRT's must not run as "tensorrt"
+        session = ort.InferenceSession(str(manifest.file("onnx")), sess_options=session_options(), providers=providers,
+                                       enable_fallback=0)
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"{manifest.file('onnx')}: TensorRT could not build an engine ({type(exc).__name__}: "
-                         f"{str(exc).strip()[:300]})") from None
-    engine = OrtTensorRTEngine(manifest, session, f"cuda:{index}", fp16, hit, notes)
+        raise ModelError(f"{manifest.file('onnx')}: TensorRT could not build an engine ({_cause(exc)})") from None
+    check_provider(session, providers, f"cuda:{index}", "the TensorRT libraries (libnvinfer) it needs are missing "
+                   "or do not match this onnxruntime; install TensorRT (on a Jetson it comes with JetPack), or use "
+                   "backend torch or onnxruntime")
+    engine = OrtTensorRTEngine(manifest, session, f"cuda:{index}", fp16, hit if entry is not None else None, notes)
     if not hit:  # the plan is built on the first run of each profile: build it now, then record it
-        _warm(engine, OPT_FACES)
-        entry.commit()
+        try:
+            _warm(engine, OPT_FACES)
+        except Exception as exc:  # noqa: BLE001 -- onnxruntime's Fail, EPFail, ... derive from Exception only
+            raise ModelError(f"{manifest.file('onnx')}: TensorRT could not build or run an engine on cuda:{index} "
+                             f"({_cause(exc)}); use backend torch or onnxruntime") from None
+        if entry is not None:
+            if any(p.is_file() and p.suffix == ".engine" for p in entry.path.iterdir()):
+                entry.commit()
+            else:
+                engine.cache_hit = None
+                notes.append(f"TensorRT wrote no engine file to {entry.path}: not cached, built again at the next "
+                             f"load")
     return engine
 
 
-def _load_torch_trt(manifest, index, fp16, entry: CacheEntry, notes) -> TorchTensorRTEngine:
+def _load_torch_trt(manifest, index, fp16, entry: CacheEntry | None, notes) -> TorchTensorRTEngine:
+    """torch-tensorrt's engine; `entry` None builds it without caching it."""
     import torch
     import torch_tensorrt
 
     from fer_ros.export import load_torch_model
     from fer_ros.nets.agn import ProbsOnly
     dev = torch.device("cuda", index)
-    if entry.is_valid():
+    if entry is not None and entry.is_valid():
         module = torch.export.load(str(entry.file(TS_FILE))).module()
         return TorchTensorRTEngine(manifest, module, dev, str(dev), fp16, True, notes)
-    if entry.refused:
-        notes.append(f"engine cache entry not trusted ({entry.refused}); built again")
-    entry.prepare()
+    if entry is not None:
+        if entry.refused:
+            notes.append(f"engine cache entry not trusted ({entry.refused}); built again")
+        entry.prepare()
     model, _ = load_torch_model(manifest.directory, manifest)
     wrapper = ProbsOnly(model).eval().to(dev)
     shapes = Engine(manifest).input_shapes()
@@ -134,6 +172,8 @@ def _load_torch_trt(manifest, index, fp16, entry: CacheEntry, notes) -> TorchTen
                                    dtype=torch.float32) for s in shapes.values()]
     precisions = {torch.float16, torch.float32} if fp16 else {torch.float32}
     compiled = torch_tensorrt.compile(wrapper, ir="dynamo", inputs=inputs, enabled_precisions=precisions)
+    if entry is None:
+        return TorchTensorRTEngine(manifest, compiled, dev, str(dev), fp16, None, notes)
     examples = [torch.rand(OPT_FACES, *s, device=dev) for s in shapes.values()]
     torch_tensorrt.save(compiled, str(entry.file(TS_FILE)), output_format="exported_program", inputs=examples)
     entry.commit([TS_FILE])
@@ -158,11 +198,28 @@ def load(manifest: Manifest, device: str = "cuda", fp16: bool = False, cache_dir
                                  f"with JetPack (see README, Jetson); elsewhere use backend auto, torch or onnxruntime")
     root = Path(cache_dir) if cache_dir else default_root()
     notes: list[str] = []
+
+    def entry_for(runtime: str, family: str) -> CacheEntry | None:
+        context = _context(manifest, runtime, index, fp16)
+        gaps = _key_gaps(context)
+        if gaps:
+            notes.append("engine not cached, built at every load: its cache key would lack " + " and ".join(gaps))
+            return None
+        return CacheEntry(root, manifest.name, family, context)
+
     try:
         if "TensorrtExecutionProvider" in hardware.ort_providers():
-            entry = CacheEntry(root, manifest.name, "tensorrt-ort", _context(manifest, "onnxruntime", index, fp16))
-            return _load_ort(manifest, index, fp16, entry, notes)
-        entry = CacheEntry(root, manifest.name, "tensorrt-torch", _context(manifest, "torch_tensorrt", index, fp16))
-        return _load_torch_trt(manifest, index, fp16, entry, notes)
+            try:
+                return _load_ort(manifest, index, fp16, entry_for("onnxruntime", "tensorrt-ort"), notes)
+            except BackendUnavailable as exc:  # the provider is listed but cannot start: torch-tensorrt may
+                if hardware.module_version("torch_tensorrt") is None or not hardware.torch_cuda_devices():
+                    raise
+                notes.append(f"not tensorrt:onnxruntime: {exc}")
+        return _load_torch_trt(manifest, index, fp16, entry_for("torch_tensorrt", "tensorrt-torch"), notes)
     except PermissionError as exc:  # from CacheEntry.prepare: a TensorRT engine is only built into a private folder
         raise BackendUnavailable(f"backend tensorrt needs a private engine cache: {exc}") from None
+    except (BackendUnavailable, ModelError):
+        raise
+    except Exception as exc:  # noqa: BLE001 -- torch-tensorrt's compile raises RuntimeError, AssertionError, ...
+        raise ModelError(f"backend tensorrt on cuda:{index} could not build or load an engine for model "
+                         f"{manifest.name!r} ({_cause(exc)}); use backend torch or onnxruntime") from None

@@ -86,9 +86,14 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, num_thread
             notes.append("fp16 ignored on the CPU")
             fp16 = False
     model, _ = load_torch_model(manifest.directory, manifest)
-    model = model.to(torch_device)
-    if fp16:
-        model = model.half()
+    try:
+        model = model.to(torch_device)
+        if fp16:
+            model = model.half()
+    except RuntimeError as exc:  # out of GPU memory, a CUDA error: the GPU cannot take the model now
+        raise BackendUnavailable(f"backend torch on {torch_device}: the model cannot be put on the device "
+                                 f"({type(exc).__name__}: {str(exc).strip()[:300]}); use device cpu or backend "
+                                 f"auto") from None
     engine = TorchEngine(manifest, model, torch_device, f"torch:{torch_device}", str(torch_device), fp16, notes)
     if torch_device.type == "cuda" and cuda_graphs:
         use_cuda_graphs(engine)
