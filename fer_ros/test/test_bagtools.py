@@ -33,10 +33,11 @@ def test_round_trip(tmp_path, storage, encoding, compressed):
     assert [f.bag_time_ns for f in got] == info.stamps_ns
     assert [f.stamp_s for f in got] == pytest.approx([100.0 + i / 20.0 for i in range(12)], abs=1e-9)
     assert all(f.frame_id == "camera" for f in got)
-    if encoding == "mono8":  # gray loses colour, keep only the check that frames stay in order
-        assert [int(f.rgb8[0, 0, 0]) for f in got] == sorted(int(f.rgb8[0, 0, 0]) for f in got)
-    elif compressed == "jpeg":
-        assert [abs(int(f.rgb8[5, 5, 0]) - 3 * i) <= 3 for i, f in enumerate(got)] == [True] * 12
+    if encoding == "mono8":  # gray loses colour: each frame is its own frame's gray, in all three channels
+        for f, frame in zip(got, frames):
+            np.testing.assert_array_equal(f.rgb8, np.repeat(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)[:, :, None], 3, 2))
+    elif compressed == "jpeg":  # these flat frames come back within 1 of their values (frames are 3 apart)
+        assert [int(np.abs(f.rgb8.astype(int) - frame).max()) <= 1 for f, frame in zip(got, frames)] == [True] * 12
     else:
         assert [frame_number(f.rgb8) for f in got] == list(range(12))
         np.testing.assert_array_equal(got[7].rgb8, frames[7])

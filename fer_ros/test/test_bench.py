@@ -44,8 +44,12 @@ def test_bench_writes_every_section(tmp_path_factory, tmp_path, capsys):
         assert list(b["batch_ms"]) == ["1", "2", "4", "8"]
         assert all(s["median"] > 0 and s["p95"] >= s["median"] for s in b["batch_ms"].values())
         assert list(b["floor_ratio"]) == ["1", "2", "4", "8"] and all(v > 0 for v in b["floor_ratio"].values())
-    if "tensorrt:cuda" in nets["skipped"]:
-        assert "tensorrt" in nets["skipped"]["tensorrt:cuda"]
+    ran_tensorrt = [name for name in nets["backends"] if name.startswith("tensorrt:")]
+    if "tensorrt:cuda" in nets["skipped"]:  # not run, with the reason
+        assert "tensorrt" in nets["skipped"]["tensorrt:cuda"] and not ran_tensorrt
+    else:  # run, and timed at every batch size
+        assert len(ran_tensorrt) == 1, nets
+        assert list(nets["backends"][ran_tensorrt[0]]["batch_ms"]) == ["1", "2", "4", "8"]
     assert r["floor"]["mflops_per_face"] > 0 and r["floor"]["matmul_gflops"] > 0
     assert r["floor"]["floor_ms_per_face"] > 0
     for name, case in r["pipeline"]["cases"].items():

@@ -56,11 +56,31 @@ def test_rgb_and_gray_frames_agree():
 
 @pytest.mark.parametrize("centre", [(10, 240), (630, 470), (-30, -20), (320, 2)])
 def test_face_partly_or_fully_outside_frame(centre):
+    """Crop px read from the frame are those of the crop of a frame that holds the whole face; the others are
+    black with border constant and the frame's edge with replicate."""
     pts = place(template68(), centre, 60)
     frame = draw_face((480, 640), place(template68(), (320, 240), 60))
-    for border in ("replicate", "constant", "reflect"):
-        out = align_crop(frame, pts, CropConfig(size=48, border=border))
-        assert out.gray.shape == (48, 48)
+    h, w = frame.shape
+    crops = {border: align_crop(frame, pts, CropConfig(size=48, border=border)).gray
+             for border in ("replicate", "constant", "reflect")}
+    assert all(c.shape == (48, 48) and c.dtype == np.uint8 for c in crops.values())
+    # where each crop px reads the frame; px near the frame's edge mix both sides (bilinear sampling after the
+    # area downscale), so only those a few frame px inside or outside are checked
+    inv = cv2.invertAffineTransform(crop_matrix(pts, CropConfig(size=48)))
+    v, u = np.mgrid[0:48, 0:48]
+    x, y = inv[0, 0] * u + inv[0, 1] * v + inv[0, 2], inv[1, 0] * u + inv[1, 1] * v + inv[1, 2]
+    edge = 4
+    inside = (x >= edge) & (x <= w - 1 - edge) & (y >= edge) & (y <= h - 1 - edge)
+    outside = (x < -edge) | (x > w - 1 + edge) | (y < -edge) | (y > h - 1 + edge)
+    assert inside.any() and outside.any()
+    pad = 200  # the frame, its edge px repeated, inside a larger one that holds the whole face
+    whole = align_crop(np.pad(frame, pad, mode="edge"), pts + pad, CropConfig(size=48)).gray
+    for border, crop in crops.items():  # within 1: OpenCV's rounding differs by border mode
+        diff = np.abs(crop[inside].astype(int) - whole[inside])
+        assert diff.max() <= 1, (border, diff.max())
+    assert np.all(crops["constant"][outside] == 0)
+    assert np.abs(crops["replicate"][outside].astype(int) - whole[outside]).max() <= 1
+    assert np.all(crops["replicate"][outside] > 0) and np.all(crops["reflect"][outside] > 0)  # frame px, not fill
 
 
 def test_large_face_downscaled_by_area():

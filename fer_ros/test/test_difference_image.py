@@ -1,7 +1,6 @@
-"""The difference image: zero without motion, signed displacement at the moving points, weighted, bounded, cheap."""
+"""The difference image: zero without motion, signed displacement at the moving points, weighted, bounded (its cost
+is measured by fer-bench, not here)."""
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
@@ -79,13 +78,5 @@ def test_bad_points_rejected():
         di.render(n, bad)
 
 
-def test_spec_and_speed():
+def test_spec():
     assert di.GEO_SPEC["size"] == di.SIZE and di.GEO_SPEC["channels"] == ["dx", "dy"]
-    n = normalised(template68())
-    p = normalised(smile(template68(), 0.1))
-    times = []
-    for _ in range(50):
-        t = time.perf_counter()
-        di.render(n, p)
-        times.append(time.perf_counter() - t)
-    assert np.median(times) < 0.005  # about 0.07 ms here; generous for a busy CI machine

@@ -156,39 +156,37 @@ def test_truncated_jpeg_is_rejected(small_rgb):
 
 
 # --- sizes declared before anything is allocated ---------------------------------------------------------------------
-def _peak_growth_mib(decode) -> tuple[float, float]:
-    """(seconds, peak resident memory growth in MiB) of decode(), which must raise ImageDecodeError."""
+def _peak_growth_mib(decode) -> tuple[float, ImageDecodeError]:
+    """(peak resident memory growth in MiB, the error) of decode(), which must raise ImageDecodeError."""
     import re
-    import time
     from pathlib import Path
 
     def status(key: str) -> float:
         return int(re.search(rf"{key}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024.0
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM starts again from the present size
     base = status("VmRSS")
-    t0 = time.perf_counter()
     with pytest.raises(ImageDecodeError) as info:
         decode()
-    return time.perf_counter() - t0, status("VmHWM") - base, info.value
+    return status("VmHWM") - base, info.value
 
 
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
 @pytest.mark.parametrize("case", ["raw step of 4 GB", "JPEG declaring 30000x30000", "PNG of 30000x30000 zeros"])
-def test_huge_declared_sizes_are_refused_fast_and_small(case):
+def test_huge_declared_sizes_are_refused_without_allocating_them(case):
     from fer_ros.ros.malformed import jpeg_declaring, png_of_zeros
     if case == "raw step of 4 GB":
-        seconds, mib, err = _peak_growth_mib(lambda: image_to_rgb8(1, 1, "mono8", 0, 4294967295, b"\x01"))
+        mib, err = _peak_growth_mib(lambda: image_to_rgb8(1, 1, "mono8", 0, 4294967295, b"\x01"))
         assert err.cause == "bad size" and "longer than all of the image data" in str(err)
     elif case == "JPEG declaring 30000x30000":
         data = jpeg_declaring(30000, 30000)
         assert len(data) < 1000
-        seconds, mib, err = _peak_growth_mib(lambda: compressed_to_rgb8("jpeg", data))
+        mib, err = _peak_growth_mib(lambda: compressed_to_rgb8("jpeg", data))
         assert err.cause == "too large" and "30000x30000" in str(err)
     else:  # the first 2000 rows of 30000 zeros are real; the header declares all 30000 (900 MB decoded)
         data = png_of_zeros(30000, 30000, rows=2000)
-        seconds, mib, err = _peak_growth_mib(lambda: compressed_to_rgb8("png", data))
+        mib, err = _peak_growth_mib(lambda: compressed_to_rgb8("png", data))
         assert err.cause == "too large"
-    assert seconds < 1.0 and mib < 300.0, (seconds, mib)
+    assert mib < 300.0, mib
 
 
 def test_the_pixel_limit_is_the_callers():
@@ -259,10 +257,17 @@ def test_strided_numpy_data_is_read_as_its_values():
     np.testing.assert_array_equal(out[:, :, 0].ravel(), values[::4])
 
 
-def test_decoded_frames_do_not_share_the_message_buffer(small_rgb):
+@pytest.mark.parametrize("container", ["array", "bytearray"])
+def test_decoded_frames_do_not_share_the_message_buffer(small_rgb, container):
+    """rclpy's Image.data is a writeable array.array('B'): a frame that viewed it would change with the message."""
     raw = encode_rgb8(small_rgb, "rgb8")
-    out = image_to_rgb8(raw.height, raw.width, "rgb8", 0, raw.step, raw.data)
+    data = array.array("B", raw.data) if container == "array" else bytearray(raw.data)
+    out = image_to_rgb8(raw.height, raw.width, "rgb8", 0, raw.step, data)
     assert out.flags.writeable and out.flags.c_contiguous
+    source = np.frombuffer(data, np.uint8)
+    assert not np.shares_memory(out, source)
+    source[:] = 255 - source  # the message's buffer is reused or changed: the frame stays as it was decoded
+    np.testing.assert_array_equal(out, small_rgb)
 
 
 def test_the_hostile_set_gets_the_causes_it_names(small_rgb):

@@ -51,6 +51,7 @@ def test_report_is_json_ready_and_matches_direct_computation():
     names = list(CKPLUS7)
     y_true = rng.integers(0, 6, 200)  # class 6 never occurs
     y_pred = np.where(rng.random(200) < 0.7, y_true, rng.integers(0, 7, 200))
+    y_pred[y_pred == 2] = 3  # class 2 is never predicted
     rep = metrics.classification_report(y_true, y_pred, names)
     rep = json.loads(json.dumps(rep))  # no NaN, no numpy types
     assert rep["count"] == 200
@@ -64,8 +65,13 @@ def test_report_is_json_ready_and_matches_direct_computation():
         else:
             assert rep["recall"][n] is None
         sel = y_pred == i
-        assert rep["precision"][n] == pytest.approx(np.mean(y_true[sel] == i)) if sel.any() else True
+        if sel.any():
+            assert rep["precision"][n] == pytest.approx(np.mean(y_true[sel] == i))
+        else:
+            assert rep["precision"][n] is None
         assert rep["support"][n] == int(np.sum(y_true == i))
+    assert rep["recall"][names[6]] is None and rep["precision"][names[2]] is None  # both cases were met
+    assert rep["support"][names[2]] > 0 and rep["predicted"][names[6]] > 0
     recalls = [rep["recall"][n] for n in names if rep["recall"][n] is not None]
     assert rep["balanced_accuracy"] == pytest.approx(np.mean(recalls))
 

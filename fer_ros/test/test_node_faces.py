@@ -1,8 +1,10 @@
 """fer_node with several real faces in one frame: one entry per face, distinct ids, each box on its face;
-then a clean stop on SIGTERM while frames keep arriving; with its two stages overlapped and one after the other."""
+then a clean stop on SIGTERM while frames keep arriving; with its two stages overlapped and one after the other.
+And a clean stop on SIGINT under load. Each test starts a node of its own."""
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
@@ -31,5 +33,22 @@ def test_three_faces_and_sigterm(tmp_path_factory, faces3_frame, overlap):
         with feeding(client, frame, 30.0):
             client.spin_for(1.0)
             code, out = node.stop(signal.SIGTERM)
+    assert code == 0, out[-3000:]
+    assert not error_lines(out), "\n".join(error_lines(out))
+
+
+def test_sigint_under_load_stops_the_node_cleanly(tmp_path_factory, face_frame):
+    # A stop while frames arrive at 30 Hz lands while the worker is busy with one: the worker must finish it before
+    # the ROS context goes, or its publish fails ("publisher's context is invalid").
+    model = model_for_tests(tmp_path_factory.getbasetemp())
+    frame, _ = face_frame
+    with running_node(["-p", f"model_path:={model.path}"]) as (node, client):
+        with feeding(client, frame, 30.0) as sent:
+            deadline = time.monotonic() + 30.0
+            while len(client.emotions) < 10 and time.monotonic() < deadline:
+                client.spin_for(0.1)
+            assert len(client.emotions) >= 10, f"the node did not keep up with the load at all:\n{node.output[-3000:]}"
+            code, out = node.stop(signal.SIGINT)
+    assert len(sent) > 10
     assert code == 0, out[-3000:]
     assert not error_lines(out), "\n".join(error_lines(out))

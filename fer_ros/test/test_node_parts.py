@@ -199,13 +199,13 @@ def test_latest_frame_wakes_a_waiting_worker():
     from fer_ros.slots import LatestFrame
     slot = LatestFrame()
     got = []
-    t = threading.Thread(target=lambda: got.append(slot.take(5.0)))
+    t = threading.Thread(target=lambda: got.append(slot.take(30.0)))
     t.start()
     time.sleep(0.05)
     t0 = time.monotonic()
     slot.put("frame")
-    t.join(2.0)
-    assert got == ["frame"] and time.monotonic() - t0 < 1.0
+    t.join(30.0)
+    assert got == ["frame"] and time.monotonic() - t0 < 15.0  # woken by the put, not by the timeout
 
 
 # --- diagnostics and drawing -------------------------------------------------------------------------------------------

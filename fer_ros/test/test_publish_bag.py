@@ -74,9 +74,9 @@ def test_publish_delivers_every_frame_in_order(tmp_path, ros_env, storage, compr
     assert rc == 0, out + tail
     assert [r[0] for r in received] == list(range(N_FRAMES)), out
     assert [r[1] for r in received] == info.stamps_ns
-    # the recorded pace: 24 intervals of 40 ms (loose bounds: shared CI machine)
+    # the recorded pace: 24 intervals of 40 ms, not as fast as possible (a starved machine may only be slower)
     span = received[-1][2] - received[0][2]
-    assert 0.6 * (N_FRAMES - 1) / RATE_HZ < span < 3.0 * (N_FRAMES - 1) / RATE_HZ, span
+    assert span > 0.6 * (N_FRAMES - 1) / RATE_HZ, span
     assert f"published {N_FRAMES} messages" in out
     assert f"node answered {N_FRAMES}/{N_FRAMES} images; latency ms" in out, out
 
@@ -146,6 +146,7 @@ def test_loop_keeps_the_bag_pace_between_passes(tmp_path, ros_env, n_frames, rat
         rclpy.try_shutdown()
     assert len(stamps) >= wanted, out
     gaps = [b - a for a, b in zip(stamps[:wanted], stamps[1:wanted])]
-    # every gap one period (loose bounds: shared CI machine); a pass started at once gave a gap of about 0
-    assert min(gaps) > 0.3 * period_s and max(gaps) < 3.0 * period_s, gaps
+    # every gap at least about one period (a starved machine may only make it longer); a pass started at once
+    # gave a gap of about 0
+    assert min(gaps) > 0.3 * period_s, gaps
     assert rc == 0 and "interrupted" in out, out

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from bag_helpers import numbered_frames, write_mixed_bag
 from perception_helpers import ScriptedLandmarker, place, template68
@@ -212,7 +213,11 @@ def test_out_bag_has_emotion_messages(tmp_path):
     topics = list_topics(tmp_path / "with_emotion")
     assert topics == {"/camera/image_raw": ("sensor_msgs/msg/Image", 8),
                       "/emotion": ("fer_msgs/msg/FaceEmotionArray", 8)}
-    assert (tmp_path / "with_emotion").glob("*.mcap")
+    # the output bag keeps the input's storage: one .mcap file beside its metadata, which names mcap
+    files = sorted(f.name for f in (tmp_path / "with_emotion").iterdir())
+    assert files == ["metadata.yaml", "with_emotion.mcap"], files
+    metadata = yaml.safe_load((tmp_path / "with_emotion" / "metadata.yaml").read_text())
+    assert metadata["rosbag2_bagfile_information"]["storage_identifier"] == "mcap"
     from fer_ros.tools.bagtools import open_bag
     reader = open_bag(tmp_path / "with_emotion")
     try:
