@@ -305,6 +305,9 @@ def test_init_starts_from_a_trained_model_with_the_same_architecture(base, tmp_p
     assert convs and all(torch.allclose(start[k], after[k], atol=1e-6) for k in convs)
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert report["init"]["model"] == "ma" and report["init"]["command"].startswith("fer-train")
+    # the dropout has no weights: a run may fine-tune with another
+    assert _train(base, data, tmp_path / "e", "--folds", "0", "--epochs", "1", "--dropout", "0.5", "--init",
+                  str(tmp_path / "ma")) == 0
     # another architecture, or a damaged model: one line, exit 2
     assert _train(base, data, tmp_path / "c", "--folds", "0", "--epochs", "1", "--geo-width", "8", "--init",
                   str(tmp_path / "ma")) == 2

@@ -79,7 +79,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="evaluate and export without averaging over the face and its mirror image")
     g.add_argument("--init", default=None, metavar="MODEL_DIR",
                    help="start from a trained model's weights (its model.pt, checked against its manifest); the "
-                        "architecture and preprocessing options must be the same as that model's")
+                        "architecture and preprocessing options must be the same as that model's (--dropout may "
+                        "differ)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=COUNT, default=12, help="passes over the weighted training draws")
     g.add_argument("--geo-epochs", type=number(int, low=0, says="0 or more"), default=15,

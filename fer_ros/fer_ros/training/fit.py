@@ -97,8 +97,8 @@ def build_model(args, num_classes: int):
 
 def load_init(init_dir: str | Path, arch: str, cfg: dict, preprocess: dict, class_names) -> tuple[dict, dict]:
     """(state dict, record) of the model in init_dir (--init): its weights (sha256-checked, loaded with
-    weights_only) after checking that it has this run's architecture, preprocessing and classes, and what its
-    manifest says of its training. Raises InitError naming what differs."""
+    weights_only) after checking that it has this run's architecture (the dropout may differ: it has no weights),
+    preprocessing and classes, and what its manifest says of its training. Raises InitError naming what differs."""
     from fer_ros.manifest import ModelError, load_manifest
     try:
         m = load_manifest(init_dir)
@@ -107,8 +107,13 @@ def load_init(init_dir: str | Path, arch: str, cfg: dict, preprocess: dict, clas
     problems = []
     if list(m.class_names) != list(class_names):
         problems.append(f"classes {', '.join(m.class_names)} (this run: {', '.join(class_names)})")
-    mine = json.dumps({k: v for k, v in cfg.items() if k != "flip_tta"}, sort_keys=True)
-    theirs = json.dumps({k: v for k, v in m.arch_cfg.items() if k != "flip_tta"}, sort_keys=True)
+    def shape(c: dict) -> str:  # the options that make the weights: not the mirror average, not the dropout
+        c = json.loads(json.dumps({k: v for k, v in c.items() if k != "flip_tta"}))
+        for net in ("app", "geo"):
+            if isinstance(c.get(net), dict):
+                c[net].pop("dropout", None)
+        return json.dumps(c, sort_keys=True)
+    mine, theirs = shape(cfg), shape(m.arch_cfg)
     if m.arch != arch or mine != theirs:
         problems.append(f"architecture {m.arch} {theirs} (this run: {arch} {mine})")
     if json.dumps(m.preprocess, sort_keys=True) != json.dumps(preprocess, sort_keys=True):
