@@ -806,3 +806,26 @@ def test_auto_on_a_gpu_names_what_runs(model_dir, tmp_path):
     engine = load_engine(model_dir, backend="auto", cache_dir=tmp_path)
     if engine.backend.startswith("torch:cuda"):
         assert any("CUDA graphs" in n for n in engine.notes)
+
+
+def test_a_saved_torch_tensorrt_program_must_run_every_batch_size_to_be_cached(tmp_path):
+    """A program saved with its example batch only (as some torch-tensorrt versions save one compiled for a range)
+    fails the next start on a frame with another number of faces: it is refused; one that keeps the range passes."""
+    import torch
+    from torch.export import Dim, export, save
+
+    class SumOfFaces(torch.nn.Module):  # a stand-in for the networks: one output row per face
+        def forward(self, clip, geo):
+            return clip.flatten(1).sum(1, keepdim=True) + geo.flatten(1).sum(1, keepdim=True)
+
+    from fer_ros.engine.tensorrt_backend import MAX_FACES, OPT_FACES, saved_program_problem
+    shapes = [(2, 3, 4), (5,)]
+    examples = tuple(torch.rand(OPT_FACES, *s) for s in shapes)
+    save(export(SumOfFaces(), examples), tmp_path / "static.ep")
+    problem = saved_program_problem(tmp_path / "static.ep", shapes, "cpu")
+    assert problem is not None and "does not run 1 faces" in problem
+    faces = Dim("faces", min=1, max=MAX_FACES)
+    save(export(SumOfFaces(), examples, dynamic_shapes=({0: faces}, {0: faces})), tmp_path / "dynamic.ep")
+    assert saved_program_problem(tmp_path / "dynamic.ep", shapes, "cpu") is None
+    (tmp_path / "broken.ep").write_bytes(b"not a program")
+    assert "does not load" in saved_program_problem(tmp_path / "broken.ep", shapes, "cpu")

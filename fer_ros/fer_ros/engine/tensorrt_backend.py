@@ -176,8 +176,30 @@ def _load_torch_trt(manifest, index, fp16, entry: CacheEntry | None, notes) -> T
         return TorchTensorRTEngine(manifest, compiled, dev, str(dev), fp16, None, notes)
     examples = [torch.rand(OPT_FACES, *s, device=dev) for s in shapes.values()]
     torch_tensorrt.save(compiled, str(entry.file(TS_FILE)), output_format="exported_program", inputs=examples)
+    problem = saved_program_problem(entry.file(TS_FILE), list(shapes.values()), dev)
+    if problem is not None:  # kept, it would fail at the next start on a frame with another number of faces
+        entry.file(TS_FILE).unlink(missing_ok=True)
+        notes.append(f"engine not cached: {problem}; built again at the next load")
+        return TorchTensorRTEngine(manifest, compiled, dev, str(dev), fp16, None, notes)
     entry.commit([TS_FILE])
     return TorchTensorRTEngine(manifest, compiled, dev, str(dev), fp16, False, notes)
+
+
+def saved_program_problem(path: Path, shapes: list[tuple], device) -> str | None:
+    """None when the exported program saved at `path` runs a batch of 1 and of MAX_FACES faces (inputs of
+    `shapes` without their batch dimension, on `device`); otherwise what went wrong. How torch-tensorrt saves a
+    program compiled for a range of batch sizes differs between its versions: one that keeps only the example
+    batch it was saved with is refused here rather than cached."""
+    import torch
+    doing = "does not load"
+    try:
+        module = torch.export.load(str(path)).module()
+        for batch in (1, MAX_FACES):
+            doing = f"does not run {batch} faces"
+            module(*[torch.zeros(batch, *s, device=device) for s in shapes])
+    except Exception as exc:  # noqa: BLE001 -- torch.export's guards raise several types
+        return f"the saved torch-tensorrt program {doing} ({_cause(exc)})"
+    return None
 
 
 def _warm(engine: Engine, batch: int) -> None:
