@@ -31,7 +31,7 @@ INT8_ROLE = "onnx_int8"
 # against 1.69 ms at batch 1 and 6.9 against 9.7 ms at batch 8, faster in every round; the fp32 top class kept on
 # 0.9953 of 1,500 training faces outside the calibration draw, as without it, and 99.2% of FER+ Valid's labels
 # against 98.3%. MaxPool as well gives the same optimised graph. Quantizing every operation (the residual sums and
-# the pair choice too) lost about a point of FER+ and KDEF with earlier weights.
+# the pair choice too) lost about a point of FER+ and KDEF with another set of weights.
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul", "Relu")
 # the share of calibration faces whose top class the int8 graph must keep; below it the graph is refused
 MIN_AGREEMENT = 0.95

@@ -1,6 +1,6 @@
 """The package's layout, checked on its source: the runtime core imports none of the shells (ros/, tools/) nor the
-training code, nothing outside ros/ imports ROS, training/ does not import the tools, and no module is longer than
-500 lines."""
+training code, nothing outside ros/ imports ROS, training/ does not import the tools, the tools import of training/
+only training/data/, ros/ imports of tools/ only tools/bagtools.py, and no module is longer than 500 lines."""
 from __future__ import annotations
 
 import ast
@@ -11,6 +11,9 @@ MODULES = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.part
 ROS_IMPORTS = ("rclpy", "rcl_interfaces", "sensor_msgs", "std_msgs", "builtin_interfaces", "diagnostic_msgs",
                "geometry_msgs", "fer_msgs", "hri_msgs", "fer_ros.ros")
 MAX_LINES = 500
+SHELLS = ("fer_ros.ros", "fer_ros.tools", "fer_ros.training")
+# what a shell may import of the other shells (besides the core and itself)
+OPEN_TO = {"tools": ("fer_ros.training.data",), "ros": ("fer_ros.tools.bagtools",)}
 
 
 def part(path: Path) -> str:
@@ -35,6 +38,16 @@ def under(name: str, prefixes) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
+def closed_to(name: str, where: str) -> bool:
+    """Whether `name` is a module of another shell than `where` that is not open to it: neither under one of
+    OPEN_TO[where] nor a package above one (fer_ros.training, which `from fer_ros.training.data import x` loads
+    first)."""
+    allowed = OPEN_TO.get(where, ())
+    if not under(name, SHELLS) or under(name, (f"fer_ros.{where}",)) or under(name, allowed):
+        return False
+    return not any(a.startswith(name + ".") for a in allowed)
+
+
 def test_imports_follow_the_layout():
     problems = []
     for path in MODULES:
@@ -46,6 +59,9 @@ def test_imports_follow_the_layout():
                          if under(n, ("fer_ros.ros", "fer_ros.tools", "fer_ros.training"))]
         if where == "training":
             problems += [f"{rel} imports {n} (a tool)" for n in sorted(names) if under(n, ("fer_ros.tools",))]
+        if where in OPEN_TO:  # (fer_ros.ros outside ros/ is reported above)
+            problems += [f"{rel} imports {n}: {where}/ may import of the other shells only {', '.join(OPEN_TO[where])}"
+                         for n in sorted(names) if closed_to(n, where) and not under(n, ROS_IMPORTS)]
     assert not problems, "\n".join(problems)
 
 
