@@ -56,9 +56,11 @@ def test_bench_writes_every_section(tmp_path_factory, tmp_path, capsys):
         assert case["faces_found_median"] == int(name.split("_")[0])
         assert case["fps_median"] > 0 and case["target_fps"] == bench.TARGET_FPS[name]
         assert case["fps_two_stages"] > 0 and case["target_met"] == (case["fps_two_stages"] >= case["target_fps"])
+        assert case["fps_two_stages_mean"] > 0
     assert r["node"] is None
     steady = r["steadiness"]
     assert len(steady["matmul_gflops"]) == 4 and all(g > 0 for g in steady["matmul_gflops"])
+    assert len(steady["cpu_share"]) == 4 and steady["cpu_share_min"] == min(steady["cpu_share"]) > 0
     assert r["floor"]["matmul_gflops"] == pytest.approx(max(steady["matmul_gflops"]), abs=0.05)
     text = capsys.readouterr().out
     assert "full pipeline" in text and "floor" in text and "machine speed over the run" in text
@@ -84,15 +86,45 @@ def test_a_gpu_is_judged_by_its_target_not_the_cpu_floor():
 
 
 def test_a_run_whose_machine_slowed_down_says_so():
-    steady = bench.steadiness([180.0, 176.5, 179.0, 171.0])
-    assert steady == {"matmul_gflops": [180.0, 176.5, 179.0, 171.0], "spread": 0.05, "steady": True}
-    assert bench.format_steadiness(steady).endswith("(spread 5%): steady")
-    loaded = bench.steadiness([183.0, 21.3, 120.2, 137.0])
+    quiet = [0.99, 1.0, 0.98, 0.99]
+    steady = bench.steadiness([180.0, 176.5, 179.0, 171.0], quiet)
+    assert steady == {"matmul_gflops": [180.0, 176.5, 179.0, 171.0], "spread": 0.05, "cpu_share": quiet,
+                      "cpu_share_min": 0.98, "steady": True}
+    assert bench.format_steadiness(steady).endswith("(spread 5%), the benchmark getting at least 98% of its cores' "
+                                                    "time: steady")
+    loaded = bench.steadiness([183.0, 21.3, 120.2, 137.0], quiet)
     assert loaded["steady"] is False and loaded["spread"] == pytest.approx(0.884, abs=1e-3)
     text = bench.format_steadiness(loaded)
-    assert "21-183 GFLOP/s in 4 measurements" in text and "NOT steady" in text and "run fer-bench again" in text
-    assert bench.steadiness([100.0, 100.0 * (1 - bench.STEADY_SPREAD) + 0.1])["steady"] is True
-    assert bench.steadiness([100.0, 100.0 * (1 - bench.STEADY_SPREAD) - 0.1])["steady"] is False
+    assert "21-183 GFLOP/s in 4 measurements" in text and "NOT steady (spread over 10%)" in text
+    assert "run fer-bench again" in text
+    assert bench.steadiness([100.0, 100.0 * (1 - bench.STEADY_SPREAD) + 0.1], quiet[:2])["steady"] is True
+    assert bench.steadiness([100.0, 100.0 * (1 - bench.STEADY_SPREAD) - 0.1], quiet[:2])["steady"] is False
+    # the rates steady, a share under STEADY_CPU_SHARE: a load all along
+    shared = bench.steadiness([100.0, 100.0], [0.99, bench.STEADY_CPU_SHARE - 0.01])
+    assert shared["steady"] is False and "NOT steady (CPU share under 85%)" in bench.format_steadiness(shared)
+    assert bench.steadiness([100.0, 100.0], [0.99, bench.STEADY_CPU_SHARE])["steady"] is True
+
+
+def test_a_load_on_every_core_all_along_is_not_steady():
+    """Busy processes on every core (two per core) through all the matmul samples leave the rate steady but
+    take cores from the benchmark: its CPU share says so."""
+    import subprocess
+    import time
+
+    from fer_ros.tools.bench_perception import usable_cpus
+    spin = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end:\n    pass\n"
+    busy = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2 * usable_cpus())]
+    try:
+        time.sleep(0.5)  # all of them running
+        samples = [bench.matmul_rate(1, n=128, seconds=0.3) for _ in range(3)]
+    finally:
+        for proc in busy:
+            proc.kill()
+        for proc in busy:
+            proc.wait()
+    s = bench.steadiness([x["gflops"] for x in samples], [x["cpu_share"] for x in samples])
+    assert s["cpu_share_min"] < bench.STEADY_CPU_SHARE and s["steady"] is False, s
+    assert "CPU share under 85%" in bench.format_steadiness(s)
 
 
 def test_a_slow_spell_does_not_own_one_case_s_median():
@@ -132,7 +164,7 @@ def test_a_misspelt_backend_is_refused_before_anything_runs(tmp_path_factory, tm
                                                             backends, says):
     def must_not_run(*args, **kwargs):
         raise AssertionError("the benchmark ran")
-    monkeypatch.setattr(bench, "matmul_gflops", must_not_run)
+    monkeypatch.setattr(bench, "matmul_rate", must_not_run)
     monkeypatch.setattr(bench, "bench_perception", must_not_run)
     model = tiny_model_dir(tmp_path_factory.getbasetemp())
     rc = bench.main(["--model", str(model), "--backends", backends, "--out", str(tmp_path / "b.json")])
@@ -152,3 +184,165 @@ def test_bench_node_measures_a_real_fer_node(tmp_path_factory):
     assert "error" not in case, case
     assert case["answered"] > 0 and case["latency_ms_p95"] >= case["latency_ms_median"] > 0
     assert "fer_node fed 30 Hz" in bench.format_node(r)
+
+
+def test_one_repeat_is_refused_before_anything_runs(tmp_path_factory, tmp_path, capsys, monkeypatch):
+    """The overlapped pipeline's rate comes from the intervals between frames: one repeat has none."""
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the benchmark ran")
+    for name in ("bench_perception", "bench_pipeline"):
+        monkeypatch.setattr(bench, name, must_not_run)
+    model = tiny_model_dir(tmp_path_factory.getbasetemp())
+    rc = bench.main(["--model", str(model), "--repeats", "1", "--out", str(tmp_path / "b.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.strip() == "fer-bench: --repeats must be >= 2, got 1"
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_bench_json_is_strict(tmp_path_factory, tmp_path, monkeypatch):
+    """Figures that are not finite (an infinite rate, a NaN latency) are written as null, never as NaN or
+    Infinity, which JSON does not have."""
+    nan, inf = float("nan"), float("inf")
+    monkeypatch.setattr(bench, "matmul_rate", lambda threads: {"gflops": 100.0, "cpu_share": 1.0})
+    monkeypatch.setattr(bench, "model_flops", lambda model_dir: 1_000_000)
+    monkeypatch.setattr(bench, "bench_perception", lambda **kwargs: {
+        "frame": "640x480", "crop_size": 48, "repeats": 2, "machine": {"cpus": 2}, "cases": {},
+        "mesh_ms": {"median": 1.0}, "kernels_ms": {}, "target": {"value_ms": None}})
+    monkeypatch.setattr(bench, "bench_networks", lambda *args: {"backends": {}, "skipped": {}})
+    monkeypatch.setattr(bench, "bench_pipeline", lambda *args: {"backend": "b", "crop_size": 48, "cases": {
+        "1_face": {"total_ms": {"median": 0.0, "p95": 0.0}, "fps_median": inf, "fps_at_p95": inf,
+                   "fps_two_stages": inf, "fps_two_stages_mean": 1.0, "target_fps": 60.0, "target_met": True}}})
+    monkeypatch.setattr(bench, "bench_node", lambda *args, **kwargs: {"rate_hz": 30.0, "cases": {"1_face": {
+        "latency_ms_median": nan, "latency_ms_p95": nan, "emotion_rate_hz": 0.0}}})
+    model = tiny_model_dir(tmp_path_factory.getbasetemp())
+    out = tmp_path / "bench.json"
+    assert bench.main(["--model", str(model), "--out", str(out), "--no-progress"]) == 0
+
+    def refuse(constant):
+        raise ValueError(f"bench.json holds {constant}, which is not JSON")
+    r = json.loads(out.read_text(), parse_constant=refuse)
+    assert r["pipeline"]["cases"]["1_face"]["fps_two_stages"] is None
+    assert r["node"]["cases"]["1_face"]["latency_ms_median"] is None
+
+
+def test_one_slow_frame_does_not_move_the_overlapped_rate(monkeypatch):
+    """The overlapped pipeline's rate is one over the median interval between frames: one recognition of 300 ms
+    among 20 ms ones leaves it near the rate without it (a mean over the run would drop it by a third)."""
+    import time
+
+    import fer_ros.landmarker
+    import fer_ros.pipeline
+    slow = {"call": None}
+
+    class StubRecognizer:
+        def __init__(self, **kwargs) -> None:
+            self.calls = 0
+
+        def perceive(self, frame, stamp_s):
+            time.sleep(0.002)
+            return {"stamp_s": stamp_s}
+
+        def recognise(self, perception) -> None:
+            self.calls += 1
+            time.sleep(0.3 if self.calls == slow["call"] else 0.02)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(fer_ros.pipeline, "Recognizer", StubRecognizer)
+    monkeypatch.setattr(fer_ros.landmarker, "MediaPipeLandmarker", lambda **kwargs: None)
+    quiet = bench.two_stage_fps(None, faces=1, frames=15, warmup=2)
+    slow["call"] = 2 + 7  # the 7th frame timed
+    with_slow_call = bench.two_stage_fps(None, faces=1, frames=15, warmup=2)
+    assert with_slow_call >= 0.8 * quiet, (with_slow_call, quiet)
+
+
+FAKE_PROBE = """
+import os, signal, subprocess, sys, time
+from pathlib import Path
+here = Path(os.environ["FAKE_PROBE_DIR"])
+node = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+stop = []
+signal.signal(signal.SIGINT, lambda *args: stop.append(1))
+(here / "node.tmp").write_text(str(node.pid))
+(here / "node.tmp").rename(here / "node.pid")
+while not stop:
+    time.sleep(0.05)
+time.sleep(1.0)  # stopping the node takes a while, as fer_node's stop does
+node.kill()
+node.wait()
+print("fer_node output: /tmp/fer_node_fake.log", file=sys.stderr)
+print("latency_probe: interrupted: nothing measured", file=sys.stderr)
+sys.exit(130)
+"""
+
+
+def fake_probe(tmp_path: Path) -> Path:
+    """An executable that stands for the python bench_node starts the latency probe with: whatever its arguments,
+    it runs a fake probe that starts a fake node (its pid in FAKE_PROBE_DIR/node.pid), runs until SIGINT, then
+    takes 1 s to stop the node and exits with code 130."""
+    import stat
+    (tmp_path / "fake_probe.py").write_text(FAKE_PROBE)
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{tmp_path / "fake_probe.py"}" "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    return wrapper
+
+
+def node_pid(tmp_path: Path, timeout_s: float = 30.0) -> int:
+    import time
+    deadline = time.monotonic() + timeout_s
+    while not (tmp_path / "node.pid").exists():
+        assert time.monotonic() < deadline, "the fake probe started no node"
+        time.sleep(0.05)
+    return int((tmp_path / "node.pid").read_text())
+
+
+def test_an_interrupted_bench_lets_the_probe_stop_its_node(tmp_path):
+    """Ctrl-C (SIGINT to fer-bench alone) during the node section: the probe is stopped with SIGINT and given the
+    time to stop its node, then fer-bench ends as interrupted."""
+    pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not importable")
+    pytest.importorskip("fer_msgs", reason="fer_msgs is not built (make setup)")
+    import os
+    import signal
+
+    from ros_helpers import running, start_python, stop
+    wrapper = fake_probe(tmp_path)
+    code = (f"import sys\nsys.executable = {str(wrapper)!r}\nfrom pathlib import Path\n"
+            "from fer_ros.tools import bench\ntry:\n"
+            f"    bench.bench_node(Path({str(tmp_path)!r}), threads=1, duration_s=60.0, faces=(1,))\n"
+            "except KeyboardInterrupt:\n    print('bench interrupted')\n    sys.exit(130)\nprint('bench finished')\n")
+    proc = start_python(["-c", code], dict(os.environ, FAKE_PROBE_DIR=str(tmp_path)))
+    pid = None
+    try:
+        pid = node_pid(tmp_path)
+        os.kill(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "bench interrupted" in out and "Traceback" not in out, out
+        assert not running(pid), "the fake node outlived the probe"
+    finally:
+        stop(proc, signal.SIGKILL)
+        if pid is not None and running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_probe_that_runs_too_long_is_stopped_and_is_that_case_s_error(tmp_path, monkeypatch):
+    pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not importable")
+    pytest.importorskip("fer_msgs", reason="fer_msgs is not built (make setup)")
+    import os
+    import signal
+
+    from ros_helpers import running
+    monkeypatch.setattr(sys, "executable", str(fake_probe(tmp_path)))
+    monkeypatch.setenv("FAKE_PROBE_DIR", str(tmp_path))
+    monkeypatch.setattr(bench, "PROBE_SLACK_S", 2.0)
+    try:
+        r = bench.bench_node(tmp_path, threads=1, duration_s=1.0, faces=(1,))
+        case = r["cases"]["1_face"]
+        assert case == {"error": "latency probe still running after 3 s: stopped (fer_node output: "
+                                 "/tmp/fer_node_fake.log)"}
+        assert "still running after 3 s: stopped" in bench.format_node(r)
+        assert not running(node_pid(tmp_path, 0.0)), "the fake node outlived the probe"
+    finally:
+        if (tmp_path / "node.pid").exists() and running(node_pid(tmp_path, 0.0)):
+            os.kill(node_pid(tmp_path, 0.0), signal.SIGKILL)

@@ -41,3 +41,43 @@ def test_demo_without_a_model_says_what_to_do(tmp_path, capsys):
     rc = demo.main(["--out", str(tmp_path / "d"), "--max-frames", "3", "--quiet", "--model", str(tmp_path / "none")])
     err = capsys.readouterr().err
     assert rc == 2 and "model not found" in err
+
+
+def fake_summary(out) -> dict:
+    """A replay summary as replay.run returns it: one face whose scored frames got five labels."""
+    return {"bag": str(out / "carphone_bag"), "topic": "/camera/image_raw", "truncated": None, "latency_ms": {},
+            "frames": {"messages": 3, "processed": 3, "with_faces": 3, "skipped": {}, "dropped_realtime": 0},
+            "faces": {"tracks": 1, "labels_per_face": {"1": {"neutral": 40, "fear": 30, "surprise": 20, "happy": 6,
+                                                             "sadness": 4}}},
+            "outputs": {}}
+
+
+def test_the_demo_gives_every_label_s_share(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(demo.replay, "run", lambda rargs: fake_summary(tmp_path / "d"))
+    rc = demo.main(["--out", str(tmp_path / "d"), "--max-frames", "3", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    line = next(line for line in out.splitlines() if line.startswith("  face #1"))
+    assert line == "  face #1: 100 scored frames: neutral 40%, fear 30%, surprise 20%, happy 6%, sadness 4%"
+    assert out.count("face #1") == 1 and "demo done" in out
+
+
+def test_a_demo_interrupted_during_its_replay_says_so_and_exits_130(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the replay runs: the replay ends its frames there and returns what it has (as replay_bag does);
+    the demo summarises those, says it was interrupted and exits with 130, not "done"."""
+    import os
+    import signal
+
+    def interrupted_replay(rargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C amid the frames
+        except KeyboardInterrupt:
+            pass
+        return fake_summary(tmp_path / "d")
+    monkeypatch.setattr(demo.replay, "run", interrupted_replay)
+    rc = demo.main(["--out", str(tmp_path / "d"), "--max-frames", "3", "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 130 and "demo done" not in captured.out, captured.out
+    assert "face #1: 100 scored frames" in captured.out  # the frames replayed until then
+    assert captured.err.strip().splitlines()[-1] == "demo: interrupted after 3 frames; those are summarised above"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back

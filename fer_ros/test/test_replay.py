@@ -435,3 +435,23 @@ def test_emotion_message_is_the_nodes_message():
     header.stamp.sec, header.stamp.nanosec = 1700000000, 250000000
     theirs = convert.face_emotion_array(header, results, 320, 240)
     assert deserialize_message(ours_raw, FaceEmotionArray) == theirs
+
+
+def test_a_slow_first_frame_does_not_set_the_pipeline_rate(tmp_path):
+    """The pipeline's rate is one frame per median latency: a first frame that takes 0.5 s (the pipeline warming
+    up) does not move it, where a rate over the whole recognition time would be at most 10 frames / 0.5 s."""
+    write_image_bag(tmp_path / "bag", numbered_frames(10), rate_hz=30.0)
+
+    def slow_first(i, stamp):
+        if i == 0:
+            time.sleep(0.5)
+        return one_face(i, stamp)
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out"),
+                         recognizer=recognizer(ScheduleEngine(["happy"]), slow_first))
+    lat = summary["latency_ms"]
+    assert lat["max"] >= 500 and summary["frames"]["processed"] == 10
+    rate = summary["rate_at_median_latency_hz"]
+    assert rate == pytest.approx(1e3 / lat["p50"]) and rate > 10 / 0.5
+    assert f"{rate:.1f} frames/s at the median latency" in replay.format_summary(summary)
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["rate_at_median_latency_hz"] == \
+        pytest.approx(rate)

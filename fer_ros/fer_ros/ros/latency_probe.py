@@ -6,12 +6,15 @@ and listens on /emotion: latency = receipt time - header.stamp of the image the 
     python -m fer_ros.ros.latency_probe --start-node --duration-s 20          # starts fer_node itself
     python -m fer_ros.ros.latency_probe --image-topic /camera/image_raw      # against a node already running
 
-Ctrl-C or SIGTERM stops the probe (and the node it started) with exit code 130.
+Ctrl-C or SIGTERM stops the probe (and the node it started) with exit code 130. A node that exits, or gives no
+answer to the frames sent while measuring, is a failure (exit code 1) that names the node's exit code and, for a
+node the probe started, its output file; that file is removed after a run that measured.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import signal
@@ -95,16 +98,32 @@ def start_node(image_topic: str, emotion_topic: str, node_args: str = "") -> sub
     cmd = [sys.executable, "-m", "fer_ros.ros.node", "--ros-args", "-r", f"image:={image_topic}",
            "-p", f"output_topic:={emotion_topic}", *node_args.split()]
     log = tempfile.NamedTemporaryFile("w+", prefix="fer_node_", suffix=".log", delete=False)
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    except BaseException:
+        log.close()
+        os.unlink(log.name)
+        raise
+    log.close()  # the node writes through its own descriptor
     proc.log_path = log.name
     return proc
 
 
-def stop_node(proc: subprocess.Popen) -> None:
-    """SIGINT to the node's process group (SIGKILL after 10 s); says where its output is."""
+def node_exit_message(proc: subprocess.Popen) -> str:
+    """"fer_node exited with code N: <the last line of its output>" for a node that has exited."""
+    try:
+        tail = Path(proc.log_path).read_text(errors="replace").strip().splitlines()[-1:] or [""]
+    except OSError:
+        tail = [""]
+    return f"fer_node exited with code {proc.returncode}: {tail[0]}"
+
+
+def stop_node(proc: subprocess.Popen, say_output: bool = True) -> None:
+    """SIGINT to the node's process group (SIGKILL after 10 s); with `say_output`, says where its output is."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
-        print(f"fer_node output: {proc.log_path}", file=sys.stderr)
+        if say_output:
+            print(f"fer_node output: {proc.log_path}", file=sys.stderr)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -128,8 +147,7 @@ def wait_for_answer(node, send, emotion_topic: str, timeout_s: float,
             if stop is not None and stop.is_set():
                 raise KeyboardInterrupt
             if node_proc is not None and node_proc.poll() is not None:
-                tail = Path(node_proc.log_path).read_text().strip().splitlines()[-1:] or [""]
-                raise RuntimeError(f"fer_node exited with code {node_proc.returncode}: {tail[0]}")
+                raise RuntimeError(node_exit_message(node_proc))
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no message on {emotion_topic} within {timeout_s:.0f} s")
             send()
@@ -140,8 +158,10 @@ def wait_for_answer(node, send, emotion_topic: str, timeout_s: float,
 
 def probe(args, node_proc: subprocess.Popen | None = None, stop: threading.Event | None = None) -> ProbeResult:
     """Run the measurement with rclpy (rclpy.init() must not have been called). `node_proc`: the fer_node this
-    probe started, if any (its early exit ends the wait). `stop`: set by the StopSignals in force (rclpy's own
-    signal handlers are then not installed); KeyboardInterrupt once it is set."""
+    probe started, if any: RuntimeError with its exit code as soon as it exits. RuntimeError too when no answer to
+    a frame sent while measuring comes back. Only answers to those frames count: an answer stamped before the first
+    of them (to a warm-up frame) is left out. `stop`: set by the StopSignals in force (rclpy's own signal handlers
+    are then not installed); KeyboardInterrupt once it is set, at any stage."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.signals import SignalHandlerOptions
@@ -157,14 +177,14 @@ def probe(args, node_proc: subprocess.Popen | None = None, stop: threading.Event
     node = rclpy.create_node("fer_latency_probe")
     try:
         latencies, faces, ready, answered = [], [], [], 0
-        measuring = [False]
+        first_timed_ns: list[int] = []  # the stamp of the first frame measured, once it is sent
 
         def emotion_callback(msg) -> None:
             nonlocal answered
-            if not measuring[0]:
-                return
-            now_ns = node.get_clock().now().nanoseconds
             stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            if not first_timed_ns or stamp_ns < first_timed_ns[0]:
+                return  # an answer to a frame sent before measuring
+            now_ns = node.get_clock().now().nanoseconds
             answered += 1
             latencies.append((now_ns - stamp_ns) * 1e-6)
             faces.append(len(msg.faces))
@@ -177,28 +197,36 @@ def probe(args, node_proc: subprocess.Popen | None = None, stop: threading.Event
         msg.data = raw.data
         msg.header.frame_id = "latency_probe"
 
-        def send() -> None:
-            msg.header.stamp = node.get_clock().now().to_msg()
+        def send() -> int:
+            now = node.get_clock().now()
+            msg.header.stamp = now.to_msg()
             pub.publish(msg)
+            return now.nanoseconds
+
+        def check() -> None:
+            """KeyboardInterrupt once a stop is requested; RuntimeError once the started node has exited."""
+            if stop.is_set():
+                raise KeyboardInterrupt
+            if node_proc is not None and node_proc.poll() is not None:
+                raise RuntimeError(node_exit_message(node_proc))
 
         period = 1.0 / args.rate_hz
         wait_for_answer(node, send, args.emotion_topic, args.startup_timeout_s, node_proc, stop)
         t_end = time.monotonic() + args.warmup_s
         while time.monotonic() < t_end:
-            if stop.is_set():
-                raise KeyboardInterrupt
+            check()
             send()
             rclpy.spin_once(node, timeout_sec=period)
-        measuring[0] = True
         sent = 0
         t0 = time.monotonic()
         next_t = t0
-        total = int(args.duration_s * args.rate_hz)
+        total = max(1, int(args.duration_s * args.rate_hz))
         with tqdm(total=total, desc="probing", unit="frame") as bar:
             for _ in range(total):
-                if stop.is_set():
-                    raise KeyboardInterrupt
-                send()
+                check()
+                stamp_ns = send()
+                if not first_timed_ns:
+                    first_timed_ns.append(stamp_ns)
                 sent += 1
                 bar.update(1)
                 next_t += period
@@ -210,8 +238,12 @@ def probe(args, node_proc: subprocess.Popen | None = None, stop: threading.Event
         elapsed = time.monotonic() - t0
         t_end = time.monotonic() + 1.0  # the answers to the last frames
         while time.monotonic() < t_end:
+            check()
             rclpy.spin_once(node, timeout_sec=0.05)
-        lat = np.array(latencies or [float("nan")])
+        if not answered:
+            raise RuntimeError(f"no answer on {args.emotion_topic} to the {sent} frames sent in {elapsed:.1f} s of "
+                               "measuring")
+        lat = np.array(latencies)
         return ProbeResult(
             sent=sent, answered=answered, duration_s=round(elapsed, 3), publish_rate_hz=round(sent / elapsed, 2),
             emotion_rate_hz=round(answered / elapsed, 2), latency_ms_median=round(float(np.median(lat)), 1),
@@ -243,14 +275,24 @@ def main(argv=None) -> int:
         finally:
             stop.starting = False  # from here on a signal only repeats the request
             if proc is not None:
-                stop_node(proc)
+                stop_node(proc, say_output=False)
     if result is None:
+        if proc is not None:  # kept: what the node said is what tells why
+            if code == 130:
+                print(f"fer_node output: {proc.log_path}", file=sys.stderr)
+            else:
+                failure += f"; fer_node output: {proc.log_path}"
         print(f"latency_probe: {failure}", file=sys.stderr)
         return code
-    print(json.dumps(asdict(result), indent=2))
+    if proc is not None:
+        Path(proc.log_path).unlink(missing_ok=True)
+    # strict JSON: a figure that is not finite is null
+    text = json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None
+                       for k, v in asdict(result).items()}, indent=2, allow_nan=False)
+    print(text)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(asdict(result), indent=2) + "\n")
+        args.json.write_text(text + "\n")
     return 0
 
 

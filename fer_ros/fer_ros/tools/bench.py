@@ -9,20 +9,28 @@
    GPU_TARGET_MS at GPU_TARGET_BATCH faces (the CPU floor says nothing about a GPU);
 3. pipeline: the full pipeline (landmarks + crops + LBP + both networks) with 1, 3 and 5 faces: per-frame time
    one stage after the other (Recognizer.process), and the frame rate with the two stages overlapped on two
-   threads as fer_node runs them (perceive of frame t+1 beside recognise of frame t), with the targets (60, 30 and
-   15 fps on a 2-core CPU) judged on the latter;
+   threads as fer_node runs them (perceive of frame t+1 beside recognise of frame t): one over the median time
+   between successive frames done (a slow spell of a few frames does not move it), beside the mean rate, with the
+   targets (60, 30 and 15 fps on a 2-core CPU) judged on the median one;
 4. node: fer_node in its own process fed 30 Hz (ros/latency_probe.py) with 1 and 3 faces: the /emotion rate and
    the latency from an image's stamp to its /emotion (median, p95); left out where ROS 2 is not importable or
-   with --no-node.
+   with --no-node. A node that exits or does not answer is that case's error; Ctrl-C stops the probe and its node
+   (SIGINT, SIGKILL only after PROBE_STOP_WAIT_S) and ends fer-bench with exit code 130, writing nothing.
 
-The fp32 matrix-multiply rate is measured before and after each part. On a shared or throttled machine it moves
-during the run, and every timing with it: the report gives the rates and says when they spread by more than
-STEADY_SPREAD, so a reader knows the run needs repeating on a quiet machine. The floor uses the highest rate.
+The fp32 matrix-multiply rate is measured before and after each part, with the share of the CPU time it could use
+that this process got meanwhile. On a shared or throttled machine the rate moves during the run, and every timing
+with it; a load that lasts the whole run leaves the rate steady but takes cores from the benchmark, which the share
+shows. The report gives both and says the run is not steady when the rates spread by more than STEADY_SPREAD or a
+share is below STEADY_CPU_SHARE, so a reader knows the run needs repeating on a quiet machine. The floor uses the
+highest rate. The JSON is strict: a figure that is not finite is null.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -33,7 +41,7 @@ import numpy as np
 from fer_ros.argtypes import HelpFormatter, number, parse_args
 from fer_ros.runtime import SETTING_HELP, add_setting_option
 from fer_ros.slots import Handoff
-from fer_ros.tools.bench_perception import (bench_perception, format_perception, machine_info,
+from fer_ros.tools.bench_perception import (bench_perception, format_perception, machine_info, matmul_rate,
                                            time_interleaved_ms)
 
 BATCHES = (1, 2, 4, 8)
@@ -41,6 +49,9 @@ TARGET_FPS = {"1_face": 60.0, "3_faces": 30.0, "5_faces": 15.0}
 NODE_FACES = (1, 3)
 GPU_TARGET_BATCH, GPU_TARGET_MS = 8, 1.0  # both networks for 8 faces on a GPU, median
 STEADY_SPREAD = 0.10  # (highest - lowest) / highest matmul rate over the run, above which its timings are unsteady
+STEADY_CPU_SHARE = 0.85  # the least share of its cores the benchmark may get during a matmul sample and be steady
+PROBE_STOP_WAIT_S = 15.0  # how long a stopped latency probe gets to stop its fer_node (it gives the node 10 s)
+PROBE_SLACK_S = 300.0  # how long a latency probe may run beyond its measuring time (the node's start included)
 
 
 def model_flops(model_dir: Path) -> int:
@@ -57,24 +68,6 @@ def model_flops(model_dir: Path) -> int:
     with counter, torch.no_grad():
         ProbsOnly(model)(*inputs)
     return int(counter.get_total_flops())
-
-
-def matmul_gflops(threads: int, n: int = 512, seconds: float = 1.0) -> float:
-    """Measured fp32 matrix-multiply rate (GFLOP/s) with `threads` torch threads."""
-    import torch
-    old = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads))
-    try:
-        a, b = torch.rand(n, n), torch.rand(n, n)
-        for _ in range(3):
-            a @ b
-        count, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            a @ b
-            count += 1
-        return 2 * n ** 3 * count / (time.perf_counter() - t0) / 1e9
-    finally:
-        torch.set_num_threads(old)
 
 
 def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: int, threads: int,
@@ -136,19 +129,38 @@ def bench_pipeline(model_dir: Path, threads: int, repeats: int, warmup: int, pro
     for name, case in res["cases"].items():
         total = case["stages_ms"]["total"]
         fps = 1e3 / total["median"] if total["median"] > 0 else float("inf")
-        two = two_stage_fps(engine, case["faces_in_frame"], repeats, warmup, landmark_threads)
+        intervals = two_stage_intervals(engine, case["faces_in_frame"], repeats, warmup, landmark_threads)
+        two, span = rate_of_median(intervals), sum(intervals)
+        two_mean = len(intervals) / span if span > 0 else float("inf")
         cases[name] = {"total_ms": total, "fps_median": fps, "fps_at_p95": 1e3 / total["p95"],
-                       "fps_two_stages": two, "target_fps": TARGET_FPS.get(name),
+                       "fps_two_stages": two, "fps_two_stages_mean": two_mean, "target_fps": TARGET_FPS.get(name),
                        "target_met": two >= TARGET_FPS.get(name, 0.0),
                        "stages_ms": case["stages_ms"], "faces_found_median": case["faces_found_median"]}
     return {"backend": engine.label, "crop_size": res["crop_size"], "cases": cases}
 
 
+def rate_of_median(intervals_s: list[float]) -> float:
+    """One over the median of `intervals_s` (s): a rate in Hz that a few slow intervals do not move; infinite for a
+    median of 0."""
+    median = float(np.median(intervals_s))
+    return 1.0 / median if median > 0 else float("inf")
+
+
 def two_stage_fps(engine, faces: int, frames: int, warmup: int, landmark_threads: int = 0, fps: float = 30.0
                   ) -> float:
-    """Frames per second through the pipeline with its two stages on two threads, as fer_node runs them: one
-    thread perceives (landmarks) the frames of a `faces`-face stream in order, each once the last one was taken,
-    and hands it over (slots.Handoff); this thread recognises them. Timed over `frames` frames after `warmup`."""
+    """Frames per second through the pipeline with its two stages on two threads, as fer_node runs them: one over
+    the median of two_stage_intervals(...)."""
+    return rate_of_median(two_stage_intervals(engine, faces, frames, warmup, landmark_threads, fps))
+
+
+def two_stage_intervals(engine, faces: int, frames: int, warmup: int, landmark_threads: int = 0, fps: float = 30.0
+                        ) -> list[float]:
+    """The pipeline with its two stages on two threads, as fer_node runs them: one thread perceives (landmarks)
+    the frames of a `faces`-face stream in order, each once the last one was taken, and hands it over
+    (slots.Handoff); this thread recognises them. Returns the `frames` - 1 times (s) between the ends of successive
+    recognitions of `frames` frames (at least 2) after `warmup`."""
+    if frames < 2:
+        raise ValueError(f"two_stage_intervals needs at least 2 frames, got {frames}")
     from fer_ros.landmarker import MediaPipeLandmarker
     from fer_ros.pipeline import Recognizer
     from fer_ros.tools.bench_perception import astronaut_face_frame
@@ -170,7 +182,7 @@ def two_stage_fps(engine, faces: int, frames: int, warmup: int, landmark_threads
         for i in range(warmup):
             rec.recognise(rec.perceive(frame, i / fps))
         worker = threading.Thread(target=perceive_all, name="bench_perceive", daemon=True)
-        t0 = None
+        done = []  # when each recognition ended: the first one's start (the thread's) is not counted
         worker.start()
         for i in range(frames):
             perception = None
@@ -178,23 +190,21 @@ def two_stage_fps(engine, faces: int, frames: int, warmup: int, landmark_threads
                 perception = handoff.take(1.0)
             if isinstance(perception, BaseException):
                 raise RuntimeError(f"perceive failed: {perception!r}")
-            if t0 is None:
-                t0 = time.perf_counter()  # from the first hand-over: the thread start is not counted
             rec.recognise(perception)
+            done.append(time.perf_counter())
         worker.join()
-        elapsed = time.perf_counter() - t0
     finally:
         rec.close()
-    return (frames - 1) / elapsed if frames > 1 and elapsed > 0 else 0.0
+    return [float(t) for t in np.diff(done)]
 
 
 def bench_node(model_dir: Path, threads: int, duration_s: float, rate_hz: float = 30.0,
                faces: tuple[int, ...] = NODE_FACES, landmark_threads: int = 0) -> dict:
     """fer_node's /emotion rate and image-stamp-to-/emotion latency at `rate_hz`, one probe run (its own node
-    process) per face count. {"skipped": why} where ROS 2 or fer_msgs cannot be imported."""
+    process) per face count, run by run_probe: a case is {"error": why} where the probe failed (its node exited or
+    did not answer) or ran more than PROBE_SLACK_S past `duration_s`. {"skipped": why} where ROS 2 or fer_msgs
+    cannot be imported."""
     import importlib.util
-    import os
-    import subprocess
     import tempfile
     missing = [m for m in ("rclpy", "fer_msgs") if importlib.util.find_spec(m) is None]
     if missing:
@@ -207,15 +217,62 @@ def bench_node(model_dir: Path, threads: int, duration_s: float, rate_hz: float 
                    "--rate-hz", str(rate_hz), "--duration-s", str(duration_s), "--json", str(result),
                    "--node-args", (f"-p model_path:={model_dir} -p num_threads:={threads} -p max_faces:={max(5, n)} "
                                    f"-p landmark_threads:={landmark_threads}")]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TQDM_DISABLE="1"),
-                                  timeout=duration_s + 300)
             name = f"{n}_face" + ("s" if n != 1 else "")
-            if proc.returncode != 0 or not result.is_file():
-                tail = (proc.stderr.strip().splitlines() or [""])[-1]
-                out["cases"][name] = {"error": f"latency probe exited with {proc.returncode}: {tail}"}
-                continue
-            out["cases"][name] = json.loads(result.read_text())
+            out["cases"][name] = run_probe(cmd, result, duration_s + PROBE_SLACK_S)
     return out
+
+
+def run_probe(cmd: list[str], result: Path, timeout_s: float) -> dict:
+    """Run the latency probe command `cmd`, which writes its result to `result`, in a session of its own (a
+    terminal's Ctrl-C reaches it through this process alone): its result, or {"error": why} where it failed or
+    ran past `timeout_s`. A probe that runs too long, or is running at a KeyboardInterrupt (raised again
+    afterwards), is stopped as Ctrl-C would: SIGINT, then SIGKILL if it has not ended PROBE_STOP_WAIT_S later."""
+    import tempfile
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True, start_new_session=True,
+                                env=dict(os.environ, TQDM_DISABLE="1"))
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            stop_probe(proc)
+            why = f"latency probe still running after {timeout_s:.0f} s: stopped"
+        except BaseException:
+            stop_probe(proc)
+            raise
+        else:
+            why = None
+        err.seek(0)
+        lines = err.read().strip().splitlines()
+    if why is not None:
+        said = [line for line in lines if line.startswith("fer_node output: ") or "; fer_node output: " in line]
+        return {"error": why + (f" ({said[-1]})" if said else "")}
+    if proc.returncode != 0 or not result.is_file():
+        return {"error": f"latency probe exited with {proc.returncode}: {(lines or [''])[-1]}"}
+    return json.loads(result.read_text())
+
+
+def stop_probe(proc: subprocess.Popen) -> None:
+    """Stop a latency probe as Ctrl-C would (SIGINT: it stops its fer_node) and wait for it; SIGKILL to its process
+    group after PROBE_STOP_WAIT_S. A KeyboardInterrupt meanwhile does not cut the wait short: the probe is
+    stopping its node already."""
+    if proc.poll() is not None:
+        return
+    print("fer-bench: stopping the latency probe and its fer_node", file=sys.stderr)
+    proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + PROBE_STOP_WAIT_S
+    while True:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            return
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def judge_networks(networks: dict, floor_ms: float) -> None:
@@ -230,23 +287,33 @@ def judge_networks(networks: dict, floor_ms: float) -> None:
                            "met": median <= GPU_TARGET_MS}
 
 
-def steadiness(rates_gflops: list[float]) -> dict:
-    """How much the machine's matmul rate moved over the run: the rates, their spread ((highest - lowest) /
-    highest) and whether it stayed within STEADY_SPREAD."""
+def steadiness(rates_gflops: list[float], cpu_shares: list[float]) -> dict:
+    """How steady the machine was over the run, from its matmul samples (matmul_rate): the rates, their spread
+    ((highest - lowest) / highest), the CPU share the benchmark got in each and the lowest; steady when the spread
+    is within STEADY_SPREAD and no share is below STEADY_CPU_SHARE (a load that lasts the whole run moves no rate
+    but takes cores)."""
     high, low = max(rates_gflops), min(rates_gflops)
     spread = (high - low) / high if high > 0 else 0.0
+    least = min(cpu_shares)
     return {"matmul_gflops": [round(r, 1) for r in rates_gflops], "spread": round(spread, 3),
-            "steady": spread <= STEADY_SPREAD}
+            "cpu_share": [round(c, 3) for c in cpu_shares], "cpu_share_min": round(least, 3),
+            "steady": spread <= STEADY_SPREAD and least >= STEADY_CPU_SHARE}
 
 
 def format_steadiness(s: dict) -> str:
     rates = s["matmul_gflops"]
     text = (f"machine speed over the run: fp32 matmul {min(rates):.0f}-{max(rates):.0f} GFLOP/s in {len(rates)} "
-            f"measurements (spread {100 * s['spread']:.0f}%)")
+            f"measurements (spread {100 * s['spread']:.0f}%), the benchmark getting at least "
+            f"{100 * s['cpu_share_min']:.0f}% of its cores' time")
     if s["steady"]:
         return text + ": steady"
-    return (text + f": NOT steady (over {100 * STEADY_SPREAD:.0f}%); something else is using this machine's CPU, "
-            f"so these timings are too; run fer-bench again when it is idle")
+    why = []
+    if s["spread"] > STEADY_SPREAD:
+        why.append(f"spread over {100 * STEADY_SPREAD:.0f}%")
+    if s["cpu_share_min"] < STEADY_CPU_SHARE:
+        why.append(f"CPU share under {100 * STEADY_CPU_SHARE:.0f}%")
+    return (text + f": NOT steady ({', '.join(why)}); something else is using this machine's CPU, so these timings "
+            "are too; run fer-bench again when it is idle")
 
 
 def default_backends() -> list[tuple[str, str]]:
@@ -270,7 +337,8 @@ def format_report(r: dict) -> str:
     for name, c in p["cases"].items():
         lines.append(f"  {name:<8} {c['total_ms']['median']:6.1f} ms median, {c['total_ms']['p95']:6.1f} ms p95 -> "
                      f"{c['fps_median']:5.1f} fps (p95 {c['fps_at_p95']:.1f}); two stages overlapped "
-                     f"{c['fps_two_stages']:5.1f} fps; target {c['target_fps']:.0f} fps: "
+                     f"{c['fps_two_stages']:5.1f} fps at the median interval (mean {c['fps_two_stages_mean']:.1f}); "
+                     f"target {c['target_fps']:.0f} fps: "
                      f"{'met' if c['target_met'] else 'NOT met'}")
     if r.get("node") is not None:
         lines += ["", format_node(r["node"])]
@@ -350,8 +418,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help=SETTING_HELP["num_threads"] + ", as fer_node's num_threads parameter")
     add_setting_option(p, "landmark_threads", type=number(int, low=0, says=">= 0"),
                        help=SETTING_HELP["landmark_threads"] + ", as fer_node's landmark_threads parameter")
-    p.add_argument("--repeats", type=number(int, low=1, says=">= 1"), default=60,
-                   help="timed runs per case (the network cases: in rounds that visit each batch size in turn)")
+    p.add_argument("--repeats", type=number(int, low=2, says=">= 2"), default=60,
+                   help="timed runs per case (the network cases: in rounds that visit each batch size in turn; the "
+                        "overlapped pipeline: frames, whose intervals give its rate)")
     p.add_argument("--warmup", type=number(int, low=0, says=">= 0"), default=10,
                    help="untimed frames before each pipeline case")
     p.add_argument("--backends", type=backend_list, default=None,
@@ -375,26 +444,42 @@ def main(argv=None) -> int:
     except (SetupError, ModelError) as exc:
         print(f"fer-bench: {exc}", file=sys.stderr)
         return 2
+    try:
+        report = run(args, manifest)
+    except KeyboardInterrupt:
+        print("fer-bench: interrupted: nothing written", file=sys.stderr)
+        return 130
+    print(format_report(report))
+    from fer_ros.tools.replay_results import write_json
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, report, indent=2)
+    print(f"written {args.out}")
+    return 0
+
+
+def run(args, manifest) -> dict:
+    """Every part of the benchmark, as main's `args` ask, on the model of `manifest`: the report."""
     backends = args.backends or default_backends()
     progress = not args.no_progress
-    rates = [matmul_gflops(args.threads)]
+    samples = [matmul_rate(args.threads)]
     perception = bench_perception(repeats=args.repeats, warmup=args.warmup, progress=progress,
                                   landmark_threads=args.landmark_threads)
     flops = model_flops(manifest.directory)
-    rates.append(matmul_gflops(args.threads))
+    samples.append(matmul_rate(args.threads))
     networks = bench_networks(manifest.directory, backends, args.repeats, args.threads, progress)
-    rates.append(matmul_gflops(args.threads))
+    samples.append(matmul_rate(args.threads))
     pipeline = bench_pipeline(manifest.directory, args.threads, args.repeats, args.warmup, progress,
                               args.landmark_threads)
-    rates.append(matmul_gflops(args.threads))
+    samples.append(matmul_rate(args.threads))
+    rates = [s["gflops"] for s in samples]
     rate = max(rates)
     floor_ms = flops / (rate * 1e9) * 1e3
     judge_networks(networks, floor_ms)
     node = None if args.no_node else bench_node(manifest.directory, args.threads, args.node_seconds,
                                                 landmark_threads=args.landmark_threads)
     if node is not None:
-        rates.append(matmul_gflops(args.threads))
-    report = {
+        samples.append(matmul_rate(args.threads))
+    return {
         "benchmark": "fer_ros", "model": manifest.name, "model_dir": str(manifest.directory), "threads": args.threads,
         "landmark_threads": args.landmark_threads,
         "machine": machine_info(), "perception": perception,
@@ -402,13 +487,9 @@ def main(argv=None) -> int:
                   "floor_ms_per_face": floor_ms,
                   "what": "model FLOPs at batch 1 / the highest fp32 matmul rate measured in the run: no backend can "
                           "beat it on this CPU"},
-        "networks": networks, "pipeline": pipeline, "node": node, "steadiness": steadiness(rates),
+        "networks": networks, "pipeline": pipeline, "node": node,
+        "steadiness": steadiness([s["gflops"] for s in samples], [s["cpu_share"] for s in samples]),
     }
-    print(format_report(report))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"written {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

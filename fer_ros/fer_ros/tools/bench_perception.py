@@ -7,11 +7,12 @@ or MediaPipe's FaceLandmarker following it where LiteRT is not installed), times
 landmarker can use at once (its threads plus the calling one, at most one per face and one per CPU).
 
 `bench_perception(...) -> dict` is what `make bench` calls; `python -m fer_ros.tools.bench_perception` runs it alone.
+Beside it, what fer-bench measures of the machine itself: `machine_info()`, and `matmul_rate(threads)`, the fp32
+matrix-multiply rate and the share of the CPU it got.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -231,6 +232,44 @@ def machine_info() -> dict:
     return info
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on at once: its affinity, less where a cgroup (v2) CPU quota allows fewer."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(-(-int(quota) // int(period)))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def matmul_rate(threads: int, n: int = 512, seconds: float = 1.0) -> dict:
+    """Measured fp32 matrix-multiply rate with `threads` torch threads: {"gflops": GFLOP/s, "cpu_share": the CPU
+    time this process got over the wall time times the threads that can run at once (at most usable_cpus());
+    about 1 on a quiet machine, less where other processes take the cores}."""
+    import torch
+    old = torch.get_num_threads()
+    threads = max(1, threads)
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.rand(n, n), torch.rand(n, n)
+        for _ in range(3):
+            a @ b
+        count, t0, cpu0 = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - t0 < seconds:
+            a @ b
+            count += 1
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        return {"gflops": 2 * n ** 3 * count / wall / 1e9,
+                "cpu_share": cpu / (wall * min(threads, usable_cpus()))}
+    finally:
+        torch.set_num_threads(old)
+
+
 def format_perception(result: dict) -> str:
     """A plain-text table of a bench_perception result."""
     lines = [f"perception on {result['frame']}, crop {result['crop_size']} px, {result['repeats']} frames "
@@ -271,8 +310,9 @@ def main(argv=None) -> int:
     result = bench_perception(repeats=args.repeats, warmup=args.warmup, crop_size=args.crop_size, progress=True)
     print(format_perception(result))
     if args.json is not None:
+        from fer_ros.tools.replay_results import write_json
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(args.json, result, indent=2)  # strict JSON: a figure that is not finite is null
         print(f"written {args.json}")
     return 0
 
