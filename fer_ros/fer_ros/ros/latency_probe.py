@@ -13,8 +13,6 @@ node the probe started, its output file; that file is removed after a run that m
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import random
 import signal
@@ -28,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_ros import strict_json
 from fer_ros.argtypes import HelpFormatter, number, parse_args
 from fer_ros.ros.params import FerParams
 
@@ -286,9 +285,7 @@ def main(argv=None) -> int:
         return code
     if proc is not None:
         Path(proc.log_path).unlink(missing_ok=True)
-    # strict JSON: a figure that is not finite is null
-    text = json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None
-                       for k, v in asdict(result).items()}, indent=2, allow_nan=False)
+    text = strict_json.dumps(asdict(result), indent=2)
     print(text)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

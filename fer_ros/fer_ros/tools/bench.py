@@ -450,7 +450,7 @@ def main(argv=None) -> int:
         print("fer-bench: interrupted: nothing written", file=sys.stderr)
         return 130
     print(format_report(report))
-    from fer_ros.tools.replay_results import write_json
+    from fer_ros.strict_json import write_json
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, report, indent=2)
     print(f"written {args.out}")

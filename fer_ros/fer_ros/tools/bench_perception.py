@@ -310,7 +310,7 @@ def main(argv=None) -> int:
     result = bench_perception(repeats=args.repeats, warmup=args.warmup, crop_size=args.crop_size, progress=True)
     print(format_perception(result))
     if args.json is not None:
-        from fer_ros.tools.replay_results import write_json
+        from fer_ros.strict_json import write_json
         args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, result, indent=2)  # strict JSON: a figure that is not finite is null
         print(f"written {args.json}")

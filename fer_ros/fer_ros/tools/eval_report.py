@@ -15,7 +15,7 @@ import numpy as np
 from fer_ros import metrics
 from fer_ros.classes import NEUTRAL
 from fer_ros.tools.eval_data import MAX_EXAMPLES, Miss, Sample
-from fer_ros.tools.replay_results import write_json
+from fer_ros.strict_json import write_json
 
 # the confusion-matrix PNG of each level; a level a run does not plot has its file removed from the output folder,
 # so a previous run's is never taken for this one's

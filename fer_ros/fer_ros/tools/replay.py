@@ -36,13 +36,13 @@ from fer_ros.ratelimit import LOGGER_NAME
 from fer_ros.runtime import (BACKENDS, RecognizerSettings, SetupError, add_setting_option, build_recognizer,
                              smooth_results)
 from fer_ros.smoothing import ProbabilitySmoother
+from fer_ros.strict_json import write_json
 from fer_ros.tools.bagtools import STORAGES, BagError, BagFrame, ImageBagReader, bag_storage
 from fer_ros.tools.contact_sheet import ContactSheetCollector
 from fer_ros.tools.emotion_bag import EMOTION_TOPIC, EmotionBagWriter
 from fer_ros.tools.labels import LabelError, LabelSet, load_labels
 from fer_ros.tools.replay_results import (FaceRecord, FrameRecord, ReplayResult, evaluate_records, format_summary,
-                                          summarize, timeline_tracks, write_frames_csv, write_json,
-                                          write_results_json)
+                                          summarize, timeline_tracks, write_frames_csv, write_results_json)
 
 log = logging.getLogger(LOGGER_NAME)
 

@@ -4,14 +4,13 @@ the timeline's tracks and the terminal summary."""
 from __future__ import annotations
 
 import csv
-import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from fer_ros.strict_json import write_json
 from fer_ros.tools.labels import LabelSet
 
 
@@ -174,25 +173,6 @@ def write_frames_csv(path: Path, frames: Iterable[FrameRecord], class_names: Seq
                 probs = [f"{p:.6f}" for p in f.probs] if f.probs else [""] * len(class_names)
                 w.writerow(head + [f.id, *(f"{v:.1f}" for v in f.box), int(f.dominant), int(f.window_ready),
                                    int(f.has_neutral), f.label, f"{f.confidence:.6f}", f.true_label or "", *probs])
-    return path
-
-
-def finite_json(obj):
-    """`obj` (dicts, lists, tuples, numbers, strings) with every NaN or infinity replaced by None: strict JSON has no
-    such numbers, so they are written as null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite_json(v) for v in obj]
-    return obj
-
-
-def write_json(path: Path, obj, indent: int | None = None) -> Path:
-    """`obj` as strict JSON (non-finite numbers as null, see finite_json)."""
-    with open(path, "w") as fh:
-        json.dump(finite_json(obj), fh, indent=indent, allow_nan=False)
     return path
 
 
