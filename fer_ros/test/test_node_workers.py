@@ -396,8 +396,8 @@ def _compressed(stamp_ns: int):
 
 def test_a_frame_on_both_transports_is_processed_once_without_a_warning(monkeypatch):
     """A camera publishing image and image/compressed (image_transport) sends each frame twice, with one header:
-    the copy is a duplicate, neither rejected nor blamed on the driver, and a late copy does not send the faces'
-    clock back."""
+    the copy is a duplicate (counted, not stored), neither rejected nor blamed on the driver, and a late copy does
+    not send the faces' clock back."""
     recognizer = _Gated()
     with _node(recognizer, "subscribe_compressed:=true") as node:
         said = _Said()
@@ -405,7 +405,7 @@ def test_a_frame_on_both_transports_is_processed_once_without_a_warning(monkeypa
         node.image_callback(_frame(1_000_000_000))
         assert recognizer.in_perceive.wait(5.0)  # the worker holds frame 1
         node.image_callback(_frame(2_000_000_000))
-        node.compressed_callback(_compressed(2_000_000_000))  # replaces its copy in the slot
+        node.compressed_callback(_compressed(2_000_000_000))  # a copy of the frame in the slot: not stored
         node.compressed_callback(_compressed(1_000_000_000))  # late, after frame 2 arrived
         recognizer.go.set()
         assert _wait_until(lambda: node.stats.processed == 2, 5.0)
@@ -418,6 +418,37 @@ def test_a_frame_on_both_transports_is_processed_once_without_a_warning(monkeypa
         assert (node.stats.rejected, node.stats.dropped, node.stats.duplicates) == (0, 0, 3)
         assert node.stats.received == 6
     assert not [line for line in said.lines if "repeats the previous frame's" in line], said.lines
+
+
+def test_a_copy_arriving_during_a_max_rate_hz_wait_does_not_replace_its_original(monkeypatch):
+    """With max_rate_hz set the worker takes a frame, then waits: the frame's copy on the other transport, arriving
+    meanwhile, is a duplicate; the original (not the JPEG copy) is processed and nothing counts as dropped."""
+    recognizer = _Recorder()
+    with _node(recognizer, "subscribe_compressed:=true", "max_rate_hz:=1.0") as node:
+        monkeypatch.setattr(node, "get_logger", lambda: _Said())
+        decoded, decode = [], node._decode
+        monkeypatch.setattr(node, "_decode", lambda msg: (decoded.append(type(msg).__name__), decode(msg))[1])
+        taken, take = threading.Event(), node._slot.take
+
+        def take_and_tell(timeout_s):
+            item = take(timeout_s)
+            if item is not None:
+                taken.set()
+            return item
+        node._slot.take = take_and_tell
+        node.image_callback(_frame(1_000_000_000))
+        assert _wait_until(lambda: node.stats.processed == 1, 5.0)
+        taken.clear()
+        node.image_callback(_frame(2_000_000_000))
+        assert taken.wait(5.0)  # the worker holds frame 2 and waits for max_rate_hz
+        node.compressed_callback(_compressed(2_000_000_000))  # its copy, during the wait
+        assert node.stats.processed == 1  # (still waiting: the copy came in the wait)
+        assert _wait_until(lambda: node.stats.processed == 2, 5.0)
+        time.sleep(0.1)
+        assert recognizer.perceived == [1.0, 2.0]
+        assert decoded == ["Image", "Image"]  # the original, not the copy
+        assert (node.stats.rejected, node.stats.dropped, node.stats.duplicates) == (0, 0, 1)
+        assert node.stats.received == 3
 
 
 def test_num_threads_0_leaves_the_choice_to_the_backend():

@@ -1,7 +1,8 @@
 """fer_node: camera images in, fer_msgs/FaceEmotionArray out.
 
 The image callbacks only store the newest frame (a newer frame replaces an unprocessed one, which counts as a
-drop), so the node never falls behind the camera. Two worker threads process it, one frame apart: the first
+drop; a copy of a frame on the other transport, image or image/compressed, counts as a duplicate and is not
+stored), so the node never falls behind the camera. Two worker threads process it, one frame apart: the first
 decodes the newest frame and finds its faces' landmarks (Recognizer.perceive), then hands it to the second, which
 runs the rest (Recognizer.recognise) and publishes; while the second works on frame t the first landmarks frame
 t+1, so the frame rate follows the slower stage, not their sum. The first worker takes the next frame only once
@@ -96,8 +97,7 @@ class FerNode(Node):
         self._lock = threading.Lock()  # guards the recognizer (worker vs. service) and the optional publishers
         self._last_processed_s = 0.0
         self._last_stamp = None  # (sec, nanosec) of the last frame given to the recognizer
-        self._last_taken_type = None  # its message type (Image or CompressedImage); None when it had no stamp
-        self._last_stored = None  # ((sec, nanosec), message type) of the last image the callbacks stored
+        self._last_stored = None  # ((sec, nanosec), message type) of the last stamped image the callbacks stored
         self._limiter = RateLimiter(WARN_PERIOD_S)  # one line per cause every WARN_PERIOD_S
 
         self.emotion_pub = self.create_publisher(FaceEmotionArray, self.params.output_topic, 10)
@@ -126,23 +126,22 @@ class FerNode(Node):
         self._store(msg)
 
     def _store(self, msg) -> None:
-        """Put the image in the slot for the workers. A camera that publishes both transports (image and
-        image/compressed, as image_transport does) sends every frame twice: a copy of the frame stored last
-        replaces it (the same frame: a duplicate, not a drop), and a copy arriving after a newer frame of the
-        other transport is a duplicate and not stored."""
+        """Put the image in the slot for the workers (replacing an unprocessed frame counts as a drop). A camera
+        that publishes both transports (image and image/compressed, as image_transport does) sends every frame
+        twice, with one header: an image on the other transport than the image stored last, whose stamp is not
+        newer than that one's, is a copy of a frame already stored (or of an older one). It is counted as a
+        duplicate and not stored, so the original stays in the slot and is the one processed. This is the only
+        place copies are recognised; images without a stamp are never taken for copies."""
         self.stats.add_received()
         stamp = msg.header.stamp
         key = None if stamp.sec == 0 and stamp.nanosec == 0 else (stamp.sec, stamp.nanosec)
-        copy_of_last = late_copy = False
-        if key is not None and self._last_stored is not None and type(msg) is not self._last_stored[1]:
-            copy_of_last, late_copy = key == self._last_stored[0], key < self._last_stored[0]
-        if late_copy:
+        if (key is not None and self._last_stored is not None and type(msg) is not self._last_stored[1]
+                and key <= self._last_stored[0]):
             self.stats.add_duplicate()
             return
-        if not copy_of_last:  # (a copy leaves the original's transport as the one to compare with)
-            self._last_stored = (key, type(msg)) if key is not None else None
+        self._last_stored = (key, type(msg)) if key is not None else None
         if self._slot.put((msg, self._receive_time(msg))):
-            (self.stats.add_duplicate if copy_of_last else self.stats.add_dropped)()
+            self.stats.add_dropped()
 
     def _receive_time(self, msg):
         """The node clock's time now for a message whose header carries no stamp (its frame's time); None for the
@@ -200,7 +199,7 @@ class FerNode(Node):
                 self._stopping.wait(wait_s)
                 if not self._running:
                     break
-                newer = self._slot.take(timeout_s=0.0)
+                newer = self._slot.take(timeout_s=0.0)  # a newer frame, never a copy (_store keeps those out)
                 if newer is not None:
                     arrived = newer
                     self.stats.add_dropped()
@@ -251,22 +250,16 @@ class FerNode(Node):
         """First stage: decode and landmark. `received`: when a message whose header carries no stamp arrived
         (builtin_interfaces/Time, node clock; see _receive_time), its frame's time. (message, stamp_s, frame,
         Perception or None for a frame the recognizer cannot use (it warned; an empty message goes out), start
-        time), or None for a message refused (counted and warned about) or for a copy, on the other transport, of
-        a frame already taken (counted as a duplicate)."""
+        time), or None for a message refused (counted and warned about): malformed or oversized, or stamped as the
+        previous frame was (copies on the other transport never get here: _store drops them)."""
         t0 = time.monotonic()
         self._last_processed_s = t0
         stamp = msg.header.stamp
-        stamped = not (stamp.sec == 0 and stamp.nanosec == 0)
-        if not stamped:
+        if stamp.sec == 0 and stamp.nanosec == 0:
             self._limiter.say("no stamp", f"images on {self._topic_of(msg)} carry no stamp (header.stamp is 0): "
                               "the node uses the time it receives them instead; the camera driver should set "
                               "header.stamp", self.get_logger().warning)
             stamp = received
-        elif (self._last_taken_type is not None and type(msg) is not self._last_taken_type
-              and (stamp.sec, stamp.nanosec) <= self._last_stamp):
-            # a copy, on the other transport, of a frame already given to the recognizer (or of an older one)
-            self.stats.add_duplicate()
-            return None
         elif (stamp.sec, stamp.nanosec) == self._last_stamp:
             self.stats.add_rejected()
             self._limiter.say("repeated stamp", f"skipped an image on {self._topic_of(msg)}: its stamp "
@@ -283,7 +276,6 @@ class FerNode(Node):
                               self.get_logger().warning)
             return None
         self._last_stamp = (stamp.sec, stamp.nanosec)
-        self._last_taken_type = type(msg) if stamped else None
         stamp_s = stamp_to_s(stamp)
         return msg, stamp_s, frame, self.recognizer.perceive(frame, stamp_s), t0
 
