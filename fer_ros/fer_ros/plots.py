@@ -5,7 +5,7 @@ Every function writes one PNG and returns its path; parent folders are created. 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -25,6 +25,13 @@ def _save(fig, path: str | Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     _pyplot().close(fig)
     return path
+
+
+def remove_plots(out_dir: str | Path, names: Iterable[str]) -> None:
+    """Remove the PNGs `names` from `out_dir` where they exist: a tool writing into a folder a run has written
+    before removes the plots it may write first, so that one this run does not make is never taken for its own."""
+    for name in names:
+        (Path(out_dir) / name).unlink(missing_ok=True)
 
 
 def plot_confusion_matrix(cm, class_names: Sequence[str], path: str | Path, title: str = "",

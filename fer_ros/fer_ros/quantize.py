@@ -100,9 +100,9 @@ def add_int8(model_dir: str | Path, batches: list[dict], record: dict | None = N
     """Quantize the model's model.onnx into model.int8.onnx on `batches`, check it against the fp32 graph on the
     same batches and record it in manifest.json (file, sha256, scheme, the comparison and `record`, e.g. what the
     calibration faces were). ModelError when the int8 graph keeps the top class of fewer than MIN_AGREEMENT of
-    the faces (a face the fp32 graph calls a tie counting as kept when int8 picks either class: see TIE). The new graph is built and checked beside the model under another name and takes the place of
-    model.int8.onnx only once it passes, so a failed or interrupted run leaves the model (and an int8 graph it
-    had) as it was."""
+    the faces (a face the fp32 graph calls a tie counting as kept when int8 picks either class: see TIE). The new
+    graph is built and checked beside the model under another name and takes the place of model.int8.onnx only
+    once it passes, so a failed or interrupted run leaves the model (and an int8 graph it had) as it was."""
     manifest = load_manifest(model_dir)
     src = manifest.file("onnx")
     dst = manifest.directory / INT8_FILE

@@ -43,9 +43,10 @@ def test_demo_without_a_model_says_what_to_do(tmp_path, capsys):
     assert rc == 2 and "model not found" in err
 
 
-def fake_summary(out) -> dict:
+def fake_summary(out, interrupted: bool = False) -> dict:
     """A replay summary as replay.run returns it: one face whose scored frames got five labels."""
     return {"bag": str(out / "carphone_bag"), "topic": "/camera/image_raw", "truncated": None, "latency_ms": {},
+            "interrupted": interrupted,
             "frames": {"messages": 3, "processed": 3, "with_faces": 3, "skipped": {}, "dropped_realtime": 0},
             "faces": {"tracks": 1, "labels_per_face": {"1": {"neutral": 40, "fear": 30, "surprise": 20, "happy": 6,
                                                              "sadness": 4}}},
@@ -69,11 +70,12 @@ def test_a_demo_interrupted_during_its_replay_says_so_and_exits_130(tmp_path, ca
     import signal
 
     def interrupted_replay(rargs):
+        interrupted = False
         try:
             os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C amid the frames
         except KeyboardInterrupt:
-            pass
-        return fake_summary(tmp_path / "d")
+            interrupted = True
+        return fake_summary(tmp_path / "d", interrupted)
     monkeypatch.setattr(demo.replay, "run", interrupted_replay)
     rc = demo.main(["--out", str(tmp_path / "d"), "--max-frames", "3", "--quiet"])
     captured = capsys.readouterr()

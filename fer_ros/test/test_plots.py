@@ -76,3 +76,10 @@ def test_timeline_does_not_hold_a_label_or_join_lines_across_an_absence(tmp_path
     for line in ax.lines:  # one break between 0.2 s and 10 s
         x = np.asarray(line.get_xdata(), np.float64)
         assert np.isnan(x).sum() == 1 and x[np.flatnonzero(np.isnan(x))[0] - 1] == pytest.approx(0.2)
+
+
+def test_remove_plots_removes_the_named_pngs_that_exist_and_only_those(tmp_path):
+    for name in ("timeline.png", "other.png"):
+        (tmp_path / name).write_bytes(b"png")
+    plots.remove_plots(tmp_path, ["timeline.png", "confusion_matrix.png"])
+    assert not (tmp_path / "timeline.png").exists() and (tmp_path / "other.png").exists()

@@ -273,6 +273,37 @@ def test_bad_messages_skipped_counted_and_results_written(tmp_path, storage, cap
     assert [int(r["frame"]) for r in read_csv(tmp_path / "out" / "frames.csv")] == expected["good_indices"]
 
 
+class InterruptedRecognizer(Recognizer):
+    """The always-happy recognizer; a Ctrl-C (KeyboardInterrupt) arrives while it processes its `at`-th frame."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(landmarker=ScriptedLandmarker(one_face), engine=ScheduleEngine(["happy"]),
+                         crop_cfg=CropConfig(size=32))
+        self.at, self.frames = at, 0
+
+    def process(self, frame, stamp_s=None):
+        self.frames += 1
+        if self.frames == self.at:
+            raise KeyboardInterrupt
+        return super().process(frame, stamp_s)
+
+
+def test_an_interrupted_replay_writes_its_frames_says_so_and_exits_130(tmp_path, capsys, monkeypatch):
+    write_image_bag(tmp_path / "bag", numbered_frames(10, (120, 160)), rate_hz=10.0)
+    monkeypatch.setattr(replay, "build_recognizer",
+                        lambda *a, **k: (InterruptedRecognizer(at=5), "scripted", tmp_path))
+    rc = replay.main([str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--quiet"])
+    out = capsys.readouterr()
+    assert rc == 130
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["frames"]["processed"] == 4
+    assert len(read_csv(tmp_path / "out" / "frames.csv")) == 4
+    assert out.err.strip().splitlines()[-1] == "fer-replay: interrupted after 4 frames; those are summarised above"
+    whole = replay.run(args_for(tmp_path / "bag", tmp_path / "out2"),
+                       recognizer=recognizer(ScheduleEngine(["happy"])))
+    assert whole["interrupted"] is False and whole["frames"]["processed"] == 10
+
+
 class _Lines(logging.Handler):
     """The messages of the "fer_ros" logger, whatever its propagation (launch's logger class turns it off)."""
 

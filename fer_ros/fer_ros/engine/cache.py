@@ -74,6 +74,8 @@ class CacheEntry:
     def __init__(self, root: Path, model_name: str, backend: str, context: dict) -> None:
         self.root = Path(root)
         self.context = dict(context)
+        # the context as entry.json holds it (JSON types, what json cannot write as its str): what entries compare
+        self.stored_context = json.loads(json.dumps(self.context, sort_keys=True, default=str))
         self.key = cache_key(self.context)
         self.prefix = f"{_safe(model_name)}-{_safe(backend)}-"
         self.path = self.root / f"{self.prefix}{self.key}"
@@ -95,7 +97,7 @@ class CacheEntry:
             self.refused = next(filter(None, (not_private(self.path / n, False) for n in meta["files"])), None)
         if self.refused is not None or not isinstance(meta, dict):
             return False
-        if meta.get("context") != json.loads(json.dumps(self.context, sort_keys=True, default=str)):
+        if meta.get("context") != self.stored_context:
             return False
         files = meta.get("files")
         if not isinstance(files, dict) or not files:
@@ -136,8 +138,7 @@ class CacheEntry:
             os.chmod(self.path / n, 0o600)
         files = {n: sha256_file(self.path / n) for n in names}
         tmp = self.path / (ENTRY_FILE + ".tmp")
-        tmp.write_text(json.dumps({"context": self.context, "files": files}, sort_keys=True, indent=2,
-                                  default=str) + "\n")
+        tmp.write_text(json.dumps({"context": self.stored_context, "files": files}, sort_keys=True, indent=2) + "\n")
         os.chmod(tmp, 0o600)
         tmp.replace(self.path / ENTRY_FILE)
         self.prune_stale()
@@ -150,7 +151,7 @@ class CacheEntry:
         removed: list[Path] = []
         if not self.root.is_dir():
             return removed
-        mine = self._settings(json.loads(json.dumps(self.context, sort_keys=True, default=str)))
+        mine = self._settings(self.stored_context)
         for other in self.root.iterdir():
             if other == self.path or other.is_symlink() or not other.is_dir() or not other.name.startswith(self.prefix):
                 continue

@@ -68,6 +68,11 @@ def check_provider(session, providers: list, device: str, missing: str):
                              f"{', '.join(got) or 'no provider'}): {missing}")
 
 
+def error_cause(exc: BaseException) -> str:
+    """An exception as the cause in a one-line error message: its type and the first 300 characters of its text."""
+    return f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+
+
 def _session(path: Path, so, providers: list, device: str = "cpu"):
     """An InferenceSession on the first of `providers` (no silent fallback to the others). ModelError when the
     graph does not load on the CPU; BackendUnavailable when a GPU provider cannot start or fails on it."""
@@ -76,7 +81,7 @@ def _session(path: Path, so, providers: list, device: str = "cpu"):
     try:
         session = ort.InferenceSession(str(path), sess_options=so, providers=providers, enable_fallback=0)
     except Exception as exc:  # noqa: BLE001 -- onnxruntime raises its own exception types
-        cause = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+        cause = error_cause(exc)
         if want != "CPUExecutionProvider":
             raise BackendUnavailable(f"{path}: onnxruntime's {want} could not run this graph on {device} ({cause}); "
                                      f"check the CUDA libraries onnxruntime-gpu needs, or use backend torch or "

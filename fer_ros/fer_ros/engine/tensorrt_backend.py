@@ -23,7 +23,7 @@ import numpy as np
 from fer_ros.engine import hardware
 from fer_ros.engine.base import BackendUnavailable, Engine
 from fer_ros.engine.cache import CacheEntry, default_root
-from fer_ros.engine.onnxruntime_backend import OnnxRuntimeEngine
+from fer_ros.engine.onnxruntime_backend import OnnxRuntimeEngine, error_cause
 from fer_ros.manifest import Manifest, ModelError
 
 MAX_FACES = 32
@@ -99,10 +99,6 @@ def _shape_profile(engine_shapes: dict, batch: int) -> str:
     return ",".join(f"{name}:{'x'.join(str(d) for d in (batch, *shape))}" for name, shape in engine_shapes.items())
 
 
-def _cause(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).strip()[:300]}"
-
-
 def _load_ort(manifest, index, fp16, entry: CacheEntry | None, notes) -> OrtTensorRTEngine:
     """The onnxruntime TensorRT provider's engine; `entry` None builds it without caching it."""
     import onnxruntime as ort
@@ -129,7 +125,7 @@ def _load_ort(manifest, index, fp16, entry: CacheEntry | None, notes) -> OrtTens
         session = ort.InferenceSession(str(manifest.file("onnx")), sess_options=session_options(), providers=providers,
                                        enable_fallback=0)
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"{manifest.file('onnx')}: TensorRT could not build an engine ({_cause(exc)})") from None
+        raise ModelError(f"{manifest.file('onnx')}: TensorRT could not build an engine ({error_cause(exc)})") from None
     check_provider(session, providers, f"cuda:{index}", "the TensorRT libraries (libnvinfer) it needs are missing "
                    "or do not match this onnxruntime; install TensorRT (on a Jetson it comes with JetPack), or use "
                    "backend torch or onnxruntime")
@@ -139,7 +135,7 @@ def _load_ort(manifest, index, fp16, entry: CacheEntry | None, notes) -> OrtTens
             _warm(engine, OPT_FACES)
         except Exception as exc:  # noqa: BLE001 -- onnxruntime's Fail, EPFail, ... derive from Exception only
             raise ModelError(f"{manifest.file('onnx')}: TensorRT could not build or run an engine on cuda:{index} "
-                             f"({_cause(exc)}); use backend torch or onnxruntime") from None
+                             f"({error_cause(exc)}); use backend torch or onnxruntime") from None
         if entry is not None:
             if any(p.is_file() and p.suffix == ".engine" for p in entry.path.iterdir()):
                 entry.commit()
@@ -198,7 +194,7 @@ def saved_program_problem(path: Path, shapes: list[tuple], device) -> str | None
             doing = f"does not run {batch} faces"
             module(*[torch.zeros(batch, *s, device=device) for s in shapes])
     except Exception as exc:  # noqa: BLE001 -- torch.export's guards raise several types
-        return f"the saved torch-tensorrt program {doing} ({_cause(exc)})"
+        return f"the saved torch-tensorrt program {doing} ({error_cause(exc)})"
     return None
 
 
@@ -244,4 +240,4 @@ def load(manifest: Manifest, device: str = "cuda", fp16: bool = False, cache_dir
         raise
     except Exception as exc:  # noqa: BLE001 -- torch-tensorrt's compile raises RuntimeError, AssertionError, ...
         raise ModelError(f"backend tensorrt on cuda:{index} could not build or load an engine for model "
-                         f"{manifest.name!r} ({_cause(exc)}); use backend torch or onnxruntime") from None
+                         f"{manifest.name!r} ({error_cause(exc)}); use backend torch or onnxruntime") from None

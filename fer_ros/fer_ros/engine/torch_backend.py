@@ -8,6 +8,7 @@ import numpy as np
 from fer_ros.engine import hardware
 from fer_ros.engine.base import BackendUnavailable, Engine
 from fer_ros.engine.cuda_graphs import BATCH_PROFILE, GraphedModel
+from fer_ros.engine.onnxruntime_backend import error_cause
 from fer_ros.manifest import Manifest
 
 
@@ -92,8 +93,7 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, num_thread
             model = model.half()
     except RuntimeError as exc:  # out of GPU memory, a CUDA error: the GPU cannot take the model now
         raise BackendUnavailable(f"backend torch on {torch_device}: the model cannot be put on the device "
-                                 f"({type(exc).__name__}: {str(exc).strip()[:300]}); use device cpu or backend "
-                                 f"auto") from None
+                                 f"({error_cause(exc)}); use device cpu or backend auto") from None
     engine = TorchEngine(manifest, model, torch_device, f"torch:{torch_device}", str(torch_device), fp16, notes)
     if torch_device.type == "cuda" and cuda_graphs:
         use_cuda_graphs(engine)

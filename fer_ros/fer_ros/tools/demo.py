@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -60,47 +58,19 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def face_lines(summary: dict) -> list[str]:
-    """A line per face of a replay summary: its scored frames and the share of every label it got, largest first."""
-    lines = []
-    for face_id, counts in summary["faces"]["labels_per_face"].items():
-        total = sum(counts.values())
-        if total:
-            ranked = sorted(counts.items(), key=lambda kv: -kv[1])
-            shares = ", ".join(f"{k} {100.0 * v / total:.0f}%" for k, v in ranked)
-            lines.append(f"  face #{face_id}: {total} scored frames: {shares}")
-        else:
-            lines.append(f"  face #{face_id}: no scored frame (window never filled)")
-    return lines
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(get_args_parser(), argv, "demo: error")
     if args is None:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    # The replay takes Ctrl-C as the end of its frames and returns what it has: note the signal to say so after.
-    interrupted: list[int] = []
-
-    def on_interrupt(signum, frame) -> None:
-        interrupted.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.getsignal(signal.SIGINT)
-    watch = previous is signal.default_int_handler and threading.current_thread() is threading.main_thread()
-    if watch:
-        signal.signal(signal.SIGINT, on_interrupt)
     try:
-        return _run(args, interrupted)
+        return _run(args)
     except KeyboardInterrupt:
         print("demo: interrupted", file=sys.stderr)
         return 130
-    finally:
-        if watch:
-            signal.signal(signal.SIGINT, previous)
 
 
-def _run(args, interrupted: list[int]) -> int:
+def _run(args) -> int:
     t0 = time.perf_counter()
     try:
         clip = carphone_clip()
@@ -123,17 +93,14 @@ def _run(args, interrupted: list[int]) -> int:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
     print()
-    # the faces' lines are the demo's own: every label's share, not only the first few
-    print(replay.format_summary({**summary, "faces": {**summary["faces"], "labels_per_face": {}}}))
-    for line in face_lines(summary):
-        print(line)
+    print(replay.format_summary(summary, labels_shown=None))  # every label's share of each face
     print()
     names = {"contact_sheet_png": "contact sheet", "timeline_png": "timeline plot", "frames_csv": "per-frame CSV",
              "summary_json": "summary"}
     for key, name in names.items():
         if key in summary["outputs"]:
             print(f"  {name:<14} {summary['outputs'][key]}")
-    if interrupted:
+    if summary["interrupted"]:  # the replay takes Ctrl-C as the end of its frames and returns what it has
         print(f"demo: interrupted after {summary['frames']['processed']} frames; those are summarised above",
               file=sys.stderr)
         return 130

@@ -17,8 +17,8 @@ from fer_ros.classes import NEUTRAL
 from fer_ros.tools.eval_data import MAX_EXAMPLES, Miss, Sample
 from fer_ros.strict_json import write_json
 
-# the confusion-matrix PNG of each level; a level a run does not plot has its file removed from the output folder,
-# so a previous run's is never taken for this one's
+# the confusion-matrix PNG of each level; all are removed from the output folder before a run writes its own
+# (plots.remove_plots), so one left by another run is never taken for this one's
 PLOT_FILES = {"sequence_level": "confusion_matrix.png", "frame_level": "confusion_matrix_frames.png"}
 
 
@@ -237,11 +237,10 @@ def write_predictions_csv(path: Path, samples: Sequence[Sample], class_names: Se
 
 def write_outputs(report: dict, samples: Sequence[Sample], class_names: Sequence[str], out_dir: Path) -> dict:
     """Write report.json (non-finite numbers as null), predictions.csv and the confusion-matrix PNGs into `out_dir`
-    (a previous run's PNGs removed first); returns {output: path}."""
+    (the PNGs of PLOT_FILES already there removed first); returns {output: path}."""
     from fer_ros import plots
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in PLOT_FILES.values():
-        (out_dir / name).unlink(missing_ok=True)
+    plots.remove_plots(out_dir, PLOT_FILES.values())
     outputs = {"predictions_csv": str(write_predictions_csv(out_dir / "predictions.csv", samples, class_names))}
     for level, name in PLOT_FILES.items():
         r = report.get(level)

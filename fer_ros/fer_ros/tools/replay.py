@@ -13,7 +13,8 @@ node's `runtime.smooth_results`, so offline and online results agree. The label 
 
 Bad input: a bag that cannot be opened or lacks the topic is a one-line error (exit 2); bad messages are skipped
 with rate-limited warnings and counted in the summary; a truncated MCAP file is read up to the cut. Results so far
-are always written.
+are always written. Ctrl-C ends the replay at the frame it reached: those frames are summarised and written (the
+summary says "interrupted") and the exit code is 130.
 
 This file is the replay loop and the command; the records, summary and evaluation are in replay_results.py, the
 /emotion output bag in emotion_bag.py, the contact sheet in contact_sheet.py.
@@ -46,8 +47,8 @@ from fer_ros.tools.replay_results import (FaceRecord, FrameRecord, ReplayResult,
 
 log = logging.getLogger(LOGGER_NAME)
 
-# the plots a replay may write into its output folder; those a run does not make are removed from it, so a previous
-# run's are never taken for this one's
+# the plots a replay may write into its output folder; all are removed from it before a run writes its own
+# (plots.remove_plots), so one left by another run is never taken for this one's
 PLOT_FILES = ("timeline.png", "confusion_matrix.png", "contact_sheet.png")
 
 
@@ -102,8 +103,9 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
     realtime: process at the recorded pace; frames that arrive while the previous one is being processed are
     dropped, newest first, as the node does. on_frame(frame, results, record) is called after each processed
     frame (for contact sheets, output bags). Images declaring more than `max_pixels` pixels are skipped
-    undecoded. Raises BagError when the bag cannot be read at all; per-message
-    problems are counted in the result."""
+    undecoded. Ctrl-C (KeyboardInterrupt) ends the frames there: the result holds those processed so far and has
+    `interrupted` set. Raises BagError when the bag cannot be read at all; per-message problems are counted in the
+    result."""
     smoother = ProbabilitySmoother(smoothing_time_constant_s)
     t_start = time.perf_counter()
     with ImageBagReader(bag, topic, max_pixels=max_pixels) as reader:
@@ -157,6 +159,7 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
             if held is not None:
                 process(*held)
         except KeyboardInterrupt:
+            result.interrupted = True
             log.warning("interrupted: writing the results of the frames replayed so far")
         finally:
             if bar is not None:
@@ -175,7 +178,6 @@ def _process(recognizer: Any, frame: BagFrame, time_s: float, decode_ms: float, 
     results = recognizer.process(frame.rgb8, frame.stamp_s)
     results = smooth_results(results, smoother, frame.stamp_s)
     elapsed = time.perf_counter() - t0
-    result.recognize_s += elapsed
     if not result.class_names:
         names = next((tuple(r.class_names) for r in results if r.class_names), ())
         result.class_names = names
@@ -305,11 +307,10 @@ def run(args, recognizer=None) -> dict:
 
 def write_outputs(result: ReplayResult, out_dir: Path, labels: LabelSet | None, sheet, emotion_writer, args) -> dict:
     """Write the CSV, JSON, summary, plots (and the contact sheet / output bag when asked); returns the summary.
-    A previous run's plots in `out_dir` are removed first."""
+    The plots of PLOT_FILES already in `out_dir` are removed first."""
     from fer_ros import plots
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in PLOT_FILES:
-        (out_dir / name).unlink(missing_ok=True)
+    plots.remove_plots(out_dir, PLOT_FILES)
     names = result.class_names
     summary = summarize(result)
     outputs = {"frames_csv": str(write_frames_csv(out_dir / "frames.csv", result.frames, names)),
@@ -351,6 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(format_summary(summary))
     print(f"results in {Path(summary['outputs']['summary_json']).parent}")
+    if summary["interrupted"]:
+        print(f"fer-replay: interrupted after {summary['frames']['processed']} frames; those are summarised above",
+              file=sys.stderr)
+        return 130
     return 0
 
 

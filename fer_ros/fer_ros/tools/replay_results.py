@@ -62,7 +62,8 @@ def format_stamp(stamp_ns: int) -> str:
 
 @dataclass
 class ReplayResult:
-    """Everything one replay produced: the per-frame records and the figures of the summary."""
+    """Everything one replay produced: the per-frame records and the figures of the summary. interrupted: Ctrl-C
+    ended the frames before the topic (or --max-frames) did."""
 
     bag: str
     topic: str
@@ -74,7 +75,7 @@ class ReplayResult:
     skipped: dict[str, int] = field(default_factory=dict)
     truncated: str | None = None
     wall_s: float = 0.0
-    recognize_s: float = 0.0
+    interrupted: bool = False
     model: str = ""
     backend: str = ""
 
@@ -111,6 +112,7 @@ def summarize(result: ReplayResult) -> dict:
                    "dropped_realtime": result.dropped_realtime, "skipped": dict(result.skipped),
                    "with_faces": sum(1 for fr in frames if fr.faces)},
         "truncated": result.truncated,
+        "interrupted": result.interrupted,
         "faces": {"tracks": len(faces), "detections": detections, "with_scores": ready,
                   "labels_per_face": {str(k): dict(sorted(v.items(), key=lambda kv: -kv[1]))
                                       for k, v in sorted(faces.items())}},
@@ -192,8 +194,9 @@ def timeline_tracks(result: ReplayResult) -> dict[int, tuple[np.ndarray, np.ndar
     return {k: (np.asarray(t, np.float64), np.asarray(p, np.float32)) for k, (t, p) in tracks.items()}
 
 
-def format_summary(summary: dict) -> str:
-    """A few lines for the terminal: counts, rates, latency, each face's labels, the evaluation."""
+def format_summary(summary: dict, labels_shown: int | None = 3) -> str:
+    """A few lines for the terminal: counts, rates, latency, each face's labels, the evaluation. Each face's line
+    gives the share of its `labels_shown` most frequent labels, largest first (None: all of them)."""
     fr = summary["frames"]
     lines = [f"{summary['bag']} {summary['topic']}: {fr['processed']} frames replayed of {fr['messages']} messages"
              f" ({fr['with_faces']} with faces), {summary['faces']['tracks']} face tracks"]
@@ -211,7 +214,8 @@ def format_summary(summary: dict) -> str:
     for face_id, counts in summary["faces"]["labels_per_face"].items():
         total = sum(counts.values())
         if total:
-            top = ", ".join(f"{k} {100.0 * v / total:.0f}%" for k, v in list(counts.items())[:3])
+            ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:labels_shown]
+            top = ", ".join(f"{k} {100.0 * v / total:.0f}%" for k, v in ranked)
             lines.append(f"  face #{face_id}: {total} scored frames: {top}")
         else:
             lines.append(f"  face #{face_id}: no scored frame (window never filled)")
