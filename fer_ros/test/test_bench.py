@@ -251,9 +251,9 @@ def test_one_slow_frame_does_not_move_the_overlapped_rate(monkeypatch):
 
     monkeypatch.setattr(fer_ros.pipeline, "Recognizer", StubRecognizer)
     monkeypatch.setattr(fer_ros.landmarker, "MediaPipeLandmarker", lambda **kwargs: None)
-    quiet = bench.two_stage_fps(None, faces=1, frames=15, warmup=2)
+    quiet = bench.rate_of_median(bench.two_stage_intervals(None, faces=1, frames=15, warmup=2))
     slow["call"] = 2 + 7  # the 7th frame timed
-    with_slow_call = bench.two_stage_fps(None, faces=1, frames=15, warmup=2)
+    with_slow_call = bench.rate_of_median(bench.two_stage_intervals(None, faces=1, frames=15, warmup=2))
     assert with_slow_call >= 0.8 * quiet, (with_slow_call, quiet)
 
 
@@ -346,3 +346,46 @@ def test_a_probe_that_runs_too_long_is_stopped_and_is_that_case_s_error(tmp_path
     finally:
         if (tmp_path / "node.pid").exists() and running(node_pid(tmp_path, 0.0)):
             os.kill(node_pid(tmp_path, 0.0), signal.SIGKILL)
+
+
+HUNG_PROBE = """
+import signal, subprocess, sys, time
+from pathlib import Path
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # hung: a stop request does nothing
+node = subprocess.Popen(["sleep", "300"], start_new_session=True)
+pid_file = Path(sys.argv[sys.argv.index("--node-pid-file") + 1])
+(pid_file.parent / "node.seen").write_text(str(node.pid))  # for the test: the pid file goes once it is used
+(pid_file.parent / "node.tmp").write_text(str(node.pid))
+(pid_file.parent / "node.tmp").rename(pid_file)
+print("fer_node output: /tmp/fer_node_hung.log", file=sys.stderr, flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_hung_probe_is_killed_and_so_is_its_node(tmp_path, monkeypatch):
+    """A probe that ignores SIGINT, running too long, is killed after PROBE_STOP_WAIT_S; the node it started in a
+    session of its own (named in its --node-pid-file) is killed after it instead of outliving it."""
+    import os
+    import signal
+    import time
+
+    from ros_helpers import running
+    monkeypatch.setattr(bench, "PROBE_STOP_WAIT_S", 1.0)
+    pid_file = tmp_path / "node.pid"
+    cmd = [sys.executable, "-c", HUNG_PROBE, "--node-pid-file", str(pid_file)]
+    pid = None
+    try:
+        t0 = time.monotonic()
+        case = bench.run_probe(cmd, tmp_path / "probe.json", 3.0, pid_file)
+        assert case == {"error": "latency probe still running after 3 s: stopped (fer_node output: "
+                                 "/tmp/fer_node_hung.log)"}, case
+        assert time.monotonic() - t0 < 30
+        pid = int((tmp_path / "node.seen").read_text())
+        deadline = time.monotonic() + 5.0
+        while running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(pid), "the node of the killed probe outlived it"
+        assert not pid_file.exists()
+    finally:
+        if pid is not None and running(pid):
+            os.kill(pid, signal.SIGKILL)

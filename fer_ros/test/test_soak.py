@@ -1,6 +1,7 @@
 """make soak's tool, run for a few seconds: it starts fer_node, mixes malformed messages into a real-face stream,
 and reports memory, rate, latency, drops, rejections and the node's clean exit; interrupted, it stops the node and
-says so in one line. (The benchmark itself runs for minutes: `make soak`.)"""
+says so in one line; a node that dies during it is a failure naming its exit code, its last line and its output
+file. (The benchmark itself runs for minutes: `make soak`.)"""
 from __future__ import annotations
 
 import json
@@ -71,3 +72,64 @@ def test_an_interrupted_soak_stops_the_node_and_says_so(tmp_path, tmp_path_facto
     else:
         assert last == "fer-soak: interrupted before fer_node answered: nothing measured", out
         assert not out_json.exists()
+
+
+FAKE_NODE = """
+import os, sys, time
+import rclpy
+from sensor_msgs.msg import Image
+from fer_msgs.msg import FaceEmotionArray
+rclpy.init(args=sys.argv)
+node = rclpy.create_node("fake_fer_node")
+pub = node.create_publisher(FaceEmotionArray, "emotion", 50)
+first = []
+
+def on_image(msg):
+    first[:] = first or [time.monotonic()]
+    if time.monotonic() - first[0] > 1.0:
+        print("fake node: giving up", flush=True)
+        os._exit(3)
+    pub.publish(FaceEmotionArray(header=msg.header))
+
+node.create_subscription(Image, "image", on_image, 10)
+while True:
+    rclpy.spin_once(node, timeout_sec=0.01)
+"""
+
+
+def test_a_node_that_dies_during_the_soak_is_a_failure_naming_its_last_line(tmp_path, monkeypatch, capsys):
+    """A node that answers, then exits with code 3 during the soak: fer-soak fails (exit code 1) with one line that
+    names the exit code, the node's last line of output and its output file; nothing is written."""
+    pytest.importorskip("fer_msgs", reason="fer_msgs is not built (make setup)")
+    import os
+    import random
+
+    from fer_ros.ros import latency_probe, soak
+    script = tmp_path / "fake_node.py"
+    script.write_text(FAKE_NODE)
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(random.randint(1, 200)))
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    started = []
+
+    def start(image_topic, emotion_topic, node_args=""):
+        log_path = tmp_path / "fake_node.log"
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen([sys.executable, str(script)], start_new_session=True, stdout=log,
+                                    stderr=subprocess.STDOUT)
+        proc.log_path = str(log_path)
+        started.append(proc)
+        return proc
+    monkeypatch.setattr(latency_probe, "start_node", start)
+    out_json = tmp_path / "soak.json"
+    try:
+        rc = soak.main(["--minutes", "0.5", "--startup-timeout-s", "60", "--json", str(out_json)])
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert rc == 1 and last == ("fer-soak: fer_node exited with code 3: fake node: giving up; fer_node output: "
+                                f"{tmp_path / 'fake_node.log'}"), err
+    assert not out_json.exists() and "Traceback" not in err

@@ -8,14 +8,14 @@ and listens on /emotion: latency = receipt time - header.stamp of the image the 
 
 Ctrl-C or SIGTERM stops the probe (and the node it started) with exit code 130. A node that exits, or gives no
 answer to the frames sent while measuring, is a failure (exit code 1) that names the node's exit code and, for a
-node the probe started, its output file; that file is removed after a run that measured.
+node the probe started, its output file; that file is removed after a run that measured. With --node-pid-file the
+started node's pid is in that file while the node may run (fer-bench stops a node whose probe it had to kill).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +28,11 @@ import numpy as np
 
 from fer_ros import strict_json
 from fer_ros.argtypes import HelpFormatter, number, parse_args
+from fer_ros.processes import stop_process, write_pid_file
 from fer_ros.ros.params import FerParams
+
+
+NODE_STOP_WAIT_S = 10.0  # how long a stopped fer_node gets to end before SIGKILL
 
 
 @dataclass
@@ -67,6 +71,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="start fer_node (python -m fer_ros.ros.node) in a private ROS domain, stop it at the end")
     p.add_argument("--node-args", default="",
                    help="extra --ros-args for the started node, e.g. '-p backend:=torch'; default: none")
+    p.add_argument("--node-pid-file", type=Path, default=None,
+                   help="with --start-node: write the node's pid (it leads a process group) here, removed once the "
+                        "node has stopped; default: none")
     p.add_argument("--startup-timeout-s", type=seconds, default=120.0, help="wait this long for the started node")
     p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here; default: only print it")
     return p
@@ -118,16 +125,12 @@ def node_exit_message(proc: subprocess.Popen) -> str:
 
 
 def stop_node(proc: subprocess.Popen, say_output: bool = True) -> None:
-    """SIGINT to the node's process group (SIGKILL after 10 s); with `say_output`, says where its output is."""
+    """SIGINT to the node's process group (SIGKILL after NODE_STOP_WAIT_S); with `say_output`, says where its
+    output is."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
         if say_output:
             print(f"fer_node output: {proc.log_path}", file=sys.stderr)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process(proc, NODE_STOP_WAIT_S)
 
 
 def wait_for_answer(node, send, emotion_topic: str, timeout_s: float,
@@ -264,6 +267,8 @@ def main(argv=None) -> int:
         proc = start_node(args.image_topic, args.emotion_topic, args.node_args) if args.start_node else None
         result = None
         try:
+            if proc is not None and args.node_pid_file is not None:
+                write_pid_file(args.node_pid_file, proc.pid)
             result = probe(args, proc, stop.requested)
         except TimeoutError as exc:
             failure, code = f"{exc}; is fer_node running and reading {args.image_topic}?", 1
@@ -275,6 +280,8 @@ def main(argv=None) -> int:
             stop.starting = False  # from here on a signal only repeats the request
             if proc is not None:
                 stop_node(proc, say_output=False)
+                if args.node_pid_file is not None:
+                    args.node_pid_file.unlink(missing_ok=True)
     if result is None:
         if proc is not None:  # kept: what the node said is what tells why
             if code == 130:

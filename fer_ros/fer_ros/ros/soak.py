@@ -75,7 +75,7 @@ def soak(args, node_proc, stop) -> dict:
 
     from fer_msgs.msg import FaceEmotionArray
     from fer_ros.image_codec import encode_rgb8
-    from fer_ros.ros.latency_probe import face_frame, wait_for_answer
+    from fer_ros.ros.latency_probe import face_frame, node_exit_message, wait_for_answer
     from fer_ros.ros.malformed import bad_images, to_message
 
     frame = face_frame(1)
@@ -157,7 +157,7 @@ def soak(args, node_proc, stop) -> dict:
                     break
                 rclpy.spin_once(node, timeout_sec=left)
             if node_proc.poll() is not None:
-                raise RuntimeError(f"fer_node exited with code {node_proc.returncode} during the soak")
+                raise RuntimeError(node_exit_message(node_proc))
         elapsed = time.monotonic() - t0
         interrupted = stop.requested.is_set()
         end = time.monotonic() + 2.0  # the answers to the last frames, and one more /diagnostics

@@ -15,7 +15,8 @@
 4. node: fer_node in its own process fed 30 Hz (ros/latency_probe.py) with 1 and 3 faces: the /emotion rate and
    the latency from an image's stamp to its /emotion (median, p95); left out where ROS 2 is not importable or
    with --no-node. A node that exits or does not answer is that case's error; Ctrl-C stops the probe and its node
-   (SIGINT, SIGKILL only after PROBE_STOP_WAIT_S) and ends fer-bench with exit code 130, writing nothing.
+   (SIGINT, SIGKILL only after PROBE_STOP_WAIT_S, to the probe and then to the node it names in its pid file) and
+   ends fer-bench with exit code 130, writing nothing.
 
 The fp32 matrix-multiply rate is measured before and after each part, with the share of the CPU time it could use
 that this process got meanwhile. On a shared or throttled machine the rate moves during the run, and every timing
@@ -29,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_ros.argtypes import HelpFormatter, number, parse_args
+from fer_ros.processes import kill_group_in_pid_file, stop_process
 from fer_ros.runtime import SETTING_HELP, add_setting_option
 from fer_ros.slots import Handoff
 from fer_ros.tools.bench_perception import (bench_perception, format_perception, machine_info, matmul_rate,
@@ -146,13 +147,6 @@ def rate_of_median(intervals_s: list[float]) -> float:
     return 1.0 / median if median > 0 else float("inf")
 
 
-def two_stage_fps(engine, faces: int, frames: int, warmup: int, landmark_threads: int = 0, fps: float = 30.0
-                  ) -> float:
-    """Frames per second through the pipeline with its two stages on two threads, as fer_node runs them: one over
-    the median of two_stage_intervals(...)."""
-    return rate_of_median(two_stage_intervals(engine, faces, frames, warmup, landmark_threads, fps))
-
-
 def two_stage_intervals(engine, faces: int, frames: int, warmup: int, landmark_threads: int = 0, fps: float = 30.0
                         ) -> list[float]:
     """The pipeline with its two stages on two threads, as fer_node runs them: one thread perceives (landmarks)
@@ -212,21 +206,23 @@ def bench_node(model_dir: Path, threads: int, duration_s: float, rate_hz: float 
     out: dict = {"rate_hz": rate_hz, "model_dir": str(model_dir), "cases": {}}
     for n in faces:
         with tempfile.TemporaryDirectory() as tmp:
-            result = Path(tmp) / "probe.json"
+            result, node_pid = Path(tmp) / "probe.json", Path(tmp) / "node.pid"
             cmd = [sys.executable, "-m", "fer_ros.ros.latency_probe", "--start-node", "--faces", str(n),
                    "--rate-hz", str(rate_hz), "--duration-s", str(duration_s), "--json", str(result),
+                   "--node-pid-file", str(node_pid),
                    "--node-args", (f"-p model_path:={model_dir} -p num_threads:={threads} -p max_faces:={max(5, n)} "
                                    f"-p landmark_threads:={landmark_threads}")]
             name = f"{n}_face" + ("s" if n != 1 else "")
-            out["cases"][name] = run_probe(cmd, result, duration_s + PROBE_SLACK_S)
+            out["cases"][name] = run_probe(cmd, result, duration_s + PROBE_SLACK_S, node_pid)
     return out
 
 
-def run_probe(cmd: list[str], result: Path, timeout_s: float) -> dict:
+def run_probe(cmd: list[str], result: Path, timeout_s: float, node_pid: Path | None = None) -> dict:
     """Run the latency probe command `cmd`, which writes its result to `result`, in a session of its own (a
     terminal's Ctrl-C reaches it through this process alone): its result, or {"error": why} where it failed or
     ran past `timeout_s`. A probe that runs too long, or is running at a KeyboardInterrupt (raised again
-    afterwards), is stopped as Ctrl-C would: SIGINT, then SIGKILL if it has not ended PROBE_STOP_WAIT_S later."""
+    afterwards), is stopped by stop_probe. `node_pid`: the file `cmd` names as the probe's --node-pid-file; a node
+    it still names once the probe has ended (the probe was killed) is killed."""
     import tempfile
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True, start_new_session=True,
@@ -234,13 +230,15 @@ def run_probe(cmd: list[str], result: Path, timeout_s: float) -> dict:
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            stop_probe(proc)
+            stop_probe(proc, node_pid)
             why = f"latency probe still running after {timeout_s:.0f} s: stopped"
         except BaseException:
-            stop_probe(proc)
+            stop_probe(proc, node_pid)
             raise
         else:
             why = None
+            if node_pid is not None:
+                kill_group_in_pid_file(node_pid)
         err.seek(0)
         lines = err.read().strip().splitlines()
     if why is not None:
@@ -251,28 +249,16 @@ def run_probe(cmd: list[str], result: Path, timeout_s: float) -> dict:
     return json.loads(result.read_text())
 
 
-def stop_probe(proc: subprocess.Popen) -> None:
+def stop_probe(proc: subprocess.Popen, node_pid: Path | None = None) -> None:
     """Stop a latency probe as Ctrl-C would (SIGINT: it stops its fer_node) and wait for it; SIGKILL to its process
-    group after PROBE_STOP_WAIT_S. A KeyboardInterrupt meanwhile does not cut the wait short: the probe is
-    stopping its node already."""
-    if proc.poll() is not None:
-        return
-    print("fer-bench: stopping the latency probe and its fer_node", file=sys.stderr)
-    proc.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + PROBE_STOP_WAIT_S
-    while True:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            return
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-            return
-        except KeyboardInterrupt:
-            continue
+    group after PROBE_STOP_WAIT_S, then to the process group of the node named in `node_pid` (the probe's
+    --node-pid-file, which the probe removes once its node has stopped), which runs in a session of its own. A
+    KeyboardInterrupt meanwhile does not cut the wait short: the probe is stopping its node already."""
+    if proc.poll() is None:
+        print("fer-bench: stopping the latency probe and its fer_node", file=sys.stderr)
+        stop_process(proc, PROBE_STOP_WAIT_S)
+    if node_pid is not None:
+        kill_group_in_pid_file(node_pid)
 
 
 def judge_networks(networks: dict, floor_ms: float) -> None:
