@@ -308,7 +308,10 @@ def test_an_interrupted_bench_lets_the_probe_stop_its_node(tmp_path):
 
     from ros_helpers import running, start_python, stop
     wrapper = fake_probe(tmp_path)
-    code = (f"import sys\nsys.executable = {str(wrapper)!r}\nfrom pathlib import Path\n"
+    # Ctrl-C as a terminal delivers it: a shell that starts jobs in the background has them ignore SIGINT, which
+    # their children inherit
+    code = ("import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            f"import sys\nsys.executable = {str(wrapper)!r}\nfrom pathlib import Path\n"
             "from fer_ros.tools import bench\ntry:\n"
             f"    bench.bench_node(Path({str(tmp_path)!r}), threads=1, duration_s=60.0, faces=(1,))\n"
             "except KeyboardInterrupt:\n    print('bench interrupted')\n    sys.exit(130)\nprint('bench finished')\n")
