@@ -57,6 +57,45 @@ def test_write_errors(tmp_path):
         write_image_bag(tmp_path / "b4", numbered_frames(1), encoding="32FC1")
 
 
+def test_overwrite_replaces_only_a_bag(tmp_path):
+    write_image_bag(tmp_path / "bag", numbered_frames(1), storage="mcap")
+    write_image_bag(tmp_path / "bag", numbered_frames(2), storage="sqlite3", overwrite=True)  # a bag: replaced
+    assert list_topics(tmp_path / "bag")["/camera/image_raw"][1] == 2
+    killed = tmp_path / "killed"  # a recorder's folder without metadata.yaml: only the bag's own files
+    killed.mkdir()
+    (killed / "killed_0.mcap").write_bytes(b"\x89MCAP0\r\n")
+    write_image_bag(killed, numbered_frames(3), overwrite=True)
+    assert list_topics(killed)["/camera/image_raw"][1] == 3
+    (tmp_path / "empty").mkdir()
+    write_image_bag(tmp_path / "empty", numbered_frames(1), overwrite=True)
+
+
+def test_overwrite_never_deletes_what_is_not_a_bag(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, f in enumerate(numbered_frames(3)):
+        cv2.imwrite(str(images / f"frame{i}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    with pytest.raises(BagError, match=r"images exists and holds more than a bag \(frame0.png, frame1.png, "
+                                       r"frame2.png\); --overwrite only replaces a bag: choose another output"):
+        write_image_bag(images, numbered_frames(1), overwrite=True)
+    with_metadata = tmp_path / "bag_and_notes"  # a bag with the user's own files beside it
+    write_image_bag(with_metadata, numbered_frames(1))
+    (with_metadata / "notes.txt").write_text("mine")
+    with pytest.raises(BagError, match="holds more than a bag \\(notes.txt\\)"):
+        write_image_bag(with_metadata, numbered_frames(1), overwrite=True)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"a video")
+    with pytest.raises(BagError, match="clip.mp4 exists and is not a bag folder"):
+        write_image_bag(video, numbered_frames(1), overwrite=True)
+    source = tmp_path / "source"
+    source.mkdir()
+    cv2.imwrite(str(source / "a.png"), cv2.cvtColor(numbered_frames(1)[0], cv2.COLOR_RGB2BGR))
+    assert make_bag.main(["folder", str(source), str(images), "--overwrite"]) == 2
+    assert "--overwrite only replaces a bag" in capsys.readouterr().err
+    assert sorted(p.name for p in images.iterdir()) == ["frame0.png", "frame1.png", "frame2.png"]
+    assert (with_metadata / "notes.txt").read_text() == "mine" and video.read_bytes() == b"a video"
+
+
 def test_video_and_folder_sources(tmp_path, capsys):
     video = tmp_path / "clip.avi"
     w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (64, 48))
@@ -273,11 +312,27 @@ def test_not_a_bag(tmp_path):
     with pytest.raises(BagError, match="does not exist"):
         ImageBagReader(tmp_path / "nothing")
     (tmp_path / "folder").mkdir()
-    with pytest.raises(BagError, match="no metadata.yaml"):
+    with pytest.raises(BagError, match="is not a rosbag2 bag: it has no metadata.yaml and no .mcap or .db3 file"):
         ImageBagReader(tmp_path / "folder")
     (tmp_path / "file.db3").write_bytes(b"x")
-    with pytest.raises(BagError, match="pass the bag folder"):
+    with pytest.raises(BagError, match="pass the bag folder .* or an .mcap file"):
         ImageBagReader(tmp_path / "file.db3")
+
+
+def test_a_sqlite3_bag_without_metadata_says_to_reindex(tmp_path):
+    write_image_bag(tmp_path / "bag", numbered_frames(3), storage="sqlite3")
+    (tmp_path / "bag" / "metadata.yaml").unlink()  # a killed recorder leaves none
+    with pytest.raises(BagError, match=r"run `ros2 bag reindex .*bag -s sqlite3` to rebuild its metadata.yaml"):
+        ImageBagReader(tmp_path / "bag")
+
+
+def test_bag_storage_of_a_folder_its_metadata_or_one_file(tmp_path):
+    write_image_bag(tmp_path / "m", numbered_frames(1), storage="mcap")
+    write_image_bag(tmp_path / "s", numbered_frames(1), storage="sqlite3")
+    assert [bagtools.bag_storage(p) for p in (tmp_path / "m", tmp_path / "m" / "metadata.yaml",
+                                               next((tmp_path / "m").glob("*.mcap")))] == ["mcap"] * 3
+    assert [bagtools.bag_storage(p) for p in (tmp_path / "s", tmp_path / "s" / "metadata.yaml",
+                                               next((tmp_path / "s").glob("*.db3")))] == ["sqlite3"] * 3
 
 
 def _truncate_storage(bag: Path, fraction: float) -> None:

@@ -6,7 +6,8 @@ in make_bag.py, makes bags from videos, image folders and CK+ sequences with it)
 Reading: `ImageBagReader(path, topic)` yields decoded frames of one image topic (Image or CompressedImage, decoded by
 `image_codec`, the node's decoder). A malformed bag never raises mid-way: undecodable messages are skipped with a
 rate-limited warning and counted; a truncated storage file ends the iteration with what could be read, and the
-reader's `stats` say what happened. An MCAP file without a valid end is read up to the cut (mcap_salvage.py).
+reader's `stats` say what happened. The MCAP files of a bag that rosbags cannot open (no metadata.yaml, a file
+without a valid end) are read up to their cuts and chained in time order (mcap_salvage.py).
 Images declaring more than `max_pixels` pixels are skipped before they are decoded, and counted apart.
 """
 from __future__ import annotations
@@ -32,6 +33,8 @@ COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 STORAGES = ("sqlite3", "mcap")
 DEFAULT_TOPIC = "/camera/image_raw"
+# names of a rosbag2 bag's storage files (with sqlite3's side files), beside its metadata.yaml
+BAG_FILE_SUFFIXES = (".mcap", ".mcap.zstd", ".db3", ".db3.zstd", ".db3-wal", ".db3-shm", ".db3-journal")
 WARN_PERIOD_S = 5.0
 
 log = logging.getLogger(LOGGER_NAME)
@@ -84,17 +87,34 @@ def _storage_plugin(storage: str):
     return StoragePlugin.SQLITE3 if storage == "sqlite3" else StoragePlugin.MCAP
 
 
+def is_bag_file(path: Path) -> bool:
+    """Whether `path` is named like one of a rosbag2 bag's own files (metadata.yaml, storage files)."""
+    return path.name == "metadata.yaml" or path.name.endswith(BAG_FILE_SUFFIXES)
+
+
+def _refuse_replacing_non_bag(path: Path) -> None:
+    """Raises BagError unless `path` is a folder holding only a bag's own files (or nothing): what --overwrite may
+    delete."""
+    if path.is_symlink() or not path.is_dir():
+        raise BagError(f"{path} exists and is not a bag folder; --overwrite only replaces a bag: choose another "
+                       "output or remove it yourself")
+    others = sorted(p.name for p in path.iterdir() if p.is_dir() or not is_bag_file(p))
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise BagError(f"{path} exists and holds more than a bag ({shown}); --overwrite only replaces a bag: "
+                       "choose another output or remove it yourself")
+
+
 def open_writer(path: Path, storage: str, overwrite: bool):
-    """An open rosbags Writer at `path` (a bag is a folder); refuses to replace an existing one unless `overwrite`."""
+    """An open rosbags Writer at `path` (a bag is a folder); refuses to replace an existing one unless `overwrite`,
+    and never replaces a path that is not a bag (a file, a folder holding other files)."""
     from rosbags.rosbag2 import Writer
     path = Path(path)
-    if path.exists():
+    if path.exists() or path.is_symlink():
         if not overwrite:
             raise BagError(f"{path} already exists; choose another output or pass --overwrite")
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+        _refuse_replacing_non_bag(path)
+        shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = Writer(path, version=9, storage_plugin=_storage_plugin(storage))
     writer.open()
@@ -213,43 +233,99 @@ class ReadStats:
 
 
 def open_bag(path: str | Path, warn_salvaged: bool = True):
-    """An open rosbags Reader of the bag folder at `path` (or, for an MCAP file without a valid end, a
-    SalvagedMcap, with a warning unless `warn_salvaged` is False: for a bag that was said to be damaged when it
-    was opened before). Raises BagError saying what is wrong when it cannot be opened."""
+    """An open rosbags Reader of the bag at `path` (its folder, its metadata.yaml, or a single .mcap file).
+
+    When rosbags cannot open it (no metadata.yaml: a recorder that was killed; an MCAP file without a valid end),
+    the readable part of its MCAP files chained in time order: a SalvagedMcap, with one warning saying what was
+    salvaged unless `warn_salvaged` is False (for a bag that was said to be damaged when it was opened before).
+    Raises BagError saying what is wrong and what to do when it cannot be read at all."""
     from rosbags.rosbag2 import Reader
     path = Path(path)
     if not path.exists():
         raise BagError(f"bag {path} does not exist")
-    if path.is_file():
-        if path.name == "metadata.yaml":
-            path = path.parent
-        else:
-            raise BagError(f"{path} is a file; pass the bag folder (the one holding metadata.yaml)")
-    if not (path / "metadata.yaml").is_file():
-        raise BagError(f"{path} is not a rosbag2 bag: it has no metadata.yaml")
+    if path.is_file() and path.name == "metadata.yaml":
+        path = path.parent
+    if path.is_file() and path.suffix != ".mcap":
+        raise BagError(f"{path} is a file; pass the bag folder (the one holding metadata.yaml) or an .mcap file")
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        return _salvage(path, "it has no metadata.yaml", warn_salvaged)
     try:
         reader = Reader(path)
         reader.open()
     except Exception as exc:  # rosbags raises several types for broken storage files
-        mcaps = sorted(path.glob("*.mcap"))
-        if len(mcaps) == 1:
-            try:
-                salvaged = SalvagedMcap(mcaps[0])
-            except ValueError as not_mcap:
-                raise BagError(str(not_mcap)) from None
-            if warn_salvaged:
-                log.warning(f"bag {path} cannot be opened normally ({type(exc).__name__}: {exc}); read what is "
-                            f"readable of {mcaps[0].name}: {sum(t.msgcount for t in salvaged.topics.values())} "
-                            "messages" + (f", then {salvaged.problem}" if salvaged.problem else ""))
-            return salvaged
-        raise BagError(f"bag {path} cannot be opened ({type(exc).__name__}: {exc}); the file may be truncated or "
-                       "not a rosbag2 bag") from None
+        return _salvage(path, f"{type(exc).__name__}: {exc}", warn_salvaged)
     return reader
 
 
+def _salvage(path: Path, why: str, warn: bool) -> SalvagedMcap:
+    """The readable part of the MCAP files of the bag at `path` (a folder or one .mcap file) that rosbags could not
+    open for `why`; BagError when there is none."""
+    info = _bag_metadata(path) if path.is_dir() else {}
+    files = [path] if path.is_file() else mcap_files(path, info)
+    folder = path.parent if path.is_file() else path
+    if not files:
+        raise BagError(_unsalvageable(path, folder, why))
+    try:
+        salvaged = SalvagedMcap(files, _metadata_digests(info))
+    except ValueError as exc:
+        raise BagError(f"bag {path} cannot be opened ({why}) and none of its MCAP files can be read ({exc}); "
+                       f"run `ros2 bag reindex {folder} -s mcap`, or check that it is a rosbag2 bag") from None
+    if warn:
+        log.warning(f"bag {path} cannot be opened normally ({why}); {salvaged.report()}")
+    return salvaged
+
+
+def _unsalvageable(path: Path, folder: Path, why: str) -> str:
+    """What to say of a bag that rosbags cannot open for `why` and that has no MCAP file to salvage."""
+    if any(folder.glob("*.db3")):
+        return (f"bag {path} cannot be opened ({why}); the file may be truncated or not a rosbag2 bag; if its "
+                f"recorder was killed, run `ros2 bag reindex {folder} -s sqlite3` to rebuild its metadata.yaml")
+    if not (folder / "metadata.yaml").is_file():
+        return f"{path} is not a rosbag2 bag: it has no metadata.yaml and no .mcap or .db3 file"
+    return f"bag {path} cannot be opened ({why}); the file may be truncated or not a rosbag2 bag"
+
+
+def _bag_metadata(folder: Path) -> dict:
+    """The rosbag2_bagfile_information of the folder's metadata.yaml; {} when it is missing or unreadable."""
+    import yaml
+    try:
+        info = yaml.safe_load((folder / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    except Exception:  # missing, unreadable or not a rosbag2 metadata file: the files are found by name
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def mcap_files(folder: Path, info: dict | None = None) -> list[Path]:
+    """The .mcap files of a bag folder: those metadata `info` lists, in its order, then the others by name (numbers
+    in names compared as numbers: bag_2 before bag_10)."""
+    import re
+    listed = [str(p) for p in (info or {}).get("relative_file_paths") or [] if isinstance(p, str)]
+    order = {Path(p).name: i for i, p in enumerate(listed)}
+
+    def key(p: Path):
+        natural = [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", p.name)]
+        return (order.get(p.name, len(order)), natural)
+    return sorted((p for p in folder.glob("*.mcap") if p.is_file()), key=key)
+
+
+def _metadata_digests(info: dict) -> dict[tuple[str, str], str]:
+    """{(topic, type): type_description_hash} of the topics metadata `info` lists."""
+    digests = {}
+    for entry in info.get("topics_with_message_count") or []:
+        meta = entry.get("topic_metadata", {}) if isinstance(entry, dict) else {}
+        if meta.get("type_description_hash"):
+            digests[(meta.get("name", ""), meta.get("type", ""))] = str(meta["type_description_hash"])
+    return digests
+
+
 def bag_storage(bag: Path) -> str:
-    """"mcap" or "sqlite3": the storage of an existing bag folder."""
-    return "mcap" if any(Path(bag).glob("*.mcap")) else "sqlite3"
+    """"mcap" or "sqlite3": the storage of an existing bag (its folder, its metadata.yaml or one storage file)."""
+    bag = Path(bag)
+    if bag.name == "metadata.yaml":
+        bag = bag.parent
+    if bag.is_file():
+        return "mcap" if bag.suffix == ".mcap" else "sqlite3"
+    return "mcap" if any(bag.glob("*.mcap")) else "sqlite3"
 
 
 def list_topics(path: str | Path) -> dict[str, tuple[str, int]]:
@@ -275,8 +351,8 @@ class ImageBagReader:
         self.max_pixels = int(max_pixels)
         self._reader = open_bag(self.path, warn_salvaged)
         self.stats = ReadStats()
-        if isinstance(self._reader, SalvagedMcap):
-            self.stats.truncated = (f"the MCAP file has no valid end ({self._reader.problem or 'no footer'}); "
+        if isinstance(self._reader, SalvagedMcap) and self._reader.problem:
+            self.stats.truncated = (f"the MCAP file has no valid end ({self._reader.problem}); "
                                     "read the messages before it")
         self._limiter = limiter or RateLimiter(WARN_PERIOD_S)
         topics = {t: (info.msgtype or "", int(info.msgcount)) for t, info in self._reader.topics.items()}
