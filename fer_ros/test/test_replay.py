@@ -16,6 +16,8 @@ import yaml
 
 from bag_helpers import numbered_frames, write_mixed_bag
 from perception_helpers import ScriptedLandmarker, place, template68
+from fer_ros.argtypes import parse_args
+from fer_ros.cdr_header import header_stamp
 from fer_ros.tools import replay
 from fer_ros.tools.bagtools import (IMAGE_TYPE, STORAGES, ImageBagReader, image_message, list_topics, open_writer,
                                     typestore, write_image_bag)
@@ -178,6 +180,54 @@ def test_stamps_that_go_back_keep_a_timeline_for_labels(tmp_path):
     assert not any("go back at frame 8" in line for line in said.lines), said.lines
 
 
+def write_bag_with_a_bad_first_message(path: Path, first: str) -> None:
+    """10 images 100 ms apart (header stamp = bag time); message 0 is skipped by the replay: "undecodable" (an
+    unknown encoding), "too large" (over a --max-image-pixels of 48 x 64) or "garbage" (too short to hold a
+    header: its bag time stands for its stamp)."""
+    store = typestore()
+    writer = open_writer(path, "sqlite3", overwrite=False)
+    try:
+        conn = writer.add_connection("/camera/image_raw", IMAGE_TYPE, typestore=store)
+        t0 = 1_700_000_000_000_000_000
+        for i, frame in enumerate(numbered_frames(10)):
+            t = t0 + i * 100_000_000
+            msg = image_message(frame, t, "cam")
+            if i == 0 and first == "undecodable":
+                msg.encoding = "32FC7"
+            elif i == 0 and first == "too large":
+                msg = image_message(np.zeros((96, 128, 3), np.uint8), t, "cam")
+            raw = b"\x00\x01garbage" if i == 0 and first == "garbage" else store.serialize_cdr(msg, IMAGE_TYPE)
+            writer.write(conn, t, raw)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("first", ["undecodable", "too large", "garbage"])
+def test_seconds_count_from_the_topic_s_first_message_even_when_it_is_skipped(tmp_path, first):
+    """Frame 5 is 0.5 s after message 0, which is skipped: labels in seconds and the same labels in frames give
+    every frame the same true label."""
+    write_bag_with_a_bad_first_message(tmp_path / "bag", first)
+    (tmp_path / "seconds.csv").write_text("start_s,end_s,label\n0,0.5,neutral\n0.5,inf,happy\n")
+    (tmp_path / "frames.csv").write_text("start_frame,end_frame,label\n0,5,neutral\n5,inf,happy\n")
+    rows = {}
+    for unit in ("seconds", "frames"):
+        replay.run(args_for(tmp_path / "bag", tmp_path / unit, "--labels", str(tmp_path / f"{unit}.csv"),
+                            "--max-image-pixels", str(48 * 64)), recognizer=recognizer(ScheduleEngine(["happy"])))
+        rows[unit] = read_csv(tmp_path / unit / "frames.csv")
+    assert [int(r["frame"]) for r in rows["seconds"]] == list(range(1, 10))
+    assert [float(r["time_s"]) for r in rows["seconds"]] == pytest.approx([i / 10 for i in range(1, 10)], abs=1e-9)
+    assert [r["true_label"] for r in rows["seconds"]] == ["neutral"] * 4 + ["happy"] * 5
+    assert [r["true_label"] for r in rows["seconds"]] == [r["true_label"] for r in rows["frames"]]
+
+
+def test_header_stamp_is_read_from_the_message_bytes():
+    msg = image_message(numbered_frames(1)[0], 1_700_000_000_250_000_000, "cam")
+    for little_endian in (True, False):
+        raw = bytes(typestore().serialize_cdr(msg, IMAGE_TYPE, little_endian=little_endian))
+        assert header_stamp(raw) == (1_700_000_000, 250_000_000)
+        assert header_stamp(raw[:11]) is None
+
+
 def test_a_face_labelled_by_id_that_is_lost_counts_as_missed(tmp_path):
     """Labels for track 1 over all 10 frames; the stamps jump back after frame 4, the tracks reset and the face
     comes back as track 2: its 5 frames are missed faces, not left out silently."""
@@ -241,6 +291,139 @@ def test_out_bag_has_emotion_messages(tmp_path):
     decoded = rclpy_ser.deserialize_message(bytes(raws[-1]), fer_msgs.FaceEmotionArray)
     assert decoded.faces[0].label == "fear" and decoded.faces[0].box.width > 0
     assert decoded.header.stamp.sec == msgs[-1].header.stamp.sec
+
+
+def _scripted_build(monkeypatch, tmp_path) -> list:
+    """build_recognizer replaced by the always-happy scripted recognizer; returns the list of its calls."""
+    built: list = []
+
+    def build(*args, **kwargs):
+        built.append(args)
+        return recognizer(ScheduleEngine(["happy"])), "scripted", tmp_path
+    monkeypatch.setattr(replay, "build_recognizer", build)
+    return built
+
+
+def write_bag_with_emotion(path: Path, n: int) -> None:
+    """`n` images and, for each, a FaceEmotionArray on /emotion: a recording of a running fer_node."""
+    store = typestore()
+    writer = open_writer(path, "sqlite3", overwrite=False)
+    try:
+        image = writer.add_connection("/camera/image_raw", IMAGE_TYPE, typestore=store)
+        emotion = writer.add_connection("/emotion", EMOTION_TYPE, typestore=store)
+        for i, frame in enumerate(numbered_frames(n)):
+            t = 1_700_000_000_000_000_000 + i * 100_000_000
+            writer.write(image, t, store.serialize_cdr(image_message(frame, t, "cam"), IMAGE_TYPE))
+            record = FrameRecord(index=i, stamp_ns=t, time_s=0.0, bag_time_ns=t, latency_ms=1.0, width=64, height=48)
+            writer.write(emotion, t + 1_000_000, store.serialize_cdr(emotion_message(record, CK8, "cam", {}),
+                                                                      EMOTION_TYPE))
+    finally:
+        writer.close()
+
+
+def test_an_input_that_has_the_emotion_topic_is_refused_before_the_replay(tmp_path, capsys, monkeypatch):
+    write_bag_with_emotion(tmp_path / "bag", 6)
+    built = _scripted_build(monkeypatch, tmp_path)
+    argv = [str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--quiet", "--out-bag", str(tmp_path / "copy")]
+    assert replay.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "already has a topic /emotion" in err and "--emotion-topic /emotion_replay" in err
+    assert "Traceback" not in err and not built and not (tmp_path / "copy").exists()
+    assert replay.main([*argv, "--emotion-topic", "/emotion_replay"]) == 0
+    assert list_topics(tmp_path / "copy") == {"/camera/image_raw": (IMAGE_TYPE, 6), "/emotion": (EMOTION_TYPE, 6),
+                                              "/emotion_replay": (EMOTION_TYPE, 6)}
+
+
+@pytest.mark.parametrize("where", ["the input bag", "a folder holding the input bag"])
+def test_an_out_bag_that_is_or_holds_the_input_bag_is_refused(tmp_path, capsys, monkeypatch, where):
+    write_image_bag(tmp_path / "data" / "bag", numbered_frames(4))
+    built = _scripted_build(monkeypatch, tmp_path)
+    out_bag = tmp_path / "data" / "bag" if where == "the input bag" else tmp_path / "data"
+    assert replay.main([str(tmp_path / "data" / "bag"), "--out", str(tmp_path / "out"), "--quiet", "--out-bag",
+                        str(out_bag), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "the input bag" in err and "choose another --out-bag" in err and not built
+    assert list_topics(tmp_path / "data" / "bag") == {"/camera/image_raw": (IMAGE_TYPE, 4)}
+
+
+def write_bag_with_a_custom_type(path: Path, definition: bool) -> None:
+    """4 images and /counter of a type the type store does not know (my_pkg/msg/Counter), with no type hash
+    recorded (as a recorder before ROS 2 Jazzy writes it), and without `definition` no message definition either."""
+    import sqlite3
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    own = get_typestore(Stores.ROS2_JAZZY)
+    own.register(get_types_from_msg("int32 value\n", "my_pkg/msg/Counter"))
+    store = typestore()
+    writer = open_writer(path, "sqlite3", overwrite=False)
+    try:
+        image = writer.add_connection("/camera/image_raw", IMAGE_TYPE, typestore=store)
+        counter = writer.add_connection("/counter", "my_pkg/msg/Counter", typestore=own)
+        for i, frame in enumerate(numbered_frames(4)):
+            t = 1_700_000_000_000_000_000 + i * 100_000_000
+            writer.write(image, t, store.serialize_cdr(image_message(frame, t, "cam"), IMAGE_TYPE))
+            writer.write(counter, t, own.serialize_cdr(own.types["my_pkg/msg/Counter"](value=i), "my_pkg/msg/Counter"))
+    finally:
+        writer.close()
+    db = sqlite3.connect(next(path.glob("*.db3")))
+    db.execute("UPDATE topics SET type_description_hash = ''")
+    db.execute("UPDATE message_definitions SET type_description_hash = ''")
+    if not definition:
+        db.execute("UPDATE message_definitions SET encoded_message_definition = ''")
+    db.commit()
+    db.close()
+    metadata = yaml.safe_load((path / "metadata.yaml").read_text())
+    for entry in metadata["rosbag2_bagfile_information"]["topics_with_message_count"]:
+        entry["topic_metadata"]["type_description_hash"] = ""
+    (path / "metadata.yaml").write_text(yaml.safe_dump(metadata))
+
+
+def test_a_type_without_a_recorded_hash_is_copied_into_the_out_bag(tmp_path):
+    write_bag_with_a_custom_type(tmp_path / "bag", definition=True)
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--out-bag", str(tmp_path / "copy")),
+                         recognizer=recognizer(ScheduleEngine(["happy"])))
+    assert summary["emotion_messages"] == 4
+    assert list_topics(tmp_path / "copy") == {"/camera/image_raw": (IMAGE_TYPE, 4),
+                                              "/counter": ("my_pkg/msg/Counter", 4), "/emotion": (EMOTION_TYPE, 4)}
+
+
+def test_a_topic_the_out_bag_cannot_take_is_said_before_the_replay(tmp_path, capsys, monkeypatch):
+    write_bag_with_a_custom_type(tmp_path / "bag", definition=False)
+    built = _scripted_build(monkeypatch, tmp_path)
+    assert replay.main([str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--quiet", "--out-bag",
+                        str(tmp_path / "copy")]) == 2
+    err = capsys.readouterr().err
+    assert "topic /counter (my_pkg/msg/Counter)" in err and "no message definition" in err
+    assert "Traceback" not in err and not built
+    assert not (tmp_path / "copy").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_failure_while_writing_the_out_bag_is_an_error_after_the_other_outputs(tmp_path, capsys, monkeypatch):
+    write_image_bag(tmp_path / "bag", numbered_frames(6), rate_hz=10.0)
+    from rosbags.rosbag2 import Writer
+    real_write = Writer.write
+
+    def disk_full_on_emotion(self, connection, timestamp, data):
+        if connection.topic == "/emotion":
+            raise OSError(28, "No space left on device")
+        return real_write(self, connection, timestamp, data)
+    monkeypatch.setattr(Writer, "write", disk_full_on_emotion)
+    _scripted_build(monkeypatch, tmp_path)
+    assert replay.main([str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--quiet", "--out-bag",
+                        str(tmp_path / "copy")]) == 2
+    out = capsys.readouterr()
+    assert "No space left on device" in out.err and "partial bag was removed" in out.err
+    assert "Traceback" not in out.err and "6 frames replayed" in out.out
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert "No space left on device" in summary["out_bag_error"] and summary["frames"]["processed"] == 6
+    assert len(read_csv(tmp_path / "out" / "frames.csv")) == 6 and (tmp_path / "out" / "timeline.png").exists()
+    assert not (tmp_path / "copy").exists()
+
+
+def test_face_timeout_must_be_above_0(capsys):
+    assert parse_args(replay.get_args_parser(), ["bag", "--face-timeout-s", "0"], "fer-replay: error") is None
+    assert "--face-timeout-s must be a number of seconds above 0, got 0.0" in capsys.readouterr().err
+    args = parse_args(replay.get_args_parser(), ["bag", "--face-timeout-s", "0.25"], "fer-replay: error")
+    assert args.face_timeout_s == 0.25
 
 
 def test_realtime_drops_frames_like_the_node(tmp_path):
@@ -335,7 +518,7 @@ def test_truncated_mcap_partial_results_said_once(tmp_path):
     assert 10 < summary["frames"]["processed"] < 30
     assert "no valid end" in summary["truncated"]
     assert len(read_csv(tmp_path / "out" / "frames.csv")) == summary["frames"]["processed"]
-    # The bag is opened three times (checked first, replayed, copied with /emotion); its damage is said once.
+    # The bag is opened three times (checked first, opened for the copy, replayed); its damage is said once.
     assert sum("cannot be opened normally" in line for line in said.lines) == 1, said.lines
 
 

@@ -34,6 +34,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 
 from fer_ros.argtypes import HelpFormatter, number, parse_args
+from fer_ros.cdr_header import header_stamp
 from fer_ros.ros.params import FerParams
 from fer_ros.ros.spin import spin_until_shutdown
 from fer_ros.tools.bagtools import IMAGE_TYPES, BagError, open_bag
@@ -155,11 +156,8 @@ class BagPlayer(Node):
 
 
 def _image_stamp(raw: bytes, msgtype: str) -> tuple[int, int] | None:
-    """(sec, nanosec) of an image message's header stamp: the first field after the 4-byte CDR header."""
-    if msgtype not in IMAGE_TYPES or len(raw) < 12:
-        return None
-    order = "little" if raw[1] == 1 else "big"
-    return (int.from_bytes(raw[4:8], order, signed=True), int.from_bytes(raw[8:12], order))
+    """(sec, nanosec) of an image message's header stamp, read from its CDR bytes; None for other types."""
+    return header_stamp(raw) if msgtype in IMAGE_TYPES else None
 
 
 def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 1.0, loop: bool = False,

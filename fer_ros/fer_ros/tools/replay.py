@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fer_ros.argtypes import HelpFormatter, number, parse_args
+from fer_ros.cdr_header import header_stamp
 from fer_ros.face_state import NEUTRAL_POLICIES
 from fer_ros.image_codec import DEFAULT_MAX_PIXELS
 from fer_ros.ratelimit import LOGGER_NAME
@@ -38,7 +39,7 @@ from fer_ros.runtime import (BACKENDS, RecognizerSettings, SetupError, add_setti
                              smooth_results)
 from fer_ros.smoothing import ProbabilitySmoother
 from fer_ros.strict_json import write_json
-from fer_ros.tools.bagtools import STORAGES, BagError, BagFrame, ImageBagReader, bag_storage
+from fer_ros.tools.bagtools import IMAGE_TYPES, STORAGES, BagError, BagFrame, ImageBagReader, bag_storage
 from fer_ros.tools.contact_sheet import ContactSheetCollector
 from fer_ros.tools.emotion_bag import EMOTION_TOPIC, EmotionBagWriter
 from fer_ros.tools.labels import LabelError, LabelSet, load_labels
@@ -67,17 +68,24 @@ def _dominant_id(results: Sequence[Any]) -> int | None:
 
 class _Timeline:
     """Each frame's time on the replay's timeline (FrameRecord.time_s, what seconds-based labels are matched
-    against): seconds since the first image by header stamps, never going back. Where a header stamp goes back
-    (a bag recorded across a loop or a clock reset), the step from the previous image is its bag record time's
-    step instead (0 if that goes back too), and a warning says so once."""
+    against): seconds since the topic's first message by header stamps, never going back. Where a header stamp
+    goes back (a bag recorded across a loop or a clock reset), the step from the previous image is its bag record
+    time's step instead (0 if that goes back too), and a warning says so once.
 
-    def __init__(self, topic: str) -> None:
+    The timeline starts at the topic's first message even when that message was skipped (not decodable, over the
+    pixel limit): `first_message()` gives its (stamp, bag time) in ns, asked for when the first frame decoded is
+    not message 0, so seconds and frame indices count from the same message."""
+
+    def __init__(self, topic: str, first_message: Callable[[], tuple[int, int] | None]) -> None:
         self.topic = topic
         self.warned = False
+        self._first_message = first_message
         self._time_ns = 0
         self._last: tuple[int, int] | None = None  # (header stamp, bag time) of the previous image, ns
 
     def time_s(self, frame: BagFrame) -> float:
+        if self._last is None and frame.index > 0:
+            self._last = self._first_message()
         if self._last is not None:
             last_stamp_ns, last_bag_ns = self._last
             step_ns = frame.stamp_ns - last_stamp_ns
@@ -92,6 +100,21 @@ class _Timeline:
             self._time_ns += step_ns
         self._last = (frame.stamp_ns, frame.bag_time_ns)
         return self._time_ns * 1e-9
+
+
+def _first_message_time(bag: str | Path, topic: str) -> tuple[int, int] | None:
+    """(stamp, bag time) in ns of the first message of `topic`, decoded or not. The stamp is the header stamp read
+    from the message's CDR bytes, or, as for a decoded frame (BagFrame.stamp_ns), the bag time where the stamp is
+    zero or cannot be read (a message too short, not an image type). None when the bag cannot be read again."""
+    try:
+        with ImageBagReader(bag, topic, warn_salvaged=False) as reader:
+            for _, conn, bag_time_ns, raw in reader.raw_messages():
+                stamp = header_stamp(bytes(raw)) if conn.msgtype in IMAGE_TYPES else None
+                stamp_ns = stamp[0] * 1_000_000_000 + stamp[1] if stamp is not None else 0
+                return (stamp_ns or bag_time_ns), bag_time_ns
+    except BagError:
+        return None
+    return None
 
 
 def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, labels: LabelSet | None = None,
@@ -116,7 +139,7 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=total, unit="frame", desc="replaying")
-        timeline = _Timeline(reader.topic)
+        timeline = _Timeline(reader.topic, lambda: _first_message_time(bag, reader.topic))
         started = False
         wall0 = bag0 = 0.0
         held: tuple[BagFrame, float, float] | None = None  # realtime: the newest frame that arrived while busy
@@ -200,8 +223,19 @@ def _process(recognizer: Any, frame: BagFrame, time_s: float, decode_ms: float, 
 
 
 class ReplayError(RuntimeError):
-    """A user error of fer-replay that its option types cannot see (an --out-bag that exists); the message says
-    what to do."""
+    """A user error of fer-replay that its option types cannot see (an --out-bag that exists or is the input bag);
+    the message says what to do."""
+
+
+def _check_out_bag(out_bag: Path, bag: Path, out_dir: Path) -> None:
+    """Refuses an --out-bag that is the input bag or the output folder, or a folder holding either: the output bag
+    is opened before the replay, and with --overwrite what was there is removed then."""
+    target = out_bag.resolve()
+    for what, path in (("the input bag", bag), ("the --out folder", out_dir)):
+        resolved = path.resolve()
+        if target == resolved or target in resolved.parents:
+            relation = "is" if target == resolved else "holds"
+            raise ReplayError(f"--out-bag {out_bag} {relation} {what} {path}; choose another --out-bag")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -223,7 +257,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_setting_option(g, "engine_cache_dir")
     add_setting_option(g, "max_faces", type=number(int, low=1, says="at least 1"))
     add_setting_option(g, "min_face_size_px", type=number(int, low=0, says="a number of pixels >= 0"))
-    add_setting_option(g, "face_timeout_s", type=number(low=0.0, finite=True, says="a number of seconds >= 0"))
+    add_setting_option(g, "face_timeout_s",
+                       type=number(low=0.0, low_open=True, finite=True, says="a number of seconds above 0"))
     add_setting_option(g, "neutral_policy", choices=NEUTRAL_POLICIES)
     add_setting_option(g, "smoothing_time_constant_s",
                        type=number(low=0.0, finite=True, says="a number of seconds >= 0"))
@@ -274,10 +309,23 @@ def run(args, recognizer=None) -> dict:
     if args.out_bag:
         if args.out_bag.exists() and not args.overwrite:
             raise ReplayError(f"{args.out_bag} already exists; choose another --out-bag or pass --overwrite")
+        _check_out_bag(args.out_bag, args.bag, out_dir)
         emotion_writer = EmotionBagWriter(args.emotion_topic)
     # Bag errors before the model loads, and the total for the sheet; a damaged bag is reported by the replay.
     with ImageBagReader(args.bag, args.topic, warn_salvaged=False) as probe:
         total, topic = probe.message_count, probe.topic
+    if emotion_writer is not None:  # what cannot be copied into the output bag is said before the model loads
+        emotion_writer.open(args.bag, args.out_bag, args.out_bag_storage or bag_storage(args.bag), args.overwrite)
+    try:
+        return _replay_and_write(args, recognizer, labels, total, topic, out_dir, emotion_writer)
+    finally:
+        if emotion_writer is not None:  # an output bag the replay did not get to write is removed
+            emotion_writer.discard()
+
+
+def _replay_and_write(args, recognizer, labels: LabelSet | None, total: int, topic: str, out_dir: Path,
+                      emotion_writer: EmotionBagWriter | None) -> dict:
+    """The model loaded (unless `recognizer` is given), the replay, and its outputs written; returns the summary."""
     model_name, backend = "", ""
     if recognizer is None:
         recognizer, backend, model_dir = build_recognizer(recognizer_settings(args))
@@ -307,7 +355,8 @@ def run(args, recognizer=None) -> dict:
 
 def write_outputs(result: ReplayResult, out_dir: Path, labels: LabelSet | None, sheet, emotion_writer, args) -> dict:
     """Write the CSV, JSON, summary, plots (and the contact sheet / output bag when asked); returns the summary.
-    The plots of PLOT_FILES already in `out_dir` are removed first."""
+    The plots of PLOT_FILES already in `out_dir` are removed first. An output bag that cannot be written is left
+    out, its error in the summary's "out_bag_error"."""
     from fer_ros import plots
     out_dir.mkdir(parents=True, exist_ok=True)
     plots.remove_plots(out_dir, PLOT_FILES)
@@ -330,10 +379,11 @@ def write_outputs(result: ReplayResult, out_dir: Path, labels: LabelSet | None, 
         if path:
             outputs["contact_sheet_png"] = str(path)
     if emotion_writer is not None:
-        storage = args.out_bag_storage or bag_storage(args.bag)
-        n = emotion_writer.write(args.bag, args.out_bag, storage, args.overwrite)
-        outputs["out_bag"] = str(args.out_bag)
-        summary["emotion_messages"] = n
+        try:
+            summary["emotion_messages"] = emotion_writer.write()
+            outputs["out_bag"] = str(emotion_writer.out_bag)
+        except BagError as exc:  # the other outputs stand; the caller reports it
+            summary["out_bag_error"] = str(exc)
     summary["outputs"] = outputs
     write_json(out_dir / "summary.json", summary, indent=2)
     outputs["summary_json"] = str(out_dir / "summary.json")
@@ -352,6 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(format_summary(summary))
     print(f"results in {Path(summary['outputs']['summary_json']).parent}")
+    if summary.get("out_bag_error"):
+        print(f"fer-replay: error: {summary['out_bag_error']}", file=sys.stderr)
+        return 2
     if summary["interrupted"]:
         print(f"fer-replay: interrupted after {summary['frames']['processed']} frames; those are summarised above",
               file=sys.stderr)
