@@ -4,10 +4,12 @@ Starts fer_node as the latency probe does (its own process, a private ROS domain
 the astronaut's face at --rate-hz for --minutes, each frame stamped with its publish time, and replaces every
 --bad-every-th frame by the next of the malformed messages of malformed.py (raw and compressed: bad sizes, short
 data, unknown encodings, images declaring gigapixels, damaged JPEG and PNG). Reported, on the terminal and as
-JSON: the node's resident memory at the start (its first answer), at --mark-minutes and at the end, and its growth
-from the mark to the end; the /emotion rate; the latency from an image's stamp to its /emotion (median, p95);
-the frames the node dropped and rejected (its /diagnostics); tracebacks and warnings in its output; its exit code
-after SIGINT. A benchmark, not a test: the figures depend on the machine and on what else runs on it.
+JSON: the node's resident memory at the start (its first answer), at --mark-minutes (which must come before
+--minutes) and at the end, and its growth from the mark to the end (null, "not measured", when the run ended
+before the mark); the /emotion rate; the latency from an image's stamp to its /emotion (median, p95); the frames
+the node dropped and rejected (its /diagnostics); tracebacks and warnings in its output; its exit code after
+SIGINT. A node that sends no /emotion answer while it is measured is a failure (exit code 1), not a report. A
+benchmark, not a test: the figures depend on the machine and on what else runs on it.
 
 Ctrl-C or SIGTERM stops the soak and the node: once the node has answered, the figures measured so far are
 reported and written (marked "interrupted"), and the exit code is 130.
@@ -19,7 +21,6 @@ reported and written (marked "interrupted"), and the exit code is 130.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,9 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from fer_ros.argtypes import number, parse_args
+from fer_ros.strict_json import write_json
 
 RSS_PERIOD_S = 1.0       # how often the node's memory is read
 PROGRESS_PERIOD_S = 30.0  # how often a progress line is printed
+DEFAULT_MARK_MINUTES = 2.0  # the memory mark of a run long enough for it
 
 
 def rss_mib(pid: int) -> float:
@@ -46,26 +49,53 @@ def rss_mib(pid: int) -> float:
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fer-soak", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--minutes", type=number(float, low=0.05, finite=True, says="a number of minutes >= 0.05"), default=10.0,
+    p.add_argument("--minutes", type=number(float, low=0.05, says="a number of minutes >= 0.05"), default=10.0,
                    help="how long to feed the node, after its first answer")
-    p.add_argument("--mark-minutes", type=number(float, low=0.0, finite=True, says="a number of minutes >= 0"), default=2.0,
-                   help="memory growth is measured from this moment to the end (the start has caches filling)")
-    p.add_argument("--rate-hz", type=number(float, low=0.1, high=1000.0, finite=True, says="a rate in Hz"), default=30.0,
+    p.add_argument("--mark-minutes", type=number(float, low=0.0, says="a number of minutes >= 0"), default=None,
+                   help="memory growth is measured from this moment to the end (the start has caches filling); "
+                        f"below --minutes (default: {DEFAULT_MARK_MINUTES:g}, or half of --minutes when that is "
+                        "shorter)")
+    p.add_argument("--rate-hz", type=number(float, low=0.1, high=1000.0, says="a rate in Hz"), default=30.0,
                    help="messages published per second (frames and malformed ones)")
     p.add_argument("--bad-every", type=number(int, low=2, says="an integer >= 2"), default=10,
                    help="every N-th message is a malformed one")
     p.add_argument("--node-args", default="", help="extra --ros-args for fer_node, e.g. '-p backend:=torch'")
-    p.add_argument("--startup-timeout-s", type=number(float, low=1.0, finite=True, says="seconds >= 1"), default=180.0,
+    p.add_argument("--startup-timeout-s", type=number(float, low=1.0, says="seconds >= 1"), default=180.0,
                    help="wait this long for fer_node's first answer")
     p.add_argument("--json", type=Path, default=Path("soak_out/soak.json"), help="JSON file to write")
     return p
 
 
+def default_mark_minutes(minutes: float) -> float:
+    """The memory mark of a run of `minutes` when none is given: DEFAULT_MARK_MINUTES, or half a shorter run."""
+    return min(DEFAULT_MARK_MINUTES, minutes / 2.0)
+
+
+def mark_problem(args) -> str | None:
+    """Why --mark-minutes cannot be used with --minutes, or None: the mark must come before the end."""
+    if args.mark_minutes < args.minutes:
+        return None
+    return (f"--mark-minutes {args.mark_minutes:g} must be below --minutes {args.minutes:g} (memory growth is "
+            f"measured from the mark to the end): give a --mark-minutes below {args.minutes:g}, or 0 to measure from "
+            "the first answer")
+
+
+def memory_figures(series: list[tuple[float, float]], rss_mark: float | None, mark_minutes: float) -> dict:
+    """The memory part of the report from the RSS readings `series` ((s, MiB), the first at the start, the last at
+    the end) and the reading at the mark (None when the run ended before it: mark and growth are then null)."""
+    start, end = series[0][1], series[-1][1]
+    growth = None if rss_mark is None else round(100.0 * (end - rss_mark) / rss_mark, 2)
+    return {"start": round(start, 1), "mark": None if rss_mark is None else round(rss_mark, 1), "end": round(end, 1),
+            "mark_minutes": mark_minutes, "max": round(max(v for _, v in series), 1),
+            "growth_after_mark_pct": growth}
+
+
 def soak(args, node_proc, stop) -> dict:
     """Feed the started fer_node (`node_proc`, from latency_probe.start_node) and measure it; rclpy.init() must not
     have been called. `stop`: the StopSignals in force; a signal before the node's first answer raises
-    KeyboardInterrupt, one after it ends the measurement early (the figures then say "interrupted"). Returns the
-    figures (without the node's exit code and output, known only once it stops)."""
+    KeyboardInterrupt, one after it ends the measurement early (the figures then say "interrupted"; with no answer
+    measured yet, KeyboardInterrupt). RuntimeError when the node exits, or sends no /emotion answer while it is
+    measured. Returns the figures (without the node's exit code and output, known only once it stops)."""
     import cv2
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -120,7 +150,7 @@ def soak(args, node_proc, stop) -> dict:
         measuring[0] = True
         start_diag = dict(diagnostics)
         pid = node_proc.pid
-        duration_s, mark_s = 60.0 * args.minutes, 60.0 * min(args.mark_minutes, args.minutes)
+        duration_s, mark_s = 60.0 * args.minutes, 60.0 * args.mark_minutes
         series: list[tuple[float, float]] = [(0.0, rss_mib(pid))]
         rss_mark = series[0][1] if mark_s == 0 else None
         sent_good = sent_bad = 0
@@ -164,10 +194,12 @@ def soak(args, node_proc, stop) -> dict:
         while time.monotonic() < end and not stop.requested.is_set():
             rclpy.spin_once(node, timeout_sec=0.05)
         series.append((round(elapsed, 1), rss_mib(pid)))
-        rss_end = series[-1][1]
-        if rss_mark is None:
-            rss_mark = rss_end
-        lat = np.array(latencies or [float("nan")])
+        if not latencies:
+            if interrupted:
+                raise KeyboardInterrupt(f"after {elapsed:.1f} s, before any /emotion answer while measuring")
+            raise RuntimeError(f"fer_node sent no /emotion answer to the {sent_good} frames sent in {elapsed:.1f} s "
+                               "of measuring")
+        lat = np.array(latencies)
 
         def node_count(key: str) -> int:
             return int(diagnostics.get(key, 0)) - int(start_diag.get(key, 0))
@@ -177,14 +209,12 @@ def soak(args, node_proc, stop) -> dict:
             "sent": {"frames": sent_good, "malformed": sent_bad, "malformed_kinds": len(bad)},
             "answered": len(latencies), "duration_s": round(elapsed, 1),
             "output_rate_hz": round(len(latencies) / elapsed, 2),
-            "faces_per_answer": round(float(np.mean(faces)), 2) if faces else 0.0,
+            "faces_per_answer": round(float(np.mean(faces)), 2),
             "latency_ms": {"median": round(float(np.median(lat)), 1), "p95": round(float(np.percentile(lat, 95)), 1),
                            "max": round(float(lat.max()), 1)},
             "node": {"received": node_count("frames_received"), "processed": node_count("frames_processed"),
                      "dropped": node_count("frames_dropped"), "rejected": node_count("frames_rejected")},
-            "rss_mib": {"start": round(series[0][1], 1), "mark": round(rss_mark, 1), "end": round(rss_end, 1),
-                        "mark_minutes": args.mark_minutes, "max": round(max(v for _, v in series), 1),
-                        "growth_after_mark_pct": round(100.0 * (rss_end - rss_mark) / rss_mark, 2)},
+            "rss_mib": memory_figures(series, rss_mark, args.mark_minutes),
             "rss_series_mib": series,
         }
     finally:
@@ -201,14 +231,22 @@ def node_output_counts(log_path: str) -> dict:
             "rejected_warnings": sum("rejected image" in line for line in lines)}
 
 
+def format_memory(rss: dict) -> str:
+    """The report's memory line; a growth that was not measured (the run ended before the mark) says so."""
+    if rss["growth_after_mark_pct"] is None:
+        return (f"  memory (RSS): start {rss['start']:.1f} MiB, end {rss['end']:.1f} MiB (max {rss['max']:.1f}): "
+                f"growth after the {rss['mark_minutes']:g} min mark not measured (the run ended before it)")
+    return (f"  memory (RSS): start {rss['start']:.1f} MiB, at {rss['mark_minutes']:g} min {rss['mark']:.1f} MiB, end "
+            f"{rss['end']:.1f} MiB (max {rss['max']:.1f}): {rss['growth_after_mark_pct']:+.2f}% after the mark")
+
+
 def format_report(r: dict) -> str:
-    rss, lat, n = r["rss_mib"], r["latency_ms"], r["node"]
+    lat, n = r["latency_ms"], r["node"]
     return "\n".join([
         f"fer_node soak: {r['duration_s'] / 60:.1f} min at {r['rate_hz']:g} Hz, every {r['bad_every']}th message "
         f"malformed ({r['sent']['frames']} frames, {r['sent']['malformed']} malformed of {r['sent']['malformed_kinds']}"
         " kinds)",
-        f"  memory (RSS): start {rss['start']:.1f} MiB, at {rss['mark_minutes']:g} min {rss['mark']:.1f} MiB, end "
-        f"{rss['end']:.1f} MiB (max {rss['max']:.1f}): {rss['growth_after_mark_pct']:+.2f}% after the mark",
+        format_memory(r["rss_mib"]),
         f"  output: {r['output_rate_hz']:.2f} /emotion per s ({r['answered']} answers, "
         f"{r['faces_per_answer']:.2f} faces each); latency median {lat['median']:.1f} ms, p95 {lat['p95']:.1f} ms, "
         f"max {lat['max']:.1f} ms",
@@ -223,6 +261,12 @@ def main(argv=None) -> int:
     args = parse_args(get_args_parser(), argv, "fer-soak")
     if args is None:
         return 2
+    if args.mark_minutes is None:
+        args.mark_minutes = default_mark_minutes(args.minutes)
+    problem = mark_problem(args)
+    if problem:
+        print(f"fer-soak: {problem}", file=sys.stderr)
+        return 2
     from fer_ros.ros.latency_probe import start_node, stop_node
     from fer_ros.ros.spin import StopSignals
     with StopSignals() as stop:
@@ -232,8 +276,8 @@ def main(argv=None) -> int:
             report = soak(args, proc, stop)
         except (TimeoutError, RuntimeError) as exc:
             failure, code = f"{exc}; fer_node output: {proc.log_path}", 1
-        except KeyboardInterrupt:
-            failure, code = "interrupted before fer_node answered: nothing measured", 130
+        except KeyboardInterrupt as exc:
+            failure, code = f"interrupted {str(exc) or 'before fer_node answered'}: nothing measured", 130
         finally:
             stop.starting = False  # from here on a signal only repeats the request
             stop_node(proc)
@@ -245,7 +289,7 @@ def main(argv=None) -> int:
     report["node_log"] = proc.log_path
     print(format_report(report))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report, indent=2)
     if report["interrupted"]:
         print(f"fer-soak: interrupted after {report['duration_s'] / 60:.1f} of {args.minutes:g} min; the figures so "
               f"far are in {args.json}", file=sys.stderr)
