@@ -3,7 +3,8 @@
     p.add_argument("--erase-prob", type=number(low=0, high=1, says="between 0 and 1"), default=0.0)
     args = parse_args(p, argv, "fer-train")   # None after printing "fer-train: --erase-prob must be ..., got 1.5"
 
-`number(...)` makes a `type=` that refuses a value outside its range with "must be <says>, got <value>";
+`number(...)` makes a `type=` that refuses a value outside its range, NaN and (unless asked) infinity with "must be
+<says>, got <value>";
 `parse_args` reports such a refusal (and any other bad option value) as one line on stderr instead of argparse's
 usage text, so every tool says what is wrong the same way. --help and a missing or unknown option still end in
 argparse's own exit. `HelpFormatter` makes --help give each option's default beside its meaning.
@@ -17,9 +18,10 @@ from typing import Callable, Sequence
 
 
 def number(kind: type = float, *, low: float | None = None, high: float | None = None, low_open: bool = False,
-           high_open: bool = False, finite: bool = False, says: str) -> Callable[[str], float]:
+           high_open: bool = False, finite: bool = True, says: str) -> Callable[[str], float]:
     """An argparse type: `kind(text)` within [low, high] (open at an end with low_open / high_open; NaN never, an
-    infinity only without `finite`). A value outside raises ArgumentTypeError("must be <says>, got <value>")."""
+    infinity only with finite=False, for an option where infinity means something). A value outside raises
+    ArgumentTypeError("must be <says>, got <value>")."""
 
     def parse(text: str):
         try:

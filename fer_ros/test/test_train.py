@@ -338,6 +338,14 @@ def test_cli_errors(tmp_path, capsys):
     assert "--folds" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("option", ["--moment-strength", "--weight-decay", "--lr", "--warmup", "--dropout"])
+def test_an_infinite_value_is_refused(tmp_path, capsys, option):
+    """One AdamW step with an infinite weight decay makes every weight -inf: no number option takes infinity."""
+    assert train.main(["--data", str(tmp_path), option, "inf", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"fer-train: {option} must be " in err and "got inf" in err
+
+
 def test_help_gives_every_option_a_meaning_and_its_default(capsys):
     parser = get_args_parser()
     for action in parser._actions:

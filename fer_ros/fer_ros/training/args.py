@@ -16,7 +16,7 @@ DESCRIPTION = "fer-train: train and cross-validate a 3DAGN model on one or more 
 RECIPE_CLIP_INPUT = "lbp+gray_norm+delta_norm"
 
 FRACTION = number(low=0.0, high=1.0, says="between 0 and 1")
-POSITIVE = number(low=0.0, low_open=True, finite=True, says="above 0")
+POSITIVE = number(low=0.0, low_open=True, says="above 0")
 COUNT = number(int, low=1, says="at least 1")
 
 
