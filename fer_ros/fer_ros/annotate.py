@@ -11,7 +11,8 @@ _PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 1
 
 
 def face_caption(result: Any) -> str:
-    """"#<id> <label> <pct>%", or "#<id> <frames>/<T>" while the window fills; "*" marks a neutral reference."""
+    """"#<id> <label> <pct>%" for a face with scores, else "#<id> warming up (<frames>)", <frames> the frames its
+    window holds (while it fills, or without an engine); a "*" after the id marks a neutral reference."""
     mark = "*" if getattr(result, "has_neutral", False) else ""
     if result.window_ready and result.probs is not None:
         return f"#{result.id}{mark} {result.label} {100.0 * float(result.confidence):.0f}%"

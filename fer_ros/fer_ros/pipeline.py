@@ -70,6 +70,20 @@ class Perception:
     landmarks_ms: float = 0.0
 
 
+def repeats_stamp(stamp_s: float, previous_s: float | None) -> bool:
+    """Whether a frame at `stamp_s` (s) has the time of the frame before it (`previous_s`; None: there was none).
+    One moment must not count twice in a face's window (nor in its smoothed scores), so such a frame is skipped:
+    by Recognizer.perceive, and by fer_node before it decodes the image."""
+    return previous_s is not None and stamp_s == previous_s
+
+
+def face_timeout_problem(face_timeout_s: float) -> str:
+    """Why `face_timeout_s` is not a usable face timeout (it must be a finite number of seconds above 0)."""
+    return (f"face_timeout_s must be a number of seconds above 0, got {face_timeout_s}: a face unseen for longer "
+            "than this is dropped, so with 0 every face is dropped before the next frame can find it again and none "
+            "is ever recognised; give about 1 s (longer to keep faces through short occlusions)")
+
+
 def engine_preprocess_spec(engine: Any) -> dict | None:
     """The preprocessing spec an engine carries (engine.preprocess_spec or engine.manifest.preprocess), if any."""
     spec = getattr(engine, "preprocess_spec", None)
@@ -130,8 +144,8 @@ class Recognizer:
         """Change settings at run time; ValueError (nothing changed) for a bad value."""
         if min_face_size_px is not None and not (math.isfinite(min_face_size_px) and min_face_size_px >= 0):
             raise ValueError(f"min_face_size_px must be >= 0, got {min_face_size_px}")
-        if face_timeout_s is not None and not (math.isfinite(face_timeout_s) and face_timeout_s >= 0):
-            raise ValueError(f"face_timeout_s must be >= 0, got {face_timeout_s}")
+        if face_timeout_s is not None and not (math.isfinite(face_timeout_s) and face_timeout_s > 0):
+            raise ValueError(face_timeout_problem(face_timeout_s))
         if neutral_policy is not None:
             check_neutral_policy(neutral_policy)
         if min_face_size_px is not None:
@@ -146,15 +160,16 @@ class Recognizer:
     # -- main entry --------------------------------------------------------------------------------------------
     def process(self, frame: Any, stamp_s: float | None = None) -> list[FaceResult]:
         """Results for every face in `frame` (any form frames.as_rgb8 accepts) at `stamp_s` (s; default: the
-        monotonic clock). Bad frames give [] and a rate-limited warning; a stamp earlier than the previous one
-        resets all tracks (logged)."""
+        monotonic clock). Bad frames, and frames whose stamp repeats the previous frame's, give [] and a
+        rate-limited warning; a stamp earlier than the previous one resets all tracks (logged)."""
         perception = self.perceive(frame, stamp_s)
         return [] if perception is None else self.recognise(perception)
 
     def perceive(self, frame: Any, stamp_s: float | None = None) -> Perception | None:
-        """The first stage of `process`: the frame checked and its faces' landmarks; None for a bad frame or stamp
-        (warned about). Frames must go through perceive in stamp order and through recognise in the same order;
-        recognise of one frame may run, on another thread, while perceive runs on the next."""
+        """The first stage of `process`: the frame checked and its faces' landmarks; None for a bad frame or stamp,
+        or a stamp that repeats the previous frame's (repeats_stamp; warned about, rate-limited). Frames must go
+        through perceive in stamp order and through recognise in the same order; recognise of one frame may run, on
+        another thread, while perceive runs on the next."""
         t0 = time.perf_counter()
         try:
             rgb = as_rgb8(frame)
@@ -164,6 +179,11 @@ class Recognizer:
         stamp_s = time.monotonic() if stamp_s is None else float(stamp_s)
         if not math.isfinite(stamp_s):
             self._warn.warning("bad_stamp", f"frame skipped: stamp {stamp_s} is not a finite number of seconds")
+            return None
+        if repeats_stamp(stamp_s, self._last_stamp_s):
+            self._warn.warning("repeated_stamp", f"frame skipped: its stamp {stamp_s:.9f} s repeats the previous "
+                                                 "frame's, and one moment must not count twice in a face's window; "
+                                                 "give every frame the time it was taken")
             return None
         reset = self._last_stamp_s is not None and stamp_s < self._last_stamp_s
         if reset:

@@ -70,6 +70,14 @@ def test_smoothing_restarts_and_forgets():
     np.testing.assert_array_equal(s.update(1, np.array([0.0, 1.0]), 4.0), [0.0, 1.0])  # time went back
     s.retain([2])
     assert len(s) == 1
+    s.update(3, np.array([1.0, 0.0]), 5.0)
+    s.forget_stale(5.0 + 10 * 0.5)  # ten time constants unseen: kept
+    assert len(s) == 2
+    s.update(3, np.array([1.0, 0.0]), 6.0)
+    s.forget_stale(5.0 + 20 * 0.5 + 0.01)  # face 2: twenty; face 3 a little less
+    assert len(s) == 1
+    s.forget_stale(1.0)  # time went back: every average would restart
+    assert len(s) == 0
     with pytest.raises(ValueError, match="time constant"):
         s.set_time_constant(-1.0)
 
@@ -162,6 +170,15 @@ def test_parameter_checks():
     assert "cuda" in check("device", "gpu0")
     assert check("device", "cuda:1") is None
     assert "finite" in check("smoothing_time_constant_s", float("nan"))
+
+
+def test_a_face_timeout_of_0_is_refused_saying_what_it_means():
+    """The parameter's range starts at 0 (ROS ranges are closed), but 0 drops every face before it is matched."""
+    from fer_ros.ros.params import check
+    problem = check("face_timeout_s", 0.0)
+    assert problem is not None and problem.startswith("parameter face_timeout_s must be a number of seconds above 0")
+    assert "a face unseen for longer than this is dropped" in problem and "\n" not in problem
+    assert check("face_timeout_s", 0.05) is None
 
 
 def test_output_topic_must_be_a_valid_topic_name():
@@ -303,6 +320,13 @@ def test_draw_results_marks_every_face():
     assert not np.array_equal(out[40, 20:100], frame[40, 20:100])  # the top edge of the first box
     assert face_caption(_result(1)) == "#1* happy 65%"
     assert "warming up" in face_caption(_result(2, ready=False))
+
+
+def test_face_caption_is_what_its_docstring_says():
+    doc = " ".join(face_caption.__doc__.split())
+    assert face_caption(_result(2, ready=False)) == "#2 warming up (1)"
+    assert '"#<id> warming up (<frames>)"' in doc and '"#<id> <label> <pct>%"' in doc
+    assert "<frames>/<T>" not in doc
 
 
 def test_rep155_publisher_topics_and_forgetting():

@@ -242,6 +242,34 @@ def test_time_backwards_resets_tracks_and_says_so_once(fer_warnings):
     assert len(msgs) == 1
 
 
+def test_a_repeated_stamp_is_skipped_with_a_rate_limited_warning(fer_warnings):
+    """fer-replay gives the Recognizer a bag's stamps as they are: a frame at the time of the frame before it is
+    skipped (one moment counted twice would fill a face's window with one frame), as fer_node skips it."""
+    engine = FakeEngine(CK8, favourite=4, crop_size=32)
+    rec = make(lambda i, s: [place(template68(), (320, 240), 60)], engine=engine)
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    got = [rec.process(frame, t) for t in (5.0, 5.0, 5.0, 5.0 + 1 / FPS)]
+    assert [len(r) for r in got] == [1, 0, 0, 1]
+    assert got[-1][0].id == got[0][0].id and got[-1][0].window_frames == 2 and not got[-1][0].window_ready
+    assert list(rec.states[got[0][0].id].stamps) == [5.0, 5.0 + 1 / FPS]
+    assert len(rec.landmarker.frames) == 2 and engine.calls == []  # skipped before the landmarks
+    assert rec.perceive(frame, 5.0 + 1 / FPS) is None
+    warned = [m for m in fer_warnings.messages if "repeats the previous frame's" in m]
+    assert len(warned) == 1 and "5.000000000 s" in warned[0], fer_warnings.messages  # rate-limited
+
+
+@pytest.mark.parametrize("timeout_s", [0.0, -1.0, float("inf")])
+def test_a_face_timeout_that_is_not_above_0_is_refused_saying_what_it_means(timeout_s):
+    """With 0 every track is dropped before the next frame is matched to it: each frame a new face, none recognised."""
+    with pytest.raises(ValueError, match=r"face_timeout_s must be a number of seconds above 0, got .*: a face unseen "
+                                         r"for longer than this is dropped"):
+        make(face_timeout_s=timeout_s)
+    rec = make(face_timeout_s=2.0)
+    with pytest.raises(ValueError, match="above 0"):
+        rec.configure(face_timeout_s=timeout_s)
+    assert rec.tracker.timeout_s == 2.0
+
+
 def test_two_stages_on_two_threads_one_frame_apart_give_what_process_gives():
     """fer_node runs perceive (landmarks) of frame t+1 beside recognise of frame t; the results are those of
     process, frame by frame, a jump back in time included."""

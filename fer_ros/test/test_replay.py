@@ -180,6 +180,22 @@ def test_stamps_that_go_back_keep_a_timeline_for_labels(tmp_path):
     assert not any("go back at frame 8" in line for line in said.lines), said.lines
 
 
+def test_a_frame_whose_stamp_repeats_the_previous_one_is_skipped_and_counted(tmp_path):
+    """A driver that stamps two images alike: the second is skipped as fer_node skips it (one moment must not count
+    twice in a face's window) and counted by reason, not recorded as a frame without faces (a labelled miss)."""
+    t = 1_700_000_000_000_000_000
+    stamps = [t, t + 100_000_000, t + 100_000_000, t + 200_000_000, t + 300_000_000]
+    write_bag_with_stamps(tmp_path / "bag", stamps)
+    (tmp_path / "labels.csv").write_text("start_s,end_s,label,face\n0,inf,happy,\n")
+    summary, _ = _replay_saying(
+        args_for(tmp_path / "bag", tmp_path / "out", "--labels", str(tmp_path / "labels.csv")))
+    rows = read_csv(tmp_path / "out" / "frames.csv")
+    assert [int(r["frame"]) for r in rows] == [0, 1, 3, 4]
+    assert [r["face_id"] for r in rows] == ["1"] * 4
+    assert summary["evaluation"]["labelled_frames_no_face"] == 0
+    assert "repeated stamp" in json.dumps(summary)
+
+
 def write_bag_with_a_bad_first_message(path: Path, first: str) -> None:
     """10 images 100 ms apart (header stamp = bag time); message 0 is skipped by the replay: "undecodable" (an
     unknown encoding), "too large" (over a --max-image-pixels of 48 x 64) or "garbage" (too short to hold a

@@ -38,6 +38,7 @@ from fer_msgs.msg import FaceEmotionArray
 from fer_msgs.srv import CaptureNeutral
 
 from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
+from fer_ros.pipeline import repeats_stamp
 from fer_ros.ratelimit import RateLimiter
 from fer_ros.ros import params as fer_params
 from fer_ros.ros.convert import face_emotion_array, stamp_to_s
@@ -96,7 +97,7 @@ class FerNode(Node):
         self._slot = LatestFrame()
         self._lock = threading.Lock()  # guards the recognizer (worker vs. service) and the optional publishers
         self._last_processed_s = 0.0
-        self._last_stamp = None  # (sec, nanosec) of the last frame given to the recognizer
+        self._last_stamp_s = None  # time (s) of the last frame given to the recognizer
         self._last_stored = None  # ((sec, nanosec), message type) of the last stamped image the callbacks stored
         self._limiter = RateLimiter(WARN_PERIOD_S)  # one line per cause every WARN_PERIOD_S
 
@@ -250,8 +251,9 @@ class FerNode(Node):
         """First stage: decode and landmark. `received`: when a message whose header carries no stamp arrived
         (builtin_interfaces/Time, node clock; see _receive_time), its frame's time. (message, stamp_s, frame,
         Perception or None for a frame the recognizer cannot use (it warned; an empty message goes out), start
-        time), or None for a message refused (counted and warned about): malformed or oversized, or stamped as the
-        previous frame was (copies on the other transport never get here: _store drops them)."""
+        time), or None for a message refused (counted and warned about): malformed or oversized, or at the time of
+        the previous frame (pipeline.repeats_stamp, the recognizer's rule, checked here before the image is decoded;
+        copies on the other transport never get here: _store drops them)."""
         t0 = time.monotonic()
         self._last_processed_s = t0
         stamp = msg.header.stamp
@@ -260,7 +262,8 @@ class FerNode(Node):
                               "the node uses the time it receives them instead; the camera driver should set "
                               "header.stamp", self.get_logger().warning)
             stamp = received
-        elif (stamp.sec, stamp.nanosec) == self._last_stamp:
+        stamp_s = stamp_to_s(stamp)
+        if repeats_stamp(stamp_s, self._last_stamp_s):
             self.stats.add_rejected()
             self._limiter.say("repeated stamp", f"skipped an image on {self._topic_of(msg)}: its stamp "
                               f"{stamp.sec}.{stamp.nanosec:09d} s repeats the previous frame's, and one moment must "
@@ -275,8 +278,7 @@ class FerNode(Node):
             self._limiter.say(f"rejected: {exc.cause}", f"rejected image on {self._topic_of(msg)}: {exc}{hint}",
                               self.get_logger().warning)
             return None
-        self._last_stamp = (stamp.sec, stamp.nanosec)
-        stamp_s = stamp_to_s(stamp)
+        self._last_stamp_s = stamp_s
         return msg, stamp_s, frame, self.recognizer.perceive(frame, stamp_s), t0
 
     def _recognise(self, msg, stamp_s: float, frame: np.ndarray, perception, t0: float) -> None:

@@ -17,6 +17,7 @@ from rclpy.validate_topic_name import validate_topic_name
 
 from fer_ros.face_state import NEUTRAL_POLICIES
 from fer_ros.image_codec import DEFAULT_MAX_PIXELS
+from fer_ros.pipeline import face_timeout_problem
 from fer_ros.runtime import BACKENDS, SETTING_HELP, RecognizerSettings
 
 IMAGE_QOS = ("sensor_data", "best_effort", "reliable")
@@ -69,7 +70,7 @@ DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
     "neutral_policy": (_setting("neutral_policy"), False, NEUTRAL_POLICIES),
     "smoothing_time_constant_s": (_setting("smoothing_time_constant_s"), False,
                                   FloatingPointRange(from_value=0.0, to_value=60.0, step=0.0)),
-    "face_timeout_s": (_setting("face_timeout_s"), False,
+    "face_timeout_s": (_setting("face_timeout_s", "; above 0"), False,
                        FloatingPointRange(from_value=0.0, to_value=600.0, step=0.0)),
     "max_rate_hz": ("Most frames processed per second; 0 = as many as arrive (newest first).", False,
                     FloatingPointRange(from_value=0.0, to_value=1000.0, step=0.0)),
@@ -139,6 +140,8 @@ def check(name: str, value: Any) -> str | None:
     if name == "device" and not (value in ("auto", "cpu", "cuda") or
                                  (str(value).startswith("cuda:") and str(value)[5:].isdigit())):
         return f"parameter device must be auto, cpu, cuda or cuda:N, got {value!r}"
+    if name == "face_timeout_s" and value <= 0:
+        return f"parameter {face_timeout_problem(value)}"
     if name == "output_topic":
         return "parameter output_topic must not be empty" if not str(value) else _topic_name_problem(name, str(value))
     return None

@@ -34,6 +34,7 @@ from fer_ros.argtypes import HelpFormatter, number, parse_args
 from fer_ros.cdr_header import header_stamp
 from fer_ros.face_state import NEUTRAL_POLICIES
 from fer_ros.image_codec import DEFAULT_MAX_PIXELS
+from fer_ros.pipeline import repeats_stamp
 from fer_ros.ratelimit import LOGGER_NAME
 from fer_ros.runtime import (BACKENDS, RecognizerSettings, SetupError, add_setting_option, build_recognizer,
                              smooth_results)
@@ -50,6 +51,7 @@ log = logging.getLogger(LOGGER_NAME)
 
 # the plots a replay may write into its output folder; all are removed from it before a run writes its own
 # (plots.remove_plots), so one left by another run is never taken for this one's
+REPEATED_STAMP = "repeated stamp"  # the skip reason of a frame at the time of the frame before it
 PLOT_FILES = ("timeline.png", "confusion_matrix.png", "contact_sheet.png")
 
 
@@ -144,8 +146,14 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
         wall0 = bag0 = 0.0
         held: tuple[BagFrame, float, float] | None = None  # realtime: the newest frame that arrived while busy
 
+        last_stamp_s: list[float] = []  # the stamp of the frame processed last
+
         def process(frame: BagFrame, decode_ms: float, time_s: float) -> None:
-            _process(recognizer, frame, time_s, decode_ms, labels, smoother, result, on_frame)
+            if repeats_stamp(frame.stamp_s, last_stamp_s[0] if last_stamp_s else None):
+                reader.stats.skip(REPEATED_STAMP)  # the recognizer skips it too: no record of a frame without faces
+            else:
+                last_stamp_s[:] = [frame.stamp_s]
+                _process(recognizer, frame, time_s, decode_ms, labels, smoother, result, on_frame)
             if bar is not None:
                 bar.update(1)
 
