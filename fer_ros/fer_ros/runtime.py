@@ -176,9 +176,11 @@ def describe(built: BuiltRecognizer) -> list[str]:
 
 def smooth_results(results: list, smoother: ProbabilitySmoother, stamp_s: float) -> list:
     """The per-face score smoothing of fer_node and fer-replay: every scored face's probabilities averaged over
-    time (label and confidence follow the average); results are returned unchanged when smoothing is off. Faces
-    not in `results` are forgotten."""
-    smoother.retain(int(r.id) for r in results)
+    time (label and confidence follow the average); results are returned unchanged when smoothing is off. A face
+    missing from `results` (a frame whose landmarks missed it, its track alive) keeps its average until it would
+    no longer weigh in (ProbabilitySmoother.forget_stale); track ids are never reused, so a face that comes back
+    after its track was dropped starts a new one."""
+    smoother.forget_stale(stamp_s)
     if smoother.time_constant_s <= 0:
         return results
     out = []

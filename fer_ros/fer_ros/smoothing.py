@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+#: An average last updated this many time constants ago would weigh e^-20 (2e-9) against a face's next scores:
+#: nothing, so it can be forgotten.
+FORGET_AFTER_TIME_CONSTANTS = 20.0
+
 
 @dataclass
 class _FaceAverage:
@@ -57,6 +61,14 @@ class ProbabilitySmoother:
         prev.probs = (prev.probs + np.float32(alpha) * (probs - prev.probs)).astype(np.float32)
         prev.stamp_s = stamp_s
         return prev.probs.copy()
+
+    def forget_stale(self, stamp_s: float) -> None:
+        """Forget every face whose average, at `stamp_s` (s), was last updated more than FORGET_AFTER_TIME_CONSTANTS
+        time constants ago (it would no longer weigh in) or later than `stamp_s` (time went back: it would restart).
+        A face missed for a few frames keeps its average; memory stays bounded."""
+        horizon_s = FORGET_AFTER_TIME_CONSTANTS * self.time_constant_s
+        for face_id in [f for f, a in self._faces.items() if not 0.0 <= stamp_s - a.stamp_s <= horizon_s]:
+            del self._faces[face_id]
 
     def retain(self, face_ids) -> None:
         """Forget every face not in `face_ids` (call with the ids of the current frame; bounds memory)."""

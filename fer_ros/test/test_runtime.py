@@ -100,7 +100,35 @@ def test_smoothing_averages_scores_and_the_label_follows():
     assert second.probs[5] == pytest.approx(alpha) and second.probs[2] == pytest.approx(1.0 - alpha)
     assert second.label == CK8[5] and second.confidence == pytest.approx(alpha)
     smooth_results([replace(second, id=3)], smoother, 2.0)
-    assert len(smoother) == 1  # face 1 left the frame: forgotten
+    assert len(smoother) == 2  # face 1 missing from a frame: its average is kept
+    smooth_results([replace(second, id=3)], smoother, 22.5)
+    assert len(smoother) == 1  # gone 21.5 time constants, when it would weigh nothing: forgotten
+
+
+def test_a_face_missed_by_one_frame_keeps_its_average():
+    """The landmarker missing a face in one frame (its track lives on) does not restart its smoothed scores: one
+    noisy frame after the miss moves the average as it would without the miss."""
+    steady, noisy = np.full(8, 0.02, np.float32), np.full(8, 0.02, np.float32)
+    steady[2], noisy[5] = 0.86, 0.86
+
+    def last_after(miss: bool):
+        smoother, t = ProbabilitySmoother(2.0), 0.0
+        for _ in range(60):
+            smooth_results([_result(1, steady)], smoother, t)
+            t += 1 / 30
+        if miss:
+            assert smooth_results([], smoother, t) == []
+        t += 1 / 30
+        return smooth_results([_result(1, noisy)], smoother, t)[0]
+    missed, seen = last_after(miss=True), last_after(miss=False)
+    assert missed.label == seen.label == CK8[2]
+    np.testing.assert_allclose(missed.probs, seen.probs, rtol=1e-6)
+    smoother = ProbabilitySmoother(2.0)
+    smooth_results([_result(1, steady)], smoother, 0.0)
+    smooth_results([], smoother, 40.0)
+    assert len(smoother) == 1  # 20 time constants: still kept
+    smooth_results([], smoother, 40.1)
+    assert len(smoother) == 0  # memory stays bounded
 
 
 def test_a_frame_with_scores_or_a_stamp_that_are_not_numbers_does_not_spoil_the_average():
