@@ -1,4 +1,5 @@
-"""The FER+ and KDEF readers, the layout detection beside the CK+ layouts, and the neutral references they give."""
+"""The FER+ and KDEF readers, the layout detection beside the CK+ layouts, the neutral references they give, and
+the image cache: how it finds faces, what its key covers and how it is saved."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -166,6 +167,22 @@ def test_ckplus_release_folders_not_named_by_number_are_skipped_and_listed(tmp_p
                           "cohn-kanade-images/S011_old/ (folder not named S<subject number>)"]
 
 
+def test_a_folder_holding_datasets_in_its_subfolders_is_refused(tmp_path):
+    """--data <folder holding ckplus/ ferplus/ kdef/> would be read as KDEF (its photos are found at any depth) and
+    the other two left out: refused, with what to give instead."""
+    write_class_folder_dataset(tmp_path / "ckplus", ("anger", "happy"), (10, 11), sequence_length=4)
+    write_ferplus_dataset(tmp_path / "ferplus")
+    write_kdef_dataset(tmp_path / "kdef", actors=(("F", 1),))
+    with pytest.raises(DatasetError, match=r"holds datasets in its subfolders \(ckplus/, ferplus/, kdef/\).*give "
+                                           r"each dataset as its own --data, e\.g\. --data .*ckplus --data "):
+        load_dataset(tmp_path)
+    for name in ("ckplus", "ferplus", "kdef"):  # each on its own is read
+        assert load_dataset(tmp_path / name).sequences
+    # the KDEF release's own folders per session and actor are not datasets of their own
+    write_kdef_dataset(tmp_path / "release", actors=(("F", 1), ("M", 2)), subfolders=True)
+    assert load_dataset(tmp_path / "release").layout == "kdef"
+
+
 def test_unknown_folders_name_every_layout(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "photo.png").write_bytes(b"")
@@ -288,3 +305,101 @@ def test_a_face_found_at_first_is_not_looked_for_again():
     lm = _FindsOnTry(1, np.full((478, 3), 10.0, np.float32))
     assert find_face(lm, np.zeros((48, 48, 3), np.uint8)) is not None
     assert len(lm.shown) == 1
+
+
+# ------------------------------------------------------------------------------------------------ the image cache
+def _two_images(folder: Path) -> list[Path]:
+    import cv2
+    import numpy as np
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"S001_001_0000000{i}.png" for i in (1, 2)]
+    for i, path in enumerate(paths):
+        cv2.imwrite(str(path), np.full((64, 64, 3), 60 + 40 * i, np.uint8))
+    return paths
+
+
+def _change_retries(m, cache, landmarker_model, metadata):
+    m.setattr(cache, "RETRIES", cache.RETRIES[:-1])
+
+
+def _change_lenient_confidence(m, cache, landmarker_model, metadata):
+    m.setattr(cache, "LENIENT_CONFIDENCE", 0.2)
+
+
+def _change_landmarker_model(m, cache, landmarker_model, metadata):
+    m.setattr(landmarker_model, "LANDMARKER_MODEL_SHA256", "0" * 64)
+
+
+def _change_mediapipe_release(m, cache, landmarker_model, metadata):
+    real = metadata.version
+    m.setattr(metadata, "version", lambda name: "0.0.1" if name == "mediapipe" else real(name))
+
+
+@pytest.mark.parametrize("change", [_change_retries, _change_lenient_confidence, _change_landmarker_model,
+                                    _change_mediapipe_release])
+def test_the_cache_key_covers_how_faces_are_found(tmp_path, monkeypatch, change):
+    """A change in the renditions, the lenient thresholds, the landmarker model or the mediapipe release makes
+    another cache; the same settings keep the key."""
+    import importlib.metadata
+
+    from fer_ros import landmarker_model
+    from fer_ros.crop import CropConfig
+    from fer_ros.training.data import cache
+    paths, cfg = _two_images(tmp_path), CropConfig(size=48, margin=0.0)
+    key = cache.cache_key(paths, cfg)
+    assert cache.cache_key(paths, cfg) == key
+    with monkeypatch.context() as m:
+        change(m, cache, landmarker_model, importlib.metadata)
+        assert cache.cache_key(paths, cfg) != key
+    assert cache.cache_key(paths, cfg) == key
+
+
+def test_the_cache_is_made_with_the_landmarker_arguments_its_key_records(tmp_path, monkeypatch):
+    """build_cache makes its landmarkers (the first and the lenient one) with the arguments face_search gives the
+    key, so a change of them is a change of the key."""
+    import fer_ros.landmarker
+    from fer_ros.crop import CropConfig
+    from fer_ros.training.data import cache
+    made = []
+
+    class Recorded:
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+
+        def detect(self, rgb, stamp_s=None):
+            return []
+
+        def close(self):
+            pass
+    monkeypatch.setattr(fer_ros.landmarker, "MediaPipeLandmarker", Recorded)
+    paths, cfg = _two_images(tmp_path), CropConfig(size=48, margin=0.0)
+    cache.build_cache(paths, cfg, None, progress=False)
+    search = cache.face_search()
+    assert made == [search["landmarker"], search["lenient_landmarker"]]
+    assert search["lenient_landmarker"]["min_detection_confidence"] == cache.LENIENT_CONFIDENCE
+    key = cache.cache_key(paths, cfg)
+    monkeypatch.setitem(cache.LANDMARKER_ARGS, "max_detect_side_px", 640)
+    assert cache.cache_key(paths, cfg) != key
+
+
+def test_processes_saving_the_same_cache_at_once_each_save_it_whole(tmp_path, monkeypatch):
+    """Another process saves the same cache while this one is writing it (torchrun's ranks, or two runs): each
+    writes a file of its own and renames it, so neither loses its file to the other's rename."""
+    import numpy as np
+
+    from fer_ros.crop import CropConfig
+    from fer_ros.training.data import cache
+    paths, cfg, folder = _two_images(tmp_path / "images"), CropConfig(size=48, margin=0.0), tmp_path / "cache"
+    real_save, saves = np.savez_compressed, []
+
+    def save_while_another_saves(file, **arrays):
+        real_save(file, **arrays)
+        saves.append(str(file))
+        if len(saves) == 1:  # the other process saves between this one's write and its rename
+            cache.build_cache(paths, cfg, folder, progress=False, landmarker=_FindsOnTry(0, None))
+    monkeypatch.setattr(np, "savez_compressed", save_while_another_saves)
+    made = cache.build_cache(paths, cfg, folder, progress=False, landmarker=_FindsOnTry(0, None))
+    assert len(saves) == 2 and saves[0] != saves[1]
+    assert [f.name for f in folder.iterdir()] == [f"images-{cache.cache_key(paths, cfg)}.npz"]
+    loaded = cache.build_cache(paths, cfg, folder, progress=False, landmarker=_FindsOnTry(1, None))
+    assert loaded.paths == made.paths and not loaded.ok.any()

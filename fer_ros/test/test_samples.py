@@ -3,6 +3,7 @@ dataset, the weighted epochs, and the neutral reference of each training draw wi
 moment."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,31 @@ def test_the_joined_table_keeps_each_datasets_subjects_splits_and_targets(mixed)
             assert len(alts) == 1  # the other session's neutral photo of the same angle
         else:
             assert len(alts) == 0  # its reference already is that photo
+
+
+def test_more_folds_than_a_dataset_has_subjects_say_how_many_to_give(mixed):
+    samples, _, _ = mixed
+    with pytest.raises(DatasetError, match=r"^ck: 10 folds need at least 10 subjects and the data has 3: give "
+                                           r"--folds 3 or fewer$"):
+        mixed_folds(samples, 10, seed=0)
+
+
+def test_files_a_reader_leaves_out_are_logged_and_counted(tmp_path):
+    """Files that do not follow the layout are left out, and said: a log line with their number and a few names,
+    and the count with those names in the info (report.json's data)."""
+    root = tmp_path / "ck"
+    write_class_folder_dataset(root, ("happy",), (10, 11), sequence_length=2)
+    for name in ("happy/photo.png", "happy/S010_copy.png", "neutral/old.jpg"):
+        (root / name).write_bytes(b"not read")
+    lines = []
+    _, info = load_samples([parse_source(str(root))], CKPLUS8, 3, CropConfig(size=32), tmp_path / "cache",
+                           progress=False, log=lines.append)
+    d = info["datasets"]["ck"]
+    assert d["skipped"] == 3
+    assert sorted(d["skipped_examples"]) == ["happy/S010_copy.png", "happy/photo.png", "neutral/old.jpg"]
+    assert [line for line in lines if "left out" in line] == [
+        "note: ck: 3 files, folders or label rows that do not follow the class_folders layout are left out: "
+        "happy/S010_copy.png, happy/photo.png, neutral/old.jpg"]
 
 
 def test_folds_split_subjects_within_each_dataset_and_keep_ferplus_split(mixed):
@@ -185,6 +211,17 @@ def test_each_draw_picks_its_reference_by_the_plan():
     assert reference_of(s, 0, None, ReferencePlan()) == 2
 
 
+def test_the_still_draws_treat_a_neutral_sample_as_any_other():
+    """--still-prob compares a sample of any class with itself, a neutral one too; its other draws never do where
+    the subject has another neutral image (README 'Training')."""
+    s = _toy_samples()
+    rng = np.random.default_rng(2)
+    still = ReferencePlan(none=0.0, still=1.0, other=0.0)
+    assert {reference_of(s, j, rng, still) for j in (0, 1) for _ in range(20)} == {2, 1}  # each its own frame
+    rest = ReferencePlan(none=0.0, still=0.0, other=0.5)
+    assert 1 not in {reference_of(s, 1, rng, rest) for _ in range(200)}
+
+
 def test_training_items_follow_their_reference():
     s = _toy_samples()
     clip_input = "lbp+gray_norm+delta_norm"
@@ -221,3 +258,154 @@ def test_another_moment_moves_the_frame_and_its_points_together():
         assert np.hypot(x + 0.5 - moved_pts[10, 0] * 48, y + 0.5 - moved_pts[10, 1] * 48) < 2.0  # it followed
         shift = np.abs(moved_pts - points).max()
         assert shift < 0.1  # a few degrees, percent and pixels: another moment, not another pose
+
+
+# ------------------------------------------------------------------------------------------------ under torchrun
+def _on_two_ranks(folder: Path, worker, *args) -> list:
+    """worker(rank, *args) in each of two processes joined in a gloo group, as torchrun starts them on CPU; what
+    each returns (JSON), by rank."""
+    import torch.multiprocessing as mp
+    mp.spawn(_rank_main, args=(str(folder), worker, args), nprocs=2, join=True)
+    return [json.loads((folder / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def _rank_main(rank: int, folder: str, worker, args) -> None:
+    import os
+
+    import torch.distributed as dist
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=2)
+    try:
+        result = worker(rank, *args)
+        Path(folder, f"rank{rank}.json").write_text(json.dumps(result))
+    finally:
+        dist.destroy_process_group()
+
+
+_SHOWN: list[int] = []  # images the landmarker below was shown, in this process
+
+
+class _SlowFaceFinder:
+    """Finds one face in every image, at fixed points; slow on rank 0 (a real cache takes minutes to make)."""
+
+    def __init__(self, **kwargs) -> None:
+        import torch.distributed as dist
+        self.rank = dist.get_rank()
+
+    def detect(self, rgb, stamp_s=None):
+        import time
+
+        from fer_ros.landmarker import FaceLandmarks
+        _SHOWN.append(1)
+        if self.rank == 0:
+            time.sleep(0.2)
+        h, w = rgb.shape[:2]
+        rng = np.random.default_rng(0)
+        pts = np.c_[rng.uniform(0.3 * w, 0.7 * w, 478), rng.uniform(0.3 * h, 0.7 * h, 478), np.zeros(478)]
+        return [FaceLandmarks.from_points478(pts.astype(np.float32))]
+
+    def close(self) -> None:
+        pass
+
+
+def _load_on_rank(rank: int, data: str, cache_dir: str) -> dict:
+    import fer_ros.landmarker
+    fer_ros.landmarker.MediaPipeLandmarker = _SlowFaceFinder
+    samples, _ = load_samples([parse_source(data)], CKPLUS8, 3, CropConfig(size=32), cache_dir, progress=False,
+                              log=lambda line: None)
+    return {"shown": len(_SHOWN), "samples": len(samples), "files": sorted(p.name for p in Path(cache_dir).iterdir())}
+
+
+def test_under_torchrun_rank_0_makes_the_image_cache_and_the_others_load_it(tmp_path):
+    """Two processes of one run load the same data: the first makes and saves the cache while the second waits,
+    then the second loads the saved file (it finds no face itself) and has the same samples."""
+    write_class_folder_dataset(tmp_path / "ck", ("happy",), (10, 11), sequence_length=2)
+    ranks = _on_two_ranks(tmp_path, _load_on_rank, str(tmp_path / "ck"), str(tmp_path / "cache"))
+    assert ranks[0]["shown"] > 0 and ranks[1]["shown"] == 0
+    assert ranks[0]["samples"] == ranks[1]["samples"] > 0
+    assert len(ranks[1]["files"]) == 1 and ranks[1]["files"][0].startswith("images-")
+
+
+def _tiny_args(*extra: str):
+    from fer_ros.training.args import get_args_parser
+    return get_args_parser().parse_args(["--data", "d", "--size", "32", "--app-widths", "4,8,8,8", "--geo-width", "4",
+                                         "--batch-size", "8", "--threads", "1", "--no-progress", "--epochs", "2",
+                                         "--geo-epochs", "2", *extra])
+
+
+def _recording_set(draws: list) -> type:
+    """A SequenceSet for fit that records in `draws`, for every epoch, the first number of its random stream and
+    the samples it gives with torch's seed (dropout); fit makes the joint epochs' set first, then the geometric one."""
+    import copy
+    made = []
+
+    class Recording(SequenceSet):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.stage = ("joint", "geometric")[len(made)]
+            made.append(self)
+
+        def reseed(self, seed) -> None:
+            super().reseed(seed)
+            draws.append({"stage": self.stage, "stream": float(copy.deepcopy(self.rng).random()), "items": []})
+
+        def __getitem__(self, i):
+            mine = [d for d in draws if d["stage"] == self.stage][-1]
+            mine["items"].append([int(self.idx[i]), int(torch.initial_seed())])
+            return super().__getitem__(i)
+    return Recording
+
+
+def _fit_on_rank(rank: int, run_dir: str) -> list:
+    from fer_ros.training import fit
+    draws: list = []
+    fit.SequenceSet = _recording_set(draws)
+    fit.fit(_tiny_args(), _toy_samples(), np.arange(3), None, len(CKPLUS8), Path(run_dir) / f"rank{rank}", 0,
+            {"rank": rank, "world": 2})
+    return draws
+
+
+@pytest.fixture(scope="module")
+def two_rank_fit(tmp_path_factory):
+    """What each of two processes training one model drew, epoch by epoch (_recording_set)."""
+    folder = tmp_path_factory.mktemp("ddp")
+    return _on_two_ranks(folder, _fit_on_rank, str(folder))
+
+
+def test_under_torchrun_each_rank_draws_its_own_augmentation_and_dropout(two_rank_fit):
+    """In every epoch (geometric pre-training and joint) each process draws its own references, augmentation and
+    dropout."""
+    ranks = two_rank_fit
+    assert [d["stage"] for d in ranks[0]] == [d["stage"] for d in ranks[1]] == ["geometric"] * 2 + ["joint"] * 2
+    for a, b in zip(*ranks):
+        assert a["stream"] != b["stream"]
+        assert {seed for _, seed in a["items"]}.isdisjoint({seed for _, seed in b["items"]})
+
+
+def test_under_torchrun_the_geometric_pre_training_gives_each_rank_its_share(two_rank_fit):
+    """Samples 0 and 1 have another image as reference: each epoch of the geometric pre-training gives one to each
+    process, not both to both."""
+    for a, b in zip(*two_rank_fit):
+        if a["stage"] == "geometric":
+            assert len(a["items"]) == len(b["items"]) == 1
+            assert sorted(j for j, _ in a["items"] + b["items"]) == [0, 1]
+
+
+def test_one_process_draws_by_seed_and_epoch_alone(tmp_path, monkeypatch):
+    """Outside torchrun the streams are those of (seed, epoch): the shipped recipe's draws."""
+    from fer_ros.training import fit
+    draws: list = []
+    monkeypatch.setattr(fit, "SequenceSet", _recording_set(draws))
+    fit.fit(_tiny_args(), _toy_samples(), np.arange(3), None, len(CKPLUS8), tmp_path / "run", 0)
+    geo, joint = draws[:2], draws[2:]
+    for epoch, d in enumerate(geo):
+        assert d["stream"] == np.random.default_rng([0, 1000 + epoch]).random()
+        torch_seed = int(np.random.SeedSequence([0, 1000 + epoch]).generate_state(1)[0])
+        assert {seed for _, seed in d["items"]} == {torch_seed}
+    shuffled = torch.utils.data.DataLoader(range(2), batch_size=8, shuffle=True,
+                                           generator=torch.Generator().manual_seed(0))
+    assert [j for j, _ in geo[0]["items"]] == next(iter(shuffled)).tolist()  # in the order seed gives
+    for epoch, d in enumerate(joint):
+        assert d["stream"] == np.random.default_rng([0, epoch]).random()
+        assert {seed for _, seed in d["items"]} == {int(np.random.SeedSequence([0, epoch]).generate_state(1)[0])}

@@ -2,16 +2,20 @@
 
 For every image the cache holds the aligned gray crop (S, S) uint8 and the 68 landmarks in normalised crop
 coordinates -- what augmentation and LBP start from. The file is keyed by the images (relative names and contents),
-the crop, the landmark scheme and how faces are found, so a changed dataset, crop or scheme makes a new one.
+the crop, the landmark scheme and how faces are found (`face_search`: the renditions tried, both landmarkers'
+arguments, the landmarker model and the mediapipe release), so a change in any of them makes a new one.
 Images in which no face is found are marked and counted. Keep caches out of version control (they are made of the
 data).
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
+import uuid
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -32,23 +36,23 @@ class ImageCache:
 
 
 def cache_key(paths: list[Path], crop_cfg: CropConfig) -> str:
-    """Digest of the images (names relative to their common folder, and contents), the crop and the landmark
-    scheme, so the same data in another place reuses its cache and any changed image makes a new one."""
+    """Digest of the images (names relative to their common folder, and contents), the crop, the landmark scheme
+    and how faces are found (`face_search`), so the same data in another place reuses its cache and any changed
+    image or face search makes a new one."""
     h = hashlib.sha256()
     root = Path(os.path.commonpath([str(p) for p in paths])) if paths else Path(".")
     for p in paths:
         rel = p.relative_to(root) if p != root else Path(p.name)
         h.update(f"{rel}|{hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
     # the cache holds crops and landmarks only: LBP and difference-image changes do not invalidate it
-    h.update(json.dumps({"crop": crop_cfg.to_spec(), "landmark_scheme": SCHEME_SPEC, "contents": CACHE_CONTENTS},
-                        sort_keys=True).encode())
+    h.update(json.dumps({"crop": crop_cfg.to_spec(), "landmark_scheme": SCHEME_SPEC, "contents": CACHE_CONTENTS,
+                         "face_search": face_search()}, sort_keys=True).encode())
     return h.hexdigest()[:20]
 
 
-# What a cache file holds and how its faces were found; part of its key, so a cache made otherwise is made again
-# (under another file name: the old file stays where it is, unused).
-CACHE_CONTENTS = ("gray", "points", "ok", "find_face: largest, then on padded canvases (RETRIES), then leniently",
-                  "rendition points mapped back by pixel centres")
+# What a cache file holds; part of its key with `face_search`, so a cache made otherwise is made again (under
+# another file name: the old file stays where it is, unused).
+CACHE_CONTENTS = ("gray", "points", "ok")
 
 # A face that fills its whole image (a dataset's face crop, such as FER2013's 48x48 images) is often missed by the
 # landmarker's detector, and which rendition of the image it finds the face on varies from face to face (a turned
@@ -62,6 +66,39 @@ RETRIES = ((192, 0.5, False), (192, 0.75, False), (192, 1.0, False), (192, 0.25,
 # presence thresholds are this low (the node's are 0.5): 27 of FER+ Valid's images left without a face, and with
 # an earlier model 8 of the 14 faces it adds are right (fer-eval's headline 0.834 -> 0.837).
 LENIENT_CONFIDENCE = 0.3
+# The arguments of the MediaPipeLandmarker that build_cache finds faces with (the lenient one: these, with its
+# detection and presence thresholds at LENIENT_CONFIDENCE); the others keep MediaPipeLandmarker's defaults.
+LANDMARKER_ARGS = {"mode": "image", "max_faces": 1}
+
+
+def landmarker_args(lenient: bool = False) -> dict:
+    """Every argument, defaults included, of the MediaPipeLandmarker build_cache makes: the first one, or
+    (lenient) the one that looks again where it and its renditions find no face."""
+    from fer_ros.landmarker import MediaPipeLandmarker
+    given = dict(LANDMARKER_ARGS)
+    if lenient:
+        given.update(min_detection_confidence=LENIENT_CONFIDENCE, min_presence_confidence=LENIENT_CONFIDENCE)
+    params = inspect.signature(MediaPipeLandmarker).parameters.values()
+    return {**{p.name: p.default for p in params if p.default is not inspect.Parameter.empty}, **given}
+
+
+def face_search() -> dict:
+    """How build_cache finds the faces, as the cache key records it: find_face's steps and renditions (RETRIES),
+    the arguments of both landmarkers, the landmarker model (its sha256) and the mediapipe release that runs it."""
+    from fer_ros import landmarker_model
+    return {"find_face": "largest face, then on each of RETRIES, then on each with the lenient landmarker; "
+                         "rendition points mapped back by pixel centres",
+            "retries": [list(r) for r in RETRIES], "landmarker": landmarker_args(),
+            "lenient_landmarker": landmarker_args(lenient=True),
+            "landmarker_model_sha256": landmarker_model.LANDMARKER_MODEL_SHA256, "mediapipe": mediapipe_version()}
+
+
+def mediapipe_version() -> str:
+    """The installed mediapipe release ("not installed" where there is none)."""
+    try:
+        return metadata.version("mediapipe")
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def largest_face(faces):
@@ -139,13 +176,12 @@ def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path |
     points = np.zeros((len(paths), 68, 2), np.float32)
     ok = np.zeros(len(paths), bool)
     own = landmarker is None
-    lm = landmarker or MediaPipeLandmarker(mode="image", max_faces=1)
+    lm = landmarker or MediaPipeLandmarker(**landmarker_args())
     made: list = []  # the lenient landmarker, made when first needed
 
     def lenient():
         if not made:
-            made.append(MediaPipeLandmarker(mode="image", max_faces=1, min_detection_confidence=LENIENT_CONFIDENCE,
-                                            min_presence_confidence=LENIENT_CONFIDENCE))
+            made.append(MediaPipeLandmarker(**landmarker_args(lenient=True)))
         return made[0]
     try:
         it = paths
@@ -167,8 +203,17 @@ def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path |
             task.close()
     cache = ImageCache([str(p) for p in paths], gray, points, ok)
     if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, paths=np.array(cache.paths), gray=gray, points=points, ok=ok)
-        tmp.replace(file)
+        save_cache(cache, file)
     return cache
+
+
+def save_cache(cache: ImageCache, file: Path) -> None:
+    """Write the cache to `file`: to a file of its own in the same folder first, then renamed, so that processes
+    saving the same cache at once (or a run stopped mid-write) never leave or read a partial file."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f"{file.stem}.{uuid.uuid4().hex}.tmp.npz")
+    try:
+        np.savez_compressed(tmp, paths=np.array(cache.paths), gray=cache.gray, points=cache.points, ok=cache.ok)
+        os.replace(tmp, file)
+    finally:
+        tmp.unlink(missing_ok=True)

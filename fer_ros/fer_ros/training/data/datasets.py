@@ -1,4 +1,6 @@
-"""Labelled face sequences from the two supported dataset layouts, detected automatically.
+"""Labelled face sequences from the four supported dataset layouts (LAYOUTS), detected automatically: the two CK+
+layouts below, FER+ (ferplus.py) and KDEF (kdef.py). A folder that holds datasets in its subfolders is refused:
+each dataset is its own --data.
 
 - `ckplus_official`: the CK+ release: cohn-kanade-images/S005/001/S005_001_00000001.png ..., and
   Emotion/S005/001/S005_001_000000NN_emotion.txt holding the CK+ emotion code (1 anger, 2 contempt, 3 disgust,
@@ -86,7 +88,13 @@ def detect_layout(root: Path) -> str:
         return "ckplus_official"
     if ferplus.detect(root):
         return "ferplus"
-    subdirs = [d for d in root.iterdir() if d.is_dir()]
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir())
+    nested = {d for d in subdirs if _holds_dataset(d)}
+    if nested:
+        held = [d for d in subdirs if d in nested or kdef.detect(d)]
+        raise DatasetError(f"{root} holds datasets in its subfolders ({', '.join(d.name + '/' for d in held)}), "
+                           f"which would be read as one dataset or not at all: give each dataset as its own --data, "
+                           f"e.g. " + " ".join(f"--data {d}" for d in held))
     if any(_frame_files(d) for d in subdirs):
         return "class_folders"
     if kdef.detect(root):
@@ -95,6 +103,16 @@ def detect_layout(root: Path) -> str:
                        f"class folders (<class>/S<subject>_<sequence>_<frame>.png), FER+ (FER2013Train/, "
                        f"FER2013Valid/ or FER2013Test/ with label.csv) or KDEF (<session><sex><id><expression>"
                        f"<angle>.jpg, e.g. AF01HAS.jpg); see README 'Training'")
+
+
+def _holds_dataset(folder: Path) -> bool:
+    """The folder is a dataset of its own in the CK+ release, FER+ or class-folder layout. (A KDEF folder inside
+    another is not counted: the KDEF release itself keeps its photos in one folder per session and actor.)"""
+    if (folder / "cohn-kanade-images").is_dir() and (folder / "Emotion").is_dir():
+        return True
+    if ferplus.detect(folder):
+        return True
+    return any(d.is_dir() and _frame_files(d) for d in folder.iterdir())
 
 
 def load_dataset(root: str | Path, frames: int = 3, with_neutral_sequences: bool = True,

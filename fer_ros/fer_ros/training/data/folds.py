@@ -14,7 +14,8 @@ def subject_folds(subjects: list[str], k: int, seed: int = 0) -> list[tuple[np.n
     if k < 2:
         raise ValueError("need at least 2 folds")
     if k > len(unique):
-        raise ValueError(f"{k} folds need at least {k} subjects; the data has {len(unique)}")
+        fewer = f"--folds {len(unique)} or fewer" if len(unique) >= 2 else "--folds 0 (no cross-validation)"
+        raise ValueError(f"{k} folds need at least {k} subjects and the data has {len(unique)}: give {fewer}")
     rng = np.random.default_rng(seed)
     order = [unique[i] for i in rng.permutation(len(unique))]
     counts = {s: subjects.count(s) for s in unique}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,11 @@ from fer_ros.training.data.datasets import DatasetError, load_dataset
 from fer_ros.training.data.folds import subject_folds
 
 _WEIGHT = re.compile(r"^(.*):([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)$")
+# How long the other processes of a torchrun wait while rank 0 makes an image cache: a large dataset's takes tens of
+# minutes on a few cores, longer than the default process group's timeout (NCCL's: 10 minutes).
+CACHE_WAIT = timedelta(hours=12)
+# How many of the files a dataset's reader left out are named in the log and in the info
+SKIPPED_EXAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -81,9 +87,20 @@ class Samples:
 def load_samples(sources: list[Source], names: tuple[str, ...], frames: int, crop_cfg: CropConfig,
                  cache_dir: str | Path | None, progress: bool = True, borrow_neutral: bool = True,
                  log=print) -> tuple[Samples, dict]:
-    """Read, preprocess (cached) and join the sources. Classes outside `names` are left out (said through log).
-    Returns (samples, info: per dataset layout, counts, faces not found)."""
-    from fer_ros.training.data.cache import build_cache
+    """Read, preprocess (cached) and join the sources. Classes outside `names` and files that do not follow a
+    dataset's layout are left out (said through log). Under torchrun, rank 0 makes each image cache while the others
+    wait, and they load it (`shared_cache`). Returns (samples, info: per dataset layout, counts, files left out,
+    faces not found)."""
+    group = cache_group(cache_dir)
+    try:
+        return _load_samples(sources, names, frames, crop_cfg, cache_dir, progress, borrow_neutral, log, group)
+    finally:
+        if group is not None:
+            import torch.distributed as dist
+            dist.destroy_process_group(group)
+
+
+def _load_samples(sources, names, frames, crop_cfg, cache_dir, progress, borrow_neutral, log, group):
     seen: dict[str, int] = {}
     parts, info = [], {"datasets": {}}
     offset = 0
@@ -92,6 +109,8 @@ def load_samples(sources: list[Source], names: tuple[str, ...], frames: int, cro
                           borrow_neutral=borrow_neutral)
         name = src.name if src.name not in seen else f"{src.name}{seen[src.name] + 1}"
         seen[src.name] = seen.get(src.name, 0) + 1
+        if ds.skipped:
+            log(skipped_note(name, ds))
         unknown = sorted({s.label for s in ds.sequences} - set(names))
         if unknown:
             log(f"note: {name}: classes not in the class set are left out: {', '.join(unknown)}")
@@ -99,7 +118,7 @@ def load_samples(sources: list[Source], names: tuple[str, ...], frames: int, cro
         paths = sorted({str(p) for s in seqs for p in s.peaks} | {str(s.neutral) for s in seqs if s.neutral})
         if not paths:
             raise DatasetError(f"{src.root}: no samples of the classes {', '.join(names)}")
-        cache = build_cache([Path(p) for p in paths], crop_cfg, cache_dir, progress=progress)
+        cache = shared_cache([Path(p) for p in paths], crop_cfg, cache_dir, progress, group)
         index = cache.index()
         rows, dropped, faceless_reference = [], 0, []
         for s in seqs:
@@ -139,8 +158,9 @@ def load_samples(sources: list[Source], names: tuple[str, ...], frames: int, cro
             "neutral_borrowed": sum(s.neutral_borrowed and n >= 0 for s, _, n in rows),
             "self_reference": sum(s.self_reference and n >= 0 for s, _, n in rows),
             "per_class": {c: sum(s.label == c for s, _, _ in rows) for c in names},
-            "splits": sorted({s.split for s, _, _ in rows if s.split is not None}), **({"counts": ds.counts}
-                                                                                        if ds.counts else {})}
+            "splits": sorted({s.split for s, _, _ in rows if s.split is not None}),
+            "skipped": len(ds.skipped), "skipped_examples": ds.skipped[:SKIPPED_EXAMPLES],
+            **({"counts": ds.counts} if ds.counts else {})}
         offset += len(cache.paths)
     k = len(names)
     neutral, peaks, labels, targets, dataset, split, still, subjects, views, keys = ([] for _ in range(10))
@@ -175,6 +195,56 @@ def load_samples(sources: list[Source], names: tuple[str, ...], frames: int, cro
     info["samples"] = len(samples)
     info["per_class"] = {c: int((samples.labels == i).sum()) for i, c in enumerate(names)}
     return samples, info
+
+
+def skipped_note(name: str, ds) -> str:
+    """The log line of the files (and folders or label rows) a dataset's reader left out, with a few of them."""
+    shown = ", ".join(ds.skipped[:SKIPPED_EXAMPLES]) + (", ..." if len(ds.skipped) > SKIPPED_EXAMPLES else "")
+    return (f"note: {name}: {len(ds.skipped)} files, folders or label rows that do not follow the {ds.layout} "
+            f"layout are left out: {shown}")
+
+
+def cache_group(cache_dir: str | Path | None):
+    """A gloo group of every torchrun process, to wait in while rank 0 makes an image cache (a long wait: CACHE_WAIT);
+    None outside torchrun (torch.distributed not initialised, or one process) or without a cache folder to share."""
+    if cache_dir is None:
+        return None
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    return dist.new_group(backend="gloo", timeout=CACHE_WAIT)
+
+
+def shared_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path | None, progress: bool = True,
+                 group=None):
+    """The image cache of these images (build_cache). With a `group` (cache_group: under torchrun), rank 0 loads or
+    makes and saves it while the other processes wait, then they load the file it saved; what rank 0 raises (no
+    landmarker, say) is raised on every process."""
+    from fer_ros.training.data.cache import build_cache
+    if group is None:
+        return build_cache(paths, crop_cfg, cache_dir, progress=progress)
+    import torch.distributed as dist
+    cache, failure = None, None
+    if dist.get_rank() == 0:
+        try:
+            cache = build_cache(paths, crop_cfg, cache_dir, progress=progress)
+        except Exception as exc:  # noqa: BLE001 -- raised below, on every process
+            failure = exc
+    outcome = [None if failure is None else _picklable(failure)]
+    dist.broadcast_object_list(outcome, src=0, group=group)
+    if outcome[0] is not None:
+        raise failure if failure is not None else outcome[0]
+    return cache if cache is not None else build_cache(paths, crop_cfg, cache_dir, progress=False)
+
+
+def _picklable(exc: Exception) -> Exception:
+    """exc, or where it cannot be sent to the other processes, a RuntimeError that says the same."""
+    import pickle
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 -- any failure to pickle
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
 def _no_face_message(root: Path, cache, sequences: int) -> str:
