@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
+from torch.utils.data.distributed import DistributedSampler
 
 from fer_ros.difference_image import GEO_SPEC
 from fer_ros.nets.agn import agn_loss
@@ -183,13 +184,34 @@ def evaluate(model, loader, device, num_classes: int) -> dict:
             "probs": cat(probs), "top2": cat(top2)}
 
 
+def draw_seed(seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[int]:
+    """The seed of one epoch's reference draws, augmentation and dropout in one process: (seed, epoch), and under
+    torchrun (world above 1) the process's rank too, so that the processes draw differently."""
+    return [seed, epoch] if world <= 1 else [seed, epoch, rank]
+
+
+def seed_epoch(ds: SequenceSet, entropy: list[int]) -> None:
+    """Seed the dataset's draws and torch's (dropout) for one epoch from `entropy` (draw_seed)."""
+    ds.reseed(entropy)
+    torch.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+
+
+def rank_and_world(distributed: bool) -> tuple[int, int]:
+    """(rank, number of processes) of this process: (0, 1) outside torchrun."""
+    if not distributed:
+        return 0, 1
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
 def pretrain_geometric(model, samples: Samples, train_idx, args, seed: int, device, distributed: bool = False,
                        log=print) -> list[dict]:
     """--geo-epochs: train the geometric network alone, before the joint epochs, on the training samples whose
     reference is another image of the face (its own or, as the plan draws it, another moment of the subject): the
     K - 1 pair decisions that hold each sample's class (L2), with their own one-cycle schedule at --lr. The
     appearance network is left as it is. A model started from one trained on faces without references (--init)
-    has pair decisions that never saw a change: they learn here, at about a tenth of a joint epoch's cost."""
+    has pair decisions that never saw a change: they learn here, at about a tenth of a joint epoch's cost. Under
+    torchrun each process trains on its own share of those samples (a new share every epoch) and draws its own
+    augmentation."""
     core = model.module if distributed else model
     real = np.array([j for j in train_idx if samples.neutral[j] >= 0 and samples.neutral[j] not in samples.peaks[j]],
                     np.int64)
@@ -197,8 +219,8 @@ def pretrain_geometric(model, samples: Samples, train_idx, args, seed: int, devi
         return []
     plan = ReferencePlan(none=0.0, still=0.0, other=args.other_reference_prob, strength=args.moment_strength)
     ds = SequenceSet(samples, real, True, seed, None if args.no_augment else AugmentConfig(), plan, args.clip_input)
-    g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, generator=g, num_workers=0, drop_last=False)
+    rank, world = rank_and_world(distributed)
+    loader, shares = geometric_loader(ds, args.batch_size, seed, rank, world)
     params = list(core.geometric.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.geo_epochs * len(loader),
@@ -206,8 +228,9 @@ def pretrain_geometric(model, samples: Samples, train_idx, args, seed: int, devi
     rows = []
     core.train()
     for epoch in range(args.geo_epochs):
-        ds.reseed([seed, 1000 + epoch])
-        torch.manual_seed(int(np.random.SeedSequence([seed, 1000 + epoch]).generate_state(1)[0]))
+        if shares is not None:
+            shares.set_epoch(epoch)
+        seed_epoch(ds, draw_seed(seed, 1000 + epoch, rank, world))
         t0, total, n = time.perf_counter(), 0.0, 0
         for _, geo, _, y, _, _ in loader:
             geo, y = geo.to(device), y.to(device)
@@ -227,6 +250,17 @@ def pretrain_geometric(model, samples: Samples, train_idx, args, seed: int, devi
     log(f"[fer-train] geometric network alone: {args.geo_epochs} epochs on {len(real)} samples with a reference, "
         f"pair loss {rows[0]['l2']:.3f} -> {rows[-1]['l2']:.3f} ({sum(r['epoch_s'] for r in rows):.0f} s)")
     return rows
+
+
+def geometric_loader(ds: SequenceSet, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+    """(loader, sampler) of the geometric pre-training: every sample in a shuffled order in one process; under
+    torchrun (world above 1) this process's share of each epoch's order, padded so that every process makes the
+    same number of steps (the sampler: set_epoch before each epoch; None in one process)."""
+    if world <= 1:
+        g = torch.Generator().manual_seed(seed)
+        return DataLoader(ds, batch_size=batch_size, shuffle=True, generator=g, num_workers=0, drop_last=False), None
+    shares = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
+    return DataLoader(ds, batch_size=batch_size, sampler=shares, num_workers=0, drop_last=False), shares
 
 
 class EpochSampler(Sampler):
@@ -277,7 +311,8 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     train_ds = SequenceSet(samples, train_idx, True, seed, None if args.no_augment else AugmentConfig(), plan,
                            args.clip_input)
     epochs = WeightedEpochs(samples, np.asarray(train_idx), [s.weight for s in args.data], seed)
-    sampler = EpochSampler(epochs, train_idx, *((dist_ctx["rank"], dist_ctx["world"]) if dist_ctx else (0, 1)))
+    rank, world = (dist_ctx["rank"], dist_ctx["world"]) if dist_ctx else (0, 1)
+    sampler = EpochSampler(epochs, train_idx, rank, world)
     train_loader = make_loader(train_ds, args.batch_size, sampler)
     test_loader = (make_loader(SequenceSet(samples, test_idx, False, seed, clip_input=args.clip_input), 64)
                    if test_idx is not None and len(test_idx) else None)
@@ -320,11 +355,10 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
         if is_main and geo_rows:
             _write_csv(run_dir / "geo_log.csv", geo_rows)
     for epoch in range(start, args.epochs):
-        # the epoch's draws, augmentation and dropout depend on (seed, epoch) alone: a resumed run trains as the
-        # uninterrupted one would
+        # the epoch's draws, augmentation and dropout depend on (seed, epoch) alone, and the process's rank under
+        # torchrun: a resumed run trains as the uninterrupted one would
         sampler.set_epoch(epoch)
-        train_ds.reseed([seed, epoch])
-        torch.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+        seed_epoch(train_ds, draw_seed(seed, epoch, rank, world))
         t0 = time.perf_counter()
         stats = train_one_epoch(model, train_loader, optimizer, scheduler, device, progress)
         row = {"epoch": epoch, **stats, "lr": scheduler.get_last_lr()[0], "epoch_s": time.perf_counter() - t0}
