@@ -18,7 +18,10 @@ by the mesh network alone (`mesh.py`): the FaceLandmarker's graph costs about as
 on a 256 px crop, 2-core Xeon VM, 120 interleaved calls: 17.8 ms median against 10.1 ms through LiteRT). So while
 faces are known no whole-frame pass runs: each is landmarked on a view cut around its last points (side by side on
 the thread pool), a face the network no longer sees is looked for on a crop around its last box, and new faces are
-found by the tile search within `search_period_s`. With no face known, or without LiteRT, the passes below run.
+found by the tile search within `search_period_s` (on frames of any size: see tiles.MIN_SEARCH_SIDE_PX). With no
+face known, or without LiteRT, the passes below run. A frame on which every followed face is lost, and neither the
+crops nor the tile search find one, gets the whole-frame pass that looks for every face, so a cut to another face is
+reported on the frame of the cut (one pass more, on such frames only).
 
 In VIDEO mode MediaPipe's FaceLandmarker runs its face detector on every frame while it follows fewer faces than
 it may report. So while exactly one face is known, the whole-frame pass is a second VIDEO FaceLandmarker that
@@ -253,6 +256,8 @@ class MediaPipeLandmarker:
                  if ts_ms is not None and self.small_faces else None)
         search = None  # this frame's tiles, searched while the whole-frame pass runs
         following = bool(ts_ms is not None and self._follower is not None and self._known)
+        # faces were known and followed without looking for more: if all are lost, the whole frame is looked at
+        look_again = bool(self._known) and (following or self._whole_frame_task(ts_ms) is not self._landmarker)
         if self._pool is not None and ts_ms is not None:
             if not following:
                 ahead = {i: self._pool.submit(self._landmark_roi, frame, k.box, k.crop)
@@ -279,6 +284,9 @@ class MediaPipeLandmarker:
                 small = self._detect_small(frame, found, ts_ms, landmarked, searched)
                 found += [face for face, _ in small]
                 crops += [crop for _, crop in small]
+            if look_again and not found:  # e.g. a cut to another face: reported on this frame, not the next
+                found = self._detect_full(frame, ts_ms, self._landmarker)
+                crops, views = [None] * len(found), []
             # In VIDEO mode every face of this frame is followed next frame (mesh view), or looked for by its crop
             # if the whole-frame pass misses it then.
             views += [None] * (len(found) - len(views))
@@ -338,16 +346,19 @@ class MediaPipeLandmarker:
         self.close()
 
     # -- helpers -------------------------------------------------------------------------------------------------
-    def _detect_full(self, frame: np.ndarray, ts_ms: int | None) -> list:
-        """[(points478 px, blendshapes, names)] from the FaceLandmarker on the whole frame."""
+    def _whole_frame_task(self, ts_ms: int | None):
+        """The FaceLandmarker of this frame's whole-frame pass: in VIDEO mode, while exactly one face is known, the
+        one that follows it without looking for more (see the module docstring)."""
+        if ts_ms is not None and self._one_face is not None and len(self._known) == 1:
+            return self._one_face
+        return self._landmarker
+
+    def _detect_full(self, frame: np.ndarray, ts_ms: int | None, task=None) -> list:
+        """[(points478 px, blendshapes, names)] from the FaceLandmarker on the whole frame (`task`, by default
+        `_whole_frame_task`'s)."""
         image = mp_image(frame)
-        if ts_ms is not None:
-            task = self._landmarker
-            if self._one_face is not None and len(self._known) == 1:
-                task = self._one_face
-            result = task.detect_for_video(image, ts_ms)
-        else:
-            result = self._landmarker.detect(image)
+        task = self._whole_frame_task(ts_ms) if task is None else task
+        result = task.detect_for_video(image, ts_ms) if ts_ms is not None else task.detect(image)
         return _unpack(result, frame.shape[1], frame.shape[0], 0.0, 0.0)
 
     def _detect_small(self, frame: np.ndarray, found: list, ts_ms: int | None, landmarked: dict | None = None,

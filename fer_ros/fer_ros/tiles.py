@@ -7,6 +7,9 @@ import numpy as np
 
 from fer_ros import native_stderr
 
+# The smallest tile side (px): the face detector's input size.
+MIN_TILE_SIDE_PX = 128
+
 
 def box_of(points: np.ndarray) -> tuple[float, float, float, float]:
     """The (x0, y0, x1, y1) box around (N, 2 or 3) points."""
@@ -24,9 +27,10 @@ def iou(a, b) -> float:
 
 
 def tile_origins(frame: np.ndarray) -> tuple[int, list[tuple[int, int]]]:
-    """(side, [(x, y)] row by row): the overlapping square tiles of 2/3 of the frame's shorter side."""
+    """(side, [(x, y)] row by row): the overlapping square tiles of 2/3 of the frame's shorter side, at least
+    MIN_TILE_SIDE_PX and at most the shorter side (a frame that small is one tile, or a row of them)."""
     h, w = frame.shape[:2]
-    tile = max(128, int(min(h, w) * 2 / 3))
+    tile = min(min(h, w), max(MIN_TILE_SIDE_PX, int(min(h, w) * 2 / 3)))
     xs = sorted(set(list(range(0, max(1, w - tile + 1), tile // 2)) + [max(0, w - tile)]))
     ys = sorted(set(list(range(0, max(1, h - tile + 1), tile // 2)) + [max(0, h - tile)]))
     return tile, [(x, y) for y in ys for x in xs]
@@ -59,7 +63,9 @@ def merge_tile_boxes(per_tile: list[list[tuple]]) -> list[tuple[float, float, fl
 # every tile at once. (fer_node, one face at 30 Hz on a 2-core Xeon VM, ten paired runs of 15 s against 3 frames:
 # p95 latency lower in seven, median of the p95s 31.3 ms against 34.5; a new face is found up to 0.1 s later.)
 SWEEP_FRAMES = 6
-# Frames with a shorter side below this are not tiled for small faces (px).
+# Frames with a shorter side below this are not tiled for small faces while no face is known (px): the
+# whole-frame pass then looks for every face. While faces are known the search is how a new face is found (the
+# faces are followed without looking for more), so it then covers frames of any size.
 MIN_SEARCH_SIDE_PX = 256
 
 
@@ -67,7 +73,8 @@ class TileSearch:
     """The search for faces the landmarker's whole-frame pass misses: a face detector (the landmarker bundle's own,
     `detectors` copies, one per thread at a time) on the overlapping tiles of `tile_origins`, about 1.5 ms a tile.
     On a stream it runs at most every `period_s` of stream time, and only while there is room for more faces;
-    while faces are known a search is dealt over SWEEP_FRAMES frames.
+    while faces are known a search is dealt over SWEEP_FRAMES frames, and frames under MIN_SEARCH_SIDE_PX are
+    searched too.
 
     Used two ways: `search` (all tiles, on the calling thread: single images) and, on a stream, `plan` the tiles
     of this frame, then `detect` them on the calling thread or `submit` them to a thread pool."""
@@ -92,10 +99,10 @@ class TileSearch:
     def __len__(self) -> int:
         return len(self._detectors)
 
-    def due(self, frame: np.ndarray, ts_ms: int | None) -> bool:
-        """Whether a search may run on this frame: one big enough to tile, and (on a stream) no search in the last
-        period_s; a stream time that went back makes it due."""
-        if min(frame.shape[:2]) < MIN_SEARCH_SIDE_PX:
+    def due(self, frame: np.ndarray, ts_ms: int | None, known: int = 0) -> bool:
+        """Whether a search may run on this frame: one big enough to tile or, with `known` faces, any frame, and
+        (on a stream) no search in the last period_s; a stream time that went back makes it due."""
+        if not known and min(frame.shape[:2]) < MIN_SEARCH_SIDE_PX:
             return False
         if ts_ms is None or self._last_s is None:
             return True
@@ -112,7 +119,7 @@ class TileSearch:
             now, self._sweep = self._sweep[:per_frame], self._sweep[per_frame:]
             return tile, now
         self._sweep = []
-        if known >= max_faces or not self.due(frame, ts_ms):
+        if known >= max_faces or not self.due(frame, ts_ms, known):
             return None
         self._last_s = ts_ms / 1000.0
         tile, origins = tile_origins(frame)

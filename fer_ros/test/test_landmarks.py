@@ -406,12 +406,57 @@ def test_while_one_face_is_known_the_whole_frame_pass_follows_it(astronaut_rgb):
         assert lm._one_face is None  # one face at most: the whole-frame pass already follows one
 
 
+def _paste_head(frame, face_rgb, side, x0, y0, mirror=False):
+    """The astronaut's head region, `side` px square (mirrored: another face to the detector), pasted at (x0, y0)."""
+    head = cv2.resize(face_rgb[0:256, 96:352], (side, side), interpolation=cv2.INTER_AREA)
+    frame[y0:y0 + side, x0:x0 + side] = head[:, ::-1] if mirror else head
+    return frame
+
+
+@pytest.mark.parametrize("mesh_tracking", [False, True])
+@pytest.mark.parametrize("size", [(240, 320), (116, 300)])  # a small stream; one whose shorter side is under a tile
+def test_in_a_small_frame_a_face_that_comes_into_view_is_found_while_another_is_followed(astronaut_rgb, size,
+                                                                                           mesh_tracking):
+    """While a face is followed, no pass looks for more but the tile search, so it searches small frames too: a
+    second face is found within search_period_s and a sweep of SWEEP_FRAMES frames."""
+    from fer_ros.tiles import SWEEP_FRAMES
+    h, w = size
+    side = min(h, 2 * w // 5)
+    one = _paste_head(np.full((h, w, 3), 110, np.uint8), astronaut_rgb, side, 0, 0)
+    two = _paste_head(one.copy(), astronaut_rgb, side, w - side, h - side, mirror=True)
+    period_s, step_s = 0.2, 0.05
+    bound = round(period_s / step_s) + SWEEP_FRAMES
+    with MediaPipeLandmarker(mode="video", max_faces=4, search_period_s=period_s, threads=1,
+                             mesh_tracking=mesh_tracking) as lm:
+        stamps = iter(step_s * i for i in range(100))
+        assert [len(lm.detect(one, next(stamps))) for _ in range(5)] == [1] * 5
+        counts = [len(lm.detect(two, next(stamps))) for _ in range(bound + 2)]
+    assert 2 in counts[:bound] and counts[counts.index(2):] == [2] * (len(counts) - counts.index(2)), counts
+
+
+@pytest.mark.parametrize("mesh_tracking", [False, True])
+def test_a_cut_to_another_face_is_reported_on_the_frame_of_the_cut(astronaut_rgb, mesh_tracking):
+    """When every followed face is lost and neither the crops around them nor the tile search find a face, the
+    frame gets the whole-frame pass that looks for every face: one pass more, on that frame only."""
+    left = _paste_head(np.full((480, 640, 3), 110, np.uint8), astronaut_rgb, 230, 0, 100)
+    right = _paste_head(np.full((480, 640, 3), 110, np.uint8), astronaut_rgb, 230, 640 - 230, 100, mirror=True)
+    with MediaPipeLandmarker(mode="video", max_faces=4, search_period_s=100.0, threads=1,
+                             mesh_tracking=mesh_tracking) as lm:
+        used = record_whole_frame_passes(lm)
+        sides = []
+        for i, frame in enumerate([left] * 4 + [right] * 4):  # the search is not due at the cut
+            sides.append("".join("L" if f.box[2] < 320 else "R" if f.box[0] > 320 else "?"
+                                 for f in lm.detect(frame, i / 30)))
+    assert sides == ["L"] * 4 + ["R"] * 4, sides
+    assert used.count("_landmarker") == 2  # the first frame and the frame of the cut
+
+
 def test_the_tile_search_plan_keeps_its_period_and_deals_a_search_over_frames():
     import io
     import zipfile
 
     from fer_ros.landmarker_model import default_landmarker_model
-    from fer_ros.tiles import MIN_SEARCH_SIDE_PX, SWEEP_FRAMES, TileSearch, tile_origins
+    from fer_ros.tiles import MIN_SEARCH_SIDE_PX, MIN_TILE_SIDE_PX, SWEEP_FRAMES, TileSearch, tile_origins
     with zipfile.ZipFile(io.BytesIO(default_landmarker_model().read_bytes())) as z:
         search = TileSearch(z.read("face_detector.tflite"), 1, 0.5, period_s=1.0)
     try:
@@ -427,5 +472,11 @@ def test_the_tile_search_plan_keeps_its_period_and_deals_a_search_over_frames():
         assert search.plan(frame, 900, known=0, max_faces=4) == (tile, every)  # stream time went back: due
         small = np.full((MIN_SEARCH_SIDE_PX - 1, 640, 3), 110, np.uint8)
         assert not search.due(small, None) and search.search(frame) == []
+        assert search.due(small, None, known=1)  # faces known: the search is how new ones are found
+        for shape in [(MIN_SEARCH_SIDE_PX - 1, 640), (100, 300), (100, 100)]:
+            side, origins = tile_origins(np.zeros(shape + (3,), np.uint8))
+            assert side == min(shape[0], max(MIN_TILE_SIDE_PX, shape[0] * 2 // 3)) and origins
+            assert all(x + side <= shape[1] and y + side <= shape[0] for x, y in origins)  # tiles in the frame
+            assert max(x for x, _ in origins) + side == shape[1] and max(y for _, y in origins) + side == shape[0]
     finally:
         search.close()
