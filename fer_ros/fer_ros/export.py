@@ -1,8 +1,12 @@
 """Export a trained AGN3D to a model directory: model.pt (state dict), model.onnx (probs graph), optionally
-model.ts (TorchScript), and manifest.json with their sha256; the ONNX graph is checked against torch."""
+model.ts (TorchScript), and manifest.json with their sha256; the ONNX graph is checked against torch. The files are
+written and checked in a folder beside the model directory and move into it only once every check passed."""
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import uuid
 import warnings
 from pathlib import Path
 
@@ -10,7 +14,7 @@ import numpy as np
 import torch
 
 from fer_ros.difference_image import SIZE as GEO_SIZE
-from fer_ros.manifest import Manifest, ModelError, load_manifest, sha256_file
+from fer_ros.manifest import MANIFEST_NAME, Manifest, ModelError, load_manifest, sha256_file
 from fer_ros.nets.agn import AGN3D, ProbsOnly
 from fer_ros.nets.deploy import inference_form
 from fer_ros.nets.registry import create_model
@@ -50,10 +54,30 @@ def export_onnx(model: AGN3D, manifest: Manifest, path: Path) -> None:
 def export_model(model: AGN3D, manifest: Manifest, out_dir: str | Path, torchscript: bool = False,
                  atol: float = 1e-4) -> Manifest:
     """Write the model directory and return its manifest (files and sha256 filled in). Raises ModelError when the
-    ONNX graph does not reproduce the torch probabilities within `atol`."""
+    ONNX graph does not reproduce the torch probabilities within `atol`. The files are made and checked in a
+    folder beside `out_dir` and move into it only once they passed, so a failed or interrupted export leaves a model
+    already in `out_dir` as it was."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
+    target = out.resolve()
+    if target.exists() and not target.is_dir():
+        raise ModelError(f"{out} is a file, not a model directory; export to a folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = target.parent / f".{target.name}.export-{uuid.uuid4().hex[:12]}"
+    work.mkdir()
+    try:
+        names = write_model_files(model.eval(), manifest, work, torchscript, atol, target)
+        move_in(work, target, names)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    manifest.directory = out
+    return manifest
+
+
+def write_model_files(model: AGN3D, manifest: Manifest, out: Path, torchscript: bool, atol: float,
+                      target: Path) -> list[str]:
+    """Write model.pt, model.onnx (model.ts) and manifest.json to the folder `out` and return their names, the
+    manifest last; ModelError, naming the model directory `target` they are for, when the ONNX graph strays from
+    torch by more than `atol`."""
     torch.save(model.state_dict(), out / "model.pt")
     export_onnx(model, manifest, out / "model.onnx")
     files = {"state_dict": "model.pt", "onnx": "model.onnx"}
@@ -65,12 +89,26 @@ def export_model(model: AGN3D, manifest: Manifest, out_dir: str | Path, torchscr
         files["torchscript"] = "model.ts"
     parity = onnx_parity(model, out / "model.onnx", manifest)
     if parity > atol:
-        raise ModelError(f"{out / 'model.onnx'}: ONNX probabilities differ from torch by {parity:.2e} "
-                         f"(> {atol:.0e}); the export is wrong")
+        raise ModelError(f"{target / 'model.onnx'}: ONNX probabilities differ from torch by {parity:.2e} "
+                         f"(> {atol:.0e}); the export is wrong, nothing was written to {target}")
     manifest.files = {role: {"path": name, "sha256": sha256_file(out / name)} for role, name in files.items()}
     manifest.training = dict(manifest.training, export_onnx_max_abs_diff=parity)
     manifest.save(out)
-    return manifest
+    return [*files.values(), MANIFEST_NAME]
+
+
+def move_in(work: Path, out: Path, names: list[str]) -> None:
+    """Move the checked files `names` (the manifest last) from the folder `work` into the model directory `out`
+    (beside it, on the same file system): the folder itself where there is none yet, else file by file after the
+    old manifest is removed, so that `out` never holds a manifest beside files it does not describe."""
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        os.replace(work, out)
+        return
+    (out / MANIFEST_NAME).unlink(missing_ok=True)
+    for name in names:
+        os.replace(work / name, out / name)
 
 
 def onnx_parity(model: AGN3D, onnx_path: Path, manifest: Manifest) -> float:
@@ -90,7 +128,12 @@ def onnx_parity(model: AGN3D, onnx_path: Path, manifest: Manifest) -> float:
 def load_torch_model(model_dir: str | Path, manifest: Manifest | None = None) -> tuple[AGN3D, Manifest]:
     """Build the model from its manifest and load model.pt with weights_only=True (the file stays data)."""
     manifest = manifest or load_manifest(model_dir)
-    model = create_model(manifest.arch, num_classes=manifest.num_classes, **manifest.arch_cfg)
+    try:
+        model = create_model(manifest.arch, num_classes=manifest.num_classes, **manifest.arch_cfg)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{manifest.directory / MANIFEST_NAME}: arch {manifest.arch!r} with its arch_cfg does not "
+                         f"build a network ({type(exc).__name__}: {exc}); re-export the model or use a fer_ros "
+                         f"version that knows this network") from None
     path = manifest.file("state_dict")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

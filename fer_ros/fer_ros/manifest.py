@@ -4,9 +4,11 @@ A model directory holds manifest.json, model.onnx (the inference graph: (clip, g
 model.pt (a torch state dict, loaded with weights_only=True). The manifest records the class set and names, the
 architecture and its config, the preprocessing spec (crop, LBP, landmark scheme, difference image: see
 preprocess.PREPROCESS_SPEC) and the sha256 of every file. `load_manifest` refuses a model whose manifest is
-malformed, whose files are missing, altered or named outside its directory, whose network was built for other clips
-than its preprocessing makes, or whose classes or preprocessing differ from this code, with a message naming the file
-and what to do.
+malformed, whose files are missing, altered or lie outside its directory (by name or through a link), whose ONNX graphs
+read weights from a file beside them (which no sha256 covers), whose network was built for other clips or difference
+images than its preprocessing makes, or whose classes or preprocessing differ from this code, with a message naming
+the file and what to do. The model's directory is the folder that holds its manifest.json, links followed (an install
+space that links each file of a model to the source tree is the model in the source tree).
 """
 from __future__ import annotations
 
@@ -22,6 +24,9 @@ FORMAT = "fer_ros.model/1"
 MANIFEST_NAME = "manifest.json"
 GET_A_MODEL = ("use the model shipped in fer_ros/models/agn8_ferplus_kdef_ckplus, or train and export one with "
                "`fer-train` (see README)")
+# arch_cfg keys the code reads as numbers, and those it passes on to the networks as keyword objects
+ARCH_CFG_COUNTS = ("size", "frames", "geo_channels", "geo_size")
+ARCH_CFG_OBJECTS = ("app", "geo")
 
 
 class ModelError(RuntimeError):
@@ -112,6 +117,8 @@ def _check_types(data: dict, path: Path) -> None:
     for key in ("arch_cfg", "preprocess", "files", "training"):
         if not isinstance(data.get(key, {}), dict):
             problems.append(f"{key} is not an object")
+    if isinstance(data["arch_cfg"], dict):
+        problems += _arch_cfg_problems(data["arch_cfg"])
     if isinstance(data["preprocess"], dict):
         for key in ("clip", "crop", "lbp", "landmark_scheme", "difference_image"):
             if not isinstance(data["preprocess"].get(key, {}), dict):
@@ -129,6 +136,109 @@ def _check_types(data: dict, path: Path) -> None:
                 problems.append(f"files.{role} is not {{\"path\": ..., \"sha256\": ...}}")
     if problems:
         raise ModelError(f"{path}: malformed manifest ({'; '.join(problems)}); re-export the model or {GET_A_MODEL}")
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _arch_cfg_problems(cfg: dict) -> list[str]:
+    """What in an arch_cfg does not have the type the code reads it as (absent keys take the networks' defaults)."""
+    problems = [f"arch_cfg.{key} is not a positive integer" for key in ARCH_CFG_COUNTS
+                if key in cfg and not _is_count(cfg[key])]
+    problems += [f"arch_cfg.{key} is not an object" for key in ARCH_CFG_OBJECTS
+                 if key in cfg and not isinstance(cfg[key], dict)]
+    if "flip_tta" in cfg and not isinstance(cfg["flip_tta"], bool):
+        problems.append("arch_cfg.flip_tta is not true or false")
+    if "clip_input" in cfg and not isinstance(cfg["clip_input"], str):
+        problems.append("arch_cfg.clip_input is not a string")
+    return problems
+
+
+def _check_inside(path: Path, m: Manifest) -> None:
+    """ModelError unless every file the manifest lists lies in the model directory, by its name and once links
+    are followed."""
+    for role, entry in m.files.items():
+        rel = Path(entry["path"])
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ModelError(f"{path}: the {role} file {entry['path']!r} lies outside the model directory; a model's "
+                             f"files sit in its own directory -- re-export the model or {GET_A_MODEL}")
+        target = (m.directory / rel).resolve()
+        if not target.is_relative_to(m.directory):
+            raise ModelError(f"{path}: the {role} file {entry['path']!r} leads through a link to {target}, outside "
+                             f"the model directory {m.directory}; copy the file into the model directory or re-export "
+                             f"the model")
+
+
+def _check_arch_fits_spec(path: Path, m: Manifest) -> None:
+    """ModelError unless the network's clip input, frames, crop size and difference image (arch_cfg, where it
+    names them) are those the preprocessing spec makes."""
+    built_for = m.arch_cfg.get("clip_input", BASE_CLIP_INPUT)
+    if built_for != m.clip_input:
+        raise ModelError(f"{path}: the network takes clip input {built_for!r} but the preprocessing spec makes "
+                         f"{m.clip_input!r}; the manifest is inconsistent -- re-export the model")
+    geo = m.preprocess["difference_image"]
+    for what, net_key, spec_value in (("frames per clip", "frames", m.window_length),
+                                      ("crop size", "size", m.crop_size),
+                                      ("px difference images", "geo_size", int(geo["size"])),
+                                      ("difference image channels", "geo_channels", len(geo["channels"]))):
+        if net_key in m.arch_cfg and m.arch_cfg[net_key] != spec_value:
+            raise ModelError(f"{path}: the network takes {m.arch_cfg[net_key]!r} {what} but the preprocessing "
+                             f"spec makes {spec_value!r} (arch_cfg.{net_key}); the manifest is inconsistent -- "
+                             f"re-export the model")
+
+
+def _graph_tensors(graph):
+    """Every tensor a GraphProto holds: initializers (sparse ones too) and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        yield from _node_tensors(node)
+
+
+def _node_tensors(node):
+    """Every tensor a NodeProto's attributes hold (a Constant's value, a loop body's initializers, ...)."""
+    for attr in node.attribute:
+        if attr.HasField("t"):
+            yield attr.t
+        yield from attr.tensors
+        sparse_tensors = [attr.sparse_tensor] if attr.HasField("sparse_tensor") else []
+        for sparse in [*sparse_tensors, *attr.sparse_tensors]:
+            yield from (sparse.values, sparse.indices)
+        if attr.HasField("g"):
+            yield from _graph_tensors(attr.g)
+        for sub in attr.graphs:
+            yield from _graph_tensors(sub)
+
+
+def external_tensors(path: str | Path) -> list[str]:
+    """Names of the tensors of an ONNX graph file whose data lies in another file (data_location EXTERNAL):
+    initializers and constants of the graph, its subgraphs and its functions. [] for a file that is no ONNX
+    model (the runtime that reads it refuses it with its own message)."""
+    try:
+        import onnx
+    except ImportError:
+        raise ModelError(f"{path}: the onnx package, which checks the model's ONNX graphs, is not installed; "
+                         f"`pip install onnx`") from None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 -- protobuf's DecodeError and onnx's own errors: not an ONNX model
+        return []
+    tensors = list(_graph_tensors(model.graph))
+    for function in model.functions:
+        for node in function.node:
+            tensors += _node_tensors(node)
+    return [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
+
+
+def _check_graph_holds_its_weights(path: Path, role: str) -> None:
+    outside = external_tensors(path)
+    if outside:
+        raise ModelError(f"{path}: the {role} graph reads {len(outside)} weight tensor(s) ({', '.join(outside[:3])}"
+                         f"{', ...' if len(outside) > 3 else ''}) from another file, which no sha256 in the manifest "
+                         f"covers; a model's ONNX graph must hold its weights in the one file (as `fer-train "
+                         f"--export` writes it) -- re-export the model or {GET_A_MODEL}")
 
 
 def load_manifest(model: str | Path, verify_files: bool = True) -> Manifest:
@@ -154,12 +264,8 @@ def load_manifest(model: str | Path, verify_files: bool = True) -> Manifest:
     _check_types(data, path)
     known = {k: data[k] for k in Manifest.__dataclass_fields__ if k in data and k != "directory"}
     m = Manifest(**known)
-    m.directory = path.parent.resolve()
-    for role, entry in m.files.items():
-        rel = Path(entry["path"])
-        if rel.is_absolute() or ".." in rel.parts:
-            raise ModelError(f"{path}: the {role} file {entry['path']!r} lies outside the model directory; a model's "
-                             f"files sit in its own directory -- re-export the model or {GET_A_MODEL}")
+    m.directory = path.resolve().parent
+    _check_inside(path, m)
     expected = CLASS_SETS.get(m.class_set)
     if expected is None:
         raise ModelError(f"{path}: unknown class set {m.class_set!r} (this fer_ros knows "
@@ -169,17 +275,9 @@ def load_manifest(model: str | Path, verify_files: bool = True) -> Manifest:
                          f"{list(expected)}; retrain the model with this version")
     try:
         check_preprocess_spec(m.preprocess)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise ModelError(f"{path}: {exc}") from None
-    built_for = m.arch_cfg.get("clip_input", BASE_CLIP_INPUT)
-    if built_for != m.clip_input:
-        raise ModelError(f"{path}: the network takes clip input {built_for!r} but the preprocessing spec makes "
-                         f"{m.clip_input!r}; the manifest is inconsistent -- re-export the model")
-    for what, net_key, spec_value in (("frames per clip", "frames", m.window_length),
-                                      ("crop size", "size", m.crop_size)):
-        if net_key in m.arch_cfg and m.arch_cfg[net_key] != spec_value:
-            raise ModelError(f"{path}: the network takes {m.arch_cfg[net_key]!r} {what} but the preprocessing "
-                             f"spec makes {spec_value!r}; the manifest is inconsistent -- re-export the model")
+    _check_arch_fits_spec(path, m)
     if verify_files:
         for role, entry in m.files.items():
             f = m.directory / entry["path"]
@@ -191,4 +289,6 @@ def load_manifest(model: str | Path, verify_files: bool = True) -> Manifest:
                 raise ModelError(f"{f}: sha256 {digest[:12]}... does not match the manifest's "
                                  f"{entry['sha256'][:12]}...; the file is corrupt or was changed -- restore it "
                                  f"or {GET_A_MODEL}")
+            if role.startswith("onnx") or f.suffix == ".onnx":  # the graphs: onnx, onnx_int8
+                _check_graph_holds_its_weights(f, role)
     return m

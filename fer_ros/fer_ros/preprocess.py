@@ -158,9 +158,9 @@ def check_preprocess_spec(spec: dict) -> None:
     name = spec_clip_input(spec)
     if name not in CLIP_INPUTS:
         problems.append(f"clip input {name!r} unknown to this code (known: {', '.join(CLIP_INPUTS)})")
-    elif int(clip.get("channels", clip_channels(name))) != clip_channels(name):
-        problems.append(f"clip input {name!r} has {clip_channels(name)} channels here, the manifest says "
-                        f"{clip.get('channels')}")
+    elif clip.get("channels", clip_channels(name)) != clip_channels(name):
+        problems.append(f"clip input {name!r} has {clip_channels(name)} channels here, the manifest's "
+                        f"clip.channels says {clip.get('channels')!r}")
     crop = spec.get("crop")
     if crop is None:
         problems.append("crop missing")

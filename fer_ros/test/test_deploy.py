@@ -119,3 +119,75 @@ def test_the_exported_graph_has_no_3d_convolution_and_matches_torch(tmp_path):
     conv_weights = [node.input[1] for node in graph.node if node.op_type == "Conv"]
     assert conv_weights and all(w in dims for w in conv_weights)
     assert {dims[w] for w in conv_weights} == {4}
+
+
+def _small_res_manifest(name: str = "small"):
+    from fer_ros.classes import class_names
+    from fer_ros.crop import CropConfig
+    from fer_ros.manifest import Manifest
+    from fer_ros.preprocess import PREPROCESS_SPEC
+    return Manifest(name=name, class_set="ckplus8", class_names=list(class_names("ckplus8")), arch="agn3d_res",
+                    arch_cfg=dict(SMALL_RES_CFG),
+                    preprocess=PREPROCESS_SPEC(CropConfig(size=32), clip_input=SMALL_RES_CFG["clip_input"]))
+
+
+def _folder(path) -> dict:
+    return {p.name: p.read_bytes() for p in path.iterdir()}
+
+
+@pytest.mark.parametrize("failure", ["parity", "interrupted"])
+def test_a_failed_export_over_a_model_leaves_that_model_as_it_was(tmp_path, monkeypatch, failure):
+    """The new files are made and checked beside the model directory; nothing of them reaches it, or stays beside
+    it, when a check fails or the export is interrupted."""
+    pytest.importorskip("onnx")
+    from fer_ros import export
+    from fer_ros.manifest import ModelError, load_manifest
+    out = tmp_path / "model"
+    export.export_model(_small_res_model(seed=3), _small_res_manifest(), out)
+    (out / "MODEL_CARD.md").write_text("the card\n")
+    before = _folder(out)
+    if failure == "parity":
+        with pytest.raises(ModelError, match=rf"{out}/model.onnx: ONNX probabilities differ from torch .* nothing "
+                                             rf"was written to {out}"):
+            export.export_model(_small_res_model(seed=4), _small_res_manifest(), out, atol=-1.0)
+    else:
+        def interrupted(*args):
+            raise KeyboardInterrupt
+        monkeypatch.setattr(export, "onnx_parity", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            export.export_model(_small_res_model(seed=4), _small_res_manifest(), out)
+    assert _folder(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    load_manifest(out)
+
+
+def test_an_export_over_a_model_replaces_its_files_and_keeps_the_others(tmp_path):
+    pytest.importorskip("onnx")
+    from fer_ros.export import export_model
+    from fer_ros.manifest import load_manifest, sha256_file
+    out = tmp_path / "model"
+    export_model(_small_res_model(seed=3), _small_res_manifest("first"), out)
+    (out / "MODEL_CARD.md").write_text("the card\n")
+    old = sha256_file(out / "model.pt")
+    made = export_model(_small_res_model(seed=4), _small_res_manifest("second"), out)
+    assert made.directory == out
+    loaded = load_manifest(out)
+    assert loaded.name == "second" and sha256_file(out / "model.pt") != old
+    assert (out / "MODEL_CARD.md").read_text() == "the card\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_fer_train_does_not_export_over_a_model_unless_told_to(tmp_path, capsys):
+    """Refused before any data is read: --data names nothing here, so going further fails on the data instead."""
+    from fer_ros.training import train
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}")
+    argv = ["--data", str(tmp_path / "no_data"), "--folds", "0", "--export", str(out)]
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"fer-train: {out} already holds a model (manifest.json)" in err and "--overwrite" in err
+    assert train.main([*argv, "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a model" not in err and "no_data" in err
+    assert (out / "manifest.json").read_text() == "{}"

@@ -373,6 +373,151 @@ def test_a_network_built_for_other_clips_than_the_preprocessing_makes_is_refused
         load_engine(model_copy, backend="onnxruntime")
 
 
+@pytest.mark.parametrize("backend,what,edit", [
+    ("onnxruntime", r"clip.channels says \[3\]", lambda d: d["preprocess"]["clip"].__setitem__("channels", [3])),
+    ("torch", "arch_cfg.app is not an object", lambda d: d["arch_cfg"].__setitem__("app", "x")),
+    ("torch", "arch_cfg.geo is not an object", lambda d: d["arch_cfg"].__setitem__("geo", [4])),
+    ("onnxruntime", "arch_cfg.geo_channels is not a positive integer",
+     lambda d: d["arch_cfg"].__setitem__("geo_channels", "two")),
+    ("onnxruntime", "arch_cfg.size is not a positive integer", lambda d: d["arch_cfg"].__setitem__("size", 32.5)),
+    ("torch", "arch_cfg does not build a network .*unexpected keyword argument 'bogus'",
+     lambda d: d["arch_cfg"].__setitem__("bogus", 1)),
+    ("torch", "arch_cfg does not build a network .*unexpected keyword argument 'depth'",
+     lambda d: d["arch_cfg"]["app"].__setitem__("depth", 2)),
+])
+def test_a_manifest_field_the_code_cannot_use_is_a_model_error_naming_it(model_copy, backend, what, edit):
+    _edit_manifest(model_copy, edit)
+    with pytest.raises(ModelError, match=rf"manifest.json: .*{what}"):
+        load_engine(model_copy, backend=backend, device="cpu")
+
+
+@pytest.mark.parametrize("key,value,what", [("geo_size", 16, "px difference images"),
+                                            ("geo_channels", 3, "difference image channels")])
+def test_a_network_built_for_other_difference_images_than_the_preprocessing_makes_is_refused(model_copy, key, value,
+                                                                                              what):
+    _edit_manifest(model_copy, lambda d: d["arch_cfg"].__setitem__(key, value))
+    for backend in ("onnxruntime", "torch"):
+        with pytest.raises(ModelError, match=rf"the network takes {value} {what} but the preprocessing spec makes "
+                                             rf"\d+ \(arch_cfg.{key}\)"):
+            load_engine(model_copy, backend=backend, device="cpu")
+
+
+def _rewrite_graph(model: Path, edit) -> None:
+    """Edit model.onnx (`edit(graph)` on its GraphProto) and record its new sha256."""
+    import onnx
+    proto = onnx.load(str(model / "model.onnx"))
+    edit(proto.graph)
+    onnx.save(proto, str(model / "model.onnx"))
+    _resign(model, "onnx")
+
+
+def _seven_classes(graph) -> None:
+    """probs keeps the first 7 of the 8 classes."""
+    from onnx import TensorProto, helper
+    for node in graph.node:
+        node.output[:] = ["probs_all" if o == "probs" else o for o in node.output]
+    graph.initializer.extend([helper.make_tensor("first", TensorProto.INT64, [1], [0]),
+                              helper.make_tensor("last", TensorProto.INT64, [1], [7]),
+                              helper.make_tensor("axis", TensorProto.INT64, [1], [1])])
+    graph.node.append(helper.make_node("Slice", ["probs_all", "first", "last", "axis"], ["probs"]))
+    graph.output[0].type.tensor_type.shape.dim[1].dim_value = 7
+
+
+def _valid_renamed(graph) -> None:
+    """The input geo_valid is called valid."""
+    for node in graph.node:
+        node.input[:] = ["valid" if i == "geo_valid" else i for i in node.input]
+    next(i for i in graph.input if i.name == "geo_valid").name = "valid"
+
+
+@pytest.mark.parametrize("edit,what", [
+    (_seven_classes, r"output 'probs' is \(batch, 7\), one probability per class of the manifest's 8 is \(B, 8\)"),
+    (_valid_renamed, "input 'valid' is not one the network takes; no input 'geo_valid'"),
+])
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_graph_whose_inputs_or_outputs_differ_from_the_manifest_is_refused_at_load(model_copy, tmp_path, edit, what,
+                                                                                    cached):
+    _rewrite_graph(model_copy, edit)
+    with pytest.raises(ModelError, match=rf"model.onnx: the graph does not fit its manifest \({what}.*re-export"):
+        load_engine(model_copy, backend="onnxruntime", device="cpu", cache_dir=tmp_path if cached else None)
+
+
+def test_a_graph_for_another_crop_than_the_manifest_says_is_refused_at_load(model_copy, tmp_path):
+    """A manifest consistent in itself (network and preprocessing at 40 px) beside a graph that takes 32 px crops."""
+    def crop_40(d):
+        d["arch_cfg"]["size"] = 40
+        d["preprocess"]["crop"]["size"] = 40
+    _edit_manifest(model_copy, crop_40)
+    with pytest.raises(ModelError, match=r"the graph does not fit its manifest \(input 'clip' is "
+                                         r"\(batch, 1, 3, 32, 32\), the manifest's network takes \(B, 1, 3, 40, 40\)"):
+        load_engine(model_copy, backend="onnxruntime", device="cpu", cache_dir=tmp_path)
+
+
+def _weights_beside(model: Path) -> None:
+    """model.onnx with its weights moved to weights.bin beside it (ONNX external data), its sha256 recorded."""
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data
+    proto = onnx.load(str(model / "model.onnx"))
+    convert_model_to_external_data(proto, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    onnx.save(proto, str(model / "model.onnx"))
+    _resign(model, "onnx")
+
+
+def _branch_weights_beside(model: Path) -> None:
+    """model.onnx with an If node whose branches hold a tensor in weights.bin beside it, its sha256 recorded."""
+    import onnx
+    from onnx import TensorProto, helper
+    from onnx.external_data_helper import set_external_data
+    weight = helper.make_tensor("branch_w", TensorProto.FLOAT, [4], np.ones(4, np.float32).tobytes(), raw=True)
+    set_external_data(weight, location="weights.bin")
+    out = helper.make_tensor_value_info("branch_out", TensorProto.FLOAT, [4])
+    branch = helper.make_graph([helper.make_node("Identity", ["branch_w"], ["branch_out"])], "branch", [], [out],
+                               initializer=[weight])
+
+    def add_branch(graph):
+        graph.initializer.append(helper.make_tensor("branch_cond", TensorProto.BOOL, [], [True]))
+        graph.node.append(helper.make_node("If", ["branch_cond"], ["branch_result"], then_branch=branch,
+                                           else_branch=branch))
+    _rewrite_graph(model, add_branch)
+
+
+@pytest.mark.parametrize("move", [_weights_beside, _branch_weights_beside])
+def test_a_graph_that_reads_its_weights_from_another_file_is_refused(model_copy, tmp_path, move):
+    """No sha256 covers weights.bin: a graph must hold its weights itself, whichever backend runs the model."""
+    move(model_copy)
+    assert (model_copy / "weights.bin").is_file()
+    for backend in ("onnxruntime", "torch"):
+        with pytest.raises(ModelError, match=r"model.onnx: the onnx graph reads \d+ weight tensor\(s\) .* from "
+                                             r"another file.*must hold its weights in the one file"):
+            load_engine(model_copy, backend=backend, device="cpu", cache_dir=tmp_path)
+
+
+def test_a_model_file_reached_through_a_link_out_of_the_model_directory_is_refused(model_copy, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (model_copy / "model.pt").rename(elsewhere / "model.pt")
+    (model_copy / "model.pt").symlink_to(elsewhere / "model.pt")
+    with pytest.raises(ModelError, match=r"the state_dict file 'model.pt' leads through a link to .*elsewhere/model.pt, "
+                                         r"outside the model directory"):
+        load_engine(model_copy, backend="torch", device="cpu")
+    (model_copy / "model.onnx").rename(elsewhere / "model.onnx")
+    (model_copy / "sub").symlink_to(elsewhere)
+    _edit_manifest(model_copy, lambda d: d["files"]["onnx"].__setitem__("path", "sub/model.onnx"))
+    with pytest.raises(ModelError, match=r"the onnx file 'sub/model.onnx' leads through a link"):
+        load_manifest(model_copy, verify_files=False)
+
+
+def test_a_model_folder_of_links_to_a_model_is_that_model(model_dir, tmp_path):
+    """As a colcon --symlink-install share folder: each file a link into the model's own folder."""
+    linked = tmp_path / "share" / "model"
+    linked.mkdir(parents=True)
+    for f in model_dir.iterdir():
+        (linked / f.name).symlink_to(f)
+    assert load_manifest(linked).directory == model_dir.resolve()
+    for backend in ("onnxruntime", "torch"):
+        assert load_engine(linked, backend=backend, device="cpu", cache_dir=tmp_path / "cache").class_names
+
+
 def test_auto_runs_a_model_without_an_onnx_graph_on_torch(model_copy):
     _edit_manifest(model_copy, lambda d: d["files"].pop("onnx"))
     engine = load_engine(model_copy, backend="auto", device="cpu")
@@ -522,6 +667,12 @@ def _ort_session_reporting(monkeypatch, providers=None, run_error=None):
         def get_providers(self):
             return list(providers) if providers is not None else self.inner.get_providers()
 
+        def get_inputs(self):
+            return self.inner.get_inputs()
+
+        def get_outputs(self):
+            return self.inner.get_outputs()
+
         def run(self, *args, **kwargs):
             if run_error is not None:
                 raise run_error
@@ -564,6 +715,17 @@ def test_a_tensorrt_load_that_writes_no_plan_is_not_called_cached(model_dir, tmp
     assert "cached" not in engine.describe().split(" (")[0]
     assert any("TensorRT wrote no engine file" in n for n in engine.notes), engine.notes
     assert not list(tmp_path.glob("*/entry.json"))
+
+
+def test_a_graph_whose_output_differs_from_the_manifest_is_refused_by_the_tensorrt_provider_too(model_copy, tmp_path,
+                                                                                              monkeypatch):
+    _rewrite_graph(model_copy, _seven_classes)
+    _trt_machine(monkeypatch, runtime=hardware.module_version("onnxruntime"))
+    monkeypatch.setattr(hardware, "ort_providers", lambda: ("TensorrtExecutionProvider", "CPUExecutionProvider"))
+    _ort_session_reporting(monkeypatch, providers=["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(ModelError, match=r"model.onnx: the graph does not fit its manifest \(output 'probs' is "
+                                         r"\(batch, 7\)"):
+        load_engine(model_copy, backend="tensorrt", cache_dir=tmp_path)
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA GPU")

@@ -129,6 +129,24 @@ def test_a_changed_int8_file_is_refused(int8_dir, tmp_path):
         load_engine(copy, backend="onnxruntime", device="cpu")
 
 
+def test_an_int8_graph_that_reads_its_weights_from_another_file_is_refused(int8_dir, tmp_path):
+    """No sha256 covers weights.bin beside model.int8.onnx: the int8 graph must hold its weights itself."""
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data
+    copy = tmp_path / "model"
+    shutil.copytree(int8_dir, copy)
+    graph = onnx.load(str(copy / quantize.INT8_FILE))
+    convert_model_to_external_data(graph, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    onnx.save(graph, str(copy / quantize.INT8_FILE))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"][quantize.INT8_ROLE]["sha256"] = sha256_file(copy / quantize.INT8_FILE)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert (copy / "weights.bin").is_file()
+    with pytest.raises(ModelError, match=r"model.int8.onnx: the onnx_int8 graph reads \d+ weight tensor\(s\) .* "
+                                         r"must hold its weights in the one file"):
+        load_engine(copy, backend="onnxruntime", device="cpu", int8=True, cache_dir=tmp_path / "cache")
+
+
 def test_a_graph_that_strays_from_fp32_is_refused_and_nothing_recorded(fp32_dir, tmp_path, monkeypatch):
     copy = tmp_path / "model"
     shutil.copytree(fp32_dir, copy)
@@ -260,3 +278,25 @@ def test_fer_quantize_says_what_is_wrong(tmp_path, capsys):
     assert "model not found" in capsys.readouterr().err
     assert tool.main([str(tmp_path), "--data", str(tmp_path), "--samples", "0"]) == 2
     assert "--samples must be at least 1" in capsys.readouterr().err
+
+
+def test_fer_quantize_calibrates_on_the_crop_the_manifest_describes(fp32_dir, tmp_path, monkeypatch, capsys):
+    """Every crop parameter of the manifest (as the node crops), not only its size and margin."""
+    from fer_ros.crop import CropConfig
+    from fer_ros.training import quantize as tool
+    from fer_ros.training.data import samples
+    from fer_ros.training.data.datasets import DatasetError
+    copy = tmp_path / "model"
+    shutil.copytree(fp32_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["preprocess"]["crop"].update(face_scale=2.0, eye_y_frac=0.35, border="reflect", margin=0.1)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    seen = []
+
+    def load_samples(sources, names, frames, crop, *args, **kwargs):
+        seen.append(crop)
+        raise DatasetError("stop here")
+    monkeypatch.setattr(samples, "load_samples", load_samples)
+    assert tool.main([str(copy), "--data", str(tmp_path), "--no-progress"]) == 2
+    assert "stop here" in capsys.readouterr().err
+    assert seen == [CropConfig(size=32, face_scale=2.0, margin=0.1, eye_y_frac=0.35, border="reflect")]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fer_ros.difference_image import SIZE as GEO_SIZE
-from fer_ros.manifest import Manifest
+from fer_ros.manifest import GET_A_MODEL, Manifest, ModelError
 
 MAX_BATCH = 256  # the exported ONNX graph's batch bound; larger batches are split
 
@@ -51,6 +51,28 @@ class Engine:
         s, t = int(cfg.get("size", self.manifest.crop_size)), int(cfg.get("frames", self.window_length))
         c, g = int(cfg.get("geo_channels", 2)), int(cfg.get("geo_size", GEO_SIZE))
         return {"clip": (self.manifest.clip_channels, t, s, s), "geo": (c, g, g), "geo_valid": ()}
+
+    def check_graph(self, path, inputs: dict[str, list], outputs: dict[str, list]) -> None:
+        """ModelError unless a graph's inputs (name -> shape, batch first; a dimension that is not fixed is a name
+        or None) are the manifest's (input_shapes) and its `probs` output gives one probability per class."""
+        want = self.input_shapes()
+        problems = [f"input {name!r} is not one the network takes" for name in inputs if name not in want]
+        for name, shape in want.items():
+            got = inputs.get(name)
+            if got is None:
+                problems.append(f"no input {name!r}")
+            elif len(got) != len(shape) + 1 or any(isinstance(g, int) and g != w for g, w in zip(got[1:], shape)):
+                problems.append(f"input {name!r} is {_dims(got)}, the manifest's network takes "
+                                f"{_dims(['B', *shape])}")
+        probs = outputs.get("probs")
+        if probs is None:
+            problems.append("no output 'probs'")
+        elif len(probs) != 2 or isinstance(probs[1], int) and probs[1] != len(self.class_names):
+            problems.append(f"output 'probs' is {_dims(probs)}, one probability per class of the manifest's "
+                            f"{len(self.class_names)} is (B, {len(self.class_names)})")
+        if problems:
+            raise ModelError(f"{path}: the graph does not fit its manifest ({'; '.join(problems)}); re-export the "
+                             f"model or {GET_A_MODEL}")
 
     def predict(self, clip, geo, geo_valid) -> np.ndarray:
         """(B, K) float32 probabilities; ValueError naming the input when a shape does not fit the model."""
@@ -94,3 +116,8 @@ class Engine:
 
     def close(self) -> None:
         """Release the runtime's resources (sessions, GPU memory)."""
+
+
+def _dims(shape) -> str:
+    """A shape as (B, 3, 48, 48), a dimension that is not fixed by its name."""
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"

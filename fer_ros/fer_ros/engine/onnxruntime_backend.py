@@ -97,7 +97,6 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, cache_dir:
     if hardware.module_version("onnxruntime") is None:
         raise BackendUnavailable("backend onnxruntime: the onnxruntime package is not installed; "
                                  "`pip install onnxruntime` (or use backend torch)")
-    import onnxruntime as ort
     kind, index = hardware.parse_device(device)
     notes: list[str] = []
     if kind == "cuda":
@@ -122,36 +121,50 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, cache_dir:
         else:
             role = INT8_ROLE
     onnx_path = manifest.file(role)
-    so = session_options(num_threads)
-    cache_hit = None
     quantized = role == INT8_ROLE
-    if use_cache:
-        context = {"backend": name, "onnx_sha256": manifest.files[role]["sha256"], "onnxruntime": ort.__version__,
-                   **hardware.cpu_context()}
-        # the int8 and fp32 graphs keep an entry each (a new build drops the other entries of its kind only)
-        entry = CacheEntry(Path(cache_dir) if cache_dir else default_root(), manifest.name,
-                           "onnxruntime-int8" if quantized else "onnxruntime", context)
-        # A cache that cannot be written or read (folder gone, disk full) is no fault of the model: the graph is
-        # then loaded from the model file, which raises ModelError itself if the graph is at fault.
-        try:
-            if entry.is_valid():
-                session = _session(entry.file(OPTIMISED), so, providers, where)
-                return OnnxRuntimeEngine(manifest, session, name, device, True, notes, quantized)
-            if entry.refused:
-                notes.append(f"engine cache entry not trusted ({entry.refused}); built again")
-            entry.prepare()
-            # The saved graph stops at the portable optimisations; the session that runs is made from it like a
-            # cache hit's, with the processor-specific layouts on top (running the saving session itself would
-            # leave them out: about twice the time per face on a 2-core x86-64 CPU).
-            saving = session_options(num_threads)
-            saving.optimized_model_filepath = str(entry.file(OPTIMISED))
-            saving.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-            _session(onnx_path, saving, providers, where)  # writes the optimised graph
-            entry.commit([OPTIMISED])
-            session = _session(entry.file(OPTIMISED), so, providers, where)
-            return OnnxRuntimeEngine(manifest, session, name, device, False, notes, quantized)
-        except (OSError, ModelError) as exc:
-            notes.append(f"engine cache unusable ({exc}); loading without it")
-            so = session_options(num_threads)
-    session = _session(onnx_path, so, providers, where)
-    return OnnxRuntimeEngine(manifest, session, name, device, cache_hit, notes, quantized)
+    session, cache_hit = _cached_session(manifest, role, onnx_path, name, where, providers, num_threads, notes,
+                                         cache_dir) if use_cache else (None, None)
+    if session is None:
+        session = _session(onnx_path, session_options(num_threads), providers, where)
+    engine = OnnxRuntimeEngine(manifest, session, name, device, cache_hit, notes, quantized)
+    engine.check_graph(onnx_path, *graph_io(session))
+    return engine
+
+
+def graph_io(session) -> tuple[dict[str, list], dict[str, list]]:
+    """The inputs and outputs of a session's graph: name -> shape (a dimension that is not fixed: a name or None)."""
+    return ({i.name: list(i.shape) for i in session.get_inputs()},
+            {o.name: list(o.shape) for o in session.get_outputs()})
+
+
+def _cached_session(manifest: Manifest, role: str, onnx_path: Path, name: str, where: str, providers: list,
+                    num_threads: int, notes: list[str], cache_dir):
+    """(session, cache hit) from the engine cache: the optimised graph it holds, or built and saved in it now.
+    (None, None), with the reason in `notes`, when the cache cannot be used."""
+    import onnxruntime as ort
+    context = {"backend": name, "onnx_sha256": manifest.files[role]["sha256"], "onnxruntime": ort.__version__,
+               **hardware.cpu_context()}
+    # the int8 and fp32 graphs keep an entry each (a new build drops the other entries of its kind only)
+    entry = CacheEntry(Path(cache_dir) if cache_dir else default_root(), manifest.name,
+                       "onnxruntime-int8" if role == INT8_ROLE else "onnxruntime", context)
+    so = session_options(num_threads)
+    # A cache that cannot be written or read (folder gone, disk full) is no fault of the model: the graph is
+    # then loaded from the model file, which raises ModelError itself if the graph is at fault.
+    try:
+        if entry.is_valid():
+            return _session(entry.file(OPTIMISED), so, providers, where), True
+        if entry.refused:
+            notes.append(f"engine cache entry not trusted ({entry.refused}); built again")
+        entry.prepare()
+        # The saved graph stops at the portable optimisations; the session that runs is made from it like a
+        # cache hit's, with the processor-specific layouts on top (running the saving session itself would
+        # leave them out: about twice the time per face on a 2-core x86-64 CPU).
+        saving = session_options(num_threads)
+        saving.optimized_model_filepath = str(entry.file(OPTIMISED))
+        saving.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        _session(onnx_path, saving, providers, where)  # writes the optimised graph
+        entry.commit([OPTIMISED])
+        return _session(entry.file(OPTIMISED), so, providers, where), False
+    except (OSError, ModelError) as exc:
+        notes.append(f"engine cache unusable ({exc}); loading without it")
+        return None, None

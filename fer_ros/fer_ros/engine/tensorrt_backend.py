@@ -103,7 +103,7 @@ def _load_ort(manifest, index, fp16, entry: CacheEntry | None, notes) -> OrtTens
     """The onnxruntime TensorRT provider's engine; `entry` None builds it without caching it."""
     import onnxruntime as ort
 
-    from fer_ros.engine.onnxruntime_backend import check_provider, session_options
+    from fer_ros.engine.onnxruntime_backend import check_provider, graph_io, session_options
     hit = entry is not None and entry.is_valid()
     if entry is not None and not hit:
         if entry.refused:
@@ -130,6 +130,7 @@ def _load_ort(manifest, index, fp16, entry: CacheEntry | None, notes) -> OrtTens
                    "or do not match this onnxruntime; install TensorRT (on a Jetson it comes with JetPack), or use "
                    "backend torch or onnxruntime")
     engine = OrtTensorRTEngine(manifest, session, f"cuda:{index}", fp16, hit if entry is not None else None, notes)
+    engine.check_graph(manifest.file("onnx"), *graph_io(session))
     if not hit:  # the plan is built on the first run of each profile: build it now, then record it
         try:
             _warm(engine, OPT_FACES)

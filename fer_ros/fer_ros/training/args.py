@@ -106,6 +106,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--final", action="store_true",
                    help="after cross-validation, fit on all data but the held-out splits of data that has its own")
     g.add_argument("--export", help="model directory to export the final fit to (implies --final)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the model already in the --export folder (one with a manifest.json)")
     g.add_argument("--name", default=None, help="model name recorded in the manifest (default: the --export "
                                                 "folder's name)")
     g.add_argument("--torchscript", action="store_true", help="also export model.ts (TorchScript) with --export")

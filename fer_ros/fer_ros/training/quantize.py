@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {manifest.directory}: the model has no ONNX graph to quantize; export it with "
               f"`fer-train --export`", file=sys.stderr)
         return 2
-    crop = CropConfig(size=manifest.crop_size, margin=float(manifest.preprocess["crop"].get("margin", 0.0)))
+    crop = CropConfig.from_spec(manifest.preprocess["crop"])  # the node's crop (pipeline.py)
     try:
         samples, _ = load_samples(args.data, tuple(manifest.class_names), manifest.window_length, crop,
                                   args.cache_dir, progress=not args.no_progress, log=lambda m: print(f"[{PROG}] {m}"))

@@ -72,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.export:
         args.final = True
+    if args.export and (Path(args.export) / "manifest.json").exists() and not args.overwrite:
+        print(f"fer-train: {args.export} already holds a model (manifest.json); choose another --export folder or "
+              f"pass --overwrite to replace it", file=sys.stderr)
+        return 2
     if args.no_reference_prob + args.still_prob + args.other_reference_prob > 1.0:
         print("fer-train: --no-reference-prob, --still-prob and --other-reference-prob are shares of the same draws "
               "and must add up to 1 at most", file=sys.stderr)
