@@ -146,10 +146,17 @@ class ClassMapping:
         return tuple(n for n in self.data_names if n in self.model_names)
 
 
+def class_key(name: str) -> str:
+    """The one rule by which class names match: surrounding spaces off, lower case ("Happy " is "happy"). The
+    dataset readers give every label in this form, so a figure that compares names compares these."""
+    return str(name).strip().lower()
+
+
 def map_classes(data_names: Sequence[str], model_names: Sequence[str]) -> ClassMapping:
-    """Match class names exactly (case-insensitive, surrounding spaces ignored) between a dataset and a model."""
-    norm = [str(n).strip().lower() for n in model_names]
-    data = tuple(str(n).strip().lower() for n in data_names)
+    """Match class names by class_key (case-insensitive, surrounding spaces ignored) between a dataset and a
+    model."""
+    norm = [class_key(n) for n in model_names]
+    data = tuple(class_key(n) for n in data_names)
     idx = np.asarray([norm.index(n) if n in norm else -1 for n in data], np.int64)
     return ClassMapping(data_names=data, model_names=tuple(norm), data_to_model=idx,
                         unknown=tuple(n for n, i in zip(data, idx) if i < 0),

@@ -35,10 +35,12 @@ def remove_plots(out_dir: str | Path, names: Iterable[str]) -> None:
 
 
 def plot_confusion_matrix(cm, class_names: Sequence[str], path: str | Path, title: str = "",
-                          pred_names: Sequence[str] | None = None) -> Path:
-    """Confusion matrix PNG: rows = true class (`class_names`), columns = predicted (`pred_names`, default the
-    same). Cells show counts; colours are row-normalised (share of each true class), so rare classes stay
-    readable. Rows without samples stay white."""
+                          pred_names: Sequence[str] | None = None, not_found: str | None = None) -> Path:
+    """Confusion matrix PNG: rows = true class (`class_names`) with their sample counts, columns = predicted
+    (`pred_names`, default the same). Cells show counts; colours are row-normalised (share of each true class), so
+    rare classes stay readable. Rows without samples stay white. `not_found`: the name of the column of samples
+    that got no prediction (faces not found): they count in their row and as wrong in the title's accuracy, which
+    says how many there were."""
     plt = _pyplot()
     cm = np.asarray(cm, np.int64)
     rows_n = list(class_names)
@@ -62,6 +64,8 @@ def plot_confusion_matrix(cm, class_names: Sequence[str], path: str | Path, titl
     total = int(cm.sum())
     correct = sum(int(cm[i, cols_n.index(n)]) for i, n in enumerate(rows_n) if n in cols_n)
     acc = f", accuracy {correct / total:.3f}" if total else ""
+    missed = int(cm[:, cols_n.index(not_found)].sum()) if not_found in cols_n else 0
+    acc += f" ({missed} not found, counted as wrong)" if missed else ""
     ax.set_title(f"{title + ': ' if title else ''}{total} samples{acc}", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
     return _save(fig, path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,24 +27,30 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     return rc, cap.out, cap.err
 
 
-def check_level(rep: dict, samples: list[dict], names: list[str]) -> None:
-    """Every figure of one level against a direct computation from its samples."""
+def check_level(rep: dict, samples: list[dict], names: list[str], misses: list[dict] = ()) -> None:
+    """Every figure of one level against a direct computation from its samples and misses (a miss is the answer
+    "not found", a wrong one)."""
     known = [s for s in samples if s["true_label"] in names]
-    assert rep["count"] == len(known)
+    missed = [m for m in misses if m["true_label"] in names]
+    both = [*known, *({**m, "pred_label": "not found"} for m in missed)]
+    assert rep["count"] == len(both) and rep["scored"] == len(known) and rep["missed"] == len(missed)
     cm = np.asarray(rep["confusion_matrix"])
-    assert cm.sum() == len(known)
-    assert rep["pred_names"] == names
+    assert cm.sum() == len(both)
+    assert rep["pred_names"] == [*names, "not found"]
     rows = rep["class_names"]
-    assert rows == [n for n in names if any(s["true_label"] == n for s in known)]
+    assert rows == [n for n in names if any(s["true_label"] == n for s in both)]
     for i, r in enumerate(rows):
-        for j, p in enumerate(names):
-            assert cm[i, j] == sum(s["true_label"] == r and s["pred_label"] == p for s in known)
-    correct = [s["true_label"] == s["pred_label"] for s in known]
+        for j, p in enumerate(rep["pred_names"]):
+            assert cm[i, j] == sum(s["true_label"] == r and s["pred_label"] == p for s in both)
+    correct = [s["true_label"] == s["pred_label"] for s in both]
     assert rep["accuracy"] == pytest.approx(np.mean(correct))
+    assert rep["accuracy_on_faces_found"] == pytest.approx(np.mean([s["true_label"] == s["pred_label"]
+                                                                    for s in known]))
     for r in rows:
-        of_r = [s for s in known if s["true_label"] == r]
+        of_r = [s for s in both if s["true_label"] == r]
         assert rep["support"][r] == len(of_r)
         assert rep["recall"][r] == pytest.approx(np.mean([s["pred_label"] == r for s in of_r]))
+    assert "not found" not in rep["precision"]
     for p in names:
         called = [s for s in known if s["pred_label"] == p]
         if called:
@@ -74,15 +81,18 @@ def test_report_figures_match_samples(base, model8, tmp_path, capsys, layout):
     assert len([s for s in seq if s["kind"] == "sequence"]) == 9
     # the official layout adds one unlabelled sequence per subject: its first frame is a neutral sample
     assert len(neutral) == (9 if layout == "class_folders" else 12) == rep["data"]["neutral_frames"]
-    assert len(frames) == 27  # 3 labelled frames per sequence
     check_level(rep["sequence_level"], seq, names)
-    check_level(rep["frame_level"], frames, names)
-    # the newest-frame window of each sequence's last frame is the sequence sample itself
-    last = {s["key"].split("/")[0]: s for s in frames if s["newest"] == next(
-        q["newest"] for q in seq if q["key"] == s["key"].split("/")[0] and q["kind"] == "sequence")}
-    for s in seq:
-        if s["kind"] == "sequence":
-            np.testing.assert_allclose(last[s["key"]]["probs"], s["probs"], atol=1e-6)
+    if layout == "class_folders":
+        assert len(frames) == 27  # 3 labelled frames per sequence
+        check_level(rep["frame_level"], frames, names)
+        # the newest-frame window of each sequence's last frame is the sequence sample itself
+        last = {s["key"].split("/")[0]: s for s in frames if s["newest"] == next(
+            q["newest"] for q in seq if q["key"] == s["key"].split("/")[0] and q["kind"] == "sequence")}
+        for s in seq:
+            if s["kind"] == "sequence":
+                np.testing.assert_allclose(last[s["key"]]["probs"], s["probs"], atol=1e-6)
+    else:  # the release labels the last frame of a sequence alone: no frame level
+        assert frames == [] and rep["frame_level"] is None
     called = sum(s["pred_label"] == "neutral" for s in neutral)
     assert rep["neutral"]["called_neutral"] == called
     assert rep["neutral"]["share_called_neutral"] == pytest.approx(called / len(neutral))
@@ -100,7 +110,7 @@ def test_report_figures_match_samples(base, model8, tmp_path, capsys, layout):
     assert rep["class_mapping"]["not_in_data"] == ["contempt", "disgust", "fear", "sadness"]
     # outputs: PNGs, CSV with one row per sample, summary line printed last
     assert (out / "confusion_matrix.png").stat().st_size > 2000
-    assert (out / "confusion_matrix_frames.png").stat().st_size > 2000
+    assert (out / "confusion_matrix_frames.png").exists() == (layout == "class_folders")
     assert len((out / "predictions.csv").read_text().strip().splitlines()) == len(samples) + 1
     acc = rep["sequence_level"]["accuracy"]
     assert stdout.strip().splitlines()[-1] == f"accuracy {acc:.3f} on {len(seq)} sequences (4 classes)"
@@ -301,6 +311,7 @@ def test_ferplus_and_kdef_folders_scored_together_with_misses_and_references(bas
     assert [m["file"] for m in fer_rep["misses"]] == ["FER2013Valid/fer0000009.png"]
     assert fer_rep["headline"]["samples"] == 4 and fer_rep["headline"]["missed"] == 1
     assert all(s["reference"] == "self" for s in fer_rep["samples"])  # no other moment of an anonymous face
+    assert fer_rep["data"]["neutral_frames"] == fer_rep["neutral"]["frames"] == 1  # the neutral photo
     neutral = [s for s in kdef_rep["samples"] if s["kind"] == "neutral"]
     assert len(neutral) == 3
     assert kdef_rep["references"]["neutral"] == {"other": 2, "self": 1}  # AM02NES has no B photo to go with
@@ -313,3 +324,142 @@ def test_ferplus_and_kdef_folders_scored_together_with_misses_and_references(bas
         in stdout
     summaries = [l for l in lines if l.startswith("accuracy ")]
     assert len(summaries) == 2 and summaries[0].endswith("(4 classes; 1 face not found, counted as misses)")
+
+
+def _fake_dataset(labels: list[str]):
+    """The parts of a Dataset that build_report reads: one sequence per label, subject "1"."""
+    from types import SimpleNamespace
+    return SimpleNamespace(sequences=[SimpleNamespace(label=l, subject="1") for l in labels], root=Path("/data/ck"),
+                           layout="class_folders", subjects=lambda: ["1"], neutral_frames={}, skipped=[])
+
+
+def test_every_figure_counts_a_face_not_found_as_wrong(tmp_path, monkeypatch):
+    """4 samples scored (3 right) and 4 faces not found, 2 of them the only fear faces: every figure counts the
+    misses as wrong answers, in a "not found" column; the accuracy on the faces found stands beside."""
+    from types import SimpleNamespace
+
+    from fer_ros import plots
+    from fer_ros.tools.eval_data import Miss
+    from fer_ros.tools.eval_report import build_report, format_report
+    names = list(CKPLUS8)
+    hot = {n: np.eye(8)[names.index(n)] for n in names}
+    samples = [_sample("happy", hot["happy"], names), _sample("happy", hot["happy"], names),
+               _sample("anger", hot["happy"], names), _sample("neutral", hot["neutral"], names, kind="neutral"),
+               _sample("happy", hot["happy"], names, kind="frame")]
+    misses = [Miss("S1_4", "happy", "happy/a.png", "no_face"), Miss("S1_5", "fear", "fear/b.png", "no_face"),
+              Miss("S1_6", "fear", "fear/c.png", "no_face", has_neutral=True, reference="own"),
+              Miss("S1_7", "neutral", "neutral/d.png", "no_face", kind="neutral"),
+              Miss("S1_4/f", "happy", "happy/a.png", "no_face", kind="frame")]
+    ds = _fake_dataset(["happy", "happy", "anger", "neutral", "happy", "fear", "fear", "neutral"])
+    rep = build_report(samples, names, ds, {"images": 9}, SimpleNamespace(to_json=lambda: '{"name": "m"}'),
+                       tmp_path, "onnxruntime", misses)
+    assert rep["headline"] == {"accuracy": 3 / 8, "samples": 8, "scored": 4, "missed": 4,
+                               "missed_by_class": {"happy": 1, "fear": 2, "neutral": 1},
+                               "accuracy_on_faces_found": 3 / 4}
+    r = rep["sequence_level"]
+    assert r["class_names"] == ["anger", "fear", "happy", "neutral"]  # fear: every face missed, still a row
+    assert r["pred_names"] == [*names, "not found"]
+    assert [row[-1] for row in r["confusion_matrix"]] == [0, 2, 1, 1]
+    assert (r["count"], r["correct"], r["scored"], r["missed"]) == (8, 3, 4, 4)
+    assert r["accuracy"] == 3 / 8 and r["accuracy_on_faces_found"] == 3 / 4
+    assert r["support"] == {"anger": 1, "fear": 2, "happy": 3, "neutral": 2}
+    assert r["recall"] == {"anger": 0.0, "fear": 0.0, "happy": pytest.approx(2 / 3), "neutral": 0.5}
+    assert r["balanced_accuracy"] == pytest.approx((0 + 0 + 2 / 3 + 1 / 2) / 4)
+    assert r["precision"]["happy"] == pytest.approx(2 / 3) and "not found" not in r["precision"]
+    assert r["predicted"]["not found"] == 4
+    assert r["over_data_classes"]["accuracy"] == 3 / 8
+    assert r["with_neutral_reference"] == {"count": 5, "accuracy": 3 / 5}  # the 4 scored and one fear miss
+    assert r["without_neutral_reference"] == {"count": 3, "accuracy": 0.0}
+    f = rep["frame_level"]
+    assert (f["count"], f["accuracy"], f["recall"]) == (2, 0.5, {"happy": 0.5})
+    assert [m["key"] for m in rep["frame_misses"]] == ["S1_4/f"] and len(rep["misses"]) == 4
+    # the 6 emotion faces: happy, happy, anger (read as happy) scored, happy and two fear not found
+    assert rep["emotions"] == {"count": 6, "missed": 3, "accuracy": 2 / 6, "accuracy_without_neutral_class": 2 / 6}
+    assert rep["neutral"] == {"frames": 2, "missed": 1, "called_neutral": 1, "share_called_neutral": 0.5}
+    lines = format_report(rep)
+    assert "sequence-level: accuracy 0.375 on 8 (4 not found, counted as wrong), balanced 0.292" in lines
+    assert "sequence-level: accuracy 0.750 on the 4 faces found" in lines
+    assert "neutral frames called neutral: 1/2 (0.500; 1 not found, not called neutral)" in lines
+    titles = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (titles.append(fig.axes[0].get_title()), save(fig, path))[1])
+    write_outputs(rep, samples, names, tmp_path)
+    assert titles[0] == "m on ck (sequence level): 8 samples, accuracy 0.375 (4 not found, counted as wrong)"
+    written = json.loads((tmp_path / "report.json").read_text())
+    assert written["sequence_level"]["confusion_matrix"] == r["confusion_matrix"]
+    assert written["summary"] == "accuracy 0.375 on 8 sequences (4 classes; 4 faces not found, counted as misses)"
+
+
+def test_non_finite_scores_are_misses_with_a_warning():
+    """The model's scores for one of three samples are NaN: that sample is a miss (not a prediction of the first
+    class), listed and warned about; the headline is 1 right of 3."""
+    from types import SimpleNamespace
+
+    from fer_ros.tools.eval_data import PreparedData, predict
+    from fer_ros.tools.eval_report import build_report, format_report, summary_line
+    names = list(CKPLUS8)
+    rows = np.stack([np.eye(8)[0], np.full(8, np.nan), np.eye(8)[0]]).astype(np.float32)  # anger, NaN, anger
+    engine = SimpleNamespace(predict=lambda clips, geos, valid: rows[:len(clips)])
+    samples = [Sample("sequence", f"S1_{i}", "1", t, f"{t}/{i}.png", True) for i, t in
+               enumerate(["anger", "anger", "happy"])]
+    data = PreparedData(samples, np.zeros((3, 1)), np.zeros((3, 1)), np.ones(3), {"images": 3})
+    predict(engine, data, names, progress=False)
+    assert [s.key for s in data.samples] == ["S1_0", "S1_2"]
+    assert [(m.key, m.reason, m.file) for m in data.misses] == [("S1_1", "non_finite_scores", "anger/1.png")]
+    assert data.counts["non_finite_scores"] == 1
+    rep = build_report(data.samples, names, _fake_dataset(["anger", "anger", "happy"]), data.counts,
+                       SimpleNamespace(to_json=lambda: "{}"), Path("/m"), "x", data.misses)
+    assert rep["headline"]["accuracy"] == 1 / 3 and rep["headline"]["missed"] == 1
+    assert rep["sequence_level"]["recall"] == {"anger": 0.5, "happy": 0.0}
+    assert any(l.startswith("warning: the model gave non-finite scores for 1 samples") for l in format_report(rep))
+    assert summary_line(rep) == "accuracy 0.333 on 3 sequences (2 classes; 1 with non-finite scores, counted as misses)"
+
+
+def test_a_reference_without_a_face_gives_way_to_the_nearest_other_neutral_frame(base, model8, tmp_path):
+    """Subject 10's neutral frame of sequence 2 has no face: sequence 2 is compared with sequence 1's (nearest,
+    the earlier on a tie), the neutral samples of sequences 1 and 3 with each other's, as if the data said so."""
+    import cv2
+
+    from fer_ros.manifest import load_manifest
+    from fer_ros.tools.eval_data import open_dataset
+    from synth_data import write_class_folder_dataset
+    data = tmp_path / "data"
+    write_class_folder_dataset(data, ("anger", "happy", "surprise"), (10,), sequence_length=4)
+    neutral = {n: data / "neutral" / f"S010_00{n}_00000001.png" for n in (1, 2, 3)}
+    cv2.imwrite(str(neutral[2]), np.full((96, 96), 90, np.uint8))
+    manifest = load_manifest(model8)
+    ds = open_dataset(data, manifest.window_length)
+    got = prepare(ds, manifest, None, frame_level=False, progress=False)
+    refs = {(s.kind, s.key): (s.reference, s.has_neutral) for s in got.samples}
+    assert refs == {("sequence", "S010_001"): ("own", True), ("sequence", "S010_002"): ("other", True),
+                    ("sequence", "S010_003"): ("own", True), ("neutral", "S010_001"): ("other", True),
+                    ("neutral", "S010_003"): ("other", True)}
+    assert [(m.kind, m.key) for m in got.misses] == [("neutral", "S010_002")]
+    assert got.counts["references_replaced"] == {"other": 3, "self": 0}
+    # the same inputs as data whose references were those frames
+    said = open_dataset(data, manifest.window_length)
+    chosen = {("happy", "002"): neutral[1], ("neutral", "001"): neutral[3], ("neutral", "003"): neutral[1]}
+    for s in said.sequences:
+        s.neutral = chosen.get((s.label, s.sequence), s.neutral)
+    want = prepare(said, manifest, None, frame_level=False, progress=False)
+    assert [s.key for s in want.samples] == [s.key for s in got.samples]
+    np.testing.assert_array_equal(want.clips, got.clips)
+    np.testing.assert_array_equal(want.geos, got.geos)
+
+
+def test_a_kdef_neutral_photo_whose_reference_has_no_face_is_its_own(model8, tmp_path):
+    """BF01NES has no face: AF01NES has no other neutral photo left and is compared with itself; BF01HAS is compared
+    with AF01NES."""
+    import cv2
+
+    from fer_ros.manifest import load_manifest
+    from fer_ros.tools.eval_data import open_dataset
+    from synth_data import write_kdef_dataset
+    data = tmp_path / "kdef"
+    write_kdef_dataset(data, actors=(("F", 1),), expressions=("happy", "neutral"))
+    cv2.imwrite(str(data / "BF01NES.jpg"), np.full((160, 160, 3), 90, np.uint8))
+    manifest = load_manifest(model8)
+    got = prepare(open_dataset(data, manifest.window_length), manifest, None, frame_level=False, progress=False)
+    assert {s.key: s.reference for s in got.samples} == {"AF01HAS": "own", "AF01NES": "self", "BF01HAS": "other"}
+    assert got.counts["references_replaced"] == {"other": 1, "self": 1}
+    assert [m.key for m in got.misses] == ["BF01NES"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,12 +82,17 @@ def test_unreadable_and_faceless_images_are_counted_and_skipped(base, model8, tm
     keys = {(s["kind"], s["key"]) for s in rep["samples"]}
     assert ("sequence", "S010_001") not in keys  # its peak frame was unreadable
     assert ("neutral", "S011_002") not in keys  # its neutral frame has no face ...
-    seq = next(s for s in rep["samples"] if s["kind"] == "sequence" and s["key"] == "S011_002")
-    assert not seq["has_neutral"]  # ... so its sequence is scored without a reference
-    # its own sequence and the neutral samples of S011_001 and S011_003, which are compared with it
-    assert d["neutral_frames_unusable"] == 3
-    assert rep["sequence_level"]["count"] == 8 + 8
-    assert np.asarray(rep["sequence_level"]["confusion_matrix"]).sum() == 16
+    # ... so its sequence, and the neutral samples of S011_001 and S011_003 that were to be compared with it, are
+    # compared with the subject's nearest other neutral frame instead
+    refs = {(s["kind"], s["key"]): (s["has_neutral"], s["reference"]) for s in rep["samples"]}
+    assert refs[("sequence", "S011_002")] == refs[("neutral", "S011_001")] == refs[("neutral", "S011_003")] \
+        == (True, "other")
+    assert d["neutral_frames_unusable"] == 3 and d["references_replaced"] == {"other": 3, "self": 0}
+    assert "3 references without a face replaced: 3 with another neutral frame of the same subject" in stdout
+    # the two samples not scored are in every figure, as wrong answers
+    assert rep["sequence_level"]["count"] == 8 + 8 + 2 and rep["sequence_level"]["missed"] == 2
+    assert np.asarray(rep["sequence_level"]["confusion_matrix"]).sum() == 18
+    assert rep["frame_level"]["missed"] == 3  # the unreadable sequence's three labelled frames
     assert "1 unreadable images skipped" in stdout and "1 images without a face skipped" in stdout
     # the two samples that could not be scored are misses in the headline, and listed
     assert sorted((m["key"], m["reason"]) for m in rep["misses"]) == [("S010_001", "unreadable"),
@@ -97,15 +103,35 @@ def test_unreadable_and_faceless_images_are_counted_and_skipped(base, model8, tm
     assert head["accuracy"] == pytest.approx(right / 18)
     assert stdout.strip().splitlines()[-1] == (f"accuracy {right / 18:.3f} on 18 sequences (4 classes; 2 faces "
                                                f"not found, counted as misses)")
-    assert "2 samples without a face (counted as misses)" in stdout
+    assert "2 samples not scored, counted as misses (1 unreadable image, 1 no face found)" in stdout
 
 
-def test_only_unreadable_images(model8, tmp_path, capsys):
-    (tmp_path / "d" / "happy").mkdir(parents=True)
-    for i in range(3):
-        (tmp_path / "d" / "happy" / f"S001_001_0000000{i}.png").write_bytes(b"junk")
-    rc, _, err = run_cli(capsys, "--model", model8, "--data", tmp_path / "d", "--out", tmp_path / "o")
-    assert_user_error(rc, err, "no usable samples", "3 unreadable")
+def test_a_dataset_without_a_face_is_reported_and_the_others_scored(base, model8, tmp_path, capsys):
+    """Two --data: in the first no image can be used (2 unreadable sequences, 1 without a face): its report says 0
+    on 3, every sample listed as a miss; the second is scored as usual; exit status 1, with one line saying so."""
+    import cv2
+    bad = tmp_path / "bad"
+    (bad / "happy").mkdir(parents=True)
+    for seq in (1, 2):
+        (bad / "happy" / f"S001_00{seq}_00000003.png").write_bytes(b"junk")
+    (bad / "anger").mkdir()
+    cv2.imwrite(str(bad / "anger" / "S001_003_00000003.png"), np.full((96, 96), 128, np.uint8))
+    out = tmp_path / "o"
+    rc, stdout, err = run_cli(capsys, "--model", model8, "--data", bad, "--data", class_folder_data(base),
+                              "--out", out, "--no-frame-level")
+    assert rc == 1, err
+    rep = json.loads((out / "bad" / "report.json").read_text())
+    assert rep["headline"] == {"accuracy": 0.0, "samples": 3, "scored": 0, "missed": 3,
+                               "missed_by_class": {"anger": 1, "happy": 2}, "accuracy_on_faces_found": None}
+    assert sorted((m["key"], m["reason"]) for m in rep["misses"]) == [
+        ("S001_001", "unreadable"), ("S001_002", "unreadable"), ("S001_003", "no_face")]
+    assert rep["sequence_level"]["recall"] == {"anger": 0.0, "happy": 0.0}
+    assert (out / "synth_folders" / "report.json").is_file()
+    summaries = [l for l in stdout.splitlines() if l.startswith("accuracy ")]
+    assert summaries[0] == "accuracy 0.000 on 3 sequences (2 classes; 3 faces not found, counted as misses)"
+    assert len(summaries) == 2 and stdout.index("== bad ==") < stdout.index("== synth_folders ==")
+    lines = [l for l in err.strip().splitlines() if l.startswith("fer-eval")]
+    assert len(lines) == 1 and "no sample of" in lines[0] and "2 unreadable of 3" in lines[0], err
 
 
 def test_only_classes_unknown_to_the_model(base, model8, tmp_path, capsys):
@@ -127,6 +153,32 @@ def test_a_landmarker_that_cannot_load_is_one_line(base, model8, tmp_path, capsy
 def test_bad_batch_size(base, model8, tmp_path, capsys):
     rc, _, err = run_cli(capsys, "--model", model8, "--data", class_folder_data(base), "--batch-size", "0")
     assert_user_error(rc, err, "--batch-size")
+
+
+def test_kdef_angles_default_to_straight_and_half_profiles(tmp_path, capsys):
+    from fer_ros.tools.eval_data import open_dataset
+    from synth_data import write_kdef_dataset
+    write_kdef_dataset(tmp_path / "kdef", actors=(("F", 1),), angles=("S", "HR", "FL"), expressions=("happy",))
+    args = evaluate.get_args_parser().parse_args(["--data", "d"])
+    assert args.angles == ("S", "HL", "HR")
+    ds = open_dataset(tmp_path / "kdef", 3, angles=args.angles)
+    assert sorted(s.key for s in ds.sequences) == ["AF01HAHR", "AF01HAS", "BF01HAHR", "BF01HAS"]
+    assert evaluate.get_args_parser().parse_args(["--data", "d", "--angles", "fl, s"]).angles == ("FL", "S")
+    rc, _, err = run_cli(capsys, "--data", tmp_path / "kdef", "--angles", "S,XX")
+    assert_user_error(rc, err, "--angles", "FL,HL,S,HR,FR")
+
+
+def test_no_neutral_samples_leaves_out_ferplus_neutral_photos_and_the_count_says_so(tmp_path):
+    """FER+'s neutral photos are its neutral samples: counted as neutral frames, left out with --no-neutral-samples
+    as KDEF's are."""
+    from fer_ros.tools.eval_data import neutral_images, open_dataset
+    from synth_data import write_ferplus_dataset
+    write_ferplus_dataset(tmp_path / "fer")
+    every = open_dataset(tmp_path / "fer", 3)
+    assert [Path(p).name for p in neutral_images(every)] == ["fer0000011.png"]  # FER2013Valid's neutral photo
+    without = open_dataset(tmp_path / "fer", 3, neutral_samples=False)
+    assert sorted(s.label for s in without.sequences) == ["anger", "happy", "surprise"]
+    assert neutral_images(without) == []
 
 
 def test_help():

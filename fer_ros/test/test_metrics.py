@@ -111,3 +111,9 @@ def test_map_classes_and_argmax_within():
         metrics.argmax_within(probs, [3])
     with pytest.raises(ValueError):
         metrics.argmax_within(probs, [])
+
+
+def test_class_names_match_by_one_rule():
+    assert metrics.class_key(" Happy ") == "happy"
+    m = metrics.map_classes(["Happy", "anger "], CKPLUS8)
+    assert m.data_names == ("happy", "anger") and m.unknown == ()

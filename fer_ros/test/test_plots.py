@@ -31,6 +31,19 @@ def test_confusion_matrix_rectangular_and_shape_check(tmp_path):
         plots.plot_confusion_matrix(cm, CKPLUS7, tmp_path / "bad.png")
 
 
+def test_confusion_matrix_faces_not_found_count_in_rows_and_title(tmp_path, monkeypatch):
+    """3 happy (2 right, 1 not found) and 2 anger (both not found): 5 samples, accuracy 2/5, 3 not found."""
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (figures.append(fig), save(fig, path))[1])
+    cm = np.array([[0, 0, 2], [0, 2, 1]])
+    plots.plot_confusion_matrix(cm, ["anger", "happy"], tmp_path / "cm.png", title="t",
+                                pred_names=["anger", "happy", "not found"], not_found="not found")
+    ax = figures[0].axes[0]
+    assert ax.get_title() == "t: 5 samples, accuracy 0.400 (3 not found, counted as wrong)"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["anger (2)", "happy (3)"]
+
+
 def test_training_curves_png(tmp_path):
     rows = [{"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.2 / e, "train_acc": 0.2 * e, "val_acc": 0.15 * e,
              "lr": 1e-3 * 0.5 ** e, "note": "x"} for e in range(1, 5)]

@@ -127,6 +127,16 @@ def test_kdef_reader_skips_other_names_and_can_leave_neutral_out(tmp_path):
     assert sorted(ds.skipped) == ["AF01XXS.jpg", "notes.jpg"]
 
 
+def test_kdef_reader_reads_the_angles_asked_for(tmp_path):
+    write_kdef_dataset(tmp_path, actors=(("F", 1),), angles=("S", "HL", "FL", "FR"), expressions=("happy", "neutral"))
+    ds = load_dataset(tmp_path, angles=("S", "HL", "HR"))
+    assert sorted(s.key for s in ds.sequences) == ["AF01HAHL", "AF01HAS", "AF01NEHL", "AF01NES",
+                                                   "BF01HAHL", "BF01HAS", "BF01NEHL", "BF01NES"]
+    assert {s.view for s in ds.sequences} == {"S", "HL"} and len(load_dataset(tmp_path).sequences) == 16
+    with pytest.raises(DatasetError, match="no KDEF photo of the angles HR; choose some of FL, HL, S, HR, FR"):
+        load_dataset(tmp_path, angles=("HR",))
+
+
 def test_kdef_name_parsing():
     assert kdef.parse(Path("AF01HAS.jpg")) == ("A", "F", "01", "HA", "S")
     assert kdef.parse(Path("bm35suhr.JPG")) == ("B", "M", "35", "SU", "HR")
@@ -147,6 +157,16 @@ def test_ckplus_neutral_samples_take_another_sequences_first_frame(tmp_path):
                 assert s.neutral in others and s.neutral_borrowed and not s.self_reference
             else:       # subject 12 has one sequence only
                 assert s.self_reference and not s.neutral_borrowed
+
+
+def test_class_folder_names_are_labels_in_one_form(tmp_path):
+    """`Happy/` holds "happy" faces and ` Neutral/` the neutral frames, as the models name their classes."""
+    write_class_folder_dataset(tmp_path, classes=("anger", "happy"), subjects=(10,))
+    (tmp_path / "happy").rename(tmp_path / "Happy")
+    (tmp_path / "neutral").rename(tmp_path / " Neutral")
+    ds = load_dataset(tmp_path, with_neutral_sequences=False)
+    assert sorted(s.label for s in ds.sequences) == ["anger", "happy"] and ds.classes_found == ["anger", "happy"]
+    assert all(s.neutral is not None and s.neutral.parent.name == " Neutral" for s in ds.sequences)
 
 
 def test_ckplus_release_folders_not_named_by_number_are_skipped_and_listed(tmp_path):

@@ -39,15 +39,23 @@ class Sample:
     reference: str = "own"
 
 
+NOT_FOUND = "not found"  # the answer a miss counts as: a column of its own in the confusion matrices
+MISS_REASONS = {"no_face": "no face found", "unreadable": "unreadable image", "non_finite_scores": "non-finite scores"}
+
+
 @dataclass
 class Miss:
-    """A sample that could not be scored because no face was found in (or no image read from) its frames: it
-    counts as a wrong answer in the headline accuracy."""
+    """A sample that could not be scored: no face was found in (or no image read from) its frames, or the model
+    gave it non-finite scores. It counts as a wrong answer in every figure of its level (as the answer NOT_FOUND)."""
 
     key: str
     true_label: str
     file: str
-    reason: str  # "no_face" or "unreadable"
+    reason: str  # a key of MISS_REASONS
+    kind: str = "sequence"  # as Sample.kind
+    subject: str = ""
+    has_neutral: bool = False  # the reference it would have been compared with was usable
+    reference: str = "none"    # as Sample.reference
 
 
 @dataclass
@@ -67,10 +75,12 @@ LAYOUTS_HELP = ("the CK+ release layout (cohn-kanade-images/, Emotion/), class f
                 "(e.g. AF01HAS.jpg)")
 
 
-def open_dataset(root: str | Path, window_length: int, neutral_samples: bool = True, borrow_neutral: bool = True):
+def open_dataset(root: str | Path, window_length: int, neutral_samples: bool = True, borrow_neutral: bool = True,
+                 angles: tuple[str, ...] | None = None):
     """load_dataset with checks that turn a missing or empty folder into a clear EvalError. A FER+ folder that
     holds its training split and others is scored on the others (the held-out splits); a split folder is scored
-    as it is."""
+    as it is. neutral_samples False leaves out every neutral sample (neutral frames, KDEF's and FER+'s neutral
+    photos); angles: the KDEF angles to read (None: all)."""
     from fer_ros.training.data import ferplus
     from fer_ros.training.data.datasets import IMAGE_SUFFIXES, DatasetError, load_dataset
     root = Path(root).expanduser()
@@ -86,12 +96,58 @@ def open_dataset(root: str | Path, window_length: int, neutral_samples: bool = T
     if len(folders) > 1 and held_out:
         splits = tuple(sorted({ferplus.split_of(f) for f in held_out}))
     try:
-        return load_dataset(root, frames=window_length, with_neutral_sequences=neutral_samples,
-                            borrow_neutral=borrow_neutral, splits=splits)
+        ds = load_dataset(root, frames=window_length, with_neutral_sequences=neutral_samples,
+                          borrow_neutral=borrow_neutral, splits=splits, angles=angles)
     except DatasetError as exc:
         raise EvalError(str(exc)) from None
     except OSError as exc:
         raise EvalError(f"cannot read the data folder {root}: {exc}") from None
+    if not neutral_samples:
+        ds.sequences = [s for s in ds.sequences if s.label != NEUTRAL]
+        if not ds.sequences:
+            raise EvalError(f"{root}: every sample is neutral; leave out --no-neutral-samples to score them")
+    return ds
+
+
+def neutral_images(ds) -> list[str]:
+    """Every neutral image of the data: the neutral frames (references) and the photos labelled neutral (FER+)."""
+    photos = [str(s.peaks[-1]) for s in ds.sequences if s.label == NEUTRAL and s.still]
+    return sorted({str(p) for p in ds.neutral_frames.values()} | set(photos))
+
+
+def labelled_frames(ds, seq) -> list[str]:
+    """The frames of a sequence that carry its label, oldest first: the CK+ release labels the last frame alone
+    (its Emotion/ file names it); class folders hold only labelled frames."""
+    distinct = list(dict.fromkeys(str(p) for p in seq.peaks))
+    return distinct[-1:] if ds.layout == "ckplus_official" else distinct
+
+
+def _distance(a: str, b: str) -> tuple:
+    """How far sequence b is from sequence a, for ordering references nearest first: by number where both are
+    numbers (the earlier on a tie), else the same name first, then by name (KDEF: the other session)."""
+    if a.isdigit() and b.isdigit():
+        return (abs(int(a) - int(b)), int(b), b)
+    return (int(a != b), 0, b)
+
+
+def usable_neutrals(ds, usable: dict[str, bool]) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """(subject, view) -> [(sequence, neutral frame)] for every neutral frame of the data in which a face was
+    found (`usable`: image -> face found; frames not in it are not used)."""
+    view_of = {str(p): s.view for s in ds.sequences for p in [*s.peaks, s.neutral] if p is not None}
+    out: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for (subject, number), p in sorted(ds.neutral_frames.items()):
+        if usable.get(str(p), False):
+            out.setdefault((subject, view_of.get(str(p), "")), []).append((number, str(p)))
+    return out
+
+
+def other_neutrals(seq, neutrals: dict[tuple[str, str], list[tuple[str, str]]]) -> list[str]:
+    """The usable neutral frames (usable_neutrals) of the sequence's subject and view other than its own frames
+    and its own reference, nearest first (_distance)."""
+    own = {str(p) for p in seq.peaks} | ({str(seq.neutral)} if seq.neutral is not None else set())
+    found = [(_distance(seq.sequence, number), p) for number, p in neutrals.get((seq.subject, seq.view), [])
+             if p not in own]
+    return [p for _, p in sorted(found)]
 
 
 def _window(frames: list[str], length: int) -> list[str]:
@@ -128,11 +184,33 @@ def _unusable_reason(path: str) -> str:
     return "unreadable" if img is None or img.size == 0 else "no_face"
 
 
+def reference(seq, usable: dict[str, bool], neutrals: dict, is_neutral_sample: bool,
+              borrow_neutral: bool = True) -> tuple[str | None, str, str | None]:
+    """(reference frame or None, its kind as Sample.reference, what replaced a reference without a face: "other",
+    "self" or None). A reference in which no face was found gives way to the same subject's other usable neutral
+    frames of the same view, nearest first (other_neutrals; a labelled sequence only with borrow_neutral), then,
+    for a neutral sample, to itself; a labelled sequence left without one has none."""
+    peaks = [str(p) for p in seq.peaks]
+    own = str(seq.neutral) if seq.neutral is not None else None
+    if own is not None and own in peaks:  # the data has no other moment of the face (FER+)
+        return own, "self", None
+    if own is not None and usable[own]:
+        return own, ("other" if seq.neutral_borrowed else "own"), None
+    if own is not None and (borrow_neutral or is_neutral_sample):
+        alts = other_neutrals(seq, neutrals)
+        if alts:
+            return alts[0], "other", "other"
+        if is_neutral_sample:
+            return peaks[-1], "self", "self"
+    return None, "none", None
+
+
 def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True, progress: bool = True,
-            landmarker=None) -> PreparedData:
+            landmarker=None, borrow_neutral: bool = True) -> PreparedData:
     """Landmarks + crops for every image (cached), then the clip / difference image of every sample, exactly as
-    the node builds them. Sequences whose frames are unusable are counted and left out; an unusable neutral
-    frame makes the sequence one without a neutral reference."""
+    the node builds them. A sample with an unusable frame among its own is a Miss (as are the frame samples of its
+    sequence); a reference without a face is replaced as `reference` says. Frame samples: one per labelled frame
+    (labelled_frames) of a sequence that has several."""
     from fer_ros.crop import CropConfig
     from fer_ros.training.data.cache import build_cache
     from fer_ros.landmarker import LandmarkerError
@@ -157,6 +235,7 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
             usable[p] = bool(cache.ok[index[p]])
             if not usable[p]:
                 problems[_unusable_reason(p)].append(p)
+    neutrals = usable_neutrals(ds, usable)
     samples_cache: dict[str, FaceSample] = {}
 
     def sample(p: str) -> FaceSample:
@@ -170,6 +249,7 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
     misses: list[Miss] = []
     clips, geos, valid = [], [], []
     skipped_sequences: Counter = Counter()
+    replaced: Counter = Counter()
     neutral_unusable = 0
     missing_neutral = borrowed_neutral = 0
     root = Path(ds.root)
@@ -180,7 +260,7 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
         except ValueError:
             return p
 
-    def add(kind: str, key: str, seq, window: list[str], neutral: str | None, reference: str) -> None:
+    def add(kind: str, key: str, seq, window: list[str], neutral: str | None, ref_kind: str) -> None:
         ref = sample(neutral).points68 if neutral is not None else None
         geo, ok = make_geo(ref, sample(window[-1]).points68)
         clips.append(make_clip([sample(p) for p in window], manifest.clip_input,
@@ -188,42 +268,43 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
         geos.append(geo)
         valid.append(ok)
         out.append(Sample(kind=kind, key=key, subject=seq.subject, true_label=seq.label, newest=rel(window[-1]),
-                          has_neutral=neutral is not None, reference=reference))
+                          has_neutral=neutral is not None, reference=ref_kind))
 
     for seq in ds.sequences:
         peaks = [str(p) for p in seq.peaks]
+        is_neutral_sample = seq.label == NEUTRAL and len(set(peaks)) == 1
+        kind = "neutral" if is_neutral_sample else "sequence"
+        neutral, ref_kind, replacement = reference(seq, usable, neutrals, is_neutral_sample, borrow_neutral)
+        neutral_unusable += int(seq.neutral is not None and not usable[str(seq.neutral)]
+                                and str(seq.neutral) not in peaks)
+        replaced[replacement] += int(replacement is not None)
+        if not is_neutral_sample:
+            missing_neutral += int(neutral is None)
+            borrowed_neutral += int(ref_kind == "other" and replacement is None and seq.neutral_borrowed)
+        frames = labelled_frames(ds, seq) if frame_level and kind == "sequence" else []
+        frames = frames if len(frames) > 1 else []
         bad = [p for p in peaks if not usable[p]]
         if bad:
             reason = "unreadable" if any(p in problems["unreadable"] for p in bad) else "no_face"
             skipped_sequences[reason] += 1
-            misses.append(Miss(seq.key, seq.label, rel(bad[-1]), reason))
+            for k, key in [(kind, seq.key), *(("frame", f"{seq.key}/{Path(f).stem}") for f in frames)]:
+                misses.append(Miss(key, seq.label, rel(bad[-1]), reason, k, seq.subject, neutral is not None,
+                                   ref_kind))
             continue
-        neutral = str(seq.neutral) if seq.neutral is not None else None
-        if neutral is not None and not usable[neutral]:
-            neutral_unusable += 1
-            neutral = None
-        is_neutral_sample = seq.label == NEUTRAL and len(set(peaks)) == 1
-        if neutral is None and not is_neutral_sample:
-            missing_neutral += 1
-        borrowed_neutral += int(neutral is not None and seq.neutral_borrowed and not is_neutral_sample)
-        kind = "neutral" if is_neutral_sample else "sequence"
-        reference = ("none" if neutral is None else "self" if neutral in peaks
-                     else "other" if seq.neutral_borrowed else "own")
-        add(kind, seq.key, seq, _window(peaks, t), neutral, reference)
-        distinct = list(dict.fromkeys(peaks))
-        if frame_level and kind == "sequence" and len(distinct) > 1:
-            for k in range(len(distinct)):
-                add("frame", f"{seq.key}/{Path(distinct[k]).stem}", seq, _window(distinct[:k + 1], t), neutral,
-                    reference)
+        add(kind, seq.key, seq, _window(peaks, t), neutral, ref_kind)
+        for k in range(len(frames)):
+            add("frame", f"{seq.key}/{Path(frames[k]).stem}", seq, _window(frames[:k + 1], t), neutral, ref_kind)
 
     counts = {
         "images": len(paths),
+        "neutral_frames": len(neutral_images(ds)),
         "unreadable_images": len(problems["unreadable"]),
         "no_face_images": len(problems["no_face"]),
         "unreadable_examples": [rel(p) for p in problems["unreadable"][:MAX_EXAMPLES]],
         "no_face_examples": [rel(p) for p in problems["no_face"][:MAX_EXAMPLES]],
         "sequences_skipped": dict(skipped_sequences),
         "neutral_frames_unusable": neutral_unusable,
+        "references_replaced": {"other": replaced["other"], "self": replaced["self"]},
         "sequences_without_neutral": missing_neutral,
         "sequences_neutral_borrowed": borrowed_neutral,
     }
@@ -240,7 +321,8 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
 
 def predict(engine, data: PreparedData, class_names: Sequence[str], batch_size: int = 64,
             progress: bool = True) -> None:
-    """Fill each sample's probs and pred_label with the engine's output, in batches."""
+    """Fill each sample's probs and pred_label with the engine's output, in batches. A sample whose scores are not
+    all finite is moved to the misses (reason "non_finite_scores") and counted in data.counts."""
     n = len(data.samples)
     starts = range(0, n, batch_size)
     if progress and n > batch_size:
@@ -255,3 +337,10 @@ def predict(engine, data: PreparedData, class_names: Sequence[str], batch_size: 
         for s, p in zip(data.samples[a:b], probs):
             s.probs = [float(v) for v in p]
             s.pred_label = class_names[int(np.argmax(p))]
+    bad = [s for s in data.samples if not np.all(np.isfinite(s.probs))]
+    data.counts["non_finite_scores"] = len(bad)
+    data.counts["non_finite_examples"] = [s.key for s in bad[:MAX_EXAMPLES]]
+    if bad:
+        data.misses.extend(Miss(s.key, s.true_label, s.newest, "non_finite_scores", s.kind, s.subject, s.has_neutral,
+                                s.reference) for s in bad)
+        data.samples[:] = [s for s in data.samples if np.all(np.isfinite(s.probs))]

@@ -14,7 +14,7 @@ import numpy as np
 
 from fer_ros import metrics
 from fer_ros.classes import NEUTRAL
-from fer_ros.tools.eval_data import MAX_EXAMPLES, Miss, Sample
+from fer_ros.tools.eval_data import MAX_EXAMPLES, MISS_REASONS, NOT_FOUND, Miss, Sample
 from fer_ros.strict_json import write_json
 
 # the confusion-matrix PNG of each level; all are removed from the output folder before a run writes its own
@@ -22,72 +22,107 @@ from fer_ros.strict_json import write_json
 PLOT_FILES = {"sequence_level": "confusion_matrix.png", "frame_level": "confusion_matrix_frames.png"}
 
 
-def score(samples: Sequence[Sample], model_names: Sequence[str],
-          data_classes: Sequence[str] | None = None) -> dict | None:
-    """Figures for one set of samples (all of one level): the classification report over the samples whose class
-    the model knows (rows: those classes in model order, columns: all model classes), the accuracy with the model
-    restricted to the data's classes (`data_classes`, default: those of the samples; a class whose every face was
-    missed is still one of the data's) when it has others, accuracy with and without a neutral reference, and the
-    samples of classes the model lacks with what the model called them."""
-    if not samples:
-        return None
-    names = list(model_names)
-    known = [s for s in samples if s.true_label in names]
-    unknown = [s for s in samples if s.true_label not in names]
-    rows = [n for n in names if any(s.true_label == n for s in known)]
-    y_true = np.asarray([rows.index(s.true_label) for s in known], np.int64)
-    y_pred = np.asarray([names.index(s.pred_label) for s in known], np.int64)
-    rep = metrics.classification_report(y_true, y_pred, rows, pred_names=names)
-    in_data = set(rows) | set(data_classes or ())
-    allowed = [n for n in names if n in in_data]
-    extra = [n for n in names if n not in in_data]
-    if extra and known:
-        probs = np.asarray([s.probs for s in known], np.float64)
-        restricted = metrics.argmax_within(probs, [names.index(n) for n in allowed])
-        rep["over_data_classes"] = {
-            "classes": allowed, "left_out": extra,
-            **metrics.classification_report(np.asarray([allowed.index(s.true_label) for s in known], np.int64),
-                                            np.asarray([allowed.index(names[i]) for i in restricted]), allowed)}
-    with_ref = [s.true_label == s.pred_label for s in known if s.has_neutral]
-    without = [s.true_label == s.pred_label for s in known if not s.has_neutral]
-    rep["with_neutral_reference"] = {"count": len(with_ref),
-                                     "accuracy": float(np.mean(with_ref)) if with_ref else None}
-    rep["without_neutral_reference"] = {"count": len(without),
-                                        "accuracy": float(np.mean(without)) if without else None}
-    rep["unknown_classes"] = {
-        label: {"count": sum(s.true_label == label for s in unknown),
-                "predicted": dict(Counter(s.pred_label for s in unknown if s.true_label == label))}
-        for label in sorted({s.true_label for s in unknown})}
+def _right(samples: Sequence[Sample]) -> int:
+    return sum(s.pred_label == s.true_label for s in samples)
+
+
+def _report(y_true: list[int], y_pred: list[int], rows: list[str], pred_names: list[str]) -> dict:
+    """metrics.classification_report with a NOT_FOUND column after `pred_names` (a miss is that answer); the
+    column has no precision, not being a class."""
+    rep = metrics.classification_report(np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64), rows,
+                                        pred_names=[*pred_names, NOT_FOUND])
+    rep["precision"].pop(NOT_FOUND)
     return rep
 
 
-def emotions_block(samples: Sequence[Sample], model_names: Sequence[str]) -> dict | None:
-    """Over the labelled (non-neutral) sequences only, for comparison with 7-class results: plain accuracy
-    (a neutral prediction is a miss) and the accuracy with the model restricted to the emotion classes."""
+def score(samples: Sequence[Sample], model_names: Sequence[str], data_classes: Sequence[str] | None = None,
+          misses: Sequence[Miss] = ()) -> dict | None:
+    """Figures for one set of samples and misses (all of one level), a miss counting as the answer NOT_FOUND (a
+    wrong one) in every figure: the classification report over those whose class the model knows (rows: those
+    classes in model order, columns: all model classes, then NOT_FOUND), the accuracy over the samples scored
+    alone (`accuracy_on_faces_found`), the accuracy with the model restricted to the data's classes
+    (`data_classes`, default: those of the samples and misses) when it has others, accuracy with and without a
+    neutral reference, and the samples of classes the model lacks with what the model called them."""
+    if not samples and not misses:
+        return None
+    names = list(model_names)
+    known = [s for s in samples if s.true_label in names]
+    missed = [m for m in misses if m.true_label in names]
+    rows = [n for n in names if any(x.true_label == n for x in [*known, *missed])]
+    rep = _report([rows.index(x.true_label) for x in [*known, *missed]],
+                  [names.index(s.pred_label) for s in known] + [len(names)] * len(missed), rows, names)
+    rep["scored"], rep["missed"] = len(known), len(missed)
+    rep["accuracy_on_faces_found"] = _right(known) / len(known) if known else None
+    in_data = set(rows) | set(data_classes or ())
+    allowed = [n for n in names if n in in_data]
+    extra = [n for n in names if n not in in_data]
+    if extra and (known or missed):
+        restricted = (metrics.argmax_within(np.asarray([s.probs for s in known], np.float64),
+                                            [names.index(n) for n in allowed]) if known else [])
+        rep["over_data_classes"] = {
+            "classes": allowed, "left_out": extra,
+            **_report([allowed.index(x.true_label) for x in [*known, *missed]],
+                      [allowed.index(names[i]) for i in restricted] + [len(allowed)] * len(missed),
+                      allowed, allowed)}
+    for key, has in (("with_neutral_reference", True), ("without_neutral_reference", False)):
+        right = [s.true_label == s.pred_label for s in known if s.has_neutral == has]
+        right += [False for m in missed if m.has_neutral == has]
+        rep[key] = {"count": len(right), "accuracy": float(np.mean(right)) if right else None}
+    unknown = [s for s in samples if s.true_label not in names]
+    unknown_missed = [m for m in misses if m.true_label not in names]
+    rep["unknown_classes"] = {
+        label: {"count": sum(x.true_label == label for x in [*unknown, *unknown_missed]),
+                "predicted": dict(Counter([*(s.pred_label for s in unknown if s.true_label == label),
+                                           *(NOT_FOUND for m in unknown_missed if m.true_label == label)]))}
+        for label in sorted({x.true_label for x in [*unknown, *unknown_missed]})}
+    return rep
+
+
+def emotions_block(samples: Sequence[Sample], model_names: Sequence[str], misses: Sequence[Miss] = ()) -> dict | None:
+    """Over the labelled (non-neutral) sequences only, for comparison with 7-class results, a miss counting as a
+    wrong answer: plain accuracy (a neutral prediction is wrong too) and the accuracy with the model restricted to
+    the emotion classes."""
     names = list(model_names)
     if NEUTRAL not in names:
         return None
     emo = [s for s in samples if s.true_label in names and s.true_label != NEUTRAL]
-    if not emo:
+    missed = [m for m in misses if m.true_label in names and m.true_label != NEUTRAL]
+    if not emo and not missed:
         return None
+    count = len(emo) + len(missed)
     allowed = [i for i, n in enumerate(names) if n != NEUTRAL]
-    restricted = metrics.argmax_within(np.asarray([s.probs for s in emo]), allowed)
-    return {"count": len(emo),
-            "accuracy": float(np.mean([s.pred_label == s.true_label for s in emo])),
-            "accuracy_without_neutral_class": float(np.mean([names[i] == s.true_label
-                                                              for i, s in zip(restricted, emo)]))}
+    restricted = metrics.argmax_within(np.asarray([s.probs for s in emo]), allowed) if emo else []
+    return {"count": count, "missed": len(missed),
+            "accuracy": _right(emo) / count,
+            "accuracy_without_neutral_class": sum(names[i] == s.true_label for i, s in zip(restricted, emo)) / count}
 
 
 def headline(samples: Sequence[Sample], misses: Sequence[Miss], model_names: Sequence[str]) -> dict:
-    """The headline figure: right answers over every sample of a class the model knows, a sample whose face was
-    not found (or whose image could not be read) counting as a wrong one."""
+    """The headline figure: right answers over every sample of a class the model knows, a sample that could not be
+    scored (no face found, image unreadable, non-finite scores) counting as a wrong one; beside it the accuracy on
+    the faces found (the samples scored alone)."""
     names = set(model_names)
     scored = [s for s in samples if s.true_label in names]
     missed = [m for m in misses if m.true_label in names]
-    right = sum(s.pred_label == s.true_label for s in scored)
+    right = _right(scored)
     total = len(scored) + len(missed)
     return {"accuracy": right / total if total else None, "samples": total, "scored": len(scored),
-            "missed": len(missed), "missed_by_class": dict(Counter(m.true_label for m in missed))}
+            "missed": len(missed), "missed_by_class": dict(Counter(m.true_label for m in missed)),
+            "accuracy_on_faces_found": right / len(scored) if scored else None}
+
+
+def neutral_block(samples: Sequence[Sample], misses: Sequence[Miss], model_names: Sequence[str]) -> dict:
+    """The neutral samples: how many, how many were missed, and the share called neutral, a miss not being
+    called neutral (for models with a neutral class)."""
+    neutral = [s for s in samples if s.kind == "neutral"]
+    missed = [m for m in misses if m.kind != "frame" and m.true_label == NEUTRAL]
+    frames = len(neutral) + len(missed)
+    if NEUTRAL not in model_names:
+        return {"frames": frames, "missed": len(missed), "called_neutral": None, "share_called_neutral": None,
+                "note": "the model has no neutral class: neutral frames are not scored"}
+    called = sum(s.pred_label == NEUTRAL for s in neutral)
+    return {"frames": frames, "missed": len(missed), "called_neutral": called,
+            "share_called_neutral": called / frames if frames else None}
 
 
 def references(samples: Sequence[Sample]) -> dict:
@@ -98,12 +133,14 @@ def references(samples: Sequence[Sample]) -> dict:
 
 def build_report(samples: Sequence[Sample], model_names: Sequence[str], ds, counts: dict, manifest,
                  model_dir: Path, backend: str, misses: Sequence[Miss] = ()) -> dict:
-    """The JSON report: the headline (faces not found count as misses, and are listed), figures per level,
-    neutral frames, references, class mapping, dataset counts, manifest, samples."""
+    """The JSON report: the headline, figures per level, neutral samples, references, class mapping, dataset
+    counts, manifest, samples; a miss (listed: `misses`, `frame_misses`) counts as a wrong answer in every
+    figure."""
     names = list(model_names)
     seqs = [s for s in samples if s.kind in ("sequence", "neutral")]
     frames = [s for s in samples if s.kind == "frame"]
-    neutral = [s for s in samples if s.kind == "neutral"]
+    seq_misses = [m for m in misses if m.kind in ("sequence", "neutral")]
+    frame_misses = [m for m in misses if m.kind == "frame"]
     data_classes = sorted({s.label for s in ds.sequences})
     mapping = metrics.map_classes(data_classes, names)
     by_class = Counter(s.label for s in ds.sequences)
@@ -114,32 +151,36 @@ def build_report(samples: Sequence[Sample], model_names: Sequence[str], ds, coun
                  "labelled_subjects": len({s.subject for s in ds.sequences if s.label != NEUTRAL}),
                  "sequences_by_class": dict(sorted(by_class.items())),
                  "labelled_sequences": sum(v for k, v in by_class.items() if k != NEUTRAL),
-                 "neutral_frames": len(ds.neutral_frames),
+                 "neutral_frames": len(ds.neutral_frames),  # prepare's count (every neutral image) replaces it
                  "files_not_in_layout": len(ds.skipped), "files_not_in_layout_examples": ds.skipped[:MAX_EXAMPLES],
                  **counts},
         "class_mapping": {"model_classes": names, "data_classes": data_classes,
                           "unknown_to_model": list(mapping.unknown), "not_in_data": list(mapping.model_only)},
-        "headline": headline(seqs, misses, names),
-        "misses": [asdict(m) for m in misses],
+        "headline": headline(seqs, seq_misses, names),
+        "misses": [asdict(m) for m in seq_misses],
+        "frame_misses": [asdict(m) for m in frame_misses],
         "references": references(seqs),
-        "sequence_level": score(seqs, names, data_classes),
-        "frame_level": score(frames, names, data_classes),
-        "emotions": emotions_block(seqs, names),
+        "sequence_level": score(seqs, names, data_classes, seq_misses),
+        "frame_level": score(frames, names, data_classes, frame_misses),
+        "emotions": emotions_block(seqs, names, seq_misses),
+        "neutral": neutral_block(seqs, seq_misses, names),
     }
-    if NEUTRAL in names:
-        called = sum(s.pred_label == NEUTRAL for s in neutral)
-        report["neutral"] = {"frames": len(neutral), "called_neutral": called,
-                             "share_called_neutral": called / len(neutral) if neutral else None}
-    else:
-        report["neutral"] = {"frames": len(neutral), "called_neutral": None, "share_called_neutral": None,
-                             "note": "the model has no neutral class: neutral frames are not scored"}
     report["samples"] = [asdict(s) for s in samples]
     return report
 
 
+def _unscored(report: dict) -> tuple[int, int]:
+    """(faces not found or images unreadable, samples with non-finite scores) among the headline's misses."""
+    known = set((report.get("class_mapping") or {}).get("model_classes", []))
+    misses = [m for m in report.get("misses") or [] if m["true_label"] in known]
+    non_finite = sum(m["reason"] == "non_finite_scores" for m in misses)
+    return len(misses) - non_finite, non_finite
+
+
 def summary_line(report: dict) -> str:
-    """`accuracy A on N sequences (M classes)` over the classes the model knows, with `; K faces not found, counted
-    as misses` when some samples could not be scored (they are in A and N)."""
+    """`accuracy A on N sequences (M classes)` over the classes the model knows, with `; K faces not found, J with
+    non-finite scores, counted as misses` (the parts that apply) when some samples could not be scored (they are
+    in A and N)."""
     seq = report.get("sequence_level") or {}
     head = report.get("headline") or {}
     acc = head.get("accuracy", seq.get("accuracy"))
@@ -147,8 +188,10 @@ def summary_line(report: dict) -> str:
     mapping = report.get("class_mapping") or {}
     m = (len(set(mapping["data_classes"]) & set(mapping["model_classes"])) if "data_classes" in mapping
          else len(seq.get("class_names", [])))
-    missed = head.get("missed", 0)
-    tail = f"; {missed} face{'s' if missed != 1 else ''} not found, counted as misses" if missed else ""
+    faces, non_finite = _unscored(report)
+    parts = ([f"{faces} face{'s' if faces != 1 else ''} not found"] if faces else []) + \
+        ([f"{non_finite} with non-finite scores"] if non_finite else [])
+    tail = f"; {', '.join(parts)}, counted as misses" if parts else ""
     return (f"accuracy {acc:.3f} on {n} sequences ({m} classes{tail})" if acc is not None else
             f"accuracy n/a on {n} sequences ({m} classes{tail})")
 
@@ -168,11 +211,22 @@ def format_report(report: dict) -> list[str]:
     if d.get("sequences_skipped"):
         lines.append("warning: sequences left out: " + ", ".join(f"{v} ({k.replace('_', ' ')})"
                                                                  for k, v in d["sequences_skipped"].items()))
+    if d.get("non_finite_scores"):
+        examples = ", ".join(d.get("non_finite_examples", [])[:3])
+        lines.append(f"warning: the model gave non-finite scores for {d['non_finite_scores']} samples, counted as "
+                     f"misses (e.g. {examples}); check the model or re-export it")
     misses = report.get("misses") or []
     if misses:
-        lines.append(f"{len(misses)} samples without a face (counted as misses): "
+        reasons = Counter(m["reason"] for m in misses)
+        lines.append(f"{len(misses)} samples not scored, counted as misses ("
+                     + ", ".join(f"{v} {MISS_REASONS.get(k, k)}" for k, v in reasons.items()) + "): "
                      + ", ".join(m["file"] for m in misses[:MAX_EXAMPLES]) + (", ..." if len(misses) > MAX_EXAMPLES
                                                                               else "") + " (all in report.json)")
+    replaced = d.get("references_replaced") or {}
+    if any(replaced.values()):
+        lines.append(f"{sum(replaced.values())} references without a face replaced: {replaced.get('other', 0)} "
+                     f"with another neutral frame of the same subject, {replaced.get('self', 0)} (neutral samples) "
+                     f"with the sample itself")
     neutral_refs = (report.get("references") or {}).get("neutral") or {}
     if neutral_refs:
         lines.append(f"neutral samples: {neutral_refs.get('other', 0)} compared with another neutral image of the "
@@ -190,22 +244,28 @@ def format_report(report: dict) -> list[str]:
         lines.append("warning: data classes unknown to the model, not in the accuracy: " + ", ".join(
             f"{c} ({unk.get(c, {}).get('count', 0)} sequences)" for c in cm["unknown_to_model"]))
     if cm["not_in_data"]:
-        lines.append(f"model classes absent from the data (predicting them is a miss): {', '.join(cm['not_in_data'])}")
+        lines.append(f"model classes absent from the data (predicting them is wrong): {', '.join(cm['not_in_data'])}")
     for level in ("sequence_level", "frame_level"):
         r = report.get(level)
         if not r or not r["count"]:
             continue
         name = level.replace("_", "-")
-        lines.append(f"{name}: accuracy {r['accuracy']:.3f} on {r['count']}, balanced {r['balanced_accuracy']:.3f}")
+        missed = r.get("missed", 0)
+        lines.append(f"{name}: accuracy {r['accuracy']:.3f} on {r['count']}"
+                     + (f" ({missed} not found, counted as wrong)" if missed else "")
+                     + f", balanced {r['balanced_accuracy']:.3f}")
+        if missed and r.get("accuracy_on_faces_found") is not None:
+            lines.append(f"{name}: accuracy {r['accuracy_on_faces_found']:.3f} on the {r['scored']} faces found")
         if "over_data_classes" in r:
             o = r["over_data_classes"]
             lines.append(f"{name}: accuracy {o['accuracy']:.3f} over the data's {len(o['classes'])} classes "
                          f"(model restricted, without {', '.join(o['left_out'])})")
         if level == "sequence_level":
-            for c in r["class_names"]:
+            for i, c in enumerate(r["class_names"]):
                 rc, pr = r["recall"][c], r["precision"].get(c)
                 lines.append(f"  {c:10s} n={r['support'][c]:4d}  recall {rc:.3f}  precision "
-                             + (f"{pr:.3f}" if pr is not None else "n/a"))
+                             + (f"{pr:.3f}" if pr is not None else "n/a")
+                             + (f"  not found {r['confusion_matrix'][i][-1]}" if missed else ""))
             w, wo = r["with_neutral_reference"], r["without_neutral_reference"]
             if wo["count"]:
                 lines.append(f"  with neutral reference: {w['count']} "
@@ -214,11 +274,13 @@ def format_report(report: dict) -> list[str]:
     emo = report.get("emotions")
     if emo:
         lines.append(f"emotion sequences: accuracy {emo['accuracy']:.3f} on {emo['count']} "
-                     f"({emo['accuracy_without_neutral_class']:.3f} with the neutral class left out)")
+                     f"({emo['accuracy_without_neutral_class']:.3f} with the neutral class left out"
+                     + (f"; {emo['missed']} not found, counted as wrong)" if emo.get("missed") else ")"))
     neu = report["neutral"]
     if neu["frames"] and neu["share_called_neutral"] is not None:
         lines.append(f"neutral frames called neutral: {neu['called_neutral']}/{neu['frames']} "
-                     f"({neu['share_called_neutral']:.3f})")
+                     f"({neu['share_called_neutral']:.3f}"
+                     + (f"; {neu['missed']} not found, not called neutral)" if neu.get("missed") else ")"))
     elif neu["frames"]:
         lines.append(f"{neu['frames']} neutral frames not scored: {neu['note']}")
     return lines
@@ -249,7 +311,7 @@ def write_outputs(report: dict, samples: Sequence[Sample], class_names: Sequence
                      f"({level.replace('_', ' ')})")
             outputs[level + "_png"] = str(plots.plot_confusion_matrix(
                 np.asarray(r["confusion_matrix"]), r["class_names"], out_dir / name, title=title,
-                pred_names=r["pred_names"]))
+                pred_names=r["pred_names"], not_found=NOT_FOUND))
     report["outputs"] = dict(outputs, report_json=str(out_dir / "report.json"))
     report["summary"] = summary_line(report)
     write_json(out_dir / "report.json", report, indent=2)

@@ -6,8 +6,8 @@
 Each data folder is read in any layout the training script reads (fer_ros.training.data.datasets, detected): the
 official CK+ release, class folders <class>/S<subject>_<sequence>_<frame>.png with the neutral first frames in
 neutral/, FER+ (split folders with label.csv; a FER+ folder with a training split is scored on its held-out
-splits) or KDEF photos. Every image goes through the node's landmarker (IMAGE mode) and crop
-(fer_ros.training.data.cache, cached on disk), then the node's preprocessing (clip of the last T frames, difference
+splits) or KDEF photos (the angles of --angles). Every image goes through the node's landmarker (IMAGE mode) and
+crop (fer_ros.training.data.cache, cached on disk), then the node's preprocessing (clip of the last T frames, difference
 image neutral -> newest frame) and the node's inference engine. A sequence without a neutral frame is scored as the
 node scores a face without a neutral reference: geo_valid = 0 (appearance network alone).
 
@@ -15,21 +15,28 @@ Samples:
 - sequence: one per labelled sequence: its neutral frame (reference) and its last T frames; a photo (FER+, KDEF)
   is a still face, the photo repeated T times, compared with its session's neutral photo (KDEF) or, where the data
   has no other moment of the face (FER+), with itself, as the node compares a face that kept its expression;
-- frame: where a sequence has several labelled frames, each one as the newest frame of a window of the frames up
-  to it (the earliest repeated to fill T), as the node sees the expression arrive;
+- frame: where a sequence has several labelled frames (class folders; the CK+ release labels its last frame
+  alone), each one as the newest frame of a window of the frames up to it (the earliest repeated to fill T), as the
+  node sees the expression arrive;
 - neutral: every neutral frame or photo as a still face, compared with another neutral image of the same subject
   (another sequence's first frame, the other session's photo) or with itself where there is none (the report says
   how many), labelled "neutral"; scored for models with a neutral class (`--no-neutral-samples` leaves them out).
+A reference in which no face is found gives way to the subject's nearest other usable neutral frame of the same
+view (a neutral sample's, then to itself).
 
-A sample whose face is not found counts as a miss in the headline accuracy (the last line) and is listed.
+A sample that cannot be scored (no face found, image unreadable, non-finite scores) is a miss: the answer
+"not found", wrong in every figure (a column of its own in the confusion matrices), and listed; each level also
+gives the accuracy on the faces found alone. A dataset where no sample can be scored is reported (0 on N).
 Outputs in --out (one sub-folder per dataset when several are given): report.json (every figure, the misses, the
 model manifest, the dataset's counts, per-sample predictions), predictions.csv, confusion_matrix.png (sequences),
 confusion_matrix_frames.png (frames, when they apply). The last line printed per dataset is
 `accuracy A on N sequences (M classes)`, followed with `; K faces not found, counted as misses` when there were.
+Exit status: 0; 1 when a dataset had not one sample scored; 2 for a user error (the other datasets are still
+scored and reported).
 
 Class sets: a prediction of a class the data lacks (e.g. neutral from an 8-class model on 7-class data) is a
-miss; the accuracy with the model restricted to the data's classes is reported too. Data classes the model lacks
-are reported (counts and what the model called them) and left out of the accuracy.
+wrong answer; the accuracy with the model restricted to the data's classes is reported too. Data classes the model
+lacks are reported (counts and what the model called them) and left out of the accuracy.
 
 This file is the command; the samples are made in eval_data.py, the figures and files in eval_report.py.
 """
@@ -42,10 +49,21 @@ from typing import Sequence
 
 from fer_ros.argtypes import HelpFormatter, number, parse_args
 from fer_ros.runtime import BACKENDS, add_setting_option
+from fer_ros.training.data import kdef
 from fer_ros.tools.eval_data import EvalError, open_dataset, predict, prepare
 from fer_ros.tools.eval_report import build_report, format_report, write_outputs
 
 PROG = "fer-eval"
+DEFAULT_ANGLES = ("S", "HL", "HR")  # KDEF: straight and half profiles, the full profiles (FL, FR) left out
+
+
+def kdef_angles(text: str) -> tuple[str, ...]:
+    """--angles: comma-separated KDEF angle codes (kdef.ANGLES), any case, as an upper-case tuple."""
+    angles = tuple(dict.fromkeys(a.strip().upper() for a in text.split(",") if a.strip()))
+    wrong = [a for a in angles if a not in kdef.ANGLES]
+    if wrong or not angles:
+        raise argparse.ArgumentTypeError(f"must be KDEF angles among {','.join(kdef.ANGLES)}, got {text!r}")
+    return angles
 
 
 def open_model(model: str | Path | None, backend: str = "auto", device: str = "auto", fp16: bool = False,
@@ -89,6 +107,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--own-neutral-only", action="store_true",
                    help="score a sequence without its own neutral first frame without a reference, instead of "
                         "with the first frame of the same subject's nearest other sequence")
+    p.add_argument("--angles", type=kdef_angles, default=DEFAULT_ANGLES,
+                   help="KDEF camera angles to score, comma-separated, of " + ",".join(kdef.ANGLES) + " (default: "
+                        + ",".join(DEFAULT_ANGLES) + ", the frontal and half-profile photos; other layouts ignore it)")
     p.add_argument("--no-frame-level", action="store_true", help="sequence level only")
     p.add_argument("--batch-size", type=number(int, low=1, says="at least 1"), default=64,
                    help="samples per engine call")
@@ -109,46 +130,56 @@ def dataset_names(roots: Sequence[Path]) -> list[str]:
 
 
 def evaluate_one(engine, manifest, model_dir: Path, data_root: Path, out_dir: Path, args, landmarker=None) -> dict:
-    """Score one data folder and write its outputs to out_dir; returns its report. Raises EvalError."""
+    """Score one data folder and write its outputs to out_dir; returns its report (one where no face was found
+    scores 0, every sample a miss). Raises EvalError."""
     names = list(manifest.class_names)
     ds = open_dataset(data_root, manifest.window_length, neutral_samples=not args.no_neutral_samples,
-                      borrow_neutral=not args.own_neutral_only)
+                      borrow_neutral=not args.own_neutral_only, angles=args.angles)
     cache_dir = None if args.no_cache else (args.cache_dir or out_dir / "cache")
     progress = not args.no_progress
     data = prepare(ds, manifest, cache_dir, frame_level=not args.no_frame_level, progress=progress,
-                   landmarker=landmarker)
-    if not data.samples:
-        c = data.counts
-        raise EvalError(f"no usable samples in {data_root}: {c['unreadable_images']} unreadable images, "
-                        f"{c['no_face_images']} images without a face out of {c['images']}; check the images")
+                   landmarker=landmarker, borrow_neutral=not args.own_neutral_only)
     predict(engine, data, names, batch_size=args.batch_size, progress=progress)
     backend = getattr(engine, "label", None) or getattr(engine, "name", None) or args.backend
     report = build_report(data.samples, names, ds, data.counts, manifest, model_dir, str(backend), data.misses)
+    write_outputs(report, data.samples, names, out_dir)
     if not (report["sequence_level"] or {}).get("count"):
         unknown = ", ".join(report["class_mapping"]["unknown_to_model"]) or "none"
-        write_outputs(report, data.samples, names, out_dir)
         raise EvalError(f"no sequence in {data_root} has a class the model knows (model: {', '.join(names)}; "
                         f"data classes unknown to it: {unknown}); report written to {out_dir / 'report.json'}")
-    write_outputs(report, data.samples, names, out_dir)
     return report
 
 
-def run(args, landmarker=None) -> dict[str, dict]:
-    """Evaluate as the CLI does: {dataset name: report} in the order given (each written to its output folder).
-    Raises EvalError for user errors."""
+def nothing_scored(report: dict) -> bool:
+    """Not one sample of the report could be scored (no face found, unreadable images, non-finite scores): its
+    headline is 0."""
+    head = report["headline"]
+    return bool(head["samples"]) and not head["scored"]
+
+
+def run(args, landmarker=None) -> dict[str, dict | EvalError]:
+    """Evaluate as the CLI does: {dataset name: its report, or the EvalError that stopped it} in the order given
+    (each report written to its output folder); a dataset that fails leaves the others to be scored. Raises
+    EvalError when the model cannot be opened."""
     engine, manifest, model_dir = open_model(args.model, args.backend, args.device, args.fp16,
                                              args.engine_cache_dir, args.int8)
     roots = [Path(d) for d in args.data]
     names = dataset_names(roots)
     out = (Path(args.out) if args.out else Path("runs") / "eval" / f"{manifest.name}-{'+'.join(names)}")
-    reports = {}
+    reports: dict[str, dict | EvalError] = {}
     for name, root in zip(names, roots):
-        reports[name] = evaluate_one(engine, manifest, model_dir, root, out if len(roots) == 1 else out / name,
-                                     args, landmarker)
+        try:
+            reports[name] = evaluate_one(engine, manifest, model_dir, root, out if len(roots) == 1 else out / name,
+                                         args, landmarker)
+        except EvalError as exc:
+            reports[name] = exc
     return reports
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status: 0 every dataset scored; 1 a dataset of which no sample could be scored (no face found: reported,
+    0 on N); 2 a user error (a dataset or the model that could not be read, an option), the other datasets
+    reported still."""
     args = parse_args(get_args_parser(), argv, f"{PROG}: error")
     if args is None:
         return 2
@@ -160,15 +191,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    status = 0
     for name, report in reports.items():
         if len(reports) > 1:
             print(f"== {name} ==")
+        if isinstance(report, EvalError):
+            print(f"{PROG}: error: {report}", file=sys.stderr)
+            status = 2
+            continue
         for line in format_report(report):
             print(line)
         print(f"report: {report['outputs']['report_json']}, confusion matrix: "
               f"{report['outputs'].get('sequence_level_png', 'n/a')}")
         print(report["summary"])
-    return 0
+        if nothing_scored(report):
+            d = report["data"]
+            print(f"{PROG}: no sample of {d['root']} could be scored ({d['no_face_images']} images without a face, "
+                  f"{d['unreadable_images']} unreadable of {d['images']}, {d.get('non_finite_scores', 0)} non-finite "
+                  f"scores): all {report['headline']['samples']} counted as misses; check the images and the model",
+                  file=sys.stderr)
+            status = max(status, 1)
+    return status
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ each dataset is its own --data.
   folder, and the neutral first frames in <root>/neutral/ with the same subject and sequence numbers.
 
 A `Sequence` is (neutral frame or None, last T frames oldest first, label). Neutral frames also form sequences of
-their own (label "neutral", the frame repeated T times) for class sets that have a neutral class.
+their own (label "neutral", the frame repeated T times) for class sets that have a neutral class. Every label is
+given in one form, metrics.class_key's (surrounding spaces off, lower case): a `Happy/` folder holds "happy" faces.
 
 A labelled sequence whose own first frame is missing (as in a few of the CK+48 crops' sequences, or a release sequence
 too short to have a first frame apart from its last T) borrows the neutral first frame of the same subject's nearest other
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fer_ros.classes import CKPLUS7, NEUTRAL
+from fer_ros.metrics import class_key
 from fer_ros.training.data import ferplus, kdef
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -116,11 +118,13 @@ def _holds_dataset(folder: Path) -> bool:
 
 
 def load_dataset(root: str | Path, frames: int = 3, with_neutral_sequences: bool = True,
-                 borrow_neutral: bool = True, splits: tuple[str, ...] | None = None) -> Dataset:
-    """The labelled samples of a dataset folder in any known layout (LAYOUTS, detected). splits: for data with its
-    own split (FER+), which splits to read (None: all present). with_neutral_sequences: neutral frames are samples
-    of their own. borrow_neutral: a sample without its own neutral frame is compared with a neutral frame of the
-    same subject taken at another moment (CK+: another sequence's first frame; KDEF always does this)."""
+                 borrow_neutral: bool = True, splits: tuple[str, ...] | None = None,
+                 angles: tuple[str, ...] | None = None) -> Dataset:
+    """The labelled samples of a dataset folder in any known layout (LAYOUTS, detected), labels in class_key form.
+    splits: for data with its own split (FER+), which splits to read (None: all present). with_neutral_sequences:
+    neutral frames are samples of their own. borrow_neutral: a sample without its own neutral frame is compared
+    with a neutral frame of the same subject taken at another moment (CK+: another sequence's first frame; KDEF
+    always does this). angles: for data shot from several angles (KDEF: kdef.ANGLES), which to read (None: all)."""
     root = Path(root).expanduser()
     if not root.exists():
         raise DatasetError(f"dataset folder not found: {root}")
@@ -131,7 +135,7 @@ def load_dataset(root: str | Path, frames: int = 3, with_neutral_sequences: bool
         seqs, skipped, counts = ferplus.load(root, frames, splits)
         ds = Dataset(root, layout, seqs, [], skipped, {}, counts)
     elif layout == "kdef":
-        seqs, skipped, neutral = kdef.load(root, frames)
+        seqs, skipped, neutral = kdef.load(root, frames, angles)
         ds = Dataset(root, layout, seqs, [], skipped, neutral)
         if not with_neutral_sequences:
             ds.sequences = [s for s in ds.sequences if s.label != NEUTRAL]
@@ -141,8 +145,13 @@ def load_dataset(root: str | Path, frames: int = 3, with_neutral_sequences: bool
             _borrow_neutrals(ds)
         if with_neutral_sequences:
             ds.sequences += _neutral_sequences(ds, frames)
+    if not ds.sequences and layout == "kdef" and angles is not None:
+        raise DatasetError(f"{root}: no KDEF photo of the angles {', '.join(angles)}; choose some of "
+                           f"{', '.join(kdef.ANGLES)}")
     if not ds.sequences:
         raise DatasetError(f"{root}: no labelled sequences found ({layout} layout)")
+    for s in ds.sequences:
+        s.label = class_key(s.label)
     ds.classes_found = sorted({s.label for s in ds.sequences})
     return ds
 
@@ -168,7 +177,7 @@ def _load_class_folders(root: Path, frames: int) -> Dataset:
                 skipped.append(str(p.relative_to(root)))
                 continue
             subject, seq, idx = _parse(p)
-            if d.name == NEUTRAL:
+            if class_key(d.name) == NEUTRAL:
                 prev = neutral.get((subject, seq))
                 if prev is None or _parse(prev)[2] > idx:
                     neutral[(subject, seq)] = p
