@@ -69,7 +69,8 @@ SETTING_HELP = {
                       "neutral, then the frame it calls neutral with the highest probability), least_motion, "
                       "first_frame or manual (only when asked: fer_node's ~/capture_neutral service)",
     "smoothing_time_constant_s": "exponential smoothing of each face's scores, time constant in s; 0 = off",
-    "face_timeout_s": "a face unseen for longer than this (s) is dropped; if it returns it gets a new id",
+    "face_timeout_s": "a face missing from the frames processed for longer than this (s) is dropped; if it "
+                      "returns it gets a new id",
 }
 
 

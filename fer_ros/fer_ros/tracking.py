@@ -6,7 +6,9 @@ A new frame's faces are matched to the tracks by minimum total cost (Hungarian a
 pair adds the distance from the predicted centre (in face sizes), the size change and the descriptor distance;
 pairs beyond the gates never match. Prediction is what keeps ids through two faces crossing (their boxes overlap
 then, so overlap alone would swap them); the descriptor settles what prediction cannot. Unmatched faces start
-new tracks; tracks not seen for longer than `timeout_s` are dropped.
+new tracks. A track is dropped when it was missing from the last update and was last seen longer than `timeout_s`
+before the present one: a face in the last frame processed is never dropped for the time between frames alone, so
+frames further apart than `timeout_s` (a low frame rate, a stall) keep their faces' ids.
 
 The descriptor steadies ids; it does not recognise people. Between KDEF photos of different actors (same pose and
 expression) its distance is 0.14 at the median, while one actor's photos of two expressions differ by up to 0.39, so
@@ -46,6 +48,7 @@ class Track:
     size_rate: float = 0.0  # relative size change per s
     descriptor: np.ndarray | None = None
     hits: int = 1
+    misses: int = 0  # updates since the last sighting (0: seen in the last update)
 
     def predict(self, stamp_s: float, horizon_s: float, max_size_ratio: float = 2.0) -> tuple[np.ndarray, float]:
         """Predicted (centre px, size px) at `stamp_s` (extrapolating at most `horizon_s`; the size by at most
@@ -90,8 +93,9 @@ def assign(cost: np.ndarray) -> list[tuple[int, int]]:
 class Tracker:
     """Assigns track ids to each frame's detections; see the module docstring.
 
-    timeout_s: drop a track unseen this long (s). gate_sizes: largest centre distance from the prediction, in face
-    sizes, for a frame right after the last sighting; it widens by gate_growth_per_s for every second unseen.
+    timeout_s: drop a track missing from the last update and unseen this long (s). gate_sizes: largest centre
+    distance from the prediction, in face sizes, for a frame right after the last sighting; it widens by
+    gate_growth_per_s for every second unseen.
     max_size_ratio: largest size change between the prediction and a detection. appearance_weight: weight of the
     descriptor distance (0..1 for unit vectors) against the centre distance (face sizes). Velocities are smoothed
     with weight velocity_smoothing per frame; a frame that follows the last sighting by less than rate_interval_s
@@ -119,7 +123,7 @@ class Tracker:
 
     def update(self, detections: Sequence[Detection], stamp_s: float) -> list[int]:
         """Track ids for `detections` (same order) at frame time `stamp_s` (s, non-decreasing; the caller resets
-        the tracker when time goes backwards). Drops tracks gone longer than timeout_s first."""
+        the tracker when time goes backwards). Drops stale tracks first (see drop_stale)."""
         self.drop_stale(stamp_s)
         ids = list(self.tracks)
         dets = [(*_centre_size(d.box), _unit(d.descriptor)) for d in detections]
@@ -131,6 +135,10 @@ class Tracker:
             tid = ids[r]
             self._correct(self.tracks[tid], *dets[c], stamp_s)
             out[c] = tid
+        matched = set(out)
+        for tid in ids:
+            if tid not in matched:
+                self.tracks[tid].misses += 1
         for c, (centre, size, desc) in enumerate(dets):
             if out[c] is None:
                 tid = self._next_id
@@ -141,8 +149,9 @@ class Tracker:
         return [int(t) for t in out]
 
     def drop_stale(self, stamp_s: float) -> list[int]:
-        """Drop tracks unseen for longer than timeout_s at `stamp_s`; returns their ids."""
-        gone = [tid for tid, t in self.tracks.items() if stamp_s - t.last_seen_s > self.timeout_s]
+        """Drop the tracks that missed the last update and were last seen longer than timeout_s before `stamp_s`;
+        returns their ids. A track seen in the last update stays, however long ago that update was."""
+        gone = [tid for tid, t in self.tracks.items() if t.misses > 0 and stamp_s - t.last_seen_s > self.timeout_s]
         for tid in gone:
             del self.tracks[tid]
         return gone
@@ -172,6 +181,7 @@ class Tracker:
             track.size_rate = (1 - a) * track.size_rate + a * math.log(size / track.size) / dt
         track.centre, track.size, track.last_seen_s = centre, size, stamp_s
         track.hits += 1
+        track.misses = 0
         if desc is not None:
             if track.descriptor is None or track.descriptor.shape != desc.shape:
                 track.descriptor = desc

@@ -7,7 +7,9 @@
                                                                # publishes /front/emotion; the same for /rear
 
 backend, debug_image and model_path override the params file only when given. A relative `image` (no leading /)
-is resolved in each node's namespace.
+is resolved in each node's namespace; the node reads compressed images, where subscribe_compressed is true, from
+`<image>/compressed`. A log_level that is not a ROS severity, or a params_file that does not exist, stops the launch
+with one line that says so.
 """
 import os
 
@@ -18,6 +20,7 @@ from launch_ros.actions import Node
 
 SINGLE_IMAGE = "/camera/image_raw"  # the image topic of the one node when `image` is empty
 CAMERA_IMAGE = "image_raw"  # ... and of each camera's node, in the camera's namespace
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")  # the severities a node's --log-level takes
 
 
 def _default_params_file() -> str:
@@ -30,6 +33,23 @@ def _bool(text: str) -> bool:
     if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
         raise ValueError(f"expected true or false, got {text!r}")
     return value in ("true", "1", "yes", "on")
+
+
+def _log_level(text: str) -> str:
+    value = text.strip().lower()
+    if value not in LOG_LEVELS:
+        raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {text!r}")
+    return value
+
+
+def _params_file(text: str) -> str:
+    """The parameters YAML of the `params_file` argument (empty: fer_ros/config/fer.yaml), which must exist."""
+    if not text:
+        return _default_params_file()
+    if not os.path.isfile(text):
+        raise ValueError(f"params_file {text!r} is not a file: give the path of a parameters YAML, or leave it "
+                         "empty for fer_ros/config/fer.yaml")
+    return text
 
 
 def _cameras(text: str) -> list:
@@ -56,7 +76,8 @@ def _nodes(context):
         overrides["publish_debug_image"] = _bool(arg("debug_image"))
     if arg("model_path"):
         overrides["model_path"] = arg("model_path")
-    parameters = [arg("params_file") or _default_params_file()] + ([overrides] if overrides else [])
+    log_level = _log_level(arg("log_level"))
+    parameters = [_params_file(arg("params_file"))] + ([overrides] if overrides else [])
     cameras = _cameras(arg("cameras"))
     namespaces = [_join(arg("namespace"), c) for c in cameras] if cameras else [arg("namespace")]
     image = arg("image") or (CAMERA_IMAGE if cameras else SINGLE_IMAGE)
@@ -68,8 +89,8 @@ def _nodes(context):
         output="screen",
         emulate_tty=True,
         parameters=parameters,
-        remappings=[("image", image), ("image/compressed", image.rstrip("/") + "/compressed")],
-        ros_arguments=["--log-level", arg("log_level")],
+        remappings=[("image", image)],  # the node reads <image>/compressed from the same remapping
+        ros_arguments=["--log-level", log_level],
     ) for namespace in namespaces]
 
 
@@ -94,6 +115,7 @@ def generate_launch_description() -> LaunchDescription:
                               description="true/false: publish the annotated image; empty = from the params file"),
         DeclareLaunchArgument("model_path", default_value="",
                               description="model directory; empty = from the params file (default: shipped)"),
-        DeclareLaunchArgument("log_level", default_value="info", description="node log level"),
+        DeclareLaunchArgument("log_level", default_value="info",
+                              description=f"node log level: {', '.join(LOG_LEVELS)}"),
         OpaqueFunction(function=_nodes),
     ])

@@ -217,7 +217,12 @@ def test_frame_flood_keeps_the_node_current_with_bounded_memory(fer, face_frame)
 
 def _start_refused(param: str) -> str:
     """The one line a node started with `-p param` prints before it exits with code 2."""
-    node = NodeProcess(["-p", param])
+    return _start_refused_with(["-p", param])
+
+
+def _start_refused_with(ros_args: list[str]) -> str:
+    """The one line a node started with `--ros-args *ros_args` prints before it exits with code 2."""
+    node = NodeProcess(ros_args)
     try:
         node.proc.wait(timeout=30.0)
     finally:
@@ -239,3 +244,14 @@ def test_missing_model_exits_with_one_clear_line(tmp_path):
 def test_a_bad_parameter_exits_with_one_clear_line(param, words):
     line = _start_refused(param)
     assert line.startswith("fer_node: bad parameter: ") and all(w in line for w in words), line
+
+
+@pytest.mark.parametrize("ros_args, words", [
+    (["-p", "max_faces=3"], ["'-p max_faces=3'", "-p name:=value"]),          # = for :=
+    (["--log-level", "warning"], ["'--log-level warning'", "debug|info|warn|error|fatal"]),
+    (["--params-file", "/no/such/fer.yaml"], ["/no/such/fer.yaml", "a file that exists"]),
+    (["--no-such-flag"], ["--no-such-flag"]),
+])
+def test_bad_ros_arguments_exit_with_one_clear_line(ros_args, words):
+    line = _start_refused_with(ros_args)
+    assert line.startswith("fer_node: bad ROS arguments: ") and all(w in line for w in words), line

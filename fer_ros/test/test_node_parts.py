@@ -1,11 +1,13 @@
 """The node's building blocks without a running node: smoothing, FaceResult -> fer_msgs, REP-155 helpers,
-parameters, the latest-frame slot, diagnostics and the debug drawing."""
+parameters, the latest-frame slot, diagnostics, the debug drawing, and the launch file's and the node's checks of
+their arguments."""
 from __future__ import annotations
 
 import re
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -374,3 +376,67 @@ def test_rep155_publisher_topics_and_forgetting():
     assert node.destroyed == ["/humans/faces/cam1_fer_node_face4/expression"]
     rep.close()
     assert node.destroyed[-1] == "/humans/faces/tracked"
+
+
+# --- the launch file's arguments ---------------------------------------------------------------------------------------
+LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "fer.launch.py"
+
+
+def _launch_module():
+    """fer.launch.py of this source tree, loaded as a module."""
+    import importlib.util
+    pytest.importorskip("launch_ros", reason="launch_ros is not installed")
+    spec = importlib.util.spec_from_file_location("fer_launch_under_test", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _launch_nodes(module, **arguments):
+    """The nodes fer.launch.py starts with these launch arguments (the others at their defaults)."""
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument
+    context = LaunchContext()
+    for entity in module.generate_launch_description().entities:
+        if isinstance(entity, DeclareLaunchArgument):
+            context.launch_configurations[entity.name] = arguments.get(entity.name, "".join(
+                s.text for s in entity.default_value))
+    return module._nodes(context)
+
+
+def test_the_launch_file_refuses_a_log_level_that_is_not_a_ros_severity(tmp_path):
+    from launch.actions import DeclareLaunchArgument
+    module = _launch_module()
+    params = tmp_path / "fer.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    max_faces: 2\n")
+    with pytest.raises(ValueError, match=r"log_level must be one of debug, info, warn, error, fatal, got 'warning'"):
+        _launch_nodes(module, log_level="warning", params_file=str(params))
+    assert len(_launch_nodes(module, log_level="WARN", params_file=str(params))) == 1
+    assert module._log_level(" Error ") == "error"
+    described = {e.name: e.description for e in module.generate_launch_description().entities
+                 if isinstance(e, DeclareLaunchArgument)}
+    assert all(level in described["log_level"] for level in module.LOG_LEVELS)
+
+
+def test_the_launch_file_refuses_a_params_file_that_does_not_exist(tmp_path):
+    module = _launch_module()
+    missing = tmp_path / "no_such.yaml"
+    with pytest.raises(ValueError, match=r"params_file '.*no_such\.yaml' is not a file: give the path of a "):
+        _launch_nodes(module, params_file=str(missing))
+
+
+def test_the_launch_file_and_the_node_agree_on_the_log_levels():
+    pytest.importorskip("rclpy", reason="rclpy is not installed")
+    from fer_ros.ros.node import LOG_LEVELS
+    assert _launch_module().LOG_LEVELS == LOG_LEVELS
+
+
+def test_rcl_errors_about_ros_arguments_come_down_to_their_first_line():
+    pytest.importorskip("rclpy", reason="rclpy is not installed")
+    from fer_ros.ros.node import ros_arguments_problem
+    said = ("failed to initialize rcl: Couldn't parse log level: '--log-level warning'. Error: Argument does not use "
+            "a valid severity level, at /project/src/rcl/arguments.c:1858, at /project/src/rcl/arguments.c:441\n"
+            "second line")
+    assert ros_arguments_problem(said) == ("Couldn't parse log level: '--log-level warning'. Error: Argument does "
+                                           "not use a valid severity level")
+    assert ros_arguments_problem("") == "rcl could not parse them"

@@ -1,7 +1,8 @@
 """fer_node in this process with a recognizer whose stages only take time: the hand-over between its two workers
 (at most two frames in the node, the newest taken), one stage after the other without it, a stop that finishes the
-frames already started and ends a max_rate_hz wait, the frames' times (header stamp, receive time for images
-stamped 0, repeated stamps skipped), the debug image's QoS, and bad parameters refused at start."""
+frames already started and ends a max_rate_hz wait, a new max_rate_hz that ends or keeps the wait, the compressed
+topic under the remapped image topic, the frames' times (header stamp, receive time for images stamped 0, repeated
+stamps skipped), the debug image's QoS, and bad parameters refused at start."""
 from __future__ import annotations
 
 import contextlib
@@ -184,8 +185,9 @@ class _Said:
 
 
 @contextlib.contextmanager
-def _node(recognizer: _Recorder, *params: str, domain_id: int | None = None):
-    """A FerNode with `recognizer` and the parameters `params` ("name:=value"); closed and destroyed after."""
+def _node(recognizer: _Recorder, *params: str, domain_id: int | None = None, remaps: tuple = ()):
+    """A FerNode with `recognizer`, the parameters `params` ("name:=value") and the remappings `remaps`
+    ("from:=to"); closed and destroyed after."""
     from fer_ros.ros.node import FerNode
 
     def build(*_):
@@ -193,7 +195,8 @@ def _node(recognizer: _Recorder, *params: str, domain_id: int | None = None):
         return BuiltRecognizer(recognizer, "test", Path("test_model"))
 
     ctx = Context()
-    rclpy.init(context=ctx, args=["--ros-args", *[a for p in params for a in ("-p", p)]], domain_id=domain_id)
+    args = ["--ros-args", *[a for p in params for a in ("-p", p)], *[a for r in remaps for a in ("-r", r)]]
+    rclpy.init(context=ctx, args=args, domain_id=domain_id)
     node = None
     try:
         node = FerNode(recognizer_factory=build, context=ctx)
@@ -259,6 +262,86 @@ def test_close_ends_a_max_rate_hz_wait_at_once():
         took_s = time.monotonic() - t0
         assert took_s < 25.0, f"close() took {took_s:.1f} s"  # ended the wait, not waited it out
         assert recognizer.perceived == [100.0]  # the waiting frame is not processed after the stop
+
+
+@pytest.mark.parametrize("new_rate_hz", [0.0, 50.0])
+def test_a_new_max_rate_hz_ends_a_wait_the_old_one_asked_for(monkeypatch, new_rate_hz):
+    """The worker holds a frame and waits the 60 s that max_rate_hz 1/60 asks for; `ros2 param set max_rate_hz`
+    to a higher rate (or 0, no limit) lets the frame through at once, not after the old wait."""
+    from rclpy.parameter import Parameter
+    recognizer = _Recorder()
+    with _node(recognizer, f"max_rate_hz:={1 / 60}") as node:
+        monkeypatch.setattr(node, "get_logger", lambda: _Said())
+        taken, take = threading.Event(), node._slot.take
+
+        def take_and_tell(timeout_s):
+            item = take(timeout_s)
+            if item is not None:
+                taken.set()
+            return item
+        node._slot.take = take_and_tell
+        node.image_callback(_frame(1_000_000_000))
+        assert _wait_until(lambda: node.stats.processed == 1, 5.0)
+        taken.clear()
+        node.image_callback(_frame(2_000_000_000))
+        assert taken.wait(5.0)  # the worker holds frame 2 and waits for max_rate_hz
+        time.sleep(0.2)
+        assert node.stats.processed == 1
+        t0 = time.monotonic()
+        assert node.set_parameters([Parameter("max_rate_hz", value=new_rate_hz)])[0].successful
+        assert _wait_until(lambda: node.stats.processed == 2, 20.0), "the frame waited out the old rate"
+        assert time.monotonic() - t0 < 20.0
+        assert recognizer.perceived == [1.0, 2.0]
+
+
+def test_a_lower_max_rate_hz_keeps_the_wait_and_close_still_ends_it(monkeypatch):
+    from rclpy.parameter import Parameter
+    recognizer = _Recorder()
+    with _node(recognizer, "max_rate_hz:=0.5") as node:
+        monkeypatch.setattr(node, "get_logger", lambda: _Said())
+        node.image_callback(_frame(1_000_000_000))
+        assert _wait_until(lambda: node.stats.processed == 1, 5.0)
+        assert node.set_parameters([Parameter("max_rate_hz", value=1 / 60)])[0].successful
+        node.image_callback(_frame(2_000_000_000))
+        time.sleep(3.0)  # past the 2 s that max_rate_hz 0.5 asked for: 1/60 asks for 60 s
+        assert node.stats.processed == 1
+        t0 = time.monotonic()
+        node.close()
+        assert time.monotonic() - t0 < 20.0
+        assert recognizer.perceived == [1.0]
+
+
+def test_compressed_images_are_read_under_the_remapped_image_topic(monkeypatch):
+    """`-r image:=image_raw` in the namespace /front: the node reads /front/image_raw and, as image_transport
+    names it, /front/image_raw/compressed, and says both in its ready line."""
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import CompressedImage
+    from fer_ros.ros.node import FerNode
+    said = _Said()
+    monkeypatch.setattr(FerNode, "get_logger", lambda self: said)
+    recognizer = _Recorder()
+    with _node(recognizer, "subscribe_compressed:=true", domain_id=random.randint(1, 200),
+               remaps=("__ns:=/front", "image:=image_raw")) as node:
+        topics = sorted(sub.topic_name for sub in node.subscriptions)
+        assert topics == ["/front/image_raw", "/front/image_raw/compressed"], topics
+        ready = [line for line in said.lines if line.startswith("ready: ")]
+        assert len(ready) == 1 and ("listening on /front/image_raw and /front/image_raw/compressed, publishing "
+                                    "/front/emotion") in ready[0], said.lines
+        camera = rclpy.create_node("camera", context=node.context)
+        pub = camera.create_publisher(CompressedImage, "/front/image_raw/compressed", 10)
+        executor = SingleThreadedExecutor(context=node.context)
+        executor.add_node(node)
+        try:
+            deadline = time.monotonic() + 20.0
+            stamp_ns = 100_000_000_000
+            while not recognizer.recognised and time.monotonic() < deadline:
+                stamp_ns += 33_000_000
+                pub.publish(_compressed(stamp_ns))
+                executor.spin_once(timeout_sec=0.05)
+        finally:
+            executor.shutdown()
+            camera.destroy_node()
+        assert recognizer.recognised, "no compressed image arrived on /front/image_raw/compressed"
 
 
 def test_images_stamped_zero_are_timed_by_their_receive_time(monkeypatch):

@@ -71,11 +71,65 @@ def test_short_miss_keeps_id_and_timeout_drops():
             continue
         ids.append(tr.update([Detection(box_at(x[i], 240))], t)[0])
     assert len(set(ids)) == 1
-    # Gone longer than the timeout: the track is dropped and a return gets a new id.
+    # Missing from the frames for longer than the timeout: the track is dropped and a return gets a new id.
     t_back = stamps[-1] + 0.6
+    assert tr.update([], stamps[-1] + 1 / FPS) == [] and ids[0] in tr.tracks
     assert tr.update([], t_back - 0.01) == [] and not tr.tracks
     new = tr.update([Detection(box_at(x[-1], 240))], t_back)[0]
     assert new != ids[0]
+
+
+@pytest.mark.parametrize("timeout_s, stamps", [
+    (1.0, [1.25 * i for i in range(6)]),          # max_rate_hz 0.8 with the default face_timeout_s
+    (0.05, [0.1 * i for i in range(6)]),          # a face_timeout_s shorter than the frame interval
+    (1.0, [0.0, 1 / FPS, 2.5, 2.5 + 1 / FPS]),    # a stall of 2.5 s between two frames
+])
+def test_a_face_in_every_frame_keeps_its_id_however_far_apart_the_frames(timeout_s, stamps):
+    tr = Tracker(timeout_s=timeout_s)
+    ids = [tr.update([Detection(box_at(320 + 2 * i, 240))], t)[0] for i, t in enumerate(stamps)]
+    assert len(set(ids)) == 1, ids
+    assert len(tr.tracks) == 1
+
+
+def test_at_a_low_frame_rate_a_face_missing_from_a_frame_is_dropped_at_the_next():
+    """Frames 1.25 s apart, timeout 1 s: a face missing from one frame is kept through it (it was in the frame
+    before), and dropped at the next frame; coming back then, it gets a new id."""
+    tr = Tracker(timeout_s=1.0)
+    (tid,) = tr.update([Detection(box_at(320, 240))], 0.0)
+    assert tr.update([Detection(box_at(322, 240))], 1.25) == [tid]
+    assert tr.update([], 2.5) == [] and list(tr.tracks) == [tid]
+    assert tr.update([], 3.75) == [] and not tr.tracks
+    (back,) = tr.update([Detection(box_at(322, 240))], 5.0)
+    assert back != tid
+
+
+def test_a_track_that_missed_a_frame_is_dropped_once_unseen_longer_than_the_timeout():
+    tr = Tracker(timeout_s=0.5)
+    (tid,) = tr.update([Detection(box_at(320, 240))], 0.0)
+    assert tr.update([], 0.1) == [] and tid in tr.tracks
+    assert tr.drop_stale(0.5) == [] and tid in tr.tracks  # unseen 0.5 s: not longer than the timeout
+    assert tr.drop_stale(0.6) == [tid] and not tr.tracks
+
+
+def test_the_recognizer_fills_a_window_at_a_frame_rate_below_one_per_face_timeout():
+    """The node at max_rate_hz 0.8 (frames 1.25 s apart) with face_timeout_s 1.0: the face keeps one id, its
+    window fills at the third frame; once the face is gone for longer than the timeout, its track and its window
+    state go together."""
+    from fer_ros.crop import CropConfig
+    from fer_ros.pipeline import Recognizer
+    from perception_helpers import ScriptedLandmarker, place, template68
+
+    def one_face_then_none(i, stamp):
+        return [place(template68(), (320, 240), 60)] if i < 4 else []
+    rec = Recognizer(landmarker=ScriptedLandmarker(one_face_then_none), crop_cfg=CropConfig(size=32),
+                     face_timeout_s=1.0)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    results = [rec.process(frame, 1.25 * i) for i in range(4)]
+    assert [len(r) for r in results] == [1, 1, 1, 1]
+    assert len({r[0].id for r in results}) == 1
+    assert [r[0].window_ready for r in results] == [False, False, True, True]
+    assert rec.process(frame, 5.0) == [] and len(rec.states) == 1  # in the frame before: kept
+    assert rec.process(frame, 6.25) == [] and not rec.states and not rec.tracker.tracks
 
 
 def test_far_apart_faces_do_not_take_over_ids():

@@ -1,7 +1,7 @@
 """fer_node: camera images in, fer_msgs/FaceEmotionArray out.
 
 The image callbacks only store the newest frame (a newer frame replaces an unprocessed one, which counts as a
-drop; a copy of a frame on the other transport, image or image/compressed, counts as a duplicate and is not
+drop; a copy of a frame on the other transport, image or its compressed sibling, counts as a duplicate and is not
 stored), so the node never falls behind the camera. Two worker threads process it, one frame apart: the first
 decodes the newest frame and finds its faces' landmarks (Recognizer.perceive), then hands it to the second, which
 runs the rest (Recognizer.recognise) and publishes; while the second works on frame t the first landmarks frame
@@ -10,13 +10,16 @@ the second has taken the last one: at most two frames are in the node, one per s
 that cannot be used next. With the parameter overlap_stages false the first worker runs both stages, one after
 the other. All results of one frame go out in one message on `emotion`, with the image header. Every name the node
 reads and publishes is relative (`image`, `emotion`, `emotion/image`), so a namespace and remappings move all of
-them: one node per camera, each in the camera's namespace.
+them: one node per camera, each in the camera's namespace. The compressed images are read, as image_transport names
+them, from `<image>/compressed`, where <image> is the `image` topic after remapping (`-r image:=image_raw` reads
+`image_raw` and `image_raw/compressed`).
 
 Run:  ros2 run fer_ros fer_node --ros-args -r image:=/camera/image_raw
       python -m fer_ros.ros.node --ros-args -r __ns:=/cam1 -p model_path:=/path/to/model_dir
 """
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -28,6 +31,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -37,6 +41,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from fer_msgs.msg import FaceEmotionArray
 from fer_msgs.srv import CaptureNeutral
 
+from fer_ros import native_stderr
 from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
 from fer_ros.pipeline import repeats_stamp
 from fer_ros.ratelimit import RateLimiter
@@ -52,13 +57,16 @@ from fer_ros.smoothing import ProbabilitySmoother
 WARN_PERIOD_S = 5.0  # rate limit of repeated warnings, per cause (bad frames, decoder messages, processing errors)
 STOP_POLL_S = 0.1  # longest a stop request waits for the spin loop to notice it
 MODEL_OPTION = "the model_path parameter"  # what a missing-model error tells the user to set
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")  # the severities --log-level takes
+ROS_ARGUMENTS_HELP = (f"write parameters as -p name:=value, remappings as -r from:=to, --log-level "
+                      f"{'|'.join(LOG_LEVELS)}, --params-file with a file that exists")
 # The debug image is for viewers such as RViz2, whose subscriptions are reliable by default: a reliable publisher
 # serves reliable and best-effort subscribers alike; depth 1 keeps only the newest image for a slow one.
 DEBUG_IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class FerNode(Node):
-    """Subscribes to `image` (and `image/compressed`), publishes FaceEmotionArray on `output_topic`.
+    """Subscribes to `image` (and `<image>/compressed`), publishes FaceEmotionArray on `output_topic`.
 
     The recognizer is runtime.build_recognizer(parameters); `recognizer_factory` (same signature) replaces it.
     `context`: the rclpy context the node lives in (None: the default one).
@@ -80,15 +88,16 @@ class FerNode(Node):
             self.recognizer.close()  # the FaceLandmarker must be closed explicitly, also when the node cannot start
             raise
         self._running = True
-        self._stopping = threading.Event()  # set by close(): wakes a worker waiting for max_rate_hz
         self._handoff = Handoff()  # (message, stamp_s, frame, Perception, start time) between the workers
         self._workers = [threading.Thread(target=self._perceive_loop, name="fer_perceive", daemon=True),
                          threading.Thread(target=self._recognise_loop, name="fer_worker", daemon=True)]
         for worker in self._workers:
             worker.start()
+        listening = self.resolve_topic_name("image") + (
+            f" and {self._compressed_topic()}" if self.params.subscribe_compressed else "")
         self.get_logger().info(
-            f"ready: model {self.model_dir}, backend {self.backend_name}, listening on "
-            f"{self.resolve_topic_name('image')}, publishing {self.resolve_topic_name(self.params.output_topic)}")
+            f"ready: model {self.model_dir}, backend {self.backend_name}, listening on {listening}, publishing "
+            f"{self.resolve_topic_name(self.params.output_topic)}")
 
     def _set_up(self) -> None:
         """The node's state, publishers, subscriptions, service and timer (everything but the workers)."""
@@ -97,6 +106,7 @@ class FerNode(Node):
         self._slot = LatestFrame()
         self._lock = threading.Lock()  # guards the recognizer (worker vs. service) and the optional publishers
         self._last_processed_s = 0.0
+        self._rate_wake = threading.Event()  # ends the first worker's max_rate_hz wait: close(), a new max_rate_hz
         self._last_stamp_s = None  # time (s) of the last frame given to the recognizer
         self._last_stored = None  # ((sec, nanosec), message type) of the last stamped image the callbacks stored
         self._limiter = RateLimiter(WARN_PERIOD_S)  # one line per cause every WARN_PERIOD_S
@@ -114,7 +124,7 @@ class FerNode(Node):
         qos = self._image_qos()
         self.create_subscription(Image, "image", self.image_callback, qos)
         if self.params.subscribe_compressed:
-            self.create_subscription(CompressedImage, "image/compressed", self.compressed_callback, qos)
+            self.create_subscription(CompressedImage, self._compressed_topic(), self.compressed_callback, qos)
         self.create_service(CaptureNeutral, "~/capture_neutral", self.capture_neutral_callback)
         self.create_timer(self.params.diagnostics_period_s, self.diagnostics_callback)
         self.add_on_set_parameters_callback(self.parameters_callback)
@@ -128,7 +138,7 @@ class FerNode(Node):
 
     def _store(self, msg) -> None:
         """Put the image in the slot for the workers (replacing an unprocessed frame counts as a drop). A camera
-        that publishes both transports (image and image/compressed, as image_transport does) sends every frame
+        that publishes both transports (image and <image>/compressed, as image_transport does) sends every frame
         twice, with one header: an image on the other transport than the image stored last, whose stamp is not
         newer than that one's, is a copy of a frame already stored (or of an older one). It is counted as a
         duplicate and not stored, so the original stays in the slot and is the one processed. This is the only
@@ -183,6 +193,8 @@ class FerNode(Node):
             self.smoother.set_time_constant(new.smoothing_time_constant_s)
             self._apply_outputs(new)
             self.params = new
+        if any(p.name == "max_rate_hz" for p in changes):
+            self._rate_wake.set()  # the first worker works its wait out again with the new rate
         return SetParametersResult(successful=True)
 
     # --- worker threads ----------------------------------------------------------------------------------------
@@ -195,9 +207,7 @@ class FerNode(Node):
             arrived = self._slot.take(timeout_s=0.2)
             if arrived is None:
                 continue
-            wait_s = self._rate_wait_s()
-            if wait_s > 0:
-                self._stopping.wait(wait_s)
+            if self._wait_for_rate():
                 if not self._running:
                     break
                 newer = self._slot.take(timeout_s=0.0)  # a newer frame, never a copy (_store keeps those out)
@@ -234,6 +244,18 @@ class FerNode(Node):
         self.stats.add_failed()
         self._limiter.say(f"failed: {type(exc).__name__}", f"processing a frame failed: {type(exc).__name__}: {exc}",
                           self.get_logger().error)
+
+    def _wait_for_rate(self) -> bool:
+        """Wait until max_rate_hz lets the next frame be processed; True when there was a wait. The wait is worked
+        out again whenever max_rate_hz changes, and ends at once when the node stops (close())."""
+        waited = False
+        while True:
+            self._rate_wake.clear()  # before reading the rate: a change from here on ends the wait below
+            wait_s = self._rate_wait_s()
+            if wait_s <= 0 or not self._running:
+                return waited
+            self._rate_wake.wait(wait_s)
+            waited = True
 
     def _rate_wait_s(self) -> float:
         if self.params.max_rate_hz <= 0:
@@ -342,14 +364,19 @@ class FerNode(Node):
         if self.rep155 is not None:
             self.rep155.forget_after_s = p.face_timeout_s
 
+    def _compressed_topic(self) -> str:
+        """The compressed images' topic: `/compressed` under the `image` topic after remapping, as image_transport
+        names it (a remapping of `image` moves both)."""
+        return self.resolve_topic_name("image") + "/compressed"
+
     def _topic_of(self, msg) -> str:
-        return self.resolve_topic_name("image/compressed" if isinstance(msg, CompressedImage) else "image")
+        return self._compressed_topic() if isinstance(msg, CompressedImage) else self.resolve_topic_name("image")
 
     def close(self) -> None:
         """Stop the workers once they have finished the frames they hold, then release the recognizer (the
         FaceLandmarker must be closed explicitly, and never under a frame it is landmarking)."""
         self._running = False
-        self._stopping.set()
+        self._rate_wake.set()
         self._slot.close()
         for worker in self._workers:
             worker.join(timeout=5.0)
@@ -360,15 +387,42 @@ class FerNode(Node):
             self.recognizer.close()
 
 
+def init_ros(argv=None) -> None:
+    """rclpy.init with `argv` (None: sys.argv) and the signals left to the caller. SetupError, one line from rcl's
+    reason, when rcl cannot parse the ROS arguments; what rcl writes to standard error while it tries is kept out
+    of the terminal then (the reason says it), and written through otherwise."""
+    problem = None
+    with native_stderr.capture() as said:
+        try:
+            rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+        except _rclpy.UnknownROSArgsError as exc:
+            problem = f"unknown ROS arguments {exc}"
+        except _rclpy.RCLError as exc:
+            problem = ros_arguments_problem(str(exc))
+    if problem is not None:
+        raise SetupError(f"bad ROS arguments: {problem}; {ROS_ARGUMENTS_HELP}")
+    if said.text:
+        sys.stderr.write(said.text)
+
+
+def ros_arguments_problem(rcl_error: str) -> str:
+    """The first line of rcl's error about the ROS arguments, without its prefix and its source locations."""
+    lines = rcl_error.strip().splitlines()
+    first = lines[0] if lines else "rcl could not parse them"
+    first = first.removeprefix("failed to initialize rcl: ")
+    return re.sub(r",? at \S+:\d+", "", first).rstrip(" .,") or "rcl could not parse them"
+
+
 def main(argv=None) -> int:
-    """Run fer_node until SIGINT or SIGTERM (exit code 0); 2 when it cannot start (the message says why).
+    """Run fer_node until SIGINT or SIGTERM (exit code 0); 2 when it cannot start (the message says why: a bad
+    ROS argument, a bad parameter, an unusable model).
 
     A signal ends the spin loop; the workers then finish the frames they hold (the second publishing its frame
     while the context is still valid), the node is destroyed and only then is the context shut down."""
     with StopSignals() as stop:
-        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
         node = executor = None
         try:
+            init_ros(argv)
             node = FerNode()
             executor = SingleThreadedExecutor(context=node.context)
             executor.add_node(node)

@@ -80,8 +80,9 @@ DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
     "image_qos": ("QoS of the image subscriptions: sensor_data, best_effort or reliable.", True, IMAGE_QOS),
     "image_qos_depth": ("History depth of the image subscriptions.", True,
                         IntegerRange(from_value=1, to_value=100, step=1)),
-    "subscribe_compressed": ("Also subscribe to image/compressed (sensor_msgs/CompressedImage); a frame that "
-                             "arrives on both is processed once.", True, None),
+    "subscribe_compressed": ("Also subscribe to <image>/compressed (sensor_msgs/CompressedImage): the image topic "
+                             "after remapping, plus /compressed, as image_transport names it; a frame that arrives "
+                             "on both is processed once.", True, None),
     "max_image_pixels": ("Images declaring more pixels (width x height) than this are refused before they are "
                          "decoded, raw and compressed alike; 8388608 = 8 MP.", False,
                          IntegerRange(from_value=1, to_value=1 << 30, step=1)),
