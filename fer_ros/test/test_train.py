@@ -165,6 +165,208 @@ def test_resume_refuses_a_checkpoint_made_for_other_samples(base, tmp_path, caps
     assert "does not record the samples it was made for" in capsys.readouterr().err
 
 
+def test_resume_refuses_other_options_than_the_checkpoints(base, tmp_path, capsys):
+    """--resume goes on with the options a checkpoint was made with: another learning rate, batch size, data weight,
+    augmentation or architecture, or fewer --epochs, is refused before any fit starts (one line naming the option
+    and both values), the checkpoint left as it was; where the run runs and what it shows may change and --epochs
+    may grow, and report.json says where the fit went on from."""
+    data, out = class_folder_data(base), tmp_path / "run"
+    args = ("--folds", "0", "--final", "--epochs", "2", "--geo-epochs", "0", "--class-set", "ckplus7")
+    assert _train(base, data, out, *args) == 0
+    capsys.readouterr()
+    ckpt = out / "final" / "checkpoint.pt"
+    written = ckpt.read_bytes()
+    for given, extra, says in [
+            (data, ("--lr", "1e-4"), "--lr 0.002 (this run: 0.0001)"),
+            (data, ("--batch-size", "4"), "--batch-size 8 (this run: 4)"),
+            (f"{data}:2", (), f"--data {data}:1 (this run: {data}:2)"),
+            (data, ("--no-augment",), "--no-augment not given (this run: given)"),
+            (data, ("--geo-width", "8"), "--geo-width 4 (this run: 8)"),
+            (data, ("--epochs", "1"), "--epochs 2 (this run: 1; --epochs may only grow on --resume)")]:
+        assert _train(base, given, out, *args, *extra, "--resume") == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"fer-train: --resume: {ckpt} was made with other options than this run's, with "
+                              f"{says}; ") and err.count("\n") == 1 and "Traceback" not in err
+    assert ckpt.read_bytes() == written
+    assert _train(base, data, out, *args, "--epochs", "3", "--threads", "1", "--resume") == 0
+    assert [r["epoch"] for r in _log(out / "final" / "log.csv")] == [0, 1, 2]
+    assert json.loads((out / "report.json").read_text())["resumed"] == {"final": {"from_epoch": 2,
+                                                                                   "checkpoint_epochs": 2}}
+
+
+def test_resume_checks_the_checkpoints_of_fits_it_does_not_run(base, tmp_path, capsys):
+    """Every fit of a run in --out was made with the same options: a --resume that starts another fold with another
+    learning rate is refused on the checkpoint of the fold already made."""
+    data, out = class_folder_data(base), tmp_path / "run"
+    args = ("--folds", "3", "--epochs", "1", "--geo-epochs", "0", "--class-set", "ckplus7")
+    assert _train(base, data, out, *args, "--only-fold", "0") == 0
+    capsys.readouterr()
+    assert _train(base, data, out, *args, "--only-fold", "1", "--lr", "1e-4", "--resume") == 2
+    assert capsys.readouterr().err.startswith(f"fer-train: --resume: {out / 'fold00' / 'checkpoint.pt'} was made "
+                                              f"with other options than this run's, with --lr 0.002 (this run: "
+                                              f"0.0001)")
+    assert not (out / "fold01").exists()
+
+
+def test_a_fresh_run_leaves_no_checkpoint_of_the_last_one_to_resume(base, tmp_path, monkeypatch):
+    """A fresh run into a folder that holds a finished run (--overwrite) removes that run's checkpoint and logs
+    before it trains: stopped before its first checkpoint, it leaves nothing for --resume to take for its own, and
+    --resume then starts it from its first epoch."""
+    import torch
+    data, out = class_folder_data(base), tmp_path / "run"
+    args = ("--folds", "0", "--final", "--geo-epochs", "0", "--class-set", "ckplus7")
+    assert _train(base, data, out, *args, "--epochs", "1") == 0
+    real_save = torch.save
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        _train(base, data, out, *args, "--epochs", "2", "--no-augment", "--overwrite")
+    monkeypatch.setattr(torch, "save", real_save)
+    assert not [name for name in ("checkpoint.pt", "log.csv", "curves.png") if (out / "final" / name).exists()]
+    assert _train(base, data, out, *args, "--epochs", "2", "--no-augment", "--resume") == 0
+    assert [r["epoch"] for r in _log(out / "final" / "log.csv")] == [0, 1]
+    assert "resumed" not in json.loads((out / "report.json").read_text())
+
+
+def test_a_fit_started_again_keeps_one_set_of_logs(base, tmp_path, monkeypatch):
+    """A fit stopped before its first checkpoint (here after the geometric epochs) starts again from its first
+    epoch on --resume, without the logs and TensorBoard events of the stopped start beside its own."""
+    import torch
+    data, out = class_folder_data(base), tmp_path / "run"
+    args = ("--folds", "0", "--final", "--epochs", "1", "--geo-epochs", "1", "--class-set", "ckplus7")
+    real_save = torch.save
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        _train(base, data, out, *args)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert (out / "final" / "geo_log.csv").is_file() and not (out / "final" / "checkpoint.pt").exists()
+    assert _train(base, data, out, *args, "--resume") == 0
+    tb = out / "final" / "tb"
+    if tb.is_dir():  # TensorBoard is optional
+        assert len(list(tb.iterdir())) == 1
+
+
+def test_an_out_that_holds_a_run_is_refused_unless_resumed_or_overwritten(base, tmp_path, capsys):
+    """A second run into the same --out would mix its outputs with the first's (an earlier cross-validation's plots,
+    predictions and folds beside a report without it, a second TensorBoard event file): refused without --resume or
+    --overwrite, the folder left as it was; --overwrite removes what the earlier run wrote, and only that."""
+    data, out = class_folder_data(base), tmp_path / "run"
+    common = ("--epochs", "1", "--geo-epochs", "0", "--class-set", "ckplus7")
+    assert _train(base, data, out, "--folds", "2", "--final", *common) == 0
+    capsys.readouterr()
+    report = (out / "report.json").read_bytes()
+    assert _train(base, data, out, "--folds", "0", "--final", *common) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fer-train: {out} already holds a run (report.json, predictions.csv, confusion_")
+    assert err.endswith("; continue it, or add folds to it with --only-fold, with --resume; choose another --out; or "
+                        "pass --overwrite to replace it\n")
+    assert err.count("\n") == 1 and (out / "report.json").read_bytes() == report
+    (out / "notes.txt").write_text("mine")
+    assert _train(base, data, out, "--folds", "0", "--final", *common, "--overwrite") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["final", "notes.txt", "report.json"]
+    assert "cross_validation" not in json.loads((out / "report.json").read_text())
+    tb = out / "final" / "tb"
+    if tb.is_dir():  # TensorBoard is optional
+        assert len(list(tb.iterdir())) == 1
+
+
+def test_folds_run_one_at_a_time_into_one_out_with_resume(base, tmp_path):
+    """The way the published folds are run: one --only-fold per command, each after the first with --resume; every
+    fold run so far is kept, none trained again."""
+    data, out = class_folder_data(base), tmp_path / "run"
+    common = ("--folds", "2", "--epochs", "1", "--geo-epochs", "0", "--class-set", "ckplus7")
+    assert _train(base, data, out, *common, "--only-fold", "0") == 0
+    first = (out / "fold00" / "checkpoint.pt").read_bytes()
+    assert _train(base, data, out, *common, "--only-fold", "1", "--resume") == 0
+    assert (out / "fold00" / "checkpoint.pt").read_bytes() == first
+    assert (out / "fold01" / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize("extra, says", [
+    (("--folds", "0"), "nothing to train: give --folds 2 or more, --final or --export"),
+    (("--folds", "1"), "nothing to train: give --folds 2 or more, --final or --export"),
+    (("--folds", "0", "--final", "--torchscript"),
+     "--torchscript only says how to export: give --export MODEL_DIR with it, or leave it out"),
+    (("--folds", "3", "--torchscript", "--name", "x"),
+     "--torchscript and --name only say how to export: give --export MODEL_DIR with them, or leave them out"),
+])
+def test_a_command_that_trains_or_exports_nothing_is_refused(base, tmp_path, capsys, extra, says):
+    out = tmp_path / "run"
+    assert _train(base, class_folder_data(base), out, "--epochs", "1", *extra) == 2
+    assert capsys.readouterr().err == f"fer-train: {says}\n"
+    assert not out.exists()
+
+
+def test_init_from_a_model_trained_on_the_cross_validated_data_is_named(base, tmp_path, capsys):
+    """--init from a model whose manifest says it was trained on a dataset this run cross-validates: its folds score
+    subjects the starting weights saw; a warning and report.json say so (the run goes on: the folder may be another
+    copy). A model trained on other folders gets no warning."""
+    data, model = class_folder_data(base), tmp_path / "ma"
+    assert _train(base, data, tmp_path / "a", "--folds", "0", "--epochs", "1", "--geo-epochs", "0", "--int8-samples",
+                  "0", "--export", str(model)) == 0
+    capsys.readouterr()
+    cv = ("--folds", "2", "--only-fold", "0", "--epochs", "1", "--geo-epochs", "0", "--init", str(model))
+    assert _train(base, data, tmp_path / "cv", *cv) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fer-train: warning:")]
+    assert warned == [f"fer-train: warning: --init {model} was trained on synth_folders (its manifest's data), which "
+                      f"this run cross-validates: the folds score subjects its starting weights saw; start from a "
+                      f"model trained without them for a subject-independent score"]
+    report = json.loads((tmp_path / "cv" / "report.json").read_text())
+    assert report["init"]["trained_on_cross_validated_data"] == ["synth_folders"]
+    assert _train(base, official_data(base), tmp_path / "other", *cv) == 0
+    assert "warning: --init" not in capsys.readouterr().err
+    assert "trained_on_cross_validated_data" not in json.loads((tmp_path / "other" / "report.json").read_text())["init"]
+
+
+def test_a_fold_named_twice_runs_once(base, tmp_path):
+    out = tmp_path / "run"
+    assert _train(base, class_folder_data(base), out, "--folds", "3", "--only-fold", "1", "--only-fold", "1",
+                  "--epochs", "1", "--geo-epochs", "0", "--class-set", "ckplus7") == 0
+    cv = json.loads((out / "report.json").read_text())["cross_validation"]
+    assert cv["run_folds"] == [1] and [f["fold"] for f in cv["datasets"]["synth_folders"]["per_fold"]] == [1]
+
+
+@pytest.mark.parametrize("device, gpus, says", [
+    ("gpu", 1, "--device must be cpu, cuda or cuda:N, got 'gpu'"),
+    ("cuda:5", 1, "--device cuda:5 asked for, but torch sees 1 CUDA GPU (cuda:0); give one of those or --device cuda"),
+    ("cuda:2", 2, "--device cuda:2 asked for, but torch sees 2 CUDA GPUs (cuda:0 to cuda:1); give one of those or "
+                  "--device cuda"),
+])
+def test_a_device_torch_cannot_train_on_is_refused_before_the_data_is_read(tmp_path, capsys, monkeypatch, device,
+                                                                           gpus, says):
+    """Refused before any data is read: --data names nothing here, so going further fails on the data instead."""
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert train.main(["--data", str(tmp_path / "no_data"), "--out", str(tmp_path / "run"), "--device", device,
+                       "--no-progress"]) == 2
+    assert capsys.readouterr().err == f"fer-train: {says}\n"
+
+
+def test_the_readme_recipe_runs_as_written():
+    """The README's fer-train commands parse, make a run under the rules the command checks before reading data,
+    and write into folders of their own (no command's --out holds another's run)."""
+    import shlex
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("### Training", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(c) for c in block.replace("\\\n", " ").splitlines() if c.startswith("fer-train ")]
+    assert len(commands) >= 2
+    outs = []
+    for words in commands:
+        args = get_args_parser().parse_args(words[1:])
+        train.complete_args(args)
+        assert train.usage_problem(args) is None, words
+        outs.append(args.out)
+    assert len(set(outs)) == len(outs)
+
+
 def test_cross_validation_report_and_plots_per_dataset(base, tmp_path):
     """Two datasets: each gets its folds by subject, its table, its confusion matrices and its lines in the
     predictions; a dataset with its own split (FER+) is tested on its held-out split in every fold."""
@@ -235,7 +437,7 @@ def test_data_without_a_face_is_one_line(base, tmp_path, capsys):
     for i, name in enumerate(["happy/S001_001_00000005.png", "neutral/S001_001_00000001.png"]):
         (noise / name).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(noise / name), np.random.default_rng(i).integers(0, 256, (96, 96), dtype=np.uint8))
-    assert _train(base, noise, tmp_path / "run", "--folds", "0", "--epochs", "1") == 2
+    assert _train(base, noise, tmp_path / "run", "--folds", "0", "--final", "--epochs", "1") == 2
     err = capsys.readouterr().err
     assert err.startswith(f"fer-train: no image with a face in {noise}") and err.count("\n") == 1
 
@@ -306,20 +508,21 @@ def test_init_starts_from_a_trained_model_with_the_same_architecture(base, tmp_p
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert report["init"]["model"] == "ma" and report["init"]["command"].startswith("fer-train")
     # the dropout has no weights: a run may fine-tune with another
-    assert _train(base, data, tmp_path / "e", "--folds", "0", "--epochs", "1", "--dropout", "0.5", "--init",
-                  str(tmp_path / "ma")) == 0
+    assert _train(base, data, tmp_path / "e", "--folds", "0", "--final", "--epochs", "1", "--dropout", "0.5",
+                  "--init", str(tmp_path / "ma")) == 0
     # another architecture, or a damaged model: one line, exit 2
-    assert _train(base, data, tmp_path / "c", "--folds", "0", "--epochs", "1", "--geo-width", "8", "--init",
-                  str(tmp_path / "ma")) == 2
+    assert _train(base, data, tmp_path / "c", "--folds", "0", "--final", "--epochs", "1", "--geo-width", "8",
+                  "--init", str(tmp_path / "ma")) == 2
     err = capsys.readouterr().err
     assert "differs from this run in architecture" in err and "Traceback" not in err
     (tmp_path / "ma" / "model.pt").write_bytes(b"not a state dict")
-    assert _train(base, data, tmp_path / "d", "--folds", "0", "--epochs", "1", "--init", str(tmp_path / "ma")) == 2
+    assert _train(base, data, tmp_path / "d", "--folds", "0", "--final", "--epochs", "1", "--init",
+                  str(tmp_path / "ma")) == 2
     assert "sha256" in capsys.readouterr().err
 
 
 def test_cli_errors(tmp_path, capsys):
-    assert train.main(["--data", str(tmp_path / "nowhere"), "--no-progress"]) == 2
+    assert train.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     assert "dataset folder not found" in capsys.readouterr().err
     assert train.main(["--data", f"{tmp_path}:0", "--no-progress"]) == 2
     assert "sampling weight" in capsys.readouterr().err
@@ -433,8 +636,8 @@ def test_training_on_a_cuda_gpu_exports_a_cpu_model(base, tmp_path, capsys):
                   "--lr", "3e-3", "--class-set", "ckplus7", "--export", str(model)) == 0
     report = json.loads((out / "report.json").read_text())
     assert [f["fold"] for f in report["cross_validation"]["datasets"]["synth_folders"]["per_fold"]] == [0, 1]
-    assert _train(base, data, out, "--device", "cuda", "--folds", "0", "--epochs", "3", "--class-set", "ckplus7",
-                  "--final", "--resume") == 0
+    assert _train(base, data, out, "--device", "cuda", "--folds", "2", "--epochs", "3", "--no-augment", "--lr", "3e-3",
+                  "--class-set", "ckplus7", "--final", "--resume") == 0
     ck = torch.load(out / "final" / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert all(t.device.type == "cpu" for t in ck["model"].values())
     assert load_manifest(model).training["export_onnx_max_abs_diff"] < 1e-4

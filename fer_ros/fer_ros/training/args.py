@@ -20,6 +20,18 @@ POSITIVE = number(low=0.0, low_open=True, says="above 0")
 COUNT = number(int, low=1, says="at least 1")
 
 
+# What --resume may change from the checkpoint's command line: options that decide neither the weights a fit trains
+# nor what the run reports of it. Where it runs (--threads, --device), what it shows (--no-progress), where it reads
+# its cache and writes (--cache-dir: the cache is keyed by the images and the way faces are found; --out), which of
+# the run's fits this command runs (--only-fold, --final: each fit keeps its own checkpoint) and what is exported from
+# the final fit (--export, --overwrite, --name, --torchscript, --int8-samples). Every other option must be the same.
+RESUME_MAY_CHANGE = ("threads", "device", "no_progress", "cache_dir", "out", "resume", "only_fold", "final", "export",
+                     "overwrite", "name", "torchscript", "int8_samples")
+# --epochs may grow on --resume (a fit goes on past the end of its schedule, stretched to the new count); a smaller
+# count would report a model trained longer than it says.
+RESUME_MAY_GROW = ("epochs",)
+
+
 def source(text: str):
     """argparse type of --data: PATH or PATH:WEIGHT (training/data/samples.py parse_source)."""
     try:
@@ -80,7 +92,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--init", default=None, metavar="MODEL_DIR",
                    help="start from a trained model's weights (its model.pt, checked against its manifest); the "
                         "architecture and preprocessing options must be the same as that model's (--dropout may "
-                        "differ)")
+                        "differ); a model trained on a dataset this run cross-validates is named in a warning and "
+                        "in report.json: its folds score subjects the starting weights saw")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=COUNT, default=12, help="passes over the weighted training draws")
     g.add_argument("--geo-epochs", type=number(int, low=0, says="0 or more"), default=15,
@@ -96,26 +109,33 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="seed of the weights, the draws and the folds")
     g.add_argument("--threads", type=number(int, low=0, says="0 or more"), default=0,
                    help="torch CPU threads (0: torch's default)")
-    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (N: a GPU torch sees)")
     g = p.add_argument_group("protocol and output")
     g.add_argument("--folds", type=number(int, low=0, says="0 or more"), default=10,
                    help="cross-validation folds, by subject within each dataset; data with its own split (FER+) "
-                        "keeps it in every fold (0 or 1: no cross-validation)")
+                        "keeps it in every fold (0 or 1: no cross-validation, then --final or --export)")
     g.add_argument("--only-fold", type=number(int, low=0, says="0 or more"), action="append",
-                   help="run only these folds, numbered 0 to --folds - 1 (repeatable)")
+                   help="run only these folds, numbered 0 to --folds - 1 (repeatable; each runs once)")
     g.add_argument("--final", action="store_true",
                    help="after cross-validation, fit on all data but the held-out splits of data that has its own")
     g.add_argument("--export", help="model directory to export the final fit to (implies --final)")
     g.add_argument("--overwrite", action="store_true",
-                   help="replace the model already in the --export folder (one with a manifest.json)")
+                   help="replace what an earlier run left: the run in --out (its report, plots, logs and "
+                        "checkpoints; --resume continues it instead) and the model in the --export folder (one with "
+                        "a manifest.json)")
     g.add_argument("--name", default=None, help="model name recorded in the manifest (default: the --export "
-                                                "folder's name)")
-    g.add_argument("--torchscript", action="store_true", help="also export model.ts (TorchScript) with --export")
+                                                "folder's name); only with --export")
+    g.add_argument("--torchscript", action="store_true", help="also export model.ts (TorchScript); only with "
+                                                              "--export")
     g.add_argument("--int8-samples", type=number(int, low=0, says="0 or more"), default=512,
                    help="with --export, also write model.int8.onnx (what onnxruntime runs on a CPU), calibrated on "
                         "this many training faces shared equally between the datasets (fer-quantize); 0 = no int8 "
                         "graph")
-    g.add_argument("--out", default="runs/train", help="run folder: logs, checkpoints, report, plots")
-    g.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    g.add_argument("--out", default="runs/train",
+                   help="run folder: logs, checkpoints, report, plots; one that holds a run is refused unless "
+                        "--resume or --overwrite is given")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoints in --out, with the options they were made with (--epochs may "
+                        "grow; where the run runs, shows and writes, and which fits run, may change)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p

@@ -1,7 +1,8 @@
 """fer-train's fit loop: the model a command line asks for (`build_model`, `load_init`), one epoch of training
 (`train_one_epoch`), the per-sample evaluation (`evaluate`) and one complete fit with its log, checkpoint and
---resume (`fit`). A checkpoint records the samples it trains and is scored on (`split_record`); --resume refuses
-one made for other samples (`check_resume`), as a fold whose subjects changed with --folds, --seed or --data."""
+--resume (`fit`). A checkpoint records the samples it trains and is scored on (`split_record`) and the command
+line's options; --resume refuses one made for other samples (`split_mismatch`), as a fold whose subjects changed
+with --folds, --seed or --data, or with other options than args.RESUME_MAY_CHANGE allows (`options_mismatch`)."""
 from __future__ import annotations
 
 import csv
@@ -9,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from fer_ros.difference_image import GEO_SPEC
 from fer_ros.nets.agn import agn_loss
 from fer_ros.nets.geometric import pairs
 from fer_ros.nets.registry import create_model
+from fer_ros.training.args import RESUME_MAY_CHANGE, RESUME_MAY_GROW
 from fer_ros.training.data.augment import AugmentConfig
 from fer_ros.training.data.samples import Samples, WeightedEpochs
 from fer_ros.training.data.sequence_set import ReferencePlan, SequenceSet
@@ -31,8 +34,29 @@ class InitError(ValueError):
 
 
 class ResumeError(ValueError):
-    """--resume finds a checkpoint made for other samples than this run's; the message says what differs and what
-    to do."""
+    """--resume finds a checkpoint made for other samples or with other options than this run's; the message says
+    what differs and what to do."""
+
+
+# What a fit writes in its folder: a fresh fit (not continued from a checkpoint) starts without them
+FIT_FILES = ("checkpoint.pt", "checkpoint.pt.part", "log.csv", "geo_log.csv", "curves.png", "tb")
+AFRESH = "train afresh with --overwrite or another --out"
+
+
+def clear_fit(run_dir: Path) -> None:
+    """Remove what a fit wrote in run_dir (FIT_FILES), so that a fresh fit leaves no checkpoint, log or TensorBoard
+    events of another one beside its own."""
+    for name in FIT_FILES:
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def data_text(args) -> list[str]:
+    """--data as given: PATH:WEIGHT of each dataset."""
+    return [f"{s.root}:{s.weight:g}" for s in args.data]
 
 
 def _names_sha256(samples: Samples, idx) -> str:
@@ -45,7 +69,7 @@ def _names_sha256(samples: Samples, idx) -> str:
 def split_record(args, samples: Samples, train_idx, test_idx) -> dict:
     """What decides the samples a fit trains and is scored on: --folds, --seed, --data and --class-set as given,
     the numbers of training and test samples and a sha256 of each set's sample names."""
-    return {"folds": args.folds, "seed": args.seed, "data": [f"{s.root}:{s.weight:g}" for s in args.data],
+    return {"folds": args.folds, "seed": args.seed, "data": data_text(args),
             "class_set": args.class_set, "train": len(train_idx), "test": 0 if test_idx is None else len(test_idx),
             "train_sha256": _names_sha256(samples, train_idx), "test_sha256": _names_sha256(samples, test_idx)}
 
@@ -54,10 +78,10 @@ def split_mismatch(checkpoint: dict, record: dict, path: Path) -> str | None:
     """Why --resume must not continue the checkpoint (loaded from path) with the samples of `record`; None when it
     was made for the same training and test samples."""
     todo = ("resuming it would score the model on samples it was trained on, or train it on others: resume with "
-            "the options it was made with, or train afresh without --resume or with another --out")
+            f"the options it was made with, or {AFRESH}")
     if "split" not in checkpoint:
         return (f"--resume: {path} does not record the samples it was made for, so it cannot be checked against "
-                f"this run's; train afresh without --resume or with another --out")
+                f"this run's; {AFRESH}")
     then = json.loads(checkpoint["split"])
     if all(then.get(k) == record[k] for k in ("train_sha256", "test_sha256")):
         return None
@@ -76,13 +100,54 @@ def _shown(value) -> str:
     return " ".join(value) if isinstance(value, list) else str(value)
 
 
-def check_resume(path: Path, record: dict) -> None:
-    """Raise ResumeError when the checkpoint at path (if there is one) was made for other samples than record's."""
+def recorded_options(args) -> dict:
+    """The command line's options as a checkpoint records them (JSON values; --data as PATH:WEIGHT)."""
+    return {**json.loads(json.dumps(vars(args), default=str)), "data": data_text(args)}
+
+
+def _option_shown(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return "given" if value else "not given"
+    return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
+def options_mismatch(checkpoint: dict, args, path: Path) -> str | None:
+    """Why --resume must not continue the checkpoint (loaded from path) with the options of args; None when every
+    option is the checkpoint's but those args.RESUME_MAY_CHANGE allows to change and a grown --epochs."""
+    if "args" not in checkpoint:
+        return (f"--resume: {path} does not record the options it was made with, so it cannot be checked against "
+                f"this run's; {AFRESH}")
+    then, now = json.loads(checkpoint["args"]), recorded_options(args)
+    if "split" in checkpoint:  # --data as PATH:WEIGHT, as the split record holds it
+        then["data"] = json.loads(checkpoint["split"]).get("data", then.get("data"))
+    differ = []
+    for key, value in now.items():
+        if key in RESUME_MAY_CHANGE or (key in then and then[key] == value):
+            continue
+        if key in RESUME_MAY_GROW and isinstance(then.get(key), int) and value > then[key]:
+            continue
+        was = _option_shown(then[key]) if key in then else "not recorded"
+        grow = f"; --{key.replace('_', '-')} may only grow on --resume" if key in RESUME_MAY_GROW else ""
+        differ.append(f"--{key.replace('_', '-')} {was} (this run: {_option_shown(value)}{grow})")
+    if not differ:
+        return None
+    return (f"--resume: {path} was made with other options than this run's, with {', '.join(differ)}; resume with "
+            f"the options it was made with, or {AFRESH}")
+
+
+def check_resume(path: Path, args, record: dict | None = None) -> dict | None:
+    """Raise ResumeError when the checkpoint at path was made for other samples than record's (when given) or with
+    other options than args; return where it goes on from ({"from_epoch", "checkpoint_epochs"}), None when there
+    is no checkpoint."""
     if not path.is_file():
-        return
-    why = split_mismatch(torch.load(path, map_location="cpu", weights_only=True), record, path)
+        return None
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    why = (split_mismatch(checkpoint, record, path) if record is not None else None) or options_mismatch(
+        checkpoint, args, path)
     if why:
         raise ResumeError(why)
+    return {"from_epoch": int(checkpoint["epoch"]) + 1,
+            "checkpoint_epochs": json.loads(checkpoint["args"]).get("epochs")}
 
 
 def build_model(args, num_classes: int):
@@ -124,7 +189,18 @@ def load_init(init_dir: str | Path, arch: str, cfg: dict, preprocess: dict, clas
                         + ": give the model options that model was trained with, or train without --init")
     state = torch.load(m.file("state_dict"), map_location="cpu", weights_only=True)
     return state, {"model": m.name, "state_dict_sha256": m.files["state_dict"]["sha256"],
-                   "command": (m.training or {}).get("command"), "seconds": (m.training or {}).get("final_fit_seconds")}
+                   "command": (m.training or {}).get("command"), "seconds": (m.training or {}).get("final_fit_seconds"),
+                   "data": trained_on(m.training)}
+
+
+def trained_on(training) -> dict[str, dict]:
+    """The datasets a manifest's training record names: {name: {"root", "splits"}} (roots as that run gave them)."""
+    data = training.get("data") if isinstance(training, dict) else None
+    datasets = data.get("datasets") if isinstance(data, dict) else None
+    if not isinstance(datasets, dict):
+        return {}
+    return {name: {"root": d.get("root"), "splits": d.get("splits") or []} for name, d in datasets.items()
+            if isinstance(d, dict) and isinstance(d.get("root"), str)}
 
 
 def geometric_vote(pair_logits: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -293,8 +369,9 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
         init_state: dict | None = None):
     """Train one model on train_idx, drawing each dataset by its --data weight (evaluating on test_idx every fifth
     epoch and the last, when given); returns (model, cfg, rows, last evaluation or None). init_state: weights to
-    start from (--init). Checkpoints to run_dir/checkpoint.pt every epoch, with the split_record of its samples;
-    --resume continues one made for the same samples and raises ResumeError for another."""
+    start from (--init). A fit that starts at its first epoch removes what another left in run_dir (FIT_FILES);
+    checkpoints to run_dir/checkpoint.pt every epoch, with the split_record of its samples and the options;
+    --resume continues one made for the same samples with the same options and raises ResumeError for another."""
     torch.manual_seed(seed)
     np.random.seed(seed)
     device = torch.device(args.device)
@@ -326,7 +403,7 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     split = split_record(args, samples, train_idx, test_idx)
     if args.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        why = split_mismatch(ck, split, ckpt_path)
+        why = split_mismatch(ck, split, ckpt_path) or options_mismatch(ck, args, ckpt_path)
         if why:
             raise ResumeError(why)
         core.load_state_dict(ck["model"])
@@ -336,6 +413,8 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
         scheduler.load_state_dict({**scheduler.state_dict(), **position})
         start, rows = int(ck["epoch"]) + 1, json.loads(ck["rows"])
     is_main = dist_ctx is None or dist_ctx["rank"] == 0
+    if is_main and start == 0:
+        clear_fit(run_dir)
     writer = None
     if is_main:
         try:
@@ -373,7 +452,7 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
                         writer.add_scalar(k, v, epoch)
             state = {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "epoch": epoch, "rows": json.dumps(rows),
-                     "args": json.dumps(vars(args), default=str), "split": json.dumps(split)}
+                     "args": json.dumps(recorded_options(args)), "split": json.dumps(split)}
             # written aside, then renamed: a run stopped mid-write keeps its last whole checkpoint for --resume
             part = ckpt_path.with_name(ckpt_path.name + ".part")
             torch.save(state, part)

@@ -10,9 +10,11 @@ set of samples; each epoch draws every dataset by its weight. Protocol: k-fold c
 each dataset (data with its own split, FER+, trains on its training split and is tested on the rest in every
 fold), a table per dataset, then with --final one fit on everything but the held-out splits, exported (ONNX +
 state dict + manifest). --init starts from a trained model's weights (a model trained on FER+ alone is the
-shipped recipe's first step). Each fit writes per-epoch CSV (and TensorBoard when installed) logs and a checkpoint
-(--resume continues). At the end: report.json, predictions.csv and confusion-matrix PNGs per dataset. Under
-torchrun, training is data-parallel (DDP): one GPU per process with --device cuda, CPU processes with --device cpu.
+shipped recipe's first step; one trained on a dataset this run cross-validates is named in a warning and in
+report.json). Each fit writes per-epoch CSV (and TensorBoard when installed) logs and a checkpoint (--resume
+continues, with the same options). At the end: report.json, predictions.csv and confusion-matrix PNGs per dataset.
+An --out that holds a run is refused unless --resume continues it or --overwrite replaces it. Under torchrun,
+training is data-parallel (DDP): one GPU per process with --device cuda, CPU processes with --device cpu.
 
 This file is the command (`main`); its options are in args.py, the samples in data/samples.py and
 data/sequence_set.py, the fit loop in fit.py and what a run writes in report.py.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -37,9 +40,14 @@ from fer_ros.preprocess import PREPROCESS_SPEC
 from fer_ros.training.args import get_args_parser
 from fer_ros.training.data.datasets import DatasetError
 from fer_ros.training.data.samples import final_train_indices, load_samples, mixed_folds, require_training_samples
-from fer_ros.training.fit import InitError, ResumeError, build_model, check_resume, fit, load_init, split_record
+from fer_ros.training.fit import (FIT_FILES, InitError, ResumeError, build_model, check_resume, clear_fit, fit,
+                                  load_init, split_record)
 from fer_ros.training.report import (dataset_scores, export_final, export_int8, jsonable, plot_confusions,
                                      print_fold_table, summarize_folds, write_predictions)
+
+
+# What a run writes at the top of --out, beside confusion_*.png and its fit folders (foldNN/, final/)
+RUN_FILES = ("report.json", "predictions.csv")
 
 
 class TooFewGPUs(RuntimeError):
@@ -66,34 +74,125 @@ def _init_distributed(args):
     return {"rank": dist.get_rank(), "world": dist.get_world_size()}
 
 
+def device_problem(text: str) -> str | None:
+    """Why --device cannot train here (a one-line message), None when it can: a device of another kind than cpu and
+    cuda, a GPU where torch sees none, a GPU index torch does not see."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        return f"--device must be cpu, cuda or cuda:N, got {text!r}"
+    if device.type == "cpu":
+        return None
+    if not torch.cuda.is_available():
+        return f"--device {text} asked for, but torch sees no CUDA GPU; use --device cpu"
+    gpus = torch.cuda.device_count()
+    if device.index is not None and device.index >= gpus:
+        seen = "cuda:0" if gpus == 1 else f"cuda:0 to cuda:{gpus - 1}"
+        return (f"--device {text} asked for, but torch sees {gpus} CUDA GPU{'s' if gpus > 1 else ''} ({seen}); "
+                f"give one of those or --device cuda")
+    return None
+
+
+def run_dirs(out: Path) -> list[Path]:
+    """The fit folders of a run in out: foldNN/ and final/."""
+    if not out.is_dir():
+        return []
+    return sorted(p for p in out.iterdir() if p.is_dir() and re.fullmatch(r"fold\d{2,}|final", p.name))
+
+
+def earlier_run(out: Path) -> list[Path]:
+    """What a fer-train run wrote in out (RUN_FILES, confusion_*.png, each fit folder's FIT_FILES); [] for a folder
+    that holds no run."""
+    if not out.is_dir():
+        return []
+    found = [out / name for name in RUN_FILES if (out / name).exists()] + sorted(out.glob("confusion_*.png"))
+    return found + [d / name for d in run_dirs(out) for name in FIT_FILES if (d / name).exists()]
+
+
+def clear_run(out: Path) -> None:
+    """Remove what a fer-train run wrote in out (earlier_run), and the fit folders left empty; other files stay."""
+    for path in earlier_run(out):
+        if path.parent == out:
+            path.unlink()
+    for d in run_dirs(out):
+        clear_fit(d)
+        if not any(d.iterdir()):
+            d.rmdir()
+
+
+def init_saw(init_data: dict, info: dict) -> list[str]:
+    """The datasets this run cross-validates by subject (those without a split of their own) that the --init
+    model's manifest records it was trained on: the same folder, one inside it or one holding it (roots as given,
+    a relative one taken from the current folder; a copy elsewhere is not recognised)."""
+    theirs = [Path(d["root"]).expanduser().resolve() for d in init_data.values()]
+    saw = []
+    for name, d in info["datasets"].items():
+        mine = Path(d["root"]).expanduser().resolve()
+        if not d["splits"] and any(mine == t or t in mine.parents or mine in t.parents for t in theirs):
+            saw.append(name)
+    return saw
+
+
+def complete_args(args) -> None:
+    """What the options imply: --export a final fit; each --only-fold runs once, in order."""
+    if args.export:
+        args.final = True
+    if args.only_fold:
+        args.only_fold = sorted(set(args.only_fold))
+
+
+def usage_problem(args) -> str | None:
+    """Why the options cannot make a run (a one-line message), None when they can; checked before any data is
+    read."""
+    if args.no_reference_prob + args.still_prob + args.other_reference_prob > 1.0:
+        return ("--no-reference-prob, --still-prob and --other-reference-prob are shares of the same draws and must "
+                "add up to 1 at most")
+    if args.only_fold and args.folds < 2:
+        return (f"--only-fold picks folds of a cross-validation, and --folds {args.folds} runs none: give --folds 2 "
+                f"or more with it")
+    if args.only_fold and max(args.only_fold) >= args.folds:
+        return (f"--only-fold must be below --folds {args.folds} (folds are numbered 0 to {args.folds - 1}), got "
+                f"{max(args.only_fold)}")
+    if args.folds < 2 and not args.final:
+        return "nothing to train: give --folds 2 or more, --final or --export"
+    export_only = [flag for flag, given in (("--torchscript", args.torchscript), ("--name", args.name is not None))
+                   if given]
+    if export_only and not args.export:
+        say, them = ("say", "them") if len(export_only) > 1 else ("says", "it")
+        return (f"{' and '.join(export_only)} only {say} how to export: give --export MODEL_DIR with {them}, or leave "
+                f"{them} out")
+    return device_problem(args.device)
+
+
+def out_problem(args) -> str | None:
+    """Why --out cannot take this run (a one-line message): it holds a run and neither --resume nor --overwrite is
+    given."""
+    found = earlier_run(Path(args.out))
+    if not found or args.resume or args.overwrite:
+        return None
+    names = [p.relative_to(args.out).as_posix() for p in found]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"{args.out} already holds a run ({shown}); continue it, or add folds to it with --only-fold, with "
+            f"--resume; choose another --out; or pass --overwrite to replace it")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(get_args_parser(), argv, "fer-train")
     if args is None:
         return 2
-    if args.export:
-        args.final = True
+    complete_args(args)
     if args.export and (Path(args.export) / "manifest.json").exists() and not args.overwrite:
         print(f"fer-train: {args.export} already holds a model (manifest.json); choose another --export folder or "
               f"pass --overwrite to replace it", file=sys.stderr)
         return 2
-    if args.no_reference_prob + args.still_prob + args.other_reference_prob > 1.0:
-        print("fer-train: --no-reference-prob, --still-prob and --other-reference-prob are shares of the same draws "
-              "and must add up to 1 at most", file=sys.stderr)
-        return 2
-    if args.only_fold and args.folds < 2:
-        print(f"fer-train: --only-fold picks folds of a cross-validation, and --folds {args.folds} runs none: give "
-              f"--folds 2 or more with it", file=sys.stderr)
-        return 2
-    if args.only_fold and max(args.only_fold) >= args.folds:
-        print(f"fer-train: --only-fold must be below --folds {args.folds} (folds are numbered 0 to "
-              f"{args.folds - 1}), got {max(args.only_fold)}", file=sys.stderr)
+    problem = usage_problem(args) or out_problem(args)
+    if problem:
+        print(f"fer-train: {problem}", file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"fer-train: --device {args.device} asked for, but torch sees no CUDA GPU; use --device cpu",
-              file=sys.stderr)
-        return 2
     try:
         dist_ctx = _init_distributed(args)
     except TooFewGPUs as exc:
@@ -116,19 +215,27 @@ def main(argv: list[str] | None = None) -> int:
     wanted = (args.only_fold if args.only_fold else list(range(args.folds))) if folds else []
     final_idx = final_train_indices(samples)
     held = np.setdiff1d(np.arange(len(samples)), final_idx)
+    resumed: dict[str, dict] = {}
     if args.resume:
         # every checkpoint is checked before any fit starts: a run refused at its third fold would have spent the
-        # first two for nothing
+        # first two for nothing; those of fits this run leaves alone are checked for their options
         runs = [(out / f"fold{k:02d}", *folds[k]) for k in wanted]
         runs += [(out / "final", final_idx, held if len(held) else None)] if args.final else []
         try:
             for run_dir, train_idx, test_idx in runs:
-                check_resume(run_dir / "checkpoint.pt", split_record(args, samples, train_idx, test_idx))
+                goes_on = check_resume(run_dir / "checkpoint.pt", args,
+                                       split_record(args, samples, train_idx, test_idx))
+                if goes_on:
+                    resumed[run_dir.name] = goes_on
+            for run_dir in sorted(set(run_dirs(out)) - {r[0] for r in runs}):
+                check_resume(run_dir / "checkpoint.pt", args)
         except ResumeError as exc:
             print(f"fer-train: {exc}", file=sys.stderr)
             return 2
     command = "fer-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     report: dict = {"args": vars(args), "data": info, "class_names": list(names), "command": command}
+    if resumed:
+        report["resumed"] = resumed
     init_state = None
     if args.init:
         model, cfg = build_model(args, len(names))
@@ -138,7 +245,16 @@ def main(argv: list[str] | None = None) -> int:
         except InitError as exc:
             print(f"fer-train: {exc}", file=sys.stderr)
             return 2
+        saw = init_saw(report["init"]["data"], info) if folds else []
+        if saw:
+            report["init"]["trained_on_cross_validated_data"] = saw
+            if is_main:
+                print(f"fer-train: warning: --init {args.init} was trained on {', '.join(saw)} (its manifest's "
+                      f"data), which this run cross-validates: the folds score subjects its starting weights saw; "
+                      f"start from a model trained without them for a subject-independent score", file=sys.stderr)
     if is_main:
+        if not args.resume:
+            clear_run(out)
         out.mkdir(parents=True, exist_ok=True)
         for name, d in info["datasets"].items():
             log(f"[fer-train] {name} ({d['layout']}, weight {d['weight']:g}): {d['samples']} samples of "
