@@ -89,7 +89,7 @@ def test_a_run_whose_machine_slowed_down_says_so():
     quiet = [0.99, 1.0, 0.98, 0.99]
     steady = bench.steadiness([180.0, 176.5, 179.0, 171.0], quiet)
     assert steady == {"matmul_gflops": [180.0, 176.5, 179.0, 171.0], "spread": 0.05, "cpu_share": quiet,
-                      "cpu_share_min": 0.98, "steady": True}
+                      "cpu_share_min": 0.98, "steady": True, "not_steady_because": []}
     assert bench.format_steadiness(steady).endswith("(spread 5%), the benchmark getting at least 98% of its cores' "
                                                     "time: steady")
     loaded = bench.steadiness([183.0, 21.3, 120.2, 137.0], quiet)
@@ -103,6 +103,10 @@ def test_a_run_whose_machine_slowed_down_says_so():
     shared = bench.steadiness([100.0, 100.0], [0.99, bench.STEADY_CPU_SHARE - 0.01])
     assert shared["steady"] is False and "NOT steady (CPU share under 85%)" in bench.format_steadiness(shared)
     assert bench.steadiness([100.0, 100.0], [0.99, bench.STEADY_CPU_SHARE])["steady"] is True
+    # a spread just over the limit that rounds to it in the report still says why the run is not steady
+    edge = bench.steadiness([100.0, 100.0 * (1 - bench.STEADY_SPREAD) - 1e-6], quiet[:2])
+    assert edge["steady"] is False and edge["spread"] == pytest.approx(bench.STEADY_SPREAD)
+    assert "NOT steady (spread over 10%)" in bench.format_steadiness(edge)
 
 
 def test_a_load_on_every_core_all_along_is_not_steady():

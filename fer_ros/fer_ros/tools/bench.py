@@ -281,9 +281,14 @@ def steadiness(rates_gflops: list[float], cpu_shares: list[float]) -> dict:
     high, low = max(rates_gflops), min(rates_gflops)
     spread = (high - low) / high if high > 0 else 0.0
     least = min(cpu_shares)
+    why = []  # judged on the figures before they are rounded for the report
+    if spread > STEADY_SPREAD:
+        why.append(f"spread over {100 * STEADY_SPREAD:.0f}%")
+    if least < STEADY_CPU_SHARE:
+        why.append(f"CPU share under {100 * STEADY_CPU_SHARE:.0f}%")
     return {"matmul_gflops": [round(r, 1) for r in rates_gflops], "spread": round(spread, 3),
             "cpu_share": [round(c, 3) for c in cpu_shares], "cpu_share_min": round(least, 3),
-            "steady": spread <= STEADY_SPREAD and least >= STEADY_CPU_SHARE}
+            "steady": not why, "not_steady_because": why}
 
 
 def format_steadiness(s: dict) -> str:
@@ -293,12 +298,7 @@ def format_steadiness(s: dict) -> str:
             f"{100 * s['cpu_share_min']:.0f}% of its cores' time")
     if s["steady"]:
         return text + ": steady"
-    why = []
-    if s["spread"] > STEADY_SPREAD:
-        why.append(f"spread over {100 * STEADY_SPREAD:.0f}%")
-    if s["cpu_share_min"] < STEADY_CPU_SHARE:
-        why.append(f"CPU share under {100 * STEADY_CPU_SHARE:.0f}%")
-    return (text + f": NOT steady ({', '.join(why)}); something else is using this machine's CPU, so these timings "
+    return (text + f": NOT steady ({', '.join(s['not_steady_because'])}); something else is using this machine's CPU, so these timings "
             "are too; run fer-bench again when it is idle")
 
 
