@@ -264,6 +264,24 @@ def test_close_ends_a_max_rate_hz_wait_at_once():
         assert recognizer.perceived == [100.0]  # the waiting frame is not processed after the stop
 
 
+def _hold_frame_2_in_the_rate_wait(node) -> None:
+    """Frame 1 (stamp 1 s) processed, then frame 2 (stamp 2 s) taken by the first worker, which now waits for
+    max_rate_hz before it processes it."""
+    taken, take = threading.Event(), node._slot.take
+
+    def take_and_tell(timeout_s):
+        item = take(timeout_s)
+        if item is not None:
+            taken.set()
+        return item
+    node._slot.take = take_and_tell
+    node.image_callback(_frame(1_000_000_000))
+    assert _wait_until(lambda: node.stats.processed == 1, 5.0)
+    taken.clear()
+    node.image_callback(_frame(2_000_000_000))
+    assert taken.wait(5.0)  # the worker holds frame 2 and waits for max_rate_hz
+
+
 @pytest.mark.parametrize("new_rate_hz", [0.0, 50.0])
 def test_a_new_max_rate_hz_ends_a_wait_the_old_one_asked_for(monkeypatch, new_rate_hz):
     """The worker holds a frame and waits the 60 s that max_rate_hz 1/60 asks for; `ros2 param set max_rate_hz`
@@ -272,19 +290,7 @@ def test_a_new_max_rate_hz_ends_a_wait_the_old_one_asked_for(monkeypatch, new_ra
     recognizer = _Recorder()
     with _node(recognizer, f"max_rate_hz:={1 / 60}") as node:
         monkeypatch.setattr(node, "get_logger", lambda: _Said())
-        taken, take = threading.Event(), node._slot.take
-
-        def take_and_tell(timeout_s):
-            item = take(timeout_s)
-            if item is not None:
-                taken.set()
-            return item
-        node._slot.take = take_and_tell
-        node.image_callback(_frame(1_000_000_000))
-        assert _wait_until(lambda: node.stats.processed == 1, 5.0)
-        taken.clear()
-        node.image_callback(_frame(2_000_000_000))
-        assert taken.wait(5.0)  # the worker holds frame 2 and waits for max_rate_hz
+        _hold_frame_2_in_the_rate_wait(node)
         time.sleep(0.2)
         assert node.stats.processed == 1
         t0 = time.monotonic()
@@ -511,19 +517,7 @@ def test_a_copy_arriving_during_a_max_rate_hz_wait_does_not_replace_its_original
         monkeypatch.setattr(node, "get_logger", lambda: _Said())
         decoded, decode = [], node._decode
         monkeypatch.setattr(node, "_decode", lambda msg: (decoded.append(type(msg).__name__), decode(msg))[1])
-        taken, take = threading.Event(), node._slot.take
-
-        def take_and_tell(timeout_s):
-            item = take(timeout_s)
-            if item is not None:
-                taken.set()
-            return item
-        node._slot.take = take_and_tell
-        node.image_callback(_frame(1_000_000_000))
-        assert _wait_until(lambda: node.stats.processed == 1, 5.0)
-        taken.clear()
-        node.image_callback(_frame(2_000_000_000))
-        assert taken.wait(5.0)  # the worker holds frame 2 and waits for max_rate_hz
+        _hold_frame_2_in_the_rate_wait(node)
         node.compressed_callback(_compressed(2_000_000_000))  # its copy, during the wait
         assert node.stats.processed == 1  # (still waiting: the copy came in the wait)
         assert _wait_until(lambda: node.stats.processed == 2, 5.0)

@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -154,6 +155,18 @@ def _kill(started: list) -> None:
         proc.wait()
 
 
+def _soak(tmp_path, monkeypatch, behaviour: str, *argv: str) -> tuple[int, Path]:
+    """fer-soak (soak.main with `argv`, the node's first answer awaited up to 60 s) against the fake node that
+    `behaviour` names, stopped however the run ends; (exit code, the JSON file it was told to write)."""
+    from fer_ros.ros import soak
+    started = _fake_node(tmp_path, monkeypatch, behaviour)
+    out_json = tmp_path / "soak.json"
+    try:
+        return soak.main([*argv, "--startup-timeout-s", "60", "--json", str(out_json)]), out_json
+    finally:
+        _kill(started)
+
+
 def _strict(text: str):
     """JSON text parsed, refusing NaN and infinity (not JSON)."""
     def refuse(name):
@@ -165,14 +178,7 @@ def test_a_node_that_dies_during_the_soak_is_a_failure_naming_its_last_line(tmp_
     """A node that answers, then exits with code 3 during the soak: fer-soak fails (exit code 1) with one line that
     names the exit code, the node's last line of output and its output file; nothing is written."""
     pytest.importorskip("fer_msgs", reason="fer_msgs is not built (make setup)")
-    from fer_ros.ros import soak
-    started = _fake_node(tmp_path, monkeypatch, "dies")
-    out_json = tmp_path / "soak.json"
-    try:
-        rc = soak.main(["--minutes", "0.5", "--mark-minutes", "0", "--startup-timeout-s", "60", "--json",
-                        str(out_json)])
-    finally:
-        _kill(started)
+    rc, out_json = _soak(tmp_path, monkeypatch, "dies", "--minutes", "0.5", "--mark-minutes", "0")
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
     assert rc == 1 and last == ("fer-soak: fer_node exited with code 3: fake node: giving up; fer_node output: "
@@ -184,14 +190,7 @@ def test_a_node_that_stops_answering_is_a_failure_not_a_report(tmp_path, monkeyp
     """A node that answered at the start, then sends no /emotion while it is measured: fer-soak fails (exit code 1)
     with one line that names its output file; nothing is written."""
     pytest.importorskip("fer_msgs", reason="fer_msgs is not built (make setup)")
-    from fer_ros.ros import soak
-    started = _fake_node(tmp_path, monkeypatch, "stops answering")
-    out_json = tmp_path / "soak.json"
-    try:
-        rc = soak.main(["--minutes", "0.05", "--mark-minutes", "0", "--startup-timeout-s", "60", "--json",
-                        str(out_json)])
-    finally:
-        _kill(started)
+    rc, out_json = _soak(tmp_path, monkeypatch, "stops answering", "--minutes", "0.05", "--mark-minutes", "0")
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
     assert rc == 1 and last.startswith("fer-soak: fer_node sent no /emotion answer to the ") and last.endswith(
@@ -204,13 +203,7 @@ def test_figures_that_are_not_numbers_are_written_as_null(tmp_path, monkeypatch,
     pytest.importorskip("fer_msgs", reason="fer_msgs is not built (make setup)")
     from fer_ros.ros import soak
     monkeypatch.setattr(soak, "rss_mib", lambda pid: float("nan"))
-    started = _fake_node(tmp_path, monkeypatch, "answers")
-    out_json = tmp_path / "soak.json"
-    try:
-        rc = soak.main(["--minutes", "0.05", "--mark-minutes", "0", "--startup-timeout-s", "60", "--json",
-                        str(out_json)])
-    finally:
-        _kill(started)
+    rc, out_json = _soak(tmp_path, monkeypatch, "answers", "--minutes", "0.05", "--mark-minutes", "0")
     assert rc == 0, capsys.readouterr().err
     r = _strict(out_json.read_text())
     assert r["answered"] > 0 and r["rss_mib"]["start"] is None and r["rss_mib"]["growth_after_mark_pct"] is None
