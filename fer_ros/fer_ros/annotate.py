@@ -20,8 +20,10 @@ def face_caption(result: Any) -> str:
 
 
 def draw_results(rgb8: np.ndarray, results: Iterable[Any], landmarks: bool = True) -> np.ndarray:
-    """A copy of the (H, W, 3) uint8 frame with every FaceResult drawn (box, caption, optional 68 landmarks)."""
+    """A copy of the (H, W, 3) uint8 frame with every FaceResult drawn (box, caption, optional 68 landmarks); each
+    caption lies wholly inside the frame, above its box, else below it, else inside the box's top."""
     out = np.ascontiguousarray(rgb8).copy()
+    height, width = out.shape[:2]
     scale = max(0.4, min(out.shape[:2]) / 900.0)
     thick = max(1, int(round(2 * scale)))
     for r in results:
@@ -33,7 +35,14 @@ def draw_results(rgb8: np.ndarray, results: Iterable[Any], landmarks: bool = Tru
                 cv2.circle(out, (int(round(x)), int(round(y))), max(1, thick - 1), colour, -1)
         text = face_caption(r)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        ty = y0 - 4 if y0 - th - base - 4 >= 0 else y1 + th + 4
-        cv2.rectangle(out, (x0, ty - th - base), (x0 + tw + 4, ty + base), colour, -1)
-        cv2.putText(out, text, (x0 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+        # the caption stays inside the frame: above the box where it fits, else below it, else inside its top
+        if y0 - 4 - th - base >= 0:
+            ty = y0 - 4
+        elif y1 + th + 4 + base <= height - 1:
+            ty = y1 + th + 4
+        else:
+            ty = max(th + base, min(max(y0, 0) + thick + th + base, height - 1 - base))
+        tx = max(0, min(x0, width - 1 - (tw + 4)))
+        cv2.rectangle(out, (tx, ty - th - base), (tx + tw + 4, ty + base), colour, -1)
+        cv2.putText(out, text, (tx + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
     return out

@@ -1,6 +1,7 @@
 """PNG plots for people: confusion matrices, training curves, label timelines (matplotlib, Agg backend).
 
-Every function writes one PNG and returns its path; parent folders are created. Nothing here opens a window.
+Every function writes one PNG to exactly the path it is given (whatever its extension) and returns that path;
+parent folders are created. Nothing here opens a window.
 """
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ def _pyplot():
 
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        _pyplot().close(fig)
     return path
 
 
@@ -74,15 +77,11 @@ def plot_confusion_matrix(cm, class_names: Sequence[str], path: str | Path, titl
 def plot_training_curves(rows: Sequence[Mapping[str, float]], path: str | Path, title: str = "") -> Path:
     """Training curves PNG from per-epoch rows (dicts). Columns whose name contains "loss" go on the first panel,
     those containing "acc", "recall" or "precision" on the second, "lr" (learning rate) on a log-scale third;
-    the x axis is "epoch" when present, else the row number. Non-numeric and missing values are skipped."""
+    the x axis is "epoch" when every row has a finite number there, else the row number. Non-numeric and missing
+    values are skipped."""
     plt = _pyplot()
     if not rows:
         raise ValueError("no training rows to plot")
-    x_key = "epoch" if all("epoch" in r for r in rows) else None
-    xs = np.asarray([float(r["epoch"]) if x_key else i + 1 for i, r in enumerate(rows)])
-    keys: list[str] = []
-    for r in rows:
-        keys.extend(k for k in r if k not in keys and k != x_key)
 
     def series(key):
         vals = []
@@ -93,6 +92,13 @@ def plot_training_curves(rows: Sequence[Mapping[str, float]], path: str | Path, 
             except (TypeError, ValueError):
                 vals.append(np.nan)
         return np.asarray(vals)
+
+    epochs = series("epoch")
+    x_key = "epoch" if np.isfinite(epochs).all() else None
+    xs = epochs if x_key else np.arange(1.0, len(rows) + 1)
+    keys: list[str] = []
+    for r in rows:
+        keys.extend(k for k in r if k not in keys and k != x_key)
 
     groups = {"loss": [k for k in keys if "loss" in k.lower()],
               "accuracy": [k for k in keys if any(s in k.lower() for s in ("acc", "recall", "precision"))],
@@ -123,13 +129,16 @@ def plot_training_curves(rows: Sequence[Mapping[str, float]], path: str | Path, 
 
 def plot_timeline(path: str | Path, tracks: Mapping[int, tuple[np.ndarray, np.ndarray]],
                   class_names: Sequence[str], title: str = "", max_faces: int = 6) -> Path:
-    """Label-over-time PNG: one panel per face (at most `max_faces`, the longest tracks), each class's probability
-    over time (s) as a line and the winning label as a coloured strip above it. Where a face was absent for more
-    than GAP_FRAME_STEPS frame steps (the median step between its times), its strip stops and its lines break.
+    """Label-over-time PNG: one panel per face (at most `max_faces`, the longest tracks; a line under the panels
+    says how many more there were), each class's probability over time (s) as a line and the winning label as a
+    coloured strip above it. Where a face was absent for more than GAP_FRAME_STEPS frame steps (the median step
+    between its times), its strip stops and its lines break. Faces without points are left out. The legend above
+    has as many columns as fit the figure's width.
     `tracks`: {face id: (times_s (N,), probs (N, K))} with K = len(class_names)."""
     plt = _pyplot()
     names = list(class_names)
-    items = sorted(tracks.items(), key=lambda kv: -len(kv[1][0]))[:max_faces]
+    scored = sorted(((i, t) for i, t in tracks.items() if len(t[0])), key=lambda kv: -len(kv[1][0]))
+    items, hidden = scored[:max_faces], len(scored[max_faces:])
     n = max(len(items), 1)
     fig, axes = plt.subplots(n, 1, figsize=(9, 1.9 * n + 0.6), squeeze=False, sharex=True)
     colours = plt.get_cmap("tab10")
@@ -157,10 +166,29 @@ def plot_timeline(path: str | Path, tracks: Mapping[int, tuple[np.ndarray, np.nd
     if not items:
         axes[0, 0].text(0.5, 0.5, "no scored faces", ha="center", va="center", transform=axes[0, 0].transAxes)
     axes[-1, 0].set_xlabel("time (s)")
-    handles = [plt.Line2D([], [], color=colours(k % 10), lw=3) for k in range(len(names))]
-    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 8), fontsize=8,
-               bbox_to_anchor=(0.5, 1.0))
+    if hidden:
+        fig.text(0.5, 0.0, f"{hidden} more face{'s' if hidden > 1 else ''} not shown (shorter tracks)",
+                 ha="center", va="top", fontsize=8)
+    top = 0.93
+    if names:
+        handles = [plt.Line2D([], [], color=colours(k % 10), lw=3) for k in range(len(names))]
+        legend_h = _add_legend(fig, handles, names)
+        panels_h = fig.get_figheight()
+        fig.set_size_inches(fig.get_figwidth(), panels_h + legend_h)  # the legend's rows above the panels
+        top = 1.0 - (legend_h + 0.1) / (panels_h + legend_h)
     if title:
         fig.suptitle(title, fontsize=10, y=1.04)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.tight_layout(rect=(0, 0, 1, top))
     return _save(fig, path)
+
+
+def _add_legend(fig, handles, names: Sequence[str], max_cols: int = 8) -> float:
+    """Adds a figure legend at the top centre with the most columns (up to `max_cols`) that fit the figure's width,
+    so that long names take more rows, not a wider figure; returns its height in inches."""
+    renderer = fig.canvas.get_renderer()
+    for ncol in range(min(len(names), max_cols), 0, -1):
+        legend = fig.legend(handles, names, loc="upper center", ncol=ncol, fontsize=8, bbox_to_anchor=(0.5, 1.0))
+        box = legend.get_window_extent(renderer)
+        if ncol == 1 or box.width <= fig.get_figwidth() * fig.dpi:
+            return box.height / fig.dpi
+        legend.remove()

@@ -331,6 +331,28 @@ def test_face_caption_is_what_its_docstring_says():
     assert "<frames>/<T>" not in doc
 
 
+def _caption_pixels(out):
+    """Rows and columns of the caption's text: the only near-black pixels on a grey frame drawn without landmarks."""
+    return np.nonzero((out < 40).all(axis=2))
+
+
+def test_draw_results_keeps_the_caption_of_a_face_as_tall_as_the_frame_inside_it():
+    import cv2
+    frame = np.full((288, 352, 3), 110, np.uint8)
+    rows, cols = _caption_pixels(draw_results(frame, [_result(1, box=(40, 0, 300, 288))], landmarks=False))
+    (tw, th), _ = cv2.getTextSize(face_caption(_result(1)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+    assert rows.size and cols.max() - cols.min() + 1 >= tw - 4 and rows.max() - rows.min() + 1 >= th - 2
+
+
+def test_draw_results_shows_the_whole_caption_of_a_face_at_the_frame_s_edge():
+    import cv2
+    frame = np.full((288, 352, 3), 110, np.uint8)
+    (tw, _), _ = cv2.getTextSize(face_caption(_result(1)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+    for box in ((300, 100, 352, 200), (-60, 100, 20, 200)):  # the right edge, the left edge
+        _, cols = _caption_pixels(draw_results(frame, [_result(1, box=box)], landmarks=False))
+        assert cols.size and cols.max() - cols.min() + 1 >= tw - 4, box
+
+
 def test_rep155_publisher_topics_and_forgetting():
     # hri_msgs is not a dependency; stand-in message classes with its field names exercise the publisher logic.
     from types import SimpleNamespace

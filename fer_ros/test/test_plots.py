@@ -96,3 +96,74 @@ def test_remove_plots_removes_the_named_pngs_that_exist_and_only_those(tmp_path)
         (tmp_path / name).write_bytes(b"png")
     plots.remove_plots(tmp_path, ["timeline.png", "confusion_matrix.png"])
     assert not (tmp_path / "timeline.png").exists() and (tmp_path / "other.png").exists()
+
+
+def _saved_figures(monkeypatch) -> list:
+    """The figures plots save from here on, in order."""
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (figures.append(fig), save(fig, path))[1])
+    return figures
+
+
+def test_a_plot_is_a_png_at_exactly_the_path_given_whatever_its_extension(tmp_path):
+    for name in ("cm", "cm.plot"):
+        out = plots.plot_confusion_matrix(np.eye(2, dtype=int), ["a", "b"], tmp_path / name)
+        assert out == tmp_path / name and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cm", "cm.plot"]
+
+
+def test_a_plot_that_cannot_be_written_leaves_no_figure_open(tmp_path):
+    plt = plots._pyplot()
+    plt.close("all")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError):
+        plots.plot_confusion_matrix(np.eye(2, dtype=int), ["a", "b"], tmp_path / "file" / "cm.png")
+    assert plt.get_fignums() == []
+
+
+def test_training_curves_number_the_rows_unless_every_epoch_is_a_number(tmp_path, monkeypatch):
+    figures = _saved_figures(monkeypatch)
+    for epochs in ([None, 2, 3], ["x", 2, 3], [1, 2, float("nan")]):
+        plots.plot_training_curves([{"epoch": e, "loss": 1.0 / (i + 1)} for i, e in enumerate(epochs)],
+                                   tmp_path / "curves.png")
+        ax = figures[-1].axes[0]
+        assert ax.get_xlabel() == "row" and list(ax.lines[0].get_xdata()) == [1, 2, 3], epochs
+    plots.plot_training_curves([{"epoch": e, "loss": 1.0} for e in ("1", 2.5)], tmp_path / "curves.png")
+    assert figures[-1].axes[0].get_xlabel() == "epoch"
+    assert list(figures[-1].axes[0].lines[0].get_xdata()) == [1.0, 2.5]
+
+
+def test_timeline_leaves_out_faces_without_points(tmp_path, monkeypatch):
+    figures = _saved_figures(monkeypatch)
+    t = np.arange(5) / 10.0
+    tracks = {1: (np.zeros(0), np.zeros((0, 8))), 2: (t, np.full((5, 8), 0.125))}
+    assert plots.plot_timeline(tmp_path / "timeline.png", tracks, CKPLUS8).stat().st_size > 2000
+    assert [ax.get_ylabel() for ax in figures[0].axes] == ["face 2"]
+    assert not figures[0].texts  # an empty track is no face left out
+
+
+def test_timeline_without_class_names_has_no_legend(tmp_path, monkeypatch):
+    figures = _saved_figures(monkeypatch)
+    assert plots.plot_timeline(tmp_path / "timeline.png", {}, []).stat().st_size > 1000
+    assert figures[0].legends == []
+
+
+def test_timeline_says_how_many_faces_it_does_not_show(tmp_path, monkeypatch):
+    figures = _saved_figures(monkeypatch)
+    t = np.arange(20) / 10.0
+    tracks = {face: (t[:20 - face], np.full((20 - face, 8), 0.125)) for face in range(1, 9)}
+    plots.plot_timeline(tmp_path / "timeline.png", tracks, CKPLUS8, max_faces=6)
+    assert [ax.get_ylabel() for ax in figures[0].axes] == [f"face {face}" for face in range(1, 7)]
+    assert [text.get_text() for text in figures[0].texts] == ["2 more faces not shown (shorter tracks)"]
+    plots.plot_timeline(tmp_path / "timeline.png", tracks, CKPLUS8, max_faces=8)
+    assert not figures[1].texts
+
+
+def test_timeline_with_long_class_names_keeps_its_width(tmp_path):
+    t = np.arange(3.0)
+    tracks = {1: (t, np.eye(8)[[0, 1, 2]])}
+    short = plots.plot_timeline(tmp_path / "short.png", tracks, CKPLUS8)
+    long = plots.plot_timeline(tmp_path / "long.png", tracks, ["n" * 60 + str(k) for k in range(8)])
+    (short_h, short_w), (long_h, long_w) = _png_shape(short)[:2], _png_shape(long)[:2]
+    assert long_w <= short_w + 10 and long_h > short_h  # the names take rows, not width
