@@ -89,3 +89,52 @@ def test_a_demo_interrupted_during_its_replay_says_so_and_exits_130(tmp_path, ca
     assert "face #1: 100 scored frames" in captured.out  # the frames replayed until then
     assert captured.err.strip().splitlines()[-1] == "demo: interrupted after 3 frames; those are summarised above"
     assert handler_after is signal.default_int_handler  # the demo leaves Ctrl-C's handler as it was
+
+
+def test_the_demo_refuses_an_out_that_is_a_file_or_cannot_be_made(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(demo.replay, "run", lambda rargs: fake_summary(tmp_path / "d"))
+    (tmp_path / "afile").write_text("")
+    for out, says in ((tmp_path / "afile", "is not a folder"), (tmp_path / "afile" / "d", "cannot make")):
+        rc = demo.main(["--out", str(out), "--max-frames", "1", "--quiet"])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("demo: error: ") and says in err, err
+        assert err.strip().endswith("choose another --out") and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "afile").read_text() == ""
+
+
+def test_the_demo_turns_an_os_error_into_an_error_line(tmp_path, capsys, monkeypatch):
+    def full_disk(rargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(demo.replay, "run", full_disk)
+    rc = demo.main(["--out", str(tmp_path / "d"), "--max-frames", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("demo: error: [Errno 28] No space left on device; choose an --out"), err
+
+
+def test_the_demo_s_bag_folder_in_out_must_be_a_bag(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(demo.replay, "run", lambda rargs: fake_summary(tmp_path / "d"))
+    (tmp_path / "file" / "carphone_bag").parent.mkdir()
+    (tmp_path / "file" / "carphone_bag").write_text("")
+    (tmp_path / "other" / "carphone_bag").mkdir(parents=True)
+    (tmp_path / "other" / "carphone_bag" / "notes.txt").write_text("mine")
+    for out in ("file", "other"):
+        rc = demo.main(["--out", str(tmp_path / out), "--max-frames", "1", "--quiet"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "remove it or choose another --out" in err and "--overwrite" not in err, err
+    assert (tmp_path / "other" / "carphone_bag" / "notes.txt").read_text() == "mine"
+
+
+def test_the_demo_s_scale_keeps_the_clip_within_the_replay_s_pixel_limit(tmp_path, capsys, monkeypatch):
+    import numpy as np
+    from fer_ros.image_codec import DEFAULT_MAX_PIXELS
+    from fer_ros.tools.frame_sources import resize_frame
+    monkeypatch.setattr(demo.replay, "run", lambda rargs: fake_summary(tmp_path / "d"))
+    for scale in ("19", "1e300"):  # frames over the limit, a frame no array can hold
+        rc = demo.main(["--out", str(tmp_path / "d"), "--max-frames", "1", "--quiet", "--scale", scale])
+        captured = capsys.readouterr()
+        assert rc == 2 and "demo done" not in captured.out and "--scale must be" in captured.err, captured
+    top = demo.max_scale()
+    assert f"at most {top:g}, got 1e+300" in captured.err
+    clip = np.zeros(demo.CLIP_SIZE_PX[::-1] + (3,), np.uint8)
+    assert np.prod(resize_frame(clip, top).shape[:2]) <= DEFAULT_MAX_PIXELS  # the largest scale fits, the next not
+    assert np.prod(resize_frame(clip, top + 0.01).shape[:2]) > DEFAULT_MAX_PIXELS

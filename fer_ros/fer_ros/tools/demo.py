@@ -15,18 +15,31 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 from fer_ros.argtypes import HelpFormatter, number, parse_args
+from fer_ros.image_codec import DEFAULT_MAX_PIXELS
 from fer_ros.runtime import BACKENDS, SetupError, add_setting_option
 from fer_ros.tools import bagtools, frame_sources, replay
 from fer_ros.tools.bagtools import BagError
 from fer_ros.tools.labels import LabelError
 
 CLIP = Path("datasets") / "data" / "carphone_pristine.mp4"
+CLIP_SIZE_PX = (176, 144)  # width, height
+BAG_NAME = "carphone_bag"  # the demo bag's folder in --out
+
+
+def max_scale(size_px: tuple[int, int] = CLIP_SIZE_PX, max_pixels: int = DEFAULT_MAX_PIXELS) -> float:
+    """The largest --scale (in steps of 0.01) at which the clip's frames stay within the replay's pixel limit."""
+    w, h = size_px
+    scale = math.floor(100.0 * math.sqrt(max_pixels / (w * h))) / 100.0
+    while scale > 0.01 and round(w * scale) * round(h * scale) > max_pixels:  # as frame_sources.resize_frame rounds
+        scale = round(scale - 0.01, 2)
+    return scale
 
 
 def carphone_clip() -> Path:
@@ -47,8 +60,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the bag, plots and results")
     add_setting_option(p, "model_path", "--model")
     add_setting_option(p, "backend", choices=BACKENDS)
-    p.add_argument("--scale", type=number(low=0.0, low_open=True, finite=True, says="a positive number"),
-                   default=2.0, help="upscale the 176x144 clip by this factor")
+    top = max_scale()
+    p.add_argument("--scale", type=number(low=0.0, high=top, low_open=True, says=f"above 0 and at most {top:g}"),
+                   default=2.0, help=f"upscale the 176x144 clip by this factor; at most {top:g}, where its frames "
+                   f"reach the {DEFAULT_MAX_PIXELS} px the replay accepts")
     p.add_argument("--storage", choices=bagtools.STORAGES, default="mcap", help="bag storage of the demo bag")
     p.add_argument("--max-frames", type=number(int, low=1, says=">= 1"), default=None,
                    help="use only the first N frames of the clip; default: all 120")
@@ -70,13 +85,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _check_out(out: Path, bag: Path) -> None:
+    """BagError unless --out can take the demo's files: a folder (made here if absent) where `bag` is absent or a
+    bag folder, which the demo replaces."""
+    if (out.exists() or out.is_symlink()) and not out.is_dir():
+        raise BagError(f"--out {out} exists and is not a folder: remove it or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BagError(f"cannot make the --out folder {out} ({exc.strerror or exc}): choose another --out") from None
+    if bag.is_symlink() or (bag.exists() and not bag.is_dir()):
+        raise BagError(f"{bag} exists and is not a bag folder: remove it or choose another --out")
+    others = sorted(p.name for p in bag.iterdir() if p.is_dir() or not bagtools.is_bag_file(p)) if bag.exists() else []
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise BagError(f"{bag} holds more than a bag ({shown}): remove it or choose another --out")
+
+
 def _run(args) -> int:
     t0 = time.perf_counter()
     try:
         clip = carphone_clip()
         info = frame_sources.video_info(clip)
         out = args.out
-        bag = out / "carphone_bag"
+        bag = out / BAG_NAME
+        _check_out(out, bag)
         print(f"1/2 making a bag from {clip.name} ({info.size_px[0]}x{info.size_px[1]} px, {info.fps:.2f} fps) "
               f"scaled x{args.scale:g} -> {bag}")
         written = bagtools.write_image_bag(
@@ -91,6 +124,10 @@ def _run(args) -> int:
         summary = replay.run(rargs)
     except (replay.ReplayError, SetupError, BagError, LabelError) as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"demo: error: {exc}; choose an --out that can be written, with room for the bag and the results",
+              file=sys.stderr)
         return 2
     print()
     print(replay.format_summary(summary, labels_shown=None))  # every label's share of each face
