@@ -1,12 +1,13 @@
 """The inference form (nets/deploy.py): a C3DRes stem folded into 2D convolutions computes what the 3D stem does,
-and the exported ONNX graph holds no 3D convolution."""
+in the model's dtype and on its device, and the exported ONNX graph holds no 3D convolution; every registered model
+exports to ONNX."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
-from fer_ros.nets import create_model
+from fer_ros.nets import create_model, list_models
 from fer_ros.nets.appearance import C3DRes
 from fer_ros.nets.deploy import StemAs2d, conv3d_as_conv2d, inference_form
 
@@ -91,6 +92,29 @@ def test_inference_form_keeps_the_models_outputs_and_leaves_the_model_alone():
     assert torch.equal(a.pair_classes, b.pair_classes)
 
 
+def test_inference_form_keeps_the_models_dtype_and_outputs_in_float64():
+    model = _small_res_model(seed=5).double()
+    folded = inference_form(model)
+    assert {p.dtype for p in folded.parameters()} == {torch.float64}
+    clip, geo = torch.rand(3, 3, 3, 32, 32, dtype=torch.float64), torch.rand(3, 2, 32, 32, dtype=torch.float64) * 2 - 1
+    valid = torch.tensor([1., 0, 1], dtype=torch.float64)
+    with torch.no_grad():
+        a, b = model(clip, geo, valid), folded(clip, geo, valid)
+    assert b.probs.dtype == torch.float64
+    assert torch.allclose(a.l1, b.l1, rtol=0, atol=1e-10), (a.l1 - b.l1).abs().max()
+    assert torch.allclose(a.probs, b.probs, rtol=0, atol=1e-12)
+
+
+def test_the_folded_stem_is_made_on_the_models_device():
+    """On the meta device (no values): a convolution without bias, the padded channels, all of it stays there."""
+    net = C3DRes(8, size=32, frames=3, widths=(6, 8, 12), in_channels=3).eval()
+    net.stem[0][0].bias = None
+    stem = StemAs2d(net.to("meta").stem, 3)
+    assert stem.body[0].out_channels == 32
+    assert {p.device.type for p in stem.parameters()} == {"meta"}
+    assert stem(torch.empty(2, 3, 3, 32, 32, device="meta")).shape == (2, 8, 1, 16, 16)
+
+
 def test_other_appearance_networks_pass_through_unchanged():
     model = create_model("agn3d_c3d", num_classes=7, size=32, app={"hidden": 16}, geo={"width": 2, "hidden": 16})
     folded = inference_form(model)
@@ -119,6 +143,31 @@ def test_the_exported_graph_has_no_3d_convolution_and_matches_torch(tmp_path):
     conv_weights = [node.input[1] for node in graph.node if node.op_type == "Conv"]
     assert conv_weights and all(w in dims for w in conv_weights)
     assert {dims[w] for w in conv_weights} == {4}
+
+
+# Small widths for each appearance network's parameters; a network not named here is built at its defaults.
+SMALL_APP_CFG = {"agn3d_c3d": {"widths": (4, 8, 8, 8)}, "agn3d_ir": {"stem": 8}, "agn3d_res": {"widths": (6, 8, 12)}}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_exports_to_onnx_and_matches_torch(tmp_path, name):
+    """Whatever the registry lists (what fer-train --model offers), built small with the shipped model's clip input
+    and mirror averaging: export_model checks onnxruntime's probabilities against torch at batch 1 and 5."""
+    pytest.importorskip("onnx")
+    from fer_ros.classes import class_names
+    from fer_ros.crop import CropConfig
+    from fer_ros.export import export_model
+    from fer_ros.manifest import Manifest, load_manifest
+    from fer_ros.preprocess import PREPROCESS_SPEC
+    cfg = {**SMALL_RES_CFG, "app": {"hidden": 16, **SMALL_APP_CFG.get(name, {})}}
+    torch.manual_seed(6)
+    model = create_model(name, num_classes=8, **cfg)
+    _randomise_batchnorm(model)
+    manifest = Manifest(name=name, class_set="ckplus8", class_names=list(class_names("ckplus8")), arch=name,
+                        arch_cfg=cfg, preprocess=PREPROCESS_SPEC(CropConfig(size=32), clip_input=cfg["clip_input"]))
+    export_model(model, manifest, tmp_path / name)
+    assert manifest.training["export_onnx_max_abs_diff"] < 1e-5
+    assert load_manifest(tmp_path / name).arch == name
 
 
 def _small_res_manifest(name: str = "small"):

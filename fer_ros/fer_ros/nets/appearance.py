@@ -4,7 +4,9 @@ paper's LBP clip, more for the other clip inputs (preprocess.CLIP_INPUTS).
 `c3d_paper` is the paper's experimental network: four 3x3x3 Conv3d, three 2x2x2-style MaxPool3d, one BatchNorm
 and two fully connected layers with dropout. With T = 3 frames a 2x2x2 pool can halve time only once, so the
 first and last pools are 1x2x2 (space only) and the middle one is 2x2x2 (time 3 -> 1).
-`ir3d_shallow` is the full design's shallow 3D Inception-ResNet.
+`ir3d_shallow` is the full design's shallow 3D Inception-ResNet; it averages its features over time, then to a 3x3
+grid in space (one 2D adaptive pool after a mean over time: the same values as a (1, 3, 3) adaptive 3D pool, in
+operators the ONNX exporter translates).
 `c3d_res` (agn3d_res, the shipped model's) keeps the 3D front of the paper's network -- 3x3x3 convolutions over
 the T frames, a spatial pool, a convolution whose kernel spans the whole clip in time -- and continues with
 residual 2D stages with BatchNorm and global average pooling, which learn faces in the wild from a few tens of
@@ -13,6 +15,7 @@ thousands of photos far better than the paper's plain stack with one BatchNorm, 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fer_ros.nets.layers import ConvBNAct3d, InceptionResBlock3d, ResBlock2d, classifier
@@ -48,11 +51,11 @@ class IR3DShallow(nn.Module):
                                   ConvBNAct3d(stem, 2 * stem), nn.MaxPool3d((2, 2, 2)) if frames >= 2
                                   else nn.MaxPool3d((1, 2, 2)))
         self.blocks = nn.Sequential(*[InceptionResBlock3d(2 * stem, stem // 2) for _ in range(blocks)])
-        self.pool = nn.AdaptiveAvgPool3d((1, 3, 3))
         self.head = classifier(2 * stem * 9, hidden, num_classes, dropout)
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.blocks(self.stem(clip))))
+        features = self.blocks(self.stem(clip))
+        return self.head(F.adaptive_avg_pool2d(features.mean(2), 3))  # (B, C, 3, 3)
 
 
 class C3DRes(nn.Module):

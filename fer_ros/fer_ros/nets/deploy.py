@@ -22,9 +22,10 @@ from fer_ros.nets.appearance import C3DRes
 
 def fold_batchnorm(conv: nn.Conv2d | nn.Conv3d, bn: nn.BatchNorm2d | nn.BatchNorm3d | None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight, bias) of the convolution followed by the (eval-mode) BatchNorm, as one convolution."""
+    """(weight, bias) of the convolution followed by the (eval-mode) BatchNorm, as one convolution, in the
+    convolution's dtype and on its device."""
     weight = conv.weight.detach().clone()
-    bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(weight.shape[0])
+    bias = conv.bias.detach().clone() if conv.bias is not None else weight.new_zeros(weight.shape[0])
     if bn is not None:
         scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
         weight = weight * scale.view(-1, *[1] * (weight.dim() - 1))
@@ -34,7 +35,8 @@ def fold_batchnorm(conv: nn.Conv2d | nn.Conv3d, bn: nn.BatchNorm2d | nn.BatchNor
 
 def conv3d_as_conv2d(conv: nn.Conv3d, bn: nn.BatchNorm3d | None, frames: int) -> tuple[nn.Conv2d, int]:
     """The Conv3d (+ BatchNorm) over `frames` frames as a Conv2d over channels laid out c * frames + t, its output
-    laid out o * frames_out + t. Returns (conv2d, frames_out). Stride 1 and dilation 1 in time only."""
+    laid out o * frames_out + t, in the Conv3d's dtype and on its device. Returns (conv2d, frames_out). Stride 1
+    and dilation 1 in time only."""
     if conv.stride[0] != 1 or conv.dilation[0] != 1 or conv.groups != 1:
         raise ValueError(f"{conv}: only stride 1, dilation 1 in time and no groups fold into a Conv2d")
     if isinstance(conv.padding, str):
@@ -45,14 +47,15 @@ def conv3d_as_conv2d(conv: nn.Conv3d, bn: nn.BatchNorm3d | None, frames: int) ->
     frames_out = frames + 2 * pad_t - kt + 1
     if frames_out < 1:
         raise ValueError(f"{conv}: a time kernel of {kt} does not fit {frames} frames")
-    folded = torch.zeros(cout, frames_out, cin, frames, kh, kw)
+    folded = weight.new_zeros(cout, frames_out, cin, frames, kh, kw)
     for t_out in range(frames_out):
         for k in range(kt):
             t_in = t_out - pad_t + k
             if 0 <= t_in < frames:
                 folded[:, t_out, :, t_in] = weight[:, :, k]
     conv2d = nn.Conv2d(cin * frames, cout * frames_out, (kh, kw), stride=conv.stride[1:],
-                       padding=conv.padding[1:], dilation=conv.dilation[1:], bias=True)
+                       padding=conv.padding[1:], dilation=conv.dilation[1:], bias=True, device=weight.device,
+                       dtype=weight.dtype)
     conv2d.weight.data.copy_(folded.reshape(cout * frames_out, cin * frames, kh, kw))
     conv2d.bias.data.copy_(bias.repeat_interleave(frames_out))
     return conv2d, frames_out
@@ -87,15 +90,16 @@ class StemAs2d(nn.Module):
 
 def _pad_channels(first: nn.Conv2d, second: nn.Conv2d, channels: int) -> tuple[nn.Conv2d, nn.Conv2d]:
     """first with zero output channels appended up to `channels` (each 0 after the ReLU and the pool), second with
-    zero input weights for them: the same function."""
+    zero input weights for them: the same function, in the convolutions' dtype and on their device."""
     extra = channels - first.out_channels
     if extra <= 0:
         return first, second
-    wide = nn.Conv2d(first.in_channels, channels, first.kernel_size, first.stride, first.padding, first.dilation)
+    wide = nn.Conv2d(first.in_channels, channels, first.kernel_size, first.stride, first.padding, first.dilation,
+                     device=first.weight.device, dtype=first.weight.dtype)
     wide.weight.data = torch.cat([first.weight.data, first.weight.data.new_zeros(extra, *first.weight.shape[1:])])
     wide.bias.data = torch.cat([first.bias.data, first.bias.data.new_zeros(extra)])
     after = nn.Conv2d(channels, second.out_channels, second.kernel_size, second.stride, second.padding,
-                      second.dilation)
+                      second.dilation, device=second.weight.device, dtype=second.weight.dtype)
     w = second.weight.data
     after.weight.data = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], dim=1)
     after.bias.data = second.bias.data.clone()
