@@ -8,6 +8,7 @@ import csv
 import json
 import logging
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,11 @@ from perception_helpers import ScriptedLandmarker, place, template68
 from fer_ros.argtypes import parse_args
 from fer_ros.cdr_header import header_stamp
 from fer_ros.tools import replay
-from fer_ros.tools.bagtools import (IMAGE_TYPE, STORAGES, ImageBagReader, image_message, list_topics, open_writer,
-                                    typestore, write_image_bag)
+from fer_ros.tools.bagtools import (IMAGE_TYPE, STORAGES, BagFrame, ImageBagReader, image_message, list_topics,
+                                    open_writer, typestore, write_image_bag)
+from fer_ros.tools.contact_sheet import ContactSheetCollector
 from fer_ros.tools.emotion_bag import EMOTION_TYPE, emotion_message
-from fer_ros.tools.replay_results import FaceRecord, FrameRecord, ReplayResult
+from fer_ros.tools.replay_results import FaceRecord, FrameRecord, ReplayResult, format_stamp
 from fer_ros.classes import class_names
 from fer_ros.crop import CropConfig
 from fer_ros.pipeline import Recognizer
@@ -78,7 +80,7 @@ def test_round_trip_counts_and_stamps(tmp_path, storage):
                            start_time_s=1_763_000_000.123456789)
     engine = ScheduleEngine(["happy"])
     summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out"), recognizer=recognizer(engine))
-    assert summary["frames"] == {"messages": 20, "decoded": 20, "processed": 20, "dropped_realtime": 0,
+    assert summary["frames"] == {"messages": 20, "read": 20, "decoded": 20, "processed": 20, "dropped_realtime": 0,
                                  "skipped": {}, "with_faces": 20}
     assert summary["faces"]["tracks"] == 1 and summary["faces"]["detections"] == 20
     assert summary["faces"]["with_scores"] == 18  # the window of T=3 frames fills on the third frame
@@ -140,6 +142,25 @@ def test_labels_per_face_and_dominant(tmp_path):
     assert len(dominant) == 1
     assert summary["evaluation"]["scored_faces"] == 8  # 4 ready frames x 2 labelled faces
     assert summary["evaluation"]["accuracy"] == pytest.approx(1.0)
+
+
+def test_a_seconds_range_starting_at_a_frame_s_written_time_covers_that_frame(tmp_path):
+    """At 29.97 fps the frames' times are not whole microseconds: frames.csv writes them exactly (9 digits), and a
+    label file whose ranges start at those values labels every frame by its own range."""
+    info = write_image_bag(tmp_path / "bag", numbered_frames(12), rate_hz=29.97)
+    replay.run(args_for(tmp_path / "bag", tmp_path / "first"), recognizer=recognizer(ScheduleEngine(["happy"])))
+    rows = read_csv(tmp_path / "first" / "frames.csv")
+    assert [r["time_s"] for r in rows] == [format_stamp(t - info.stamps_ns[0]) for t in info.stamps_ns]
+    frames = json.loads((tmp_path / "first" / "results.json").read_text())["frames"]
+    assert [f["time_s"] for f in frames] == [float(r["time_s"]) for r in rows]
+    assert [f["time_ns"] for f in frames] == [t - info.stamps_ns[0] for t in info.stamps_ns]
+    truth = ["happy" if i % 2 else "sadness" for i in range(len(rows))]
+    ends = [r["time_s"] for r in rows[1:]] + ["inf"]
+    (tmp_path / "labels.csv").write_text("start_s,end_s,label\n" + "".join(
+        f"{r['time_s']},{end},{label}\n" for r, end, label in zip(rows, ends, truth)))
+    replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--labels", str(tmp_path / "labels.csv")),
+               recognizer=recognizer(ScheduleEngine(["happy"])))
+    assert [r["true_label"] for r in read_csv(tmp_path / "out" / "frames.csv")] == truth
 
 
 def write_bag_with_stamps(path: Path, stamps_ns: list[int]) -> None:
@@ -330,7 +351,7 @@ def write_bag_with_emotion(path: Path, n: int) -> None:
         for i, frame in enumerate(numbered_frames(n)):
             t = 1_700_000_000_000_000_000 + i * 100_000_000
             writer.write(image, t, store.serialize_cdr(image_message(frame, t, "cam"), IMAGE_TYPE))
-            record = FrameRecord(index=i, stamp_ns=t, time_s=0.0, bag_time_ns=t, latency_ms=1.0, width=64, height=48)
+            record = FrameRecord(index=i, stamp_ns=t, time_ns=0, bag_time_ns=t, latency_ms=1.0, width=64, height=48)
             writer.write(emotion, t + 1_000_000, store.serialize_cdr(emotion_message(record, CK8, "cam", {}),
                                                                       EMOTION_TYPE))
     finally:
@@ -454,6 +475,34 @@ def test_realtime_drops_frames_like_the_node(tmp_path):
     indices = [int(r["frame"]) for r in rows]
     assert indices[0] == 0 and indices[-1] == 11 and indices == sorted(indices)
     assert summary["wall_s"] >= 0.55 - 0.05  # never faster than the recording
+
+
+def test_realtime_processes_no_more_frames_than_max_frames(tmp_path):
+    """The first frame waits while replay starts and is processed as the second one is due: --max-frames 1 ends
+    the replay there, the second frame left unprocessed."""
+    write_image_bag(tmp_path / "bag", numbered_frames(10), rate_hz=10.0)
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--realtime", "--max-frames", "1"),
+                         recognizer=recognizer(ScheduleEngine(["happy"])))
+    assert summary["frames"]["processed"] == 1
+    assert [int(r["frame"]) for r in read_csv(tmp_path / "out" / "frames.csv")] == [0]
+    assert summary["stopped_at_max_frames"] is True
+
+
+def test_the_summary_counts_the_topic_s_messages_and_says_where_max_frames_stopped(tmp_path):
+    write_image_bag(tmp_path / "bag", numbered_frames(20), rate_hz=10.0)
+    cut = replay.run(args_for(tmp_path / "bag", tmp_path / "cut", "--max-frames", "5"),
+                     recognizer=recognizer(ScheduleEngine(["happy"])))
+    assert cut["frames"]["messages"] == 20 and cut["frames"]["read"] == 5 and cut["frames"]["processed"] == 5
+    assert cut["max_frames"] == 5 and cut["stopped_at_max_frames"] is True
+    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["frames"]["messages"] == 20
+    first = replay.format_summary(cut).splitlines()[0]
+    assert "5 frames replayed of 20 messages" in first
+    assert first.endswith("; stopped at --max-frames 5 (5 messages read)")
+    whole = replay.run(args_for(tmp_path / "bag", tmp_path / "whole", "--max-frames", "20"),
+                       recognizer=recognizer(ScheduleEngine(["happy"])))
+    assert whole["frames"]["messages"] == whole["frames"]["read"] == 20 and whole["stopped_at_max_frames"] is False
+    assert replay.format_summary(whole).splitlines()[0].endswith("20 frames replayed of 20 messages (20 with faces), "
+                                                                 "1 face tracks")
 
 
 # --- malformed bags: partial results still written ----------------------------------------------------------------
@@ -598,6 +647,67 @@ def test_contact_sheet_spreads_over_the_frames_max_frames_keeps(tmp_path):
     assert sheet.shape[1] > 4 * 320  # four tiles side by side
 
 
+def sheet_tile_count(summary: dict) -> int:
+    """The tiles of a one-row contact sheet (at most 4 tiles), from its width: 320 px a tile, 4 px between."""
+    import cv2
+    sheet = cv2.imread(summary["outputs"]["contact_sheet_png"])
+    assert sheet is not None
+    return (sheet.shape[1] - 4) // (320 + 4)
+
+
+def test_the_contact_sheet_has_its_tiles_when_a_wanted_message_is_skipped(tmp_path):
+    """10 messages, the last repeating the stamp of the one before (skipped): --contact-sheet 3 wants messages 0, 4
+    and 9; message 8, the last frame replayed, stands in for 9."""
+    t = 1_700_000_000_000_000_000
+    write_bag_with_stamps(tmp_path / "bag", [t + i * 100_000_000 for i in range(9)] + [t + 8 * 100_000_000])
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--contact-sheet", "3"),
+                         recognizer=recognizer(ScheduleEngine(["happy"])))
+    assert summary["frames"]["processed"] == 9
+    assert sheet_tile_count(summary) == 3
+
+
+def collect(monkeypatch, tmp_path: Path, total: int, count: int, processed: list[int]) -> list[int]:
+    """The message indices of the tiles a ContactSheetCollector(total, count) saves after `processed` frames (the
+    message indices the replay processed, ascending); checks it never keeps more than `count` of their images."""
+    from fer_ros.tools import contact_sheet
+    saved: list[str] = []
+
+    def sheet_of(tiles, columns=4):
+        saved.extend(caption for _, caption in tiles)
+        return np.zeros((8, 8, 3), np.uint8)
+    monkeypatch.setattr(contact_sheet, "contact_sheet", sheet_of)
+    sheet = ContactSheetCollector(total, count)
+    images = []
+    for i in processed:
+        rgb8 = np.full((12, 16, 3), i % 256, np.uint8)
+        images.append(weakref.ref(rgb8))
+        sheet.on_frame(BagFrame(i, i, i, rgb8, "cam", IMAGE_TYPE), [],
+                       FrameRecord(i, i, i * 100_000_000, i, 1.0, 16, 12))
+        del rgb8
+        assert sum(ref() is not None for ref in images) <= count
+    sheet.save(tmp_path / "sheet.png")
+    return [int(caption.split()[1]) for caption in saved]
+
+
+@pytest.mark.parametrize("total, count, processed, shown", [
+    (5, 5, [0, 2, 3, 4, 5], [0, 2, 3, 4, 5]),  # --max-frames 5, message 1 skipped: message 5 is the fifth frame
+    (10, 3, list(range(9)), [0, 4, 8]),  # the last message skipped: the last frame replayed stands in for it
+    (12, 4, [0, 1, 7, 10, 11], [0, 7, 10, 11]),  # --realtime dropped messages 2..6 and 8, 9
+    (10, 5, [0, 5], [0, 5]),  # fewer frames replayed than tiles asked for: each of them
+])
+def test_the_contact_sheet_takes_the_first_frame_replayed_at_or_after_each_wanted_message(
+        monkeypatch, tmp_path, total, count, processed, shown):
+    assert collect(monkeypatch, tmp_path, total, count, processed) == shown
+
+
+def test_the_contact_sheet_spreads_its_tiles_over_the_frames_after_a_gap(monkeypatch, tmp_path):
+    """120 messages, 12 tiles wanted at 0, 11, 22, ...; a slow first frame under --realtime drops messages 1..50:
+    message 51 takes the tile of 11 and the other 10 are spread over 52..119, not taken from the end only."""
+    shown = collect(monkeypatch, tmp_path, 120, 12, [0] + list(range(51, 120)))
+    assert len(shown) == 12 and shown[:2] == [0, 51] and shown[-1] == 119
+    assert all(5 <= b - a <= 8 for a, b in zip(shown[1:], shown[2:])), shown
+
+
 def test_a_second_run_into_the_same_folder_leaves_no_plot_of_the_first(tmp_path):
     write_image_bag(tmp_path / "bag", numbered_frames(6, (120, 160)), rate_hz=10.0)
     (tmp_path / "labels.csv").write_text("start_frame,end_frame,label\n0,inf,happy\n")
@@ -612,6 +722,30 @@ def test_a_second_run_into_the_same_folder_leaves_no_plot_of_the_first(tmp_path)
     assert (out / "timeline.png").exists()
 
 
+def test_the_log_says_how_many_face_tracks_the_timeline_leaves_out(tmp_path):
+    """Seven faces side by side, each its own track: timeline.png has panels for six, and one line says so."""
+    def seven_faces(i, stamp):
+        return [place(template68(), (30 + 65 * k, 50), 12) for k in range(7)]
+    write_image_bag(tmp_path / "bag", numbered_frames(4, (120, 480)), rate_hz=10.0)
+    said = _Lines()
+    said.setLevel(logging.INFO)
+    logger = logging.getLogger(LOGGER_NAME)
+    level = logger.level
+    logger.addHandler(said)
+    logger.setLevel(logging.INFO)
+    try:
+        summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out"), recognizer=Recognizer(
+            landmarker=ScriptedLandmarker(seven_faces), engine=ScheduleEngine(["happy"]), crop_cfg=CropConfig(size=32),
+            max_faces=7))
+    finally:
+        logger.removeHandler(said)
+        logger.setLevel(level)
+    assert summary["faces"]["tracks"] == 7
+    assert [line for line in said.lines if "timeline.png" in line] == [
+        "timeline.png shows the 6 longest of 7 face tracks; 1 left out of it (frames.csv and results.json have every "
+        "track)"]
+
+
 def _strict_json(path: Path):
     def refuse(constant):
         raise ValueError(f"{path.name} holds {constant}, which is not JSON")
@@ -619,7 +753,7 @@ def _strict_json(path: Path):
 
 
 def test_non_finite_numbers_are_written_as_null(tmp_path):
-    record = FrameRecord(index=0, stamp_ns=1_700_000_000_000_000_000, time_s=0.0, bag_time_ns=0,
+    record = FrameRecord(index=0, stamp_ns=1_700_000_000_000_000_000, time_ns=0, bag_time_ns=0,
                          latency_ms=float("nan"), width=160, height=120)
     probs = [float("nan")] + [0.1] * 7
     record.faces.append(FaceRecord(id=1, box=(0.0, 0.0, 10.0, 10.0), window_ready=True, has_neutral=True,
@@ -651,7 +785,7 @@ def test_emotion_message_is_the_nodes_message():
         FaceResult(id=1, box=(200.0, 20.0, 260.5, 300.0), points68=pts + 100, window_frames=1, window_ready=False,
                    has_neutral=False, class_names=CK8, track_age_s=0.0),
     ]
-    record = FrameRecord(index=0, stamp_ns=1700000000_250000000, time_s=0.0, bag_time_ns=0, latency_ms=1.0,
+    record = FrameRecord(index=0, stamp_ns=1700000000_250000000, time_ns=0, bag_time_ns=0, latency_ms=1.0,
                                 width=320, height=240)
     for r in results:
         ready = r.window_ready

@@ -53,6 +53,7 @@ log = logging.getLogger(LOGGER_NAME)
 # (plots.remove_plots), so one left by another run is never taken for this one's
 REPEATED_STAMP = "repeated stamp"  # the skip reason of a frame at the time of the frame before it
 PLOT_FILES = ("timeline.png", "confusion_matrix.png", "contact_sheet.png")
+TIMELINE_FACES = 6  # timeline.png has a panel for each of the longest face tracks, at most this many
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -69,8 +70,8 @@ def _dominant_id(results: Sequence[Any]) -> int | None:
 
 
 class _Timeline:
-    """Each frame's time on the replay's timeline (FrameRecord.time_s, what seconds-based labels are matched
-    against): seconds since the topic's first message by header stamps, never going back. Where a header stamp
+    """Each frame's time on the replay's timeline (FrameRecord.time_ns; its time_s is what seconds-based labels are
+    matched against): ns since the topic's first message by header stamps, never going back. Where a header stamp
     goes back (a bag recorded across a loop or a clock reset), the step from the previous image is its bag record
     time's step instead (0 if that goes back too), and a warning says so once.
 
@@ -85,7 +86,8 @@ class _Timeline:
         self._time_ns = 0
         self._last: tuple[int, int] | None = None  # (header stamp, bag time) of the previous image, ns
 
-    def time_s(self, frame: BagFrame) -> float:
+    def time_ns(self, frame: BagFrame) -> int:
+        """The frame's time since the topic's first message, ns (exact)."""
         if self._last is None and frame.index > 0:
             self._last = self._first_message()
         if self._last is not None:
@@ -101,7 +103,7 @@ class _Timeline:
                 step_ns = max(0, frame.bag_time_ns - last_bag_ns)
             self._time_ns += step_ns
         self._last = (frame.stamp_ns, frame.bag_time_ns)
-        return self._time_ns * 1e-9
+        return self._time_ns
 
 
 def _first_message_time(bag: str | Path, topic: str) -> tuple[int, int] | None:
@@ -127,15 +129,17 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
 
     realtime: process at the recorded pace; frames that arrive while the previous one is being processed are
     dropped, newest first, as the node does. on_frame(frame, results, record) is called after each processed
-    frame (for contact sheets, output bags). Images declaring more than `max_pixels` pixels are skipped
-    undecoded. Ctrl-C (KeyboardInterrupt) ends the frames there: the result holds those processed so far and has
-    `interrupted` set. Raises BagError when the bag cannot be read at all; per-message problems are counted in the
-    result."""
+    frame (for contact sheets, output bags). max_frames: no more frames than this are processed (with realtime too:
+    a frame that arrives as the last one allowed is processed is not). Images declaring more than `max_pixels`
+    pixels are skipped undecoded. Ctrl-C (KeyboardInterrupt) ends the frames there: the result holds those
+    processed so far and has `interrupted` set. Raises BagError when the bag cannot be read at all; per-message
+    problems are counted in the result."""
     smoother = ProbabilitySmoother(smoothing_time_constant_s)
     t_start = time.perf_counter()
     with ImageBagReader(bag, topic, max_pixels=max_pixels) as reader:
         class_names = tuple(getattr(recognizer, "class_names", ()) or ())
         result = ReplayResult(str(bag), reader.topic, class_names, [])
+        result.max_frames = max_frames
         total = reader.message_count if max_frames is None else min(reader.message_count, max_frames)
         bar = None
         if progress:
@@ -144,29 +148,34 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
         timeline = _Timeline(reader.topic, lambda: _first_message_time(bag, reader.topic))
         started = False
         wall0 = bag0 = 0.0
-        held: tuple[BagFrame, float, float] | None = None  # realtime: the newest frame that arrived while busy
+        held: tuple[BagFrame, float, int] | None = None  # realtime: the newest frame that arrived while busy
+        left = False  # realtime: the frame read last was left unprocessed as --max-frames was reached
 
         last_stamp_s: list[float] = []  # the stamp of the frame processed last
 
-        def process(frame: BagFrame, decode_ms: float, time_s: float) -> None:
+        def process(frame: BagFrame, decode_ms: float, time_ns: int) -> None:
             if repeats_stamp(frame.stamp_s, last_stamp_s[0] if last_stamp_s else None):
                 reader.stats.skip(REPEATED_STAMP)  # the recognizer skips it too: no record of a frame without faces
             else:
                 last_stamp_s[:] = [frame.stamp_s]
-                _process(recognizer, frame, time_s, decode_ms, labels, smoother, result, on_frame)
+                _process(recognizer, frame, time_ns, decode_ms, labels, smoother, result, on_frame)
             if bar is not None:
                 bar.update(1)
+
+        def at_limit() -> bool:
+            """--max-frames frames processed: no frame may be processed after this."""
+            return max_frames is not None and len(result.frames) >= max_frames
 
         try:
             t_decode = time.perf_counter()
             for frame in reader.frames():
                 decode_ms = 1e3 * (time.perf_counter() - t_decode)
-                time_s = timeline.time_s(frame)
+                time_ns = timeline.time_ns(frame)
                 if not started:
                     started = True
                     wall0, bag0 = time.perf_counter(), frame.bag_time_ns * 1e-9
                 if not realtime:
-                    process(frame, decode_ms, time_s)
+                    process(frame, decode_ms, time_ns)
                 else:
                     due = wall0 + (frame.bag_time_ns * 1e-9 - bag0)
                     while True:
@@ -174,17 +183,21 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
                         if due <= now:  # arrived while the previous frame was processed: it waits, newest wins
                             if held is not None:
                                 result.dropped_realtime += 1
-                            held = (frame, decode_ms, time_s)
+                            held = (frame, decode_ms, time_ns)
                             break
                         if held is not None:  # free before this frame arrives: process the waiting one
                             process(*held)
                             held = None
+                            if at_limit():  # this frame is past --max-frames
+                                left = True
+                                break
                             continue
                         time.sleep(due - now)
-                        process(frame, decode_ms, time_s)
+                        process(frame, decode_ms, time_ns)
                         break
-                if max_frames is not None and len(result.frames) >= max_frames:
+                if at_limit():
                     held = None
+                    result.stopped_at_max_frames = left or reader.stats.messages < reader.message_count
                     break
                 t_decode = time.perf_counter()
             if held is not None:
@@ -195,7 +208,8 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
         finally:
             if bar is not None:
                 bar.close()
-        result.messages = reader.stats.messages
+        result.read = reader.stats.messages
+        result.messages = max(reader.message_count, result.read)  # the metadata's count where it has one
         result.decoded = reader.stats.decoded
         result.skipped = dict(reader.stats.skipped)
         result.truncated = reader.stats.truncated
@@ -203,8 +217,9 @@ def replay_bag(bag: str | Path, recognizer: Any, *, topic: str | None = None, la
     return result
 
 
-def _process(recognizer: Any, frame: BagFrame, time_s: float, decode_ms: float, labels: LabelSet | None,
+def _process(recognizer: Any, frame: BagFrame, time_ns: int, decode_ms: float, labels: LabelSet | None,
              smoother: ProbabilitySmoother, result: ReplayResult, on_frame) -> FrameRecord:
+    """Recognise one frame (time_ns: its time on the replay's timeline, ns) and append its FrameRecord."""
     t0 = time.perf_counter()
     results = recognizer.process(frame.rgb8, frame.stamp_s)
     results = smooth_results(results, smoother, frame.stamp_s)
@@ -213,7 +228,7 @@ def _process(recognizer: Any, frame: BagFrame, time_s: float, decode_ms: float, 
         names = next((tuple(r.class_names) for r in results if r.class_names), ())
         result.class_names = names
     dominant = _dominant_id(results)
-    record = FrameRecord(frame.index, frame.stamp_ns, time_s, frame.bag_time_ns, decode_ms + 1e3 * elapsed,
+    record = FrameRecord(frame.index, frame.stamp_ns, time_ns, frame.bag_time_ns, decode_ms + 1e3 * elapsed,
                          int(frame.rgb8.shape[1]), int(frame.rgb8.shape[0]))
     for r in results:
         ready = bool(r.window_ready) and r.probs is not None
@@ -222,7 +237,7 @@ def _process(recognizer: Any, frame: BagFrame, time_s: float, decode_ms: float, 
             id=int(r.id), box=tuple(float(v) for v in r.box), window_ready=ready, has_neutral=bool(r.has_neutral),
             label=str(r.label) if ready else "", confidence=float(r.confidence) if ready else 0.0,
             probs=[float(p) for p in np.asarray(r.probs).reshape(-1)] if ready else None, dominant=is_dominant,
-            true_label=labels.label_for(frame.index, time_s, int(r.id), is_dominant) if labels else None,
+            true_label=labels.label_for(frame.index, record.time_s, int(r.id), is_dominant) if labels else None,
             window_frames=int(r.window_frames), track_age_s=float(r.track_age_s)))
     result.frames.append(record)
     if on_frame is not None:
@@ -290,7 +305,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "namespace publishes them)")
     o.add_argument("--contact-sheet", type=number(int, low=0, says=">= 0"), default=0, metavar="N",
                    help="also write contact_sheet.png with N annotated frames spread over the frames replayed "
-                        "(the bag, or its first --max-frames); 0 = none")
+                        "(the bag, or its first --max-frames); N of them whenever N frames were replayed; 0 = none")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --out-bag")
     return p
 
@@ -373,8 +388,11 @@ def write_outputs(result: ReplayResult, out_dir: Path, labels: LabelSet | None, 
     outputs = {"frames_csv": str(write_frames_csv(out_dir / "frames.csv", result.frames, names)),
                "results_json": str(write_results_json(out_dir / "results.json", result.frames))}
     if result.frames and names:
-        outputs["timeline_png"] = str(plots.plot_timeline(out_dir / "timeline.png", timeline_tracks(result),
-                                                          names, title=f"{Path(result.bag).name} {result.topic}"))
+        tracks = timeline_tracks(result)
+        outputs["timeline_png"] = str(plots.plot_timeline(out_dir / "timeline.png", tracks, names,
+                                                          title=f"{Path(result.bag).name} {result.topic}",
+                                                          max_faces=TIMELINE_FACES))
+        _say_tracks_left_out(len(tracks))
     if labels is not None and names:
         evaluation = evaluate_records(result.frames, labels, names)
         summary["evaluation"] = evaluation
@@ -396,6 +414,13 @@ def write_outputs(result: ReplayResult, out_dir: Path, labels: LabelSet | None, 
     write_json(out_dir / "summary.json", summary, indent=2)
     outputs["summary_json"] = str(out_dir / "summary.json")
     return summary
+
+
+def _say_tracks_left_out(tracks: int) -> None:
+    """One log line when timeline.png cannot show every face track with scores (more than TIMELINE_FACES)."""
+    if tracks > TIMELINE_FACES:
+        log.info(f"timeline.png shows the {TIMELINE_FACES} longest of {tracks} face tracks; "
+                 f"{tracks - TIMELINE_FACES} left out of it (frames.csv and results.json have every track)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

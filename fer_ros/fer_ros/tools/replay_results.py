@@ -35,13 +35,13 @@ class FaceRecord:
 
 @dataclass
 class FrameRecord:
-    """One replayed image: index on the topic, header stamp (ns, exact), time since the first image (s; by header
-    stamps, never going back: see replay's timeline), bag receive time (ns), decode + recognition time (ms), size
-    (px) and its faces."""
+    """One replayed image: index on the topic, header stamp (ns, exact), time since the topic's first message (ns,
+    exact; by header stamps, never going back: see replay's timeline), bag receive time (ns), decode + recognition
+    time (ms), size (px) and its faces."""
 
     index: int
     stamp_ns: int
-    time_s: float
+    time_ns: int
     bag_time_ns: int
     latency_ms: float
     width: int
@@ -51,6 +51,18 @@ class FrameRecord:
     @property
     def stamp_s(self) -> float:
         return self.stamp_ns * 1e-9
+
+    @property
+    def time_s(self) -> float:
+        """time_ns in seconds: the float nearest to the exact decimal frames.csv writes (format_stamp), so a label
+        range starting at a frame's written time_s covers that frame."""
+        return seconds(self.time_ns)
+
+
+def seconds(ns: int) -> float:
+    """A ns count in seconds, correctly rounded: equal to float() of its exact decimal text (format_stamp), where
+    ns * 1e-9 may be one unit in the last place above it."""
+    return int(ns) / 1_000_000_000
 
 
 def format_stamp(stamp_ns: int) -> str:
@@ -62,20 +74,26 @@ def format_stamp(stamp_ns: int) -> str:
 
 @dataclass
 class ReplayResult:
-    """Everything one replay produced: the per-frame records and the figures of the summary. interrupted: Ctrl-C
-    ended the frames before the topic (or --max-frames) did."""
+    """Everything one replay produced: the per-frame records and the figures of the summary. messages: the topic's
+    message count (the bag's metadata; what could be read of a salvaged bag); read: the messages the replay read
+    (fewer when --max-frames, Ctrl-C or a damaged bag ended it early). interrupted: Ctrl-C ended the frames before
+    the topic (or --max-frames) did. stopped_at_max_frames: the replay ended at `max_frames` processed frames with
+    messages of the topic left unreplayed."""
 
     bag: str
     topic: str
     class_names: tuple[str, ...]
     frames: list[FrameRecord]
     messages: int = 0
+    read: int = 0
     decoded: int = 0
     dropped_realtime: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     truncated: str | None = None
     wall_s: float = 0.0
     interrupted: bool = False
+    max_frames: int | None = None
+    stopped_at_max_frames: bool = False
     model: str = ""
     backend: str = ""
 
@@ -108,11 +126,13 @@ def summarize(result: ReplayResult) -> dict:
     return {
         "bag": result.bag, "topic": result.topic, "model": result.model, "backend": result.backend,
         "class_names": list(result.class_names),
-        "frames": {"messages": result.messages, "decoded": result.decoded, "processed": n,
+        "frames": {"messages": result.messages, "read": result.read, "decoded": result.decoded, "processed": n,
                    "dropped_realtime": result.dropped_realtime, "skipped": dict(result.skipped),
                    "with_faces": sum(1 for fr in frames if fr.faces)},
         "truncated": result.truncated,
         "interrupted": result.interrupted,
+        "max_frames": result.max_frames,
+        "stopped_at_max_frames": result.stopped_at_max_frames,
         "faces": {"tracks": len(faces), "detections": detections, "with_scores": ready,
                   "labels_per_face": {str(k): dict(sorted(v.items(), key=lambda kv: -kv[1]))
                                       for k, v in sorted(faces.items())}},
@@ -161,14 +181,15 @@ def evaluate_records(frames: Iterable[FrameRecord], labels: LabelSet, class_name
 
 
 def write_frames_csv(path: Path, frames: Iterable[FrameRecord], class_names: Sequence[str]) -> Path:
-    """One row per face per frame (and one row with an empty face_id for a frame without faces)."""
+    """One row per face per frame (and one row with an empty face_id for a frame without faces). stamp_s and
+    time_s are exact decimal seconds (9 digits, format_stamp)."""
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["frame", "stamp_s", "time_s", "latency_ms", "face_id", "x0", "y0", "x1", "y1", "dominant",
                     "window_ready", "has_neutral", "label", "confidence", "true_label",
                     *[f"p_{n}" for n in class_names]])
         for fr in frames:
-            head = [fr.index, format_stamp(fr.stamp_ns), f"{fr.time_s:.6f}", f"{fr.latency_ms:.3f}"]
+            head = [fr.index, format_stamp(fr.stamp_ns), format_stamp(fr.time_ns), f"{fr.latency_ms:.3f}"]
             if not fr.faces:
                 w.writerow(head + [""] * (11 + len(class_names)))
             for f in fr.faces:
@@ -178,8 +199,18 @@ def write_frames_csv(path: Path, frames: Iterable[FrameRecord], class_names: Seq
     return path
 
 
+def frame_json(fr: FrameRecord) -> dict:
+    """One frame of results.json: the record's fields with time_s (s) after time_ns (ns)."""
+    row = {}
+    for key, value in asdict(fr).items():
+        row[key] = value
+        if key == "time_ns":
+            row["time_s"] = fr.time_s
+    return row
+
+
 def write_results_json(path: Path, frames: Iterable[FrameRecord]) -> Path:
-    return write_json(path, {"frames": [asdict(fr) for fr in frames]})
+    return write_json(path, {"frames": [frame_json(fr) for fr in frames]})
 
 
 def timeline_tracks(result: ReplayResult) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -194,12 +225,24 @@ def timeline_tracks(result: ReplayResult) -> dict[int, tuple[np.ndarray, np.ndar
     return {k: (np.asarray(t, np.float64), np.asarray(p, np.float32)) for k, (t, p) in tracks.items()}
 
 
+def _cut_note(summary: dict) -> str:
+    """What the terminal's first line adds when the replay did not read the whole topic: where --max-frames stopped
+    it, and how many of the topic's messages were read."""
+    fr = summary["frames"]
+    read = fr.get("read", fr["messages"])
+    if summary.get("stopped_at_max_frames"):
+        return f"; stopped at --max-frames {summary['max_frames']} ({read} messages read)"
+    if read != fr["messages"]:
+        return f"; {read} messages read"
+    return ""
+
+
 def format_summary(summary: dict, labels_shown: int | None = 3) -> str:
     """A few lines for the terminal: counts, rates, latency, each face's labels, the evaluation. Each face's line
     gives the share of its `labels_shown` most frequent labels, largest first (None: all of them)."""
     fr = summary["frames"]
     lines = [f"{summary['bag']} {summary['topic']}: {fr['processed']} frames replayed of {fr['messages']} messages"
-             f" ({fr['with_faces']} with faces), {summary['faces']['tracks']} face tracks"]
+             f" ({fr['with_faces']} with faces), {summary['faces']['tracks']} face tracks{_cut_note(summary)}"]
     if fr["skipped"]:
         lines.append("skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(fr["skipped"].items())))
     if fr["dropped_realtime"]:
