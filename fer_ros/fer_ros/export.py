@@ -3,6 +3,7 @@ model.ts (TorchScript), and manifest.json with their sha256; the ONNX graph is c
 written and checked in a folder beside the model directory and move into it only once every check passed."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -100,15 +101,39 @@ def write_model_files(model: AGN3D, manifest: Manifest, out: Path, torchscript: 
 def move_in(work: Path, out: Path, names: list[str]) -> None:
     """Move the checked files `names` (the manifest last) from the folder `work` into the model directory `out`
     (beside it, on the same file system): the folder itself where there is none yet, else file by file after the
-    old manifest is removed, so that `out` never holds a manifest beside files it does not describe."""
+    old manifest is removed, and with it the files it lists that `names` does not (an int8 graph of the model
+    exported before, say; other files in `out` stay), so that `out` never holds a manifest beside files it does not
+    describe."""
     if out.is_dir() and not any(out.iterdir()):
         out.rmdir()
     if not out.exists():
         os.replace(work, out)
         return
+    stale = set(_listed_files(out)) - {Path(name) for name in names}
     (out / MANIFEST_NAME).unlink(missing_ok=True)
+    for rel in stale:
+        (out / rel).unlink(missing_ok=True)
     for name in names:
         os.replace(work / name, out / name)
+
+
+def _listed_files(model_dir: Path) -> list[Path]:
+    """The files the manifest in `model_dir` lists that lie in the folder (their own folders too once links are
+    followed), as paths relative to it; [] where there is no readable manifest."""
+    try:
+        data = json.loads((model_dir / MANIFEST_NAME).read_text())
+        entries = list(data["files"].values())
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
+        return []
+    inside, found = model_dir.resolve(), []
+    for entry in entries:
+        rel = Path(entry["path"]) if isinstance(entry, dict) and isinstance(entry.get("path"), str) else None
+        if rel is None or not rel.parts or rel.is_absolute() or ".." in rel.parts:
+            continue
+        path = model_dir / rel
+        if path.parent.resolve().is_relative_to(inside) and (path.is_file() or path.is_symlink()):
+            found.append(rel)
+    return found
 
 
 def onnx_parity(model: AGN3D, onnx_path: Path, manifest: Manifest) -> float:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -80,12 +82,47 @@ class Manifest:
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def save(self, directory: str | Path) -> Path:
+        """Write manifest.json into `directory` whole or not at all (write_atomic): a failed or interrupted save
+        leaves the manifest that was there."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / MANIFEST_NAME
-        path.write_text(self.to_json())
+        write_atomic(path, self.to_json().encode("utf-8"))
         self.directory = directory
         return path
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Give the file `path` the content `data` at once: written and flushed to disk in a temporary file beside it,
+    which then takes its place by a rename (a link at `path` is written through, to the file it leads to). A failed
+    or interrupted write leaves the file as it was and no temporary file."""
+    path = Path(path).resolve()
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Flush a folder's entries (a rename in it) to disk, where the system allows it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from fer_ros.manifest import Manifest, ModelError, load_manifest, sha256_file
+from fer_ros.manifest import MANIFEST_NAME, Manifest, ModelError, load_manifest, sha256_file
 
 INT8_FILE = "model.int8.onnx"
 INT8_ROLE = "onnx_int8"
@@ -102,11 +103,16 @@ def add_int8(model_dir: str | Path, batches: list[dict], record: dict | None = N
     calibration faces were). ModelError when the int8 graph keeps the top class of fewer than MIN_AGREEMENT of
     the faces (a face the fp32 graph calls a tie counting as kept when int8 picks either class: see TIE). The new
     graph is built and checked beside the model under another name and takes the place of model.int8.onnx only
-    once it passes, so a failed or interrupted run leaves the model (and an int8 graph it had) as it was."""
+    once it passes; the int8 graph and the manifest it replaces are kept aside until the new manifest is written
+    and put back if anything fails (an interrupt too), so a failed or interrupted run leaves the model (and an
+    int8 graph it had) as it was."""
     manifest = load_manifest(model_dir)
     src = manifest.file("onnx")
     dst = manifest.directory / INT8_FILE
     new = dst.with_name(dst.name + ".new")
+    manifest_file = manifest.directory / MANIFEST_NAME
+    had_int8 = dst.exists()
+    asides: dict[Path, Path] = {}
     try:
         quantize_graph(src, new, batches)
         check = compare_graphs(src, new, batches)
@@ -117,10 +123,43 @@ def add_int8(model_dir: str | Path, batches: list[dict], record: dict | None = N
                              f"within {TIE} of the top in fp32 counted as kept (at least {MIN_AGREEMENT} needed); "
                              f"the model is not changed: {kept}")
         digest = sha256_file(new)
+        manifest.files[INT8_ROLE] = {"path": INT8_FILE, "sha256": digest}
+        manifest.training = dict(manifest.training, int8={**SCHEME, **(record or {}), "against_fp32": check})
+        for path in (manifest_file, dst):
+            if path.exists():
+                asides[path] = _set_aside(path)
         os.replace(new, dst)
+        manifest.save(manifest.directory)
+    except BaseException:
+        _put_back(asides, dst, had_int8)
+        raise
     finally:
         new.unlink(missing_ok=True)
-    manifest.files[INT8_ROLE] = {"path": INT8_FILE, "sha256": digest}
-    manifest.training = dict(manifest.training, int8={**SCHEME, **(record or {}), "against_fp32": check})
-    manifest.save(manifest.directory)
+        for aside in asides.values():
+            aside.unlink(missing_ok=True)
     return manifest
+
+
+def _set_aside(path: Path) -> Path:
+    """A copy of the file `path` beside it, to put back with os.replace: a second link to the file where the file
+    system has them (what replaces `path` by a rename leaves it as it was), else a copy."""
+    aside = path.with_name(path.name + ".old")
+    aside.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(path, aside)
+        except OSError:
+            shutil.copy2(path, aside)
+    except BaseException:
+        aside.unlink(missing_ok=True)
+        raise
+    return aside
+
+
+def _put_back(asides: dict[Path, Path], int8: Path, had_int8: bool) -> None:
+    """Put the files set aside back in their places; an int8 graph the model did not have before is removed."""
+    for path, aside in asides.items():
+        if aside.exists():
+            os.replace(aside, path)
+    if not had_int8:
+        int8.unlink(missing_ok=True)

@@ -3,6 +3,7 @@ changed or strayed graph is refused, the calibration draw shares faces between d
 fer-train --export make it."""
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import sys
@@ -227,6 +228,70 @@ def test_a_failed_requantization_leaves_the_model_and_its_int8_graph_as_they_wer
     assert load_engine(copy, backend="onnxruntime", device="cpu", cache_dir=tmp_path / "cache").int8
 
 
+@pytest.mark.parametrize("failure", ["disk full", "interrupted after the write"])
+def test_a_requantization_whose_manifest_is_not_written_leaves_the_old_int8_graph_in_place(int8_dir, tmp_path,
+                                                                                          monkeypatch, failure):
+    """The new int8 graph replaces the old one together with the manifest that records it: a manifest write that
+    fails (a full disk) or an interrupt once it is written puts the old graph and manifest back, and the model
+    loads with its old int8 graph."""
+    from fer_ros.manifest import Manifest
+    copy = tmp_path / "model"
+    shutil.copytree(int8_dir, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+    old_sha = load_manifest(copy).files[quantize.INT8_ROLE]["sha256"]
+    real = Manifest.save
+
+    def save(self, directory):
+        if failure == "disk full":
+            raise OSError(errno.ENOSPC, "No space left on device", str(Path(directory) / "manifest.json"))
+        real(self, directory)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Manifest, "save", save)
+    with pytest.raises(OSError if failure == "disk full" else KeyboardInterrupt):
+        quantize.add_int8(copy, _batches(copy, count=1, seed=1))  # other faces: another int8 graph
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before  # nothing left beside it
+    manifest = load_manifest(copy)
+    assert manifest.files[quantize.INT8_ROLE]["sha256"] == old_sha == sha256_file(copy / quantize.INT8_FILE)
+    assert load_engine(copy, backend="onnxruntime", device="cpu", cache_dir=tmp_path / "cache").int8
+
+
+def test_a_manifest_write_that_fails_part_way_leaves_the_manifest_that_was_there(fp32_dir, tmp_path, monkeypatch):
+    from fer_ros.manifest import Manifest
+    copy = tmp_path / "model"
+    shutil.copytree(fp32_dir, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    manifest = load_manifest(copy)
+    monkeypatch.setattr(Manifest, "to_json", lambda self: '{"name": "tiny", "note": "\ud800"}\n')  # no UTF-8 form
+    with pytest.raises(UnicodeEncodeError):
+        manifest.save(copy)
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before  # the old manifest whole, no temporary file
+    assert load_manifest(copy).name == "tiny_test_model"
+
+
+def test_a_model_exported_onto_another_keeps_none_of_the_old_models_files(int8_dir, tmp_path):
+    """Exporting other weights onto a model folder without an int8 graph removes the old model's model.int8.onnx
+    (a file the old manifest lists and the new one does not); a file no manifest lists stays."""
+    import torch
+
+    from fer_ros.export import export_model, load_torch_model
+    copy = tmp_path / "model"
+    shutil.copytree(int8_dir, copy)
+    (copy / "notes.txt").write_text("not part of the model\n")
+    model, manifest = load_torch_model(copy)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    manifest.files, manifest.training = {}, {"note": "other weights"}
+    export_model(model, manifest, copy)
+    made = load_manifest(copy)
+    assert sorted(made.files) == ["onnx", "state_dict"]
+    assert sorted(p.name for p in copy.iterdir() if p.is_file()) == ["manifest.json", "model.onnx", "model.pt",
+                                                                     "notes.txt"]
+    assert not load_engine(copy, backend="onnxruntime", device="cpu", cache_dir=tmp_path / "cache").int8
+
+
 def test_the_calibration_draw_takes_the_same_number_from_each_dataset():
     dataset = np.array([0] * 1000 + [1] * 40 + [2] * 300)
     samples = SimpleNamespace(dataset=dataset, dataset_names=["ferplus", "kdef", "ckplus"])
@@ -300,3 +365,49 @@ def test_fer_quantize_calibrates_on_the_crop_the_manifest_describes(fp32_dir, tm
     assert tool.main([str(copy), "--data", str(tmp_path), "--no-progress"]) == 2
     assert "stop here" in capsys.readouterr().err
     assert seen == [CropConfig(size=32, face_scale=2.0, margin=0.1, eye_y_frac=0.35, border="reflect")]
+
+
+def test_fer_quantize_refuses_a_dataset_weight(fp32_dir, tmp_path, capsys):
+    """Each dataset gives the same number of calibration faces: a PATH:WEIGHT is refused, not ignored."""
+    from fer_ros.training import quantize as tool
+    for weight in ("2", "0.5", "0"):
+        given = f"{tmp_path}:{weight}"
+        assert tool.main([str(fp32_dir), "--data", given, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"fer-quantize: --data takes no weight, got {given!r}: each dataset gives the same number of "
+                       f"calibration faces, so a weight does not apply; give the dataset's PATH\n")
+
+
+def test_fer_quantize_refuses_a_dataset_given_twice(fp32_dir, tmp_path, capsys):
+    """A dataset given twice, by whatever spelling of its path, is named and refused (it would give twice the faces
+    of the others, each face twice)."""
+    from fer_ros.training import quantize as tool
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "link").symlink_to(data)
+    for again in (f"{data}/", str(data / ".." / "data"), str(tmp_path / "link")):
+        assert tool.main([str(fp32_dir), "--data", str(data), "--data", again, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fer-quantize: --data ") and f"the same dataset ({data}) given twice" in err
+        assert err.count("\n") == 1
+
+
+def test_fer_quantize_refuses_a_negative_seed(tmp_path, capsys):
+    from fer_ros.training import quantize as tool
+    assert tool.main([str(tmp_path), "--data", str(tmp_path), "--seed", "-1"]) == 2
+    assert capsys.readouterr().err == "fer-quantize: --seed must be a whole number of at least 0, got -1\n"
+
+
+def test_fer_quantize_on_held_out_data_only_says_how_to_name_the_training_folder(fp32_dir, tmp_path, capsys):
+    """A FER+ folder holding only FER2013Valid has no training faces to calibrate on: fer-quantize says so as
+    fer-train does, with the folder name that holds training data."""
+    from synth_data import write_ferplus_dataset
+
+    from fer_ros.training import quantize as tool
+    data = tmp_path / "fer"
+    write_ferplus_dataset(data, {"FER2013Valid": [(c, "clear") for c in ("anger", "happy", "surprise", "neutral")]})
+    assert tool.main([str(fp32_dir), "--data", str(data), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fer-quantize: no training samples, nothing would be trained on: {data} holds only held-out "
+                          f"FER+ data (split folders FER2013Valid: valid): FER+ data trains on the folder named "
+                          f"FER2013Train") and err.count("\n") == 1

@@ -5,9 +5,10 @@
 
 The datasets are read as fer-train reads them (same layouts, same preprocessing cache); the calibration faces are
 drawn from their training samples only (a dataset's own held-out split, such as FER+ Valid, is never used), the
-same number from each dataset. The int8 graph is compared with the fp32 graph on those faces and refused when it
-changes the top class of more than 5% of them. The manifest records the file, its sha256, the scheme, the
-comparison and this command. `fer-train --export` does the same for the model it exports.
+same number from each dataset: --data takes a dataset once and without fer-train's :WEIGHT. The int8 graph is
+compared with the fp32 graph on those faces and refused when it changes the top class of more than 5% of them. The
+manifest records the file, its sha256, the scheme, the comparison and this command. `fer-train --export` does the
+same for the model it exports.
 """
 from __future__ import annotations
 
@@ -24,16 +25,29 @@ DESCRIPTION = ("add an int8 graph (model.int8.onnx, what onnxruntime runs on a C
                "on faces of the datasets it was trained on")
 
 
+def dataset(text: str):
+    """argparse type of --data: PATH (a Source of weight 1); a PATH:WEIGHT is refused, as no weight applies."""
+    from fer_ros.training.data.samples import parse_source
+    try:
+        src = parse_source(text)
+    except ValueError:
+        src = None
+    if src is None or src.root != Path(text).expanduser():
+        raise argparse.ArgumentTypeError(f"takes no weight, got {text!r}: each dataset gives the same number of "
+                                         f"calibration faces, so a weight does not apply; give the dataset's PATH")
+    return src
+
+
 def get_args_parser() -> argparse.ArgumentParser:
-    from fer_ros.training.args import source
     from fer_ros.training.calibration import DEFAULT_SAMPLES
     p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("model_dir", metavar="MODEL", help="model directory (manifest.json, model.onnx); model.int8.onnx is written into it")
-    p.add_argument("--data", required=True, action="append", type=source, metavar="PATH",
+    p.add_argument("--data", required=True, action="append", type=dataset, metavar="PATH",
                    help="a dataset the model was trained on (any layout fer-train reads); repeat for several")
     p.add_argument("--samples", type=number(int, low=1, says="at least 1"), default=DEFAULT_SAMPLES,
                    help="calibration faces, shared equally between the datasets")
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration draw")
+    p.add_argument("--seed", type=number(int, low=0, says="a whole number of at least 0"), default=0,
+                   help="seed of the calibration draw")
     p.add_argument("--cache-dir", default="data_cache", help="preprocessed-image cache (fer-train's; never commit it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -47,11 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     from fer_ros.landmarker import LandmarkerError
     from fer_ros.manifest import ModelError, load_manifest
     from fer_ros.quantize import add_int8
-    from fer_ros.training.calibration import calibration_set
+    from fer_ros.training.calibration import calibration_set, distinct_sources
     from fer_ros.training.data.datasets import DatasetError
-    from fer_ros.training.data.samples import final_train_indices, load_samples
+    from fer_ros.training.data.samples import final_train_indices, load_samples, require_training_samples
 
     t0 = time.time()
+    try:
+        distinct_sources(args.data)
+    except ValueError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     try:
         manifest = load_manifest(args.model_dir)
     except ModelError as exc:
@@ -63,15 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     crop = CropConfig.from_spec(manifest.preprocess["crop"])  # the node's crop (pipeline.py)
     try:
-        samples, _ = load_samples(args.data, tuple(manifest.class_names), manifest.window_length, crop,
-                                  args.cache_dir, progress=not args.no_progress, log=lambda m: print(f"[{PROG}] {m}"))
+        samples, info = load_samples(args.data, tuple(manifest.class_names), manifest.window_length, crop,
+                                     args.cache_dir, progress=not args.no_progress,
+                                     log=lambda m: print(f"[{PROG}] {m}"))
+        require_training_samples(samples, info)
     except (DatasetError, LandmarkerError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     idx = final_train_indices(samples)
-    if not len(idx):
-        print(f"{PROG}: no training samples in {', '.join(str(s.root) for s in args.data)}", file=sys.stderr)
-        return 2
     batches, drawn = calibration_set(samples, idx, args.samples, args.seed, manifest.clip_input)
     command = PROG + " " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
