@@ -13,9 +13,14 @@ Neutral reference policies (NEUTRAL_POLICIES):
 - "first_frame": the first frame of the track.
 - "manual": none until `capture_neutral()`.
 `capture_neutral()` (any policy) takes the newest frame as the reference; automatic choices stop for that face.
+Every track keeps its first frame and runs the least_motion search whatever its policy, so a change of policy at
+run time (`set_policy`) gives the face the reference the new policy would have chosen over the track's life (for
+"auto" the model's choice where the model made one while the policy was "auto", else the least_motion choice; for
+"manual" none), not one chosen from the frames that happen to be in the window when the policy changes.
 
-Memory per face is bounded: T samples, at most max_neutral_candidates candidates and one neutral reference, each
-a (68, 2) point set and its (S, S) aligned gray crop (the appearance clip's delta_norm channel needs the crop).
+Memory per face is bounded: T samples, at most max_neutral_candidates candidates and at most three references
+(the first frame, the least_motion choice, the model's choice; a captured reference replaces them), each a
+(68, 2) point set and its (S, S) aligned gray crop (the appearance clip's delta_norm channel needs the crop).
 """
 from __future__ import annotations
 
@@ -77,6 +82,9 @@ class FaceTrackState:
         self.first_seen_s: float | None = None
         self.last_seen_s: float | None = None
         self.neutral: Neutral | None = None
+        self._first: Neutral | None = None          # the track's first frame
+        self._least: Neutral | None = None          # the least_motion search's choice
+        self._model: Neutral | None = None          # the model's choice (policy "auto")
         self._candidates: list[FaceSample] = []
         self._candidate_stamps: list[float] = []
         self._search_open = True
@@ -90,13 +98,12 @@ class FaceTrackState:
         self.last_seen_s = stamp_s
         self.samples.append(sample)
         self.stamps.append(stamp_s)
-        if self.neutral is not None and self.neutral.source in ("captured", "model"):
+        if self._captured:
             return
-        if self.neutral_policy == "first_frame":
-            if self.neutral is None:
-                self.neutral = Neutral.of(sample, stamp_s, "first_frame")
-        elif self.neutral_policy in ("least_motion", "auto"):
-            self._least_motion(sample, stamp_s)
+        if self._first is None:
+            self._first = Neutral.of(sample, stamp_s, "first_frame")
+        self._least_motion(sample, stamp_s)
+        self.neutral = self._policy_choice()
 
     @property
     def window_frames(self) -> int:
@@ -135,6 +142,7 @@ class FaceTrackState:
         if not self.samples:
             return False
         self.neutral = Neutral.of(self.samples[-1], self.stamps[-1], "captured")
+        self._first = self._least = self._model = None  # automatic choices stop for this face
         self._close_search()
         return True
 
@@ -144,36 +152,41 @@ class FaceTrackState:
         calls it neutral with the highest probability so far. Returns whether it did."""
         if self.neutral_policy != "auto" or not self.samples or not neutral_is_top:
             return False
-        if self.neutral is not None and self.neutral.source == "captured":
+        if self._captured:
             return False
         p = float(probability)
         if not np.isfinite(p):
             return False
-        if self.neutral is None or self.neutral.source != "model" or p > self.neutral.score:
-            self.neutral = Neutral.of(self.samples[-1], self.stamps[-1], "model", p)
-            self._close_search()
+        if self._model is None or p > self._model.score:
+            self._model = self.neutral = Neutral.of(self.samples[-1], self.stamps[-1], "model", p)
             return True
         return False
 
     def set_policy(self, policy: str) -> None:
-        """Change the policy; an automatic reference chosen under another policy is dropped and chosen anew."""
-        policy = check_neutral_policy(policy)
-        if policy == self.neutral_policy:
-            return
-        self.neutral_policy = policy
-        if self.neutral is None or self.neutral.source != "captured":
-            self.neutral = None
-            self._candidates, self._candidate_stamps = [], []
-            self._search_open = True
-            if policy == "first_frame" and self.samples:
-                self.neutral = Neutral.of(self.samples[0], self.stamps[0], "first_frame")
-            elif policy in ("least_motion", "auto"):
-                for sample, stamp_s in zip(self.samples, self.stamps):
-                    self._least_motion(sample, stamp_s)
+        """Change the policy: the face gets the reference the new policy would have chosen over the track's life
+        (see the module docstring); a captured reference stays."""
+        self.neutral_policy = check_neutral_policy(policy)
+        if not self._captured:
+            self.neutral = self._policy_choice()
 
     def memory_items(self) -> int:
         """How many arrays this state holds (for memory tests)."""
-        return len(self.samples) + len(self._candidates) + (self.neutral is not None)
+        references = {id(r) for r in (self.neutral, self._first, self._least, self._model) if r is not None}
+        return len(self.samples) + len(self._candidates) + len(references)
+
+    @property
+    def _captured(self) -> bool:
+        return self.neutral is not None and self.neutral.source == "captured"
+
+    def _policy_choice(self) -> Neutral | None:
+        """The automatic reference of the present policy."""
+        if self.neutral_policy == "first_frame":
+            return self._first
+        if self.neutral_policy == "least_motion":
+            return self._least
+        if self.neutral_policy == "auto":
+            return self._model if self._model is not None else self._least
+        return None  # manual
 
     def _least_motion(self, sample: FaceSample, stamp_s: float) -> None:
         if not self._search_open:
@@ -188,8 +201,8 @@ class FaceTrackState:
         mean = pts.mean(axis=0)
         dist = (np.linalg.norm(pts - mean, axis=2) * _W[:, 0]).mean(axis=1)  # (N,)
         best = int(np.argmin(dist))
-        self.neutral = Neutral.of(self._candidates[best], self._candidate_stamps[best], "least_motion",
-                                  float(dist[best]))
+        self._least = Neutral.of(self._candidates[best], self._candidate_stamps[best], "least_motion",
+                                 float(dist[best]))
 
     def _close_search(self) -> None:
         self._search_open = False

@@ -95,13 +95,58 @@ def engine_preprocess_spec(engine: Any) -> dict | None:
     return dict(spec) if spec else None
 
 
+def _model_crop_and_frames(spec: dict, crop_cfg: CropConfig | None,
+                           window_length: int | None) -> tuple[CropConfig, int | None]:
+    """The crop and clip length of a model with preprocessing spec `spec`: the spec's, and a crop_cfg or
+    window_length given must equal them (ValueError naming both otherwise), as runtime.build_recognizer asks of
+    the window_length setting."""
+    model_crop = CropConfig.from_spec(spec["crop"])
+    if crop_cfg is not None and crop_cfg != model_crop:
+        given, model = crop_cfg.to_spec(), model_crop.to_spec()
+        differ = ", ".join(f"{k} {given[k]!r} (the model's {model[k]!r})" for k in given if given[k] != model[k])
+        raise ValueError(f"crop_cfg does not match the model's crop: {differ}; the model reads only crops made as "
+                         "in its training: give no crop_cfg (use the model's)")
+    frames = spec.get("clip", {}).get("frames")
+    if frames:
+        if window_length is not None and int(window_length) != int(frames):
+            raise ValueError(f"window_length {window_length} does not match the model's {int(frames)} frames; "
+                             "give none (use the model's)")
+        window_length = int(frames)
+    return model_crop, window_length
+
+
+def check_face_numbers(face: FaceLandmarks) -> None:
+    """ValueError unless the face's box and points are finite numbers (a landmarker may give NaN or inf)."""
+    if not (np.all(np.isfinite(np.asarray(face.box, np.float64)))
+            and np.all(np.isfinite(np.asarray(face.points68, np.float64)))):
+        raise ValueError("its box or landmarks are not finite numbers")
+
+
+def largest_faces(faces: list[FaceLandmarks], max_faces: int) -> list[FaceLandmarks]:
+    """The `max_faces` faces with the largest boxes (by area; a box that is not a finite number counts as
+    smallest), in the landmarker's order."""
+    if len(faces) <= max_faces:
+        return faces
+
+    def area(face: FaceLandmarks) -> float:
+        x0, y0, x1, y1 = (float(v) for v in face.box)
+        a = max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
+        return a if math.isfinite(a) else -1.0
+    ranked = sorted(range(len(faces)), key=lambda i: -area(faces[i]))  # stable: ties keep their order
+    keep = sorted(ranked[:max_faces])
+    return [faces[i] for i in keep]
+
+
 class Recognizer:
     """See the module docstring.
 
     landmarker: a Landmarker (default: MediaPipeLandmarker in VIDEO mode with max_faces); the Recognizer closes
     it in close(). engine: optional model. crop_cfg / window_length: default to the engine's preprocessing spec,
-    else CropConfig() and 3. face_timeout_s: a face unseen this long is dropped (s). neutral_policy: see
-    face_state.NEUTRAL_POLICIES. min_face_size_px: faces with a smaller box side are not reported."""
+    else CropConfig() and 3; given with an engine that has a spec, they must equal the spec's (ValueError
+    otherwise: the model reads only crops and clips made as in its training). max_faces: the largest faces of a
+    frame kept, whatever the landmarker found. face_timeout_s: a face unseen this long is dropped (s).
+    neutral_policy: see face_state.NEUTRAL_POLICIES. min_face_size_px: faces with a smaller box side are not
+    reported."""
 
     def __init__(self, landmarker: Landmarker | None = None, engine: Any = None, crop_cfg: CropConfig | None = None,
                  window_length: int | None = None, max_faces: int = 4, face_timeout_s: float = 1.0,
@@ -109,10 +154,7 @@ class Recognizer:
         spec = engine_preprocess_spec(engine) if engine is not None else None
         if spec is not None:
             check_preprocess_spec(spec)
-            if crop_cfg is None:
-                crop_cfg = CropConfig.from_spec(spec["crop"])
-            if window_length is None and spec.get("clip", {}).get("frames"):
-                window_length = int(spec["clip"]["frames"])
+            crop_cfg, window_length = _model_crop_and_frames(spec, crop_cfg, window_length)
         self.clip_input = spec_clip_input(spec) if spec is not None else BASE_CLIP_INPUT
         self.crop_cfg = crop_cfg or CropConfig()
         self.window_length = int(window_length or getattr(engine, "window_length", None) or DEFAULT_WINDOW_LENGTH)
@@ -123,6 +165,8 @@ class Recognizer:
         self._neutral_index = self.class_names.index(NEUTRAL) if NEUTRAL in self.class_names else None
         self.preprocessor = Preprocessor(self.crop_cfg)
         self.max_faces = int(max_faces)
+        if self.max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1, got {max_faces}")
         self.tracker = Tracker(timeout_s=1.0)
         self.states: dict[int, FaceTrackState] = {}
         self.neutral_policy = "auto"
@@ -190,7 +234,7 @@ class Recognizer:
             self._warn.warning("time_backwards", f"frame stamp went back from {self._last_stamp_s:.3f} s to "
                                                  f"{stamp_s:.3f} s (bag loop or clock reset): face tracks reset")
         self._last_stamp_s = stamp_s
-        faces = self.landmarker.detect(rgb, stamp_s)
+        faces = largest_faces(list(self.landmarker.detect(rgb, stamp_s)), self.max_faces)
         return Perception(rgb, stamp_s, faces, reset, 1e3 * (time.perf_counter() - t0))
 
     def recognise(self, perception: Perception) -> list[FaceResult]:
@@ -204,6 +248,7 @@ class Recognizer:
         kept: list[tuple[FaceLandmarks, FaceSample]] = []
         for face in faces:
             try:
+                check_face_numbers(face)
                 kept.append((face, self.preprocessor.face_sample(gray, face)))
             except ValueError as exc:  # degenerate landmarks
                 self._warn.warning("bad_face", f"face skipped: {exc}")

@@ -72,9 +72,11 @@ def _unit(v: np.ndarray | None) -> np.ndarray | None:
 
 
 def assign(cost: np.ndarray) -> list[tuple[int, int]]:
-    """Minimum-cost (row, col) pairs of a cost matrix, leaving out pairs whose cost is >= the gate value _BIG."""
+    """Minimum-cost (row, col) pairs of a cost matrix, leaving out pairs whose cost is >= the gate value _BIG. A
+    cost that is not a finite number (a box with NaN in it) counts as _BIG: that pair never matches."""
     if cost.size == 0:
         return []
+    cost = np.where(np.isfinite(cost), np.minimum(cost, _BIG), _BIG)
     try:
         from scipy.optimize import linear_sum_assignment
         rows, cols = linear_sum_assignment(cost)

@@ -176,6 +176,56 @@ def test_policy_change_and_validation():
     assert check_neutral_policy("auto") == "auto" and "first_frame" in NEUTRAL_POLICIES
 
 
+def test_a_policy_change_gives_the_reference_the_new_policy_would_have_chosen_over_the_tracks_life():
+    """The operator switches the policy while a face smiles: the face gets the track's resting frame
+    (least_motion) or its first frame (first_frame), not a frame of the smile in its window."""
+    def track(policy: str) -> FaceTrackState:
+        st = FaceTrackState(1, window_length=3, neutral_policy=policy)
+        # The track starts at the end of a small smile, rests for 3 s, then smiles broadly for a second.
+        frames = [smiling(0.05)] * 3 + [NEUTRAL] * 90 + [smiling(0.3)] * 30
+        for i, p in enumerate(frames):
+            st.push(sample(p, value=i % 256), i / FPS)
+        return st
+
+    least_motion = track("least_motion").neutral
+    assert 3 / FPS <= least_motion.stamp_s < 93 / FPS and np.allclose(least_motion.points68, NEUTRAL)
+    for old in ("auto", "first_frame", "manual"):
+        st = track(old)
+        st.set_policy("least_motion")
+        assert st.neutral.source == "least_motion" and st.neutral.stamp_s == least_motion.stamp_s
+        assert np.allclose(st.neutral.points68, NEUTRAL)
+        geo, valid = st.geo()
+        assert valid == 1.0 and np.abs(geo).max() > 0.1  # the smile shows against the resting frame
+    for old in ("auto", "least_motion", "manual"):
+        st = track(old)
+        st.set_policy("first_frame")
+        assert st.neutral.source == "first_frame" and st.neutral.stamp_s == 0.0
+        assert np.allclose(st.neutral.points68, smiling(0.05))
+        st.set_policy("manual")
+        assert not st.has_neutral  # manual: none until captured
+        st.set_policy("auto")
+        assert st.neutral.source == "least_motion" and st.neutral.stamp_s == least_motion.stamp_s
+
+
+def test_a_policy_change_keeps_the_models_choice_for_auto_and_a_captured_reference_for_any_policy():
+    st = FaceTrackState(1, window_length=3, neutral_policy="auto")
+    st.push(sample(smiling(0.1)), 0.0)
+    st.push(sample(NEUTRAL), 1 / FPS)
+    assert st.offer_neutral_probability(0.8, True)
+    for i in range(2, 90):
+        st.push(sample(smiling(0.1) if i < 60 else smiling(0.3)), i / FPS)
+    assert st.neutral.source == "model" and st.neutral.stamp_s == 1 / FPS
+    st.set_policy("least_motion")  # the least_motion search ran on while the model chose
+    assert st.neutral.source == "least_motion" and np.allclose(st.neutral.points68, smiling(0.1))
+    st.set_policy("auto")
+    assert st.neutral.source == "model" and st.neutral.stamp_s == 1 / FPS
+    st.capture_neutral()
+    for policy in ("first_frame", "least_motion", "manual", "auto"):
+        st.set_policy(policy)
+        assert st.neutral.source == "captured" and np.allclose(st.neutral.points68, smiling(0.3))
+    assert st.memory_items() == 3 + 1  # the window and the captured reference
+
+
 def test_memory_bounded_over_long_track():
     rng = np.random.default_rng(1)
     st = FaceTrackState(1, window_length=3, neutral_policy="auto", max_neutral_candidates=20)
@@ -183,5 +233,5 @@ def test_memory_bounded_over_long_track():
     for i in range(10_000):
         st.push(sample(jitter(NEUTRAL, rng)), i / FPS)
         peak = max(peak, st.memory_items())
-    assert peak <= 3 + 20 + 1
-    assert st.memory_items() <= 3 + 1  # the search window closed and its candidates were freed
+    assert peak <= 3 + 20 + 2  # the window, the candidates, the least_motion choice and the first frame
+    assert st.memory_items() <= 3 + 2  # the search window closed and its candidates were freed

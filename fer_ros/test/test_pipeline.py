@@ -166,6 +166,62 @@ def test_engine_spec_sets_crop_and_mismatch_is_refused():
         make(engine=FakeEngine(CK8, preprocess_spec=bad), crop_cfg=None)
 
 
+def test_a_crop_or_window_length_other_than_the_models_is_refused_naming_both():
+    spec = PREPROCESS_SPEC(CropConfig(size=32, face_scale=2.4), window_length=3)
+    engine = FakeEngine(CK8, crop_size=32, preprocess_spec=spec)
+    with pytest.raises(ValueError, match=r"face_scale 3\.5 \(the model's 2\.4\), border 'constant' \(the model's "
+                                         r"'replicate'\)"):
+        make(engine=engine, crop_cfg=CropConfig(size=32, face_scale=3.5, border="constant"))
+    with pytest.raises(ValueError, match="window_length 4 does not match the model's 3 frames"):
+        make(engine=engine, crop_cfg=None, window_length=4)
+    rec = make(engine=engine, crop_cfg=CropConfig(size=32), window_length=3)  # the model's own: accepted
+    assert rec.crop_cfg == CropConfig(size=32) and rec.window_length == 3
+
+
+def test_at_most_max_faces_faces_the_largest_are_tracked_whatever_the_landmarker_finds():
+    sizes = [20, 50, 30, 60, 20, 40]  # eye distances (px), in the landmarker's order
+
+    def six_faces(i, stamp):
+        return [place(template68(), (60 + 100 * k, 240), e) for k, e in enumerate(sizes)]
+    rec = make(six_faces, max_faces=3)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    perception = rec.perceive(frame, 0.0)
+    assert [round((f.box[0] + f.box[2]) / 2) for f in perception.faces] == [160, 360, 560]  # 50, 60, 40 px
+    for i in range(1, 4):
+        results = rec.process(frame, i / FPS)
+    assert len(results) == 3 and len(rec.states) == 3 and len(rec.tracker.tracks) == 3
+    assert sorted(round((r.box[0] + r.box[2]) / 2) for r in results) == [160, 360, 560]
+    with pytest.raises(ValueError, match="max_faces"):
+        make(max_faces=0)
+
+
+def test_a_face_whose_box_is_not_a_finite_number_is_skipped_and_tracking_goes_on(fer_warnings):
+    """A NaN among the 478 mesh points (not one of the 68) makes the face's box NaN: the face is skipped with
+    a warning, and the frames after it are tracked as usual."""
+    from fer_ros.landmark_scheme import MP478_TO_IBUG68
+    from fer_ros.landmarker import FaceLandmarks
+
+    class NaNOnce:
+        def detect(self, rgb, stamp_s=None):
+            p68 = place(template68(), (320, 240), 60).astype(np.float32)
+            mesh = np.zeros((478, 3), np.float32)
+            mesh[:, :2] = p68.mean(axis=0)
+            mesh[list(MP478_TO_IBUG68), :2] = p68
+            if stamp_s == 0.0:
+                mesh[200, 0] = np.nan
+            return [FaceLandmarks.from_points478(mesh)]
+
+        def close(self):
+            pass
+    rec = Recognizer(landmarker=NaNOnce(), crop_cfg=CropConfig(size=32))
+    frame = np.zeros((480, 640, 3), np.uint8)
+    got = [rec.process(frame, i / FPS) for i in range(4)]
+    assert [len(r) for r in got] == [0, 1, 1, 1]
+    assert len({r[0].id for r in got[1:]}) == 1 and got[-1][0].window_ready
+    assert all(np.isfinite(t.centre).all() for t in rec.tracker.tracks.values())
+    assert sum("face skipped" in m and "not finite" in m for m in fer_warnings.messages) == 1
+
+
 def test_the_shipped_clip_input_gets_each_frames_change_from_the_neutral_reference_without_the_light():
     spec = PREPROCESS_SPEC(CropConfig(size=32), window_length=3, clip_input="lbp+gray_norm+delta_norm")
     engine = FakeEngine(CK8, crop_size=32, preprocess_spec=spec)
@@ -318,6 +374,28 @@ def test_bad_frames_skipped_with_rate_limited_warning(fer_warnings):
     assert rec2.process(np.zeros((48, 48, 3), np.uint8), 0.0) == []
 
 
+def test_a_policy_change_at_run_time_gives_each_face_what_the_new_policy_would_have_chosen():
+    """A face rests for 3 s, then smiles; the operator switches neutral_policy from auto while it smiles: its
+    reference stays a resting frame (least_motion) or becomes the track's first frame (first_frame), so the smile
+    still shows against it."""
+    def script(i, stamp):  # the track starts at the end of a small smile
+        return [place(smile(template68(), 0.05 if i < 3 else 0.3 if i >= 90 else 0.0), (320, 240), 50)]
+    frame = np.zeros((480, 640, 3), np.uint8)
+    for new, first_s, last_s in (("least_motion", 3 / FPS, 90 / FPS), ("first_frame", 0.0, 0.0)):
+        rec = make(script, neutral_policy="auto")
+        for i in range(120):
+            rec.process(frame, i / FPS)
+        (state,) = rec.states.values()
+        chosen = state.neutral.stamp_s
+        assert 3 / FPS <= chosen < 90 / FPS and np.abs(state.geo()[0]).max() > 0.5
+        rec.configure(neutral_policy=new)
+        rec.process(frame, 120 / FPS)
+        assert state.neutral.source == new and first_s <= state.neutral.stamp_s <= last_s
+        if new == "least_motion":
+            assert state.neutral.stamp_s == chosen  # auto held least_motion's choice: it stays
+        assert np.abs(state.geo()[0]).max() > 0.5  # the smile against the reference
+
+
 def test_memory_bounded_over_10000_frames():
     """Up to three faces come and go (each lives 20-200 frames, gaps between); state stays bounded."""
     rng = np.random.default_rng(0)
@@ -345,4 +423,4 @@ def test_memory_bounded_over_10000_frames():
         max_items = max(max_items, max((s.memory_items() for s in rec.states.values()), default=0))
     assert len(all_ids) > 50  # many faces came and went
     assert max_states <= 3 and max_tracks <= 3
-    assert max_items <= rec.window_length + 60 + 1
+    assert max_items <= rec.window_length + 60 + 2  # window, candidates, least_motion choice, first frame

@@ -161,6 +161,20 @@ def test_assign_gates():
     assert assign(np.zeros((0, 3))) == []
 
 
+def test_assign_never_pairs_costs_that_are_not_finite_numbers():
+    cost = np.array([[np.nan, 2.0], [1.0, np.inf], [-np.inf, np.nan]])
+    assert assign(cost) == [(0, 1), (1, 0)]
+    assert assign(np.full((2, 2), np.nan)) == []
+
+
+def test_a_box_with_nan_in_it_neither_stops_tracking_nor_keeps_its_track_alive():
+    tr = Tracker(timeout_s=0.5)
+    (bad,) = tr.update([Detection((np.nan, 100.0, np.nan, 180.0))], 0.0)
+    ids = [tr.update([Detection(box_at(320, 240))], i / FPS) for i in range(1, 30)]
+    assert len({tuple(i) for i in ids}) == 1 and bad not in ids[0]
+    assert bad not in tr.tracks  # missed from the next update on: dropped after the timeout
+
+
 @pytest.mark.parametrize("gap_s", [2e-6, 1e-5, 1e-4])
 def test_stamps_microseconds_apart_neither_crash_nor_switch_ids(gap_s):
     """Two frames a few microseconds apart (a driver stamping twice) with the face 30% larger in the second must
