@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fer_ros.engine import BACKENDS  # noqa: F401  (the backends a setting may name)
-from fer_ros.manifest import GET_A_MODEL
+from fer_ros.manifest import GET_A_MODEL, MANIFEST_NAME, manifest_path
 from fer_ros.resources import default_model_dir
 from fer_ros.smoothing import ProbabilitySmoother
 
@@ -106,11 +106,12 @@ class BuiltRecognizer(NamedTuple):
 
 
 def resolve_model_dir(model_path: str | Path | None, option: str = "--model") -> Path:
-    """The model directory `model_path` names (the directory or its manifest.json; empty: the shipped default).
-    ModelNotFound names the missing file and `option`, the setting that chooses the model."""
+    """The model directory `model_path` names (the directory, its manifest.json or another of its files, as
+    load_engine takes them; empty: the shipped default). ModelNotFound names the missing file and `option`, the
+    setting that chooses the model."""
     directory = Path(model_path).expanduser() if model_path else default_model_dir()
-    if directory.is_file() and directory.name == "manifest.json":
-        directory = directory.parent
+    if directory.is_file() or directory.name == MANIFEST_NAME:  # a file of the model: the manifest's own rule
+        directory = manifest_path(directory).parent
     if not (directory / "manifest.json").is_file():
         raise ModelNotFound(f"model not found: {directory / 'manifest.json'} does not exist; set {option} to a "
                             f"model directory (manifest.json + model.onnx) -- {GET_A_MODEL}")
@@ -120,9 +121,13 @@ def resolve_model_dir(model_path: str | Path | None, option: str = "--model") ->
 def open_engine(settings: RecognizerSettings, option: str = "--model"):
     """(engine, model directory): the settings' model loaded by the inference engine with their backend, device,
     precision, cache folder and threads. SetupError when the model or the backend is unusable."""
-    from fer_ros.engine import load_engine
+    from fer_ros.engine import check_num_threads, load_engine
     from fer_ros.manifest import ModelError
 
+    try:
+        check_num_threads(settings.num_threads)
+    except ValueError as exc:
+        raise SetupError(str(exc)) from None
     model_dir = resolve_model_dir(settings.model_path, option)
     try:
         engine = load_engine(model_dir, backend=settings.backend, device=settings.device, fp16=settings.fp16,

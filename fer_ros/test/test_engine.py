@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,39 @@ def test_wrong_input_shapes_are_named(model_dir, tmp_path):
         engine.predict(clip[:, :, :2], geo, valid)
     with pytest.raises(ValueError, match="batch sizes differ"):
         engine.predict(clip, geo[:1], valid)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+@pytest.mark.parametrize("name", ["clip", "geo", "geo_valid"])
+def test_inputs_that_are_not_finite_are_named(model_dir, tmp_path, backend, name):
+    engine = load_engine(model_dir, backend=backend, device="cpu", cache_dir=tmp_path)
+    inputs = dict(zip(("clip", "geo", "geo_valid"), _inputs(engine, 3)))
+    inputs[name] = inputs[name].copy()
+    inputs[name].reshape(-1)[1] = np.nan if name != "geo" else np.inf
+    with pytest.raises(ValueError, match=f"^{name} holds values that are not finite"):
+        engine.predict(inputs["clip"], inputs["geo"], inputs["geo_valid"])
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_predict_after_close_says_the_engine_is_closed(model_dir, tmp_path, backend):
+    from fer_ros.engine import EngineClosed
+    engine = load_engine(model_dir, backend=backend, device="cpu", cache_dir=tmp_path)
+    clip, geo, valid = _inputs(engine, 2)
+    engine.predict(clip, geo, valid)
+    engine.close()
+    with pytest.raises(EngineClosed, match=f"engine closed: model 'tiny_test_model' on {backend}:cpu"):
+        engine.predict(clip, geo, valid)
+    assert issubclass(EngineClosed, RuntimeError)
+
+
+@pytest.mark.parametrize("num_threads", [-1, "2", 2.5, True, None])
+def test_num_threads_must_be_an_integer_of_zero_or_more(model_dir, tmp_path, num_threads):
+    for backend in ("onnxruntime", "torch", "auto"):
+        with pytest.raises(ValueError, match=rf"num_threads must be an integer >= 0 \(0 = the backend's own "
+                                             rf"choice\), got {re.escape(repr(num_threads))}"):
+            load_engine(model_dir, backend=backend, device="cpu", cache_dir=tmp_path, num_threads=num_threads)
+    engine = load_engine(model_dir, backend="onnxruntime", device="cpu", cache_dir=tmp_path, num_threads=np.int64(1))
+    assert engine.session.get_session_options().intra_op_num_threads == 1
 
 
 # --- engine cache ---------------------------------------------------------------------------------------------
@@ -234,9 +268,9 @@ def test_a_cache_entry_with_nothing_built_is_not_recorded(tmp_path):
     assert not (entry.path / ENTRY_FILE).exists() and not entry.is_valid()
 
 
-def _built(root: Path, **context):
+def _built(root: Path, name: str = "m", **context):
     from fer_ros.engine.cache import CacheEntry
-    entry = CacheEntry(root, "m", "tensorrt-ort", {"onnx_sha256": "a", "tensorrt": "10.3.0", "gpu": "NVIDIA Orin",
+    entry = CacheEntry(root, name, "tensorrt-ort", {"onnx_sha256": "a", "tensorrt": "10.3.0", "gpu": "NVIDIA Orin",
                                                   "fp16": False, **context})
     entry.prepare()
     entry.file("model.engine").write_bytes(repr(sorted(context.items())).encode())
@@ -259,6 +293,35 @@ def test_entries_for_other_settings_stay_and_only_stale_ones_are_removed(tmp_pat
     in_progress.mkdir()
     _built(tmp_path, gpu="NVIDIA GeForce RTX 4090", onnx_sha256="b")
     assert in_progress.is_dir() and not other_gpu.path.exists()
+
+
+def test_models_whose_names_read_the_same_in_a_folder_name_keep_an_entry_each(tmp_path):
+    """Folder names replace what a file name cannot hold and cut long names: "fer-a" and "fer_a", or two names
+    alike in their first 60 characters, read the same there, yet a build of one never removes the other's entry."""
+    long_name = "fer_" + "x" * 60
+    names = ["fer-a", "fer_a", "fer a", long_name + "1", long_name + "2"]
+    entries = []
+    for i, name in enumerate(names):
+        entries.append(_built(tmp_path, onnx_sha256=str(i), name=name))
+        assert all(e.is_valid() for e in entries), [e.path.name for e in entries if not e.path.exists()]
+    assert len({e.path for e in entries}) == len(names)
+    retrained = _built(tmp_path, onnx_sha256="new", name="fer_a")
+    assert not entries[1].path.exists() and retrained.is_valid()
+    assert all(e.is_valid() for i, e in enumerate(entries) if i != 1)
+
+
+def test_two_models_whose_names_differ_in_a_dash_reuse_their_cached_engines(model_copy, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(model_copy, other)
+    _rewrite_manifest(model_copy, name="fer-a")
+    _rewrite_manifest(other, name="fer_a")
+    _rewrite_graph(other, lambda graph: setattr(graph, "doc_string", "another export"))
+    cache = tmp_path / "cache"
+    models = (model_copy, other)
+    first = [load_engine(m, backend="onnxruntime", device="cpu", cache_dir=cache).cache_hit for m in models]
+    again = [load_engine(m, backend="onnxruntime", device="cpu", cache_dir=cache).cache_hit for m in models]
+    assert first == [False, False] and again == [True, True]
+    assert len(list(cache.glob("*/entry.json"))) == 2
 
 
 def test_default_cache_root_follows_the_environment(monkeypatch, tmp_path):
@@ -578,6 +641,27 @@ def test_auto_falls_back_to_the_cpu_and_says_why(model_dir, tmp_path, monkeypatc
     assert "device cpu requested" in cpu_only.notes[0]
 
 
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA GPU")
+def test_auto_on_cuda_names_every_gpu_step_and_what_it_lacks(model_dir, tmp_path, monkeypatch):
+    """onnxruntime on the GPU is a step of auto too: without its CUDA provider the message says onnxruntime-gpu
+    would bring it; backend auto, which is choosing, is not what it suggests."""
+    monkeypatch.setattr(hardware, "ort_providers", lambda: ("CPUExecutionProvider",))
+    with pytest.raises(BackendUnavailable) as exc:
+        load_engine(model_dir, backend="auto", device="cuda", cache_dir=tmp_path)
+    message = str(exc.value)
+    steps = message.split(" | ")
+    assert len(steps) == 3 and steps[0].startswith("no backend can run on cuda: tensorrt on cuda:0: ")
+    assert steps[1].startswith("onnxruntime on cuda:0: this onnxruntime has no CUDA execution provider")
+    assert "onnxruntime-gpu" in steps[1] and steps[2].startswith("torch on cuda:0: ")
+    assert "backend auto" not in message and message.endswith("; use device cpu (or device auto, which falls back to "
+                                                              "the CPU)")
+    monkeypatch.setattr(hardware, "nvidia_driver_visible", lambda: True)
+    engine = load_engine(model_dir, backend="auto", cache_dir=tmp_path)
+    assert engine.backend == "onnxruntime:cpu"
+    assert any(n.startswith("not onnxruntime on cuda:0") and "onnxruntime-gpu" in n for n in engine.notes)
+    assert not any("backend auto" in n for n in engine.notes), engine.notes
+
+
 # --- TensorRT's cache keys and fallbacks, without TensorRT ---------------------------------------------------------
 def _trt_machine(monkeypatch, gpu="NVIDIA Orin", capability="8.7", trt="10.3.0", runtime="1.20.0"):
     """Make tensorrt_backend see a GPU and TensorRT versions (nothing is imported or built)."""
@@ -610,6 +694,34 @@ def test_a_tensorrt_plan_is_keyed_by_everything_it_depends_on(model_dir, monkeyp
     assert context["batch"] == [1, other.OPT_FACES, other.MAX_FACES]
 
 
+@pytest.mark.parametrize("change", ["state_dict", "arch_cfg"])
+def test_a_torch_tensorrt_engine_is_keyed_by_the_weights_and_network_it_is_compiled_from(model_dir, tmp_path,
+                                                                                        monkeypatch, change):
+    """torch-tensorrt compiles model.pt into the network the manifest describes, not model.onnx: new weights or a
+    new arch_cfg beside the same model.onnx is another engine, whose build replaces the old one's entry."""
+    from fer_ros.engine.cache import CacheEntry
+    trt = _trt_machine(monkeypatch)
+    manifest = load_manifest(model_dir)
+    if change == "state_dict":
+        changed = replace(manifest, files={**manifest.files,
+                                           "state_dict": {**manifest.files["state_dict"], "sha256": "0" * 64}})
+    else:
+        changed = replace(manifest, arch_cfg={**manifest.arch_cfg, "app": {**manifest.arch_cfg["app"], "hidden": 32}})
+    assert changed.files["onnx"] == manifest.files["onnx"]
+
+    def built(m):
+        entry = CacheEntry(tmp_path, m.name, "tensorrt-torch", trt._context(m, "torch_tensorrt", 0, True))
+        entry.prepare()
+        entry.file(trt.TS_FILE).write_bytes(m.to_json().encode())
+        entry.commit([trt.TS_FILE])
+        return entry
+    old = built(manifest)
+    new = built(changed)
+    assert new.key != old.key and new.is_valid() and not old.path.exists()
+    context = trt._context(manifest, "torch_tensorrt", 0, True)
+    assert context["state_dict_sha256"] == manifest.files["state_dict"]["sha256"]
+
+
 def test_tensorrt_on_the_cpu_is_refused_with_what_to_use(model_dir):
     with pytest.raises(BackendUnavailable, match="not on device cpu; use device cuda, or backend onnxruntime"):
         load_engine(model_dir, backend="tensorrt", device="cpu")
@@ -619,7 +731,8 @@ def test_tensorrt_goes_through_onnxruntime_where_its_provider_exists(model_dir, 
     trt = _trt_machine(monkeypatch)
     monkeypatch.setattr(hardware, "ort_providers", lambda: ("TensorrtExecutionProvider", "CPUExecutionProvider"))
     seen = {}
-    monkeypatch.setattr(trt, "_load_ort", lambda manifest, index, fp16, entry, notes: seen.setdefault("ort", entry))
+    monkeypatch.setattr(trt, "_load_ort", lambda manifest, index, fp16, entry, notes, num_threads=0:
+                        seen.setdefault("ort", entry))
     monkeypatch.setattr(trt, "_load_torch_trt", lambda *a: seen.setdefault("torch", a))
     entry = trt.load(load_manifest(model_dir), "cuda:0", True, tmp_path)
     assert set(seen) == {"ort"} and entry.path.parent == tmp_path and "-tensorrt_ort-" in entry.path.name
@@ -630,7 +743,7 @@ def test_tensorrt_goes_through_onnxruntime_where_its_provider_exists(model_dir, 
 def test_a_tensorrt_build_that_fails_under_auto_falls_back_and_says_why(model_dir, tmp_path, monkeypatch):
     from fer_ros.engine import tensorrt_backend
 
-    def build_fails(manifest, device, fp16, cache_dir):
+    def build_fails(manifest, device, fp16, cache_dir, num_threads=0):
         raise ModelError("TensorRT could not parse model.onnx: unsupported operator")
     monkeypatch.setattr(hardware, "nvidia_driver_visible", lambda: True)
     monkeypatch.setattr(tensorrt_backend, "load", build_fails)
@@ -646,8 +759,8 @@ def test_a_tensorrt_plan_whose_key_lacks_the_gpu_or_version_is_not_cached(model_
         monkeypatch.setattr(hardware, "gpu_info", lambda index=0: None)
     monkeypatch.setattr(hardware, "ort_providers", lambda: ("TensorrtExecutionProvider", "CPUExecutionProvider"))
     seen = {}
-    monkeypatch.setattr(trt, "_load_ort", lambda manifest, index, fp16, entry, notes: seen.update(entry=entry,
-                                                                                                   notes=list(notes)))
+    monkeypatch.setattr(trt, "_load_ort", lambda manifest, index, fp16, entry, notes, num_threads=0:
+                        seen.update(entry=entry, notes=list(notes)))
     trt.load(load_manifest(model_dir), "cuda:0", False, tmp_path)
     assert seen["entry"] is None and not list(tmp_path.iterdir())
     what = "the GPU name" if gap == "gpu" else "the TensorRT version"
@@ -704,6 +817,40 @@ def test_a_tensorrt_provider_that_does_not_start_is_refused_not_run_as_tensorrt(
     assert engine.backend == "onnxruntime:cpu"
     assert any("not tensorrt on cuda:0" in n and "TensorrtExecutionProvider" in n for n in engine.notes)
     assert any("not onnxruntime on cuda:0" in n and "CUDAExecutionProvider" in n for n in engine.notes)
+
+
+def test_the_tensorrt_providers_session_runs_the_cpu_threads_asked_for(model_dir, tmp_path, monkeypatch):
+    _trt_machine(monkeypatch, runtime=hardware.module_version("onnxruntime"))
+    monkeypatch.setattr(hardware, "ort_providers", lambda: ("TensorrtExecutionProvider", "CPUExecutionProvider"))
+    _ort_session_reporting(monkeypatch, providers=["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    engine = load_engine(model_dir, backend="tensorrt", cache_dir=tmp_path, num_threads=3)
+    assert engine.backend == "tensorrt:onnxruntime"
+    assert engine.session.inner.get_session_options().intra_op_num_threads == 3
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider' is not in available provider names")
+def test_a_graph_onnxruntime_cannot_parse_is_a_model_error_on_its_cuda_provider_too(model_dir, model_copy, tmp_path,
+                                                                                   monkeypatch):
+    """A graph that does not load on the CPU either is the model's fault; CUDA failing on one that does is the
+    backend's."""
+    import onnxruntime as ort
+
+    from fer_ros.engine.onnxruntime_backend import provider_name
+    monkeypatch.setattr(hardware, "ort_providers", lambda: ("CUDAExecutionProvider", "CPUExecutionProvider"))
+    (model_copy / "model.onnx").write_bytes(b"\x08\x07garbage" * 100)
+    _resign(model_copy, "onnx")
+    with pytest.raises(ModelError, match="model.onnx: onnxruntime cannot load this graph .*InvalidProtobuf"):
+        load_engine(model_copy, backend="onnxruntime", device="cuda", cache_dir=tmp_path)
+    real = ort.InferenceSession
+
+    def session(path, sess_options=None, providers=None, **kwargs):
+        if provider_name(providers[0]) == "CUDAExecutionProvider":
+            raise RuntimeError("CUDA failure 35: CUDA driver version is insufficient for CUDA runtime version")
+        return real(path, sess_options=sess_options, providers=providers, **kwargs)
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider could not run this graph on cuda:0 .*driver "
+                                                 "version is insufficient.*check the CUDA libraries"):
+        load_engine(model_dir, backend="onnxruntime", device="cuda", cache_dir=tmp_path)
 
 
 def test_a_tensorrt_load_that_writes_no_plan_is_not_called_cached(model_dir, tmp_path, monkeypatch):

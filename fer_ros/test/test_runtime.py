@@ -2,6 +2,7 @@
 errors, the recognizer built as the node builds it, and the one score smoothing of the node and replay."""
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -44,6 +45,25 @@ def test_model_lookup(tmp_path):
     assert message.startswith("model not found: ") and str(tmp_path / "nothing" / "manifest.json") in message
     assert "set the model_path parameter to a model directory" in message
     assert isinstance(exc.value, SetupError)
+
+
+def test_a_model_file_names_its_model_as_load_engine_takes_it(tiny_model):
+    """A path to model.onnx (any file of the model) names the model beside it, for the lookup as for load_engine."""
+    assert resolve_model_dir(tiny_model / "model.onnx") == tiny_model
+    assert resolve_model_dir(str(tiny_model / "manifest.json")) == tiny_model
+    engine, model_dir = open_engine(RecognizerSettings(model_path=str(tiny_model / "model.onnx"), backend="onnxruntime",
+                                                       num_threads=1))
+    try:
+        assert model_dir == tiny_model and engine.class_names == CK8
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("num_threads", [-3, "2", 2.5, False])
+def test_num_threads_that_is_not_an_integer_of_zero_or_more_is_a_setup_error(tiny_model, num_threads):
+    with pytest.raises(SetupError, match=rf"^num_threads must be an integer >= 0 \(0 = the backend's own choice\), "
+                                         rf"got {re.escape(repr(num_threads))}$"):
+        open_engine(RecognizerSettings(model_path=str(tiny_model), backend="onnxruntime", num_threads=num_threads))
 
 
 def test_an_unusable_backend_is_a_setup_error(tiny_model):

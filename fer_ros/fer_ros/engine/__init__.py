@@ -17,12 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from fer_ros.engine import hardware
-from fer_ros.engine.base import BackendUnavailable, Engine
+from fer_ros.engine.base import BackendUnavailable, Engine, EngineClosed, check_num_threads
 from fer_ros.manifest import Manifest, ModelError, load_manifest
 
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 
-__all__ = ["BACKENDS", "BackendUnavailable", "Engine", "ModelError", "load_engine", "available_backends"]
+__all__ = ["BACKENDS", "BackendUnavailable", "Engine", "EngineClosed", "ModelError", "load_engine",
+           "available_backends", "check_num_threads"]
 
 
 def available_backends() -> dict[str, str]:
@@ -51,7 +52,8 @@ def _load_one(manifest: Manifest, backend: str, device: str, fp16: bool, cache_d
     if backend == "tensorrt":
         from fer_ros.engine import tensorrt_backend
         kind, index = hardware.parse_device(device)
-        return tensorrt_backend.load(manifest, "cuda:%d" % index if kind == "auto" else device, fp16, cache_dir)
+        return tensorrt_backend.load(manifest, "cuda:%d" % index if kind == "auto" else device, fp16, cache_dir,
+                                     num_threads)
     raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
 
 
@@ -67,18 +69,18 @@ def _load_auto(manifest: Manifest, device: str, fp16: bool, cache_dir, num_threa
                      "set device cuda to try them anyway")
     elif kind in ("auto", "cuda"):
         gpu = f"cuda:{index}"
-        candidates = [("tensorrt", gpu)]
-        if "CUDAExecutionProvider" in hardware.ort_providers():
-            candidates.append(("onnxruntime", gpu))
-        candidates.append(("torch", gpu))
-        for backend, dev in candidates:
+        for backend, dev in (("tensorrt", gpu), ("onnxruntime", gpu), ("torch", gpu)):
             if no_onnx and backend in ("tensorrt", "onnxruntime"):
                 tried.append(f"{backend} on {dev}: {no_onnx_note}")
                 continue
+            if backend == "onnxruntime" and "CUDAExecutionProvider" not in hardware.ort_providers():
+                tried.append(f"{backend} on {dev}: this onnxruntime has no CUDA execution provider (providers: "
+                             f"{', '.join(hardware.ort_providers()) or 'none'}); install onnxruntime-gpu for it")
+                continue
             try:
                 engine = _load_one(manifest, backend, dev, fp16, cache_dir, num_threads, cuda_graphs=cuda_graphs)
-            except BackendUnavailable as exc:
-                tried.append(f"{backend} on {dev}: {exc}")
+            except BackendUnavailable as exc:  # its reason only: its advice may name auto, which is choosing here
+                tried.append(f"{backend} on {dev}: {exc.reason}")
                 continue
             except ModelError as exc:  # a GPU runtime that fails on this graph: fall back, say so
                 tried.append(f"{backend} on {dev} failed: {exc}")
@@ -86,8 +88,8 @@ def _load_auto(manifest: Manifest, device: str, fp16: bool, cache_dir, num_threa
             engine.notes[:0] = [f"auto picked {engine.backend}"] + [f"not {t}" for t in tried]
             return engine
         if kind == "cuda":
-            raise BackendUnavailable(f"no backend can run on {device}: " + " | ".join(tried) +
-                                     "; use device cpu (or auto)")
+            raise BackendUnavailable(f"no backend can run on {device}: " + " | ".join(tried),
+                                     "use device cpu (or device auto, which falls back to the CPU)")
     for backend in ("onnxruntime", "torch"):
         if no_onnx and backend == "onnxruntime":
             tried.append(f"{backend}: {no_onnx_note}")
@@ -95,7 +97,7 @@ def _load_auto(manifest: Manifest, device: str, fp16: bool, cache_dir, num_threa
         try:
             engine = _load_one(manifest, backend, "cpu", fp16, cache_dir, num_threads, int8)
         except BackendUnavailable as exc:
-            tried.append(f"{backend}: {exc}")
+            tried.append(f"{backend}: {exc.reason}")
             continue
         why = ("device cpu requested" if kind == "cpu" else "no NVIDIA driver" if no_driver
                else "no GPU backend loaded")
@@ -108,11 +110,13 @@ def load_engine(model: str | Path, backend: str = "auto", device: str = "auto", 
                 cache_dir: str | Path | None = None, num_threads: int = 0, int8: bool = True,
                 cuda_graphs: bool = True) -> Engine:
     """See the module docstring. Raises ModelError (a bad or missing model file: the message names it and says
-    what to do), BackendUnavailable (the backend or device is not usable here) or ValueError (bad arguments)."""
+    what to do), BackendUnavailable (the backend or device is not usable here) or ValueError (bad arguments: an
+    unknown backend or device, num_threads that is not an integer >= 0)."""
     backend = (backend or "auto").strip().lower()
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     hardware.parse_device(device)  # ValueError early for a misspelt device
+    num_threads = check_num_threads(num_threads)
     manifest = load_manifest(model)
     if "onnx" not in manifest.files and backend in ("onnxruntime", "tensorrt"):
         raise ModelError(f"{manifest.directory / 'manifest.json'}: the model has no ONNX graph, which backend "

@@ -17,7 +17,24 @@ MAX_BATCH = 256  # the exported ONNX graph's batch bound; larger batches are spl
 
 
 class BackendUnavailable(RuntimeError):
-    """The backend (or its device) cannot run on this machine; the message says why and what to use instead."""
+    """The backend (or its device) cannot run on this machine; the message says why and what to use instead.
+    `reason` is the why alone (the message without `advice`), for a caller that picks the backend itself (auto)."""
+
+    def __init__(self, reason: str, advice: str = "") -> None:
+        super().__init__(f"{reason}; {advice}" if advice else reason)
+        self.reason = reason
+
+
+class EngineClosed(RuntimeError):
+    """predict on an engine after its close(): the runtime's resources are released; load the model again."""
+
+
+def check_num_threads(num_threads) -> int:
+    """`num_threads` as the int it must be (>= 0, 0 = the backend's own choice); ValueError naming the setting
+    otherwise (a bool, a float or a string included)."""
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 0:
+        raise ValueError(f"num_threads must be an integer >= 0 (0 = the backend's own choice), got {num_threads!r}")
+    return int(num_threads)
 
 
 @dataclass
@@ -32,6 +49,7 @@ class Engine:
     cache_hit: bool | None = None          # None: this backend keeps no on-disk cache
     notes: list[str] = field(default_factory=list)  # why this backend/device was chosen, what was ignored
     max_batch: int = MAX_BATCH             # larger batches are run in parts
+    closed: bool = field(default=False, init=False)  # close() has released the runtime: predict raises EngineClosed
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -75,7 +93,11 @@ class Engine:
                              f"model or {GET_A_MODEL}")
 
     def predict(self, clip, geo, geo_valid) -> np.ndarray:
-        """(B, K) float32 probabilities; ValueError naming the input when a shape does not fit the model."""
+        """(B, K) float32 probabilities; ValueError naming the input when a shape does not fit the model or a value
+        is not finite; EngineClosed after close()."""
+        if self.closed:
+            raise EngineClosed(f"engine closed: model {self.manifest.name!r} on {self.backend or 'its backend'} was "
+                               f"closed and runs no more; load it again")
         clip = np.ascontiguousarray(clip, dtype=np.float32)
         geo = np.ascontiguousarray(geo, dtype=np.float32)
         valid = np.ascontiguousarray(geo_valid, dtype=np.float32).reshape(-1)
@@ -87,6 +109,10 @@ class Engine:
         b = clip.shape[0]
         if geo.shape[0] != b or valid.shape[0] != b:
             raise ValueError(f"batch sizes differ: clip {b}, geo {geo.shape[0]}, geo_valid {valid.shape[0]}")
+        for name, arr in (("clip", clip), ("geo", geo), ("geo_valid", valid)):
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{name} holds values that are not finite (NaN or infinity); the network takes "
+                                 f"finite numbers only")
         if b == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
         parts = [self._run(clip[i:i + self.max_batch], geo[i:i + self.max_batch],
@@ -115,7 +141,8 @@ class Engine:
         return text + (f" ({'; '.join(self.notes)})" if self.notes else "")
 
     def close(self) -> None:
-        """Release the runtime's resources (sessions, GPU memory)."""
+        """Release the runtime's resources (sessions, GPU memory); predict raises EngineClosed from then on."""
+        self.closed = True
 
 
 def _dims(shape) -> str:

@@ -1,13 +1,15 @@
 """On-disk cache of built engines (TensorRT plans, optimised ONNX graphs).
 
-An entry is a folder `<root>/<model name>-<backend>-<key>/` where key hashes everything the built artefact
-depends on: the model file's sha256 (from the manifest), the backend, the runtime's version, the GPU name and
-compute capability, precision, batch profile. Built files are listed with their sha256 in the entry's
-`entry.json`, written last, so an interrupted build or a damaged file reads as "no entry" and is rebuilt, never
-loaded; an entry with no built file is never recorded. Building an entry removes the entries it replaces: those of
-the same model name and backend built for the same settings (device, GPU, precision, processor: every context
-field but the model file's sha256, the runtime versions and the batch profile) that differ in one of the others.
-Entries for other settings stay, so two nodes running the model with, say, fp16 and fp32 keep one entry each.
+An entry is a folder `<root>/<model name>-<backend>-<name hash>-<key>/` where key hashes everything the built
+artefact depends on: the model files' sha256 (from the manifest), the backend, the runtime's version, the GPU name
+and compute capability, precision, batch profile. The folder name shows the model name with what a file name cannot
+hold replaced and long names cut; the name hash (of the exact model name and backend) keeps apart models whose names
+read the same there ("fer-a", "fer_a"). Built files are listed with their sha256 in the entry's `entry.json`, written
+last, so an interrupted build or a damaged file reads as "no entry" and is rebuilt, never loaded; an entry with no
+built file is never recorded. Building an entry removes the entries it replaces: those of the same model name (the
+exact name `entry.json` records) and backend built for the same settings (device, GPU, precision, processor: every
+context field but the model files' sha256, the runtime versions and the batch profile) that differ in one of the
+others. Entries for other settings stay, so two nodes running the model with, say, fp16 and fp32 keep one each.
 A folder without `entry.json` (a build in progress, or an interrupted one) is left alone; the next build of its key
 clears it.
 
@@ -34,7 +36,8 @@ from fer_ros.manifest import sha256_file
 
 ENTRY_FILE = "entry.json"
 #: context fields a newer build replaces: an entry that differs from a new one only in these is stale
-REPLACED_BY_REBUILD = ("onnx_sha256", "onnxruntime", "tensorrt", "runtime", "batch")
+REPLACED_BY_REBUILD = ("onnx_sha256", "state_dict_sha256", "network_sha256", "onnxruntime", "tensorrt", "runtime",
+                       "batch")
 
 
 def default_root() -> Path:
@@ -77,7 +80,9 @@ class CacheEntry:
         # the context as entry.json holds it (JSON types, what json cannot write as its str): what entries compare
         self.stored_context = json.loads(json.dumps(self.context, sort_keys=True, default=str))
         self.key = cache_key(self.context)
-        self.prefix = f"{_safe(model_name)}-{_safe(backend)}-"
+        self.model_name, self.backend = model_name, backend
+        name_hash = hashlib.sha256(json.dumps([model_name, backend]).encode()).hexdigest()[:8]
+        self.prefix = f"{_safe(model_name)}-{_safe(backend)}-{name_hash}-"
         self.path = self.root / f"{self.prefix}{self.key}"
         self.refused: str | None = None  # why an existing entry was not trusted (see the module docstring)
 
@@ -138,7 +143,8 @@ class CacheEntry:
             os.chmod(self.path / n, 0o600)
         files = {n: sha256_file(self.path / n) for n in names}
         tmp = self.path / (ENTRY_FILE + ".tmp")
-        tmp.write_text(json.dumps({"context": self.stored_context, "files": files}, sort_keys=True, indent=2) + "\n")
+        record = {"model": self.model_name, "backend": self.backend, "context": self.stored_context, "files": files}
+        tmp.write_text(json.dumps(record, sort_keys=True, indent=2) + "\n")
         os.chmod(tmp, 0o600)
         tmp.replace(self.path / ENTRY_FILE)
         self.prune_stale()
@@ -159,7 +165,10 @@ class CacheEntry:
                 meta = json.loads((other / ENTRY_FILE).read_text())
             except (OSError, ValueError):
                 continue  # a build in progress or an interrupted one: not known to be stale
-            context = meta.get("context") if isinstance(meta, dict) else None
+            owner = (meta.get("model"), meta.get("backend")) if isinstance(meta, dict) else None
+            if owner != (self.model_name, self.backend):
+                continue  # another model's (or backend's) entry whose folder name starts the same
+            context = meta.get("context")
             if isinstance(context, dict) and self._settings(context) == mine:
                 shutil.rmtree(other, ignore_errors=True)
                 removed.append(other)

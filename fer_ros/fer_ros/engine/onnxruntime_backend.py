@@ -36,6 +36,7 @@ class OnnxRuntimeEngine(Engine):
 
     def close(self) -> None:
         self.session = None
+        super().close()
 
 
 def session_options(num_threads: int = 0):
@@ -75,14 +76,16 @@ def error_cause(exc: BaseException) -> str:
 
 def _session(path: Path, so, providers: list, device: str = "cpu"):
     """An InferenceSession on the first of `providers` (no silent fallback to the others). ModelError when the
-    graph does not load on the CPU; BackendUnavailable when a GPU provider cannot start or fails on it."""
+    graph does not load on the CPU (whatever provider was asked for: a GPU provider that fails on a graph the CPU
+    loads is tried there to tell); BackendUnavailable when a GPU provider cannot start or fails on a graph the CPU
+    loads."""
     import onnxruntime as ort
     want = provider_name(providers[0])
     try:
         session = ort.InferenceSession(str(path), sess_options=so, providers=providers, enable_fallback=0)
     except Exception as exc:  # noqa: BLE001 -- onnxruntime raises its own exception types
         cause = error_cause(exc)
-        if want != "CPUExecutionProvider":
+        if want != "CPUExecutionProvider" and _loads_on_cpu(path):
             raise BackendUnavailable(f"{path}: onnxruntime's {want} could not run this graph on {device} ({cause}); "
                                      f"check the CUDA libraries onnxruntime-gpu needs, or use backend torch or "
                                      f"device cpu") from None
@@ -90,6 +93,17 @@ def _session(path: Path, so, providers: list, device: str = "cpu"):
                          f"{GET_A_MODEL}") from None
     return check_provider(session, providers, device, "the CUDA and cuDNN libraries onnxruntime-gpu needs are "
                           "missing or do not match it; install them, or use backend torch or device cpu")
+
+
+def _loads_on_cpu(path: Path) -> bool:
+    """Whether onnxruntime loads the graph at `path` on the CPU (a graph it cannot parse or check is the model's
+    fault on every provider)."""
+    import onnxruntime as ort
+    try:
+        ort.InferenceSession(str(path), sess_options=session_options(), providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 -- onnxruntime raises its own exception types
+        return False
+    return True
 
 
 def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, cache_dir: str | Path | None = None,

@@ -3,11 +3,13 @@
 1. onnxruntime-gpu with its TensorRT execution provider (model.onnx; TensorRT builds the plan at load), or
 2. torch-tensorrt (the torch model compiled with the dynamo frontend, saved as an exported program).
 
-The built engine is cached (engine/cache.py) keyed by the ONNX file's sha256, the GPU name and compute
-capability, the TensorRT and runtime versions, fp16 and the batch profile, and rebuilt only when one of those
-changes. Where the GPU name (asked through PyTorch) or the TensorRT version (the tensorrt module's) is not known,
-the engine is built at every load and not cached, since a plan kept under an incomplete key could be reused by
-another GPU or TensorRT; the engine's notes say so. Batch profile: 1 to MAX_FACES faces, tuned for OPT_FACES.
+The built engine is cached (engine/cache.py) keyed by the ONNX file's sha256 (torch-tensorrt's, compiled from
+model.pt, also by model.pt's sha256 and a hash of the network the manifest describes: arch, arch_cfg, classes,
+input shapes), the GPU name and compute capability, the TensorRT and runtime versions, fp16 and the batch profile,
+and rebuilt only when one of those changes. Where the GPU name (asked through PyTorch) or the TensorRT version (the
+tensorrt module's) is not known, the engine is built at every load and not cached, since a plan kept under an
+incomplete key could be reused by another GPU or TensorRT; the engine's notes say so. Batch profile: 1 to
+MAX_FACES faces, tuned for OPT_FACES.
 
 onnxruntime lists its TensorRT provider even where the TensorRT libraries are missing, and then runs the session
 on CUDA or the CPU instead: such a session is refused (BackendUnavailable), and torch-tensorrt is tried where it is
@@ -16,6 +18,8 @@ the cause, so `auto` goes on to the next backend.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +57,22 @@ def available() -> tuple[bool, str]:
 
 def _context(manifest: Manifest, runtime: str, index: int, fp16: bool) -> dict:
     gpu = hardware.gpu_info(index) or {"name": "unknown", "capability": "unknown"}
-    return {"backend": f"tensorrt:{runtime}", "onnx_sha256": manifest.files["onnx"]["sha256"],
-            "gpu": gpu["name"], "capability": gpu["capability"], "tensorrt": hardware.module_version("tensorrt"),
-            "runtime": hardware.module_version(runtime.replace("-", "_")), "fp16": bool(fp16),
-            "batch": [1, OPT_FACES, MAX_FACES]}
+    context = {"backend": f"tensorrt:{runtime}", "onnx_sha256": manifest.files["onnx"]["sha256"],
+               "gpu": gpu["name"], "capability": gpu["capability"], "tensorrt": hardware.module_version("tensorrt"),
+               "runtime": hardware.module_version(runtime.replace("-", "_")), "fp16": bool(fp16),
+               "batch": [1, OPT_FACES, MAX_FACES]}
+    if runtime == "torch_tensorrt":  # compiled from model.pt into the network the manifest describes, not model.onnx
+        context["state_dict_sha256"] = manifest.files.get("state_dict", {}).get("sha256")
+        context["network_sha256"] = network_digest(manifest)
+    return context
+
+
+def network_digest(manifest: Manifest) -> str:
+    """sha256 of what torch-tensorrt's build reads from the manifest besides model.pt: the network (arch, arch_cfg,
+    number of classes) and its input shapes."""
+    network = {"arch": manifest.arch, "arch_cfg": manifest.arch_cfg, "classes": manifest.num_classes,
+               "inputs": Engine(manifest).input_shapes()}
+    return hashlib.sha256(json.dumps(network, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _key_gaps(context: dict) -> list[str]:
@@ -93,14 +109,16 @@ class TorchTensorRTEngine(Engine):
 
     def close(self) -> None:
         self.module = None
+        super().close()
 
 
 def _shape_profile(engine_shapes: dict, batch: int) -> str:
     return ",".join(f"{name}:{'x'.join(str(d) for d in (batch, *shape))}" for name, shape in engine_shapes.items())
 
 
-def _load_ort(manifest, index, fp16, entry: CacheEntry | None, notes) -> OrtTensorRTEngine:
-    """The onnxruntime TensorRT provider's engine; `entry` None builds it without caching it."""
+def _load_ort(manifest, index, fp16, entry: CacheEntry | None, notes, num_threads: int = 0) -> OrtTensorRTEngine:
+    """The onnxruntime TensorRT provider's engine (`num_threads` for the session's CPU part, 0: onnxruntime's
+    choice); `entry` None builds it without caching it."""
     import onnxruntime as ort
 
     from fer_ros.engine.onnxruntime_backend import check_provider, graph_io, session_options
@@ -122,8 +140,8 @@ def _load_ort(manifest, index, fp16, entry: CacheEntry | None, notes) -> OrtTens
     providers = [("TensorrtExecutionProvider", trt_options), ("CUDAExecutionProvider", {"device_id": index}),
                  "CPUExecutionProvider"]
     try:  # no fallback: a session that is not TensorRT's must not run as "tensorrt"
-        session = ort.InferenceSession(str(manifest.file("onnx")), sess_options=session_options(), providers=providers,
-                                       enable_fallback=0)
+        session = ort.InferenceSession(str(manifest.file("onnx")), sess_options=session_options(num_threads),
+                                       providers=providers, enable_fallback=0)
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"{manifest.file('onnx')}: TensorRT could not build an engine ({error_cause(exc)})") from None
     check_provider(session, providers, f"cuda:{index}", "the TensorRT libraries (libnvinfer) it needs are missing "
@@ -206,15 +224,16 @@ def _warm(engine: Engine, batch: int) -> None:
                    np.ones(batch, np.float32))
 
 
-def load(manifest: Manifest, device: str = "cuda", fp16: bool = False, cache_dir: str | Path | None = None) -> Engine:
+def load(manifest: Manifest, device: str = "cuda", fp16: bool = False, cache_dir: str | Path | None = None,
+         num_threads: int = 0) -> Engine:
     kind, index = hardware.parse_device(device)
     if kind == "cpu":
         raise BackendUnavailable("backend tensorrt runs on an NVIDIA GPU, not on device cpu; use device cuda, "
                                  "or backend onnxruntime for the CPU")
     reason = _unavailable_reason()
     if reason is not None:
-        raise BackendUnavailable(f"backend tensorrt is not available here: {reason}. On a Jetson, TensorRT comes "
-                                 f"with JetPack (see README, Jetson); elsewhere use backend auto, torch or onnxruntime")
+        raise BackendUnavailable(f"backend tensorrt is not available here: {reason}", "on a Jetson, TensorRT comes "
+                                 "with JetPack (see README, Jetson); elsewhere use backend auto, torch or onnxruntime")
     root = Path(cache_dir) if cache_dir else default_root()
     notes: list[str] = []
 
@@ -229,7 +248,8 @@ def load(manifest: Manifest, device: str = "cuda", fp16: bool = False, cache_dir
     try:
         if "TensorrtExecutionProvider" in hardware.ort_providers():
             try:
-                return _load_ort(manifest, index, fp16, entry_for("onnxruntime", "tensorrt-ort"), notes)
+                return _load_ort(manifest, index, fp16, entry_for("onnxruntime", "tensorrt-ort"), notes,
+                                 num_threads=num_threads)
             except BackendUnavailable as exc:  # the provider is listed but cannot start: torch-tensorrt may
                 if hardware.module_version("torch_tensorrt") is None or not hardware.torch_cuda_devices():
                     raise

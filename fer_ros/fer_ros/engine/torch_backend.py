@@ -41,6 +41,7 @@ class TorchEngine(Engine):
             self.graphed.close()
             self.graphed = None
         self.model = None
+        super().close()
         if self.torch_device.type == "cuda":
             import torch
             torch.cuda.empty_cache()
@@ -76,8 +77,8 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, num_thread
         n = hardware.torch_cuda_devices()
         if n <= index:
             raise BackendUnavailable(f"backend torch on cuda:{index}: PyTorch sees "
-                                     f"{'no CUDA GPU' if n == 0 else f'{n} GPU(s)'} (torch {torch.__version__}); "
-                                     f"use device cpu or backend auto")
+                                     f"{'no CUDA GPU' if n == 0 else f'{n} GPU(s)'} (torch {torch.__version__})",
+                                     "use device cpu or backend auto")
         torch_device = torch.device("cuda", index)
     else:
         torch_device = torch.device("cpu")
@@ -93,7 +94,7 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, num_thread
             model = model.half()
     except RuntimeError as exc:  # out of GPU memory, a CUDA error: the GPU cannot take the model now
         raise BackendUnavailable(f"backend torch on {torch_device}: the model cannot be put on the device "
-                                 f"({error_cause(exc)}); use device cpu or backend auto") from None
+                                 f"({error_cause(exc)})", "use device cpu or backend auto") from None
     engine = TorchEngine(manifest, model, torch_device, f"torch:{torch_device}", str(torch_device), fp16, notes)
     if torch_device.type == "cuda" and cuda_graphs:
         use_cuda_graphs(engine)
