@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -287,6 +288,129 @@ def test_folds_run_one_at_a_time_into_one_out_with_resume(base, tmp_path):
     assert _train(base, data, out, *common, "--only-fold", "1", "--resume") == 0
     assert (out / "fold00" / "checkpoint.pt").read_bytes() == first
     assert (out / "fold01" / "checkpoint.pt").is_file()
+
+
+def test_the_report_of_folds_run_one_at_a_time_covers_every_finished_fit(base, tmp_path, capsys):
+    """Folds run one per command, each after the first with --resume: the report, the predictions and the
+    manifest's cross-validation cover every fit of the run finished in --out (those of earlier commands evaluated
+    from their checkpoints, as they scored when they were trained, the final fit too) and say which folds were
+    scored of how many; a finished fold whose checkpoint records other samples than this run's is refused."""
+    import torch
+
+    from fer_ros.manifest import load_manifest
+    data, out = class_folder_data(base), tmp_path / "run"
+    common = ("--folds", "3", "--epochs", "1", "--geo-epochs", "0", "--class-set", "ckplus7")
+    assert _train(base, data, out, *common, "--only-fold", "0", "--final") == 0
+    first = json.loads((out / "report.json").read_text())
+    assert _train(base, data, out, *common, "--only-fold", "1", "--resume") == 0
+    report = json.loads((out / "report.json").read_text())
+    cv = report["cross_validation"]
+    per_fold = cv["datasets"]["synth_folders"]["per_fold"]
+    assert [f["fold"] for f in per_fold] == [0, 1]
+    assert (cv["folds"], cv["run_folds"], cv["scored_folds"]) == (3, [1], [0, 1])
+    assert per_fold[0] == first["cross_validation"]["datasets"]["synth_folders"]["per_fold"][0]
+    assert report["final"]["train_acc_last_epoch"] == first["final"]["train_acc_last_epoch"]
+    assert report["evaluated_from_checkpoints"] == ["final", "fold00"]
+    with open(out / "predictions.csv") as f:
+        assert sorted({int(p["fold"]) for p in csv.DictReader(f)}) == [0, 1]
+    assert "2 of 3 folds scored (0, 1)" in capsys.readouterr().out
+    assert _train(base, data, out, *common, "--only-fold", "2", "--resume", "--int8-samples", "0", "--export",
+                  str(tmp_path / "model")) == 0
+    training = load_manifest(tmp_path / "model").training
+    assert training["cross_validation"]["folds"] == 3 and training["cross_validation"]["scored_folds"] == [0, 1, 2]
+    assert set(training["cross_validation"]["summary"]) == {"synth_folders"}
+    with open(out / "predictions.csv") as f:
+        assert len(list(csv.DictReader(f))) == json.loads((out / "report.json").read_text())["data"]["samples"]
+    ckpt = out / "fold00" / "checkpoint.pt"
+    ck = torch.load(ckpt, weights_only=True)
+    ck["split"] = json.dumps({**json.loads(ck["split"]), "test_sha256": "0" * 64})
+    torch.save(ck, ckpt)
+    capsys.readouterr()
+    assert _train(base, data, out, *common, "--only-fold", "1", "--resume") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fer-train: --resume: {ckpt} was made for other samples than this run's") \
+        and err.count("\n") == 1
+
+
+def test_a_loss_that_becomes_nan_stops_the_run_before_a_checkpoint_or_an_export(base, tmp_path, capsys):
+    """A learning rate far too high makes the loss nan: the run stops there with one line that names the fit, the
+    epoch and the step and says to lower --lr (exit 1), no checkpoint takes the weights and nothing is exported;
+    in a cross-validation no fold's table, predictions or report is written, in the geometric pre-training as in
+    the joint epochs."""
+    data = class_folder_data(base)
+    out, model = tmp_path / "run", tmp_path / "model"
+    assert _train(base, data, out, "--folds", "0", "--epochs", "3", "--geo-epochs", "0", "--lr", "1e12",
+                  "--int8-samples", "0", "--export", str(model)) == 1
+    err = capsys.readouterr().err
+    assert re.match(r"fer-train: the (loss|weights) became (nan|-?inf|nan or inf) in final, epoch [1-3] of 3, step "
+                    r"\d+ of \d+ \(learning rate [^)]+\): ", err) and err.count("\n") == 1
+    assert err.endswith("train afresh with a lower --lr (this run: 1e+12), with --overwrite or another --out\n")
+    assert not (out / "final" / "checkpoint.pt").exists() and not model.exists()
+    assert not (out / "report.json").exists()
+    cv = tmp_path / "cv"
+    assert _train(base, data, cv, "--folds", "2", "--epochs", "1", "--geo-epochs", "2", "--lr", "1e12") == 1
+    err = capsys.readouterr().err
+    assert re.match(r"fer-train: the loss became (nan|-?inf) in fold00's geometric pre-training, epoch [12] of 2, "
+                    r"step \d+ of \d+ \(learning rate [^)]+\): the fit stops there", err) and err.count("\n") == 1
+    assert not [p.name for p in cv.rglob("*") if p.name in ("checkpoint.pt", "report.json", "predictions.csv")]
+
+
+def test_the_log_gives_the_learning_rate_of_each_epochs_first_and_last_step(base, tmp_path):
+    """log.csv's lr is the rate of the epoch's first step and lr_end that of its last, as the one-cycle schedule
+    gives them step by step: the warm-up shows in the first epoch, and the last epoch's rates are ones its steps
+    used; curves.png still plots lr."""
+    import math
+
+    import torch
+    out = tmp_path / "run"
+    epochs, lr, warmup = 3, 1e-2, 0.5
+    assert _train(base, class_folder_data(base), out, "--folds", "0", "--final", "--epochs", str(epochs),
+                  "--geo-epochs", "0", "--lr", str(lr), "--warmup", str(warmup), "--class-set", "ckplus7") == 0
+    per_epoch = math.ceil(json.loads((out / "report.json").read_text())["data"]["samples"] / 8)  # --batch-size 8
+    optimizer = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * per_epoch,
+                                                   pct_start=warmup)
+    rates = []
+    for _ in range(epochs * per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    rows = _log(out / "final" / "log.csv")
+    assert [r["lr"] for r in rows] == pytest.approx(rates[::per_epoch], rel=1e-9)
+    assert [r["lr_end"] for r in rows] == pytest.approx(rates[per_epoch - 1::per_epoch], rel=1e-9)
+    assert rows[0]["lr"] == pytest.approx(lr / 25) and rows[0]["lr"] < rows[0]["lr_end"]
+    assert (out / "final" / "curves.png").stat().st_size > 1000
+
+
+def test_data_weights_that_draw_no_sample_per_epoch_are_refused_or_named(base, tmp_path, capsys):
+    """A --data weight that rounds a dataset's training samples to none per epoch: alone, the epochs would train on
+    nothing, refused before any fit with a line naming the weight; in a mix, a warning names it."""
+    data, other = class_folder_data(base), official_data(base)
+    out = tmp_path / "run"
+    assert _train(base, f"{data}:0.01", out, "--folds", "0", "--final", "--epochs", "1", "--geo-epochs", "0") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fer-train: --data {data}:0.01 draws no sample per epoch in final (0.01 x ")
+    assert err.endswith("draws one): final would train on nothing\n") and err.count("\n") == 1
+    assert not out.exists()
+    assert _train(base, [str(data), f"{other}:0.01"], out, "--folds", "0", "--final", "--epochs", "1",
+                  "--geo-epochs", "0") == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fer-train: warning:")]
+    assert len(warned) == 1 and warned[0].startswith(f"fer-train: warning: --data {other}:0.01 draws no sample per "
+                                                     f"epoch in final (0.01 x ")
+
+
+def test_a_dataset_given_twice_is_refused(tmp_path, capsys):
+    """The same dataset twice, by whatever spelling of its path, would be drawn twice as often: refused before any
+    data is read, saying how to weigh a dataset more."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "link").symlink_to(data)
+    for again in (f"{data}/", str(data / ".." / "data"), f"{tmp_path / 'link'}:2"):
+        assert train.main(["--data", str(data), "--data", again, "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fer-train: --data ") and f"the same dataset ({data}) given twice" in err
+        assert err.rstrip("\n").endswith("to weigh a dataset more, give it once with :WEIGHT") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("extra, says", [

@@ -57,8 +57,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, action="append", type=source, metavar="PATH[:WEIGHT]",
                    help="dataset folder in any layout (CK+ release, class folders, FER+, KDEF; detected), repeat to "
-                        "mix datasets; WEIGHT: how many times per epoch each of its training samples is drawn on "
-                        "average (0.25: a quarter of them, other ones every epoch)")
+                        "mix datasets (each once); WEIGHT: how many times per epoch each of its training samples is "
+                        "drawn on average (0.25: a quarter of them, other ones every epoch)")
     g.add_argument("--class-set", default="ckplus8", choices=sorted(CLASS_SETS),
                    help="the classes to learn; samples of other classes are left out")
     g.add_argument("--size", type=COUNT, default=48, help="face crop side S in px (network input)")

@@ -3,34 +3,19 @@
 `calibration_set` takes the same number of samples from each dataset (so a few hundred posed sequences count
 as much as tens of thousands of photos), makes them as validation makes them (the data's own reference; a photo
 without one is its own, the still path) and returns them in batches of the graph's inputs, with what was drawn
-(for the manifest). `distinct_sources` refuses a dataset given twice (it would be drawn twice as often, its faces
-twice over).
+(for the manifest).
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
 from fer_ros.preprocess import BASE_CLIP_INPUT
-from fer_ros.training.data.samples import Samples, Source
+from fer_ros.training.data.samples import Samples
 from fer_ros.training.data.sequence_set import SequenceSet
 from fer_ros.training.fit import make_loader
 
 DEFAULT_SAMPLES = 512
 BATCH = 32
-
-
-def distinct_sources(sources: list[Source]) -> None:
-    """ValueError naming a dataset given more than once (by any spelling of its path, links followed)."""
-    seen: dict[Path, Path] = {}
-    for src in sources:
-        real = Path(src.root).expanduser().resolve()
-        if real in seen:
-            same = f"{seen[real]} and {src.root} are" if Path(src.root) != seen[real] else f"{src.root} is"
-            raise ValueError(f"--data {same} the same dataset ({real}) given twice: give each dataset once (twice, "
-                             f"it would give twice the calibration faces of the others, the same faces twice over)")
-        seen[real] = Path(src.root)
 
 
 def calibration_indices(samples: Samples, idx: np.ndarray, n: int, seed: int = 0) -> np.ndarray:

@@ -1,16 +1,13 @@
 """fer-train's fit loop: the model a command line asks for (`build_model`, `load_init`), one epoch of training
 (`train_one_epoch`), the per-sample evaluation (`evaluate`) and one complete fit with its log, checkpoint and
---resume (`fit`). A checkpoint records the samples it trains and is scored on (`split_record`) and the command
-line's options; --resume refuses one made for other samples (`split_mismatch`), as a fold whose subjects changed
-with --folds, --seed or --data, or with other options than args.RESUME_MAY_CHANGE allows (`options_mismatch`)."""
+--resume (`fit`; what a checkpoint records and when --resume may continue it: resume.py). A loss or weights that
+become nan or inf stop the fit (`DivergedError`)."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -23,131 +20,58 @@ from fer_ros.difference_image import GEO_SPEC
 from fer_ros.nets.agn import agn_loss
 from fer_ros.nets.geometric import pairs
 from fer_ros.nets.registry import create_model
-from fer_ros.training.args import RESUME_MAY_CHANGE, RESUME_MAY_GROW
 from fer_ros.training.data.augment import AugmentConfig
 from fer_ros.training.data.samples import Samples, WeightedEpochs
 from fer_ros.training.data.sequence_set import ReferencePlan, SequenceSet
+from fer_ros.training.resume import (ResumeError, clear_fit, data_text, options_mismatch, recorded_options, split_mismatch,
+                                    split_record)
 
 
 class InitError(ValueError):
     """--init names a model that cannot start this run; the message says why and what to do."""
 
 
-class ResumeError(ValueError):
-    """--resume finds a checkpoint made for other samples or with other options than this run's; the message says
-    what differs and what to do."""
+class DivergedError(RuntimeError):
+    """The training loss or the weights became nan or inf: the fit stops before a step, a checkpoint or an export
+    takes them; the message says where and what to do."""
 
 
-# What a fit writes in its folder: a fresh fit (not continued from a checkpoint) starts without them
-FIT_FILES = ("checkpoint.pt", "checkpoint.pt.part", "log.csv", "geo_log.csv", "curves.png", "tb")
-AFRESH = "train afresh with --overwrite or another --out"
+def diverged_todo(args) -> str:
+    """What to do about a fit whose loss became nan or inf (DivergedError)."""
+    return (f"the fit stops there, no checkpoint takes its weights and nothing is exported; train afresh with a "
+            f"lower --lr (this run: {args.lr:g}), with --overwrite or another --out")
 
 
-def clear_fit(run_dir: Path) -> None:
-    """Remove what a fit wrote in run_dir (FIT_FILES), so that a fresh fit leaves no checkpoint, log or TensorBoard
-    events of another one beside its own."""
-    for name in FIT_FILES:
-        path = run_dir / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
+def _finite(value: torch.Tensor, distributed: bool = False) -> bool:
+    """Whether value holds finite numbers only, in every process under torchrun (so that they all stop at the same
+    step)."""
+    ok = torch.isfinite(value.detach()).all().float()
+    if distributed:
+        torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
+    return bool(ok.item())
 
 
-def data_text(args) -> list[str]:
-    """--data as given: PATH:WEIGHT of each dataset."""
-    return [f"{s.root}:{s.weight:g}" for s in args.data]
+def _shown_loss(loss: torch.Tensor) -> str:
+    value = float(loss.detach())
+    return str(value) if not math.isfinite(value) else "nan or inf in another process"
 
 
-def _names_sha256(samples: Samples, idx) -> str:
-    h = hashlib.sha256()
-    for key in sorted(samples.keys[int(i)] for i in (idx if idx is not None else [])):
-        h.update(key.encode() + b"\n")
-    return h.hexdigest()
+def finite_weights(model) -> bool:
+    """Whether every floating-point weight and buffer of model is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
 
 
-def split_record(args, samples: Samples, train_idx, test_idx) -> dict:
-    """What decides the samples a fit trains and is scored on: --folds, --seed, --data and --class-set as given,
-    the numbers of training and test samples and a sha256 of each set's sample names."""
-    return {"folds": args.folds, "seed": args.seed, "data": data_text(args),
-            "class_set": args.class_set, "train": len(train_idx), "test": 0 if test_idx is None else len(test_idx),
-            "train_sha256": _names_sha256(samples, train_idx), "test_sha256": _names_sha256(samples, test_idx)}
+def undrawn_data(args, samples: Samples, train_idx) -> dict[int, int]:
+    """The --data (by position) that have training samples in train_idx but draw none of them per epoch (WEIGHT
+    times their number rounds to 0): {position: number of its training samples}."""
+    epochs = WeightedEpochs(samples, np.asarray(train_idx), [s.weight for s in args.data], 0)
+    return {d: len(group) for d, (group, n) in enumerate(zip(epochs.groups, epochs.draws())) if len(group) and n == 0}
 
 
-def split_mismatch(checkpoint: dict, record: dict, path: Path) -> str | None:
-    """Why --resume must not continue the checkpoint (loaded from path) with the samples of `record`; None when it
-    was made for the same training and test samples."""
-    todo = ("resuming it would score the model on samples it was trained on, or train it on others: resume with "
-            f"the options it was made with, or {AFRESH}")
-    if "split" not in checkpoint:
-        return (f"--resume: {path} does not record the samples it was made for, so it cannot be checked against "
-                f"this run's; {AFRESH}")
-    then = json.loads(checkpoint["split"])
-    if all(then.get(k) == record[k] for k in ("train_sha256", "test_sha256")):
-        return None
-    options = {"folds": "--folds", "seed": "--seed", "data": "--data", "class_set": "--class-set"}
-    differ = [f"{flag} {_shown(then.get(k))} (this run: {_shown(record[k])})" for k, flag in options.items()
-              if then.get(k) != record[k]]
-    if differ:
-        why = "with " + ", ".join(differ)
-    else:
-        why = (f"its {then.get('train')} training and {then.get('test')} test samples are not this run's "
-               f"{record['train']} and {record['test']} (the data changed)")
-    return f"--resume: {path} was made for other samples than this run's, {why}; {todo}"
-
-
-def _shown(value) -> str:
-    return " ".join(value) if isinstance(value, list) else str(value)
-
-
-def recorded_options(args) -> dict:
-    """The command line's options as a checkpoint records them (JSON values; --data as PATH:WEIGHT)."""
-    return {**json.loads(json.dumps(vars(args), default=str)), "data": data_text(args)}
-
-
-def _option_shown(value) -> str:
-    if isinstance(value, bool) or value is None:
-        return "given" if value else "not given"
-    return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
-
-
-def options_mismatch(checkpoint: dict, args, path: Path) -> str | None:
-    """Why --resume must not continue the checkpoint (loaded from path) with the options of args; None when every
-    option is the checkpoint's but those args.RESUME_MAY_CHANGE allows to change and a grown --epochs."""
-    if "args" not in checkpoint:
-        return (f"--resume: {path} does not record the options it was made with, so it cannot be checked against "
-                f"this run's; {AFRESH}")
-    then, now = json.loads(checkpoint["args"]), recorded_options(args)
-    if "split" in checkpoint:  # --data as PATH:WEIGHT, as the split record holds it
-        then["data"] = json.loads(checkpoint["split"]).get("data", then.get("data"))
-    differ = []
-    for key, value in now.items():
-        if key in RESUME_MAY_CHANGE or (key in then and then[key] == value):
-            continue
-        if key in RESUME_MAY_GROW and isinstance(then.get(key), int) and value > then[key]:
-            continue
-        was = _option_shown(then[key]) if key in then else "not recorded"
-        grow = f"; --{key.replace('_', '-')} may only grow on --resume" if key in RESUME_MAY_GROW else ""
-        differ.append(f"--{key.replace('_', '-')} {was} (this run: {_option_shown(value)}{grow})")
-    if not differ:
-        return None
-    return (f"--resume: {path} was made with other options than this run's, with {', '.join(differ)}; resume with "
-            f"the options it was made with, or {AFRESH}")
-
-
-def check_resume(path: Path, args, record: dict | None = None) -> dict | None:
-    """Raise ResumeError when the checkpoint at path was made for other samples than record's (when given) or with
-    other options than args; return where it goes on from ({"from_epoch", "checkpoint_epochs"}), None when there
-    is no checkpoint."""
-    if not path.is_file():
-        return None
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    why = (split_mismatch(checkpoint, record, path) if record is not None else None) or options_mismatch(
-        checkpoint, args, path)
-    if why:
-        raise ResumeError(why)
-    return {"from_epoch": int(checkpoint["epoch"]) + 1,
-            "checkpoint_epochs": json.loads(checkpoint["args"]).get("epochs")}
+def undrawn_text(args, d: int, n: int, where: str) -> str:
+    """`--data PATH:WEIGHT draws no sample per epoch <where> (...)` of the d-th --data, of n training samples."""
+    return (f"--data {data_text(args)[d]} draws no sample per epoch {where} ({args.data[d].weight:g} x {n} training "
+            f"samples rounds to 0; a weight of at least {1 / n:.3g} draws one)")
 
 
 def build_model(args, num_classes: int):
@@ -217,14 +141,23 @@ def geometric_vote(pair_logits: torch.Tensor, num_classes: int) -> torch.Tensor:
     return (votes + 1e-3 * torch.tanh(margin)).argmax(dim=1)
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, device, progress=None) -> dict:
-    """One pass over the training loader (items of SequenceSet), the learning rate stepped after every batch."""
+def train_one_epoch(model, loader, optimizer, scheduler, device, progress=None, where: str = "an epoch") -> dict:
+    """One pass over the training loader (items of SequenceSet), the learning rate stepped after every batch: the
+    mean losses, the training accuracy and the learning rate of the epoch's first step (lr) and of its last (lr_end).
+    A loss that is not finite raises DivergedError (naming `where`, the step and its learning rate) before its step
+    changes the weights."""
     model.train()
+    distributed = isinstance(model, torch.nn.parallel.DistributedDataParallel)
     totals = {"loss": 0.0, "l1": 0.0, "l2": 0.0, "l3": 0.0, "correct": 0, "n": 0}
-    for clip, geo, valid, y, soft, pair_mask in loader:
+    rates = []
+    for step, (clip, geo, valid, y, soft, pair_mask) in enumerate(loader, 1):
         clip, geo, valid, y = clip.to(device), geo.to(device), valid.to(device), y.to(device)
+        rates.append(optimizer.param_groups[0]["lr"])  # the rate this step's optimizer.step() uses
         out = model(clip, geo, valid, target=y)
         loss, parts = agn_loss(out, y, valid, soft_target=soft.to(device), pair_mask=pair_mask.to(device))
+        if not _finite(loss, distributed):
+            raise DivergedError(f"the loss became {_shown_loss(loss)} in {where}, step {step} of {len(loader)} "
+                                f"(learning rate {rates[-1]:.3g})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -238,7 +171,9 @@ def train_one_epoch(model, loader, optimizer, scheduler, device, progress=None) 
         if progress is not None:
             progress.update(1)
     n = max(totals["n"], 1)
-    return {**{k: v / n for k, v in totals.items() if k not in ("correct", "n")}, "train_acc": totals["correct"] / n}
+    first_last = {"lr": rates[0], "lr_end": rates[-1]} if rates else {}
+    return {**{k: v / n for k, v in totals.items() if k not in ("correct", "n")}, "train_acc": totals["correct"] / n,
+            **first_last}
 
 
 @torch.no_grad()
@@ -280,14 +215,14 @@ def rank_and_world(distributed: bool) -> tuple[int, int]:
 
 
 def pretrain_geometric(model, samples: Samples, train_idx, args, seed: int, device, distributed: bool = False,
-                       log=print) -> list[dict]:
+                       log=print, name: str = "the fit") -> list[dict]:
     """--geo-epochs: train the geometric network alone, before the joint epochs, on the training samples whose
     reference is another image of the face (its own or, as the plan draws it, another moment of the subject): the
     K - 1 pair decisions that hold each sample's class (L2), with their own one-cycle schedule at --lr. The
     appearance network is left as it is. A model started from one trained on faces without references (--init)
     has pair decisions that never saw a change: they learn here, at about a tenth of a joint epoch's cost. Under
     torchrun each process trains on its own share of those samples (a new share every epoch) and draws its own
-    augmentation."""
+    augmentation. A loss or weights that are not finite raise DivergedError (naming `name`, the fit)."""
     core = model.module if distributed else model
     real = np.array([j for j in train_idx if samples.neutral[j] >= 0 and samples.neutral[j] not in samples.peaks[j]],
                     np.int64)
@@ -308,10 +243,15 @@ def pretrain_geometric(model, samples: Samples, train_idx, args, seed: int, devi
             shares.set_epoch(epoch)
         seed_epoch(ds, draw_seed(seed, 1000 + epoch, rank, world))
         t0, total, n = time.perf_counter(), 0.0, 0
-        for _, geo, _, y, _, _ in loader:
+        for step, (_, geo, _, y, _, _) in enumerate(loader, 1):
             geo, y = geo.to(device), y.to(device)
             logits, target = core.true_class_pairs(core.geometric(geo), y)
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 2), target.reshape(-1))
+            if not _finite(loss, distributed):
+                raise DivergedError(
+                    f"the loss became {_shown_loss(loss)} in {name}'s geometric pre-training, epoch {epoch + 1} of "
+                    f"{args.geo_epochs}, step {step} of {len(loader)} (learning rate "
+                    f"{optimizer.param_groups[0]['lr']:.3g}): {diverged_todo(args)}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if distributed:
@@ -323,6 +263,9 @@ def pretrain_geometric(model, samples: Samples, train_idx, args, seed: int, devi
             scheduler.step()
             total, n = total + loss.item() * len(y), n + len(y)
         rows.append({"geo_epoch": epoch, "l2": total / max(n, 1), "epoch_s": time.perf_counter() - t0})
+    if not finite_weights(core.geometric):
+        raise DivergedError(f"the weights of the geometric network became nan or inf in {name}'s geometric "
+                            f"pre-training, at its last step: {diverged_todo(args)}")
     log(f"[fer-train] geometric network alone: {args.geo_epochs} epochs on {len(real)} samples with a reference, "
         f"pair loss {rows[0]['l2']:.3f} -> {rows[-1]['l2']:.3f} ({sum(r['epoch_s'] for r in rows):.0f} s)")
     return rows
@@ -371,7 +314,10 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     epoch and the last, when given); returns (model, cfg, rows, last evaluation or None). init_state: weights to
     start from (--init). A fit that starts at its first epoch removes what another left in run_dir (FIT_FILES);
     checkpoints to run_dir/checkpoint.pt every epoch, with the split_record of its samples and the options;
-    --resume continues one made for the same samples with the same options and raises ResumeError for another."""
+    --resume continues one made for the same samples with the same options and raises ResumeError for another (one
+    finished, at args.epochs, is evaluated as it is). A loss or weights that are not finite raise DivergedError
+    before a checkpoint takes them. ValueError for training samples of which the --data weights draw none per epoch
+    (undrawn_data)."""
     torch.manual_seed(seed)
     np.random.seed(seed)
     device = torch.device(args.device)
@@ -388,13 +334,17 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     train_ds = SequenceSet(samples, train_idx, True, seed, None if args.no_augment else AugmentConfig(), plan,
                            args.clip_input)
     epochs = WeightedEpochs(samples, np.asarray(train_idx), [s.weight for s in args.data], seed)
+    if len(epochs) == 0:
+        why = [undrawn_text(args, d, n, f"in {run_dir.name}")
+               for d, n in undrawn_data(args, samples, train_idx).items()]
+        raise ValueError(f"{'; '.join(why) or 'no training samples'}: {run_dir.name} would train on nothing")
     rank, world = (dist_ctx["rank"], dist_ctx["world"]) if dist_ctx else (0, 1)
     sampler = EpochSampler(epochs, train_idx, rank, world)
     train_loader = make_loader(train_ds, args.batch_size, sampler)
     test_loader = (make_loader(SequenceSet(samples, test_idx, False, seed, clip_input=args.clip_input), 64)
                    if test_idx is not None and len(test_idx) else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    steps = max(1, args.epochs * max(1, len(train_loader)))
+    steps = args.epochs * len(train_loader)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=steps,
                                                     pct_start=args.warmup if args.warmup > 0 else 1e-6)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -416,21 +366,21 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     if is_main and start == 0:
         clear_fit(run_dir)
     writer = None
-    if is_main:
+    if is_main and start < args.epochs:  # a finished fit (evaluated again) adds no events
         try:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(str(run_dir / "tb"))
         except Exception:  # noqa: BLE001 -- TensorBoard is optional
             writer = None
     progress = None
-    if is_main and not args.no_progress:
+    if is_main and not args.no_progress and start < args.epochs:
         from tqdm import tqdm
         progress = tqdm(total=(args.epochs - start) * len(train_loader), desc=run_dir.name, unit="batch",
                         leave=False)
     last = None
     if start == 0:  # a resumed run has its geometric network in the checkpoint
         geo_rows = pretrain_geometric(model, samples, train_idx, args, seed, device, dist_ctx is not None,
-                                      log=print if is_main else (lambda *a, **k: None))
+                                      log=print if is_main else (lambda *a, **k: None), name=run_dir.name)
         if is_main and geo_rows:
             _write_csv(run_dir / "geo_log.csv", geo_rows)
     for epoch in range(start, args.epochs):
@@ -439,8 +389,19 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
         sampler.set_epoch(epoch)
         seed_epoch(train_ds, draw_seed(seed, epoch, rank, world))
         t0 = time.perf_counter()
-        stats = train_one_epoch(model, train_loader, optimizer, scheduler, device, progress)
-        row = {"epoch": epoch, **stats, "lr": scheduler.get_last_lr()[0], "epoch_s": time.perf_counter() - t0}
+        where = f"{run_dir.name}, epoch {epoch + 1} of {args.epochs}"
+        try:
+            stats = train_one_epoch(model, train_loader, optimizer, scheduler, device, progress, where)
+            if not finite_weights(core):  # made by the epoch's last step, whose weights no loss has checked
+                raise DivergedError(f"the weights became nan or inf in {where}, step {len(train_loader)} of "
+                                    f"{len(train_loader)} (learning rate {stats['lr_end']:.3g})")
+        except DivergedError as exc:
+            for handle in (progress, writer):
+                if handle is not None:
+                    handle.close()
+            raise DivergedError(f"{exc}: {diverged_todo(args)}") from None
+        # lr and lr_end: the learning rates of the epoch's first and last steps
+        row = {"epoch": epoch, **stats, "epoch_s": time.perf_counter() - t0}
         if test_loader is not None and is_main and (epoch == args.epochs - 1 or epoch % 5 == 4):
             last = evaluate(core, test_loader, device, num_classes)
             row["test_acc"] = float((last["fused"] == last["y"]).mean())

@@ -61,13 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     from fer_ros.landmarker import LandmarkerError
     from fer_ros.manifest import ModelError, load_manifest
     from fer_ros.quantize import add_int8
-    from fer_ros.training.calibration import calibration_set, distinct_sources
+    from fer_ros.training.calibration import calibration_set
     from fer_ros.training.data.datasets import DatasetError
-    from fer_ros.training.data.samples import final_train_indices, load_samples, require_training_samples
+    from fer_ros.training.data.samples import (distinct_sources, final_train_indices, load_samples,
+                                               require_training_samples)
 
     t0 = time.time()
     try:
-        distinct_sources(args.data)
+        distinct_sources(args.data, "give each dataset once (twice, it would give twice the calibration faces of "
+                                    "the others, the same faces twice over)")
     except ValueError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2

@@ -91,9 +91,10 @@ def write_predictions(out: Path, samples: Samples, names, evals) -> None:
                             names[ev["geometric"][j]]])
 
 
-def plot_confusions(out: Path, samples: Samples, names, evals) -> None:
+def plot_confusions(out: Path, samples: Samples, names, evals, folds: int | None = None) -> None:
     """confusion_<dataset>_<kind>.png of the cross-validated predictions (fused, appearance, geometric). Data with
-    its own split is tested in every fold: the first fold's predictions of it are plotted."""
+    its own split is tested in every fold: the first fold's predictions of it are plotted. With `folds` (the
+    cross-validation's number of folds), a title of fewer folds' predictions says how many of them it holds."""
     try:
         from fer_ros.metrics import confusion_matrix
         from fer_ros.plots import plot_confusion_matrix
@@ -111,22 +112,27 @@ def plot_confusions(out: Path, samples: Samples, names, evals) -> None:
         if not parts:
             continue
         y = np.concatenate([p["y"] for p in parts])
+        some = f", {len(evals)} of {folds} folds" if folds and len(evals) < folds else ""
         for kind in ("fused", "appearance", "geometric"):
             cm = confusion_matrix(y, np.concatenate([p[kind] for p in parts]), len(names))
             plot_confusion_matrix(cm, list(names), out / f"confusion_{name}_{kind}.png",
-                                  title=f"{name}, {kind}: cross-validated, {len(y)} samples")
+                                  title=f"{name}, {kind}: cross-validated, {len(y)} samples{some}")
 
 
 def export_final(args, model, cfg, names, report) -> None:
+    """Export the final fit to args.export with its manifest: the training command, data, --init, the
+    cross-validation (its number of folds, the folds scored and their summary per dataset; None without one) and
+    the final fit's time and held-out scores."""
     from fer_ros.export import export_model
     from fer_ros.manifest import Manifest
+    cv = report.get("cross_validation")
     manifest = Manifest(
         name=args.name or Path(args.export).name, class_set=args.class_set, class_names=list(names),
         arch=args.model, arch_cfg=cfg,
         preprocess=PREPROCESS_SPEC(CropConfig(size=args.size, margin=0.0), args.frames, args.clip_input),
         training={"command": report["command"], "seed": args.seed, "data": report["data"],
                   "init": report.get("init"),
-                  "cross_validation": report.get("cross_validation", {}).get("summary"),
+                  "cross_validation": {k: cv[k] for k in ("folds", "scored_folds", "summary")} if cv else None,
                   "final_fit_seconds": report["final"]["seconds"],
                   "held_out": report["final"].get("held_out")})
     export_model(model.cpu(), manifest, args.export, torchscript=args.torchscript)

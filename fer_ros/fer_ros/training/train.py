@@ -12,9 +12,11 @@ fold), a table per dataset, then with --final one fit on everything but the held
 state dict + manifest). --init starts from a trained model's weights (a model trained on FER+ alone is the
 shipped recipe's first step; one trained on a dataset this run cross-validates is named in a warning and in
 report.json). Each fit writes per-epoch CSV (and TensorBoard when installed) logs and a checkpoint (--resume
-continues, with the same options). At the end: report.json, predictions.csv and confusion-matrix PNGs per dataset.
-An --out that holds a run is refused unless --resume continues it or --overwrite replaces it. Under torchrun,
-training is data-parallel (DDP): one GPU per process with --device cuda, CPU processes with --device cpu.
+continues, with the same options). At the end: report.json, predictions.csv and confusion-matrix PNGs per dataset,
+of every fit of the run finished in --out (with --resume, those of earlier commands too, evaluated from their
+checkpoints). A loss that becomes nan or inf stops the run (exit 1) before a checkpoint or an export takes the
+weights. An --out that holds a run is refused unless --resume continues it or --overwrite replaces it. Under
+torchrun, training is data-parallel (DDP): one GPU per process with --device cuda, CPU processes with --device cpu.
 
 This file is the command (`main`); its options are in args.py, the samples in data/samples.py and
 data/sequence_set.py, the fit loop in fit.py and what a run writes in report.py.
@@ -39,11 +41,12 @@ from fer_ros.landmarker import LandmarkerError
 from fer_ros.preprocess import PREPROCESS_SPEC
 from fer_ros.training.args import get_args_parser
 from fer_ros.training.data.datasets import DatasetError
-from fer_ros.training.data.samples import final_train_indices, load_samples, mixed_folds, require_training_samples
-from fer_ros.training.fit import (FIT_FILES, InitError, ResumeError, build_model, check_resume, clear_fit, fit,
-                                  load_init, split_record)
+from fer_ros.training.data.samples import (WeightedEpochs, distinct_sources, final_train_indices, load_samples,
+                                           mixed_folds, require_training_samples)
+from fer_ros.training.fit import DivergedError, InitError, build_model, fit, load_init, undrawn_data, undrawn_text
 from fer_ros.training.report import (dataset_scores, export_final, export_int8, jsonable, plot_confusions,
                                      print_fold_table, summarize_folds, write_predictions)
+from fer_ros.training.resume import FIT_FILES, ResumeError, check_resume, clear_fit, split_record
 
 
 # What a run writes at the top of --out, beside confusion_*.png and its fit folders (foldNN/, final/)
@@ -146,6 +149,11 @@ def complete_args(args) -> None:
 def usage_problem(args) -> str | None:
     """Why the options cannot make a run (a one-line message), None when they can; checked before any data is
     read."""
+    try:
+        distinct_sources(args.data, "give each dataset once (twice, it would be drawn twice as often, its samples "
+                                    "twice over); to weigh a dataset more, give it once with :WEIGHT")
+    except ValueError as exc:
+        return str(exc)
     if args.no_reference_prob + args.still_prob + args.other_reference_prob > 1.0:
         return ("--no-reference-prob, --still-prob and --other-reference-prob are shares of the same draws and must "
                 "add up to 1 at most")
@@ -176,6 +184,36 @@ def out_problem(args) -> str | None:
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return (f"{args.out} already holds a run ({shown}); continue it, or add folds to it with --only-fold, with "
             f"--resume; choose another --out; or pass --overwrite to replace it")
+
+
+def draw_problem(args, samples, fits: dict[str, np.ndarray]) -> tuple[str | None, list[str]]:
+    """(Why the run cannot train, or None; warnings) of the training samples of each fit this command trains
+    ({name: indices}): a fit whose epochs draw no sample (the --data weight of each of its datasets times its
+    training samples rounds to 0) cannot train; a dataset that draws none in some fit while others draw is named."""
+    idle: dict[int, dict[str, int]] = {}
+    for name, train_idx in fits.items():
+        undrawn = undrawn_data(args, samples, train_idx)
+        if len(WeightedEpochs(samples, np.asarray(train_idx), [s.weight for s in args.data], 0)) == 0:
+            why = "; ".join(undrawn_text(args, d, n, f"in {name}") for d, n in undrawn.items())
+            return f"{why or 'no training samples'}: {name} would train on nothing", []
+        for d, n in undrawn.items():
+            idle.setdefault(d, {})[name] = n
+    warnings = []
+    for d, where in idle.items():
+        names = list(where)
+        shown = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        warnings.append(f"{undrawn_text(args, d, min(where.values()), f'in {shown}')}: it is scored there but "
+                        f"not trained on")
+    return None, warnings
+
+
+def _leave_group(dist_ctx) -> None:
+    """Under torchrun: wait for every process, then leave the group (a rank that exits with the group still open can
+    abort in its communication threads)."""
+    if dist_ctx is not None:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,20 +253,36 @@ def main(argv: list[str] | None = None) -> int:
     wanted = (args.only_fold if args.only_fold else list(range(args.folds))) if folds else []
     final_idx = final_train_indices(samples)
     held = np.setdiff1d(np.arange(len(samples)), final_idx)
+    # the fits of this run, their (training, test) samples by name: every fold of the cross-validation, the final fit
+    ours = {f"fold{k:02d}": folds[k] for k in range(len(folds))}
+    ours["final"] = (final_idx, held if len(held) else None)
+    runs = [f"fold{k:02d}" for k in wanted] + (["final"] if args.final else [])
+    problem, warnings = draw_problem(args, samples, {name: ours[name][0] for name in runs})
+    if problem:
+        print(f"fer-train: {problem}", file=sys.stderr)
+        return 2
+    for warning in warnings if is_main else []:
+        print(f"fer-train: warning: {warning}", file=sys.stderr)
     resumed: dict[str, dict] = {}
+    finished: list[str] = []  # fits of this run that this command does not run, finished in --out by earlier ones
     if args.resume:
         # every checkpoint is checked before any fit starts: a run refused at its third fold would have spent the
-        # first two for nothing; those of fits this run leaves alone are checked for their options
-        runs = [(out / f"fold{k:02d}", *folds[k]) for k in wanted]
-        runs += [(out / "final", final_idx, held if len(held) else None)] if args.final else []
+        # first two for nothing; those of fits this command leaves alone are checked for their options, and those
+        # of this run's fits for their samples too (the report takes the finished ones)
+        others = sorted(set(run_dirs(out)) - {out / name for name in runs})
         try:
-            for run_dir, train_idx, test_idx in runs:
-                goes_on = check_resume(run_dir / "checkpoint.pt", args,
-                                       split_record(args, samples, train_idx, test_idx))
-                if goes_on:
-                    resumed[run_dir.name] = goes_on
-            for run_dir in sorted(set(run_dirs(out)) - {r[0] for r in runs}):
-                check_resume(run_dir / "checkpoint.pt", args)
+            for run_dir in [out / name for name in runs] + others:
+                name = run_dir.name
+                record = split_record(args, samples, *ours[name]) if name in ours else None
+                goes_on = check_resume(run_dir / "checkpoint.pt", args, record)
+                if goes_on and name in runs:
+                    resumed[name] = goes_on
+                elif goes_on and record is not None and goes_on["from_epoch"] == args.epochs:
+                    finished.append(name)
+                elif goes_on and record is not None:
+                    again = f"--only-fold {int(name[4:])}" if name != "final" else "--final"
+                    log(f"[fer-train] {name} has trained {goes_on['from_epoch']} of {args.epochs} epochs: left out "
+                        f"of the report (--resume {again} finishes it)")
         except ResumeError as exc:
             print(f"fer-train: {exc}", file=sys.stderr)
             return 2
@@ -236,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"args": vars(args), "data": info, "class_names": list(names), "command": command}
     if resumed:
         report["resumed"] = resumed
+    if finished:
+        report["evaluated_from_checkpoints"] = finished
     init_state = None
     if args.init:
         model, cfg = build_model(args, len(names))
@@ -261,11 +317,34 @@ def main(argv: list[str] | None = None) -> int:
                 f"{d['subjects']} subjects" + (f", splits {'/'.join(d['splits'])}" if d["splits"] else "") + ": "
                 + ", ".join(f"{c} {n}" for c, n in d["per_class"].items() if n)
                 + (f"; {d['dropped_no_face']} without a face left out" if d["dropped_no_face"] else ""))
+    try:
+        run_fits(args, samples, names, folds, wanted, finished, final_idx, held, out, dist_ctx, init_state, report,
+                 log)
+    except DivergedError as exc:
+        if is_main:
+            print(f"fer-train: {exc}", file=sys.stderr)
+        _leave_group(dist_ctx)
+        return 1
+    report["seconds_total"] = time.time() - t_start
+    if is_main:
+        (out / "report.json").write_text(json.dumps(report, indent=2, default=jsonable) + "\n")
+        print(f"[fer-train] report: {out / 'report.json'} ({report['seconds_total']:.0f} s in all)")
+    _leave_group(dist_ctx)  # every rank waits for rank 0's export and report
+    return 0
+
+
+def run_fits(args, samples, names, folds, wanted, finished, final_idx, held, out: Path, dist_ctx, init_state,
+             report: dict, log) -> None:
+    """The folds (`wanted`: this command's; those in `finished`: evaluated from their checkpoints), their tables,
+    predictions and confusion matrices; then the final fit (with --final, or from its checkpoint when it is in
+    `finished`), its held-out scores and the export. Fills report; DivergedError stops it."""
+    is_main = dist_ctx is None or dist_ctx["rank"] == 0
     if folds:
         per_fold: dict[str, list[dict]] = {}
         evals = []
         t_cv = time.time()
-        for k in wanted:
+        scored = sorted(set(wanted) | {int(name[4:]) for name in finished if name != "final"})
+        for k in scored:
             train_idx, test_idx = folds[k]
             t_fold = time.time()
             core, _, rows, ev = fit(args, samples, train_idx, test_idx, len(names), out / f"fold{k:02d}",
@@ -277,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                 per_fold.setdefault(name, []).append({"fold": k, **scores})
                 log(f"[fer-train] fold {k} {name}: fused {scores['fused']:.4f}  appearance {scores['appearance']:.4f}"
                     f"  geometric {scores['geometric']:.4f}  ({scores['n']} samples)")
-            log(f"[fer-train] fold {k}: {seconds:.0f} s")
+            log(f"[fer-train] fold {k}: {seconds:.0f} s"
+                + ("" if k in wanted else " (trained by an earlier command, evaluated from its checkpoint)"))
             evals.append((k, test_idx, ev))
         if is_main and per_fold:
             datasets = {}
@@ -285,12 +365,16 @@ def main(argv: list[str] | None = None) -> int:
                 summary = summarize_folds(rows)
                 print_fold_table(rows, summary, title=f"[fer-train] {name}")
                 datasets[name] = {"per_fold": rows, "summary": summary}
-            report["cross_validation"] = {"folds": args.folds, "run_folds": wanted, "datasets": datasets,
+            if len(scored) < args.folds:
+                log(f"[fer-train] cross-validation: {len(scored)} of {args.folds} folds scored "
+                    f"({', '.join(map(str, scored))}), not the whole {args.folds}-fold cross-validation")
+            report["cross_validation"] = {"folds": args.folds, "run_folds": wanted, "scored_folds": scored,
+                                          "datasets": datasets,
                                           "summary": {n: d["summary"] for n, d in datasets.items()},
                                           "seconds": time.time() - t_cv}
             write_predictions(out, samples, names, evals)
-            plot_confusions(out, samples, names, evals)
-    if args.final:
+            plot_confusions(out, samples, names, evals, args.folds)
+    if args.final or "final" in finished:
         t_fit = time.time()
         core, cfg, rows, ev = fit(args, samples, final_idx, held if len(held) else None, len(names), out / "final",
                                   args.seed, dist_ctx, init_state)
@@ -306,17 +390,6 @@ def main(argv: list[str] | None = None) -> int:
                 export_final(args, core, cfg, names, report)
                 if args.int8_samples:
                     export_int8(args, samples, final_idx, report)
-    report["seconds_total"] = time.time() - t_start
-    if is_main:
-        (out / "report.json").write_text(json.dumps(report, indent=2, default=jsonable) + "\n")
-        print(f"[fer-train] report: {out / 'report.json'} ({report['seconds_total']:.0f} s in all)")
-    if dist_ctx is not None:
-        # every rank waits for rank 0's export and report, then leaves the group: a rank that exits with the
-        # group still open can abort in its communication threads
-        import torch.distributed as dist
-        dist.barrier()
-        dist.destroy_process_group()
-    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ through the image cache, and joined into one `Samples` table; folds by subject w
 sampler that draws each dataset by its weight.
 
 A source is `PATH` or `PATH:WEIGHT`: WEIGHT (default 1) is how many times per epoch each of the dataset's training
-samples is drawn on average (0.25: a quarter of them, different ones every epoch; 3: each about three times).
+samples is drawn on average (0.25: a quarter of them, different ones every epoch; 3: each about three times). A
+dataset is given once (`distinct_sources`): its weight, not its repetition, says how often it is drawn.
 """
 from __future__ import annotations
 
@@ -36,6 +37,18 @@ class Source:
     @property
     def name(self) -> str:
         return self.root.name
+
+
+def distinct_sources(sources: list[Source], why: str) -> None:
+    """ValueError naming a dataset given more than once (by any spelling of its path, links followed), then `why`
+    (what the command says of it and what to do)."""
+    seen: dict[Path, Path] = {}
+    for src in sources:
+        real = Path(src.root).expanduser().resolve()
+        if real in seen:
+            same = f"{seen[real]} and {src.root} are" if Path(src.root) != seen[real] else f"{src.root} is"
+            raise ValueError(f"--data {same} the same dataset ({real}) given twice: {why}")
+        seen[real] = Path(src.root)
 
 
 def parse_source(text: str) -> Source:
@@ -319,7 +332,11 @@ class WeightedEpochs:
         self.epoch = 0
 
     def __len__(self) -> int:
-        return sum(int(round(w * len(g))) for g, w in zip(self.groups, self.weights))
+        return sum(self.draws())
+
+    def draws(self) -> list[int]:
+        """How many samples each dataset gives an epoch: its weight times its training samples, rounded."""
+        return [int(round(w * len(g))) for g, w in zip(self.groups, self.weights)]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -327,8 +344,7 @@ class WeightedEpochs:
     def indices(self) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self.epoch])
         out = []
-        for g, w in zip(self.groups, self.weights):
-            n = int(round(w * len(g)))
+        for g, n in zip(self.groups, self.draws()):
             if n == 0 or len(g) == 0:
                 continue
             passes = [rng.permutation(g) for _ in range(math.ceil(n / len(g)))]
