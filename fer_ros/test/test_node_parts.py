@@ -141,13 +141,15 @@ def test_rep155_mapping_and_valence_arousal():
 
 def test_rep155_ids_of_two_nodes_differ():
     from fer_ros.ros.rep155 import face_rep155_id, rep155_id_prefix
-    assert rep155_id_prefix("/fer_node") == "fer_node_"
-    assert rep155_id_prefix("/cam1/fer_node") == "cam1_fer_node_"
-    assert rep155_id_prefix("/robot/front/fer_node") == "robot_front_fer_node_"
-    nodes = ["/fer_node", "/cam1/fer_node", "/cam2/fer_node", "/cam1/fer_node_b"]
+    assert rep155_id_prefix("/fer_node") == "fer_node_2cd9502b_"
+    assert rep155_id_prefix("/cam1/fer_node") == "cam1_fer_node_9c2455a2_"
+    assert rep155_id_prefix("/robot/front/fer_node").startswith("robot_front_fer_node_")
+    # names whose tokens join alike: the checksum keeps their ids apart
+    nodes = ["/fer_node", "/cam1/fer_node", "/cam2/fer_node", "/cam1/fer_node_b", "/front/left/fer_node",
+             "/front_left/fer_node", "/robot1/front/fer_node", "/robot1_front/fer_node", "/robot1/front_fer_node"]
     ids = [face_rep155_id(i, rep155_id_prefix(n)) for n in nodes for i in (1, 2, 12)]
     assert len(set(ids)) == len(ids)
-    assert face_rep155_id(3, rep155_id_prefix("/cam1/fer_node")) == "cam1_fer_node_face3"
+    assert face_rep155_id(3, rep155_id_prefix("/cam1/fer_node")) == "cam1_fer_node_9c2455a2_face3"
     name_token = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # what a ROS topic name token may be
     assert all(name_token.match(i) and "__" not in i for i in ids)
 

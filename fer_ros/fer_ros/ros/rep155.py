@@ -5,8 +5,8 @@ hri_msgs is not a dependency: when it does not import (`import_hri_msgs` gives N
 returns None, and fer_node says why (HRI_MSGS_MISSING): a warning at start, a refused parameter change later. The
 topics are REP-155's, under the absolute `/humans/faces/`, whatever the node's namespace (remap them to move them).
 Track ids are unique within one node only, so a face's REP-155 id starts with the node's fully qualified name as
-one name token: track 3 of `/cam1/fer_node` is `cam1_fer_node_face3`, and two nodes (two cameras) never publish the
-same id.
+one name token and a checksum of that name: track 3 of `/cam1/fer_node` is `cam1_fer_node_<8 hex digits>_face3`,
+and two nodes (two cameras) never publish the same id, however their names' tokens join.
 
 Expression carries one label, valence, arousal and confidence, with no contempt and no per-class scores: the CK+
 classes map to the nearest REP-155 labels (contempt -> skeptical), and valence/arousal are the probability-weighted
@@ -14,6 +14,7 @@ mean of per-class positions on Russell's circumplex (rough, literature-typical v
 """
 from __future__ import annotations
 
+import zlib
 from typing import Any, Iterable
 
 import numpy as np
@@ -44,11 +45,15 @@ def import_hri_msgs():
 
 
 def rep155_id_prefix(node_fqn: str) -> str:
-    """The start of a node's REP-155 face ids: its fully qualified name as one name token and "_"
-    ("/cam1/fer_node" -> "cam1_fer_node_"); the tokens of a ROS name never start with a digit, so neither does
-    the id."""
-    tokens = [t for t in str(node_fqn).split("/") if t]
-    return "_".join(tokens) + "_" if tokens else ""
+    """The start of a node's REP-155 face ids: its fully qualified name as one name token, a checksum of that name
+    and "_" ("/cam1/fer_node" -> "cam1_fer_node_9c2455a2_"). The checksum (CRC-32 of the name, 8 hex digits) keeps
+    apart names whose tokens join alike ("/front/left/fer_node", "/front_left/fer_node"); the tokens of a ROS name
+    never start with a digit, so neither does the id."""
+    name = str(node_fqn)
+    tokens = [t for t in name.split("/") if t]
+    if not tokens:
+        return ""
+    return f"{'_'.join(tokens)}_{zlib.crc32(name.encode()):08x}_"
 
 
 def face_rep155_id(face_id: int, prefix: str = "") -> str:
