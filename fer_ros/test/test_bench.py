@@ -396,3 +396,132 @@ def test_a_hung_probe_is_killed_and_so_is_its_node(tmp_path, monkeypatch):
     finally:
         if pid is not None and running(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def model_without(base: Path, role: str) -> Path:
+    """A copy of the tiny model in `base` whose manifest lists no `role` file ("onnx" or "state_dict") and whose
+    directory does not hold it: a model fer_node loads (on the backend its other file serves)."""
+    import shutil
+    tiny = tiny_model_dir(base)
+    out = base / f"tiny_model_without_{role}"
+    if out.exists():
+        return out
+    shutil.copytree(tiny, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / manifest["files"].pop(role)["path"]).unlink()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def stub_sections(monkeypatch, rates=None) -> None:
+    """fer-bench's timed sections and matmul samples as stubs (the networks and the FLOP count stay real): each
+    matmul sample takes the next of `rates` (GFLOP/s; default 100 each)."""
+    rates = iter(rates) if rates is not None else None
+    monkeypatch.setattr(bench, "matmul_rate", lambda threads: {"gflops": next(rates) if rates else 100.0,
+                                                               "cpu_share": 1.0})
+    monkeypatch.setattr(bench, "bench_perception", lambda **kwargs: {
+        "frame": "640x480", "crop_size": 48, "repeats": 2, "machine": {"cpus": 2}, "cases": {},
+        "mesh_ms": {"median": 1.0}, "kernels_ms": {}, "target": {"value_ms": None}})
+    monkeypatch.setattr(bench, "bench_pipeline", lambda *args: {"backend": "b", "crop_size": 48, "cases": {}})
+    monkeypatch.setattr(bench, "bench_node", lambda *args, **kwargs: {"rate_hz": 30.0, "cases": {}})
+
+
+@pytest.mark.parametrize("role, runs, not_run, says", [
+    ("onnx", "torch:cpu", "onnxruntime:cpu", "the model has no ONNX graph"),
+    ("state_dict", "onnxruntime:cpu", "torch:cpu", "the manifest lists no 'state_dict' file"),
+])
+def test_a_model_with_one_of_its_files_is_benched_on_what_serves_it(tmp_path_factory, tmp_path, monkeypatch, capsys,
+                                                                    role, runs, not_run, says):
+    """A model with its ONNX graph alone or its state dict alone, which fer_node runs: the backend its files cannot
+    serve is listed as not run, with the reason, the others are timed, and its FLOPs are counted all the same (the
+    weights do not change them); asked for no backends, fer-bench leaves out those it cannot serve."""
+    from fer_ros.manifest import load_manifest
+    base = tmp_path_factory.getbasetemp()
+    model = model_without(base, role)
+    stub_sections(monkeypatch)
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--model", str(model), "--repeats", "2", "--threads", "1", "--backends",
+                     "onnxruntime:cpu,torch:cpu", "--out", str(out), "--no-progress", "--no-node"])
+    assert rc == 0, capsys.readouterr().err
+    r = json.loads(out.read_text())
+    assert list(r["networks"]["backends"]) == [runs] and list(r["networks"]["skipped"]) == [not_run]
+    assert says in r["networks"]["skipped"][not_run]
+    assert f"{not_run:<26} not run: " in capsys.readouterr().out
+    assert r["floor"]["mflops_per_face"] == bench.model_flops(tiny_model_dir(base)) / 1e6
+    assert list(r["networks"]["backends"][runs]["floor_ratio"]) == ["1", "2", "4", "8"]
+    assert ("onnxruntime", "cpu") in bench.default_backends() and ("torch", "cpu") in bench.default_backends()
+    served = bench.default_backends(load_manifest(model))
+    assert served and all(backend == runs.split(":")[0] for backend, _ in served)
+
+
+def test_the_floor_uses_every_matmul_sample_the_run_reports(tmp_path_factory, tmp_path, monkeypatch):
+    """The floor's rate is the highest of all the samples steadiness lists, the one after the node section too, and
+    the CPU backends are judged against that floor; it is the fp32 arithmetic's floor, which int8 can run under."""
+    stub_sections(monkeypatch, rates=[100.0, 110.0, 120.0, 130.0, 500.0])  # the 5th: after the node section
+    monkeypatch.setattr(bench, "model_flops", lambda model_dir: 1_000_000)
+    monkeypatch.setattr(bench, "bench_networks", lambda *args: {"backends": {"onnxruntime:cpu int8": {
+        "batch_ms": {str(b): {"median": 0.001 * b, "p95": 0.002 * b} for b in bench.BATCHES}, "device": "cpu"}},
+        "skipped": {}})
+    out = tmp_path / "bench.json"
+    assert bench.main(["--model", str(tiny_model_dir(tmp_path_factory.getbasetemp())), "--out", str(out),
+                       "--no-progress"]) == 0
+    r = json.loads(out.read_text())
+    assert r["steadiness"]["matmul_gflops"] == [100.0, 110.0, 120.0, 130.0, 500.0]
+    assert r["floor"]["matmul_gflops"] == max(r["steadiness"]["matmul_gflops"]) == 500.0
+    assert r["floor"]["floor_ms_per_face"] == pytest.approx(1e6 / 500e9 * 1e3)
+    ratio = r["networks"]["backends"]["onnxruntime:cpu int8"]["floor_ratio"]
+    assert ratio == pytest.approx({str(b): 0.5 for b in bench.BATCHES})  # int8 under the fp32 floor
+    assert "fp32 arithmetic" in r["floor"]["what"] and "no backend can beat it" not in r["floor"]["what"]
+
+
+@pytest.mark.parametrize("where, says", [
+    ("a directory", "is a directory"),
+    ("under a file", "cannot be written"),
+])
+def test_an_out_that_cannot_be_written_is_refused_before_anything_runs(tmp_path_factory, tmp_path, capsys,
+                                                                       monkeypatch, where, says):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the benchmark ran")
+    for name in ("matmul_rate", "bench_perception", "model_flops", "bench_networks", "bench_pipeline", "bench_node"):
+        monkeypatch.setattr(bench, name, must_not_run)
+    if where == "a directory":
+        out = tmp_path / "bench_out"
+        out.mkdir()
+    else:
+        (tmp_path / "a_file").write_text("")
+        out = tmp_path / "a_file" / "bench.json"
+    rc = bench.main(["--model", str(tiny_model_dir(tmp_path_factory.getbasetemp())), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"fer-bench: --out {out}: ") and says in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_the_out_check_makes_a_missing_folder_and_leaves_a_file_as_it_was(tmp_path):
+    out = tmp_path / "new" / "bench.json"
+    assert bench.out_problem(out) is None and out.parent.is_dir() and not out.exists()
+    out.write_text("an earlier report\n")
+    assert bench.out_problem(out) is None and out.read_text() == "an earlier report\n"
+
+
+def test_two_backend_cases_that_run_the_same_are_timed_once(tmp_path_factory):
+    """auto:cpu runs what onnxruntime:cpu runs (the same backend, device and precision): one row, the other case
+    listed as not run, saying which row it is; a backend:device named twice is one case."""
+    model = tiny_model_dir(tmp_path_factory.getbasetemp())
+    r = bench.bench_networks(model, [("onnxruntime", "cpu"), ("auto", "cpu"), ("onnxruntime", "cpu")], 2, 1,
+                             progress=False)
+    assert list(r["backends"]) == ["onnxruntime:cpu"]
+    assert r["skipped"] == {"auto:cpu": "runs as onnxruntime:cpu, timed already"}
+
+
+def test_bench_node_gives_a_model_path_with_spaces_as_one_argument(tmp_path, monkeypatch):
+    """The node's --ros-args reach the probe quoted as a shell would, so a path with spaces stays one value."""
+    import shlex
+    pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not importable")
+    pytest.importorskip("fer_msgs", reason="fer_msgs is not built (make setup)")
+    commands = []
+    monkeypatch.setattr(bench, "run_probe", lambda cmd, *args: commands.append(cmd) or {"error": "not run"})
+    model = tmp_path / "my models" / "tiny model"
+    bench.bench_node(model, threads=2, duration_s=1.0, faces=(3,), landmark_threads=1)
+    cmd = commands[0]
+    assert shlex.split(cmd[cmd.index("--node-args") + 1]) == [
+        "-p", f"model_path:={model}", "-p", "num_threads:=2", "-p", "max_faces:=5", "-p", "landmark_threads:=1"]

@@ -161,3 +161,29 @@ def test_a_stop_while_the_last_answers_come_in_ends_the_probe(fake_node, monkeyp
     with pytest.raises(KeyboardInterrupt):
         latency_probe.probe(args, node, stop)
     assert ended and time.monotonic() - ended[0] < 0.9  # the wait for the last answers is 1 s
+
+
+def test_the_started_node_gets_a_quoted_value_with_spaces_as_one_argument(tmp_path, monkeypatch):
+    """--node-args is split as a shell would, as fer-bench quotes it: a model path with spaces stays one value; a
+    quote left open is refused when the arguments are read."""
+    import os
+    import shlex
+    import subprocess
+
+    from fer_ros.argtypes import parse_args
+    from fer_ros.ros import latency_probe
+    monkeypatch.setenv("ROS_DOMAIN_ID", "0")  # start_node sets both for this process too: restored afterwards
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    started = []
+
+    class NoProcess:  # stands for the node's process: nothing starts
+        def __init__(self, cmd, **kwargs) -> None:
+            started.append(cmd)
+    monkeypatch.setattr(subprocess, "Popen", NoProcess)
+    model = tmp_path / "my models" / "tiny model"
+    proc = latency_probe.start_node("image", "emotion", shlex.join(["-p", f"model_path:={model}"]) +
+                                    " -p num_threads:=1")
+    os.unlink(proc.log_path)
+    assert started[0][-4:] == ["-p", f"model_path:={model}", "-p", "num_threads:=1"]
+    assert parse_args(latency_probe.get_args_parser(), ["--node-args", "-p model_path:='/my models"],
+                      "latency_probe: error") is None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,15 @@ class ProbeResult:
     ready_fraction: float
 
 
+def ros_args_text(text: str) -> str:
+    """An argparse type: `text` if shlex.split can split it (as start_node does), else ArgumentTypeError."""
+    try:
+        shlex.split(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"cannot be split as a shell would ({exc}), got {text!r}") from None
+    return text
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     seconds = number(low=0.0, low_open=True, finite=True, says="a positive number of seconds")
     p = argparse.ArgumentParser(prog="python -m fer_ros.ros.latency_probe", description=__doc__.split("\n\n")[0],
@@ -69,8 +79,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", default="bgr8", help="Image encoding to publish")
     p.add_argument("--start-node", action="store_true",
                    help="start fer_node (python -m fer_ros.ros.node) in a private ROS domain, stop it at the end")
-    p.add_argument("--node-args", default="",
-                   help="extra --ros-args for the started node, e.g. '-p backend:=torch'; default: none")
+    p.add_argument("--node-args", type=ros_args_text, default="",
+                   help="extra --ros-args for the started node, e.g. '-p backend:=torch', split as a shell would "
+                        "(quote a value with spaces: -p model_path:='my models/m'); default: none")
     p.add_argument("--node-pid-file", type=Path, default=None,
                    help="with --start-node: write the node's pid (it leads a process group) here, removed once the "
                         "node has stopped; default: none")
@@ -96,13 +107,14 @@ def face_frame(faces: int = 1) -> np.ndarray:
 
 def start_node(image_topic: str, emotion_topic: str, node_args: str = "") -> subprocess.Popen:
     """fer_node (python -m fer_ros.ros.node) in its own process group and a private ROS domain, which this
-    process joins too (before rclpy.init); its output goes to a file, `proc.log_path`."""
+    process joins too (before rclpy.init), with the --ros-args `node_args` split as a shell would (shlex.split: a
+    quoted value keeps its spaces); its output goes to a file, `proc.log_path`."""
     env = dict(os.environ)
     env["ROS_DOMAIN_ID"] = str(random.randint(1, 200))
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
     cmd = [sys.executable, "-m", "fer_ros.ros.node", "--ros-args", "-r", f"image:={image_topic}",
-           "-p", f"output_topic:={emotion_topic}", *node_args.split()]
+           "-p", f"output_topic:={emotion_topic}", *shlex.split(node_args)]
     log = tempfile.NamedTemporaryFile("w+", prefix="fer_node_", suffix=".log", delete=False)
     try:
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)

@@ -23,13 +23,17 @@ that this process got meanwhile. On a shared or throttled machine the rate moves
 with it; a load that lasts the whole run leaves the rate steady but takes cores from the benchmark, which the share
 shows. The report gives both and says the run is not steady when the rates spread by more than STEADY_SPREAD or a
 share is below STEADY_CPU_SHARE, so a reader knows the run needs repeating on a quiet machine. The floor uses the
-highest rate. The JSON is strict: a figure that is not finite is null.
+highest rate of all these samples. The JSON is strict: a figure that is not finite is null.
+
+A model need not hold every file: backends it cannot serve (onnxruntime and TensorRT without its ONNX graph, torch
+without its state dict) are listed as not run, with the reason. --out is checked before anything runs.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -56,13 +60,22 @@ PROBE_SLACK_S = 300.0  # how long a latency probe may run beyond its measuring t
 
 
 def model_flops(model_dir: Path) -> int:
-    """Floating-point operations (multiply-add = 2) of one face through both networks, counted by torch."""
+    """Floating-point operations (multiply-add = 2) of one face through both networks, counted by torch on the
+    network its manifest's arch and arch_cfg build: the weights do not change the count, so a model without its
+    state dict (ONNX only) is counted too. ModelError where the arch builds no network."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from fer_ros.export import example_inputs, load_torch_model
+    from fer_ros.export import example_inputs
+    from fer_ros.manifest import MANIFEST_NAME, ModelError, load_manifest
     from fer_ros.nets.agn import ProbsOnly
-    model, manifest = load_torch_model(model_dir)
+    from fer_ros.nets.registry import create_model
+    manifest = load_manifest(model_dir)
+    try:
+        model = create_model(manifest.arch, num_classes=manifest.num_classes, **manifest.arch_cfg).eval()
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{manifest.directory / MANIFEST_NAME}: arch {manifest.arch!r} with its arch_cfg does not "
+                         f"build a network ({type(exc).__name__}: {exc})") from None
     inputs = example_inputs(manifest, batch=1)
     inputs[2][:] = 1.0  # a neutral reference: the geometric network's work counts
     counter = FlopCounterMode(display=False)
@@ -76,7 +89,7 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
     from tqdm import tqdm
 
     from fer_ros.engine import BackendUnavailable, load_engine
-    from fer_ros.manifest import load_manifest
+    from fer_ros.manifest import ModelError, load_manifest
     from fer_ros.quantize import INT8_ROLE
     out: dict[str, dict] = {}
     skipped: dict[str, str] = {}
@@ -85,7 +98,7 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
     # (int8 arithmetic can run under the fp32 floor), torch on a GPU eagerly beside its CUDA graphs
     has_int8 = INT8_ROLE in load_manifest(model_dir).files
     cases = []
-    for backend, device in backends:
+    for backend, device in dict.fromkeys(backends):  # a backend:device named twice is one case
         cases.append((backend, device, {}, ""))
         if backend == "onnxruntime" and device == "cpu" and has_int8:
             cases.append((backend, device, {"int8": False}, " fp32"))
@@ -97,8 +110,16 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
         try:
             engine = load_engine(model_dir, backend=backend, device=device, num_threads=threads,
                                  fp16=backend == "tensorrt", **options)
-        except BackendUnavailable as exc:
+        except (BackendUnavailable, ModelError) as exc:  # not usable here, or a model file it needs is missing
             skipped[key] = str(exc)
+            bar.update(len(BATCHES))
+            continue
+        # the label names the backend, device and precision; eager torch on a GPU is the same label as its graphs,
+        # so it says so
+        label = engine.label + (" eager" if options.get("cuda_graphs") is False else "")
+        if label in out:  # two cases that run the same (auto:cpu and onnxruntime:cpu): timed once
+            skipped[key] = f"runs as {label}, timed already"
+            engine.close()
             bar.update(len(BATCHES))
             continue
         shapes = engine.input_shapes()
@@ -111,8 +132,6 @@ def bench_networks(model_dir: Path, backends: list[tuple[str, str]], repeats: in
                 calls[str(b)]()
         per_batch = time_interleaved_ms(calls, repeats)
         bar.update(len(BATCHES))
-        # the label names the precision; eager torch on a GPU is the same label as its graphs, so it says so
-        label = engine.label + (" eager" if options.get("cuda_graphs") is False else "")
         out[label] = {"batch_ms": per_batch, "notes": engine.notes, "device": engine.device}
         engine.close()
     bar.close()
@@ -210,8 +229,9 @@ def bench_node(model_dir: Path, threads: int, duration_s: float, rate_hz: float 
             cmd = [sys.executable, "-m", "fer_ros.ros.latency_probe", "--start-node", "--faces", str(n),
                    "--rate-hz", str(rate_hz), "--duration-s", str(duration_s), "--json", str(result),
                    "--node-pid-file", str(node_pid),
-                   "--node-args", (f"-p model_path:={model_dir} -p num_threads:={threads} -p max_faces:={max(5, n)} "
-                                   f"-p landmark_threads:={landmark_threads}")]
+                   "--node-args", shlex.join(["-p", f"model_path:={model_dir}", "-p", f"num_threads:={threads}",
+                                              "-p", f"max_faces:={max(5, n)}",
+                                              "-p", f"landmark_threads:={landmark_threads}"])]
             name = f"{n}_face" + ("s" if n != 1 else "")
             out["cases"][name] = run_probe(cmd, result, duration_s + PROBE_SLACK_S, node_pid)
     return out
@@ -261,11 +281,14 @@ def stop_probe(proc: subprocess.Popen, node_pid: Path | None = None) -> None:
         kill_group_in_pid_file(node_pid)
 
 
-def judge_networks(networks: dict, floor_ms: float) -> None:
-    """Add to each backend of a bench_networks result its floor_ratio (CPU: median over `floor_ms` times the faces)
-    or its target (GPU: median at GPU_TARGET_BATCH faces within GPU_TARGET_MS; the CPU floor says nothing there)."""
+def judge_networks(networks: dict, floor_ms: float | None) -> None:
+    """Add to each backend of a bench_networks result its floor_ratio (CPU: median over `floor_ms` times the faces;
+    none where `floor_ms` is None, the model's FLOPs not counted) or its target (GPU: median at GPU_TARGET_BATCH
+    faces within GPU_TARGET_MS; the CPU floor says nothing there)."""
     for b in networks["backends"].values():
         if b["device"] == "cpu":
+            if floor_ms is None:
+                continue
             b["floor_ratio"] = {k: s["median"] / (floor_ms * int(k)) for k, s in b["batch_ms"].items()}
         else:
             median = b["batch_ms"][str(GPU_TARGET_BATCH)]["median"]
@@ -302,7 +325,9 @@ def format_steadiness(s: dict) -> str:
             "are too; run fer-bench again when it is idle")
 
 
-def default_backends() -> list[tuple[str, str]]:
+def default_backends(manifest=None) -> list[tuple[str, str]]:
+    """Every backend:device usable here; with `manifest`, those its model's files can serve (onnxruntime and
+    TensorRT run its ONNX graph, torch its state dict)."""
     from fer_ros.engine import hardware
     out = [("onnxruntime", "cpu"), ("torch", "cpu")]
     if hardware.torch_cuda_devices():
@@ -312,6 +337,9 @@ def default_backends() -> list[tuple[str, str]]:
     from fer_ros.engine import tensorrt_backend
     if tensorrt_backend.available()[0]:
         out += [("tensorrt", "cuda")]
+    if manifest is not None:
+        role = {"onnxruntime": "onnx", "tensorrt": "onnx", "torch": "state_dict"}
+        out = [(backend, device) for backend, device in out if role[backend] in manifest.files]
     return out
 
 
@@ -335,10 +363,14 @@ def format_report(r: dict) -> str:
 
 def format_networks(r: dict) -> list[str]:
     """The lines of the networks section of a report (its model, floor, threads and networks)."""
-    lines = [f"networks ({r['model']}), ms per call: median / p95",
-             f"  model: {r['floor']['mflops_per_face']:.1f} MFLOP per face; fp32 matmul "
-             f"{r['floor']['matmul_gflops']:.1f} GFLOP/s on {r['threads']} thread(s) -> floor "
-             f"{r['floor']['floor_ms_per_face']:.3f} ms per face",
+    f = r["floor"]
+    if f["floor_ms_per_face"] is None:
+        model = (f"  model: FLOPs not counted ({f.get('not_counted_because', 'unknown')}); fp32 matmul "
+                 f"{f['matmul_gflops']:.1f} GFLOP/s on {r['threads']} thread(s) -> no floor")
+    else:
+        model = (f"  model: {f['mflops_per_face']:.1f} MFLOP per face; fp32 matmul {f['matmul_gflops']:.1f} GFLOP/s "
+                 f"on {r['threads']} thread(s) -> floor {f['floor_ms_per_face']:.3f} ms per face")
+    lines = [f"networks ({r['model']}), ms per call: median / p95", model,
              "  " + f"{'backend':<26}" + "".join(f"{'batch ' + str(b):>24}" for b in BATCHES)]
     for name, b in r["networks"]["backends"].items():
         ratio = b.get("floor_ratio", {})
@@ -430,6 +462,10 @@ def main(argv=None) -> int:
     except (SetupError, ModelError) as exc:
         print(f"fer-bench: {exc}", file=sys.stderr)
         return 2
+    why = out_problem(args.out)
+    if why is not None:  # found before the run, which takes minutes, instead of after it
+        print(f"fer-bench: --out {args.out}: {why}", file=sys.stderr)
+        return 2
     try:
         report = run(args, manifest)
     except KeyboardInterrupt:
@@ -437,42 +473,66 @@ def main(argv=None) -> int:
         return 130
     print(format_report(report))
     from fer_ros.strict_json import write_json
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, report, indent=2)
     print(f"written {args.out}")
     return 0
 
 
+def out_problem(out: Path) -> str | None:
+    """Why the JSON file `out` cannot be written (it is a directory, its folder cannot be made or written to), or
+    None; makes its folder. Writes nothing to `out` itself."""
+    import tempfile
+    if out.is_dir():
+        return "is a directory; name a file"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            with open(out, "a"):  # opened for appending, not written: what it holds stays
+                pass
+        else:
+            with tempfile.TemporaryFile(dir=out.parent):
+                pass
+    except OSError as exc:
+        return f"cannot be written ({exc.strerror or exc})"
+    return None
+
+
 def run(args, manifest) -> dict:
     """Every part of the benchmark, as main's `args` ask, on the model of `manifest`: the report."""
-    backends = args.backends or default_backends()
+    from fer_ros.manifest import ModelError
+    backends = args.backends or default_backends(manifest)
     progress = not args.no_progress
     samples = [matmul_rate(args.threads)]
     perception = bench_perception(repeats=args.repeats, warmup=args.warmup, progress=progress,
                                   landmark_threads=args.landmark_threads)
-    flops = model_flops(manifest.directory)
+    try:
+        flops, not_counted = model_flops(manifest.directory), None
+    except ModelError as exc:
+        flops, not_counted = None, str(exc)
     samples.append(matmul_rate(args.threads))
     networks = bench_networks(manifest.directory, backends, args.repeats, args.threads, progress)
     samples.append(matmul_rate(args.threads))
     pipeline = bench_pipeline(manifest.directory, args.threads, args.repeats, args.warmup, progress,
                               args.landmark_threads)
     samples.append(matmul_rate(args.threads))
-    rates = [s["gflops"] for s in samples]
-    rate = max(rates)
-    floor_ms = flops / (rate * 1e9) * 1e3
-    judge_networks(networks, floor_ms)
     node = None if args.no_node else bench_node(manifest.directory, args.threads, args.node_seconds,
                                                 landmark_threads=args.landmark_threads)
     if node is not None:
         samples.append(matmul_rate(args.threads))
+    rate = max(s["gflops"] for s in samples)  # every sample of the run, as steadiness reports them
+    floor_ms = None if flops is None else flops / (rate * 1e9) * 1e3
+    judge_networks(networks, floor_ms)
+    floor = {"mflops_per_face": None if flops is None else flops / 1e6, "matmul_gflops": rate,
+             "floor_ms_per_face": floor_ms,
+             "what": "model FLOPs at batch 1 / the highest fp32 matmul rate measured in the run: the least time "
+                     "fp32 arithmetic can take on this CPU (int8 arithmetic can run under it)"}
+    if not_counted is not None:
+        floor["not_counted_because"] = not_counted
     return {
         "benchmark": "fer_ros", "model": manifest.name, "model_dir": str(manifest.directory), "threads": args.threads,
         "landmark_threads": args.landmark_threads,
         "machine": machine_info(), "perception": perception,
-        "floor": {"mflops_per_face": flops / 1e6, "matmul_gflops": rate,
-                  "floor_ms_per_face": floor_ms,
-                  "what": "model FLOPs at batch 1 / the highest fp32 matmul rate measured in the run: no backend can "
-                          "beat it on this CPU"},
+        "floor": floor,
         "networks": networks, "pipeline": pipeline, "node": node,
         "steadiness": steadiness([s["gflops"] for s in samples], [s["cpu_share"] for s in samples]),
     }

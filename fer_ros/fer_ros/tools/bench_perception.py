@@ -4,7 +4,9 @@
 The landmark stage is set against its floor: the face mesh network, the part every face costs whatever is done
 around it, timed alone on one face (`mesh_ms`: the network through LiteRT, as the landmarker follows a known face,
 or MediaPipe's FaceLandmarker following it where LiteRT is not installed), times the faces, shared over the cores the
-landmarker can use at once (its threads plus the calling one, at most one per face and one per CPU).
+landmarker can use at once (its threads plus the calling one, at most one per face and one per CPU this process may
+use). A lone face the landmarker follows on its "solo" network, spread over its threads where it has more than one
+(mesh.MeshFollower): its floor is that network, timed the same way (`mesh_ms["solo"]`).
 
 `bench_perception(...) -> dict` is what `make bench` calls; `python -m fer_ros.tools.bench_perception` runs it alone.
 Beside it, what fer-bench measures of the machine itself: `machine_info()`, and `matmul_rate(threads)`, the fp32
@@ -84,11 +86,13 @@ def time_interleaved_ms(fns: dict[str, Callable[[], Any]], repeats: int, rounds:
     return {key: _stats(t) for key, t in times.items()}
 
 
-def mesh_ms(repeats: int = 30, warmup: int = 5) -> dict[str, Any]:
+def mesh_ms(repeats: int = 30, warmup: int = 5, solo_threads: int = 1) -> dict[str, Any]:
     """Timing statistics (ms) of the face mesh alone on one face, the astronaut's head on a 256 px crop: with
     LiteRT, the network on the view cut around the face (mesh.MeshNetwork.landmark: warp, network, points), the
     way the landmarker follows a known face; without it, a FaceLandmarker in VIDEO mode following the face, so its
-    face detector runs on the first frame only. `source` in the result says which."""
+    face detector runs on the first frame only. `source` in the result says which. With LiteRT and `solo_threads`
+    above 1, `solo` holds the statistics of the network on that many threads too (how a lone face runs, with its
+    `threads`), timed in rounds beside the one-thread network's."""
     from mediapipe.tasks.python import BaseOptions, vision
     from skimage import data
 
@@ -100,14 +104,24 @@ def mesh_ms(repeats: int = 30, warmup: int = 5) -> dict[str, Any]:
         with MediaPipeLandmarker(mode="image", max_faces=1, small_faces=False) as lm:
             faces = lm.detect(crop)
         if faces:
-            net = mesh.MeshNetwork.from_bundle(default_landmarker_model().read_bytes())
+            bundle = default_landmarker_model().read_bytes()
+            nets = {"one": mesh.MeshNetwork.from_bundle(bundle)}
             try:
+                if int(solo_threads) > 1:
+                    nets["solo"] = mesh.MeshNetwork.from_bundle(bundle, int(solo_threads))
                 view = mesh.roi_from_points(faces[0].points478)
-                for _ in range(warmup):
-                    net.landmark(crop, view)
-                return {**time_ms(lambda: net.landmark(crop, view), repeats), "source": "litert"}
+                for net in nets.values():
+                    for _ in range(warmup):
+                        net.landmark(crop, view)
+                stats = time_interleaved_ms({k: (lambda net=net: net.landmark(crop, view)) for k, net in nets.items()},
+                                            repeats)
+                out = {**stats["one"], "source": "litert"}
+                if "solo" in stats:
+                    out["solo"] = {**stats["solo"], "threads": int(solo_threads)}
+                return out
             finally:
-                net.close()
+                for net in nets.values():
+                    net.close()
     image = mp_image(crop)
     task = vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
         base_options=BaseOptions(model_asset_buffer=default_landmarker_model().read_bytes()),
@@ -121,10 +135,15 @@ def mesh_ms(repeats: int = 30, warmup: int = 5) -> dict[str, Any]:
         task.close()
 
 
-def landmark_floor_ms(faces: int, mesh_median_ms: float, threads: int, cpus: int | None = None) -> float:
+def landmark_floor_ms(faces: int, mesh_median_ms: float, threads: int, cpus: int | None = None,
+                      solo_median_ms: float | None = None) -> float:
     """The least the landmark stage can take for `faces` faces: one mesh per face, run `min(threads + 1, faces,
-    cpus)` at a time (the landmarker's worker threads and the calling thread)."""
-    at_once = max(1, min(threads + 1, faces, cpus or os.cpu_count() or 1))
+    cpus)` at a time (the landmarker's worker threads and the calling thread; `cpus` default: usable_cpus()). One
+    face with `solo_median_ms` (the solo network's time on the landmarker's threads, which a lone face runs on):
+    that time."""
+    if faces == 1 and solo_median_ms is not None:
+        return solo_median_ms
+    at_once = max(1, min(threads + 1, faces, cpus or usable_cpus()))
     return faces * mesh_median_ms / at_once
 
 
@@ -154,12 +173,15 @@ def bench_perception(repeats: int = 60, warmup: int = 10, face_counts: tuple[int
         bar = tqdm(total=len(face_counts) * (warmup + repeats), desc="perception bench", unit="frame")
     cases: dict[str, dict] = {}
     kernels: dict[str, dict] = {}
+    solo_threads = 1  # the threads of the network a lone face is followed on
     for count in face_counts:
         frame = astronaut_face_frame(count)
         rec = Recognizer(engine=engine, crop_cfg=None if engine is not None else crop_cfg, max_faces=max_faces,
                          landmarker=MediaPipeLandmarker(mode="video", max_faces=max_faces, threads=landmark_threads))
         workers = len(getattr(rec.landmarker, "_roi_landmarkers", ())) if getattr(rec.landmarker, "_pool", None) \
             else 0
+        if getattr(getattr(rec.landmarker, "_follower", None), "_solo", None) is not None:
+            solo_threads = max(solo_threads, int(rec.landmarker.threads))
         per_stage: dict[str, list[float]] = {k: [] for k in STAGES + ("perception",)}
         found = []
         try:
@@ -196,9 +218,11 @@ def bench_perception(repeats: int = 60, warmup: int = 10, face_counts: tuple[int
         }
     if bar is not None:
         bar.close()
-    mesh = mesh_ms(max(5, repeats // 2))
+    mesh = mesh_ms(max(5, repeats // 2), solo_threads=solo_threads)
+    solo = mesh.get("solo", {}).get("median")
     for case in cases.values():
-        floor = landmark_floor_ms(case["faces_in_frame"], mesh["median"], case["landmark_workers"])
+        floor = landmark_floor_ms(case["faces_in_frame"], mesh["median"], case["landmark_workers"],
+                                  solo_median_ms=solo)
         case["landmark_floor_ms"] = floor
         case["landmark_floor_ratio"] = case["stages_ms"]["landmarks"]["median"] / floor
     one = cases.get("1_face")
@@ -221,9 +245,10 @@ def bench_perception(repeats: int = 60, warmup: int = 10, face_counts: tuple[int
 
 
 def machine_info() -> dict:
-    """Where the numbers were taken."""
+    """Where the numbers were taken: `cpus` the machine has, `usable_cpus` this process may run on at once
+    (usable_cpus())."""
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine()}
+            "usable_cpus": usable_cpus(), "processor": platform.processor() or platform.machine()}
     try:
         import mediapipe
         info["mediapipe"] = mediapipe.__version__
@@ -272,8 +297,10 @@ def matmul_rate(threads: int, n: int = 512, seconds: float = 1.0) -> dict:
 
 def format_perception(result: dict) -> str:
     """A plain-text table of a bench_perception result."""
-    lines = [f"perception on {result['frame']}, crop {result['crop_size']} px, {result['repeats']} frames "
-             f"({result['machine'].get('cpus')} CPUs)"]
+    machine = result["machine"]
+    usable, total = machine.get("usable_cpus", machine.get("cpus")), machine.get("cpus")
+    cpus = f"{usable} CPUs" if usable == total else f"{usable} of {total} CPUs usable"
+    lines = [f"perception on {result['frame']}, crop {result['crop_size']} px, {result['repeats']} frames ({cpus})"]
     lines.append(f"{'case':<9} {'stage':<11} {'median':>8} {'p95':>8}  ms")
     for name, case in result["cases"].items():
         for stage, s in case["stages_ms"].items():
@@ -283,6 +310,10 @@ def format_perception(result: dict) -> str:
                      f"{case['landmark_floor_ms']:.2f} ms ({case['landmark_workers']} worker threads)")
     lines.append(f"kernel    {'face_mesh_alone':<24} {result['mesh_ms']['median']:8.3f}  "
                  f"({result['mesh_ms'].get('source', 'mediapipe')})")
+    solo = result["mesh_ms"].get("solo")
+    if solo is not None:
+        lines.append(f"kernel    {'face_mesh_solo':<24} {solo['median']:8.3f}  ({solo['threads']} threads: a lone "
+                     "face)")
     for name, s in result["kernels_ms"].items():
         lines.append(f"kernel    {name:<24} {s['median']:8.3f}")
     t = result["target"]
