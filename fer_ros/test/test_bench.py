@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bag_helpers import tiny_model_dir  # noqa: E402
 
 from fer_ros.engine import hardware  # noqa: E402
-from fer_ros.tools import bench  # noqa: E402
+from fer_ros.tools import bench, bench_node  # noqa: E402
 
 
 def test_bench_writes_every_section(tmp_path_factory, tmp_path, capsys):
@@ -342,7 +342,7 @@ def test_a_probe_that_runs_too_long_is_stopped_and_is_that_case_s_error(tmp_path
     from ros_helpers import running
     monkeypatch.setattr(sys, "executable", str(fake_probe(tmp_path)))
     monkeypatch.setenv("FAKE_PROBE_DIR", str(tmp_path))
-    monkeypatch.setattr(bench, "PROBE_SLACK_S", 2.0)
+    monkeypatch.setattr(bench_node, "PROBE_SLACK_S", 2.0)
     try:
         r = bench.bench_node(tmp_path, threads=1, duration_s=1.0, faces=(1,))
         case = r["cases"]["1_face"]
@@ -377,13 +377,13 @@ def test_a_hung_probe_is_killed_and_so_is_its_node(tmp_path, monkeypatch):
     import time
 
     from ros_helpers import running
-    monkeypatch.setattr(bench, "PROBE_STOP_WAIT_S", 1.0)
+    monkeypatch.setattr(bench_node, "PROBE_STOP_WAIT_S", 1.0)
     pid_file = tmp_path / "node.pid"
     cmd = [sys.executable, "-c", HUNG_PROBE, "--node-pid-file", str(pid_file)]
     pid = None
     try:
         t0 = time.monotonic()
-        case = bench.run_probe(cmd, tmp_path / "probe.json", 3.0, pid_file)
+        case = bench_node.run_probe(cmd, tmp_path / "probe.json", 3.0, pid_file)
         assert case == {"error": "latency probe still running after 3 s: stopped (fer_node output: "
                                  "/tmp/fer_node_hung.log)"}, case
         assert time.monotonic() - t0 < 30
@@ -519,7 +519,7 @@ def test_bench_node_gives_a_model_path_with_spaces_as_one_argument(tmp_path, mon
     pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not importable")
     pytest.importorskip("fer_msgs", reason="fer_msgs is not built (make setup)")
     commands = []
-    monkeypatch.setattr(bench, "run_probe", lambda cmd, *args: commands.append(cmd) or {"error": "not run"})
+    monkeypatch.setattr(bench_node, "run_probe", lambda cmd, *args: commands.append(cmd) or {"error": "not run"})
     model = tmp_path / "my models" / "tiny model"
     bench.bench_node(model, threads=2, duration_s=1.0, faces=(3,), landmark_threads=1)
     cmd = commands[0]
