@@ -92,17 +92,24 @@ def is_bag_file(path: Path) -> bool:
     return path.name == "metadata.yaml" or path.name.endswith(BAG_FILE_SUFFIXES)
 
 
-def _refuse_replacing_non_bag(path: Path) -> None:
-    """Raises BagError unless `path` is a folder holding only a bag's own files (or nothing): what --overwrite may
-    delete."""
+def not_only_a_bag(path: Path) -> str | None:
+    """Why the existing `path` is not a folder holding only a bag's own files (or nothing), as "<path> exists and
+    ..."; None when it is: what may be replaced by a new bag."""
     if path.is_symlink() or not path.is_dir():
-        raise BagError(f"{path} exists and is not a bag folder; --overwrite only replaces a bag: choose another "
-                       "output or remove it yourself")
+        return f"{path} exists and is not a bag folder"
     others = sorted(p.name for p in path.iterdir() if p.is_dir() or not is_bag_file(p))
     if others:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise BagError(f"{path} exists and holds more than a bag ({shown}); --overwrite only replaces a bag: "
-                       "choose another output or remove it yourself")
+        return f"{path} exists and holds more than a bag ({shown})"
+    return None
+
+
+def _refuse_replacing_non_bag(path: Path) -> None:
+    """Raises BagError unless `path` is a folder holding only a bag's own files (or nothing): what --overwrite may
+    delete."""
+    why = not_only_a_bag(path)
+    if why:
+        raise BagError(f"{why}; --overwrite only replaces a bag: choose another output or remove it yourself")
 
 
 def open_writer(path: Path, storage: str, overwrite: bool):

@@ -94,12 +94,9 @@ def _check_out(out: Path, bag: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BagError(f"cannot make the --out folder {out} ({exc.strerror or exc}): choose another --out") from None
-    if bag.is_symlink() or (bag.exists() and not bag.is_dir()):
-        raise BagError(f"{bag} exists and is not a bag folder: remove it or choose another --out")
-    others = sorted(p.name for p in bag.iterdir() if p.is_dir() or not bagtools.is_bag_file(p)) if bag.exists() else []
-    if others:
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise BagError(f"{bag} holds more than a bag ({shown}): remove it or choose another --out")
+    why = bagtools.not_only_a_bag(bag) if bag.exists() or bag.is_symlink() else None
+    if why:
+        raise BagError(f"{why}: remove it or choose another --out")
 
 
 def _run(args) -> int:
