@@ -463,3 +463,11 @@ def test_a_kdef_neutral_photo_whose_reference_has_no_face_is_its_own(model8, tmp
     assert {s.key: s.reference for s in got.samples} == {"AF01HAS": "own", "AF01NES": "self", "BF01HAS": "other"}
     assert got.counts["references_replaced"] == {"other": 1, "self": 1}
     assert [m.key for m in got.misses] == ["BF01NES"]
+
+
+def test_data_folders_of_one_name_are_named_as_fer_train_names_them(tmp_path):
+    from fer_ros.training.data.samples import Source, dataset_names as train_names
+    roots = [tmp_path / "a" / "data", tmp_path / "b" / "data", tmp_path / "c" / "data2"]
+    names = evaluate.dataset_names(roots)
+    assert names == ["data", "data3", "data2"]
+    assert names == train_names([Source(r) for r in roots])

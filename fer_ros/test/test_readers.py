@@ -8,7 +8,7 @@ import pytest
 
 from fer_ros.training.data import ferplus, kdef
 from fer_ros.training.data.cache import RETRIES
-from fer_ros.training.data.datasets import DatasetError, detect_layout, load_dataset
+from fer_ros.training.data.datasets import DatasetError, detect_layout, load_dataset, read_ckplus_emotion
 from synth_data import (write_ckplus_official_dataset, write_class_folder_dataset, write_ferplus_dataset,
                         write_kdef_dataset)
 
@@ -81,6 +81,27 @@ def test_ferplus_reader_counts_malformed_rows_and_missing_images(tmp_path):
     assert c["missing"] == 1 and c["bad_rows"] == 3
     assert any("fer9999999.png" in s for s in ds.skipped)
     assert any("line 4" in s for s in ds.skipped)
+
+
+def test_ferplus_rows_that_are_not_utf8_are_bad_rows_and_the_others_are_read(tmp_path):
+    """A stray byte that is not UTF-8 (a Latin-1 é) makes its row a bad row, counted and listed; the other rows are
+    read."""
+    write_ferplus_dataset(tmp_path, {"FER2013Train": [("happy", "clear"), ("anger", "clear")]})
+    label = tmp_path / "FER2013Train" / "label.csv"
+    label.write_bytes(label.read_bytes() + b'fer0000002\xe9.png,"(0, 0, 48, 48)",0,8,2,0,0,0,0,0,0,0\n')
+    ds = load_dataset(tmp_path)
+    assert sorted(s.label for s in ds.sequences) == ["anger", "happy"]
+    assert ds.counts["train"]["bad_rows"] == 1 and ds.counts["train"]["missing"] == 0
+    assert ds.skipped == ["FER2013Train/label.csv line 3 (not UTF-8 text)"]
+
+
+def test_a_ferplus_label_file_saved_with_a_byte_order_mark_reads_its_first_row(tmp_path):
+    write_ferplus_dataset(tmp_path, {"FER2013Train": [("happy", "clear"), ("anger", "clear")]})
+    label = tmp_path / "FER2013Train" / "label.csv"
+    label.write_bytes(b"\xef\xbb\xbf" + label.read_bytes())
+    ds = load_dataset(tmp_path)
+    assert sorted(s.label for s in ds.sequences) == ["anger", "happy"] and ds.skipped == []
+    assert ds.counts["train"] == {"rows": 2, "majority": 2, "no_majority": 0, "missing": 0, "bad_rows": 0}
 
 
 def test_a_split_folder_without_usable_rows_is_an_error(tmp_path):
@@ -185,6 +206,40 @@ def test_ckplus_release_folders_not_named_by_number_are_skipped_and_listed(tmp_p
         [(s.subject, s.sequence, s.label) for s in before.sequences]
     assert ds.skipped == ["cohn-kanade-images/S010/001_old/ (folder not named by a sequence number)",
                           "cohn-kanade-images/S011_old/ (folder not named S<subject number>)"]
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"inf\n", "inf is not a finite number"),
+    (b"   1e999\n", "1e999 is not a finite number"),
+    (b"nan\n", "nan is not a finite number"),
+    (b"   4.6000000e+00\n", "4.6000000e+00 is not a whole number"),
+    (b"   8.0000000e+00\n", "8.0000000e+00 is not a CK+ emotion code"),
+    (b"   0.0000000e+00\n", "code 0 (neutral), not an expression code 1..7"),
+    (b"happy\n", "'happy' is not a number"),
+    (b"  \n", "empty"),
+    ("   5.0000000e+00\n".encode("utf-16"), "not UTF-8 text"),
+], ids=["inf", "1e999", "nan", "4.6", "8", "0", "word", "blank", "utf-16"])
+def test_ckplus_release_emotion_files_without_an_expression_code_are_skipped_and_listed(tmp_path, content, reason):
+    """An Emotion file that does not hold a whole code 1..7 leaves its sequence out, listed with the reason; the
+    other sequences are read."""
+    write_ckplus_official_dataset(tmp_path, classes=("anger", "happy"), subjects=(10, 11), sequence_length=4)
+    bad = next((tmp_path / "Emotion" / "S010" / "002").glob("*_emotion.txt"))
+    bad.write_bytes(content)
+    ds = load_dataset(tmp_path, with_neutral_sequences=False)
+    assert sorted((s.subject, s.sequence, s.label) for s in ds.sequences) == [
+        ("010", "001", "anger"), ("011", "001", "anger"), ("011", "002", "happy")]
+    assert len(ds.skipped) == 1 and ds.skipped[0].startswith(f"{bad.relative_to(tmp_path)} (")
+    assert reason in ds.skipped[0]
+
+
+def test_a_ckplus_emotion_file_names_its_class_by_a_whole_code(tmp_path):
+    path = tmp_path / "S005_001_00000008_emotion.txt"
+    for text, label in [("   5.0000000e+00\n", "happy"), ("7", "surprise"), ("0.0\n", "neutral"),
+                        ("\ufeff3.0000000e+00 \n", "disgust")]:
+        path.write_text(text, encoding="utf-8")
+        assert read_ckplus_emotion(path) == label
+    with pytest.raises(ValueError, match="cannot be read"):
+        read_ckplus_emotion(tmp_path / "missing_emotion.txt")
 
 
 def test_a_folder_holding_datasets_in_its_subfolders_is_refused(tmp_path):

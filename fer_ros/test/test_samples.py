@@ -96,6 +96,25 @@ def test_files_a_reader_leaves_out_are_logged_and_counted(tmp_path):
         "happy/S010_copy.png, happy/photo.png, neutral/old.jpg"]
 
 
+def test_datasets_of_the_same_folder_name_get_names_no_other_dataset_has(tmp_path):
+    """--data a/data --data b/data --data c/data2: the second `data` is not named `data2`, the third dataset's own
+    name, so the three keep their subjects, neutral references and info apart."""
+    roots = [tmp_path / "a" / "data", tmp_path / "b" / "data", tmp_path / "c" / "data2"]
+    for root, subjects in zip(roots, [(10, 11), (10,), (10,)]):
+        write_class_folder_dataset(root, ("happy",), subjects, sequence_length=2)
+    samples, info = load_samples([parse_source(str(r)) for r in roots], CKPLUS8, 3, CropConfig(size=32),
+                                 tmp_path / "cache", progress=False, log=lambda _: None)
+    assert samples.dataset_names == ["data", "data3", "data2"]
+    assert [info["datasets"][n]["root"] for n in samples.dataset_names] == [str(r) for r in roots]
+    for d, name in enumerate(samples.dataset_names):
+        mine = [j for j in range(len(samples)) if samples.dataset[j] == d]
+        assert mine and all(samples.subjects[j].startswith(name + "/") for j in mine)
+        own_images = {int(i) for j in mine for i in samples.peaks[j]}
+        for j in mine:
+            assert set(samples.other_neutrals(j).tolist()) <= own_images  # references of its own dataset alone
+    assert len(set(samples.subjects)) == 4  # a: 10, 11; b: 10; c: 10
+
+
 def test_folds_split_subjects_within_each_dataset_and_keep_ferplus_split(mixed):
     samples, _, _ = mixed
     folds = mixed_folds(samples, 3, seed=0)

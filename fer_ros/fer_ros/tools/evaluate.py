@@ -50,6 +50,7 @@ from typing import Sequence
 from fer_ros.argtypes import HelpFormatter, number, parse_args
 from fer_ros.runtime import BACKENDS, add_setting_option
 from fer_ros.training.data import kdef
+from fer_ros.training.data.samples import unique_names
 from fer_ros.tools.eval_data import EvalError, open_dataset, predict, prepare
 from fer_ros.tools.eval_report import build_report, format_report, write_outputs
 
@@ -118,15 +119,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def dataset_names(roots: Sequence[Path]) -> list[str]:
-    """One name per data folder, for sub-folders and headings: the folder's name, numbered when names repeat."""
-    names: list[str] = []
-    for root in roots:
-        base = Path(root).expanduser().resolve().name or "data"
-        name, k = base, 2
-        while name in names:
-            name, k = f"{base}{k}", k + 1
-        names.append(name)
-    return names
+    """One name per data folder, for sub-folders and headings: the folder's name, numbered as fer-train numbers
+    repeated names (samples.unique_names)."""
+    return unique_names([Path(root).expanduser().resolve().name or "data" for root in roots])
 
 
 def evaluate_one(engine, manifest, model_dir: Path, data_root: Path, out_dir: Path, args, landmarker=None) -> dict:

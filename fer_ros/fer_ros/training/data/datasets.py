@@ -5,8 +5,8 @@ each dataset is its own --data.
 - `ckplus_official`: the CK+ release: cohn-kanade-images/S005/001/S005_001_00000001.png ..., and
   Emotion/S005/001/S005_001_000000NN_emotion.txt holding the CK+ emotion code (1 anger, 2 contempt, 3 disgust,
   4 fear, 5 happy, 6 sadness, 7 surprise). A sequence runs from the neutral onset (first frame) to the peak (last).
-  Folders under cohn-kanade-images/ named otherwise (a copy such as S005/001_old) are skipped, listed in
-  `Dataset.skipped`.
+  Folders under cohn-kanade-images/ named otherwise (a copy such as S005/001_old), and Emotion files that do not
+  hold one of those codes (read_ckplus_emotion), are skipped, listed in `Dataset.skipped` with the reason.
 - `class_folders`: <root>/<class>/S<subject>_<sequence>_<frame>.png, peak frames of each sequence in its class's
   folder, and the neutral first frames in <root>/neutral/ with the same subject and sequence numbers.
 
@@ -22,6 +22,7 @@ always has such a reference, taken when it began to track the face, not at the o
 """
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -36,6 +37,40 @@ FRAME_NAME = re.compile(r"^S(\d+)_(\d+)_(\d+)$")
 SUBJECT_FOLDER = re.compile(r"^S[0-9]+$")   # the CK+ release's cohn-kanade-images/S005
 SEQUENCE_FOLDER = re.compile(r"^[0-9]+$")   # ... and its sequence folders, S005/001
 CKPLUS_CODES = {i + 1: name for i, name in enumerate(CKPLUS7)}
+
+
+def ckplus_code_label(code: str | float) -> str:
+    """The class a CK+ emotion code names: 0 neutral, 1..7 CKPLUS_CODES; written as a number ("5",
+    "5.0000000e+00", 5.0). ValueError saying why for a code that is not a finite whole number of 0..7."""
+    try:
+        value = float(code)
+    except (TypeError, ValueError):
+        raise ValueError(f"{code!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{code} is not a finite number")
+    if value != int(value):
+        raise ValueError(f"{code} is not a whole number")
+    if int(value) == 0:
+        return NEUTRAL
+    if int(value) not in CKPLUS_CODES:
+        raise ValueError(f"{code} is not a CK+ emotion code (0 neutral, 1 anger ... 7 surprise)")
+    return CKPLUS_CODES[int(value)]
+
+
+def read_ckplus_emotion(path: str | Path) -> str:
+    """The class a CK+ Emotion file names by its first number (ckplus_code_label; the release writes
+    "   5.0000000e+00"). ValueError saying why for a file that cannot be read, is not UTF-8 text, is empty or does
+    not start with a CK+ emotion code."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except OSError as exc:
+        raise ValueError(f"cannot be read: {exc.strerror or exc}") from None
+    words = text.split()
+    if not words:
+        raise ValueError("empty")
+    return ckplus_code_label(words[0])
 
 
 class DatasetError(ValueError):
@@ -215,10 +250,11 @@ def _load_official(root: Path, frames: int) -> Dataset:
             if not labels:
                 continue  # unlabelled sequence: its first frame still serves as a neutral sample
             try:
-                code = int(round(float(labels[-1].read_text().split()[0])))
-                label = CKPLUS_CODES[code]
-            except (ValueError, IndexError, KeyError, OSError):
-                skipped.append(str(labels[-1].relative_to(root)))
+                label = read_ckplus_emotion(labels[-1])
+                if label == NEUTRAL:
+                    raise ValueError("code 0 (neutral), not an expression code 1..7")
+            except ValueError as exc:
+                skipped.append(f"{labels[-1].relative_to(root)} ({exc})")
                 continue
             peaks = files[-frames:]
             while len(peaks) < frames:

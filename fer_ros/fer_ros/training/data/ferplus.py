@@ -22,6 +22,7 @@ VOTE_ORDER: tuple[str, ...] = ("neutral", "happy", "surprise", "sadness", "anger
 EMOTIONS: tuple[str, ...] = VOTE_ORDER[:8]
 SPLITS: dict[str, str] = {"FER2013Train": "train", "FER2013Valid": "valid", "FER2013Test": "test"}
 LABEL_FILE = "label.csv"
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, as errors="surrogateescape" reads them
 _BOX = re.compile(r"^\(\s*-?\d+\s*,\s*-?\d+\s*,\s*\d+\s*,\s*\d+\s*\)$")
 
 
@@ -68,11 +69,17 @@ def vote_shares(votes: list[int] | tuple[int, ...]) -> dict[str, float]:
 
 
 def read_label_file(folder: Path) -> tuple[list[tuple[str, list[int]]], list[str]]:
-    """(file name, 10 votes) rows of a split folder's label.csv and the rows that could not be read (as text)."""
+    """(file name, 10 votes) rows of a split folder's label.csv and the rows that could not be read (as text).
+    The file is UTF-8 text (a byte order mark at its start is not part of the first file name); a row holding bytes
+    that are not UTF-8 is a row that could not be read, the others are kept."""
     rows, bad = [], []
-    with open(folder / LABEL_FILE, newline="") as fh:
+    # surrogateescape: each undecodable byte becomes a lone surrogate in its row alone (UTF-8 text holds none)
+    with open(folder / LABEL_FILE, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
         for n, row in enumerate(csv.reader(fh), start=1):
             if not row or all(not c.strip() for c in row):
+                continue
+            if any(_UNDECODED.search(c) for c in row):
+                bad.append(f"{folder.name}/{LABEL_FILE} line {n} (not UTF-8 text)")
                 continue
             try:
                 name = row[0].strip()

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -113,15 +114,32 @@ def load_samples(sources: list[Source], names: tuple[str, ...], frames: int, cro
             dist.destroy_process_group(group)
 
 
+def unique_names(names: Sequence[str]) -> list[str]:
+    """The names made all different, in order: each kept, or where an earlier one has it, the name with the first
+    number from 2 up that gives a name none of them has (data, data, data2: data, data3, data2). fer-train's dataset
+    names and fer-eval's output folders follow this one rule."""
+    own = set(names)
+    used: list[str] = []
+    for base in names:
+        name, n = base, 1
+        while name in used or (n > 1 and name in own):
+            n += 1
+            name = f"{base}{n}"
+        used.append(name)
+    return used
+
+
+def dataset_names(sources: list[Source]) -> list[str]:
+    """Each source's name in the joined table, all different (unique_names of the folders' names)."""
+    return unique_names([src.name for src in sources])
+
+
 def _load_samples(sources, names, frames, crop_cfg, cache_dir, progress, borrow_neutral, log, group):
-    seen: dict[str, int] = {}
     parts, info = [], {"datasets": {}}
     offset = 0
-    for src in sources:
+    for src, name in zip(sources, dataset_names(sources)):
         ds = load_dataset(src.root, frames=frames, with_neutral_sequences=NEUTRAL in names,
                           borrow_neutral=borrow_neutral)
-        name = src.name if src.name not in seen else f"{src.name}{seen[src.name] + 1}"
-        seen[src.name] = seen.get(src.name, 0) + 1
         if ds.skipped:
             log(skipped_note(name, ds))
         unknown = sorted({s.label for s in ds.sequences} - set(names))
