@@ -237,11 +237,12 @@ def test_ckplus_sequence_without_an_emotion_folder_says_so(tmp_path, fer_warning
 
 
 def test_ckplus_codes():
-    assert frame_sources.ckplus_code_to_label(0) == "neutral"
-    assert frame_sources.ckplus_code_to_label(1.0) == "anger"
-    assert frame_sources.ckplus_code_to_label(7) == "surprise"
-    with pytest.raises(BagError):
-        frame_sources.ckplus_code_to_label(8)
+    from fer_ros.training.data.datasets import ckplus_code_label
+    assert ckplus_code_label(0) == "neutral"
+    assert ckplus_code_label(1.0) == "anger"
+    assert ckplus_code_label("7") == "surprise"
+    with pytest.raises(ValueError):
+        ckplus_code_label(8)
 
 
 # --- malformed bags ----------------------------------------------------------------------------------------------
@@ -382,3 +383,43 @@ def test_truncated_mcap_keeps_the_frames_before_the_cut(tmp_path, fraction, fer_
     assert r.stats.truncated and "no valid end" in r.stats.truncated
     assert "cannot be opened normally" in fer_warnings.text
 
+
+
+def test_a_sqlite3_path_sqlite_would_read_as_a_uri_is_refused_and_mcap_written(tmp_path):
+    for path in (tmp_path / "take#1", tmp_path / "runs?2" / "bag", tmp_path / "50%" / "bag"):
+        with pytest.raises(BagError, match="rename .*--storage mcap"):
+            write_image_bag(path, numbered_frames(1))
+    assert list(tmp_path.iterdir()) == []
+    write_image_bag(tmp_path / "runs?2" / "bag", numbered_frames(2), storage="mcap")
+    assert list_topics(tmp_path / "runs?2" / "bag")["/camera/image_raw"][1] == 2
+
+
+def test_a_writer_that_cannot_open_is_a_bag_error_leaving_nothing(tmp_path, monkeypatch):
+    from rosbags.rosbag2 import Writer
+
+    def refuse(self):
+        raise OSError(13, "Permission denied")
+    monkeypatch.setattr(Writer, "open", refuse)
+    with pytest.raises(BagError, match="cannot create the sqlite3 bag .*Permission denied"):
+        bagtools.open_writer(tmp_path / "sub" / "bag", "sqlite3", overwrite=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bag_appears_only_when_complete_and_an_overwritten_one_stays_until_then(tmp_path):
+    write_image_bag(tmp_path / "bag", numbered_frames(2))
+
+    def frames():
+        yield from numbered_frames(3)
+        assert list_topics(tmp_path / "bag")["/camera/image_raw"][1] == 2  # the old bag, whole, while writing
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        write_image_bag(tmp_path / "bag", frames(), overwrite=True)
+    assert list_topics(tmp_path / "bag")["/camera/image_raw"][1] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag"]
+    write_image_bag(tmp_path / "bag", numbered_frames(3), overwrite=True, storage="mcap")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag"]
+    assert sorted(p.name for p in (tmp_path / "bag").iterdir()) == ["bag.mcap", "metadata.yaml"]
+    assert list_topics(tmp_path / "bag")["/camera/image_raw"][1] == 3
+    with pytest.raises(BagError, match="no frames to write.*kept"):
+        write_image_bag(tmp_path / "bag", iter(()), overwrite=True)
+    assert list_topics(tmp_path / "bag")["/camera/image_raw"][1] == 3

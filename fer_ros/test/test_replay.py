@@ -819,3 +819,76 @@ def test_a_slow_first_frame_does_not_set_the_pipeline_rate(tmp_path):
     assert f"{rate:.1f} frames/s at the median latency" in replay.format_summary(summary)
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["rate_at_median_latency_hz"] == \
         pytest.approx(rate)
+
+
+def _emotion_headers(bag: Path, topic: str = "/emotion") -> list[tuple[int, int, str]]:
+    from fer_ros.tools.bagtools import open_bag
+    reader = open_bag(bag)
+    try:
+        conns = [c for c in reader.connections if c.topic == topic]
+        msgs = [typestore().deserialize_cdr(raw, EMOTION_TYPE) for _, _, raw in reader.messages(connections=conns)]
+    finally:
+        reader.close()
+    return [(m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) for m in msgs]
+
+
+def test_the_emotion_header_is_the_image_s_header_also_when_its_stamp_is_zero(tmp_path):
+    """An unstamped camera driver leaves header stamps at 0; fer_node copies the image's header as it is, and the
+    replay's time for the frame (the bag time then) must not take its place."""
+    write_bag_with_stamps(tmp_path / "bag", [0, 0, 0, 0])
+    summary = replay.run(args_for(tmp_path / "bag", tmp_path / "out", "--out-bag", str(tmp_path / "copy")),
+                         recognizer=recognizer(ScheduleEngine(["happy"])))
+    assert summary["emotion_messages"] == 4
+    assert _emotion_headers(tmp_path / "copy") == [(0, 0, "cam")] * 4
+
+
+@pytest.mark.parametrize("failure", ["model not found", "writing fails"])
+def test_a_replay_that_fails_with_overwrite_keeps_the_old_out_bag(tmp_path, capsys, monkeypatch, failure):
+    write_image_bag(tmp_path / "bag", numbered_frames(4), rate_hz=10.0)
+    write_image_bag(tmp_path / "copy", numbered_frames(2), topic="/old")  # a bag made before
+    argv = [str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--quiet", "--out-bag", str(tmp_path / "copy"),
+            "--overwrite"]
+    if failure == "model not found":
+        argv += ["--model", str(tmp_path / "nonexistent")]
+    else:
+        from rosbags.rosbag2 import Writer
+        real_write = Writer.write
+
+        def disk_full_on_emotion(self, connection, timestamp, data):
+            if connection.topic == "/emotion":
+                raise OSError(28, "No space left on device")
+            return real_write(self, connection, timestamp, data)
+        monkeypatch.setattr(Writer, "write", disk_full_on_emotion)
+        _scripted_build(monkeypatch, tmp_path)
+    assert replay.main(argv) == 2
+    err = capsys.readouterr().err
+    assert ("model not found" if failure == "model not found" else "No space left on device") in err
+    assert list_topics(tmp_path / "copy") == {"/old": (IMAGE_TYPE, 2)}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "out") == ["bag", "copy"]
+    monkeypatch.undo()
+    _scripted_build(monkeypatch, tmp_path)
+    assert replay.main(argv[:-2] if failure == "model not found" else argv) == 0
+    assert list_topics(tmp_path / "copy") == {"/camera/image_raw": (IMAGE_TYPE, 4), "/emotion": (EMOTION_TYPE, 4)}
+
+
+@pytest.mark.parametrize("topic", ["", "/bad topic", "emotion", "/emotion/", "/cam//emotion", "/1cam/emotion",
+                                   "/emotion-replay", "/" + "e" * 247])
+def test_the_emotion_topic_must_be_a_full_topic_name(capsys, topic):
+    assert parse_args(replay.get_args_parser(), ["bag", "--emotion-topic", topic], "fer-replay: error") is None
+    err = capsys.readouterr().err
+    assert err.startswith("fer-replay: error: --emotion-topic must be a full topic name") and repr(topic) in err
+    for good in ("/emotion_replay", "/cam1/emotion", "/_x/E2", "/" + "e" * 246):
+        assert parse_args(replay.get_args_parser(), ["bag", "--emotion-topic", good], "x").emotion_topic == good
+
+
+def test_the_emotion_topic_rule_is_rcl_s():
+    validate = pytest.importorskip("rclpy.validate_full_topic_name").validate_full_topic_name
+    from fer_ros.tools.bagtools import topic_name_problem
+    for topic in ("", "/", "x", "/x", "/x/", "//x", "/x//y", "/1x", "/x/_1", "/x1_", "/a b", "/a-b", "/é", "/~/x",
+                  "/{node}", "/x.y", "/" + "e" * 246, "/" + "e" * 247, "/" + "e" * 400):
+        try:
+            validate(topic)
+            rcl_ok = True
+        except Exception:  # rclpy's InvalidTopicNameException
+            rcl_ok = False
+        assert (topic_name_problem(topic) is None) == rcl_ok, topic

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -56,6 +56,19 @@ def typestore():
             types.update(get_types_from_msg((msg_dir / f"{name}.msg").read_text(), f"fer_msgs/msg/{name}"))
         store.register(types)
     return store
+
+
+def topic_name_problem(topic: str) -> str | None:
+    """Why `topic` is not a full ROS topic name as a bag holds it, or None: absolute, at most 247 characters, parts
+    between single slashes of letters, digits and _, none starting with a digit (rcl's rule for a full name)."""
+    if not topic.startswith("/"):
+        return "it must be absolute, starting with /" if topic else "it must not be empty"
+    if len(topic) > 247:
+        return "it must be at most 247 characters long"
+    if not re.fullmatch(r"(/[A-Za-z_][A-Za-z0-9_]*)+", topic):
+        return ("each part between slashes must be letters, digits and _, not start with a digit, and not be empty "
+                "(no // and no / at the end)")
+    return None
 
 
 def fer_msgs_dir() -> Path | None:
@@ -104,28 +117,14 @@ def not_only_a_bag(path: Path) -> str | None:
     return None
 
 
-def _refuse_replacing_non_bag(path: Path) -> None:
-    """Raises BagError unless `path` is a folder holding only a bag's own files (or nothing): what --overwrite may
-    delete."""
-    why = not_only_a_bag(path)
-    if why:
-        raise BagError(f"{why}; --overwrite only replaces a bag: choose another output or remove it yourself")
-
-
 def open_writer(path: Path, storage: str, overwrite: bool):
-    """An open rosbags Writer at `path` (a bag is a folder); refuses to replace an existing one unless `overwrite`,
-    and never replaces a path that is not a bag (a file, a folder holding other files)."""
-    from rosbags.rosbag2 import Writer
-    path = Path(path)
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise BagError(f"{path} already exists; choose another output or pass --overwrite")
-        _refuse_replacing_non_bag(path)
-        shutil.rmtree(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = Writer(path, version=9, storage_plugin=_storage_plugin(storage))
-    writer.open()
-    return writer
+    """An open writer (add_connection, write) of a new bag at `path` (a bag is a folder), written beside it and
+    moved there by `close()`, or removed by `discard()` (bag_output.StagedWriter): an existing output stays as it
+    was until the new bag is complete. Refuses, before creating anything, to replace an existing one unless
+    `overwrite`, to replace a path that is not a bag (a file, a folder holding other files), and a sqlite3 path
+    that sqlite cannot open (holding # ? or %); a writer that cannot be opened is a BagError too."""
+    from fer_ros.tools.bag_output import StagedWriter
+    return StagedWriter(Path(path), storage, _storage_plugin(storage), overwrite)
 
 
 def image_message(rgb8: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "bgr8",
@@ -162,7 +161,9 @@ def write_image_bag(path: str | Path, frames: Iterable[np.ndarray], *, rate_hz: 
     """Write RGB8 frames as one image topic at `rate_hz` (stamps start_time_s + i / rate_hz, header = bag time).
 
     With `compressed` ("jpeg" or "png") the messages are CompressedImage and the topic gets a "/compressed" suffix
-    unless it already has one. Raises BagError for a bad rate, storage, encoding or existing output."""
+    unless it already has one. Raises BagError for a bad rate, storage, encoding or existing output, a frame the
+    storage cannot take, and when `frames` gives none; the bag is moved to `path` only once all frames are written,
+    so when writing fails an existing output is left as it was (open_writer)."""
     if not (math.isfinite(rate_hz) and rate_hz > 0):
         raise BagError(f"rate must be a positive number of frames per second, got {rate_hz}")
     if compressed and not topic.endswith("/compressed"):
@@ -182,14 +183,23 @@ def write_image_bag(path: str | Path, frames: Iterable[np.ndarray], *, rate_hz: 
             iterator = tqdm(frames, total=total, unit="frame", desc=f"writing {path.name}")
         for i, rgb in enumerate(iterator):
             stamp_ns = start_ns + int(round(i * period_ns))
-            msg = image_message(rgb, stamp_ns, frame_id, encoding, compressed)
-            writer.write(conn, stamp_ns, store.serialize_cdr(msg, msgtype))
+            data = store.serialize_cdr(image_message(rgb, stamp_ns, frame_id, encoding, compressed), msgtype)
+            try:
+                writer.write(conn, stamp_ns, data)
+            except Exception as exc:  # the storage's own errors (sqlite's size limit, a full disk)
+                from fer_ros.tools.bag_output import write_failure
+                raise BagError(write_failure(path, storage, i, rgb.shape, len(data), exc)) from None
             info.frames += 1
             info.stamps_ns.append(stamp_ns)
             if info.size_px is None:
                 info.size_px = (int(rgb.shape[1]), int(rgb.shape[0]))
-    finally:
-        writer.close()
+        if not info.frames:
+            raise BagError(f"no frames to write: no bag written to {path}"
+                           + (" (the bag there is kept)" if writer.replaces else ""))
+    except BaseException:
+        writer.discard()
+        raise
+    writer.close()
     return info
 
 
@@ -199,8 +209,9 @@ def write_image_bag(path: str | Path, frames: Iterable[np.ndarray], *, rate_hz: 
 @dataclass
 class BagFrame:
     """One decoded image of the topic: its index among the topic's messages (skipped ones included), its stamp
-    (header stamp, or the bag's receive time when the header stamp is zero) in ns (exact) and s, the bag time (ns)
-    and the frame."""
+    (header stamp, or the bag's receive time when the header stamp is zero) in ns (exact) and s, the bag time (ns),
+    the frame, and its header as the message holds it: frame_id and `header_stamp` (sec, nanosec), zero included
+    (None: the header stamp is `stamp_ns`)."""
 
     index: int
     stamp_ns: int
@@ -208,6 +219,7 @@ class BagFrame:
     rgb8: np.ndarray
     frame_id: str
     msgtype: str
+    header_stamp: tuple[int, int] | None = None
 
     @property
     def stamp_s(self) -> float:
@@ -457,9 +469,9 @@ class ImageBagReader:
                 reason = "images over the pixel limit" if exc.cause == "too large" else "undecodable images"
                 self._warn(reason, f"{self.topic}: message {index} skipped: {exc}")
                 continue
-            stamp = msg.header.stamp
-            stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+            stamp = (int(msg.header.stamp.sec), int(msg.header.stamp.nanosec))
+            stamp_ns = stamp[0] * 1_000_000_000 + stamp[1]
             if stamp_ns == 0:
                 stamp_ns = timestamp
             self.stats.decoded += 1
-            yield BagFrame(index, stamp_ns, timestamp, rgb, msg.header.frame_id, conn.msgtype)
+            yield BagFrame(index, stamp_ns, timestamp, rgb, msg.header.frame_id, conn.msgtype, stamp)

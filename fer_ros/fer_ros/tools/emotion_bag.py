@@ -3,7 +3,6 @@ fer_node fills, written into a copy of the input bag in time order."""
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,14 +18,15 @@ EMOTION_TYPE = "fer_msgs/msg/FaceEmotionArray"
 EMOTION_TOPIC = "/emotion"  # where a fer_node in the root namespace publishes (bags hold absolute topic names)
 
 
-def emotion_message(record: FrameRecord, class_names: Sequence[str], frame_id: str, points: dict[int, Any]):
+def emotion_message(record: FrameRecord, class_names: Sequence[str], frame_id: str, points: dict[int, Any],
+                    stamp: tuple[int, int] | None = None):
     """fer_msgs/FaceEmotionArray (rosbags type) for one replayed frame, with the fields fer_node fills (see
-    FaceEmotion.msg): header = the image's, faces in ascending id, box clipped to the image."""
+    FaceEmotion.msg): header = the image's (`frame_id`, `stamp` as (sec, nanosec); None: record.stamp_ns), faces in
+    ascending id, box clipped to the image."""
     store = typestore()
     T = store.types
-    stamp_ns = record.stamp_ns
-    header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000,
-                                                                                nanosec=stamp_ns % 1_000_000_000),
+    sec, nanosec = stamp if stamp is not None else divmod(record.stamp_ns, 1_000_000_000)
+    header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
                                       frame_id=frame_id)
     faces = []
     for f in sorted(record.faces, key=lambda f: f.id):
@@ -52,7 +52,9 @@ class EmotionBagWriter:
     """Writes the replay's /emotion messages into a copy of the input bag. `open` (before the replay) opens the
     output bag with every connection of the input, so what cannot be copied is said before any frame is
     replayed; `on_frame` collects a message per frame; `write` (after the replay) copies the input's messages with
-    the collected ones added; `discard` removes an output that will not be finished."""
+    the collected ones added; `discard` removes an output that will not be finished. The bag is written beside
+    the output path and moved there by `write` (bagtools.open_writer): until then a bag that was there (replaced
+    with --overwrite) is left as it was, and stays so when the run fails."""
 
     def __init__(self, emotion_topic: str = EMOTION_TOPIC) -> None:
         if "fer_msgs/msg/FaceEmotionArray" not in typestore().types:
@@ -94,37 +96,33 @@ class EmotionBagWriter:
         points = {int(r.id): r.points68 for r in results}
         names = self.class_names or next((tuple(r.class_names) for r in results if r.class_names), ())
         self.class_names = names
-        msg = emotion_message(record, names, frame.frame_id, points)
+        msg = emotion_message(record, names, frame.frame_id, points, frame.header_stamp)
         t_ns = frame.bag_time_ns + int(record.latency_ms * 1e6)
         self.messages.append((t_ns, bytes(typestore().serialize_cdr(msg, EMOTION_TYPE))))
 
     def write(self) -> int:
         """Copy every message of the input bag (the bag just replayed: damage was reported then) into the output
         opened by `open`, with the collected messages added in time order, and close both; returns how many were
-        added. Raises BagError when writing fails; the partial output is removed then."""
+        added. Raises BagError when writing fails; the partial output is removed then (and a bag that was at the
+        output path kept)."""
         try:
             written = self._copy_messages()
             self._writer.close()
         except Exception as exc:  # rosbags, sqlite and the file system raise assorted errors
             self.discard()
-            raise BagError(f"writing {self.out_bag} failed ({type(exc).__name__}: {exc}); the partial bag was "
-                           "removed") from None
+            why = str(exc) if isinstance(exc, BagError) else f"{type(exc).__name__}: {exc}"
+            raise BagError(f"writing {self.out_bag} failed ({why}); the partial bag was removed") from None
         self._writer = None
         self._close_reader()
         return written
 
     def discard(self) -> None:
-        """Close both bags and remove the output bag `open` made, unless `write` finished it."""
-        unfinished = self._writer is not None
-        if unfinished:
-            try:
-                self._writer.close()
-            except Exception:  # the output is removed anyway
-                pass
+        """Close both bags and remove the output bag `open` started, unless `write` finished it; a bag that was at
+        the output path is left as it was."""
+        if self._writer is not None:
+            self._writer.discard()
             self._writer = None
         self._close_reader()
-        if unfinished and self.out_bag is not None and self.out_bag.is_dir():
-            shutil.rmtree(self.out_bag)
 
     def _close_reader(self) -> None:
         if self._reader is not None:

@@ -13,10 +13,11 @@ import cv2
 import numpy as np
 
 from fer_ros.classes import NEUTRAL
+from fer_ros.metrics import class_key
 from fer_ros.ratelimit import LOGGER_NAME, RateLimiter
 from fer_ros.tools.bagtools import WARN_PERIOD_S, BagError
 from fer_ros.tools.labels import LabelRange, LabelSet
-from fer_ros.training.data.datasets import CKPLUS_CODES, FRAME_NAME
+from fer_ros.training.data.datasets import FRAME_NAME, read_ckplus_emotion
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
@@ -56,14 +57,29 @@ def read_image_file(path: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def folder_frames(files: Sequence[Path], scale: float = 1.0) -> Iterator[np.ndarray]:
-    """RGB8 frames of image files; unreadable files are skipped with a rate-limited warning."""
+def folder_frames(files: Sequence[Path], scale: float = 1.0, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """RGB8 frames of image files, at most `max_frames` (frames read: an unreadable file does not count, and no
+    file is read once there are that many). Unreadable files are skipped with a rate-limited warning, and once the
+    files are read, a warning says how many of them were skipped."""
     limiter = RateLimiter(WARN_PERIOD_S)
+    tried: list[Path] = []
+    skipped = read = 0
     for f in files:
+        if max_frames is not None and read >= max_frames:
+            break
+        tried.append(f)
         try:
-            yield resize_frame(read_image_file(f), scale)
+            frame = resize_frame(read_image_file(f), scale)
         except BagError as exc:
+            skipped += 1
             limiter.warning("unreadable", f"skipped: {exc}")
+            continue
+        read += 1
+        yield frame
+    if skipped:
+        folders = sorted({str(f.parent) for f in tried})
+        where = f"in {folders[0]}" if len(folders) == 1 else f"in {len(folders)} folders"
+        log.warning(f"{skipped} of {len(tried)} images {where} were unreadable and skipped")
 
 
 @dataclass
@@ -77,6 +93,9 @@ class VideoInfo:
 
 def video_info(path: str | Path) -> VideoInfo:
     path = Path(path)
+    if path.is_dir():
+        raise BagError(f"{path} is a folder, not a video file; for a folder of images use the folder source: "
+                       f"fer-make-bag folder {path} <output bag>")
     if not path.is_file():
         raise BagError(f"video file {path} does not exist")
     cap = cv2.VideoCapture(str(path))
@@ -121,16 +140,6 @@ class CkSequence:
     neutral_files: int | None = None
 
 
-def ckplus_code_to_label(code: float) -> str:
-    """CK+ Emotion file code (0 neutral, 1 anger ... 7 surprise: data.datasets.CKPLUS_CODES) -> class name."""
-    c = int(round(float(code)))
-    if c == 0:
-        return NEUTRAL
-    if c in CKPLUS_CODES:
-        return CKPLUS_CODES[c]
-    raise BagError(f"CK+ emotion code {code} is not 0..7")
-
-
 def find_ckplus_sequence(seq_dir: str | Path, sequence: str | None = None) -> CkSequence:
     """A CK+ sequence from either layout:
 
@@ -138,7 +147,8 @@ def find_ckplus_sequence(seq_dir: str | Path, sequence: str | None = None) -> Ck
       read from .../Emotion/S005/001/S005_001_*_emotion.txt when present;
     - class folders: `seq_dir` = the root holding <class>/S<subject>_<sequence>_<frame>.png and `sequence` =
       "S011_006": the frames of that sequence in all class folders, label = the non-neutral folder they are in;
-      only the frames of the `neutral/` folder are neutral frames (the others are peak frames).
+      only the frames of the `neutral/` folder are neutral frames (the others are peak frames). A folder's class
+      is its name as the training and evaluation readers read it (metrics.class_key: `Happy/` holds "happy").
     """
     seq_dir = Path(seq_dir)
     if not seq_dir.is_dir():
@@ -153,16 +163,22 @@ def find_ckplus_sequence(seq_dir: str | Path, sequence: str | None = None) -> Ck
             for f in cls_dir.glob(f"S{subject}_{seq}_*"):
                 if f.suffix.lower() in IMAGE_SUFFIXES:
                     files.append(f)
-                    if cls_dir.name != NEUTRAL:
-                        labels.add(cls_dir.name)
+                    if class_key(cls_dir.name) != NEUTRAL:
+                        labels.add(class_key(cls_dir.name))
         if not files:
             raise BagError(f"no frames of S{subject}_{seq} in the class folders under {seq_dir}")
         if len(labels) > 1:
             raise BagError(f"S{subject}_{seq} appears under several classes: {', '.join(sorted(labels))}")
         files.sort(key=lambda p: int(FRAME_NAME.match(p.stem).group(3)) if FRAME_NAME.match(p.stem) else 0)
-        neutral_files = next((i for i, f in enumerate(files) if f.parent.name != NEUTRAL), len(files))
+        neutral_files = next((i for i, f in enumerate(files) if class_key(f.parent.name) != NEUTRAL), len(files))
         return CkSequence(f"S{subject}", seq, files, labels.pop() if labels else None, neutral_files)
-    files = image_files(seq_dir)
+    try:
+        files = image_files(seq_dir)
+    except BagError:
+        raise BagError(f"{seq_dir} holds no images: give a sequence folder of the CK+ release "
+                       f"(cohn-kanade-images/Sxxx/nnn, e.g. cohn-kanade-images/S011/006), or the root of class "
+                       f"folders (<class>/S<subject>_<sequence>_<frame>.png) with --sequence (e.g. --sequence "
+                       f"S011_006)") from None
     label = None
     seq_dir = Path(os.path.abspath(seq_dir))  # a relative path ("001", ".") still names subject and Emotion folder
     subject, seq = seq_dir.parent.name, seq_dir.name
@@ -173,11 +189,10 @@ def find_ckplus_sequence(seq_dir: str | Path, sequence: str | None = None) -> Ck
         log.warning(f"no Emotion folder at {emotion_root} (the CK+ release keeps it beside cohn-kanade-images): "
                     f"{subject}_{seq} is unlabelled; for the class-folder layout pass the root and --sequence")
     if emotion_files:
-        text = emotion_files[-1].read_text().strip()
         try:
-            label = ckplus_code_to_label(float(text.split()[0]))
-        except (ValueError, IndexError):
-            raise BagError(f"{emotion_files[-1]} does not hold a CK+ emotion code") from None
+            label = read_ckplus_emotion(emotion_files[-1])
+        except ValueError as exc:
+            raise BagError(f"{emotion_files[-1]} does not hold a CK+ emotion code: {exc}") from None
     return CkSequence(subject, seq, files, label)
 
 

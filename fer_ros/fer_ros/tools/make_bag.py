@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -78,8 +77,8 @@ def first_frames(labels: LabelSet, n_frames: int) -> LabelSet:
 
 
 def check_output(out: Path, sources: Iterable[Path]) -> None:
-    """Refuses an output bag path that is a source (a video file, an image folder) or a folder holding one: an
-    existing output is removed (--overwrite) before the frames are read from the source."""
+    """Refuses an output bag path that is a source (a video file, an image folder) or a folder holding one: with
+    --overwrite the new bag would replace it, deleting the source."""
     target = out.resolve()
     for source in sources:
         resolved = source.resolve()
@@ -104,30 +103,27 @@ def check_last_stamp(start_time_s: float, rate_hz: float, total: int | None) -> 
                            "stamp's seconds are an int32); choose an earlier --start-time-s")
 
 
-def write_new_bag(out: Path, frames: Iterable[np.ndarray], **options) -> BagWriteInfo:
-    """write_image_bag(out, frames, **options); when writing fails, the output this run made is removed, so it
-    does not block the next run."""
-    existed = out.exists()
-    opened = False
+def write_new_bag(out: Path, frames: Iterable[np.ndarray], source: Path, **options) -> BagWriteInfo:
+    """write_image_bag(out, frames, **options): the bag reaches `out` only once every frame is written, so a run
+    that fails leaves no bag behind and an existing one (--overwrite) as it was. A source that gives no frame
+    (every image unreadable) is an error naming `source`."""
+    given = 0
+    finished = False
 
-    def frames_asked_for() -> Iterator[np.ndarray]:
-        nonlocal opened
-        opened = True  # write_image_bag opens the output before it asks for the first frame
-        yield from frames
+    def counted() -> Iterator[np.ndarray]:
+        nonlocal given, finished
+        for frame in frames:
+            given += 1
+            yield frame
+        finished = True
 
     try:
-        return write_image_bag(out, frames_asked_for(), **options)
-    except Exception:
-        if (opened or not existed) and out.exists():
-            remove_output(out)
+        return write_image_bag(out, counted(), **options)
+    except BagError:
+        if finished and not given:
+            kept = f"; {out} was left as it was" if out.exists() else ""
+            raise BagError(f"no frames could be read from {source}; no bag was written{kept}") from None
         raise
-
-
-def remove_output(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,9 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             frames: Iterable[np.ndarray] = video_frames(args.source, args.scale, args.max_frames)
             sources = [args.source]
         elif args.source_kind == "folder":
-            files = image_files(args.source)[:args.max_frames]
-            rate, total = args.rate_hz or 30.0, len(files)
-            frames = folder_frames(files, args.scale)
+            files = image_files(args.source)
+            rate, total = args.rate_hz or 30.0, min(len(files), args.max_frames or len(files))
+            frames = folder_frames(files, args.scale, args.max_frames)  # --max-frames counts the frames read
             sources = [args.source]
         else:
             seq = find_ckplus_sequence(args.source, args.sequence)
@@ -162,13 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if labels is not None:
             check_label_file(label_path, args.overwrite)
         check_last_stamp(args.start_time_s, rate, total)
-        info = write_new_bag(args.out, frames, rate_hz=rate, topic=args.topic, storage=args.storage,
+        info = write_new_bag(args.out, frames, args.source, rate_hz=rate, topic=args.topic, storage=args.storage,
                              encoding=args.encoding, compressed=args.compressed, frame_id=args.frame_id,
                              start_time_s=args.start_time_s, overwrite=args.overwrite, progress=True, total=total)
         if labels is not None:
             label_path.unlink(missing_ok=True)  # the label file of a bag this one replaced
-        if info.frames == 0:
-            raise BagError(f"no frames could be read from {args.source}; the bag {args.out} is empty")
         size = f"{info.size_px[0]}x{info.size_px[1]} px" if info.size_px else "?"
         print(f"wrote {info.frames} frames ({size}, {rate:g} Hz) on {info.topic} [{info.msgtype}] to {info.path} "
               f"({info.storage})")

@@ -40,7 +40,8 @@ from fer_ros.runtime import (BACKENDS, RecognizerSettings, SetupError, add_setti
                              smooth_results)
 from fer_ros.smoothing import ProbabilitySmoother
 from fer_ros.strict_json import write_json
-from fer_ros.tools.bagtools import IMAGE_TYPES, STORAGES, BagError, BagFrame, ImageBagReader, bag_storage
+from fer_ros.tools.bagtools import (IMAGE_TYPES, STORAGES, BagError, BagFrame, ImageBagReader, bag_storage,
+                                    topic_name_problem)
 from fer_ros.tools.contact_sheet import ContactSheetCollector
 from fer_ros.tools.emotion_bag import EMOTION_TOPIC, EmotionBagWriter
 from fer_ros.tools.labels import LabelError, LabelSet, load_labels
@@ -251,8 +252,8 @@ class ReplayError(RuntimeError):
 
 
 def _check_out_bag(out_bag: Path, bag: Path, out_dir: Path) -> None:
-    """Refuses an --out-bag that is the input bag or the output folder, or a folder holding either: the output bag
-    is opened before the replay, and with --overwrite what was there is removed then."""
+    """Refuses an --out-bag that is the input bag or the output folder, or a folder holding either: with
+    --overwrite the finished output bag replaces what was there."""
     target = out_bag.resolve()
     for what, path in (("the input bag", bag), ("the --out folder", out_dir)):
         resolved = path.resolve()
@@ -264,6 +265,14 @@ def _check_out_bag(out_bag: Path, bag: Path, out_dir: Path) -> None:
 # --------------------------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------------------------
+def _full_topic_name(text: str) -> str:
+    """An argparse type: a full ROS topic name, as a bag holds it (bagtools.topic_name_problem)."""
+    problem = topic_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"must be a full topic name, e.g. /emotion_replay: {problem}; got {text!r}")
+    return text
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fer-replay", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("bag", type=Path, help="rosbag2 bag folder (sqlite3 or mcap)")
@@ -300,7 +309,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="write a copy of the bag with the FaceEmotionArray messages added here; default: none")
     o.add_argument("--out-bag-storage", choices=STORAGES, default=None,
                    help="storage of --out-bag; default: the input bag's storage")
-    o.add_argument("--emotion-topic", default=EMOTION_TOPIC,
+    o.add_argument("--emotion-topic", type=_full_topic_name, default=EMOTION_TOPIC,
                    help="topic of the FaceEmotionArray messages in --out-bag (where a fer_node in the root "
                         "namespace publishes them)")
     o.add_argument("--contact-sheet", type=number(int, low=0, says=">= 0"), default=0, metavar="N",
