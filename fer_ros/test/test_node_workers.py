@@ -589,3 +589,50 @@ def test_frames_that_fail_are_counted_and_make_the_status_an_error(monkeypatch):
     status = published[-1].status[0]
     assert status.level == DiagnosticStatus.ERROR and "failed" in status.message, status
     assert {kv.key: kv.value for kv in status.values}["frames_failed"] == "2"
+
+
+class _Levels:
+    """Stands in for the node's logger: keeps (severity, line)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def __getattr__(self, level):
+        if level not in ("debug", "info", "warning", "error", "fatal"):
+            raise AttributeError(level)
+        return lambda text, **_: self.lines.append((level, text))
+
+
+class _WarnsOnStampBack(_Recorder):
+    """Logs as the core does (the "fer_ros" logger, rate-limited) when a frame's stamp goes back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from fer_ros.ratelimit import RateLimiter
+        self._warn = RateLimiter(5.0)
+        self._last = None
+
+    def perceive(self, frame, stamp_s):
+        if self._last is not None and stamp_s < self._last:
+            self._warn.warning("time back", f"frame stamp went back from {self._last:.3f} s to {stamp_s:.3f} s")
+        self._last = stamp_s
+        return super().perceive(frame, stamp_s)
+
+
+def test_the_cores_log_lines_are_written_by_the_nodes_logger_at_their_severity(monkeypatch):
+    import logging
+    core = logging.getLogger("fer_ros")
+    before = (core.level, core.propagate, list(core.handlers))
+    recognizer = _WarnsOnStampBack()
+    with _node(recognizer) as node:
+        said = _Levels()
+        monkeypatch.setattr(node, "get_logger", lambda: said)
+        for i, stamp_ns in enumerate([100_000_000_000, 100_100_000_000, 50_000_000_000]):
+            node.image_callback(_frame(stamp_ns))
+            assert _wait_until(lambda: node.stats.processed == i + 1, 5.0)
+        core.info("engine: graph loaded")
+        core.debug("engine: detail")
+        assert ("warning", "frame stamp went back from 100.100 s to 50.000 s") in said.lines, said.lines
+        assert ("info", "engine: graph loaded") in said.lines  # not dropped by Python's WARNING default
+        assert ("debug", "engine: detail") in said.lines  # the ROS logger's --log-level decides
+    assert (core.level, core.propagate, list(core.handlers)) == before  # the logger is as it was after close

@@ -47,6 +47,7 @@ from fer_ros.pipeline import repeats_stamp
 from fer_ros.ratelimit import RateLimiter
 from fer_ros.ros import params as fer_params
 from fer_ros.ros.convert import face_emotion_array, stamp_to_s
+from fer_ros.ros.log_bridge import LogBridge
 from fer_ros.ros.rep155 import HRI_MSGS_MISSING, Rep155Publisher, import_hri_msgs
 from fer_ros.ros.spin import StopSignals, spin_until_shutdown
 from fer_ros.ros.stats import FrameStats, diagnostics_msg
@@ -74,11 +75,17 @@ class FerNode(Node):
 
     def __init__(self, recognizer_factory=None, context=None) -> None:
         super().__init__("fer_node", context=context)
+        # The core's warnings (a stamp that went back, a frame too small for a face) carry the node's name.
+        self._log_bridge = LogBridge(lambda: self.get_logger()).attach()
         try:
             self.params = fer_params.declare(self)
+            built = (recognizer_factory or build_recognizer)(self.params, MODEL_OPTION)
         except (ValueError, ParameterException) as exc:
+            self._log_bridge.detach()
             raise SetupError(f"bad parameter: {exc}") from None
-        built = (recognizer_factory or build_recognizer)(self.params, MODEL_OPTION)
+        except BaseException:
+            self._log_bridge.detach()
+            raise
         self.recognizer, self.backend_name, self.model_dir = built
         try:
             for line in describe(built):
@@ -86,6 +93,7 @@ class FerNode(Node):
             self._set_up()
         except BaseException:
             self.recognizer.close()  # the FaceLandmarker must be closed explicitly, also when the node cannot start
+            self._log_bridge.detach()
             raise
         self._running = True
         self._handoff = Handoff()  # (message, stamp_s, frame, Perception, start time) between the workers
@@ -385,6 +393,7 @@ class FerNode(Node):
                 worker.join()
         with self._lock:
             self.recognizer.close()
+        self._log_bridge.detach()
 
 
 def init_ros(argv=None) -> None:
