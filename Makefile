@@ -12,7 +12,7 @@ help:
 	@echo "make bench  set up, then measure per-stage and per-backend timings (JSON in bench_out/)"
 	@echo "make soak   set up, then feed fer_node a face and malformed messages for MINUTES (10) minutes (JSON in soak_out/)"
 	@echo "make setup  only set up (.venv/, build/, install/); idempotent"
-	@echo "make clean  remove everything setup made"
+	@echo "make clean  remove everything setup made, ROS logs (log/) and the engine cache (.cache/)"
 
 setup:
 	@bash scripts/setup.sh
@@ -30,4 +30,4 @@ soak: setup
 	@$(ENV) python -m fer_ros.ros.soak --minutes $(MINUTES) --json soak_out/soak.json
 
 clean:
-	rm -rf .venv build install log .setup-stamps
+	rm -rf .venv build install log .setup-stamps .cache

@@ -1,6 +1,7 @@
 # Source this file to use the project's environment in a shell:  . scripts/env.sh
-# It activates .venv, points ROS at it (when ROS 2 comes from the PyPI wheels) and sources the
-# colcon install space. `--no-install` skips the install space (used while building it).
+# It activates .venv, points ROS at it (when ROS 2 comes from the PyPI wheels), keeps ROS logs (log/ros) and built
+# engines (.cache/engines) in the project and sources the colcon install space. `--no-install` skips the install
+# space (used while building it).
 _fer_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
 export VIRTUAL_ENV="$_fer_root/.venv"
 case ":$PATH:" in *":$VIRTUAL_ENV/bin:"*) ;; *) export PATH="$VIRTUAL_ENV/bin:$PATH" ;; esac
@@ -12,6 +13,10 @@ if [ "$(bash "$_fer_root/scripts/ros_mode.sh")" = wheels-jazzy ]; then
   export ROS_DISTRO=jazzy
   export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 fi
+# ROS 2's logs and the built-engine cache stay in the project tree unless the shell names other folders (`make clean`
+# removes them).
+export ROS_LOG_DIR="${ROS_LOG_DIR:-$_fer_root/log/ros}"
+export FER_ROS_ENGINE_CACHE="${FER_ROS_ENGINE_CACHE:-$_fer_root/.cache/engines}"
 # Fast DDS' default shared-memory segment is smaller than one 640x480 image: use a 16 MB one.
 export FASTRTPS_DEFAULT_PROFILES_FILE="${FASTRTPS_DEFAULT_PROFILES_FILE:-$_fer_root/fer_ros/config/fastdds_shm.xml}"
 if [ "${1:-}" != "--no-install" ] && [ -f "$_fer_root/install/local_setup.sh" ]; then

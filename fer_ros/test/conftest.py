@@ -1,8 +1,11 @@
 """Shared test fixtures: real-face frames made from scikit-image's astronaut (the only real face the tests use)."""
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -11,13 +14,10 @@ from collect_guard import pytest_pycollect_makemodule  # noqa: F401  (a hook: mo
 
 # Keep tests light on the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-# Built inference engines go to a per-run folder, not the user's ~/.cache (subprocesses inherit this).
-if "FER_ROS_ENGINE_CACHE" not in os.environ:
-    import atexit
-    import shutil
-    import tempfile
-    os.environ["FER_ROS_ENGINE_CACHE"] = tempfile.mkdtemp(prefix="fer_ros_engine_cache_")
-    atexit.register(shutil.rmtree, os.environ["FER_ROS_ENGINE_CACHE"], ignore_errors=True)  # removed when pytest ends
+# Built inference engines go to a per-run folder, not the user's or the project's cache (subprocesses inherit this),
+# so no test meets an engine an earlier run built.
+os.environ["FER_ROS_ENGINE_CACHE"] = tempfile.mkdtemp(prefix="fer_ros_engine_cache_")
+atexit.register(shutil.rmtree, os.environ["FER_ROS_ENGINE_CACHE"], ignore_errors=True)  # removed when pytest ends
 
 
 class LoggerRecords(logging.Handler):

@@ -1,8 +1,11 @@
 """scripts/system_packages.sh, which tells setup what to install with apt: it must see the libraries a machine has
 even where /sbin and /usr/sbin (ldconfig's home) are not on PATH, as for a Debian user, or every `make setup`
-would call apt-get again."""
+would call apt-get again. It names the packages of the interpreter the venv is made from: its development headers
+(Python.h, which the fer_msgs build compiles against) and, for another interpreter than Debian's default python3, its
+own venv package."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -48,4 +51,62 @@ def test_lists_what_is_absent(tmp_path):
     asked = missing(str(tmp_path), python=str(no_venv))
     assert {"python3-venv", "cmake", "g++", "make"} <= set(asked)
     # it prints package names and nothing else
-    assert set(missing("/usr/bin:/bin")) <= set(LIBS) | {"python3-venv", "cmake", "g++", "make"}
+    known = set(LIBS) | {"python3-venv", "cmake", "g++", "make"}
+    assert all(name in known or re.fullmatch(r"python3\.\d+-(dev|venv)", name) for name in missing("/usr/bin:/bin"))
+
+
+def other_python(tmp_path: Path, version: str, headers: bool, venv: bool = True) -> Path:
+    """An interpreter that says it is Python `version`, with its include folder (sysconfig's) in tmp_path, holding
+    Python.h or not, and with or without the venv module."""
+    include = tmp_path / "include"
+    include.mkdir(parents=True)
+    if headers:
+        (include / "Python.h").write_text("")
+    fake = tmp_path / f"python{version}"
+    fake.write_text(f"""#!{sys.executable}
+import sys, sysconfig
+real_paths = sysconfig.get_paths
+sysconfig.get_paths = lambda *a, **k: {{**real_paths(*a, **k), "include": {str(include)!r}}}
+sys.version_info = tuple(int(n) for n in {version!r}.split(".")) + (0, "final", 0)
+if not {venv!r}:
+    sys.modules["ensurepip"] = None
+sys.argv = sys.argv[1:]
+exec(compile(sys.argv[1], "<string>", "exec"))
+""")
+    fake.chmod(0o755)
+    return fake
+
+
+def default_python_version() -> str | None:
+    if not Path("/usr/bin/python3").exists():
+        return None
+    return subprocess.run(["/usr/bin/python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def not_the_default_version() -> str:
+    return "3.13" if default_python_version() == "3.12" else "3.12"
+
+
+def test_names_the_development_headers_of_the_interpreter_used(tmp_path):
+    version = not_the_default_version()
+    asked = missing("/usr/bin:/bin", python=str(other_python(tmp_path / "without", version, headers=False)))
+    assert f"python{version}-dev" in asked
+    assert not any(name.endswith("-venv") for name in asked)   # its venv module is there
+    # headers that are there are not asked for
+    asked = missing("/usr/bin:/bin", python=str(other_python(tmp_path / "with", version, headers=True)))
+    assert not any(name.endswith("-dev") for name in asked)
+
+
+def test_another_interpreter_than_the_default_python3_gets_its_own_venv_package(tmp_path):
+    version = not_the_default_version()
+    asked = missing("/usr/bin:/bin", python=str(other_python(tmp_path, version, headers=True, venv=False)))
+    assert f"python{version}-venv" in asked and "python3-venv" not in asked
+
+
+def test_the_default_python3_gets_python3_venv(tmp_path):
+    version = default_python_version()
+    if version is None:
+        pytest.skip("no /usr/bin/python3 here")
+    asked = missing("/usr/bin:/bin", python=str(other_python(tmp_path, version, headers=False, venv=False)))
+    assert "python3-venv" in asked and f"python{version}-dev" in asked
