@@ -421,5 +421,5 @@ def test_a_bag_appears_only_when_complete_and_an_overwritten_one_stays_until_the
     assert sorted(p.name for p in (tmp_path / "bag").iterdir()) == ["bag.mcap", "metadata.yaml"]
     assert list_topics(tmp_path / "bag")["/camera/image_raw"][1] == 3
     with pytest.raises(BagError, match="no frames to write.*kept"):
-        write_image_bag(tmp_path / "bag", iter(()), overwrite=True)
+        write_image_bag(tmp_path / "bag", iter(()), overwrite=True, require_frames=True)
     assert list_topics(tmp_path / "bag")["/camera/image_raw"][1] == 3

@@ -157,12 +157,14 @@ def image_message(rgb8: np.ndarray, stamp_ns: int, frame_id: str, encoding: str 
 def write_image_bag(path: str | Path, frames: Iterable[np.ndarray], *, rate_hz: float = 30.0,
                     topic: str = DEFAULT_TOPIC, storage: str = "sqlite3", encoding: str = "bgr8",
                     compressed: str | None = None, frame_id: str = "camera", start_time_s: float = 1_700_000_000.0,
-                    overwrite: bool = False, progress: bool = False, total: int | None = None) -> BagWriteInfo:
+                    overwrite: bool = False, progress: bool = False, total: int | None = None,
+                    require_frames: bool = False) -> BagWriteInfo:
     """Write RGB8 frames as one image topic at `rate_hz` (stamps start_time_s + i / rate_hz, header = bag time).
 
     With `compressed` ("jpeg" or "png") the messages are CompressedImage and the topic gets a "/compressed" suffix
     unless it already has one. Raises BagError for a bad rate, storage, encoding or existing output, a frame the
-    storage cannot take, and when `frames` gives none; the bag is moved to `path` only once all frames are written,
+    storage cannot take, and with `require_frames` when `frames` gives none (else that is a bag of no message); the
+    bag is moved to `path` only once all frames are written,
     so when writing fails an existing output is left as it was (open_writer)."""
     if not (math.isfinite(rate_hz) and rate_hz > 0):
         raise BagError(f"rate must be a positive number of frames per second, got {rate_hz}")
@@ -193,7 +195,7 @@ def write_image_bag(path: str | Path, frames: Iterable[np.ndarray], *, rate_hz: 
             info.stamps_ns.append(stamp_ns)
             if info.size_px is None:
                 info.size_px = (int(rgb.shape[1]), int(rgb.shape[0]))
-        if not info.frames:
+        if require_frames and not info.frames:
             raise BagError(f"no frames to write: no bag written to {path}"
                            + (" (the bag there is kept)" if writer.replaces else ""))
     except BaseException:

@@ -118,7 +118,7 @@ def write_new_bag(out: Path, frames: Iterable[np.ndarray], source: Path, **optio
         finished = True
 
     try:
-        return write_image_bag(out, counted(), **options)
+        return write_image_bag(out, counted(), require_frames=True, **options)
     except BagError:
         if finished and not given:
             kept = f"; {out} was left as it was" if out.exists() else ""
