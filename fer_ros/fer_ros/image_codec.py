@@ -16,7 +16,9 @@ pixels than the limit (image_header.py reads the header without decoding).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import cv2
@@ -258,6 +260,24 @@ def compressed_msg_to_rgb8(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS,
     except AttributeError as exc:
         raise ImageDecodeError(f"not a sensor_msgs/CompressedImage: {exc}", "not an image message") from None
     return compressed_to_rgb8(*fields, max_pixels=max_pixels, on_warning=on_warning)
+
+
+def read_image(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
+    """The image in a file, decoded by OpenCV with `flags` (a cv2.IMREAD_* value), or None when the file cannot be
+    read or holds no decodable image, as cv2.imread answers. The file's bytes are read by Python and decoded in
+    memory: cv2.imread takes the file's name as UTF-8 text and crashes the process on a name that is not UTF-8 (a
+    folder named in Latin-1), which Python reads as it is. Every image file of a dataset or a folder is read here."""
+    try:
+        raw = Path(path).read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not raw:
+        return None
+    try:
+        img = cv2.imdecode(np.frombuffer(raw, np.uint8), flags)
+    except cv2.error:
+        return None
+    return img if img is not None and img.size else None
 
 
 @dataclass(frozen=True)

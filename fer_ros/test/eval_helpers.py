@@ -43,3 +43,54 @@ def trained_model(base: Path, class_set: str = "ckplus8") -> Path:
     assert rc == 0, f"fer-train failed with {rc}"
     assert json.loads((out / "manifest.json").read_text())["class_set"] == class_set
     return out
+
+
+class DarkCentreLandmarker:
+    """A stand-in for the landmarker, fast and certain: one face in every image whose centre pixel is not dark,
+    none where it is (face_image(face=False))."""
+
+    def detect(self, rgb, stamp_s=None):
+        from perception_helpers import place, synthetic_face, template68
+        h, w = rgb.shape[:2]
+        if int(rgb[h // 2, w // 2].max()) < 20:
+            return []
+        return [synthetic_face(place(template68(), (w / 2, h / 2 - 5), w * 0.25))]
+
+    def close(self):
+        pass
+
+
+def face_image(path: Path, face: bool = True) -> Path:
+    """A 64x64 gray PNG (or JPEG, by its suffix) in which DarkCentreLandmarker finds a face, or (face False) none."""
+    import zlib
+
+    import cv2
+    import numpy as np
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(zlib.crc32(bytes(path)))
+    img = rng.integers(30, 220, (64, 64), dtype=np.uint8) if face else np.zeros((64, 64), np.uint8)
+    ok, buf = cv2.imencode(path.suffix, img)
+    assert ok
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+def small_manifest(class_set: str = "ckplus8"):
+    """The manifest of a 3-frame model on 32 px crops (no weights: for prepare alone)."""
+    from fer_ros.classes import class_names
+    from fer_ros.crop import CropConfig
+    from fer_ros.manifest import Manifest
+    from fer_ros.preprocess import PREPROCESS_SPEC
+    return Manifest(name="small", class_set=class_set, class_names=list(class_names(class_set)), arch="agn3d_c3d",
+                    arch_cfg={"frames": 3}, preprocess=PREPROCESS_SPEC(CropConfig(size=32)))
+
+
+def prepare_with_fakes(root: Path, neutral_samples: bool = True, frame_level: bool = True):
+    """fer-eval's dataset and samples of `root` (open_dataset, prepare) with DarkCentreLandmarker and
+    small_manifest: (dataset, PreparedData)."""
+    from fer_ros.tools.eval_data import open_dataset, prepare
+    manifest = small_manifest()
+    ds = open_dataset(root, manifest.window_length, neutral_samples=neutral_samples)
+    return ds, prepare(ds, manifest, None, frame_level=frame_level, progress=False,
+                       landmarker=DarkCentreLandmarker())

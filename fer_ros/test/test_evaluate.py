@@ -390,6 +390,28 @@ def test_every_figure_counts_a_face_not_found_as_wrong(tmp_path, monkeypatch):
     assert written["summary"] == "accuracy 0.375 on 8 sequences (4 classes; 4 faces not found, counted as misses)"
 
 
+def test_the_misses_of_classes_the_model_lacks_are_not_said_to_count(tmp_path):
+    """A 7-class model: of three faces not found, the happy one counts as a miss of the headline; the neutral and
+    boredom ones are named on a line of their own, left out of the accuracy, as the headline leaves them out."""
+    from types import SimpleNamespace
+
+    from fer_ros.tools.eval_data import Miss
+    from fer_ros.tools.eval_report import build_report, format_report, summary_line
+    names = list(CKPLUS7)
+    samples = [_sample("happy", np.eye(7)[names.index("happy")], names)]
+    misses = [Miss("S1_2", "happy", "happy/a.png", "no_face"), Miss("S1_3", "boredom", "boredom/b.png", "no_face"),
+              Miss("S1_4", "neutral", "neutral/c.png", "unreadable", kind="neutral")]
+    rep = build_report(samples, names, _fake_dataset(["happy", "happy", "boredom", "neutral"]), {"images": 4},
+                       SimpleNamespace(to_json=lambda: "{}"), tmp_path, "onnxruntime", misses)
+    assert rep["headline"]["missed"] == 1
+    lines = format_report(rep)
+    assert "1 samples not scored, counted as misses (1 no face found): happy/a.png (all in report.json)" in lines
+    assert ("2 samples of classes the model lacks not scored, left out of the accuracy (1 no face found, "
+            "1 unreadable image): boredom/b.png, neutral/c.png (all in report.json)") in lines
+    assert sum("counted as misses" in line for line in lines) == 1
+    assert summary_line(rep) == "accuracy 0.500 on 2 sequences (1 classes; 1 face not found, counted as misses)"
+
+
 def test_non_finite_scores_are_misses_with_a_warning():
     """The model's scores for one of three samples are NaN: that sample is a miss (not a prediction of the first
     class), listed and warned about; the headline is 1 right of 3."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import NO_LIBEGL
-from eval_helpers import class_folder_data
+from eval_helpers import class_folder_data, face_image, prepare_with_fakes
 from fer_ros.tools import evaluate
 
 pytest.importorskip("onnxruntime")
@@ -92,7 +93,9 @@ def test_unreadable_and_faceless_images_are_counted_and_skipped(base, model8, tm
     # the two samples not scored are in every figure, as wrong answers
     assert rep["sequence_level"]["count"] == 8 + 8 + 2 and rep["sequence_level"]["missed"] == 2
     assert np.asarray(rep["sequence_level"]["confusion_matrix"]).sum() == 18
-    assert rep["frame_level"]["missed"] == 3  # the unreadable sequence's three labelled frames
+    # the unreadable frame is its sequence's newest: the windows of its two older frames do not hold it
+    assert [m["key"] for m in rep["frame_misses"]] == ["S010_001/S010_001_00000005"]
+    assert rep["frame_level"]["missed"] == 1 and rep["frame_level"]["count"] == 27
     assert "1 unreadable images skipped" in stdout and "1 images without a face skipped" in stdout
     # the two samples that could not be scored are misses in the headline, and listed
     assert sorted((m["key"], m["reason"]) for m in rep["misses"]) == [("S010_001", "unreadable"),
@@ -179,6 +182,100 @@ def test_no_neutral_samples_leaves_out_ferplus_neutral_photos_and_the_count_says
     without = open_dataset(tmp_path / "fer", 3, neutral_samples=False)
     assert sorted(s.label for s in without.sequences) == ["anger", "happy", "surprise"]
     assert neutral_images(without) == []
+
+
+def _faceless_reference_and_a_neutral_frame_no_sample_uses(root: Path, layout: str) -> str:
+    """Data whose one labelled sample's reference has no face, and whose one other neutral frame of the same subject
+    serves no sample but as a neutral sample; returns the labelled sample's key."""
+    if layout == "ckplus_official":  # S010/002 is not labelled: its first frame is a neutral frame alone
+        for seq in ("001", "002"):
+            for f in range(1, 6):
+                face_image(root / "cohn-kanade-images" / "S010" / seq / f"S010_{seq}_{f:08d}.png",
+                           face=(seq, f) != ("001", 1))
+            (root / "Emotion" / "S010" / seq).mkdir(parents=True)
+        (root / "Emotion" / "S010" / "001" / "S010_001_00000005_emotion.txt").write_text("   5.0000000e+00\n")
+        return "S010_001"
+    if layout == "class_folders":  # neutral/S010_002: a first frame whose sequence is in no class folder
+        face_image(root / "neutral" / "S010_001_00000001.png", face=False)
+        face_image(root / "neutral" / "S010_002_00000001.png")
+        for f in (5, 6, 7):
+            face_image(root / "happy" / f"S010_001_{f:08d}.png")
+        return "S010_001"
+    face_image(root / "AF01NES.jpg")  # KDEF: session A has no expression photo to be compared with it
+    face_image(root / "BF01NES.jpg", face=False)
+    face_image(root / "BF01HAS.jpg")
+    return "BF01HAS"
+
+
+@pytest.mark.parametrize("layout", ["ckplus_official", "class_folders", "kdef"])
+def test_no_neutral_samples_leaves_every_other_sample_s_reference_as_it_is(tmp_path, layout):
+    """The labelled sample's own reference has no face: it gives way to the subject's other neutral frame, which
+    no sample uses once the neutral samples are left out, with --no-neutral-samples as without it."""
+    key = _faceless_reference_and_a_neutral_frame_no_sample_uses(tmp_path / layout, layout)
+    refs = {}
+    for neutral_samples in (True, False):
+        _, got = prepare_with_fakes(tmp_path / layout, neutral_samples=neutral_samples)
+        refs[neutral_samples] = [(s.key, s.reference, s.has_neutral) for s in got.samples if s.kind == "sequence"]
+        assert got.counts["references_replaced"]["other"] >= 1 and got.counts["sequences_without_neutral"] == 0
+        assert got.counts["no_face_images"] == 1
+    assert refs[False] == refs[True] == [(key, "other", True)]
+
+
+def _sequences_of_five_frames(root: Path, faceless: tuple[str, int] | None) -> None:
+    """Class folders: subject 10's happy sequence 1 and anger sequence 2, frames 3 to 7 in the class folders (five
+    labelled frames, two more than the model's window of 3), first frames in neutral/; `faceless`: (class, frame)
+    without a face."""
+    for seq, cls in (("001", "happy"), ("002", "anger")):
+        face_image(root / "neutral" / f"S010_{seq}_00000001.png")
+        for f in range(3, 8):
+            face_image(root / cls / f"S010_{seq}_{f:08d}.png", face=(cls, f) != faceless)
+
+
+def test_the_frame_level_scores_every_labelled_frame_and_the_sequence_level_its_last_three(tmp_path):
+    """Every frame in a class folder is labelled: each is a frame sample, the newest of its window (the earliest
+    repeated in front); the sequence sample and training read the last 3. An older frame without a face is counted
+    as one and makes the frame samples whose window holds it misses."""
+    _sequences_of_five_frames(tmp_path, faceless=("anger", 3))
+    ds, got = prepare_with_fakes(tmp_path)
+    assert [[p.name[-6:-4] for p in s.peaks] for s in ds.sequences if s.label != "neutral"] == [["05", "06", "07"]] * 2
+    frames = [s.key.split("_")[-1][-1] for s in got.samples if s.kind == "frame" and s.true_label == "happy"]
+    assert frames == ["3", "4", "5", "6", "7"]
+    assert [s.key.split("_")[-1][-1] for s in got.samples if s.kind == "frame" and s.true_label == "anger"] \
+        == ["6", "7"]
+    assert sorted((m.kind, m.key.split("_")[-1][-1], m.file) for m in got.misses) == [
+        ("frame", f, "anger/S010_002_00000003.png") for f in "345"]
+    assert {s.key for s in got.samples if s.kind == "sequence"} == {"S010_001", "S010_002"}
+    assert got.counts["images"] == 12 and got.counts["no_face_images"] == 1
+    # frame 4's window is frames 3, 3, 4: the same clip as a sequence whose last frames those are
+    from eval_helpers import DarkCentreLandmarker, small_manifest
+    from fer_ros.tools.eval_data import prepare
+    happy = next(s for s in ds.sequences if s.label == "happy")
+    said = replace(happy, peaks=[happy.labelled_frames[0]] * 2 + [happy.labelled_frames[1]], labelled_frames=[])
+    ds.sequences = [said]
+    want = prepare(ds, small_manifest(), None, frame_level=False, progress=False, landmarker=DarkCentreLandmarker())
+    i = [s.key for s in got.samples].index("S010_001/S010_001_00000004")
+    np.testing.assert_array_equal(want.clips[0], got.clips[i])
+    np.testing.assert_array_equal(want.geos[0], got.geos[i])
+
+
+@pytest.mark.parametrize("faceless, missed", [(7, ["7"]), (6, ["6", "7"])])
+def test_a_frame_sample_is_a_miss_only_when_its_own_window_holds_a_frame_without_a_face(tmp_path, faceless, missed):
+    """The happy sequence's frames are 5, 6 and 7 (windows 5 5 5, 5 5 6, 5 6 7): a frame without a face makes the
+    sequence sample a miss, and of its frame samples those whose window holds it; the others are scored, with the
+    sequence's reference."""
+    for seq, cls in (("001", "happy"), ("002", "anger")):
+        face_image(tmp_path / "neutral" / f"S010_{seq}_00000001.png")
+        for f in (5, 6, 7):
+            face_image(tmp_path / cls / f"S010_{seq}_{f:08d}.png", face=(cls, f) != ("happy", faceless))
+    _, got = prepare_with_fakes(tmp_path, neutral_samples=False)
+    assert [(m.kind, m.key) for m in got.misses if m.kind != "frame"] == [("sequence", "S010_001")]
+    frame_misses = [m for m in got.misses if m.kind == "frame"]
+    assert [m.key[-1] for m in frame_misses] == missed
+    assert {m.file for m in got.misses} == {f"happy/S010_001_{faceless:08d}.png"}
+    scored = [s for s in got.samples if s.kind == "frame" and s.true_label == "happy"]
+    assert [s.key[-1] for s in scored] == [f for f in "567" if f not in missed]
+    assert all(s.reference == "own" and s.has_neutral for s in scored)
+    assert got.counts["sequences_skipped"] == {"no_face": 1}
 
 
 def test_help():

@@ -478,3 +478,39 @@ def test_processes_saving_the_same_cache_at_once_each_save_it_whole(tmp_path, mo
     assert [f.name for f in folder.iterdir()] == [f"images-{cache.cache_key(paths, cfg)}.npz"]
     loaded = cache.build_cache(paths, cfg, folder, progress=False, landmarker=_FindsOnTry(1, None))
     assert loaded.paths == made.paths and not loaded.ok.any()
+
+
+# ------------------------------------------------------------------------------------------------ reading image files
+def test_images_in_a_folder_whose_name_is_not_utf8_are_read_from_their_bytes(tmp_path, monkeypatch):
+    """A folder named in Latin-1 (`fâché`): cv2.imread takes a file name as UTF-8 text and crashes the process on
+    it, so no reader calls it; the image cache, fer-eval's check of an unusable image and the frames of a folder
+    read the files through image_codec.read_image, which answers None for a file it cannot decode."""
+    import os
+
+    import cv2
+    import numpy as np
+
+    from eval_helpers import DarkCentreLandmarker, face_image
+    from fer_ros.crop import CropConfig
+    from fer_ros.tools import eval_data, frame_sources
+    from fer_ros.training.data import cache
+
+    def crash(*args, **kwargs):
+        raise AssertionError("cv2.imread crashes the process on a file name that is not UTF-8")
+    monkeypatch.setattr(cv2, "imread", crash)
+    folder = tmp_path / os.fsdecode(b"f\xe2ch\xe9")
+    face, dark = face_image(folder / "S001_001_00000001.png"), face_image(folder / "S001_001_00000002.png", False)
+    junk, empty = folder / "S001_001_00000003.png", folder / "S001_001_00000004.png"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    empty.write_bytes(b"")
+    made = cache.build_cache([face, dark, junk, empty], CropConfig(size=32), None, progress=False,
+                             landmarker=DarkCentreLandmarker())
+    assert made.ok.tolist() == [True, False, False, False]
+    assert [eval_data._unusable_reason(str(p)) for p in (dark, junk, empty)] == ["no_face", "unreadable",
+                                                                                 "unreadable"]
+    frames = list(frame_sources.folder_frames(frame_sources.image_files(folder)))
+    assert len(frames) == 2 and frames[0].shape == (64, 64, 3) and frames[0].dtype == np.uint8
+
+    from fer_ros.image_codec import read_image
+    assert read_image(face).shape == (64, 64, 3) and read_image(face, cv2.IMREAD_UNCHANGED).shape == (64, 64)
+    assert read_image(junk) is None and read_image(empty) is None and read_image(folder / "none.png") is None

@@ -117,8 +117,9 @@ def neutral_images(ds) -> list[str]:
 
 def labelled_frames(ds, seq) -> list[str]:
     """The frames of a sequence that carry its label, oldest first: the CK+ release labels the last frame alone
-    (its Emotion/ file names it); class folders hold only labelled frames."""
-    distinct = list(dict.fromkeys(str(p) for p in seq.peaks))
+    (its Emotion/ file names it); class folders hold only labelled frames, every one of them
+    (Sequence.labelled_frames), not only the last T its clip reads."""
+    distinct = list(dict.fromkeys(str(p) for p in (seq.labelled_frames or seq.peaks)))
     return distinct[-1:] if ds.layout == "ckplus_official" else distinct
 
 
@@ -130,6 +131,18 @@ def _distance(a: str, b: str) -> tuple:
     return (int(a != b), 0, b)
 
 
+def _view(ds, path: str, view_of: dict[str, str]) -> str:
+    """The camera angle of a neutral frame: its samples' view, or (a KDEF photo no sample uses, as with
+    --no-neutral-samples) the angle its name gives; "" for data with one view."""
+    if path in view_of:
+        return view_of[path]
+    if ds.layout == "kdef":
+        from fer_ros.training.data import kdef
+        parsed = kdef.parse(Path(path))
+        return parsed[4] if parsed is not None else ""
+    return ""
+
+
 def usable_neutrals(ds, usable: dict[str, bool]) -> dict[tuple[str, str], list[tuple[str, str]]]:
     """(subject, view) -> [(sequence, neutral frame)] for every neutral frame of the data in which a face was
     found (`usable`: image -> face found; frames not in it are not used)."""
@@ -137,7 +150,7 @@ def usable_neutrals(ds, usable: dict[str, bool]) -> dict[tuple[str, str], list[t
     out: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for (subject, number), p in sorted(ds.neutral_frames.items()):
         if usable.get(str(p), False):
-            out.setdefault((subject, view_of.get(str(p), "")), []).append((number, str(p)))
+            out.setdefault((subject, _view(ds, str(p), view_of)), []).append((number, str(p)))
     return out
 
 
@@ -177,11 +190,14 @@ def _quiet_opencv():
 def _unusable_reason(path: str) -> str:
     """Why an image the cache could not use failed: "unreadable" (no decodable image) or "no_face"."""
     import cv2
-    try:
-        img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        img = None
-    return "unreadable" if img is None or img.size == 0 else "no_face"
+
+    from fer_ros.image_codec import read_image
+    return "unreadable" if read_image(path, cv2.IMREAD_UNCHANGED) is None else "no_face"
+
+
+def _miss(bad: list[str], unreadable: set[str]) -> str:
+    """The reason (a key of MISS_REASONS) a sample with these unusable frames is a miss."""
+    return "unreadable" if any(p in unreadable for p in bad) else "no_face"
 
 
 def reference(seq, usable: dict[str, bool], neutrals: dict, is_neutral_sample: bool,
@@ -208,9 +224,10 @@ def reference(seq, usable: dict[str, bool], neutrals: dict, is_neutral_sample: b
 def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True, progress: bool = True,
             landmarker=None, borrow_neutral: bool = True) -> PreparedData:
     """Landmarks + crops for every image (cached), then the clip / difference image of every sample, exactly as
-    the node builds them. A sample with an unusable frame among its own is a Miss (as are the frame samples of its
-    sequence); a reference without a face is replaced as `reference` says. Frame samples: one per labelled frame
-    (labelled_frames) of a sequence that has several."""
+    the node builds them. A sample with an unusable frame among its own (a frame sample: in its window) is a Miss;
+    a reference without a face is replaced as `reference` says. Every neutral frame of the data is checked, as a
+    reference it may serve, whether or not it is a sample. Frame samples: one per labelled frame (labelled_frames)
+    of a sequence that has several, the newest of a window of the labelled frames up to it (_window)."""
     from fer_ros.crop import CropConfig
     from fer_ros.training.data.cache import build_cache
     from fer_ros.landmarker import LandmarkerError
@@ -220,7 +237,9 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
     crop_cfg = CropConfig.from_spec(manifest.preprocess["crop"])
     t = manifest.window_length
     paths = sorted({str(p) for s in ds.sequences for p in s.peaks} |
-                   {str(s.neutral) for s in ds.sequences if s.neutral is not None})
+                   {str(s.neutral) for s in ds.sequences if s.neutral is not None} |
+                   {str(p) for p in ds.neutral_frames.values()} |
+                   {p for s in ds.sequences for p in (labelled_frames(ds, s) if frame_level else [])})
     with _quiet_opencv():  # unreadable files are counted and reported below, not logged by OpenCV
         try:
             cache = build_cache([Path(p) for p in paths], crop_cfg, cache_dir, progress=progress,
@@ -236,6 +255,7 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
             if not usable[p]:
                 problems[_unusable_reason(p)].append(p)
     neutrals = usable_neutrals(ds, usable)
+    unreadable = set(problems["unreadable"])
     samples_cache: dict[str, FaceSample] = {}
 
     def sample(p: str) -> FaceSample:
@@ -283,17 +303,17 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
             borrowed_neutral += int(ref_kind == "other" and replacement is None and seq.neutral_borrowed)
         frames = labelled_frames(ds, seq) if frame_level and kind == "sequence" else []
         frames = frames if len(frames) > 1 else []
-        bad = [p for p in peaks if not usable[p]]
-        if bad:
-            reason = "unreadable" if any(p in problems["unreadable"] for p in bad) else "no_face"
-            skipped_sequences[reason] += 1
-            for k, key in [(kind, seq.key), *(("frame", f"{seq.key}/{Path(f).stem}") for f in frames)]:
-                misses.append(Miss(key, seq.label, rel(bad[-1]), reason, k, seq.subject, neutral is not None,
-                                   ref_kind))
-            continue
-        add(kind, seq.key, seq, _window(peaks, t), neutral, ref_kind)
-        for k in range(len(frames)):
-            add("frame", f"{seq.key}/{Path(frames[k]).stem}", seq, _window(frames[:k + 1], t), neutral, ref_kind)
+        windows = [(kind, seq.key, _window(peaks, t))]
+        windows += [("frame", f"{seq.key}/{Path(f).stem}", _window(frames[:k + 1], t)) for k, f in enumerate(frames)]
+        for sample_kind, key, window in windows:
+            bad = [p for p in window if not usable[p]]
+            if not bad:
+                add(sample_kind, key, seq, window, neutral, ref_kind)
+                continue
+            reason = _miss(bad, unreadable)
+            skipped_sequences[reason] += int(sample_kind != "frame")
+            misses.append(Miss(key, seq.label, rel(bad[-1]), reason, sample_kind, seq.subject, neutral is not None,
+                               ref_kind))
 
     counts = {
         "images": len(paths),

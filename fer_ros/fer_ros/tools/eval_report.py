@@ -196,6 +196,15 @@ def summary_line(report: dict) -> str:
             f"accuracy n/a on {n} sequences ({m} classes{tail})")
 
 
+def _misses_line(misses: list[dict], what: str) -> str:
+    """`N <what> (reasons): files` for these sequence-level misses."""
+    reasons = Counter(m["reason"] for m in misses)
+    return (f"{len(misses)} {what} ("
+            + ", ".join(f"{v} {MISS_REASONS.get(k, k)}" for k, v in reasons.items()) + "): "
+            + ", ".join(m["file"] for m in misses[:MAX_EXAMPLES])
+            + (", ..." if len(misses) > MAX_EXAMPLES else "") + " (all in report.json)")
+
+
 def format_report(report: dict) -> list[str]:
     """Human-readable lines (everything but the last summary line)."""
     lines = []
@@ -215,13 +224,13 @@ def format_report(report: dict) -> list[str]:
         examples = ", ".join(d.get("non_finite_examples", [])[:3])
         lines.append(f"warning: the model gave non-finite scores for {d['non_finite_scores']} samples, counted as "
                      f"misses (e.g. {examples}); check the model or re-export it")
+    known = set(report["class_mapping"]["model_classes"])
     misses = report.get("misses") or []
-    if misses:
-        reasons = Counter(m["reason"] for m in misses)
-        lines.append(f"{len(misses)} samples not scored, counted as misses ("
-                     + ", ".join(f"{v} {MISS_REASONS.get(k, k)}" for k, v in reasons.items()) + "): "
-                     + ", ".join(m["file"] for m in misses[:MAX_EXAMPLES]) + (", ..." if len(misses) > MAX_EXAMPLES
-                                                                              else "") + " (all in report.json)")
+    for of_model, what in ((True, "samples not scored, counted as misses"),
+                           (False, "samples of classes the model lacks not scored, left out of the accuracy")):
+        listed = [m for m in misses if (m["true_label"] in known) == of_model]
+        if listed:
+            lines.append(_misses_line(listed, what))
     replaced = d.get("references_replaced") or {}
     if any(replaced.values()):
         lines.append(f"{sum(replaced.values())} references without a face replaced: {replaced.get('other', 0)} "
@@ -287,7 +296,9 @@ def format_report(report: dict) -> list[str]:
 
 
 def write_predictions_csv(path: Path, samples: Sequence[Sample], class_names: Sequence[str]) -> Path:
-    with open(path, "w", newline="") as fh:
+    """One row per sample, in UTF-8: a byte of a file or folder name that is not UTF-8 is written as `\\udcXX`,
+    as report.json writes it."""
+    with open(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
         w = csv.writer(fh)
         w.writerow(["kind", "key", "subject", "true_label", "pred_label", "has_neutral", "reference", "newest_frame",
                     *[f"p_{n}" for n in class_names]])

@@ -51,7 +51,8 @@ def resize_frame(rgb8: np.ndarray, scale: float = 1.0) -> np.ndarray:
 
 def read_image_file(path: Path) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB (gray and 16-bit images converted); BagError if unreadable."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    from fer_ros.image_codec import read_image
+    img = read_image(path, cv2.IMREAD_COLOR)
     if img is None:
         raise BagError(f"{path} is not a readable image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -167,6 +167,7 @@ def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path |
                 return ImageCache([str(p) for p in paths], z["gray"], z["points"], z["ok"])
     import cv2
 
+    from fer_ros.image_codec import read_image
     from fer_ros.landmarker import MediaPipeLandmarker
     from fer_ros.preprocess import Preprocessor
 
@@ -189,7 +190,7 @@ def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path |
             from tqdm import tqdm
             it = tqdm(paths, desc="landmarks + crops", unit="img")
         for i, p in enumerate(it):
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            img = read_image(p, cv2.IMREAD_COLOR)
             if img is None:
                 continue
             rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -8,7 +8,8 @@ each dataset is its own --data.
   Folders under cohn-kanade-images/ named otherwise (a copy such as S005/001_old), and Emotion files that do not
   hold one of those codes (read_ckplus_emotion), are skipped, listed in `Dataset.skipped` with the reason.
 - `class_folders`: <root>/<class>/S<subject>_<sequence>_<frame>.png, peak frames of each sequence in its class's
-  folder, and the neutral first frames in <root>/neutral/ with the same subject and sequence numbers.
+  folder, and the neutral first frames in <root>/neutral/ with the same subject and sequence numbers. Every frame
+  in a class folder is labelled (`Sequence.labelled_frames`); a sequence's clip is its last T.
 
 A `Sequence` is (neutral frame or None, last T frames oldest first, label). Neutral frames also form sequences of
 their own (label "neutral", the frame repeated T times) for class sets that have a neutral class. Every label is
@@ -90,6 +91,9 @@ class Sequence:
     view: str = ""                  # camera angle, where the data has several (a reference is of the same angle)
     name: str | None = None         # the sample's name in the data, where it is not S<subject>_<sequence>
     still: bool = False             # the clip is one photo repeated (no motion between its frames)
+    # every frame of the sequence that carries its label, oldest first, where the data labels more than the last T
+    # (class folders: every frame in the folder); fer-eval scores each, training reads `peaks` alone
+    labelled_frames: list[Path] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -224,7 +228,8 @@ def _load_class_folders(root: Path, frames: int) -> Dataset:
         peaks = [p for _, p in items[-frames:]]
         while len(peaks) < frames:  # fewer frames than the window: repeat the first
             peaks.insert(0, peaks[0])
-        seqs.append(Sequence(subject, seq, label, peaks, neutral.get((subject, seq))))
+        seqs.append(Sequence(subject, seq, label, peaks, neutral.get((subject, seq)),
+                             labelled_frames=[p for _, p in items]))
     return Dataset(root, "class_folders", seqs, [], skipped, neutral)
 
 
