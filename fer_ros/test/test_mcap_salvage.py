@@ -1,6 +1,7 @@
 """MCAP bags that rosbags cannot open: a killed recorder's folder (no metadata.yaml, a cut last file), a split bag
 whose last file is cut, a path to one .mcap file, zstd chunks, message types rosbags does not know, and the memory
-the salvage takes (offsets, not bytes)."""
+the salvage takes (offsets, not bytes); zero bytes (a file extended before its data was written) and opcodes MCAP
+keeps for itself are corruption, at the top level and inside chunks."""
 from __future__ import annotations
 
 import os
@@ -228,3 +229,81 @@ def test_reading_a_salvaged_file_holds_one_chunk_at_a_time(tmp_path, compressed)
     salvaged.close()
     assert total > 20_000_000
     assert peak < total / 5, f"peak {peak / 1e6:.1f} MB of Python memory for {total / 1e6:.1f} MB of messages"
+
+
+def _padded(bag: Path, cut_at, pad: int = 2 << 20) -> tuple[Path, list[int]]:
+    """The bag's 12-frame .mcap file cut at `cut_at(message offsets, chunk end)` and extended with `pad` zero bytes,
+    as a file whose size was written before its data; returns it and its message offsets before the cut."""
+    from fer_ros.tools.mcap_salvage import SalvagedFile
+    write_image_bag(bag, numbered_frames(12, SIZE), storage="mcap")
+    path = _mcap_of(bag)
+    scan = SalvagedFile(path)
+    try:
+        assert scan.problem is None and len(scan.spans) == 1 and scan.spans[0].compression == ""
+        offsets, chunk_end = list(scan.spans[0].offsets), scan.spans[0].end
+    finally:
+        scan.close()
+    data = path.read_bytes()
+    cut = cut_at(offsets, chunk_end)
+    path.write_bytes(data[:cut] + bytes(pad))
+    return path, offsets
+
+
+def test_a_zero_filled_tail_stops_the_scan_where_the_zeros_start(tmp_path):
+    """Zeros after the last whole record are not records (opcode 0x00): the scan stops at their first byte rather
+    than crawling through them, and every message before them is read."""
+    from fer_ros.tools.mcap_salvage import SalvagedFile
+    path, _ = _padded(tmp_path / "bag", lambda offsets, chunk_end: chunk_end)
+    end = len(path.read_bytes()) - (2 << 20)
+    scan = SalvagedFile(path)
+    try:
+        assert scan.problem == f"record at byte {end} is corrupt (zero bytes: opcode 0x00 is not an MCAP record)"
+        assert scan.message_count == 12
+    finally:
+        scan.close()
+    with ImageBagReader(path) as r:
+        frames = [f.rgb8 for f in r.frames()]
+    assert len(frames) == 12 and all((a == b).all() for a, b in zip(frames, numbered_frames(12, SIZE)))
+
+
+@pytest.mark.parametrize("cut_in_message", [True, False])
+def test_zeros_inside_a_chunk_end_it_and_the_message_they_begin_in_is_left_out(tmp_path, cut_in_message):
+    """A chunk whose data stops in its 6th message and goes on as zeros: its first 5 messages are read as they
+    were written; the 6th, whose tail is zeros, is left out. Zeros right after a whole message keep it."""
+    kept = 5 if cut_in_message else 6
+    path, offsets = _padded(tmp_path / "bag", lambda offsets, _: offsets[5] + 500 if cut_in_message
+                            else offsets[6])
+    with ImageBagReader(path) as r:
+        frames = [f.rgb8 for f in r.frames()]
+        truncated = r.stats.truncated
+    assert len(frames) == kept and all((a == b).all() for a, b in zip(frames, numbered_frames(kept, SIZE)))
+    assert "chunk record at byte" in truncated and "zero bytes: opcode 0x00 is not an MCAP record" in truncated
+
+
+@pytest.mark.parametrize("opcode, where, problem", [
+    (0x42, "top", "record at byte {pos} is corrupt (opcode 0x42 is reserved by MCAP, not a record)"),
+    (0x10, "chunk", "chunk record at byte {pos}: opcode 0x10 is reserved by MCAP, not a record"),
+    (0x80, "top", None)])
+def test_opcodes_mcap_keeps_for_itself_are_corruption_those_of_applications_are_skipped(tmp_path, opcode, where,
+                                                                                         problem):
+    """MCAP defines opcodes 0x01-0x0F and leaves 0x80-0xFF to applications: a record with another opcode is
+    corrupt, at the top level (here the message index after the chunk) or inside a chunk (here its 2nd message);
+    an application's record is skipped."""
+    from fer_ros.tools.mcap_salvage import SalvagedFile
+    write_image_bag(tmp_path / "bag", numbered_frames(12, SIZE), storage="mcap")
+    path = _mcap_of(tmp_path / "bag")
+    scan = SalvagedFile(path)
+    pos = scan.spans[0].end if where == "top" else scan.spans[0].offsets[1]
+    scan.close()
+    data = bytearray(path.read_bytes())
+    data[pos] = opcode
+    path.write_bytes(bytes(data))
+    scan = SalvagedFile(path)
+    try:
+        if problem is None:
+            assert scan.problem is None and scan.message_count == 12
+        else:
+            assert problem.format(pos=pos) in scan.problem, scan.problem
+            assert scan.message_count == (12 if where == "top" else 1)
+    finally:
+        scan.close()

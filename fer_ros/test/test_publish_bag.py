@@ -1,6 +1,8 @@
 """fer-publish-bag: every frame of a bag reaches a subscriber in another process, in order, at the recorded
-pace; answers on /emotion are matched to the images they answer (the node's latency measured from outside); with
---loop the pace holds from one pass to the next; played topics with no message are a one-line error."""
+pace; answers on /emotion are matched to the images they answer (the node's latency measured from outside), also
+where stamps are zero or repeat, and never to the player's own messages (a bag's answer topic is not played); with
+--loop the pace holds from one pass to the next; a salvaged MCAP bag ends early and is played once; Ctrl-C at any
+stage gives the report; played topics with no message are a one-line error."""
 from __future__ import annotations
 
 import time
@@ -14,7 +16,8 @@ fer_msgs = pytest.importorskip("fer_msgs.msg", reason="fer_msgs must be built (m
 from bag_helpers import frame_number, numbered_frames  # noqa: E402
 from ros_helpers import isolated_ros_env, start_python, stop, use_env  # noqa: E402
 
-from fer_ros.tools.bagtools import IMAGE_TYPE, open_writer, typestore, write_image_bag  # noqa: E402
+from fer_ros.tools.bagtools import (COMPRESSED_TYPE, IMAGE_TYPE, image_message, open_writer, typestore,  # noqa: E402
+                                    write_image_bag)
 
 N_FRAMES = 25
 RATE_HZ = 25.0
@@ -150,3 +153,184 @@ def test_loop_keeps_the_bag_pace_between_passes(tmp_path, ros_env, n_frames, rat
     # gave a gap of about 0
     assert min(gaps) > 0.3 * period_s, gaps
     assert rc == 0 and "interrupted" in out, out
+
+
+def _answers_bag(bag, n: int, emotion_topic: str) -> None:
+    """A bag as `fer-replay --out-bag` writes one: n images on /cam/image (20 Hz) and an answer to each on
+    `emotion_topic`, 30 ms after it."""
+    store = typestore()
+    answer_type = "fer_msgs/msg/FaceEmotionArray"
+    writer = open_writer(bag, "mcap", overwrite=True)
+    images = writer.add_connection("/cam/image", IMAGE_TYPE, typestore=store)
+    answers = writer.add_connection(emotion_topic, answer_type, typestore=store)
+    for i, frame in enumerate(numbered_frames(n)):
+        t = 1_700_000_000_000_000_000 + i * 50_000_000
+        image = image_message(frame, t, "cam")
+        writer.write(images, t, store.serialize_cdr(image, IMAGE_TYPE))
+        answer = store.types[answer_type](header=image.header, faces=[])
+        writer.write(answers, t + 30_000_000, store.serialize_cdr(answer, answer_type))
+    writer.close()
+
+
+@pytest.mark.parametrize("recorded, remap", [("/emotion", []), ("/recorded/emotion", ["--remap",
+                                                                                       "/recorded/emotion:=emotion"])])
+def test_the_topic_answers_are_listened_on_is_not_played(tmp_path, ros_env, recorded, remap):
+    """A bag that holds answers (played as recorded, or renamed onto the listened topic): with no node running,
+    nothing answers; the player says in one line that it leaves that topic out and publishes nothing there."""
+    from rclpy.node import Node
+    from sensor_msgs.msg import Image
+    from fer_msgs.msg import FaceEmotionArray
+
+    n = 12
+    _answers_bag(tmp_path / "bag", n, recorded)
+    images, answers = [], []
+    rclpy.init()
+    try:
+        node = Node("answers_test_subscriber")
+        node.create_subscription(Image, "/cam/image", images.append, 100)
+        node.create_subscription(FaceEmotionArray, "/emotion", answers.append, 100)
+        proc = start_python(["-m", "fer_ros.ros.bag_publisher", str(tmp_path / "bag"), "--quiet",
+                             "--wait-for-subscribers", "1", "--linger-s", "0.5", *remap], ros_env)
+        try:
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                rclpy.spin_once(node, timeout_sec=0.05)
+            for _ in range(10):
+                rclpy.spin_once(node, timeout_sec=0.05)
+        finally:
+            rc, out = stop(proc)
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    assert rc == 0, out
+    assert len(images) == n and not answers, out
+    assert f"published {n} messages in" in out and f": /cam/image {n} (" in out, out
+    assert f"\nnot published: {recorded} (the node's answers are listened to on /emotion" in out, out
+    assert f"node answered 0/{n} images" in out, out
+
+
+def _stamp_bag(bag, n: int, case: str) -> None:
+    """n frames at 20 Hz on /cam/image: stamped zero ("zero"), or stamped and also on /cam/image/compressed with
+    the same stamp, 1 ms later ("both")."""
+    store = typestore()
+    writer = open_writer(bag, "sqlite3", overwrite=True)
+    raw = writer.add_connection("/cam/image", IMAGE_TYPE, typestore=store)
+    comp = writer.add_connection("/cam/image/compressed", COMPRESSED_TYPE, typestore=store) if case == "both" else None
+    for i, frame in enumerate(numbered_frames(n)):
+        t = 1_700_000_000_000_000_000 + i * 50_000_000
+        stamp = 0 if case == "zero" else t
+        writer.write(raw, t, store.serialize_cdr(image_message(frame, stamp, "cam"), IMAGE_TYPE))
+        if comp is not None:
+            writer.write(comp, t + 1_000_000,
+                         store.serialize_cdr(image_message(frame, stamp, "cam", compressed="png"), COMPRESSED_TYPE))
+    writer.close()
+
+
+@pytest.mark.parametrize("case", ["zero", "both"])
+def test_answers_are_matched_by_stamp_where_stamps_are_zero_or_repeat(tmp_path, ros_env, case):
+    """A node answering 150 ms after each image, once per stamp as fer_node does (each image without a stamp; a
+    frame on both transports once): every image counts once, each answer is timed from the image it answers (the
+    oldest unanswered one of its stamp), and one warning suggests --restamp."""
+    from rclpy.node import Node
+    from sensor_msgs.msg import CompressedImage, Image
+    from fer_msgs.msg import FaceEmotionArray
+
+    n, delay_s = 20, 0.15
+    _stamp_bag(tmp_path / "bag", n, case)
+    due: list[tuple[float, object]] = []  # (when to answer, header)
+    seen: set[tuple[int, int]] = set()
+
+    def on_image(msg) -> None:
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if key == (0, 0) or key not in seen:
+            seen.add(key)
+            due.append((time.monotonic() + delay_s, msg.header))
+
+    rclpy.init()
+    try:
+        node = Node("stamp_test_node")
+        answer_pub = node.create_publisher(FaceEmotionArray, "/emotion", 100)
+        node.create_subscription(Image, "/cam/image", on_image, 100)
+        node.create_subscription(CompressedImage, "/cam/image/compressed", on_image, 100)
+        proc = start_python(["-m", "fer_ros.ros.bag_publisher", str(tmp_path / "bag"), "--quiet",
+                             "--wait-for-subscribers", "1", "--linger-s", "3"], ros_env)
+        try:
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                rclpy.spin_once(node, timeout_sec=0.01)
+                while due and due[0][0] <= time.monotonic():
+                    answer_pub.publish(FaceEmotionArray(header=due.pop(0)[1]))
+        finally:
+            rc, out = stop(proc)
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    assert rc == 0, out
+    assert f"node answered {n}/{n} images; latency ms" in out, out
+    median = float(out.split("median ")[1].split(",")[0])
+    assert median >= 1e3 * delay_s, out
+    assert out.count("--restamp gives every image its publish time") == 1, out
+
+
+@pytest.mark.parametrize("stage", ["waiting for subscribers", "lingering"])
+def test_ctrl_c_while_waiting_or_lingering_gives_the_report(tmp_path, ros_env, stage):
+    """Ctrl-C before the first message (no subscriber yet) or while listening for the last answers ends the run as
+    Ctrl-C while playing does: "interrupted" and the report, exit status 0."""
+    from rclpy.node import Node
+    from sensor_msgs.msg import Image
+
+    info = write_image_bag(tmp_path / "bag", numbered_frames(3), rate_hz=RATE_HZ, topic="/cam/image")
+    received = []
+    rclpy.init()
+    try:
+        node = Node("ctrl_c_test_node")
+        proc = start_python(["-m", "fer_ros.ros.bag_publisher", str(tmp_path / "bag"), "--quiet",
+                             "--wait-for-subscribers", "1", "--wait-timeout-s", "120", "--linger-s", "120"], ros_env)
+        try:
+            deadline = time.monotonic() + 60
+            if stage == "lingering":
+                node.create_subscription(Image, info.topic, received.append, 100)
+                while len(received) < 3 and time.monotonic() < deadline and proc.poll() is None:
+                    rclpy.spin_once(node, timeout_sec=0.05)
+            else:  # the player's publisher is up: it waits for a subscriber
+                while not node.count_publishers(info.topic) and time.monotonic() < deadline and proc.poll() is None:
+                    time.sleep(0.05)
+            time.sleep(1.0)
+            assert proc.poll() is None, proc.stdout.read()
+        finally:
+            rc, out = stop(proc)
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    played = 3 if stage == "lingering" else 0
+    assert rc == 0 and "Traceback" not in out, out
+    assert f"published {played} messages in" in out and "\ninterrupted\n" in out, out
+    assert f"node answered 0/{played} images" in out, out
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_a_salvaged_mcap_bag_ends_early_and_is_played_once(tmp_path, ros_env, loop):
+    """An MCAP bag read up to its cut (a killed recorder's) says that it ended early, as a cut sqlite3 bag does,
+    and with --loop is played once rather than again and again."""
+    from fer_ros.tools.bagtools import SalvagedMcap, open_bag
+    write_image_bag(tmp_path / "bag", numbered_frames(20), rate_hz=50.0, topic="/cam/image", storage="mcap")
+    path = next((tmp_path / "bag").glob("*.mcap"))
+    path.write_bytes(path.read_bytes()[:int(path.stat().st_size * 0.6)])
+    (tmp_path / "bag" / "metadata.yaml").unlink()
+    reader = open_bag(tmp_path / "bag", warn_salvaged=False)
+    assert isinstance(reader, SalvagedMcap) and reader.problem
+    salvaged = sum(c.msgcount for c in reader.connections)
+    reader.close()
+    assert 0 < salvaged < 20
+    proc = start_python(["-m", "fer_ros.ros.bag_publisher", str(tmp_path / "bag"), "--quiet", "--emotion-topic", "",
+                         *(["--loop"] if loop else [])], ros_env)
+    try:
+        try:
+            rc = proc.wait(timeout=30)
+        except Exception:
+            rc = None
+    finally:
+        _, out = stop(proc)
+    assert rc == 0, out
+    assert f"published {salvaged} messages in" in out, out
+    assert "\nthe bag ended early: the MCAP file has no valid end (bag.mcap: " in out and "interrupted" not in out, out

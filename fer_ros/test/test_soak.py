@@ -69,6 +69,19 @@ def test_a_mark_not_before_the_end_is_refused_before_the_node_starts(monkeypatch
                            "measure from the first answer"), err
 
 
+def test_node_args_that_cannot_be_split_are_a_one_line_error(monkeypatch, capsys):
+    """--node-args is split as a shell would (as the latency probe's): an unbalanced quote is refused before the
+    node starts, in one line naming the option."""
+    from fer_ros.ros import latency_probe, soak
+
+    def start(*_):
+        raise AssertionError("fer_node started")
+    monkeypatch.setattr(latency_probe, "start_node", start)
+    assert soak.main(["--minutes", "0.1", "--node-args", "-p model_path:='my models/m"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("fer-soak: --node-args ") and "quot" in err, err
+
+
 @pytest.mark.parametrize("sig, when", [(signal.SIGINT, "measuring"), (signal.SIGTERM, "starting")])
 def test_an_interrupted_soak_stops_the_node_and_says_so(tmp_path, tmp_path_factory, sig, when):
     model = model_for_tests(tmp_path_factory.getbasetemp())

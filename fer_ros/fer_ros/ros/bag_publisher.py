@@ -9,19 +9,26 @@ from PyPI wheels).
 Messages are published as recorded (raw CDR, no re-serialization), at the bag's receive times scaled by `rate`.
 With `loop`, a pass starts one mean message period after the last message of the one before (LOOP_GAP_S for a
 bag with a single message). Played topics that hold no message are an error.
+A bag that ends early (a cut sqlite3 file, an MCAP file read up to its cut) is played once, also with `loop`.
 With `emotion_topic` set, the player also listens to the node's fer_msgs/FaceEmotionArray output and matches each
 answer to the image it answers by header stamp: the node's end-to-end latency (image published -> answer received,
-ms) measured from outside the node. `restamp` replaces the image header stamps by the publish time (for nodes
-that compare stamps with their clock).
+ms) measured from outside the node (AnswerMatcher). A bag topic that would be published under the listened topic's
+name (a bag recorded with the node's answers) is not played: its messages would be taken for answers.
+`restamp` replaces the image header stamps by the publish time (for nodes that compare stamps with their clock,
+and for bags whose stamps are zero or repeat, which answers cannot tell apart).
+Ctrl-C, while waiting for subscribers, playing or listening for the last answers, ends the run with its report.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import math
 import sys
 import threading
 import time
+from collections import OrderedDict, deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,13 +42,17 @@ from rclpy.serialization import deserialize_message
 
 from fer_ros.argtypes import HelpFormatter, number, parse_args
 from fer_ros.cdr_header import header_stamp
+from fer_ros.ratelimit import LOGGER_NAME
 from fer_ros.ros.params import FerParams
-from fer_ros.ros.spin import spin_until_shutdown
-from fer_ros.tools.bagtools import IMAGE_TYPES, BagError, open_bag
+from fer_ros.ros.spin import RCLError, spin_until_shutdown
+from fer_ros.tools.bagtools import IMAGE_TYPES, BagError, SalvagedMcap, open_bag
 
 QOS_CHOICES = ("reliable", "best_effort", "sensor_data")
 MAX_PENDING = 10_000  # images awaiting an answer that the latency measurement remembers
 LOOP_GAP_S = 1.0  # with --loop, the pause (at rate 1) between passes of a bag that holds a single message
+NO_STAMP = (0, 0)
+
+log = logging.getLogger(LOGGER_NAME)
 
 
 @dataclass
@@ -62,8 +73,8 @@ class PublishReport:
 
     def summary(self) -> str:
         total = sum(self.sent.values())
-        lines = [f"published {total} messages in {self.duration_s:.2f} s: "
-                 + ", ".join(f"{t} {n}" for t, n in sorted(self.sent.items()))
+        lines = [f"published {total} messages in {self.duration_s:.2f} s"
+                 + (": " + ", ".join(f"{t} {n}" for t, n in sorted(self.sent.items())) if self.sent else "")
                  + f" (at most {self.max_late_ms:.1f} ms behind schedule)"]
         for topic, why in sorted(self.skipped_topics.items()):
             lines.append(f"not published: {topic} ({why})")
@@ -101,8 +112,82 @@ def make_qos(kind: str, depth: int) -> QoSProfile:
                       else ReliabilityPolicy.BEST_EFFORT)
 
 
+class AnswerMatcher:
+    """The node's answers matched to the images they answer, by header stamp (fer_node copies the image's header
+    into its answer); thread-safe.
+
+    Images are counted as fer_node answers them, one answer per distinct stamp: an image whose stamp is not zero
+    and was sent before in the same pass (the same frame on another transport), or repeats the stamp of the image
+    just before, is not counted and gets no send time; each image stamped zero counts (fer_node times it by its
+    arrival). Per stamp, a FIFO of the send times of the counted images: an answer is timed from the oldest
+    unanswered image of its stamp; an answer with none is not counted. At most `max_pending` unanswered images
+    are remembered (the oldest are forgotten)."""
+
+    def __init__(self, max_pending: int = MAX_PENDING) -> None:
+        self.max_pending = max_pending
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[tuple[int, int], deque] = OrderedDict()  # stamp -> send times (monotonic s)
+        self._pending_count = 0
+        self._in_pass: OrderedDict[tuple[int, int], None] = OrderedDict()  # stamps sent in this pass (the latest)
+        self._last: tuple[int, int] | None = None
+        self.images = 0
+        self.latency_ms: list[float] = []
+
+    def new_pass(self) -> None:
+        """A new pass over the bag: its stamps count again (fer_node answers them again, but for a repeat of the
+        image just before)."""
+        with self._lock:
+            self._in_pass.clear()
+
+    def sent(self, stamp: tuple[int, int], at: float) -> str | None:
+        """Notes an image with header stamp `stamp` published at monotonic time `at`. Returns "zero" for a stamp
+        of 0, "repeat" for an image not counted (its stamp was sent before), else None."""
+        with self._lock:
+            if stamp != NO_STAMP and (stamp in self._in_pass or stamp == self._last):
+                self._last = stamp
+                return "repeat"
+            self._last = stamp
+            if stamp != NO_STAMP:
+                self._in_pass[stamp] = None
+                if len(self._in_pass) > self.max_pending:
+                    self._in_pass.popitem(last=False)
+            self.images += 1
+            self._pending.setdefault(stamp, deque()).append(at)
+            self._pending_count += 1
+            if self._pending_count > self.max_pending:  # unanswered images: forget the oldest (bounded memory)
+                self._pop(next(iter(self._pending)))
+            return "zero" if stamp == NO_STAMP else None
+
+    def answered(self, stamp: tuple[int, int], at: float) -> None:
+        """Notes an answer with header stamp `stamp` received at monotonic time `at`."""
+        with self._lock:
+            if stamp in self._pending:
+                self.latency_ms.append(1e3 * (at - self._pop(stamp)))
+
+    def _pop(self, stamp: tuple[int, int]) -> float:
+        """The oldest send time of `stamp`, taken out."""
+        sends = self._pending[stamp]
+        at = sends.popleft()
+        if not sends:
+            del self._pending[stamp]
+        self._pending_count -= 1
+        return at
+
+    @property
+    def pending(self) -> int:
+        """Images counted and not answered yet."""
+        with self._lock:
+            return self._pending_count
+
+    def results(self) -> tuple[int, list[float]]:
+        """(images counted, latencies of the answers matched to them, ms)."""
+        with self._lock:
+            return self.images, list(self.latency_ms)
+
+
 class BagPlayer(Node):
-    """One publisher per played topic (optionally renamed) and an optional listener on the node's output."""
+    """One publisher per played topic (optionally renamed) and an optional listener on the node's output. A topic
+    whose published name (resolved and remapped) is the listened one is not played (`skipped` says so)."""
 
     def __init__(self, topics: dict[str, str], qos: QoSProfile, remap: dict[str, str] | None = None,
                  emotion_topic: str | None = None, context=None) -> None:
@@ -111,32 +196,43 @@ class BagPlayer(Node):
         self.publishers_by_topic: dict[str, Any] = {}
         self.classes: dict[str, Any] = {}
         self.skipped: dict[str, str] = {}
+        self.answers = AnswerMatcher()
+        self._warned = False
+        self._passes = 0
+        listened = None
+        if emotion_topic:
+            from fer_msgs.msg import FaceEmotionArray
+            listened = self.create_subscription(FaceEmotionArray, emotion_topic, self.emotion_callback,
+                                                100).topic_name
+        self.answers_listened = listened is not None
         for topic, msgtype in topics.items():
+            name = remap.get(topic, topic)
+            if listened is not None and self.resolve_topic_name(name) == listened:
+                self.skipped[topic] = (f"the node's answers are listened to on {listened}, and the player's own "
+                                       "messages there would be taken for them; --emotion-topic '' plays it")
+                continue
             cls = message_class(msgtype)
             if cls is None:
                 self.skipped[topic] = f"message type {msgtype} is not installed"
                 continue
             self.classes[topic] = cls
-            self.publishers_by_topic[topic] = self.create_publisher(cls, remap.get(topic, topic), qos)
-        self._lock = threading.Lock()
-        self.sent_at: dict[tuple[int, int], float] = {}  # image header stamp -> publish time (monotonic s)
-        self.latency_ms: list[float] = []
-        if emotion_topic:
-            from fer_msgs.msg import FaceEmotionArray
-            self.create_subscription(FaceEmotionArray, emotion_topic, self.emotion_callback, 100)
+            self.publishers_by_topic[topic] = self.create_publisher(cls, name, qos)
 
     def emotion_callback(self, msg) -> None:
-        now = time.monotonic()
-        key = (int(msg.header.stamp.sec), int(msg.header.stamp.nanosec))
-        with self._lock:
-            sent = self.sent_at.pop(key, None)
-            if sent is not None:
-                self.latency_ms.append(1e3 * (now - sent))
+        self.answers.answered((int(msg.header.stamp.sec), int(msg.header.stamp.nanosec)), time.monotonic())
 
     def subscriber_count(self) -> int:
         """Fewest subscribers over the played topics (the publisher waits for each topic to have enough)."""
         counts = [p.get_subscription_count() for p in self.publishers_by_topic.values()]
         return min(counts) if counts else 0
+
+    def new_pass(self, restamp: bool) -> None:
+        """Before each pass over the bag."""
+        self._passes += 1
+        self.answers.new_pass()
+        if self._passes == 2 and not restamp:
+            self._warn_stamps("the images of every pass after the first carry the stamps of the first pass, so an "
+                              "answer is timed from the oldest unanswered image of its stamp, in whichever pass")
 
     def publish_raw(self, topic: str, raw: bytes, image_stamp: tuple[int, int] | None, restamp: bool) -> None:
         pub = self.publishers_by_topic[topic]
@@ -147,12 +243,22 @@ class BagPlayer(Node):
             data: Any = msg
         else:
             data = raw
-        if image_stamp is not None:
-            with self._lock:
-                self.sent_at[image_stamp] = time.monotonic()
-                if len(self.sent_at) > MAX_PENDING:  # unanswered images: forget the oldest (bounded memory)
-                    self.sent_at.pop(next(iter(self.sent_at)))
+        kind = None if image_stamp is None else self.answers.sent(image_stamp, time.monotonic())
+        if kind and not restamp:
+            if kind == "zero":
+                self._warn_stamps(f"images on {topic} carry no stamp (header.stamp is 0), so answers cannot tell "
+                                  "them apart: each is timed from the oldest unanswered image")
+            elif kind == "repeat":
+                self._warn_stamps(f"an image on {topic} has the stamp {image_stamp[0]}.{image_stamp[1]:09d} s of an "
+                                  "image played before (the same frame on another transport, or a repeated stamp): "
+                                  "it is counted once, as fer_node answers it once")
         pub.publish(data)
+
+    def _warn_stamps(self, what: str) -> None:
+        """One warning per run about stamps that do not tell the images apart (the first such case)."""
+        if not self._warned and self.answers_listened:
+            self._warned = True
+            log.warning(f"fer-publish-bag: {what}; --restamp gives every image its publish time as its stamp")
 
 
 def _image_stamp(raw: bytes, msgtype: str) -> tuple[int, int] | None:
@@ -168,7 +274,9 @@ def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 
 
     `wait_for_subscribers`: before the first message, wait (up to `wait_timeout_s`) until every played topic has at
     least this many subscribers. `linger_s`: keep listening this long after the last message (answers in flight).
-    Raises BagError for a bag that cannot be opened, a topic it does not have, or played topics with no message."""
+    Ctrl-C (or a shutdown of rclpy) while waiting, playing or lingering ends the run: the report says
+    "interrupted". Raises BagError for a bag that cannot be opened, a topic it does not have, or played topics with
+    no message."""
     if not (math.isfinite(rate) and rate > 0):
         raise BagError(f"--rate must be a positive factor, got {rate}")
     reader = open_bag(bag)
@@ -181,7 +289,6 @@ def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 
         if missing:
             raise BagError(f"bag {bag} has no topic {', '.join(missing)}; its topics: "
                            + ", ".join(f"{t} ({m})" for t, m in sorted(available.items())))
-        connections = [c for c in reader.connections if c.topic in wanted]
         context = rclpy.Context()
         rclpy.init(args=["--ros-args", *ros_args] if ros_args else None, context=context)
         try:
@@ -198,35 +305,20 @@ def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 
                 if not node.publishers_by_topic:
                     raise BagError("none of the bag's topics can be published: " + "; ".join(
                         f"{t}: {why}" for t, why in node.skipped.items()))
-                if wait_for_subscribers > 0:
-                    deadline = time.monotonic() + wait_timeout_s
-                    while node.subscriber_count() < wait_for_subscribers:
-                        if time.monotonic() > deadline:
-                            raise BagError(f"no subscriber appeared within {wait_timeout_s:g} s "
-                                           f"(wanted {wait_for_subscribers} on every played topic)")
-                        time.sleep(0.02)
-                t_start = time.monotonic()
-                next_start = None
-                try:
-                    while True:
-                        published, next_start = _play_once(reader, connections, node, rate, restamp, report,
-                                                           progress, next_start)
-                        if report.truncated:
-                            break
-                        if published == 0:
-                            raise BagError(f"bag {bag} holds no message on " + ", ".join(wanted))
-                        if not loop:
-                            break
-                except (KeyboardInterrupt, ExternalShutdownException):
-                    report.interrupted = True
-                report.duration_s = time.monotonic() - t_start
-                if emotion_topic:
-                    end = time.monotonic() + linger_s
-                    while time.monotonic() < end and node.sent_at:
-                        time.sleep(0.02)
-                with node._lock:
-                    report.latency_ms = list(node.latency_ms)
-                    report.answered = len(node.latency_ms)
+                connections = [c for c in reader.connections if c.topic in node.publishers_by_topic]
+                with _interruptible(report, context):
+                    _wait_for_subscribers(node, wait_for_subscribers, wait_timeout_s)
+                    t_start = time.monotonic()
+                    try:
+                        _play_passes(bag, reader, connections, node, rate, loop, restamp, report, progress)
+                    finally:
+                        report.duration_s = time.monotonic() - t_start
+                    if emotion_topic:
+                        end = time.monotonic() + linger_s
+                        while time.monotonic() < end and node.answers.pending:
+                            time.sleep(0.02)
+                report.images_sent, report.latency_ms = node.answers.results()
+                report.answered = len(report.latency_ms)
             finally:
                 stop_spinning.set()
                 spinner.join(timeout=5.0)
@@ -237,6 +329,49 @@ def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 
     finally:
         reader.close()
     return report
+
+
+@contextmanager
+def _interruptible(report: PublishReport, context):
+    """A `with` block that Ctrl-C (KeyboardInterrupt) or a shutdown of the context (ExternalShutdownException, or
+    RCLError once it is shut down) ends, marking the report interrupted."""
+    try:
+        yield
+    except (KeyboardInterrupt, ExternalShutdownException):
+        report.interrupted = True
+    except RCLError:
+        if context.ok():
+            raise
+        report.interrupted = True
+
+
+def _wait_for_subscribers(node: BagPlayer, wanted: int, timeout_s: float) -> None:
+    """Wait until every played topic has `wanted` subscribers (0: do not wait); BagError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while wanted > 0 and node.subscriber_count() < wanted:
+        if time.monotonic() > deadline:
+            raise BagError(f"no subscriber appeared within {timeout_s:g} s "
+                           f"(wanted {wanted} on every played topic)")
+        time.sleep(0.02)
+
+
+def _play_passes(bag, reader, connections, node: BagPlayer, rate: float, loop: bool, restamp: bool,
+                 report: PublishReport, progress: bool) -> None:
+    """One pass over the bag, or with `loop` pass after pass, until the bag turns out to end early (a storage error
+    while reading, or an MCAP file salvaged up to its cut: report.truncated). BagError for played topics with no
+    message."""
+    next_start = None
+    while True:
+        node.new_pass(restamp)
+        published, next_start = _play_once(reader, connections, node, rate, restamp, report, progress, next_start)
+        if not report.truncated and isinstance(reader, SalvagedMcap) and reader.problem:
+            report.truncated = f"the MCAP file has no valid end ({reader.problem})"
+        if report.truncated:
+            return
+        if published == 0:
+            raise BagError(f"bag {bag} holds no message on " + ", ".join(sorted(node.publishers_by_topic)))
+        if not loop:
+            return
 
 
 def _play_once(reader, connections, node: BagPlayer, rate: float, restamp: bool, report: PublishReport,
@@ -274,13 +409,10 @@ def _play_once(reader, connections, node: BagPlayer, rate: float, restamp: bool,
             else:
                 report.max_late_ms = max(report.max_late_ms, -1e3 * wait)
             raw = bytes(raw)
-            stamp = _image_stamp(raw, conn.msgtype)
-            node.publish_raw(conn.topic, raw, stamp, restamp)
+            node.publish_raw(conn.topic, raw, _image_stamp(raw, conn.msgtype), restamp)
             published += 1
             t_last = timestamp
             report.sent[conn.topic] = report.sent.get(conn.topic, 0) + 1
-            if stamp is not None:
-                report.images_sent += 1
             if bar is not None:
                 bar.update(1)
     finally:

@@ -59,7 +59,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="messages published per second (frames and malformed ones)")
     p.add_argument("--bad-every", type=number(int, low=2, says="an integer >= 2"), default=10,
                    help="every N-th message is a malformed one")
-    p.add_argument("--node-args", default="", help="extra --ros-args for fer_node, e.g. '-p backend:=torch'")
+    from fer_ros.ros.latency_probe import ros_args_text
+    p.add_argument("--node-args", type=ros_args_text, default="",
+                   help="extra --ros-args for fer_node, e.g. '-p backend:=torch', split as a shell would (quote a "
+                        "value with spaces: -p model_path:='my models/m')")
     p.add_argument("--startup-timeout-s", type=number(float, low=1.0, says="seconds >= 1"), default=180.0,
                    help="wait this long for fer_node's first answer")
     p.add_argument("--json", type=Path, default=Path("soak_out/soak.json"), help="JSON file to write")

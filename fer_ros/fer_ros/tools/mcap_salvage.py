@@ -1,7 +1,10 @@
 """Reading what is readable of the MCAP files of a bag that rosbags cannot open (a recorder that was killed: files
 without a valid end, no metadata.yaml; a truncated copy): `SalvagedMcap`, which `bagtools.open_bag` falls back to.
 
-Each file is scanned from the start up to its first incomplete or corrupt record (`SalvagedFile`). The scan keeps
+Each file is scanned from the start up to its first incomplete or corrupt record (`SalvagedFile`). A record whose
+opcode MCAP does not allow (0x00, and 0x10-0x7F, which the format keeps for itself) is corrupt, at the top level and
+inside chunks: zero bytes, as a file extended before its data was written ends, stop the scan where they start, and
+the message record they begin inside (its last byte zero, the next record zero) is left out. The scan keeps
 where things are, never their bytes: per chunk its offset, compression and the offsets of its message records.
 Reading decompresses one chunk at a time; messages of uncompressed chunks are sliced from the mapped file. A file
 that is not MCAP at all is a ValueError."""
@@ -16,6 +19,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
 _OP_FOOTER, _OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE, _OP_CHUNK, _OP_DATA_END = 0x02, 0x03, 0x04, 0x05, 0x06, 0x0F
+_FIRST_USER_OPCODE = 0x80  # 0x80-0xFF: records of applications, skipped
 _RECORD_HEADER = 9  # opcode u8, length u64
 _MESSAGE_HEADER = 22  # channel u16, sequence u32, log time u64, publish time u64
 _CHUNK_HEADER = 28  # start time u64, end time u64, uncompressed size u64, crc u32; then compression, records
@@ -77,6 +81,16 @@ def _mcap_decompress(data: Any, compression: str, size: int | None = None) -> An
     return out
 
 
+def _opcode_problem(opcode: int) -> str | None:
+    """Why a record cannot start with `opcode` (None when it can): MCAP defines 0x01-0x0F and leaves 0x80-0xFF to
+    applications; 0x00 is not a record and 0x10-0x7F are kept for the format."""
+    if 0x01 <= opcode <= _OP_DATA_END or opcode >= _FIRST_USER_OPCODE:
+        return None
+    if opcode == 0:
+        return "zero bytes: opcode 0x00 is not an MCAP record"
+    return f"opcode 0x{opcode:02x} is reserved by MCAP, not a record"
+
+
 def _read_bytes(buf: Any, pos: int, end: int) -> tuple[bytes, int]:
     """The length-prefixed (u32) bytes at buf[pos:] and the position after them."""
     n = struct.unpack_from("<I", buf, pos)[0]
@@ -128,6 +142,7 @@ class SalvagedFile:
         self.spans: list[MessageSpan] = []
         self.counts: dict[int, int] = {}
         self.start_time: int | None = None
+        self._start_before_last: int | None = None  # start_time before the last message found
         self._scan_file()
 
     @property
@@ -158,6 +173,12 @@ class SalvagedFile:
         done = 0
         while pos < end:
             done = self._release(done, pos)
+            bad_opcode = _opcode_problem(data[pos])
+            if bad_opcode:
+                last = self.spans[-1] if self.spans and self.spans[-1].compression == "" else None
+                self._drop_zero_filled(data, pos, last)
+                self.problem = f"record at byte {pos} is corrupt ({bad_opcode})"
+                return
             if pos + _RECORD_HEADER > end:
                 self.problem = f"incomplete record header at byte {pos}"
                 return
@@ -228,6 +249,10 @@ class SalvagedFile:
     def _scan_records(self, buf: Any, pos: int, end: int, span: MessageSpan, stop_at_cut: bool = False) -> None:
         """The records of one chunk, buf[pos:end]; an incomplete one is an error unless `stop_at_cut`."""
         while pos < end:
+            bad_opcode = _opcode_problem(buf[pos])
+            if bad_opcode:
+                self._drop_zero_filled(buf, pos, span)
+                raise ValueError(f"chunk record at byte {pos}: {bad_opcode}")
             length = struct.unpack_from("<Q", buf, pos + 1)[0] if pos + _RECORD_HEADER <= end else None
             if length is None or pos + _RECORD_HEADER + length > end:
                 if stop_at_cut:
@@ -257,8 +282,25 @@ class SalvagedFile:
             cid, log_time = struct.unpack_from("<H", buf, body)[0], struct.unpack_from("<Q", buf, body + 6)[0]
             span.offsets.append(pos)
             self.counts[cid] = self.counts.get(cid, 0) + 1
+            self._start_before_last = self.start_time
             if self.start_time is None or log_time < self.start_time:
                 self.start_time = log_time
+
+    def _drop_zero_filled(self, buf: Any, pos: int, span: MessageSpan | None) -> None:
+        """At zero bytes at buf[pos] (the start of a record), leaves out the last message found when it ends at
+        `pos` with a zero byte: the zeros may begin inside it (its tail is then not its data). `span`: the message
+        records of `buf` (None: none)."""
+        if buf[pos] != 0 or pos == 0 or buf[pos - 1] != 0 or span is None or not span.offsets:
+            return
+        last = span.offsets[-1]
+        if last + _RECORD_HEADER + struct.unpack_from("<Q", buf, last + 1)[0] != pos:
+            return
+        span.offsets.pop()
+        cid = struct.unpack_from("<H", buf, last + _RECORD_HEADER)[0]
+        self.counts[cid] -= 1
+        if not self.counts[cid]:
+            del self.counts[cid]
+        self.start_time = self._start_before_last
 
     def _decompressed(self, span: MessageSpan) -> bytes:
         """The records of a compressed chunk, decompressed straight from the mapped file."""
