@@ -434,16 +434,21 @@ def test_a_topic_the_out_bag_cannot_take_is_said_before_the_replay(tmp_path, cap
     assert not (tmp_path / "copy").exists() and not (tmp_path / "out").exists()
 
 
-def test_a_failure_while_writing_the_out_bag_is_an_error_after_the_other_outputs(tmp_path, capsys, monkeypatch):
-    write_image_bag(tmp_path / "bag", numbered_frames(6), rate_hz=10.0)
+def _disk_full_on_emotion(monkeypatch):
+    """Writing an /emotion message into a bag fails as on a full disk; the other topics are written."""
     from rosbags.rosbag2 import Writer
     real_write = Writer.write
 
-    def disk_full_on_emotion(self, connection, timestamp, data):
+    def write(self, connection, timestamp, data):
         if connection.topic == "/emotion":
             raise OSError(28, "No space left on device")
         return real_write(self, connection, timestamp, data)
-    monkeypatch.setattr(Writer, "write", disk_full_on_emotion)
+    monkeypatch.setattr(Writer, "write", write)
+
+
+def test_a_failure_while_writing_the_out_bag_is_an_error_after_the_other_outputs(tmp_path, capsys, monkeypatch):
+    write_image_bag(tmp_path / "bag", numbered_frames(6), rate_hz=10.0)
+    _disk_full_on_emotion(monkeypatch)
     _scripted_build(monkeypatch, tmp_path)
     assert replay.main([str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--quiet", "--out-bag",
                         str(tmp_path / "copy")]) == 2
@@ -851,14 +856,7 @@ def test_a_replay_that_fails_with_overwrite_keeps_the_old_out_bag(tmp_path, caps
     if failure == "model not found":
         argv += ["--model", str(tmp_path / "nonexistent")]
     else:
-        from rosbags.rosbag2 import Writer
-        real_write = Writer.write
-
-        def disk_full_on_emotion(self, connection, timestamp, data):
-            if connection.topic == "/emotion":
-                raise OSError(28, "No space left on device")
-            return real_write(self, connection, timestamp, data)
-        monkeypatch.setattr(Writer, "write", disk_full_on_emotion)
+        _disk_full_on_emotion(monkeypatch)
         _scripted_build(monkeypatch, tmp_path)
     assert replay.main(argv) == 2
     err = capsys.readouterr().err
