@@ -28,10 +28,11 @@ def _default_params_file() -> str:
     return os.path.join(get_package_share_directory("fer_ros"), "config", "fer.yaml")
 
 
-def _bool(text: str) -> bool:
+def _bool(name: str, text: str) -> bool:
+    """The launch argument `name`'s value `text` as a bool (true/false, 1/0, yes/no, on/off)."""
     value = text.strip().lower()
     if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-        raise ValueError(f"expected true or false, got {text!r}")
+        raise ValueError(f"{name} must be true or false, got {text!r}")
     return value in ("true", "1", "yes", "on")
 
 
@@ -73,7 +74,7 @@ def _nodes(context):
     if arg("backend"):
         overrides["backend"] = arg("backend")
     if arg("debug_image"):
-        overrides["publish_debug_image"] = _bool(arg("debug_image"))
+        overrides["publish_debug_image"] = _bool("debug_image", arg("debug_image"))
     if arg("model_path"):
         overrides["model_path"] = arg("model_path")
     log_level = _log_level(arg("log_level"))

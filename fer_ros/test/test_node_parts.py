@@ -449,6 +449,13 @@ def test_the_launch_file_refuses_a_params_file_that_does_not_exist(tmp_path):
         _launch_nodes(module, params_file=str(missing))
 
 
+def test_the_launch_file_names_a_debug_image_value_that_is_not_a_bool():
+    module = _launch_module()
+    with pytest.raises(ValueError, match=r"^debug_image must be true or false, got 'maybe'$"):
+        _launch_nodes(module, debug_image="maybe")
+    assert len(_launch_nodes(module, debug_image=" On ")) == 1
+
+
 def test_the_launch_file_and_the_node_agree_on_the_log_levels():
     pytest.importorskip("rclpy", reason="rclpy is not installed")
     from fer_ros.ros.node import LOG_LEVELS

@@ -209,6 +209,42 @@ def test_the_topic_answers_are_listened_on_is_not_played(tmp_path, ros_env, reco
     assert f"node answered 0/{n} images" in out, out
 
 
+def test_remapping_the_recorded_answers_leaves_the_listened_topic_where_it_is(tmp_path, ros_env):
+    """--remap /emotion:=/emotion_recorded renames the bag's answers only: they are played on /emotion_recorded,
+    and the player still listens for a node's answers on /emotion (the tool's --remap is not a ROS remapping of
+    its own node)."""
+    from rclpy.node import Node
+    from sensor_msgs.msg import Image
+    from fer_msgs.msg import FaceEmotionArray
+
+    n = 12
+    _answers_bag(tmp_path / "bag", n, "/emotion")
+    recorded, answers = [], []
+    rclpy.init()
+    try:
+        node = Node("recorded_answers_subscriber")
+        node.create_subscription(Image, "/cam/image", lambda _: None, 100)
+        node.create_subscription(FaceEmotionArray, "/emotion_recorded", recorded.append, 100)
+        node.create_subscription(FaceEmotionArray, "/emotion", answers.append, 100)
+        proc = start_python(["-m", "fer_ros.ros.bag_publisher", str(tmp_path / "bag"), "--wait-for-subscribers",
+                             "1", "--linger-s", "0.5", "--remap", "/emotion:=/emotion_recorded"], ros_env)
+        try:
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                rclpy.spin_once(node, timeout_sec=0.05)
+            for _ in range(10):
+                rclpy.spin_once(node, timeout_sec=0.05)
+        finally:
+            rc, out = stop(proc)
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    assert rc == 0, out
+    assert len(recorded) == n and not answers, out
+    assert "not published" not in out and "remap rule" not in out, out
+    assert f"node answered 0/{n} images" in out, out
+
+
 def _stamp_bag(bag, n: int, case: str) -> None:
     """n frames at 20 Hz on /cam/image: stamped zero ("zero"), or stamped and also on /cam/image/compressed with
     the same stamp, 1 ms later ("both")."""

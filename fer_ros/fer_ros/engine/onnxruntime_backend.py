@@ -124,7 +124,8 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, cache_dir:
         providers = ["CPUExecutionProvider"]
         name, where = "onnxruntime:cpu", "cpu"
     if fp16:
-        notes.append("fp16 ignored: the onnxruntime backend runs the fp32 graph (use tensorrt or torch on a GPU)")
+        notes.append(f"fp16 ignored: onnxruntime on {'the CPU' if where == 'cpu' else 'CUDA'} runs the graph in the "
+                     "precision it was saved in (use tensorrt or torch on a GPU for half precision)")
     role = "onnx"
     if int8:
         if kind == "cuda":

@@ -290,7 +290,9 @@ def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 
             raise BagError(f"bag {bag} has no topic {', '.join(missing)}; its topics: "
                            + ", ".join(f"{t} ({m})" for t, m in sorted(available.items())))
         context = rclpy.Context()
-        rclpy.init(args=["--ros-args", *ros_args] if ros_args else None, context=context)
+        # Only the ROS arguments given: rcl never reads this tool's own command line, whose --remap FROM:=TO it
+        # would take as a remapping of the player's own topics (the listened answers among them).
+        rclpy.init(args=["--ros-args", *ros_args] if ros_args else [], context=context)
         try:
             node = BagPlayer({t: available[t] for t in wanted}, make_qos(qos, depth), remap, emotion_topic,
                              context=context)
