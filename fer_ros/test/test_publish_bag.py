@@ -172,25 +172,15 @@ def _answers_bag(bag, n: int, emotion_topic: str) -> None:
     writer.close()
 
 
-@pytest.mark.parametrize("recorded, remap", [("/emotion", []), ("/recorded/emotion", ["--remap",
-                                                                                       "/recorded/emotion:=emotion"])])
-def test_the_topic_answers_are_listened_on_is_not_played(tmp_path, ros_env, recorded, remap):
-    """A bag that holds answers (played as recorded, or renamed onto the listened topic): with no node running,
-    nothing answers; the player says in one line that it leaves that topic out and publishes nothing there."""
+def _play_to_the_end(bag, args: list[str], ros_env, subscribe) -> tuple[int, str]:
+    """fer-publish-bag `bag` `args`, spun to its end beside a node that `subscribe(node)` gives its subscriptions;
+    (exit status, output)."""
     from rclpy.node import Node
-    from sensor_msgs.msg import Image
-    from fer_msgs.msg import FaceEmotionArray
-
-    n = 12
-    _answers_bag(tmp_path / "bag", n, recorded)
-    images, answers = [], []
     rclpy.init()
     try:
-        node = Node("answers_test_subscriber")
-        node.create_subscription(Image, "/cam/image", images.append, 100)
-        node.create_subscription(FaceEmotionArray, "/emotion", answers.append, 100)
-        proc = start_python(["-m", "fer_ros.ros.bag_publisher", str(tmp_path / "bag"), "--quiet",
-                             "--wait-for-subscribers", "1", "--linger-s", "0.5", *remap], ros_env)
+        node = Node("played_bag_subscriber")
+        subscribe(node)
+        proc = start_python(["-m", "fer_ros.ros.bag_publisher", str(bag), *args], ros_env)
         try:
             deadline = time.monotonic() + 60
             while proc.poll() is None and time.monotonic() < deadline:
@@ -202,6 +192,26 @@ def test_the_topic_answers_are_listened_on_is_not_played(tmp_path, ros_env, reco
             node.destroy_node()
     finally:
         rclpy.try_shutdown()
+    return rc, out
+
+
+@pytest.mark.parametrize("recorded, remap", [("/emotion", []), ("/recorded/emotion", ["--remap",
+                                                                                       "/recorded/emotion:=emotion"])])
+def test_the_topic_answers_are_listened_on_is_not_played(tmp_path, ros_env, recorded, remap):
+    """A bag that holds answers (played as recorded, or renamed onto the listened topic): with no node running,
+    nothing answers; the player says in one line that it leaves that topic out and publishes nothing there."""
+    from sensor_msgs.msg import Image
+    from fer_msgs.msg import FaceEmotionArray
+
+    n = 12
+    _answers_bag(tmp_path / "bag", n, recorded)
+    images, answers = [], []
+
+    def subscribe(node):
+        node.create_subscription(Image, "/cam/image", images.append, 100)
+        node.create_subscription(FaceEmotionArray, "/emotion", answers.append, 100)
+    rc, out = _play_to_the_end(tmp_path / "bag", ["--quiet", "--wait-for-subscribers", "1", "--linger-s", "0.5",
+                                                  *remap], ros_env, subscribe)
     assert rc == 0, out
     assert len(images) == n and not answers, out
     assert f"published {n} messages in" in out and f": /cam/image {n} (" in out, out
@@ -213,32 +223,19 @@ def test_remapping_the_recorded_answers_leaves_the_listened_topic_where_it_is(tm
     """--remap /emotion:=/emotion_recorded renames the bag's answers only: they are played on /emotion_recorded,
     and the player still listens for a node's answers on /emotion (the tool's --remap is not a ROS remapping of
     its own node)."""
-    from rclpy.node import Node
     from sensor_msgs.msg import Image
     from fer_msgs.msg import FaceEmotionArray
 
     n = 12
     _answers_bag(tmp_path / "bag", n, "/emotion")
     recorded, answers = [], []
-    rclpy.init()
-    try:
-        node = Node("recorded_answers_subscriber")
+
+    def subscribe(node):
         node.create_subscription(Image, "/cam/image", lambda _: None, 100)
         node.create_subscription(FaceEmotionArray, "/emotion_recorded", recorded.append, 100)
         node.create_subscription(FaceEmotionArray, "/emotion", answers.append, 100)
-        proc = start_python(["-m", "fer_ros.ros.bag_publisher", str(tmp_path / "bag"), "--wait-for-subscribers",
-                             "1", "--linger-s", "0.5", "--remap", "/emotion:=/emotion_recorded"], ros_env)
-        try:
-            deadline = time.monotonic() + 60
-            while proc.poll() is None and time.monotonic() < deadline:
-                rclpy.spin_once(node, timeout_sec=0.05)
-            for _ in range(10):
-                rclpy.spin_once(node, timeout_sec=0.05)
-        finally:
-            rc, out = stop(proc)
-            node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
+    rc, out = _play_to_the_end(tmp_path / "bag", ["--wait-for-subscribers", "1", "--linger-s", "0.5", "--remap",
+                                                  "/emotion:=/emotion_recorded"], ros_env, subscribe)
     assert rc == 0, out
     assert len(recorded) == n and not answers, out
     assert "not published" not in out and "remap rule" not in out, out
