@@ -114,11 +114,34 @@ def test_publish_topics_with_no_message_is_one_line(tmp_path, ros_env, loop):
     assert out.strip() == f"fer-publish-bag: error: bag {tmp_path / 'bag'} holds no message on /cam/image"
 
 
+def _play_to_the_end(bag, args: list[str], ros_env, subscribe, until=lambda: False,
+                     timeout_s: float = 60.0) -> tuple[int, str]:
+    """fer-publish-bag `bag` `args`, spun beside a node that `subscribe(node)` gives its subscriptions until the
+    player ends or `until()` holds (then it is stopped as by Ctrl-C); (exit status, output)."""
+    from rclpy.node import Node
+    rclpy.init()
+    try:
+        node = Node("played_bag_subscriber")
+        subscribe(node)
+        proc = start_python(["-m", "fer_ros.ros.bag_publisher", str(bag), *args], ros_env)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while proc.poll() is None and not until() and time.monotonic() < deadline:
+                rclpy.spin_once(node, timeout_sec=0.05)
+            for _ in range(10):
+                rclpy.spin_once(node, timeout_sec=0.05)
+        finally:
+            rc, out = stop(proc)
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    return rc, out
+
+
 @pytest.mark.parametrize("n_frames, rate_hz", [(1, None), (4, 10.0)])
 def test_loop_keeps_the_bag_pace_between_passes(tmp_path, ros_env, n_frames, rate_hz):
     """A pass starts one message period after the last message of the one before (a second, at rate 1, for a
     single message), not at once: the gaps between publish times (--restamp) hold across passes."""
-    from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
@@ -131,22 +154,12 @@ def test_loop_keeps_the_bag_pace_between_passes(tmp_path, ros_env, n_frames, rat
     def callback(msg) -> None:
         stamps.append(msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec)
 
-    rclpy.init()
-    try:
-        node = Node("loop_test_subscriber")
+    def subscribe(node):
         node.create_subscription(Image, info.topic, callback,
                                  QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-        proc = start_python(["-m", "fer_ros.ros.bag_publisher", str(tmp_path / "bag"), "--quiet", "--loop",
-                             "--restamp", "--emotion-topic", "", "--wait-for-subscribers", "1"], ros_env)
-        try:
-            deadline = time.monotonic() + 30
-            while len(stamps) < wanted and time.monotonic() < deadline and proc.poll() is None:
-                rclpy.spin_once(node, timeout_sec=0.05)
-        finally:
-            rc, out = stop(proc)
-            node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
+    rc, out = _play_to_the_end(tmp_path / "bag", ["--quiet", "--loop", "--restamp", "--emotion-topic", "",
+                                                  "--wait-for-subscribers", "1"], ros_env, subscribe,
+                               until=lambda: len(stamps) >= wanted, timeout_s=30)
     assert len(stamps) >= wanted, out
     gaps = [b - a for a, b in zip(stamps[:wanted], stamps[1:wanted])]
     # every gap at least about one period (a starved machine may only make it longer); a pass started at once
@@ -170,29 +183,6 @@ def _answers_bag(bag, n: int, emotion_topic: str) -> None:
         answer = store.types[answer_type](header=image.header, faces=[])
         writer.write(answers, t + 30_000_000, store.serialize_cdr(answer, answer_type))
     writer.close()
-
-
-def _play_to_the_end(bag, args: list[str], ros_env, subscribe) -> tuple[int, str]:
-    """fer-publish-bag `bag` `args`, spun to its end beside a node that `subscribe(node)` gives its subscriptions;
-    (exit status, output)."""
-    from rclpy.node import Node
-    rclpy.init()
-    try:
-        node = Node("played_bag_subscriber")
-        subscribe(node)
-        proc = start_python(["-m", "fer_ros.ros.bag_publisher", str(bag), *args], ros_env)
-        try:
-            deadline = time.monotonic() + 60
-            while proc.poll() is None and time.monotonic() < deadline:
-                rclpy.spin_once(node, timeout_sec=0.05)
-            for _ in range(10):
-                rclpy.spin_once(node, timeout_sec=0.05)
-        finally:
-            rc, out = stop(proc)
-            node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
-    return rc, out
 
 
 @pytest.mark.parametrize("recorded, remap", [("/emotion", []), ("/recorded/emotion", ["--remap",
