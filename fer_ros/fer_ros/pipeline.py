@@ -179,6 +179,7 @@ class Recognizer:
         self.landmarker = landmarker
         self.timings_ms: dict[str, float] = {}
         self._last_stamp_s: float | None = None
+        self._reset_pending = False
         self._latest_ids: list[int] = []  # the faces recognise reported last
         self._warn = RateLimiter(5.0)
 
@@ -234,7 +235,10 @@ class Recognizer:
             self._warn.warning("time_backwards", f"frame stamp went back from {self._last_stamp_s:.3f} s to "
                                                  f"{stamp_s:.3f} s (bag loop or clock reset): face tracks reset")
         self._last_stamp_s = stamp_s
+        # the reset waits for a frame whose landmarks come back: a failed detect must not lose it
+        self._reset_pending = self._reset_pending or reset
         faces = largest_faces(list(self.landmarker.detect(rgb, stamp_s)), self.max_faces)
+        reset, self._reset_pending = self._reset_pending, False
         return Perception(rgb, stamp_s, faces, reset, 1e3 * (time.perf_counter() - t0))
 
     def recognise(self, perception: Perception) -> list[FaceResult]:

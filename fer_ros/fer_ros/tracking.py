@@ -13,7 +13,8 @@ frames further apart than `timeout_s` (a low frame rate, a stall) keep their fac
 The descriptor steadies ids; it does not recognise people. Between KDEF photos of different actors (same pose and
 expression) its distance is 0.14 at the median, while one actor's photos of two expressions differ by up to 0.39, so
 no gate on it keeps one person's id through expressions and turns yet refuses another person: a new face that
-appears where a track was lost, within `timeout_s`, takes over that track.
+appears where a track was lost, within `timeout_s`, takes over that track. Where a lost track may be taken over is
+bounded: its gate stops growing once the time unseen passes `horizon_s`, as its prediction does.
 """
 from __future__ import annotations
 
@@ -97,7 +98,8 @@ class Tracker:
 
     timeout_s: drop a track missing from the last update and unseen this long (s). gate_sizes: largest centre
     distance from the prediction, in face sizes, for a frame right after the last sighting; it widens by
-    gate_growth_per_s for every second unseen.
+    gate_growth_per_s for every second unseen, for a track missing from the last update only up to horizon_s
+    (so a face that enters far from where a track was lost starts a track of its own).
     max_size_ratio: largest size change between the prediction and a detection. appearance_weight: weight of the
     descriptor distance (0..1 for unit vectors) against the centre distance (face sizes). Velocities are smoothed
     with weight velocity_smoothing per frame; a frame that follows the last sighting by less than rate_interval_s
@@ -164,6 +166,8 @@ class Tracker:
         scale = max(pred_s, size)
         dist = float(np.linalg.norm(centre - pred_c)) / scale
         unseen_s = max(stamp_s - track.last_seen_s, 0.0)
+        if track.misses > 0:  # lost: the gate grows no further than the prediction reaches
+            unseen_s = min(unseen_s, self.horizon_s)
         if dist > self.gate_sizes + self.gate_growth_per_s * unseen_s:
             return _BIG
         size_change = abs(math.log(size / pred_s))

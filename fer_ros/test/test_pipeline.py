@@ -298,6 +298,22 @@ def test_time_backwards_resets_tracks_and_says_so_once(fer_warnings):
     assert len(msgs) == 1
 
 
+def test_a_stamp_that_went_back_resets_the_tracks_even_when_that_frame_fails_to_landmark(fer_warnings):
+    def script(call, stamp_s):
+        if stamp_s == 0.0:
+            raise RuntimeError("the landmarker failed on this frame")
+        return two_faces(call, stamp_s)
+    rec = make(script)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    for t in (100.0, 100.033, 100.066):
+        before = {r.id for r in rec.process(frame, t)}
+    with pytest.raises(RuntimeError):
+        rec.process(frame, 0.0)  # the bag looped, and that one frame failed
+    after = rec.process(frame, 0.033)
+    assert after and not {r.id for r in after} & before
+    assert all(r.window_frames == 1 and r.track_age_s == 0.0 for r in after)
+
+
 def test_a_repeated_stamp_is_skipped_with_a_rate_limited_warning(fer_warnings):
     """fer-replay gives the Recognizer a bag's stamps as they are: a frame at the time of the frame before it is
     skipped (one moment counted twice would fill a face's window with one frame), as fer_node skips it."""

@@ -144,6 +144,17 @@ def test_far_apart_faces_do_not_take_over_ids():
     assert c not in (a, b)
 
 
+@pytest.mark.parametrize("timeout_s", [1.0, 5.0, 10.0])
+def test_a_lost_track_is_not_taken_over_by_a_face_far_from_where_it_was_lost(timeout_s):
+    tr = Tracker(timeout_s=timeout_s)
+    (a,) = tr.update([Detection(box_at(60, 240))], 0.0)
+    tr.update([], 1 / FPS)  # a leaves
+    (b,) = tr.update([Detection(box_at(60 + 4 * SIZE, 240))], 0.9 * timeout_s)  # someone else, 4 face sizes away
+    assert b != a
+    (c,) = tr.update([Detection(box_at(60 + 1.5 * SIZE, 240))], 0.95 * timeout_s)  # near where a was lost
+    assert c == a
+
+
 def test_reset_and_unique_ids():
     tr = Tracker()
     ids = tr.update([Detection(box_at(100 * k, 100)) for k in range(1, 5)], 0.0)
