@@ -10,6 +10,7 @@ The PNG size is the IHDR chunk, which the format requires to come first.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 JPEG_MAGIC = b"\xff\xd8\xff"  # SOI and the first byte of the next marker: what OpenCV recognises as JPEG
@@ -18,6 +19,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _SOS, _EOI, _SOI, _TEM = 0xDA, 0xD9, 0xD8, 0x01
 _STANDALONE = {_TEM, *range(0xD0, 0xD8)}  # TEM and RST0..7 carry no length
+_FILL = re.compile(rb"\xff+")
 
 
 class HeaderError(ValueError):
@@ -72,10 +74,10 @@ def _jpeg_header(data: bytes) -> ImageHeader:
     i = 2  # past SOI
     size: tuple[int, int] | None = None
     while True:
-        while i < n and data[i] != 0xFF:  # stray bytes before a marker (libjpeg skips them with a warning)
-            i += 1
-        while i < n and data[i] == 0xFF:  # fill bytes
-            i += 1
+        # stray bytes before a marker (libjpeg skips them with a warning), then fill bytes; searched in C, as a
+        # damaged image may hold megabytes of either
+        i = data.find(b"\xff", i)
+        i = n if i < 0 else _FILL.match(data, i).end()
         if i >= n:
             raise HeaderError(f"JPEG of {n} B ends before its frame header")
         marker = data[i]

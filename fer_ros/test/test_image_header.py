@@ -46,6 +46,31 @@ def test_jpeg_segments_stray_and_fill_bytes_before_the_frame_header(face):
     assert decoded is not None and (header.height, header.width) == decoded.shape[:2] == face.shape[:2]
 
 
+class _CountedBytes(bytes):
+    """bytes that count the indexing done on them one byte at a time from Python."""
+
+    reads = 0
+
+    def __getitem__(self, key):
+        type(self).reads += 1
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize("filler", [b"\x12", b"\xff"], ids=["stray", "fill"])
+def test_megabytes_of_stray_or_fill_bytes_are_skipped_without_a_python_step_per_byte(face, filler):
+    ok, jpg = cv2.imencode(".jpg", face)
+    data = jpg.tobytes()
+    _CountedBytes.reads = 0
+    padded = _CountedBytes(data[:2] + filler * (1 << 20) + data[2:])
+    header = read_header(padded)
+    assert (header.height, header.width) == face.shape[:2]
+    assert _CountedBytes.reads < 100  # a handful per marker segment, not one per byte
+    _CountedBytes.reads = 0
+    with pytest.raises(HeaderError, match="ends before its frame header"):
+        read_header(_CountedBytes(data[:2] + filler * (1 << 20)))
+    assert _CountedBytes.reads < 100
+
+
 @pytest.mark.parametrize("data,match", [
     (b"\xff\xd8\xff", "ends before its frame header"),
     (b"\xff\xd8\xff\xe0\x00", "ends inside a marker segment"),
