@@ -3,6 +3,7 @@ model.ts (TorchScript), and manifest.json with their sha256; the ONNX graph is c
 written and checked in a folder beside the model directory and move into it only once every check passed."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from fer_ros.difference_image import SIZE as GEO_SIZE
-from fer_ros.manifest import MANIFEST_NAME, Manifest, ModelError, load_manifest, sha256_file
+from fer_ros.manifest import MANIFEST_NAME, Manifest, ModelError, load_manifest, read_model_file, sha256_file
 from fer_ros.nets.agn import AGN3D, ProbsOnly
 from fer_ros.nets.deploy import inference_form
 from fer_ros.nets.registry import create_model
@@ -150,18 +151,25 @@ def onnx_parity(model: AGN3D, onnx_path: Path, manifest: Manifest) -> float:
     return worst
 
 
-def load_torch_model(model_dir: str | Path, manifest: Manifest | None = None) -> tuple[AGN3D, Manifest]:
-    """Build the model from its manifest and load model.pt with weights_only=True (the file stays data)."""
-    manifest = manifest or load_manifest(model_dir)
+def build_network(manifest: Manifest) -> AGN3D:
+    """The untrained network the manifest's arch and arch_cfg describe; ModelError where they build none."""
     try:
-        model = create_model(manifest.arch, num_classes=manifest.num_classes, **manifest.arch_cfg)
-    except (TypeError, ValueError) as exc:
+        return create_model(manifest.arch, num_classes=manifest.num_classes, **manifest.arch_cfg)
+    except (TypeError, ValueError, IndexError, RuntimeError) as exc:  # RuntimeError: torch refusing a layer's size
         raise ModelError(f"{manifest.directory / MANIFEST_NAME}: arch {manifest.arch!r} with its arch_cfg does not "
                          f"build a network ({type(exc).__name__}: {exc}); re-export the model or use a fer_ros "
                          f"version that knows this network") from None
+
+
+def load_torch_model(model_dir: str | Path, manifest: Manifest | None = None) -> tuple[AGN3D, Manifest]:
+    """Build the model from its manifest and load model.pt with weights_only=True (the file stays data), from the
+    bytes whose sha256 was checked (manifest.read_model_file)."""
+    manifest = manifest or load_manifest(model_dir)
+    model = build_network(manifest)
     path = manifest.file("state_dict")
+    data = read_model_file(manifest, "state_dict")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except Exception as exc:  # noqa: BLE001 -- any failure here means a bad file
         raise ModelError(f"{path}: cannot load the torch state dict ({type(exc).__name__}: {exc}); restore the "

@@ -7,8 +7,9 @@ preprocess.PREPROCESS_SPEC) and the sha256 of every file. `load_manifest` refuse
 malformed, whose files are missing, altered or lie outside its directory (by name or through a link), whose ONNX graphs
 read weights from a file beside them (which no sha256 covers), whose network was built for other clips or difference
 images than its preprocessing makes, or whose classes or preprocessing differ from this code, with a message naming
-the file and what to do. The model's directory is the folder that holds its manifest.json, links followed (an install
-space that links each file of a model to the source tree is the model in the source tree).
+the file and what to do; `read_model_file` gives a file's content checked so, for the runtimes to load. The model's
+directory is the folder that holds its manifest.json, links followed (an install space that links each file of a
+model to the source tree is the model in the source tree).
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ GET_A_MODEL = ("use the model shipped in fer_ros/models/agn8_ferplus_kdef_ckplus
 # arch_cfg keys the code reads as numbers, and those it passes on to the networks as keyword objects
 ARCH_CFG_COUNTS = ("size", "frames", "geo_channels", "geo_size")
 ARCH_CFG_OBJECTS = ("app", "geo")
+# how many widths the appearance networks (nets/appearance.py) take in arch_cfg.app.widths: arch -> (least, most)
+APP_WIDTHS = {"agn3d_c3d": (4, 4), "agn3d_res": (2, None)}
 
 
 class ModelError(RuntimeError):
@@ -155,7 +158,7 @@ def _check_types(data: dict, path: Path) -> None:
         if not isinstance(data.get(key, {}), dict):
             problems.append(f"{key} is not an object")
     if isinstance(data["arch_cfg"], dict):
-        problems += _arch_cfg_problems(data["arch_cfg"])
+        problems += _arch_cfg_problems(data["arch_cfg"], data["arch"])
     if isinstance(data["preprocess"], dict):
         for key in ("clip", "crop", "lbp", "landmark_scheme", "difference_image"):
             if not isinstance(data["preprocess"].get(key, {}), dict):
@@ -171,6 +174,8 @@ def _check_types(data: dict, path: Path) -> None:
             if not (isinstance(entry, dict) and isinstance(entry.get("path"), str) and entry["path"]
                     and isinstance(entry.get("sha256"), str)):
                 problems.append(f"files.{role} is not {{\"path\": ..., \"sha256\": ...}}")
+            elif "\0" in entry["path"]:
+                problems.append(f"files.{role}.path holds a NUL character")
     if problems:
         raise ModelError(f"{path}: malformed manifest ({'; '.join(problems)}); re-export the model or {GET_A_MODEL}")
 
@@ -179,12 +184,20 @@ def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _arch_cfg_problems(cfg: dict) -> list[str]:
+def _arch_cfg_problems(cfg: dict, arch) -> list[str]:
     """What in an arch_cfg does not have the type the code reads it as (absent keys take the networks' defaults)."""
     problems = [f"arch_cfg.{key} is not a positive integer" for key in ARCH_CFG_COUNTS
                 if key in cfg and not _is_count(cfg[key])]
     problems += [f"arch_cfg.{key} is not an object" for key in ARCH_CFG_OBJECTS
                  if key in cfg and not isinstance(cfg[key], dict)]
+    app = cfg.get("app")
+    if isinstance(app, dict) and "widths" in app and isinstance(arch, str) and arch in APP_WIDTHS:
+        least, most = APP_WIDTHS[arch]
+        widths = app["widths"]
+        if not (isinstance(widths, (list, tuple)) and all(_is_count(w) for w in widths)
+                and least <= len(widths) <= (most or len(widths))):
+            count = f"{least}" if least == most else f"{least} or more"
+            problems.append(f"arch_cfg.app.widths is not a list of {count} positive integers (as {arch} takes)")
     if "flip_tta" in cfg and not isinstance(cfg["flip_tta"], bool):
         problems.append("arch_cfg.flip_tta is not true or false")
     if "clip_input" in cfg and not isinstance(cfg["clip_input"], str):
@@ -200,7 +213,11 @@ def _check_inside(path: Path, m: Manifest) -> None:
         if rel.is_absolute() or ".." in rel.parts:
             raise ModelError(f"{path}: the {role} file {entry['path']!r} lies outside the model directory; a model's "
                              f"files sit in its own directory -- re-export the model or {GET_A_MODEL}")
-        target = (m.directory / rel).resolve()
+        try:
+            target = (m.directory / rel).resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a link loop, on Python before 3.13
+            raise ModelError(f"{path}: the {role} file {entry['path']!r} cannot be followed to a file ({exc}); "
+                             f"re-export the model or {GET_A_MODEL}") from None
         if not target.is_relative_to(m.directory):
             raise ModelError(f"{path}: the {role} file {entry['path']!r} leads through a link to {target}, outside "
                              f"the model directory {m.directory}; copy the file into the model directory or re-export "
@@ -249,17 +266,18 @@ def _node_tensors(node):
             yield from _graph_tensors(sub)
 
 
-def external_tensors(path: str | Path) -> list[str]:
-    """Names of the tensors of an ONNX graph file whose data lies in another file (data_location EXTERNAL):
-    initializers and constants of the graph, its subgraphs and its functions. [] for a file that is no ONNX
-    model (the runtime that reads it refuses it with its own message)."""
+def external_tensors(path: str | Path, data: bytes | None = None) -> list[str]:
+    """Names of the tensors of an ONNX graph file (its content `data` where given, else read from `path`) whose
+    data lies in another file (data_location EXTERNAL): initializers and constants of the graph, its subgraphs and
+    its functions. [] for a file that is no ONNX model (the runtime that reads it refuses it with its own message)."""
     try:
         import onnx
     except ImportError:
         raise ModelError(f"{path}: the onnx package, which checks the model's ONNX graphs, is not installed; "
                          f"`pip install onnx`") from None
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = (onnx.load(str(path), load_external_data=False) if data is None
+                 else onnx.load_model_from_string(data))
     except Exception:  # noqa: BLE001 -- protobuf's DecodeError and onnx's own errors: not an ONNX model
         return []
     tensors = list(_graph_tensors(model.graph))
@@ -269,8 +287,8 @@ def external_tensors(path: str | Path) -> list[str]:
     return [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
 
 
-def _check_graph_holds_its_weights(path: Path, role: str) -> None:
-    outside = external_tensors(path)
+def _check_graph_holds_its_weights(path: Path, role: str, data: bytes) -> None:
+    outside = external_tensors(path, data)
     if outside:
         raise ModelError(f"{path}: the {role} graph reads {len(outside)} weight tensor(s) ({', '.join(outside[:3])}"
                          f"{', ...' if len(outside) > 3 else ''}) from another file, which no sha256 in the manifest "
@@ -288,7 +306,7 @@ def load_manifest(model: str | Path, verify_files: bool = True) -> Manifest:
                          f"manifest.json, model.onnx and model.pt -- {GET_A_MODEL}")
     try:
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # Recursion: nested deep
         raise ModelError(f"{path}: not a readable JSON manifest ({exc}); the file is corrupt -- "
                          f"re-export the model or {GET_A_MODEL}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -316,16 +334,29 @@ def load_manifest(model: str | Path, verify_files: bool = True) -> Manifest:
         raise ModelError(f"{path}: {exc}") from None
     _check_arch_fits_spec(path, m)
     if verify_files:
-        for role, entry in m.files.items():
-            f = m.directory / entry["path"]
-            if not f.is_file():
-                raise ModelError(f"{f}: the {role} file of model {m.name!r} is missing; copy the whole model "
-                                 f"directory or {GET_A_MODEL}")
-            digest = sha256_file(f)
-            if digest != entry["sha256"]:
-                raise ModelError(f"{f}: sha256 {digest[:12]}... does not match the manifest's "
-                                 f"{entry['sha256'][:12]}...; the file is corrupt or was changed -- restore it "
-                                 f"or {GET_A_MODEL}")
-            if role.startswith("onnx") or f.suffix == ".onnx":  # the graphs: onnx, onnx_int8
-                _check_graph_holds_its_weights(f, role)
+        for role in m.files:
+            read_model_file(m, role)
     return m
+
+
+def read_model_file(m: Manifest, role: str) -> bytes:
+    """The content of the model's `role` file, read once and checked: there, of the manifest's sha256 and, for an
+    ONNX graph, holding its weights itself; ModelError otherwise. The runtimes load these bytes, not the file read
+    again, so a file changed after its check is never run, nor cached under the checked digest."""
+    m.file(role)  # ModelError where the manifest lists no such file
+    f = m.directory / m.files[role]["path"]
+    if not f.is_file():
+        raise ModelError(f"{f}: the {role} file of model {m.name!r} is missing; copy the whole model "
+                         f"directory or {GET_A_MODEL}")
+    try:
+        data = f.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{f}: the {role} file of model {m.name!r} cannot be read ({exc}); copy the whole model "
+                         f"directory or {GET_A_MODEL}") from None
+    digest, want = hashlib.sha256(data).hexdigest(), m.files[role]["sha256"]
+    if digest != want:
+        raise ModelError(f"{f}: sha256 {digest[:12]}... does not match the manifest's {want[:12]}...; the file "
+                         f"is corrupt or was changed -- restore it or {GET_A_MODEL}")
+    if role.startswith("onnx") or f.suffix == ".onnx":  # the graphs: onnx, onnx_int8
+        _check_graph_holds_its_weights(f, role, data)
+    return data

@@ -454,6 +454,21 @@ def test_a_model_with_one_of_its_files_is_benched_on_what_serves_it(tmp_path_fac
     assert served and all(backend == runs.split(":")[0] for backend, _ in served)
 
 
+def test_the_flops_of_an_arch_cfg_that_builds_no_network_are_a_model_error(tmp_path_factory, tmp_path):
+    """torch's own refusal of a layer (a negative width) is the ModelError the report's floor notes, no traceback."""
+    import shutil
+
+    from fer_ros.manifest import ModelError
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir(tmp_path_factory.getbasetemp()), model)
+    data = json.loads((model / "manifest.json").read_text())
+    data["arch_cfg"]["app"]["hidden"] = -1
+    (model / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=r"manifest.json: arch 'agn3d_c3d' with its arch_cfg does not build a "
+                                         r"network \(RuntimeError"):
+        bench.model_flops(model)
+
+
 def test_the_floor_uses_every_matmul_sample_the_run_reports(tmp_path_factory, tmp_path, monkeypatch):
     """The floor's rate is the highest of all the samples steadiness lists, the one after the node section too, and
     the CPU backends are judged against that floor; it is the fp32 arithmetic's floor, which int8 can run under."""

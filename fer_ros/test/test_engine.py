@@ -414,11 +414,58 @@ def _edit_manifest(model: Path, edit) -> None:
     ("preprocess.clip is not an object", lambda d: d["preprocess"].__setitem__("clip", "lbp")),
     ("preprocess.clip.frames", lambda d: d["preprocess"]["clip"].__setitem__("frames", "3")),
     ("class_names is not a list", lambda d: d.__setitem__("class_names", "anger")),
+    ("files.onnx.path holds a NUL character", lambda d: d["files"]["onnx"].__setitem__("path", "model\0.onnx")),
+    (r"arch_cfg.app.widths is not a list of 4 positive integers \(as agn3d_c3d takes\)",
+     lambda d: d["arch_cfg"]["app"].__setitem__("widths", [4, 8, 8])),
+    (r"arch_cfg.app.widths is not a list of 4 positive integers",
+     lambda d: d["arch_cfg"]["app"].__setitem__("widths", [4, 8, 0, 8])),
+    (r"arch_cfg.app.widths is not a list of 2 or more positive integers \(as agn3d_res takes\)",
+     lambda d: (d.__setitem__("arch", "agn3d_res"), d["arch_cfg"]["app"].__setitem__("widths", [24]))),
+    (r"arch_cfg.app.widths is not a list of 2 or more positive integers",
+     lambda d: (d.__setitem__("arch", "agn3d_res"), d["arch_cfg"]["app"].__setitem__("widths", []))),
+    (r"arch_cfg.app.widths is not a list of 2 or more positive integers",
+     lambda d: (d.__setitem__("arch", "agn3d_res"), d["arch_cfg"]["app"].__setitem__("widths", [24, "48"]))),
 ])
 def test_a_malformed_manifest_is_a_model_error_naming_the_field(model_copy, what, edit):
     _edit_manifest(model_copy, edit)
     with pytest.raises(ModelError, match=rf"manifest.json: malformed manifest \(.*{what}"):
         load_engine(model_copy, backend="auto", device="cpu")
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_app_widths_the_network_cannot_take_are_refused_on_every_backend(model_copy, backend):
+    """agn3d_res reads two widths at least: fewer is refused by the manifest check, not an IndexError."""
+    _edit_manifest(model_copy, lambda d: (d.__setitem__("arch", "agn3d_res"),
+                                          d["arch_cfg"]["app"].__setitem__("widths", [24])))
+    with pytest.raises(ModelError, match=r"manifest.json: malformed manifest \(arch_cfg.app.widths"):
+        load_engine(model_copy, backend=backend, device="cpu")
+
+
+@pytest.mark.parametrize("app,error", [({"widths": [24]}, "IndexError"), ({"hidden": -1}, "RuntimeError")])
+def test_an_arch_cfg_that_builds_no_network_is_a_model_error(model_copy, app, error):
+    """What the manifest check lets through and the network's constructor then refuses (torch's own errors too)
+    is a ModelError naming the manifest, for every caller of the torch network."""
+    from fer_ros.export import build_network, load_torch_model
+    manifest = load_manifest(model_copy)
+    manifest.arch = "agn3d_res"
+    manifest.arch_cfg = dict(manifest.arch_cfg, app=app)
+    for load in (build_network, lambda m: load_torch_model(m.directory, m)):
+        with pytest.raises(ModelError, match=rf"manifest.json: arch 'agn3d_res' with its arch_cfg does not build a "
+                                             rf"network \({error}"):
+            load(manifest)
+
+
+def test_a_manifest_nested_too_deep_for_the_json_reader_is_a_model_error(model_copy):
+    (model_copy / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ModelError, match=r"manifest.json: not a readable JSON manifest \(maximum recursion depth"):
+        load_engine(model_copy, backend="onnxruntime")
+
+
+def test_a_model_file_that_is_a_link_loop_is_a_model_error(model_copy):
+    (model_copy / "model.onnx").unlink()
+    (model_copy / "model.onnx").symlink_to("model.onnx")
+    with pytest.raises(ModelError, match=r"model.onnx.* (cannot be followed to a file|is missing)"):
+        load_engine(model_copy, backend="onnxruntime")
 
 
 @pytest.mark.parametrize("path", ["../model.onnx", "/etc/hostname", "sub/../../model.onnx"])
@@ -503,6 +550,82 @@ def test_a_graph_whose_inputs_or_outputs_differ_from_the_manifest_is_refused_at_
     _rewrite_graph(model_copy, edit)
     with pytest.raises(ModelError, match=rf"model.onnx: the graph does not fit its manifest \({what}.*re-export"):
         load_engine(model_copy, backend="onnxruntime", device="cpu", cache_dir=tmp_path if cached else None)
+
+
+def _fixed_batch(graph) -> None:
+    """Every input and output takes batches of exactly 1 face."""
+    for value in [*graph.input, *graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_value = 1
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_graph_with_a_fixed_batch_is_refused_at_load(model_copy, tmp_path, cached):
+    """It would load, then fail on every frame with two faces."""
+    _rewrite_graph(model_copy, _fixed_batch)
+    with pytest.raises(ModelError, match=r"model.onnx: the graph does not fit its manifest \(input 'clip' has a fixed "
+                                         r"batch of 1; the graph must take any number of faces.*re-export the model"):
+        load_engine(model_copy, backend="onnxruntime", device="cpu", cache_dir=tmp_path if cached else None)
+
+
+def _other_weights(model: Path, name: str) -> bytes:
+    """The bytes of the model's file `name` with other weights (a graph or state dict that loads and runs)."""
+    if name == "model.pt":
+        import io
+
+        import torch
+        state = torch.load(model / name, weights_only=True)
+        buffer = io.BytesIO()
+        torch.save({k: v + 0.5 if v.is_floating_point() else v for k, v in state.items()}, buffer)
+        return buffer.getvalue()
+    import onnx
+    from onnx import numpy_helper
+    proto = onnx.load(str(model / name))
+    for t in proto.graph.initializer:
+        values = numpy_helper.to_array(t)
+        if values.dtype == np.float32 and values.size > 1:
+            t.CopyFrom(numpy_helper.from_array(values + 0.5, t.name))
+    return proto.SerializeToString()
+
+
+@pytest.mark.parametrize("backend,name", [("onnxruntime", "model.onnx"), ("torch", "model.pt")])
+def test_a_model_file_changed_after_its_check_is_neither_run_nor_cached(model_copy, tmp_path, monkeypatch, backend,
+                                                                        name):
+    """The file changes between the manifest's sha256 check and the runtime's load: the runtime loads the bytes
+    it checked, so the change is refused, and the engine cache holds nothing under the checked digest."""
+    import fer_ros.engine
+    swapped, check = _other_weights(model_copy, name), fer_ros.engine.load_manifest
+
+    def check_then_swap(model):
+        manifest = check(model)
+        (model_copy / name).write_bytes(swapped)
+        return manifest
+    monkeypatch.setattr(fer_ros.engine, "load_manifest", check_then_swap)
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelError, match=rf"{name}: sha256 .* does not match the manifest"):
+        load_engine(model_copy, backend=backend, device="cpu", cache_dir=cache)
+    assert not cache.exists() or not list(cache.glob("*/entry.json"))
+
+
+def test_a_graph_changed_after_it_was_read_is_not_what_runs(model_dir, model_copy, tmp_path, monkeypatch):
+    """The change comes after the runtime read the checked bytes: the engine and its cache entry run the checked
+    graph."""
+    from fer_ros.engine import onnxruntime_backend
+    swapped, read = _other_weights(model_copy, "model.onnx"), onnxruntime_backend.read_model_file
+
+    def read_then_swap(manifest, role):
+        data = read(manifest, role)
+        (model_copy / "model.onnx").write_bytes(swapped)
+        return data
+    monkeypatch.setattr(onnxruntime_backend, "read_model_file", read_then_swap)
+    engine = load_engine(model_copy, backend="onnxruntime", device="cpu", cache_dir=tmp_path / "cache")
+    monkeypatch.undo()
+    (model_copy / "model.onnx").write_bytes((model_dir / "model.onnx").read_bytes())
+    cached = load_engine(model_copy, backend="onnxruntime", device="cpu", cache_dir=tmp_path / "cache")
+    original = load_engine(model_dir, backend="onnxruntime", device="cpu", cache_dir=None)
+    assert engine.cache_hit is False and cached.cache_hit is True
+    clip, geo, valid = _inputs(original, 4)
+    for e in (engine, cached):
+        np.testing.assert_allclose(e.predict(clip, geo, valid), original.predict(clip, geo, valid), atol=1e-6)
 
 
 def test_a_graph_for_another_crop_than_the_manifest_says_is_refused_at_load(model_copy, tmp_path):
@@ -600,6 +723,15 @@ def test_preprocessing_that_differs_from_the_code(model_copy):
     pre["lbp"] = dict(pre["lbp"], radius=2) if isinstance(pre.get("lbp"), dict) else {"radius": 2}
     _rewrite_manifest(model_copy, preprocess=pre)
     with pytest.raises(ModelError, match="manifest.json"):
+        load_engine(model_copy, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("key,value", [("face_scale", float("inf")), ("margin", float("nan")),
+                                       ("eye_y_frac", float("-inf"))])
+def test_a_crop_with_a_value_that_is_not_finite_is_refused(model_copy, key, value):
+    """JSON's Infinity and NaN load as floats: the crop of such a manifest is refused before any face is cut."""
+    _edit_manifest(model_copy, lambda d: d["preprocess"]["crop"].__setitem__(key, value))
+    with pytest.raises(ModelError, match=rf"manifest.json: .*crop unusable: crop {key} must be a finite number"):
         load_engine(model_copy, backend="onnxruntime")
 
 

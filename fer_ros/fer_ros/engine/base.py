@@ -72,7 +72,8 @@ class Engine:
 
     def check_graph(self, path, inputs: dict[str, list], outputs: dict[str, list]) -> None:
         """ModelError unless a graph's inputs (name -> shape, batch first; a dimension that is not fixed is a name
-        or None) are the manifest's (input_shapes) and its `probs` output gives one probability per class."""
+        or None) are the manifest's (input_shapes), with a batch that is not fixed (a frame has any number of
+        faces), and its `probs` output gives one probability per class."""
         want = self.input_shapes()
         problems = [f"input {name!r} is not one the network takes" for name in inputs if name not in want]
         for name, shape in want.items():
@@ -82,6 +83,9 @@ class Engine:
             elif len(got) != len(shape) + 1 or any(isinstance(g, int) and g != w for g, w in zip(got[1:], shape)):
                 problems.append(f"input {name!r} is {_dims(got)}, the manifest's network takes "
                                 f"{_dims(['B', *shape])}")
+            elif isinstance(got[0], int):
+                problems.append(f"input {name!r} has a fixed batch of {got[0]}; the graph must take any number of "
+                                f"faces")
         probs = outputs.get("probs")
         if probs is None:
             problems.append("no output 'probs'")

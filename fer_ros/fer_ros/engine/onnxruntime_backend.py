@@ -5,7 +5,8 @@ quantize.py) where the manifest lists one: about half the time per face on an x8
 runs its fp32 graph, and the engine's notes say so.
 
 The graph optimised by ONNX Runtime is cached (engine/cache.py), keyed by the ONNX file's sha256, the runtime
-version and the processor, so later loads start from the optimised graph.
+version and the processor, so later loads start from the optimised graph. The graph runs (and is optimised for the
+cache) from the bytes whose sha256 was checked (manifest.read_model_file), not from the file read again.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 from fer_ros.engine import hardware
 from fer_ros.engine.base import BackendUnavailable, Engine
 from fer_ros.engine.cache import CacheEntry, default_root
-from fer_ros.manifest import GET_A_MODEL, Manifest, ModelError
+from fer_ros.manifest import GET_A_MODEL, Manifest, ModelError, read_model_file
 from fer_ros.quantize import INT8_ROLE
 
 log = logging.getLogger("fer_ros.engine")
@@ -74,18 +75,19 @@ def error_cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).strip()[:300]}"
 
 
-def _session(path: Path, so, providers: list, device: str = "cpu"):
-    """An InferenceSession on the first of `providers` (no silent fallback to the others). ModelError when the
-    graph does not load on the CPU (whatever provider was asked for: a GPU provider that fails on a graph the CPU
-    loads is tried there to tell); BackendUnavailable when a GPU provider cannot start or fails on a graph the CPU
-    loads."""
+def _session(path: Path, so, providers: list, device: str = "cpu", data: bytes | None = None):
+    """An InferenceSession of the graph `data` (where given, else the file `path`; `path` names it in messages) on
+    the first of `providers` (no silent fallback to the others). ModelError when the graph does not load on the CPU
+    (whatever provider was asked for: a GPU provider that fails on a graph the CPU loads is tried there to tell);
+    BackendUnavailable when a GPU provider cannot start or fails on a graph the CPU loads."""
     import onnxruntime as ort
     want = provider_name(providers[0])
+    source = str(path) if data is None else data
     try:
-        session = ort.InferenceSession(str(path), sess_options=so, providers=providers, enable_fallback=0)
+        session = ort.InferenceSession(source, sess_options=so, providers=providers, enable_fallback=0)
     except Exception as exc:  # noqa: BLE001 -- onnxruntime raises its own exception types
         cause = error_cause(exc)
-        if want != "CPUExecutionProvider" and _loads_on_cpu(path):
+        if want != "CPUExecutionProvider" and _loads_on_cpu(source):
             raise BackendUnavailable(f"{path}: onnxruntime's {want} could not run this graph on {device} ({cause}); "
                                      f"check the CUDA libraries onnxruntime-gpu needs, or use backend torch or "
                                      f"device cpu") from None
@@ -95,12 +97,12 @@ def _session(path: Path, so, providers: list, device: str = "cpu"):
                           "missing or do not match it; install them, or use backend torch or device cpu")
 
 
-def _loads_on_cpu(path: Path) -> bool:
-    """Whether onnxruntime loads the graph at `path` on the CPU (a graph it cannot parse or check is the model's
-    fault on every provider)."""
+def _loads_on_cpu(source: str | bytes) -> bool:
+    """Whether onnxruntime loads the graph `source` (a file name or the graph's bytes) on the CPU (a graph it
+    cannot parse or check is the model's fault on every provider)."""
     import onnxruntime as ort
     try:
-        ort.InferenceSession(str(path), sess_options=session_options(), providers=["CPUExecutionProvider"])
+        ort.InferenceSession(source, sess_options=session_options(), providers=["CPUExecutionProvider"])
     except Exception:  # noqa: BLE001 -- onnxruntime raises its own exception types
         return False
     return True
@@ -136,11 +138,12 @@ def load(manifest: Manifest, device: str = "cpu", fp16: bool = False, cache_dir:
         else:
             role = INT8_ROLE
     onnx_path = manifest.file(role)
+    graph = read_model_file(manifest, role)
     quantized = role == INT8_ROLE
-    session, cache_hit = _cached_session(manifest, role, onnx_path, name, where, providers, num_threads, notes,
-                                         cache_dir) if use_cache else (None, None)
+    session, cache_hit = _cached_session(manifest, role, onnx_path, graph, name, where, providers, num_threads,
+                                         notes, cache_dir) if use_cache else (None, None)
     if session is None:
-        session = _session(onnx_path, session_options(num_threads), providers, where)
+        session = _session(onnx_path, session_options(num_threads), providers, where, graph)
     engine = OnnxRuntimeEngine(manifest, session, name, device, cache_hit, notes, quantized)
     engine.check_graph(onnx_path, *graph_io(session))
     return engine
@@ -152,10 +155,11 @@ def graph_io(session) -> tuple[dict[str, list], dict[str, list]]:
             {o.name: list(o.shape) for o in session.get_outputs()})
 
 
-def _cached_session(manifest: Manifest, role: str, onnx_path: Path, name: str, where: str, providers: list,
-                    num_threads: int, notes: list[str], cache_dir):
-    """(session, cache hit) from the engine cache: the optimised graph it holds, or built and saved in it now.
-    (None, None), with the reason in `notes`, when the cache cannot be used."""
+def _cached_session(manifest: Manifest, role: str, onnx_path: Path, graph: bytes, name: str, where: str,
+                    providers: list, num_threads: int, notes: list[str], cache_dir):
+    """(session, cache hit) from the engine cache: the optimised graph it holds, or built now from `graph` (the
+    checked bytes of `onnx_path`) and saved in it. (None, None), with the reason in `notes`, when the cache cannot
+    be used."""
     import onnxruntime as ort
     context = {"backend": name, "onnx_sha256": manifest.files[role]["sha256"], "onnxruntime": ort.__version__,
                **hardware.cpu_context()}
@@ -177,7 +181,7 @@ def _cached_session(manifest: Manifest, role: str, onnx_path: Path, name: str, w
         saving = session_options(num_threads)
         saving.optimized_model_filepath = str(entry.file(OPTIMISED))
         saving.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        _session(onnx_path, saving, providers, where)  # writes the optimised graph
+        _session(onnx_path, saving, providers, where, graph)  # writes the optimised graph
         entry.commit([OPTIMISED])
         return _session(entry.file(OPTIMISED), so, providers, where), False
     except (OSError, ModelError) as exc:

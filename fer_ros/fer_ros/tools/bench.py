@@ -60,16 +60,11 @@ def model_flops(model_dir: Path) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from fer_ros.export import example_inputs
-    from fer_ros.manifest import MANIFEST_NAME, ModelError, load_manifest
+    from fer_ros.export import build_network, example_inputs
+    from fer_ros.manifest import load_manifest
     from fer_ros.nets.agn import ProbsOnly
-    from fer_ros.nets.registry import create_model
     manifest = load_manifest(model_dir)
-    try:
-        model = create_model(manifest.arch, num_classes=manifest.num_classes, **manifest.arch_cfg).eval()
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{manifest.directory / MANIFEST_NAME}: arch {manifest.arch!r} with its arch_cfg does not "
-                         f"build a network ({type(exc).__name__}: {exc})") from None
+    model = build_network(manifest).eval()
     inputs = example_inputs(manifest, batch=1)
     inputs[2][:] = 1.0  # a neutral reference: the geometric network's work counts
     counter = FlopCounterMode(display=False)
