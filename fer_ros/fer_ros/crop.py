@@ -7,11 +7,15 @@ lengths are rigid (expressions barely move them), and the max keeps L steady whe
 the first, pitch the second). The crop side covers face_scale * L * (1 + 2 * margin) frame pixels.
 
 Pixels outside the frame are filled by the configured border mode, so faces partly outside the frame still give
-a full crop. Strong downscaling is done with area averaging first, so a large face and a small face give
-similar crops (this matters for LBP).
+a full crop. With `reflect` the crop is that of the frame mirrored at its edges beforehand (BORDER_REFLECT_101),
+except where the crop spans more px than the frame holds (a downscaled face larger than the frame): the part
+inside the frame is mirrored then after its downscaling, at the edges of its downscaled px (a fraction of a crop px
+off the frame's mirror image at each reflection). Strong downscaling is done with area averaging first, so a large
+face and a small face give similar crops (this matters for LBP).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -40,12 +44,12 @@ class CropConfig:
     def __post_init__(self) -> None:
         if int(self.size) < 8:
             raise ValueError(f"crop size must be >= 8 px, got {self.size}")
-        if not self.face_scale > 0:
-            raise ValueError(f"crop face_scale must be > 0, got {self.face_scale}")
-        if not 0 <= self.margin < 2:
-            raise ValueError(f"crop margin must be in [0, 2), got {self.margin}")
-        if not 0 < self.eye_y_frac < 1:
-            raise ValueError(f"crop eye_y_frac must be in (0, 1), got {self.eye_y_frac}")
+        if not (_finite(self.face_scale) and self.face_scale > 0):
+            raise ValueError(f"crop face_scale must be a finite number > 0, got {self.face_scale}")
+        if not (_finite(self.margin) and 0 <= self.margin < 2):
+            raise ValueError(f"crop margin must be a finite number in [0, 2), got {self.margin}")
+        if not (_finite(self.eye_y_frac) and 0 < self.eye_y_frac < 1):
+            raise ValueError(f"crop eye_y_frac must be a finite number in (0, 1), got {self.eye_y_frac}")
         if self.border not in _BORDERS:
             raise ValueError(f"crop border must be one of {', '.join(_BORDERS)}, got {self.border!r}")
 
@@ -58,6 +62,14 @@ class CropConfig:
         """The CropConfig a manifest's crop spec describes (unknown keys ignored)."""
         keys = {"size", "face_scale", "margin", "eye_y_frac", "border"}
         return CropConfig(**{k: v for k, v in spec.items() if k in keys})
+
+
+def _finite(value) -> bool:
+    """Whether `value` is a finite real number."""
+    try:
+        return math.isfinite(value)
+    except TypeError:
+        return False
 
 
 @dataclass
@@ -81,8 +93,11 @@ def face_size(points68: np.ndarray) -> float:
 def crop_matrix(points68: np.ndarray, cfg: CropConfig) -> np.ndarray:
     """(2, 3) affine map from frame px to crop px for a face with these (68, 2) points (px)."""
     p = np.asarray(points68, np.float64)
-    if p.shape[0] != 68 or p.ndim != 2 or not np.all(np.isfinite(p[:, :2])):
-        raise ValueError(f"align_crop needs finite (68, 2) points, got shape {p.shape}")
+    if p.ndim != 2 or p.shape[0] != 68 or p.shape[1] < 2:
+        raise ValueError(f"align_crop needs (68, 2) points, got shape {p.shape}")
+    if not np.all(np.isfinite(p[:, :2])):
+        raise ValueError(f"align_crop needs finite points, got {int(np.sum(~np.isfinite(p[:, :2])))} values that "
+                         f"are NaN or infinite")
     right, left = eye_centres(p)
     mid = (right + left) / 2.0
     dx, dy = left - right
@@ -120,6 +135,26 @@ def align_crop(image: np.ndarray, points68: np.ndarray, cfg: CropConfig = CropCo
     return AlignedFace(gray=gray, matrix=m, points68=pts.astype(np.float32))
 
 
+def _with_mirror(lo: list[int], hi: list[int], size: tuple[int, int]) -> tuple[list[int], list[int]]:
+    """Frame px lo to hi - 1 (x, y) widened by the mirror image (BORDER_REFLECT_101: px -d of a side of n px mirrors
+    to d, n - 1 + d to n - 1 - d) of those outside the frame, which then lies inside it."""
+    return ([min(lo[i], 2 * size[i] - 1 - hi[i]) for i in (0, 1)], [max(hi[i], 1 - lo[i]) for i in (0, 1)])
+
+
+def _reflected(image: np.ndarray, lo: list[int], hi: list[int]) -> np.ndarray:
+    """Frame px lo to hi - 1 (x, y) of the gray frame mirrored at its edges (BORDER_REFLECT_101), as in the frame
+    padded so beforehand: the part inside the frame and the mirror image of what lies outside it, padded."""
+    h, w = image.shape[:2]
+    a, b = _with_mirror(lo, hi, (w, h))
+    a = [min(max(a[0], 0), w - 1), min(max(a[1], 0), h - 1)]
+    b = [min(max(b[0], a[0] + 1), w), min(max(b[1], a[1] + 1), h)]
+    before, after = [max(a[i] - lo[i], 0) for i in (0, 1)], [max(hi[i] - b[i], 0) for i in (0, 1)]
+    padded = cv2.copyMakeBorder(to_gray(image[a[1]:b[1], a[0]:b[0]]), before[1], after[1], before[0], after[0],
+                                cv2.BORDER_REFLECT_101)
+    x, y = lo[0] - a[0] + before[0], lo[1] - a[1] + before[1]
+    return padded[y:y + hi[1] - lo[1], x:x + hi[0] - lo[0]]
+
+
 def _source_region(image: np.ndarray, m: np.ndarray, scale: float, cfg: CropConfig) -> tuple[np.ndarray, np.ndarray]:
     """The gray frame part the crop reads from (area-downscaled when the crop shrinks it by more than 2x), and the
     affine map from that part's px to crop px. Only the region is converted to gray."""
@@ -127,11 +162,19 @@ def _source_region(image: np.ndarray, m: np.ndarray, scale: float, cfg: CropConf
     inv = cv2.invertAffineTransform(m)
     corners = np.array([[0, 0], [cfg.size, 0], [0, cfg.size], [cfg.size, cfg.size]], np.float64)
     src = corners @ inv[:, :2].T + inv[:, 2]
-    x0 = int(np.clip(np.floor(src[:, 0].min()) - 2, 0, w - 1))
-    y0 = int(np.clip(np.floor(src[:, 1].min()) - 2, 0, h - 1))
-    x1 = int(np.clip(np.ceil(src[:, 0].max()) + 3, x0 + 1, w))
-    y1 = int(np.clip(np.ceil(src[:, 1].max()) + 3, y0 + 1, h))
-    region = to_gray(image[y0:y1, x0:x1])
+    lo = [int(v) for v in np.floor(src.min(axis=0)) - 2]  # frame px (x, y) read: lo to hi - 1
+    hi = [int(v) for v in np.ceil(src.max(axis=0)) + 3]
+    reach = (hi[0] - lo[0]) * (hi[1] - lo[1])
+    # reflect: the px the crop reads, mirrored and padded, where they are no more than a frame's (or an
+    # undownscaled crop's) worth
+    if cfg.border == "reflect" and reach <= max(h * w, (2 * cfg.size + 5) ** 2):
+        region, (x0, y0), (x1, y1) = _reflected(image, lo, hi), lo, hi
+    else:  # the part inside the frame (and its mirror image, for reflect): warpAffine fills the rest
+        if cfg.border == "reflect":
+            lo, hi = _with_mirror(lo, hi, (w, h))
+        x0, y0 = min(max(lo[0], 0), w - 1), min(max(lo[1], 0), h - 1)
+        x1, y1 = min(max(hi[0], x0 + 1), w), min(max(hi[1], y0 + 1), h)
+        region = to_gray(image[y0:y1, x0:x1])
     shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
     m3 = np.vstack([m, [0.0, 0.0, 1.0]]) @ shift  # region px -> crop px
     if scale < 0.5:

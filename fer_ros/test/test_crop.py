@@ -83,6 +83,23 @@ def test_face_partly_or_fully_outside_frame(centre):
     assert np.all(crops["replicate"][outside] > 0) and np.all(crops["reflect"][outside] > 0)  # frame px, not fill
 
 
+@pytest.mark.parametrize("zoom,centre,size", [(1, (-10, 120), 40), (1, (-30, 200), 40), (1, (290, 300), 50),
+                                              (1, (100, 530), 40), (1, (-5, -5), 30), (1, (140, 250), 40),
+                                              (3, (-40, 600), 150), (3, (860, 60), 160)])
+def test_reflect_gives_the_crop_of_the_frame_mirrored_at_its_edges(astronaut_rgb, zoom, centre, size):
+    """Crop px outside the frame are those of the frame padded beforehand with the same reflection (OpenCV's
+    BORDER_REFLECT_101), however far the crop reaches past the edge (zoom 3: a face downscaled by area)."""
+    gray = cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2GRAY)
+    gray = cv2.resize(gray, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC) if zoom > 1 else gray
+    frame = np.ascontiguousarray(gray[:, 230 * zoom:])
+    pts = place(template68(), centre, size, angle_deg=15)
+    cfg = CropConfig(size=112, border="reflect")
+    pad = 1024
+    whole = align_crop(cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REFLECT_101), pts + pad, cfg).gray
+    diff = np.abs(align_crop(frame, pts, cfg).gray.astype(int) - whole)
+    assert diff.max() <= 1, (diff.mean(), diff.max())
+
+
 def test_large_face_downscaled_by_area():
     cfg = CropConfig(size=48)
     pts = place(template68(), (1000, 700), 400)
@@ -105,3 +122,24 @@ def test_config_validation_and_spec():
         crop_matrix(np.full((68, 2), np.nan), cfg)
     with pytest.raises(ValueError):
         align_crop(np.zeros((10, 10), np.float32), place(template68(), (5, 5), 3), cfg)
+
+
+@pytest.mark.parametrize("key,value", [("face_scale", float("inf")), ("face_scale", float("nan")),
+                                       ("margin", float("inf")), ("eye_y_frac", float("nan")), ("face_scale", "2")])
+def test_a_crop_value_that_is_not_a_finite_number_is_refused(key, value):
+    """An infinite face_scale would make every crop empty and fail on the first face."""
+    with pytest.raises(ValueError, match=rf"crop {key} must be a finite number"):
+        CropConfig(**{key: value})
+
+
+def test_points_of_the_wrong_shape_and_points_that_are_not_finite_are_told_apart():
+    cfg = CropConfig(size=48)
+    with pytest.raises(ValueError, match=r"needs \(68, 2\) points, got shape \(67, 2\)"):
+        crop_matrix(np.zeros((67, 2)), cfg)
+    with pytest.raises(ValueError, match=r"needs \(68, 2\) points, got shape \(\)"):
+        crop_matrix(np.float64(3.0), cfg)
+    pts = place(template68(), (100, 100), 40)
+    pts[5, 1] = np.nan
+    pts[7, 0] = np.inf
+    with pytest.raises(ValueError, match=r"needs finite points, got 2 values that are NaN or infinite"):
+        crop_matrix(pts, cfg)

@@ -1,5 +1,8 @@
 """Horizontal flip of the network inputs, for test-time augmentation (the model averages its logits over a face
-and its mirror image). Both are exact: the flipped input equals what preprocessing makes of the flipped frame.
+and its mirror image). The flipped difference image equals what preprocessing makes of the flipped frame; the
+flipped clip equals it up to a horizontal shift of 1 px (the crop of the flipped frame is the flipped crop moved
+one column right: the crop puts the eyes' midpoint at column size/2, not at the centre (size - 1)/2, and the
+shipped weights are trained on that geometry).
 
 - Appearance clip (B, C, T, S, S), channel by channel as its clip input made them (preprocess.CLIP_INPUTS):
   LBP codes / 255 (`lbp`): flip the columns, then look each code up in a 256-entry table of the codes with their
