@@ -208,6 +208,26 @@ def test_ckplus_release_folders_not_named_by_number_are_skipped_and_listed(tmp_p
                           "cohn-kanade-images/S011_old/ (folder not named S<subject number>)"]
 
 
+@pytest.mark.parametrize("layout", ["class_folders", "ckplus_official"])
+def test_ckplus_entries_named_as_frames_that_are_not_files_are_skipped_and_listed(tmp_path, layout):
+    """A folder or a link to nothing named as a frame (a newest frame, a first frame) is left out and listed with the
+    reason, as the FER+ and KDEF readers do; the sequences read are those of the image files alone."""
+    write = write_class_folder_dataset if layout == "class_folders" else write_ckplus_official_dataset
+    write(tmp_path, classes=("anger", "happy"), subjects=(10, 11), sequence_length=5)
+    before = load_dataset(tmp_path)
+    where = (tmp_path / "anger", tmp_path / "neutral") if layout == "class_folders" else \
+        (tmp_path / "cohn-kanade-images" / "S010" / "001", tmp_path / "cohn-kanade-images" / "S010" / "001")
+    folder, link = where[0] / "S010_001_00000009.png", where[1] / "S010_001_00000000.png"
+    folder.mkdir()
+    link.symlink_to(tmp_path / "gone.png")
+    ds = load_dataset(tmp_path)
+    assert detect_layout(tmp_path) == layout
+    assert [(s.subject, s.sequence, s.label, s.peaks, s.neutral) for s in ds.sequences] == \
+        [(s.subject, s.sequence, s.label, s.peaks, s.neutral) for s in before.sequences]
+    assert sorted(ds.skipped) == sorted([f"{folder.relative_to(tmp_path)} (a folder, not an image file)",
+                                         f"{link.relative_to(tmp_path)} (a link to nothing)"])
+
+
 @pytest.mark.parametrize("content, reason", [
     (b"inf\n", "inf is not a finite number"),
     (b"   1e999\n", "1e999 is not a finite number"),

@@ -209,6 +209,39 @@ def test_resume_checks_the_checkpoints_of_fits_it_does_not_run(base, tmp_path, c
     assert not (out / "fold01").exists()
 
 
+def test_resume_refuses_checkpoints_made_from_another_init_model(base, model8, tmp_path, capsys):
+    """A checkpoint records the sha256 of the --init model's model.pt it started from: a model exported anew into
+    the same --init folder between two commands makes --resume refuse (one line naming both digests) before any
+    fit starts, where it would train the next folds from other weights and report them all as started from it."""
+    import shutil
+
+    import torch
+    data, out, init = class_folder_data(base), tmp_path / "run", tmp_path / "init"
+    shutil.copytree(model8, init)
+    then = json.loads((init / "manifest.json").read_text())["files"]["state_dict"]["sha256"]
+    cv = ("--folds", "2", "--epochs", "1", "--geo-epochs", "0", "--class-set", "ckplus8", "--init", str(init))
+    assert _train(base, data, out, *cv, "--only-fold", "0") == 0
+    assert torch.load(out / "fold00" / "checkpoint.pt", weights_only=True)["init_sha256"] == then
+    assert _train(base, data, tmp_path / "other", "--folds", "0", "--epochs", "1", "--geo-epochs", "0",
+                  "--class-set", "ckplus8", "--seed", "1", "--int8-samples", "0", "--export", str(init),
+                  "--overwrite") == 0
+    now = json.loads((init / "manifest.json").read_text())["files"]["state_dict"]["sha256"]
+    assert now != then
+    capsys.readouterr()
+    assert _train(base, data, out, *cv, "--only-fold", "1", "--resume") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fer-train: --resume: {out / 'fold00' / 'checkpoint.pt'} started from an --init "
+                          f"model.pt of sha256 {then}, and --init {init} holds one of sha256 {now}") \
+        and err.count("\n") == 1
+    assert not (out / "fold01").exists()
+    # a checkpoint that does not record the weights it started from cannot be checked: refused too
+    ck = torch.load(out / "fold00" / "checkpoint.pt", weights_only=True)
+    del ck["init_sha256"]
+    torch.save(ck, out / "fold00" / "checkpoint.pt")
+    assert _train(base, data, out, *cv, "--only-fold", "0", "--resume") == 2
+    assert "does not record the sha256 of the --init model it started from" in capsys.readouterr().err
+
+
 def test_a_fresh_run_leaves_no_checkpoint_of_the_last_one_to_resume(base, tmp_path, monkeypatch):
     """A fresh run into a folder that holds a finished run (--overwrite) removes that run's checkpoint and logs
     before it trains: stopped before its first checkpoint, it leaves nothing for --resume to take for its own, and
@@ -474,6 +507,78 @@ def test_a_device_torch_cannot_train_on_is_refused_before_the_data_is_read(tmp_p
     assert capsys.readouterr().err == f"fer-train: {says}\n"
 
 
+@pytest.mark.parametrize("extra, says", [
+    (("--seed", "-1"), "--seed must be a whole number from 0 to 2147483647, got -1"),
+    (("--seed", "4294967295"), "--seed must be a whole number from 0 to 2147483647, got 4294967295"),
+    (("--model", "agn3d_c3d", "--app-widths", "4,8,8"),
+     "--model agn3d_c3d with --app-widths 4,8,8, --size 32 and --frames 3 makes no network that reads its clips "
+     "(not enough values to unpack (expected 4, got 3)): give a larger --size, or as many --app-widths as the model "
+     "takes (agn3d_c3d: 4; agn3d_res: 2 or more)"),
+    (("--app-widths", "8"), "--model agn3d_res with --app-widths 8, --size 32 and --frames 3 makes no network that "
+                            "reads its clips (list index out of range): give a larger --size, or as many"),
+    (("--size", "9", "--app-widths", "4,8,8,8,8"), "--model agn3d_res with --app-widths 4,8,8,8,8, --size 9 and "
+                                                   "--frames 3 makes no network that reads its clips (Given input "),
+    (("--size", "4"), "--size 4: crop size must be >= 8 px, got 4"),
+    (("--size", "1"), "--size 1: crop size must be >= 8 px, got 1"),
+    (("--model", "agn3d_ir", "--app-widths", "4,8"), "--app-widths sizes the appearance network of agn3d_res and "
+                                                     "agn3d_c3d, and agn3d_ir has widths of its own: leave "
+                                                     "--app-widths out with --model agn3d_ir"),
+], ids=["seed-1", "seed2**32-1", "c3d-3-widths", "res-1-width", "res-too-small", "size4", "size1", "ir-widths"])
+def test_options_that_make_no_model_are_refused_before_the_data_is_read(tmp_path, capsys, extra, says):
+    """A seed numpy cannot take (with the fold offsets), widths in a number the network does not take, a --size its
+    crop or pooling cannot make, --app-widths with agn3d_ir: one line, exit 2, before any data is read (--data
+    names nothing here, so going further fails on the data instead)."""
+    assert train.main(["--data", str(tmp_path / "no_data"), "--out", str(tmp_path / "run"), *TINY, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fer-train: {says}") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_seed_range_leaves_room_for_the_fold_offsets(base, tmp_path, capsys):
+    """Fold k's fit is seeded with --seed + k, which numpy takes below 2**32: --seed stops at 2**31 - 1, and a run
+    with it trains its later folds."""
+    assert train.main(["--data", str(tmp_path / "no_data"), *TINY, "--seed", "2147483648"]) == 2
+    assert capsys.readouterr().err == "fer-train: --seed must be a whole number from 0 to 2147483647, got 2147483648\n"
+    assert _train(base, class_folder_data(base), tmp_path / "run", "--folds", "2", "--only-fold", "1", "--epochs",
+                  "1", "--geo-epochs", "0", "--class-set", "ckplus7", "--seed", "2147483647") == 0
+
+
+def test_an_export_folder_that_is_a_file_is_refused_before_the_data_is_read(tmp_path, capsys):
+    (tmp_path / "file").write_text("not a model folder")
+    for export, says in [(tmp_path / "file", f"--export {tmp_path / 'file'} is a file, not a folder"),
+                         (tmp_path / "file" / "model", f"--export {tmp_path / 'file' / 'model'} lies under "
+                                                       f"{tmp_path / 'file'}, a file, not a folder")]:
+        assert train.main(["--data", str(tmp_path / "no_data"), "--out", str(tmp_path / "run"), *TINY, "--export",
+                           str(export)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"fer-train: {says}") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_export_that_fails_is_one_line_and_the_report_is_written(base, tmp_path, capsys, monkeypatch):
+    """The export step refusing the model (ModelError) ends the run with one line (exit 1) after the fits, whose
+    report.json says why; --resume then exports the finished final fit from its checkpoint."""
+    from fer_ros.manifest import ModelError
+
+    def refuse(args, *a, **k):
+        raise ModelError(f"{args.export}: the export refused")
+
+    data, out, model = class_folder_data(base), tmp_path / "run", tmp_path / "model"
+    args = ("--folds", "0", "--epochs", "1", "--geo-epochs", "0", "--class-set", "ckplus7", "--int8-samples", "0",
+            "--export", str(model))
+    real_export = train.export_final
+    monkeypatch.setattr(train, "export_final", refuse)
+    assert _train(base, data, out, *args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"fer-train: the export to {model} failed: {model}: the export refused; the fits are "
+                          f"trained") and err.count("\n") == 1 and "Traceback" not in err
+    report = json.loads((out / "report.json").read_text())
+    assert report["export_failed"] == f"{model}: the export refused" and report["final"]["epochs"] == 1
+    monkeypatch.setattr(train, "export_final", real_export)
+    assert _train(base, data, out, *args, "--resume") == 0
+    assert (model / "manifest.json").is_file()
+
+
 def test_the_readme_recipe_runs_as_written():
     """The README's fer-train commands parse, make a run under the rules the command checks before reading data,
     and write into folders of their own (no command's --out holds another's run)."""
@@ -684,6 +789,7 @@ def test_help_gives_every_option_a_meaning_and_its_default(capsys):
     for default in ("(default: 12)", "(default: agn3d_res)", "(default: lbp+gray_norm+delta_norm)",
                     "(default: 0.2)", "(default: 24,48,96,192)", "(default: ckplus8)"):
         assert default in text
+    assert "channel widths of the appearance network's stages, for agn3d_res and agn3d_c3d only" in text
 
 
 def test_a_landmarker_that_cannot_load_is_one_line(base, tmp_path, capsys, break_mediapipe):

@@ -14,10 +14,15 @@ DESCRIPTION = "fer-train: train and cross-validate a 3DAGN model on one or more 
 # The shipped model's appearance input (preprocess.CLIP_INPUTS): LBP codes, the gray level and its change from the
 # neutral reference, both standardised per crop; --clip-input lbp is the paper's input.
 RECIPE_CLIP_INPUT = "lbp+gray_norm+delta_norm"
+# The shipped model's --app-widths (agn3d_res)
+RECIPE_APP_WIDTHS = "24,48,96,192"
 
 FRACTION = number(low=0.0, high=1.0, says="between 0 and 1")
 POSITIVE = number(low=0.0, low_open=True, says="above 0")
 COUNT = number(int, low=1, says="at least 1")
+# --seed: fold k's fit is seeded with --seed + k and numpy takes seeds below 2**32, so --seed stops at 2**31 - 1,
+# leaving room for far more folds than any data has subjects
+SEED = number(int, low=0, high=2**31 - 1, says=f"a whole number from 0 to {2**31 - 1}")
 
 
 # What --resume may change from the checkpoint's command line: options that decide neither the weights a fit trains
@@ -82,9 +87,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--model", default="agn3d_res", choices=list_models(), help="appearance network")
     g.add_argument("--clip-input", default=RECIPE_CLIP_INPUT, choices=list(CLIP_INPUTS),
                    help="the appearance clip's channels (preprocess.CLIP_INPUTS); lbp is the paper's input")
-    g.add_argument("--app-widths", type=widths, default="24,48,96,192",
-                   help="channel widths of the appearance network's stages (agn3d_c3d takes four: paper "
-                        "32,64,128,128; agn3d_res: its 3D stem and one residual stage per further width)")
+    g.add_argument("--app-widths", type=widths, default=RECIPE_APP_WIDTHS,
+                   help="channel widths of the appearance network's stages, for agn3d_res and agn3d_c3d only "
+                        "(agn3d_c3d takes four: paper 32,64,128,128; agn3d_res: two or more, its 3D stem and one "
+                        "residual stage per further width; agn3d_ir has widths of its own)")
     g.add_argument("--geo-width", type=COUNT, default=16, help="first VGG stage width of the geometric network")
     g.add_argument("--dropout", type=FRACTION, default=0.3, help="dropout of both networks' FC layers")
     g.add_argument("--no-flip-tta", action="store_true",
@@ -106,7 +112,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    default=0.15, help="share of the steps that warm the learning rate up")
     g.add_argument("--weight-decay", type=number(low=0.0, says="0 or more"), default=5e-4,
                    help="AdamW's decoupled weight decay")
-    g.add_argument("--seed", type=int, default=0, help="seed of the weights, the draws and the folds")
+    g.add_argument("--seed", type=SEED, default=0, help="seed of the weights, the draws and the folds")
     g.add_argument("--threads", type=number(int, low=0, says="0 or more"), default=0,
                    help="torch CPU threads (0: torch's default)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (N: a GPU torch sees)")

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,16 @@ from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 from fer_ros.difference_image import GEO_SPEC
+from fer_ros.manifest import APP_WIDTHS
 from fer_ros.nets.agn import agn_loss
 from fer_ros.nets.geometric import pairs
 from fer_ros.nets.registry import create_model
+from fer_ros.preprocess import clip_channels
+from fer_ros.training.args import RECIPE_APP_WIDTHS, widths
 from fer_ros.training.data.augment import AugmentConfig
 from fer_ros.training.data.samples import Samples, WeightedEpochs
 from fer_ros.training.data.sequence_set import ReferencePlan, SequenceSet
-from fer_ros.training.resume import (ResumeError, clear_fit, data_text, options_mismatch, recorded_options, split_mismatch,
+from fer_ros.training.resume import (INIT_KEY, ResumeError, clear_fit, data_text, recorded_options, resume_problem,
                                     split_record)
 
 
@@ -83,6 +87,35 @@ def build_model(args, num_classes: int):
     if args.model == "agn3d_ir":
         cfg["app"] = {"dropout": args.dropout}
     return create_model(args.model, num_classes, **cfg), cfg
+
+
+def model_problem(args, num_classes: int) -> str | None:
+    """Why the model options make no network for this run's clips (a one-line message), None when they do:
+    --app-widths with agn3d_ir (whose widths are its own), widths in a number the model does not take, a --size or
+    --frames its pooling cannot shrink. The model is built and runs once on one empty clip of the run's size, on the
+    CPU."""
+    if args.model == "agn3d_ir" and list(args.app_widths) != widths(RECIPE_APP_WIDTHS):
+        return ("--app-widths sizes the appearance network of agn3d_res and agn3d_c3d, and agn3d_ir has widths of "
+                "its own: leave --app-widths out with --model agn3d_ir")
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Initializing zero-element tensors is a no-op" of a too small --size
+            model, _ = build_model(args, num_classes)
+            model.flip_tta = False  # the mirror image has the clip's shape
+            clip = torch.zeros(1, clip_channels(args.clip_input), args.frames, args.size, args.size)
+            geo = torch.zeros(1, len(GEO_SPEC["channels"]), int(GEO_SPEC["size"]), int(GEO_SPEC["size"]))
+            model.eval()(clip, geo, torch.ones(1))
+    except (ValueError, IndexError, RuntimeError) as exc:
+        shown = " ".join(str(exc).split()) or type(exc).__name__
+        takes = "; ".join(f"{arch}: {least}" + ("" if most == least else " or more")
+                          for arch, (least, most) in APP_WIDTHS.items())
+        given, todo = f" --app-widths {','.join(map(str, args.app_widths))},", (
+            f", or as many --app-widths as the model takes ({takes})")
+        if args.model == "agn3d_ir":
+            given, todo = "", ""
+        return (f"--model {args.model} with{given} --size {args.size} and --frames {args.frames} makes no network "
+                f"that reads its clips ({shown}): give a larger --size{todo}")
+    return None
 
 
 def load_init(init_dir: str | Path, arch: str, cfg: dict, preprocess: dict, class_names) -> tuple[dict, dict]:
@@ -309,15 +342,15 @@ def make_loader(ds, batch_size: int, sampler=None) -> DataLoader:
 
 
 def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: Path, seed: int, dist_ctx=None,
-        init_state: dict | None = None):
+        init_state: dict | None = None, init_sha256: str | None = None):
     """Train one model on train_idx, drawing each dataset by its --data weight (evaluating on test_idx every fifth
     epoch and the last, when given); returns (model, cfg, rows, last evaluation or None). init_state: weights to
-    start from (--init). A fit that starts at its first epoch removes what another left in run_dir (FIT_FILES);
-    checkpoints to run_dir/checkpoint.pt every epoch, with the split_record of its samples and the options;
-    --resume continues one made for the same samples with the same options and raises ResumeError for another (one
-    finished, at args.epochs, is evaluated as it is). A loss or weights that are not finite raise DivergedError
-    before a checkpoint takes them. ValueError for training samples of which the --data weights draw none per epoch
-    (undrawn_data)."""
+    start from (--init), init_sha256: the sha256 of their model.pt. A fit that starts at its first epoch removes what
+    another left in run_dir (FIT_FILES); checkpoints to run_dir/checkpoint.pt every epoch, with the split_record of
+    its samples, the options and init_sha256; --resume continues one made for the same samples with the same options
+    from the same --init weights and raises ResumeError for another (one finished, at args.epochs, is evaluated as
+    it is). A loss or weights that are not finite raise DivergedError before a checkpoint takes them. ValueError for
+    training samples of which the --data weights draw none per epoch (undrawn_data)."""
     torch.manual_seed(seed)
     np.random.seed(seed)
     device = torch.device(args.device)
@@ -353,7 +386,7 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     split = split_record(args, samples, train_idx, test_idx)
     if args.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        why = split_mismatch(ck, split, ckpt_path) or options_mismatch(ck, args, ckpt_path)
+        why = resume_problem(ck, args, ckpt_path, split, init_sha256)
         if why:
             raise ResumeError(why)
         core.load_state_dict(ck["model"])
@@ -413,7 +446,7 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
                         writer.add_scalar(k, v, epoch)
             state = {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "epoch": epoch, "rows": json.dumps(rows),
-                     "args": json.dumps(recorded_options(args)), "split": json.dumps(split)}
+                     "args": json.dumps(recorded_options(args)), "split": json.dumps(split), INIT_KEY: init_sha256}
             # written aside, then renamed: a run stopped mid-write keeps its last whole checkpoint for --resume
             part = ckpt_path.with_name(ckpt_path.name + ".part")
             torch.save(state, part)

@@ -1,8 +1,9 @@
 """What a fit leaves in its folder and when --resume may continue it: a checkpoint records the samples it trains
-and is scored on (`split_record`) and the command line's options (`recorded_options`); --resume refuses one made for
-other samples (`split_mismatch`), as a fold whose subjects changed with --folds, --seed or --data, or with other
-options than args.RESUME_MAY_CHANGE allows (`options_mismatch`); `check_resume` applies both; a fresh fit starts
-without what another left (`clear_fit`)."""
+and is scored on (`split_record`), the command line's options (`recorded_options`) and the sha256 of the --init
+model's model.pt it started from (INIT_KEY); --resume refuses one made for other samples (`split_mismatch`), as a
+fold whose subjects changed with --folds, --seed or --data, with other options than args.RESUME_MAY_CHANGE allows
+(`options_mismatch`) or from another --init model (`init_mismatch`: the folder re-exported in between);
+`resume_problem` and `check_resume` apply them all; a fresh fit starts without what another left (`clear_fit`)."""
 from __future__ import annotations
 
 import hashlib
@@ -24,6 +25,8 @@ class ResumeError(ValueError):
 # What a fit writes in its folder: a fresh fit (not continued from a checkpoint) starts without them
 FIT_FILES = ("checkpoint.pt", "checkpoint.pt.part", "log.csv", "geo_log.csv", "curves.png", "tb")
 AFRESH = "train afresh with --overwrite or another --out"
+# The checkpoint's record of the weights it started from: the sha256 of the --init model's model.pt (None without)
+INIT_KEY = "init_sha256"
 
 
 def clear_fit(run_dir: Path) -> None:
@@ -118,15 +121,38 @@ def options_mismatch(checkpoint: dict, args, path: Path) -> str | None:
             f"the options it was made with, or {AFRESH}")
 
 
-def check_resume(path: Path, args, record: dict | None = None) -> dict | None:
-    """Raise ResumeError when the checkpoint at path was made for other samples than record's (when given) or with
-    other options than args; return where it goes on from ({"from_epoch", "checkpoint_epochs"}), None when there
-    is no checkpoint."""
+def init_mismatch(checkpoint: dict, args, init_sha256: str | None, path: Path) -> str | None:
+    """Why --resume must not continue the checkpoint (loaded from path) with the --init model whose model.pt has
+    the sha256 init_sha256 (None: no --init); None when the checkpoint started from the same weights."""
+    if INIT_KEY not in checkpoint:
+        if init_sha256 is None:
+            return None
+        return (f"--resume: {path} does not record the sha256 of the --init model it started from, so it cannot be "
+                f"checked against --init {args.init} (model.pt sha256 {init_sha256}); {AFRESH}")
+    then = checkpoint[INIT_KEY]
+    if then == init_sha256:
+        return None
+    return (f"--resume: {path} started from an --init model.pt of sha256 {then or 'none (no --init)'}, and --init "
+            f"{args.init} holds one of sha256 {init_sha256 or 'none (no --init)'}: the fit would go on from other "
+            f"weights than it started with; resume with the model it started from, or {AFRESH}")
+
+
+def resume_problem(checkpoint: dict, args, path: Path, record: dict | None = None,
+                   init_sha256: str | None = None) -> str | None:
+    """Why --resume must not continue the checkpoint (loaded from path): made for other samples than record's (when
+    given), with other options than args or from another --init model (init_sha256: its model.pt's sha256, None
+    without --init); None when it may."""
+    return ((split_mismatch(checkpoint, record, path) if record is not None else None)
+            or options_mismatch(checkpoint, args, path) or init_mismatch(checkpoint, args, init_sha256, path))
+
+
+def check_resume(path: Path, args, record: dict | None = None, init_sha256: str | None = None) -> dict | None:
+    """Raise ResumeError when the checkpoint at path may not go on (resume_problem); return where it goes on from
+    ({"from_epoch", "checkpoint_epochs"}), None when there is no checkpoint."""
     if not path.is_file():
         return None
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    why = (split_mismatch(checkpoint, record, path) if record is not None else None) or options_mismatch(
-        checkpoint, args, path)
+    why = resume_problem(checkpoint, args, path, record, init_sha256)
     if why:
         raise ResumeError(why)
     return {"from_epoch": int(checkpoint["epoch"]) + 1,

@@ -15,7 +15,7 @@ report.json). Each fit writes per-epoch CSV (and TensorBoard when installed) log
 continues, with the same options). At the end: report.json, predictions.csv and confusion-matrix PNGs per dataset,
 of every fit of the run finished in --out (with --resume, those of earlier commands too, evaluated from their
 checkpoints). A loss that becomes nan or inf stops the run (exit 1) before a checkpoint or an export takes the
-weights. An --out that holds a run is refused unless --resume continues it or --overwrite replaces it. Under
+weights; an export that fails ends it (exit 1) with report.json written. An --out that holds a run is refused unless --resume continues it or --overwrite replaces it. Under
 torchrun, training is data-parallel (DDP): one GPU per process with --device cuda, CPU processes with --device cpu.
 
 This file is the command (`main`); its options are in args.py, the samples in data/samples.py and
@@ -38,12 +38,14 @@ from fer_ros.argtypes import parse_args
 from fer_ros.classes import class_names
 from fer_ros.crop import CropConfig
 from fer_ros.landmarker import LandmarkerError
+from fer_ros.manifest import ModelError
 from fer_ros.preprocess import PREPROCESS_SPEC
 from fer_ros.training.args import get_args_parser
 from fer_ros.training.data.datasets import DatasetError
 from fer_ros.training.data.samples import (WeightedEpochs, distinct_sources, final_train_indices, load_samples,
                                            mixed_folds, require_training_samples)
-from fer_ros.training.fit import DivergedError, InitError, build_model, fit, load_init, undrawn_data, undrawn_text
+from fer_ros.training.fit import (DivergedError, InitError, build_model, fit, load_init, model_problem, undrawn_data,
+                                  undrawn_text)
 from fer_ros.training.report import (dataset_scores, export_final, export_int8, jsonable, plot_confusions,
                                      print_fold_table, summarize_folds, write_predictions)
 from fer_ros.training.resume import FIT_FILES, ResumeError, check_resume, clear_fit, split_record
@@ -147,8 +149,8 @@ def complete_args(args) -> None:
 
 
 def usage_problem(args) -> str | None:
-    """Why the options cannot make a run (a one-line message), None when they can; checked before any data is
-    read."""
+    """Why the options cannot make a run (a one-line message), None when they can: among others a crop, a model
+    (fit.model_problem) or an --export folder (export_problem) they cannot make; checked before any data is read."""
     try:
         distinct_sources(args.data, "give each dataset once (twice, it would be drawn twice as often, its samples "
                                     "twice over); to weigh a dataset more, give it once with :WEIGHT")
@@ -171,7 +173,26 @@ def usage_problem(args) -> str | None:
         say, them = ("say", "them") if len(export_only) > 1 else ("says", "it")
         return (f"{' and '.join(export_only)} only {say} how to export: give --export MODEL_DIR with {them}, or leave "
                 f"{them} out")
-    return device_problem(args.device)
+    try:
+        CropConfig(size=args.size, margin=0.0)
+    except ValueError as exc:
+        return f"--size {args.size}: {exc}"
+    return (export_problem(args.export) or device_problem(args.device)
+            or model_problem(args, len(class_names(args.class_set))))
+
+
+def export_problem(export: str | None) -> str | None:
+    """Why --export cannot take a model (a one-line message), None when it can: it, or a folder it would be made
+    in, is a file."""
+    if not export:
+        return None
+    path = Path(export).resolve()
+    if path.exists() and not path.is_dir():
+        return f"--export {export} is a file, not a folder: give a folder for the model (new or holding one)"
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        return f"--export {export} lies under {above}, a file, not a folder: give a folder for the model"
+    return None
 
 
 def out_problem(args) -> str | None:
@@ -263,18 +284,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for warning in warnings if is_main else []:
         print(f"fer-train: warning: {warning}", file=sys.stderr)
+    init_state, init = None, None
+    if args.init:
+        _, cfg = build_model(args, len(names))
+        preprocess = PREPROCESS_SPEC(CropConfig(size=args.size, margin=0.0), args.frames, args.clip_input)
+        try:
+            init_state, init = load_init(args.init, args.model, cfg, preprocess, names)
+        except InitError as exc:
+            print(f"fer-train: {exc}", file=sys.stderr)
+            return 2
+    init_sha256 = init["state_dict_sha256"] if init is not None else None
     resumed: dict[str, dict] = {}
     finished: list[str] = []  # fits of this run that this command does not run, finished in --out by earlier ones
     if args.resume:
         # every checkpoint is checked before any fit starts: a run refused at its third fold would have spent the
         # first two for nothing; those of fits this command leaves alone are checked for their options, and those
-        # of this run's fits for their samples too (the report takes the finished ones)
+        # of this run's fits for their samples too (the report takes the finished ones), and all of them for the
+        # --init weights they started from
         others = sorted(set(run_dirs(out)) - {out / name for name in runs})
         try:
             for run_dir in [out / name for name in runs] + others:
                 name = run_dir.name
                 record = split_record(args, samples, *ours[name]) if name in ours else None
-                goes_on = check_resume(run_dir / "checkpoint.pt", args, record)
+                goes_on = check_resume(run_dir / "checkpoint.pt", args, record, init_sha256)
                 if goes_on and name in runs:
                     resumed[name] = goes_on
                 elif goes_on and record is not None and goes_on["from_epoch"] == args.epochs:
@@ -292,18 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         report["resumed"] = resumed
     if finished:
         report["evaluated_from_checkpoints"] = finished
-    init_state = None
-    if args.init:
-        model, cfg = build_model(args, len(names))
-        preprocess = PREPROCESS_SPEC(CropConfig(size=args.size, margin=0.0), args.frames, args.clip_input)
-        try:
-            init_state, report["init"] = load_init(args.init, args.model, cfg, preprocess, names)
-        except InitError as exc:
-            print(f"fer-train: {exc}", file=sys.stderr)
-            return 2
-        saw = init_saw(report["init"]["data"], info) if folds else []
+    if init is not None:
+        report["init"] = init
+        saw = init_saw(init["data"], info) if folds else []
         if saw:
-            report["init"]["trained_on_cross_validated_data"] = saw
+            init["trained_on_cross_validated_data"] = saw
             if is_main:
                 print(f"fer-train: warning: --init {args.init} was trained on {', '.join(saw)} (its manifest's "
                       f"data), which this run cross-validates: the folds score subjects its starting weights saw; "
@@ -317,27 +342,36 @@ def main(argv: list[str] | None = None) -> int:
                 f"{d['subjects']} subjects" + (f", splits {'/'.join(d['splits'])}" if d["splits"] else "") + ": "
                 + ", ".join(f"{c} {n}" for c, n in d["per_class"].items() if n)
                 + (f"; {d['dropped_no_face']} without a face left out" if d["dropped_no_face"] else ""))
+    failed = None
     try:
-        run_fits(args, samples, names, folds, wanted, finished, final_idx, held, out, dist_ctx, init_state, report,
-                 log)
+        run_fits(args, samples, names, folds, wanted, finished, final_idx, held, out, dist_ctx,
+                 (init_state, init_sha256), report, log)
     except DivergedError as exc:
         if is_main:
             print(f"fer-train: {exc}", file=sys.stderr)
         _leave_group(dist_ctx)
         return 1
+    except ModelError as exc:  # the export (rank 0's): the fits and their report stay
+        report["export_failed"] = str(exc)
+        failed = (f"fer-train: the export to {args.export} failed: {exc}; the fits are trained (report.json and "
+                  f"their checkpoints in {out}): --resume with the same options (--export may change) exports the "
+                  f"final fit from its checkpoint")
     report["seconds_total"] = time.time() - t_start
     if is_main:
         (out / "report.json").write_text(json.dumps(report, indent=2, default=jsonable) + "\n")
         print(f"[fer-train] report: {out / 'report.json'} ({report['seconds_total']:.0f} s in all)")
+        if failed:
+            print(failed, file=sys.stderr)
     _leave_group(dist_ctx)  # every rank waits for rank 0's export and report
-    return 0
+    return 1 if failed else 0
 
 
-def run_fits(args, samples, names, folds, wanted, finished, final_idx, held, out: Path, dist_ctx, init_state,
+def run_fits(args, samples, names, folds, wanted, finished, final_idx, held, out: Path, dist_ctx, init: tuple,
              report: dict, log) -> None:
     """The folds (`wanted`: this command's; those in `finished`: evaluated from their checkpoints), their tables,
     predictions and confusion matrices; then the final fit (with --final, or from its checkpoint when it is in
-    `finished`), its held-out scores and the export. Fills report; DivergedError stops it."""
+    `finished`), its held-out scores and the export. init: (--init weights, sha256 of their model.pt), (None,
+    None) without --init. Fills report; DivergedError stops it, ModelError stops the export."""
     is_main = dist_ctx is None or dist_ctx["rank"] == 0
     if folds:
         per_fold: dict[str, list[dict]] = {}
@@ -348,7 +382,7 @@ def run_fits(args, samples, names, folds, wanted, finished, final_idx, held, out
             train_idx, test_idx = folds[k]
             t_fold = time.time()
             core, _, rows, ev = fit(args, samples, train_idx, test_idx, len(names), out / f"fold{k:02d}",
-                                    args.seed + k, dist_ctx, init_state)
+                                    args.seed + k, dist_ctx, *init)
             if not is_main:
                 continue
             seconds = time.time() - t_fold
@@ -377,7 +411,7 @@ def run_fits(args, samples, names, folds, wanted, finished, final_idx, held, out
     if args.final or "final" in finished:
         t_fit = time.time()
         core, cfg, rows, ev = fit(args, samples, final_idx, held if len(held) else None, len(names), out / "final",
-                                  args.seed, dist_ctx, init_state)
+                                  args.seed, dist_ctx, *init)
         if is_main:
             report["final"] = {"epochs": args.epochs, "seconds": time.time() - t_fit,
                                "train_acc_last_epoch": rows[-1]["train_acc"] if rows else None}

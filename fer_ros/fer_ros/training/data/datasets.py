@@ -11,6 +11,9 @@ each dataset is its own --data.
   folder, and the neutral first frames in <root>/neutral/ with the same subject and sequence numbers. Every frame
   in a class folder is labelled (`Sequence.labelled_frames`); a sequence's clip is its last T.
 
+In both CK+ layouts an entry named as a frame that is not a file (a folder, a link to nothing) is skipped and listed
+in `Dataset.skipped` with the reason.
+
 A `Sequence` is (neutral frame or None, last T frames oldest first, label). Neutral frames also form sequences of
 their own (label "neutral", the frame repeated T times) for class sets that have a neutral class. Every label is
 given in one form, metrics.class_key's (surrounding spaces off, lower case): a `Happy/` folder holds "happy" faces.
@@ -195,8 +198,25 @@ def load_dataset(root: str | Path, frames: int = 3, with_neutral_sequences: bool
     return ds
 
 
-def _frame_files(folder: Path) -> list[Path]:
+def _frame_named(folder: Path) -> list[Path]:
+    """The entries of folder named as frames (S<subject>_<sequence>_<frame> with an image suffix), files or not."""
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and FRAME_NAME.match(p.stem))
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    return [p for p in _frame_named(folder) if p.is_file()]
+
+
+def _not_a_file(p: Path) -> str | None:
+    """Why an entry named as an image cannot be read as one (a folder, a link to nothing, another kind of entry);
+    None for a file (or a link to one)."""
+    if p.is_file():
+        return None
+    if p.is_dir():
+        return "a folder, not an image file"
+    if p.is_symlink() and not p.exists():
+        return "a link to nothing"
+    return "not a file"
 
 
 def _parse(p: Path) -> tuple[str, str, int]:
@@ -214,6 +234,9 @@ def _load_class_folders(root: Path, frames: int) -> Dataset:
                 continue
             if not FRAME_NAME.match(p.stem):
                 skipped.append(str(p.relative_to(root)))
+                continue
+            if why := _not_a_file(p):
+                skipped.append(f"{p.relative_to(root)} ({why})")
                 continue
             subject, seq, idx = _parse(p)
             if class_key(d.name) == NEUTRAL:
@@ -245,7 +268,9 @@ def _load_official(root: Path, frames: int) -> Dataset:
             if not SEQUENCE_FOLDER.match(seq_dir.name):
                 skipped.append(f"{seq_dir.relative_to(root)}/ (folder not named by a sequence number)")
                 continue
-            files = sorted(_frame_files(seq_dir), key=lambda p: _parse(p)[2])
+            named = _frame_named(seq_dir)
+            skipped += [f"{p.relative_to(root)} ({why})" for p in named if (why := _not_a_file(p))]
+            files = sorted((p for p in named if p.is_file()), key=lambda p: _parse(p)[2])
             if not files:
                 continue
             subject, seq = subj_dir.name.lstrip("S"), seq_dir.name
