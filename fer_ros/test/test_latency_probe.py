@@ -39,7 +39,7 @@ import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from fer_msgs.msg import FaceEmotionArray
-delay_s, answer_s, then = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+delay_s, answer_s, then, others = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 rclpy.init(args=sys.argv)
 node = rclpy.create_node("fake_fer_node")
 pub = node.create_publisher(FaceEmotionArray, "emotion", 50)
@@ -58,7 +58,13 @@ node.create_subscription(Image, "image", on_image, QoSProfile(depth=1, reliabili
 while True:
     rclpy.spin_once(node, timeout_sec=0.005)
     while pending and pending[0][0] <= time.monotonic():
-        pub.publish(FaceEmotionArray(header=pending.pop(0)[1]))
+        header = pending.pop(0)[1]
+        pub.publish(FaceEmotionArray(header=header))
+        for k in range(others):  # answers to the images of a camera on the same topic, a few microseconds apart
+            ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec + 1000 * (k + 1)
+            header.stamp.sec, header.stamp.nanosec = divmod(ns, 1_000_000_000)
+            header.frame_id = "camera"
+            pub.publish(FaceEmotionArray(header=header))
 """
 
 
@@ -67,7 +73,8 @@ def fake_node(tmp_path, monkeypatch):
     """fake_node(delay_s, answer_s, then) makes latency_probe.start_node start, as it starts fer_node (its own
     process group, a private ROS domain this process joins, its output in a file, `log_path`), a fake node that
     answers each image `delay_s` after it came, for `answer_s` after the first, then exits with code 3 ("exit") or
-    stays silent ("silent"). Returns the list of the processes started; each is killed at the end."""
+    stays silent ("silent"); with `others`, each answer is followed by that many answers to images the probe did
+    not send. Returns the list of the processes started; each is killed at the end."""
     import os
     import random
     import subprocess
@@ -79,11 +86,11 @@ def fake_node(tmp_path, monkeypatch):
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     started = []
 
-    def make(delay_s: float = 0.0, answer_s: float = 3600.0, then: str = "silent"):
+    def make(delay_s: float = 0.0, answer_s: float = 3600.0, then: str = "silent", others: int = 0):
         def start(image_topic, emotion_topic, node_args=""):
             log_path = tmp_path / f"fake_node_{len(started)}.log"
             with open(log_path, "w") as log:
-                proc = subprocess.Popen([sys.executable, str(script), str(delay_s), str(answer_s), then],
+                proc = subprocess.Popen([sys.executable, str(script), str(delay_s), str(answer_s), then, str(others)],
                                         start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
             proc.log_path = str(log_path)
             started.append(proc)
@@ -116,6 +123,17 @@ def test_only_answers_to_the_frames_measured_count(fake_node, tmp_path, capsys):
     assert 0 < r["answered"] <= r["sent"], r
     assert r["emotion_rate_hz"] <= r["publish_rate_hz"] and r["latency_ms_median"] >= 500, r
     assert not Path(started[0].log_path).exists()
+
+
+def test_answers_to_images_the_probe_did_not_send_are_not_counted(fake_node, tmp_path, capsys):
+    """A camera publishing on the probe's image topic gets answers too: only the probe's own frames are timed."""
+    from fer_ros.ros import latency_probe
+    fake_node(others=3)
+    out = tmp_path / "probe.json"
+    rc = latency_probe.main(["--start-node", "--warmup-s", "0.5", "--duration-s", "1", "--json", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    r = strict_json(out.read_text())
+    assert 0 < r["answered"] <= r["sent"] and r["emotion_rate_hz"] <= r["publish_rate_hz"], r
 
 
 @pytest.mark.parametrize("then, warmup_s, says", [

@@ -636,3 +636,59 @@ def test_the_cores_log_lines_are_written_by_the_nodes_logger_at_their_severity(m
         assert ("info", "engine: graph loaded") in said.lines  # not dropped by Python's WARNING default
         assert ("debug", "engine: detail") in said.lines  # the ROS logger's --log-level decides
     assert (core.level, core.propagate, list(core.handlers)) == before  # the logger is as it was after close
+
+
+class _FailsFrom3s(_Recorder):
+    """A recognizer whose first stage fails on frames stamped 3 s or later."""
+
+    def perceive(self, frame, stamp_s):
+        super().perceive(frame, stamp_s)
+        if stamp_s >= 3.0:
+            raise RuntimeError("landmarking failed (test)")
+        return stamp_s
+
+
+def test_a_warning_then_failing_frames_keep_both_workers_with_the_real_logger():
+    """rclpy holds each line that logs to one severity: a rejected image (a warning) and then failing frames (errors)
+    must each be logged and counted, and the workers keep taking frames."""
+    recognizer = _FailsFrom3s()
+    with _node(recognizer, domain_id=random.randint(1, 200)) as node:
+        node.image_callback(_frame(1_000_000_000))
+        assert _wait_until(lambda: node.stats.processed == 1, 5.0)
+        bad = _frame(2_000_000_000)
+        bad.encoding = "rgb9"
+        node.image_callback(bad)  # rejected: a warning
+        assert _wait_until(lambda: node.stats.rejected == 1, 5.0)
+        for s in (3, 4, 5):
+            node.image_callback(_frame(s * 1_000_000_000))
+            assert _wait_until(lambda: len(recognizer.perceived) == s - 1, 5.0), recognizer.perceived
+        assert _wait_until(lambda: node.stats.failed == 3, 5.0), node.stats.failed
+        node.image_callback(bad)  # and a warning after the errors
+        assert _wait_until(lambda: node.stats.rejected == 2, 5.0)
+        assert node.stats.failed == 3 and all(w.is_alive() for w in node._workers)
+
+
+def test_the_processing_time_is_the_two_stages_own_time():
+    """process_ms on /diagnostics: the first stage's time plus the second's, not the wait between them."""
+    with _node(_Recorder()) as node:
+        node._recognise(_frame(1_000_000_000), 1.0, np.zeros((16, 16, 3), np.uint8), None, 0.05)
+        assert 50.0 <= node.stats.process_ms < 1000.0, node.stats.process_ms
+
+
+def test_the_status_keeps_coming_under_sim_time_without_a_clock(monkeypatch):
+    """Under use_sim_time with no /clock (a bag that ended or never played) /diagnostics still says what is wrong."""
+    from rclpy.executors import SingleThreadedExecutor
+    with _node(_Recorder(), "use_sim_time:=true", "diagnostics_period_s:=0.2",
+               domain_id=random.randint(1, 200)) as node:
+        published = []
+        monkeypatch.setattr(node, "diag_pub", SimpleNamespace(publish=published.append))
+        executor = SingleThreadedExecutor(context=node.context)
+        executor.add_node(node)
+        try:
+            deadline = time.monotonic() + 5.0
+            while len(published) < 2 and time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.1)
+        finally:
+            executor.remove_node(node)
+            executor.shutdown()
+    assert len(published) >= 2 and "no image" in published[-1].status[0].message, published

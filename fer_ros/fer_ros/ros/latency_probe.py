@@ -173,8 +173,8 @@ def wait_for_answer(node, send, emotion_topic: str, timeout_s: float,
 def probe(args, node_proc: subprocess.Popen | None = None, stop: threading.Event | None = None) -> ProbeResult:
     """Run the measurement with rclpy (rclpy.init() must not have been called). `node_proc`: the fer_node this
     probe started, if any: RuntimeError with its exit code as soon as it exits. RuntimeError too when no answer to
-    a frame sent while measuring comes back. Only answers to those frames count: an answer stamped before the first
-    of them (to a warm-up frame) is left out. `stop`: set by the StopSignals in force (rclpy's own signal handlers
+    a frame sent while measuring comes back. Only answers to those frames count, each once: an answer to a warm-up
+    frame or to an image another publisher sent on the same topic (a camera beside the probe) is left out. `stop`: set by the StopSignals in force (rclpy's own signal handlers
     are then not installed); KeyboardInterrupt once it is set, at any stage."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -191,13 +191,14 @@ def probe(args, node_proc: subprocess.Popen | None = None, stop: threading.Event
     node = rclpy.create_node("fer_latency_probe")
     try:
         latencies, faces, ready, answered = [], [], [], 0
-        first_timed_ns: list[int] = []  # the stamp of the first frame measured, once it is sent
+        measured_ns: set[int] = set()  # the stamps of the frames sent while measuring, not yet answered
 
         def emotion_callback(msg) -> None:
             nonlocal answered
             stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            if not first_timed_ns or stamp_ns < first_timed_ns[0]:
-                return  # an answer to a frame sent before measuring
+            if stamp_ns not in measured_ns:
+                return  # an answer to a warm-up frame, to another publisher's image, or one already counted
+            measured_ns.discard(stamp_ns)
             now_ns = node.get_clock().now().nanoseconds
             answered += 1
             latencies.append((now_ns - stamp_ns) * 1e-6)
@@ -238,9 +239,7 @@ def probe(args, node_proc: subprocess.Popen | None = None, stop: threading.Event
         with tqdm(total=total, desc="probing", unit="frame") as bar:
             for _ in range(total):
                 check()
-                stamp_ns = send()
-                if not first_timed_ns:
-                    first_timed_ns.append(stamp_ns)
+                measured_ns.add(send())
                 sent += 1
                 bar.update(1)
                 next_t += period

@@ -29,6 +29,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
@@ -96,7 +97,7 @@ class FerNode(Node):
             self._log_bridge.detach()
             raise
         self._running = True
-        self._handoff = Handoff()  # (message, stamp_s, frame, Perception, start time) between the workers
+        self._handoff = Handoff()  # (message, stamp_s, frame, Perception, first stage s) between the workers
         self._workers = [threading.Thread(target=self._perceive_loop, name="fer_perceive", daemon=True),
                          threading.Thread(target=self._recognise_loop, name="fer_worker", daemon=True)]
         for worker in self._workers:
@@ -134,7 +135,9 @@ class FerNode(Node):
         if self.params.subscribe_compressed:
             self.create_subscription(CompressedImage, self._compressed_topic(), self.compressed_callback, qos)
         self.create_service(CaptureNeutral, "~/capture_neutral", self.capture_neutral_callback)
-        self.create_timer(self.params.diagnostics_period_s, self.diagnostics_callback)
+        # wall time: the status keeps coming under use_sim_time when /clock stops (a bag ended or paused)
+        self.create_timer(self.params.diagnostics_period_s, self.diagnostics_callback,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self.parameters_callback)
 
     # --- callbacks (executor thread) -------------------------------------------------------------------------
@@ -250,8 +253,18 @@ class FerNode(Node):
 
     def _say_failed(self, exc: Exception) -> None:
         self.stats.add_failed()
-        self._limiter.say(f"failed: {type(exc).__name__}", f"processing a frame failed: {type(exc).__name__}: {exc}",
-                          self.get_logger().error)
+        try:
+            self._error(f"failed: {type(exc).__name__}", f"processing a frame failed: {type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 -- logging must never end a worker
+            pass
+
+    # rclpy holds each line that calls a logger to one severity (it raises for another), so each severity goes
+    # through a call site of its own, never through one shared line as RateLimiter.say's
+    def _warn(self, key: str, text: str) -> None:
+        self._limiter.say(key, text, lambda line: self.get_logger().warning(line))
+
+    def _error(self, key: str, text: str) -> None:
+        self._limiter.say(key, text, lambda line: self.get_logger().error(line))
 
     def _wait_for_rate(self) -> bool:
         """Wait until max_rate_hz lets the next frame be processed; True when there was a wait. The wait is worked
@@ -280,40 +293,42 @@ class FerNode(Node):
     def _perceive(self, msg, received):
         """First stage: decode and landmark. `received`: when a message whose header carries no stamp arrived
         (builtin_interfaces/Time, node clock; see _receive_time), its frame's time. (message, stamp_s, frame,
-        Perception or None for a frame the recognizer cannot use (it warned; an empty message goes out), start
-        time), or None for a message refused (counted and warned about): malformed or oversized, or at the time of
+        Perception or None for a frame the recognizer cannot use (it warned; an empty message goes out), this
+        stage's time in s), or None for a message refused (counted and warned about): malformed or oversized, or at the time of
         the previous frame (pipeline.repeats_stamp, the recognizer's rule, checked here before the image is decoded;
         copies on the other transport never get here: _store drops them)."""
         t0 = time.monotonic()
         self._last_processed_s = t0
         stamp = msg.header.stamp
         if stamp.sec == 0 and stamp.nanosec == 0:
-            self._limiter.say("no stamp", f"images on {self._topic_of(msg)} carry no stamp (header.stamp is 0): "
+            self._warn("no stamp", f"images on {self._topic_of(msg)} carry no stamp (header.stamp is 0): "
                               "the node uses the time it receives them instead; the camera driver should set "
-                              "header.stamp", self.get_logger().warning)
+                              "header.stamp")
             stamp = received
         stamp_s = stamp_to_s(stamp)
         if repeats_stamp(stamp_s, self._last_stamp_s):
             self.stats.add_rejected()
-            self._limiter.say("repeated stamp", f"skipped an image on {self._topic_of(msg)}: its stamp "
+            self._warn("repeated stamp", f"skipped an image on {self._topic_of(msg)}: its stamp "
                               f"{stamp.sec}.{stamp.nanosec:09d} s repeats the previous frame's, and one moment must "
                               "not count twice in a face's window; the camera driver should give every image the "
-                              "time it was taken", self.get_logger().warning)
+                              "time it was taken")
             return None
         try:
             frame = self._decode(msg)
         except ImageDecodeError as exc:
             self.stats.add_rejected()
             hint = "; raise the parameter max_image_pixels to accept it" if exc.cause == "too large" else ""
-            self._limiter.say(f"rejected: {exc.cause}", f"rejected image on {self._topic_of(msg)}: {exc}{hint}",
-                              self.get_logger().warning)
+            self._warn(f"rejected: {exc.cause}", f"rejected image on {self._topic_of(msg)}: {exc}{hint}")
             return None
         self._last_stamp_s = stamp_s
-        return msg, stamp_s, frame, self.recognizer.perceive(frame, stamp_s), t0
+        perception = self.recognizer.perceive(frame, stamp_s)
+        return msg, stamp_s, frame, perception, time.monotonic() - t0
 
-    def _recognise(self, msg, stamp_s: float, frame: np.ndarray, perception, t0: float) -> None:
+    def _recognise(self, msg, stamp_s: float, frame: np.ndarray, perception, perceive_s: float) -> None:
         """Second stage: the rest of the recognizer, then publish. `stamp_s`: the frame's time (its header stamp,
-        or the receive time when it has none); the messages carry the image's own header."""
+        or the receive time when it has none); the messages carry the image's own header. `perceive_s`: the first
+        stage's time, which with this stage's makes the frame's processing time (the wait between them left out)."""
+        t1 = time.monotonic()
         with self._lock:
             results = [] if perception is None else self.recognizer.recognise(perception)
             results = smooth_results(results, self.smoother, stamp_s)
@@ -325,7 +340,7 @@ class FerNode(Node):
                 self._publish_debug(msg.header, frame, results)
             if self.rep155 is not None:
                 self.rep155.publish(msg.header, results, stamp_s)
-        self.stats.add_processed(len(results), latency_ms, (time.monotonic() - t0) * 1e3)
+        self.stats.add_processed(len(results), latency_ms, (perceive_s + time.monotonic() - t1) * 1e3)
 
     def _decode(self, msg) -> np.ndarray:
         """The message's (H, W, 3) RGB frame; ImageDecodeError for a malformed or oversized one. What the JPEG
@@ -335,7 +350,7 @@ class FerNode(Node):
             return image_msg_to_rgb8(msg, max_pixels=limit)
 
         def decoder_said(text: str) -> None:
-            self._limiter.say("decoder warning", f"image on {self._topic_of(msg)}: {text}", self.get_logger().warning)
+            self._warn("decoder warning", f"image on {self._topic_of(msg)}: {text}")
         return compressed_msg_to_rgb8(msg, max_pixels=limit, on_warning=decoder_said)
 
     def _publish_debug(self, header, frame: np.ndarray, results) -> None:
