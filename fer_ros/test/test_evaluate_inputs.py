@@ -278,6 +278,67 @@ def test_a_frame_sample_is_a_miss_only_when_its_own_window_holds_a_frame_without
     assert got.counts["sequences_skipped"] == {"no_face": 1}
 
 
+@pytest.mark.parametrize("case, message", [
+    ("a file", "--out {out} exists and is not a folder: remove it or choose another --out"),
+    ("under a file", "cannot make the --out folder {out}/sub"),
+    ("report.json", "--out {out} holds a folder named report.json, a file it writes: remove it"),
+    ("predictions.csv", "holds a folder named predictions.csv"),
+    ("confusion_matrix_frames.png", "holds a folder named confusion_matrix_frames.png"),
+    ("cache", "the cache folder {out}/cache exists and is not a folder: remove it, or pass --cache-dir or --no-cache"),
+    ("--cache-dir", "--cache-dir {out}/c exists and is not a folder"),
+    ("a dataset's report.json", "--out {out}/d holds a folder named report.json"),
+])
+def test_an_out_that_cannot_take_the_outputs_is_one_line_before_the_model_loads(tmp_path, capsys, case, message):
+    """Said before the model loads: the model here does not exist, and the error is about --out."""
+    out, extra = tmp_path / "o", []
+    data = [tmp_path / "d"]
+    if case in ("a file", "under a file"):
+        out.write_text("x")
+    elif case == "cache":
+        out.mkdir()
+        (out / "cache").write_text("x")
+    elif case == "--cache-dir":
+        out.mkdir()
+        (out / "c").write_text("x")
+        extra = ["--cache-dir", out / "c"]
+    elif case == "a dataset's report.json":
+        (out / "d" / "report.json").mkdir(parents=True)
+        data.append(tmp_path / "e")
+    else:
+        (out / case).mkdir(parents=True)
+    argv = ["--model", tmp_path / "no_model", "--out", out / "sub" if case == "under a file" else out, *extra]
+    rc, _, err = run_cli(capsys, *argv, *(x for d in data for x in ("--data", d)))
+    assert_user_error(rc, err, message.format(out=out))
+    assert "model not found" not in err
+
+
+def test_a_failure_writing_a_dataset_s_outputs_is_one_line_and_the_others_are_scored(tmp_path, capsys, monkeypatch):
+    from eval_helpers import DarkCentreLandmarker, small_manifest
+    from fer_ros.tools import eval_data
+
+    class Engine:
+        def predict(self, clip, geo, valid):
+            return np.tile(np.eye(8, dtype=np.float32)[1], (len(clip), 1))
+    monkeypatch.setattr(evaluate, "open_model", lambda *a, **k: (Engine(), small_manifest(), tmp_path / "model"))
+    monkeypatch.setattr(evaluate, "prepare", lambda *a, **k: eval_data.prepare(
+        *a, **{**k, "landmarker": DarkCentreLandmarker()}))
+    real_write = evaluate.write_outputs
+
+    def write(report, samples, names, out_dir):
+        if out_dir.name == "first":
+            raise OSError(28, "No space left on device", str(out_dir / "predictions.csv"))
+        return real_write(report, samples, names, out_dir)
+    monkeypatch.setattr(evaluate, "write_outputs", write)
+    for name in ("first", "second"):
+        for cls, subject in (("happy", 10), ("anger", 11)):
+            face_image(tmp_path / name / cls / f"S0{subject}_001_00000003.png")
+    out = tmp_path / "o"
+    rc, stdout, err = run_cli(capsys, "--data", tmp_path / "first", "--data", tmp_path / "second", "--out", out,
+                              "--no-cache")
+    assert_user_error(rc, err, f"writing the results to {out / 'first'} failed", "No space left on device")
+    assert (out / "second" / "report.json").is_file() and "== second ==" in stdout
+
+
 def test_help():
     with pytest.raises(SystemExit) as e:
         evaluate.main(["--help"])

@@ -53,6 +53,16 @@ def test_round_trip(tmp_path):
     assert parse_labels(format_labels(back)) == labels
 
 
+def test_label_names_are_read_as_class_key_reads_them():
+    """`Happy ` is `happy`, as fer-eval and fer-train read class names (metrics.class_key)."""
+    labels = parse_labels("start_s,end_s,label,face\n0,1,Happy ,\n1,2, SADNESS,3\n")
+    assert [r.label for r in labels.ranges] == ["happy", "sadness"]
+    labels.check_classes(["happy", "sadness"])
+    LabelSet("s", [LabelRange(0, 1, "Fear")]).check_classes(["fear"])
+    with pytest.raises(LabelError, match="joy are not classes"):
+        parse_labels("start_s,end_s,label\n0,1,Joy\n").check_classes(["happy"])
+
+
 def test_check_classes():
     labels = parse_labels("start_s,end_s,label\n0,1,happy\n1,2,joy\n")
     labels.check_classes(["happy", "joy"])
@@ -76,6 +86,11 @@ def test_check_classes():
     ("start_s,end_s,label,face\n1,2,happy,-3\n", "face id must be >= 0"),
     ("start_s,end_s,label,face\n0,2,happy,1\n1,3,sadness,1\n", "of face 1 overlap"),
     ("start_s,end_s,label\n0,2,happy\n1.5,inf,sadness\n", "of the dominant face overlap"),
+    ("start_frame,end_frame,label\n0,inf,happy,2\n",
+     "x.csv:2: 4 cells but the header names 3 \\(start_frame,end_frame,label\\): add 'face' to the header"),
+    ("start_s,end_s,label\n0,1,happy\n1,2,sadness,\n", "x.csv:3: 4 cells but the header names 3"),
+    ("start_s,end_s,label\n", "x.csv: no label ranges after the header"),
+    ("# made by hand\nstart_frame,end_frame,label,face\n\n# nothing yet\n", "x.csv: no label ranges after the header"),
 ])
 def test_bad_files(text, message):
     with pytest.raises(LabelError, match=message):

@@ -461,6 +461,74 @@ def test_a_failure_while_writing_the_out_bag_is_an_error_after_the_other_outputs
     assert not (tmp_path / "copy").exists()
 
 
+@pytest.mark.parametrize("case", ["a file", "frames.csv", "summary.json", "timeline.png", "contact_sheet.png",
+                                  "results.json", "confusion_matrix.png", "under a file"])
+def test_an_out_that_cannot_take_the_results_is_one_line_before_the_model_loads(tmp_path, capsys, monkeypatch, case):
+    """--out a file, a folder in it named as one of the results, a path under a file: one line, exit 2, before the
+    model loads; a bag at --out-bag (--overwrite) is left as it was."""
+    write_image_bag(tmp_path / "bag", numbered_frames(4), rate_hz=10.0)
+    write_image_bag(tmp_path / "copy", numbered_frames(2), topic="/old")
+    out = tmp_path / "out"
+    if case in ("a file", "under a file"):
+        out.write_text("x")
+    else:
+        (out / case).mkdir(parents=True)
+    built = _scripted_build(monkeypatch, tmp_path)
+    rc = replay.main([str(tmp_path / "bag"), "--out", str(out / "sub" if case == "under a file" else out), "--quiet",
+                      "--out-bag", str(tmp_path / "copy"), "--overwrite"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("fer-replay: error: ") and "--out" in err
+    assert {"a file": "exists and is not a folder: remove it or choose another --out",
+            "under a file": "cannot make the --out folder"}.get(case, f"holds a folder named {case}") in err
+    assert not built
+    assert list_topics(tmp_path / "copy") == {"/old": (IMAGE_TYPE, 2)}
+    if case not in ("a file", "under a file"):
+        assert [p.name for p in out.iterdir()] == [case]
+
+
+def test_a_failure_writing_the_results_is_one_line_and_keeps_the_out_bag(tmp_path, capsys, monkeypatch):
+    write_image_bag(tmp_path / "bag", numbered_frames(4), rate_hz=10.0)
+    _scripted_build(monkeypatch, tmp_path)
+
+    def disk_full(path, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(path))
+    monkeypatch.setattr(replay, "write_frames_csv", disk_full)
+    rc = replay.main([str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--quiet", "--out-bag",
+                      str(tmp_path / "copy")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "No space left on device" in err and f"the --out-bag {tmp_path / 'copy'} was written" in err
+    assert list_topics(tmp_path / "copy") == {"/camera/image_raw": (IMAGE_TYPE, 4), "/emotion": (EMOTION_TYPE, 4)}
+
+
+def test_replaying_the_current_folder_writes_beside_the_bag(tmp_path, monkeypatch):
+    """`fer-replay .` inside the bag: the results go to <bag>_replay next to it, the timeline titled with its name."""
+    from fer_ros import plots
+    write_image_bag(tmp_path / "my_bag", numbered_frames(4), rate_hz=10.0)
+    titles = []
+    real_plot = plots.plot_timeline
+    monkeypatch.setattr(plots, "plot_timeline", lambda *a, **k: (titles.append(k["title"]), real_plot(*a, **k))[1])
+    _scripted_build(monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path / "my_bag")
+    assert replay.main([".", "--quiet"]) == 0
+    assert (tmp_path / "my_bag_replay" / "summary.json").is_file() and not (tmp_path / "my_bag" / "_replay").exists()
+    assert titles == ["my_bag /camera/image_raw"]
+
+
+def test_label_names_match_the_model_s_classes_by_class_key(tmp_path, capsys, monkeypatch):
+    """`Happy ` in a label file is the model's `happy`, as fer-eval matches class names (metrics.class_key)."""
+    write_image_bag(tmp_path / "bag", numbered_frames(5), rate_hz=10.0)
+    (tmp_path / "labels.csv").write_text("start_frame,end_frame,label\n0,inf,Happy \n")
+    _scripted_build(monkeypatch, tmp_path)
+    rc = replay.main([str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--quiet", "--labels",
+                      str(tmp_path / "labels.csv")])
+    assert rc == 0, capsys.readouterr().err
+    ev = json.loads((tmp_path / "out" / "summary.json").read_text())["evaluation"]
+    assert ev["accuracy"] == 1.0 and ev["scored_faces"] == 3
+    assert [r["true_label"] for r in read_csv(tmp_path / "out" / "frames.csv")] == ["happy"] * 5
+
+
 def test_face_timeout_must_be_above_0(capsys):
     assert parse_args(replay.get_args_parser(), ["bag", "--face-timeout-s", "0"], "fer-replay: error") is None
     assert "--face-timeout-s must be a number of seconds above 0, got 0.0" in capsys.readouterr().err

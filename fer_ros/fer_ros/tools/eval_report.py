@@ -20,6 +20,8 @@ from fer_ros.strict_json import write_json
 # the confusion-matrix PNG of each level; all are removed from the output folder before a run writes its own
 # (plots.remove_plots), so one left by another run is never taken for this one's
 PLOT_FILES = {"sequence_level": "confusion_matrix.png", "frame_level": "confusion_matrix_frames.png"}
+REPORT_JSON, PREDICTIONS_CSV = "report.json", "predictions.csv"
+OUT_FILES = (REPORT_JSON, PREDICTIONS_CSV, *PLOT_FILES.values())  # every file a dataset's run writes in its folder
 
 
 def _right(samples: Sequence[Sample]) -> int:
@@ -314,7 +316,7 @@ def write_outputs(report: dict, samples: Sequence[Sample], class_names: Sequence
     from fer_ros import plots
     out_dir.mkdir(parents=True, exist_ok=True)
     plots.remove_plots(out_dir, PLOT_FILES.values())
-    outputs = {"predictions_csv": str(write_predictions_csv(out_dir / "predictions.csv", samples, class_names))}
+    outputs = {"predictions_csv": str(write_predictions_csv(out_dir / PREDICTIONS_CSV, samples, class_names))}
     for level, name in PLOT_FILES.items():
         r = report.get(level)
         if r and r["count"]:
@@ -323,7 +325,7 @@ def write_outputs(report: dict, samples: Sequence[Sample], class_names: Sequence
             outputs[level + "_png"] = str(plots.plot_confusion_matrix(
                 np.asarray(r["confusion_matrix"]), r["class_names"], out_dir / name, title=title,
                 pred_names=r["pred_names"], not_found=NOT_FOUND))
-    report["outputs"] = dict(outputs, report_json=str(out_dir / "report.json"))
+    report["outputs"] = dict(outputs, report_json=str(out_dir / REPORT_JSON))
     report["summary"] = summary_line(report)
-    write_json(out_dir / "report.json", report, indent=2)
+    write_json(out_dir / REPORT_JSON, report, indent=2)
     return report["outputs"]

@@ -32,7 +32,8 @@ model manifest, the dataset's counts, per-sample predictions), predictions.csv, 
 confusion_matrix_frames.png (frames, when they apply). The last line printed per dataset is
 `accuracy A on N sequences (M classes)`, followed with `; K faces not found, counted as misses` when there were.
 Exit status: 0; 1 when a dataset had not one sample scored; 2 for a user error (the other datasets are still
-scored and reported).
+scored and reported). An --out that cannot take the outputs (a file, a folder named as one of them, a cache path
+that is a file) is one before the model loads; a failure to write them (a full disk) ends that dataset so.
 
 Class sets: a prediction of a class the data lacks (e.g. neutral from an 8-class model on 7-class data) is a
 wrong answer; the accuracy with the model restricted to the data's classes is reported too. Data classes the model
@@ -52,7 +53,8 @@ from fer_ros.runtime import BACKENDS, add_setting_option
 from fer_ros.training.data import kdef
 from fer_ros.training.data.samples import unique_names
 from fer_ros.tools.eval_data import EvalError, open_dataset, predict, prepare
-from fer_ros.tools.eval_report import build_report, format_report, write_outputs
+from fer_ros.tools.eval_report import OUT_FILES, build_report, format_report, write_outputs
+from fer_ros.tools.replay_results import make_out_dir
 
 PROG = "fer-eval"
 DEFAULT_ANGLES = ("S", "HL", "HR")  # KDEF: straight and half profiles, the full profiles (FL, FR) left out
@@ -124,20 +126,46 @@ def dataset_names(roots: Sequence[Path]) -> list[str]:
     return unique_names([Path(root).expanduser().resolve().name or "data" for root in roots])
 
 
+def cache_folder(args, out_dir: Path) -> Path | None:
+    """The landmark/crop cache folder of a dataset written to `out_dir`: --cache-dir, else <out_dir>/cache; None
+    with --no-cache."""
+    return None if args.no_cache else (args.cache_dir or out_dir / "cache")
+
+
+def make_out_dirs(out: Path, names: Sequence[str], args) -> list[Path]:
+    """The output folder of each dataset (`out`, or its sub-folder per dataset when several), made; EvalError when
+    one cannot take the outputs (replay_results.make_out_dir) or its cache folder is not a folder."""
+    dirs = [out] if len(names) == 1 else [out / name for name in names]
+    for d in dict.fromkeys([out, *dirs]):  # --out first, then each dataset's folder in it
+        problem = make_out_dir(d, OUT_FILES if d in dirs else ())
+        if problem:
+            raise EvalError(problem)
+        cache = cache_folder(args, d) if d in dirs else None
+        if cache is not None and (cache.exists() or cache.is_symlink()) and not cache.is_dir():
+            raise EvalError(f"--cache-dir {cache} exists and is not a folder: remove it or choose another --cache-dir"
+                            if args.cache_dir else f"the cache folder {cache} exists and is not a folder: remove it, "
+                            "or pass --cache-dir or --no-cache")
+    return dirs
+
+
 def evaluate_one(engine, manifest, model_dir: Path, data_root: Path, out_dir: Path, args, landmarker=None) -> dict:
     """Score one data folder and write its outputs to out_dir; returns its report (one where no face was found
-    scores 0, every sample a miss). Raises EvalError."""
+    scores 0, every sample a miss). Raises EvalError, also when the outputs cannot be written."""
     names = list(manifest.class_names)
     ds = open_dataset(data_root, manifest.window_length, neutral_samples=not args.no_neutral_samples,
                       borrow_neutral=not args.own_neutral_only, angles=args.angles)
-    cache_dir = None if args.no_cache else (args.cache_dir or out_dir / "cache")
+    cache_dir = cache_folder(args, out_dir)
     progress = not args.no_progress
     data = prepare(ds, manifest, cache_dir, frame_level=not args.no_frame_level, progress=progress,
                    landmarker=landmarker, borrow_neutral=not args.own_neutral_only)
     predict(engine, data, names, batch_size=args.batch_size, progress=progress)
     backend = getattr(engine, "label", None) or getattr(engine, "name", None) or args.backend
     report = build_report(data.samples, names, ds, data.counts, manifest, model_dir, str(backend), data.misses)
-    write_outputs(report, data.samples, names, out_dir)
+    try:
+        write_outputs(report, data.samples, names, out_dir)
+    except OSError as exc:
+        raise EvalError(f"writing the results to {out_dir} failed ({exc}); free some space or choose another --out") \
+            from None
     if not (report["sequence_level"] or {}).get("count"):
         unknown = ", ".join(report["class_mapping"]["unknown_to_model"]) or "none"
         raise EvalError(f"no sequence in {data_root} has a class the model knows (model: {', '.join(names)}; "
@@ -155,17 +183,19 @@ def nothing_scored(report: dict) -> bool:
 def run(args, landmarker=None) -> dict[str, dict | EvalError]:
     """Evaluate as the CLI does: {dataset name: its report, or the EvalError that stopped it} in the order given
     (each report written to its output folder); a dataset that fails leaves the others to be scored. Raises
-    EvalError when the model cannot be opened."""
-    engine, manifest, model_dir = open_model(args.model, args.backend, args.device, args.fp16,
-                                             args.engine_cache_dir, args.int8)
+    EvalError when the model cannot be opened or --out cannot take the outputs (checked before the model loads
+    where --out is given)."""
     roots = [Path(d) for d in args.data]
     names = dataset_names(roots)
-    out = (Path(args.out) if args.out else Path("runs") / "eval" / f"{manifest.name}-{'+'.join(names)}")
+    out_dirs = make_out_dirs(Path(args.out), names, args) if args.out else None
+    engine, manifest, model_dir = open_model(args.model, args.backend, args.device, args.fp16,
+                                             args.engine_cache_dir, args.int8)
+    if out_dirs is None:  # the default folder is named after the model
+        out_dirs = make_out_dirs(Path("runs") / "eval" / f"{manifest.name}-{'+'.join(names)}", names, args)
     reports: dict[str, dict | EvalError] = {}
-    for name, root in zip(names, roots):
+    for name, root, out_dir in zip(names, roots, out_dirs):
         try:
-            reports[name] = evaluate_one(engine, manifest, model_dir, root, out if len(roots) == 1 else out / name,
-                                         args, landmarker)
+            reports[name] = evaluate_one(engine, manifest, model_dir, root, out_dir, args, landmarker)
         except EvalError as exc:
             reports[name] = exc
     return reports
@@ -182,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         reports = run(args)
     except EvalError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{PROG}: error: {exc}; check that --out and the cache folder can be written, with room for the results",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

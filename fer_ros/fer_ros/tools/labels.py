@@ -14,11 +14,15 @@ Every following line is one range: `start,end,label[,face]`.
   `time_s` column of `fer-replay`'s per-frame CSV.
 - Ranges are half-open: `start <= t < end` (seconds) or `start <= i < end` (frames). `end` may be `inf` or empty
   for "until the end of the recording". Frame bounds are whole numbers.
-- `label` is a class name of the model (e.g. `happy`, `neutral`); the replay checks it against the model's classes.
+- `label` is a class name of the model (e.g. `happy`, `neutral`), read as `metrics.class_key` reads class names
+  (surrounding spaces off, lower case: `Happy` is `happy`), as fer-eval matches them; the replay checks it against
+  the model's classes.
 - `face` is a track id as written by `fer-replay` in its per-frame CSV (run once without labels to learn the ids),
   or empty / `*` / `dominant` for the dominant face: the face with the largest box in that frame.
-  The `face` column may be left out entirely: every range then labels the dominant face.
+  The `face` column may be left out entirely: every range then labels the dominant face. A line with more cells
+  than the header names is an error: a track id needs the `face` column in the header.
 - Two ranges for the same face (or both for the dominant face) must not overlap.
+- A file without a range (a header alone) is an error: it has nothing to score.
 
 A face-specific range takes precedence over a dominant-face range covering the same frame.
 
@@ -38,6 +42,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from fer_ros.metrics import class_key
 
 UNITS = ("s", "frame")
 _HEADERS = {"s": ("start_s", "end_s"), "frame": ("start_frame", "end_frame")}
@@ -101,8 +107,10 @@ class LabelSet:
         return float(frame_index) if self.unit == "frame" else float(time_s)
 
     def check_classes(self, class_names: Sequence[str]) -> None:
-        """Raise LabelError when a label is not one of `class_names` (the model's classes)."""
-        unknown = sorted(self.labels - set(class_names))
+        """Raise LabelError when a label is not one of `class_names` (the model's classes), names matched by
+        metrics.class_key."""
+        known = {class_key(n) for n in class_names}
+        unknown = sorted(label for label in self.labels if class_key(label) not in known)
         if unknown:
             raise LabelError(f"labels {', '.join(unknown)} are not classes of the model; "
                              f"use one of: {', '.join(class_names)}")
@@ -164,12 +172,19 @@ def parse_labels(text: str, source: str = "<labels>") -> LabelSet:
             or len(header) > 4:
         raise LabelError(f"{source}:{header_no}: header {header_line.strip()!r} is not 'start_s,end_s,label[,face]' "
                          "or 'start_frame,end_frame,label[,face]'")
+    if len(lines) == 1:
+        raise LabelError(f"{source}: no label ranges after the header; add one line 'start,end,label[,face]' per "
+                         "range")
     ranges: list[LabelRange] = []
     for n, line in lines[1:]:
         where = f"{source}:{n}"
         cells = next(csv.reader([line]))
         if len(cells) < 3 or len(cells) > 4:
             raise LabelError(f"{where}: expected 'start,end,label[,face]', got {line.strip()!r}")
+        if len(cells) > len(header):
+            raise LabelError(f"{where}: {len(cells)} cells but the header names {len(header)} "
+                             f"({','.join(header)}): add 'face' to the header to label a face by its track id, or "
+                             f"remove the last cell; got {line.strip()!r}")
         start = _parse_number(cells[0], "start", where, allow_inf=False)
         end = _parse_number(cells[1], "end", where, allow_inf=True)
         if unit == "frame":
@@ -177,7 +192,7 @@ def parse_labels(text: str, source: str = "<labels>") -> LabelSet:
             _check_frame_bound(end, cells[1], "end", where)
         if end <= start:
             raise LabelError(f"{where}: end ({cells[1].strip()}) must be greater than start ({cells[0].strip()})")
-        label = cells[2].strip()
+        label = class_key(cells[2])
         if not label:
             raise LabelError(f"{where}: empty label")
         face = _parse_face(cells[3], where) if len(cells) == 4 else None

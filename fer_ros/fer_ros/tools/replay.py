@@ -11,10 +11,12 @@ node's decoder, and recognised by the recognizer `runtime.build_recognizer` buil
 node's `runtime.smooth_results`, so offline and online results agree. The label file format is described in
 `fer_ros.tools.labels`. To play a bag onto ROS topics for a running fer_node instead, use `fer-publish-bag`.
 
-Bad input: a bag that cannot be opened or lacks the topic is a one-line error (exit 2); bad messages are skipped
+Bad input: a bag that cannot be opened or lacks the topic, and an --out that cannot take the results (a file, a
+folder named as one of them), are one-line errors (exit 2) before the model loads; bad messages are skipped
 with rate-limited warnings and counted in the summary; a truncated MCAP file is read up to the cut. Results so far
-are always written. Ctrl-C ends the replay at the frame it reached: those frames are summarised and written (the
-summary says "interrupted") and the exit code is 130.
+are always written; a failure to write them (a full disk) is a one-line error too. Ctrl-C ends the replay at the
+frame it reached: those frames are summarised and written (the summary says "interrupted") and the exit code is
+130.
 
 This file is the replay loop and the command; the records, summary and evaluation are in replay_results.py, the
 /emotion output bag in emotion_bag.py, the contact sheet in contact_sheet.py.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,7 +49,8 @@ from fer_ros.tools.contact_sheet import ContactSheetCollector
 from fer_ros.tools.emotion_bag import EMOTION_TOPIC, EmotionBagWriter
 from fer_ros.tools.labels import LabelError, LabelSet, load_labels
 from fer_ros.tools.replay_results import (FaceRecord, FrameRecord, ReplayResult, evaluate_records, format_summary,
-                                          summarize, timeline_tracks, write_frames_csv, write_results_json)
+                                          make_out_dir, summarize, timeline_tracks, write_frames_csv,
+                                          write_results_json)
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -54,6 +58,7 @@ log = logging.getLogger(LOGGER_NAME)
 # (plots.remove_plots), so one left by another run is never taken for this one's
 REPEATED_STAMP = "repeated stamp"  # the skip reason of a frame at the time of the frame before it
 PLOT_FILES = ("timeline.png", "confusion_matrix.png", "contact_sheet.png")
+OUT_FILES = ("frames.csv", "results.json", "summary.json", *PLOT_FILES)  # every file a replay may write in --out
 TIMELINE_FACES = 6  # timeline.png has a panel for each of the longest face tracks, at most this many
 
 
@@ -247,8 +252,13 @@ def _process(recognizer: Any, frame: BagFrame, time_ns: int, decode_ms: float, l
 
 
 class ReplayError(RuntimeError):
-    """A user error of fer-replay that its option types cannot see (an --out-bag that exists or is the input bag);
-    the message says what to do."""
+    """A user error of fer-replay that its option types cannot see (an --out-bag that exists or is the input bag, an
+    --out that is a file), or results that cannot be written; the message says what to do."""
+
+
+def bag_name(bag: str | Path) -> str:
+    """The bag's own name, also for a path such as "." or "bag/" (the folder it names, not its last part)."""
+    return Path(os.path.abspath(bag)).name
 
 
 def _check_out_bag(out_bag: Path, bag: Path, out_dir: Path) -> None:
@@ -334,7 +344,7 @@ def run(args, recognizer=None) -> dict:
     model loading (tests, other pipelines). Raises ReplayError, SetupError, BagError or LabelError for user
     errors."""
     labels = load_labels(args.labels) if args.labels else None
-    out_dir = args.out or args.bag.parent / (args.bag.name.rstrip("/") + "_replay")
+    out_dir = args.out or Path(os.path.abspath(args.bag)).parent / (bag_name(args.bag) + "_replay")
     if not args.bag.exists():
         raise BagError(f"bag {args.bag} does not exist")
     emotion_writer = None
@@ -349,6 +359,9 @@ def run(args, recognizer=None) -> dict:
     if emotion_writer is not None:  # what cannot be copied into the output bag is said before the model loads
         emotion_writer.open(args.bag, args.out_bag, args.out_bag_storage or bag_storage(args.bag), args.overwrite)
     try:
+        problem = make_out_dir(out_dir, OUT_FILES)  # before the model loads
+        if problem:
+            raise ReplayError(problem)
         return _replay_and_write(args, recognizer, labels, total, topic, out_dir, emotion_writer)
     finally:
         if emotion_writer is not None:  # an output bag the replay did not get to write is removed
@@ -386,20 +399,39 @@ def _replay_and_write(args, recognizer, labels: LabelSet | None, total: int, top
 
 
 def write_outputs(result: ReplayResult, out_dir: Path, labels: LabelSet | None, sheet, emotion_writer, args) -> dict:
-    """Write the CSV, JSON, summary, plots (and the contact sheet / output bag when asked); returns the summary.
-    The plots of PLOT_FILES already in `out_dir` are removed first. An output bag that cannot be written is left
-    out, its error in the summary's "out_bag_error"."""
+    """Write the output bag when asked (first: a failure with the other files keeps it), then the CSV, JSON,
+    summary, plots (and the contact sheet when asked); returns the summary. The plots of PLOT_FILES already in
+    `out_dir` are removed first. An output bag that cannot be written is left out, its error in the summary's
+    "out_bag_error". ReplayError when the files cannot be written (a full disk)."""
+    summary = summarize(result)
+    outputs: dict[str, str] = {}
+    if emotion_writer is not None:
+        try:
+            summary["emotion_messages"] = emotion_writer.write()
+            outputs["out_bag"] = str(emotion_writer.out_bag)
+        except BagError as exc:  # the other outputs stand; the caller reports it
+            summary["out_bag_error"] = str(exc)
+    try:
+        return _write_files(result, out_dir, labels, sheet, summary, outputs)
+    except OSError as exc:
+        kept = f"; the --out-bag {outputs['out_bag']} was written" if "out_bag" in outputs else ""
+        raise ReplayError(f"writing the results to {out_dir} failed ({exc}){kept}; free some space or choose "
+                          "another --out") from None
+
+
+def _write_files(result: ReplayResult, out_dir: Path, labels: LabelSet | None, sheet, summary: dict,
+                 outputs: dict[str, str]) -> dict:
+    """write_outputs' files in `out_dir`; returns the summary with its "outputs"."""
     from fer_ros import plots
     out_dir.mkdir(parents=True, exist_ok=True)
     plots.remove_plots(out_dir, PLOT_FILES)
     names = result.class_names
-    summary = summarize(result)
-    outputs = {"frames_csv": str(write_frames_csv(out_dir / "frames.csv", result.frames, names)),
-               "results_json": str(write_results_json(out_dir / "results.json", result.frames))}
+    outputs.update(frames_csv=str(write_frames_csv(out_dir / "frames.csv", result.frames, names)),
+                   results_json=str(write_results_json(out_dir / "results.json", result.frames)))
     if result.frames and names:
         tracks = timeline_tracks(result)
         outputs["timeline_png"] = str(plots.plot_timeline(out_dir / "timeline.png", tracks, names,
-                                                          title=f"{Path(result.bag).name} {result.topic}",
+                                                          title=f"{bag_name(result.bag)} {result.topic}",
                                                           max_faces=TIMELINE_FACES))
         _say_tracks_left_out(len(tracks))
     if labels is not None and names:
@@ -413,12 +445,6 @@ def write_outputs(result: ReplayResult, out_dir: Path, labels: LabelSet | None, 
         path = sheet.save(out_dir / "contact_sheet.png")
         if path:
             outputs["contact_sheet_png"] = str(path)
-    if emotion_writer is not None:
-        try:
-            summary["emotion_messages"] = emotion_writer.write()
-            outputs["out_bag"] = str(emotion_writer.out_bag)
-        except BagError as exc:  # the other outputs stand; the caller reports it
-            summary["out_bag_error"] = str(exc)
     summary["outputs"] = outputs
     write_json(out_dir / "summary.json", summary, indent=2)
     outputs["summary_json"] = str(out_dir / "summary.json")
@@ -441,6 +467,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = run(args)
     except (ReplayError, SetupError, BagError, LabelError) as exc:
         print(f"fer-replay: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"fer-replay: error: {exc}; check that --out (and --out-bag) can be written, with room for the results",
+              file=sys.stderr)
         return 2
     print(format_summary(summary))
     print(f"results in {Path(summary['outputs']['summary_json']).parent}")

@@ -1,6 +1,6 @@
 """What a replay produced and how it is reported: the per-frame and per-face records, the summary figures
-(counts, rates, latency, each face's labels), the evaluation against a label file, frames.csv and results.json,
-the timeline's tracks and the terminal summary."""
+(counts, rates, latency, each face's labels), the evaluation against a label file, the output folder's check,
+frames.csv and results.json, the timeline's tracks and the terminal summary."""
 from __future__ import annotations
 
 import csv
@@ -149,10 +149,11 @@ def evaluate_records(frames: Iterable[FrameRecord], labels: LabelSet, class_name
     `class_names` order) over every face with a true label and scores. Faces with a true label but no scores yet
     (window filling) and labelled faces not found in their frame are counted, not scored: a frame that a
     dominant-face range covers with no face at all, and each face's own range covering a frame without that track
-    id."""
+    id. True labels match the class names by metrics.class_key."""
     from fer_ros import metrics
     names = list(class_names)
     labels.check_classes(names)
+    keys = [metrics.class_key(n) for n in names]
     y_true, y_pred = [], []
     unscored = 0
     covered_frames = missed_frames = 0
@@ -166,7 +167,7 @@ def evaluate_records(frames: Iterable[FrameRecord], labels: LabelSet, class_name
             if not f.window_ready or f.probs is None:
                 unscored += 1
                 continue
-            y_true.append(names.index(f.true_label))
+            y_true.append(keys.index(metrics.class_key(f.true_label)))
             y_pred.append(names.index(f.label))
         dominant_truth = labels.label_for(fr.index, fr.time_s, None, True)
         if dominant_truth is not None:
@@ -178,6 +179,25 @@ def evaluate_records(frames: Iterable[FrameRecord], labels: LabelSet, class_name
     report.update({"scored_faces": len(y_true), "labelled_faces_without_scores": unscored,
                    "labelled_frames_dominant": covered_frames, "labelled_frames_no_face": missed_frames})
     return report
+
+
+def make_out_dir(out_dir: Path, names: Iterable[str], option: str = "--out") -> str | None:
+    """Make the output folder `out_dir` (parents too) unless it is there; None when it can take the files `names`,
+    else why not, in one line saying what to do: a path that is not a folder, a folder that cannot be made, a folder
+    in it named as one of the files. Shared by fer-replay and fer-eval, which check it before the model loads."""
+    if (out_dir.exists() or out_dir.is_symlink()) and not out_dir.is_dir():
+        return f"{option} {out_dir} exists and is not a folder: remove it or choose another {option}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot make the {option} folder {out_dir} ({exc.strerror or exc}): choose another {option}"
+    folders = [name for name in names if (out_dir / name).is_dir()]
+    if folders:
+        one = len(folders) == 1
+        return (f"{option} {out_dir} holds {'a folder' if one else 'folders'} named {', '.join(folders)}, "
+                f"{'a file' if one else 'files'} it writes: remove {'it' if one else 'them'} or choose another "
+                f"{option}")
+    return None
 
 
 def write_frames_csv(path: Path, frames: Iterable[FrameRecord], class_names: Sequence[str]) -> Path:
