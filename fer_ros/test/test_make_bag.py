@@ -147,6 +147,15 @@ def test_a_new_bag_without_labels_removes_the_old_label_file(tmp_path, capsys):
     assert not labels_path_for(out).exists()
 
 
+def test_frames_that_hold_no_labelled_range_get_no_label_file(tmp_path, capsys):
+    """A label file with no range is one fer-replay refuses: none is written, and the output says why."""
+    seq = _ckplus_sequence(tmp_path)
+    out = tmp_path / "s005"
+    assert make_bag.main(["ckplus", str(seq), str(out), "--neutral-frames", "0", "--max-frames", "2"]) == 0
+    assert "no label file" in capsys.readouterr().out
+    assert list_topics(out)["/camera/image_raw"][1] == 2 and not labels_path_for(out).exists()
+
+
 # --- CK+ sources -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("content, reason", [
     (b"inf\n", "inf is not a finite number"),

@@ -170,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if info.frames != len(files):  # unreadable frames were skipped: ranges would not match
                 raise BagError(f"{len(files) - info.frames} frames of the sequence could not be read; "
                                "no label file written")
+            if not labels.ranges:  # fer-replay refuses a label file with no range
+                print(f"no label file: none of the {info.frames} frames written lies in a labelled range (the "
+                      f"sequence has no label, or --max-frames ends before its peak with --neutral-frames 0)")
+                return 0
             lp = save_labels(label_path, labels,
                              comment=f"CK+ sequence {seq.subject}_{seq.sequence}, label {seq.label or 'none'}; "
                                      f"frame ranges of {info.topic} in {info.path.name}")
