@@ -996,6 +996,24 @@ def test_a_tensorrt_load_that_writes_no_plan_is_not_called_cached(model_dir, tmp
     assert not list(tmp_path.glob("*/entry.json"))
 
 
+def test_a_tensorrt_plan_is_not_cached_when_the_graph_changed_after_its_check(model_copy, tmp_path, monkeypatch):
+    """onnxruntime's TensorRT provider reads model.onnx from its file: a file changed after the manifest's check
+    is refused, and no plan is recorded under the checked digest."""
+    trt = _trt_machine(monkeypatch, runtime=hardware.module_version("onnxruntime"))
+    monkeypatch.setattr(hardware, "ort_providers", lambda: ("TensorrtExecutionProvider", "CPUExecutionProvider"))
+    _ort_session_reporting(monkeypatch, providers=["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    cache = tmp_path / "cache"
+
+    def build_then_change(engine, batch):  # the plan is written, and the file changes under it
+        for folder in cache.iterdir():
+            (folder / "plan.engine").write_bytes(b"plan")
+        (model_copy / "model.onnx").write_bytes((model_copy / "model.onnx").read_bytes() + b"\0")
+    monkeypatch.setattr(trt, "_warm", build_then_change)
+    with pytest.raises(ModelError, match="model.onnx: sha256 .* does not match the manifest"):
+        load_engine(model_copy, backend="tensorrt", cache_dir=cache)
+    assert not list(cache.glob("*/entry.json"))
+
+
 def test_a_graph_whose_output_differs_from_the_manifest_is_refused_by_the_tensorrt_provider_too(model_copy, tmp_path,
                                                                                               monkeypatch):
     _rewrite_graph(model_copy, _seven_classes)

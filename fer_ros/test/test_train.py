@@ -750,6 +750,32 @@ def test_init_starts_from_a_trained_model_with_the_same_architecture(base, tmp_p
     assert "sha256" in capsys.readouterr().err
 
 
+def test_init_weights_are_the_bytes_whose_sha256_was_checked(tmp_path, monkeypatch):
+    """A model.pt changed after the manifest's check is refused, not loaded under the checked digest (which the
+    --resume check of the run trusts)."""
+    import shutil
+
+    import torch
+
+    from fer_ros import manifest as manifest_module
+    from fer_ros.training import fit
+    from node_model import SHIPPED_MODEL
+    model = tmp_path / "m"
+    shutil.copytree(SHIPPED_MODEL, model)
+    checked = manifest_module.load_manifest(model)
+    state, record = fit.load_init(model, checked.arch, checked.arch_cfg, checked.preprocess, checked.class_names)
+    assert record["state_dict_sha256"] == checked.files["state_dict"]["sha256"]
+    load = manifest_module.load_manifest
+
+    def load_then_change(path, *args, **kwargs):
+        m = load(path, *args, **kwargs)
+        torch.save({k: torch.zeros_like(v) for k, v in state.items()}, model / "model.pt")
+        return m
+    monkeypatch.setattr(manifest_module, "load_manifest", load_then_change)
+    with pytest.raises(fit.InitError, match="model.pt: sha256 .* does not match the manifest"):
+        fit.load_init(model, checked.arch, checked.arch_cfg, checked.preprocess, checked.class_names)
+
+
 def test_cli_errors(tmp_path, capsys):
     assert train.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     assert "dataset folder not found" in capsys.readouterr().err

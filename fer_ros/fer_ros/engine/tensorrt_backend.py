@@ -28,7 +28,7 @@ from fer_ros.engine import hardware
 from fer_ros.engine.base import BackendUnavailable, Engine
 from fer_ros.engine.cache import CacheEntry, default_root
 from fer_ros.engine.onnxruntime_backend import OnnxRuntimeEngine, error_cause
-from fer_ros.manifest import Manifest, ModelError
+from fer_ros.manifest import Manifest, ModelError, read_model_file
 
 MAX_FACES = 32
 OPT_FACES = 4
@@ -156,6 +156,9 @@ def _load_ort(manifest, index, fp16, entry: CacheEntry | None, notes, num_thread
             raise ModelError(f"{manifest.file('onnx')}: TensorRT could not build or run an engine on cuda:{index} "
                              f"({error_cause(exc)}); use backend torch or onnxruntime") from None
         if entry is not None:
+            # onnxruntime read the graph from its file: it is cached under the manifest's sha256 only if the file
+            # still has it (ModelError otherwise)
+            read_model_file(manifest, "onnx")
             if any(p.is_file() and p.suffix == ".engine" for p in entry.path.iterdir()):
                 entry.commit()
             else:

@@ -5,6 +5,7 @@ become nan or inf stop the fit (`DivergedError`)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -122,7 +123,7 @@ def load_init(init_dir: str | Path, arch: str, cfg: dict, preprocess: dict, clas
     """(state dict, record) of the model in init_dir (--init): its weights (sha256-checked, loaded with
     weights_only) after checking that it has this run's architecture (the dropout may differ: it has no weights),
     preprocessing and classes, and what its manifest says of its training. Raises InitError naming what differs."""
-    from fer_ros.manifest import ModelError, load_manifest
+    from fer_ros.manifest import ModelError, load_manifest, read_model_file
     try:
         m = load_manifest(init_dir)
     except ModelError as exc:
@@ -144,7 +145,12 @@ def load_init(init_dir: str | Path, arch: str, cfg: dict, preprocess: dict, clas
     if problems:
         raise InitError(f"--init {init_dir} differs from this run in " + "; ".join(problems)
                         + ": give the model options that model was trained with, or train without --init")
-    state = torch.load(m.file("state_dict"), map_location="cpu", weights_only=True)
+    # the bytes whose sha256 was checked, which the --resume check of the run trusts
+    try:
+        data = read_model_file(m, "state_dict")
+    except ModelError as exc:
+        raise InitError(f"--init {init_dir}: {exc}") from None
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     return state, {"model": m.name, "state_dict_sha256": m.files["state_dict"]["sha256"],
                    "command": (m.training or {}).get("command"), "seconds": (m.training or {}).get("final_fit_seconds"),
                    "data": trained_on(m.training)}
