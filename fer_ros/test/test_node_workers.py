@@ -648,7 +648,7 @@ class _FailsFrom3s(_Recorder):
         return stamp_s
 
 
-def test_a_warning_then_failing_frames_keep_both_workers_with_the_real_logger():
+def test_a_warning_then_failing_frames_keep_both_workers_with_the_real_logger(capfd):
     """rclpy holds each line that logs to one severity: a rejected image (a warning) and then failing frames (errors)
     must each be logged and counted, and the workers keep taking frames."""
     recognizer = _FailsFrom3s()
@@ -666,6 +666,9 @@ def test_a_warning_then_failing_frames_keep_both_workers_with_the_real_logger():
         node.image_callback(bad)  # and a warning after the errors
         assert _wait_until(lambda: node.stats.rejected == 2, 5.0)
         assert node.stats.failed == 3 and all(w.is_alive() for w in node._workers)
+    said = capfd.readouterr().err.splitlines()
+    assert any("[ERROR]" in line and "processing a frame failed: RuntimeError" in line for line in said), said
+    assert any("[WARN]" in line and "rejected image" in line for line in said), said
 
 
 def test_the_processing_time_is_the_two_stages_own_time():

@@ -253,10 +253,11 @@ class FerNode(Node):
 
     def _say_failed(self, exc: Exception) -> None:
         self.stats.add_failed()
+        text = f"processing a frame failed: {type(exc).__name__}: {exc}"
         try:
-            self._error(f"failed: {type(exc).__name__}", f"processing a frame failed: {type(exc).__name__}: {exc}")
-        except Exception:  # noqa: BLE001 -- logging must never end a worker
-            pass
+            self._error(f"failed: {type(exc).__name__}", text)
+        except Exception as log_exc:  # noqa: BLE001 -- logging must never end a worker
+            print(f"fer_node: could not log ({type(log_exc).__name__}: {log_exc}): {text}", file=sys.stderr)
 
     # rclpy holds each line that calls a logger to one severity (it raises for another), so each severity goes
     # through a call site of its own, never through one shared line as RateLimiter.say's
