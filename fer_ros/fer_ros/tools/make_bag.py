@@ -171,8 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise BagError(f"{len(files) - info.frames} frames of the sequence could not be read; "
                                "no label file written")
             if not labels.ranges:  # fer-replay refuses a label file with no range
-                print(f"no label file: none of the {info.frames} frames written lies in a labelled range (the "
-                      f"sequence has no label, or --max-frames ends before its peak with --neutral-frames 0)")
+                print(f"no label file: none of the {info.frames} frames written lies in a labelled range (no "
+                      f"neutral frame among them, and no peak frame: the sequence has no label, --peak-frames is 0 "
+                      f"or --max-frames ends before its peak)")
                 return 0
             lp = save_labels(label_path, labels,
                              comment=f"CK+ sequence {seq.subject}_{seq.sequence}, label {seq.label or 'none'}; "
