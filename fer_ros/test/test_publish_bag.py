@@ -98,6 +98,86 @@ def test_publish_bad_input_is_one_line(tmp_path, ros_env):
     assert bag_publisher.main([str(tmp_path / "missing")]) == 2
 
 
+def _images_bag(bag, topics: list[str], n: int = 2) -> None:
+    """n frames at 25 Hz on each of `topics` (names as given, also those ROS 2 refuses: a bag converted from ROS 1)."""
+    store = typestore()
+    writer = open_writer(bag, "sqlite3", overwrite=True)
+    conns = [writer.add_connection(topic, IMAGE_TYPE, typestore=store) for topic in topics]
+    for i, frame in enumerate(numbered_frames(n)):
+        t = 1_700_000_000_000_000_000 + i * 40_000_000
+        for conn in conns:
+            writer.write(conn, t, store.serialize_cdr(image_message(frame, t, "cam"), IMAGE_TYPE))
+    writer.close()
+
+
+def _refusal(capsys, argv: list[str]) -> str:
+    """The one line fer-publish-bag `argv` prints as it refuses to play (exit status 2)."""
+    from fer_ros.ros import bag_publisher
+    rc = bag_publisher.main(argv)
+    out, err = capsys.readouterr()
+    assert rc == 2 and not out and err.endswith("\n") and err.count("\n") == 1, (rc, out, err)
+    assert err.startswith("fer-publish-bag: error: "), err
+    return err.strip()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--remap", "/cam/imag:=/image"], "--remap: bag {bag} has no topic /cam/imag; its topics: /cam/image "
+                                       "(sensor_msgs/msg/Image)"),
+    (["--remap", "/cam/image:=bad name"], "--remap /cam/image:=bad name: 'bad name' is not a valid ROS 2 topic name "
+                                          "(topic name must not contain characters other than alphanumerics"),
+    (["--emotion-topic", "9bad"], "--emotion-topic '9bad' is not a valid ROS 2 topic name (topic name token must not "
+                                  "start with a number); give fer_node's output_topic"),
+], ids=["remap of no bag topic", "remap target", "emotion topic"])
+def test_a_remap_of_no_bag_topic_or_a_name_ros_refuses_is_one_line(tmp_path, ros_env, capsys, args, words):
+    """A --remap of a topic the bag does not have (a typo: nothing would be renamed), a --remap target or an
+    --emotion-topic that ROS 2 refuses as a topic name: one line saying what to change, exit status 2."""
+    _images_bag(tmp_path / "bag", ["/cam/image"])
+    line = _refusal(capsys, [str(tmp_path / "bag"), "--quiet", "--emotion-topic", "", *args])
+    assert words.format(bag=tmp_path / "bag") in line, line
+
+
+def test_a_bag_topic_ros_refuses_is_played_under_a_name_remap_gives(tmp_path, ros_env, capsys):
+    """A bag topic named as ROS 1 allows (/cam-1/image) cannot be published under its name: one line says so and
+    gives the --remap that plays it, which does."""
+    _images_bag(tmp_path / "bag", ["/cam/image", "/cam-1/image", "/2cam/image"])
+    argv = [str(tmp_path / "bag"), "--quiet", "--emotion-topic", ""]
+    line = _refusal(capsys, argv)
+    assert "has topic names that ROS 2 refuses: /2cam/image (topic name token must not start with a number); " \
+           "/cam-1/image (topic name must not contain characters other than alphanumerics" in line, line
+    remap = line.split("give each a valid name with --remap ")[1].split(", or leave it out with --publish-topics")[0]
+    assert remap == "/2cam/image:=/_2cam/image /cam-1/image:=/cam_1/image", line
+    from fer_ros.ros import bag_publisher
+    assert bag_publisher.main([*argv, "--remap", *remap.split()]) == 0
+    out = capsys.readouterr().out
+    assert "published 6 messages in" in out and ": /2cam/image 2, /cam-1/image 2, /cam/image 2 (" in out, out
+
+
+def test_a_tiny_rate_waits_a_second_at_a_time(monkeypatch):
+    """At --rate 1e-12 the second message is due some 4e10 s after the first, more than time.sleep takes: the
+    player waits for it a second at a time (until Ctrl-C), on a fake clock here."""
+    from types import SimpleNamespace
+
+    from fer_ros.ros import bag_publisher
+    clock, sleeps, sent = [100.0], [], []
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        if s > 9e9:
+            raise OverflowError("timestamp out of range for platform time_t")  # as time.sleep does
+        if len(sleeps) == 5:
+            raise KeyboardInterrupt
+        clock[0] += s
+    monkeypatch.setattr(bag_publisher, "time", SimpleNamespace(monotonic=lambda: clock[0], sleep=sleep))
+    conn = SimpleNamespace(topic="/chatter", msgtype="std_msgs/msg/String")
+    reader = SimpleNamespace(messages=lambda connections: iter([(conn, 0, b""), (conn, 40_000_000, b"")]))
+    node = SimpleNamespace(publishers_by_topic={conn.topic: None},
+                           publish_raw=lambda topic, raw, stamp, restamp: sent.append(clock[0]))
+    report = bag_publisher.PublishReport()
+    with pytest.raises(KeyboardInterrupt):
+        bag_publisher._play_once(reader, [conn], node, 1e-12, False, report, False)
+    assert sent == [100.0] and sleeps == [1.0] * 5 and report.max_late_ms == 0.0, (sent, sleeps, report)
+
+
 @pytest.mark.parametrize("loop", [True, False])
 def test_publish_topics_with_no_message_is_one_line(tmp_path, ros_env, loop):
     writer = open_writer(tmp_path / "bag", "sqlite3", overwrite=True)

@@ -24,6 +24,7 @@ import argparse
 import importlib
 import logging
 import math
+import re
 import sys
 import threading
 import time
@@ -36,6 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.expand_topic_name import expand_topic_name
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
@@ -45,12 +47,13 @@ from fer_ros.cdr_header import header_stamp
 from fer_ros.ratelimit import LOGGER_NAME
 from fer_ros.ros.params import FerParams
 from fer_ros.ros.spin import RCLError, spin_until_shutdown
-from fer_ros.tools.bagtools import IMAGE_TYPES, BagError, SalvagedMcap, open_bag
+from fer_ros.tools.bagtools import IMAGE_TYPES, BagError, SalvagedMcap, open_bag, topic_name_problem
 
 QOS_CHOICES = ("reliable", "best_effort", "sensor_data")
 MAX_PENDING = 10_000  # images awaiting an answer that the latency measurement remembers
 LOOP_GAP_S = 1.0  # with --loop, the pause (at rate 1) between passes of a bag that holds a single message
 NO_STAMP = (0, 0)
+NODE_NAME = "fer_bag_player"
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -191,7 +194,7 @@ class BagPlayer(Node):
 
     def __init__(self, topics: dict[str, str], qos: QoSProfile, remap: dict[str, str] | None = None,
                  emotion_topic: str | None = None, context=None) -> None:
-        super().__init__("fer_bag_player", context=context)
+        super().__init__(NODE_NAME, context=context)
         remap = remap or {}
         self.publishers_by_topic: dict[str, Any] = {}
         self.classes: dict[str, Any] = {}
@@ -202,8 +205,7 @@ class BagPlayer(Node):
         listened = None
         if emotion_topic:
             from fer_msgs.msg import FaceEmotionArray
-            listened = self.create_subscription(FaceEmotionArray, emotion_topic, self.emotion_callback,
-                                                100).topic_name
+            listened = self.create_subscription(FaceEmotionArray, emotion_topic, self.emotion_callback, 100).topic_name
         self.answers_listened = listened is not None
         for topic, msgtype in topics.items():
             name = remap.get(topic, topic)
@@ -261,9 +263,32 @@ class BagPlayer(Node):
             log.warning(f"fer-publish-bag: {what}; --restamp gives every image its publish time as its stamp")
 
 
-def _image_stamp(raw: bytes, msgtype: str) -> tuple[int, int] | None:
-    """(sec, nanosec) of an image message's header stamp, read from its CDR bytes; None for other types."""
-    return header_stamp(raw) if msgtype in IMAGE_TYPES else None
+def rcl_name_problem(name: str) -> str | None:
+    """Why rcl refuses `name` as a topic of the player's node (in the root namespace), or None."""
+    try:
+        return topic_name_problem(expand_topic_name(name, NODE_NAME, "/"))
+    except ValueError as exc:  # "topic name 'NAME' is invalid: WHY, at FILE:LINE"
+        return re.sub(r", at \S+$", "", str(exc).split(" is invalid: ", 1)[-1])
+
+
+def _check_names(bag, available: dict, wanted: Sequence[str], remap: dict, emotion_topic: str | None) -> None:
+    """BagError for a topic to play or remap that the bag does not have, and for a name rcl refuses: --emotion-topic,
+    a --remap target, a played bag topic not remapped (with a --remap to give each)."""
+    for what, names in (("", wanted), ("--remap: ", remap)):
+        if missing := [t for t in names if t not in available]:
+            raise BagError(f"{what}bag {bag} has no topic {', '.join(missing)}; its topics: "
+                           + ", ".join(f"{t} ({m})" for t, m in sorted(available.items())))
+    named = [(f"--emotion-topic {emotion_topic!r}", emotion_topic, "give fer_node's output_topic (emotion, "
+              "/cam1/emotion), or '' to not listen")] if emotion_topic else []
+    for what, name, todo in named + [(f"--remap {a}:={b}: {b!r}", b, "give a valid name after :=")
+                                     for a, b in remap.items()]:
+        if why := rcl_name_problem(name):
+            raise BagError(f"{what} is not a valid ROS 2 topic name ({why}); {todo}")
+    if bad := {t: why for t in wanted if t not in remap and (why := rcl_name_problem(t))}:
+        fix = " ".join(f"{t}:={re.sub(r'[^A-Za-z0-9_/]|(?<=/)(?=[0-9])', '_', t)}" for t in bad)
+        raise BagError(f"bag {bag} has topic names that ROS 2 refuses: " + "; ".join(f"{t} ({w})" for t, w in
+                       bad.items()) + f"; give each a valid name with --remap {fix}, or leave it out with "
+                       "--publish-topics")
 
 
 def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 1.0, loop: bool = False,
@@ -275,20 +300,16 @@ def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 
     `wait_for_subscribers`: before the first message, wait (up to `wait_timeout_s`) until every played topic has at
     least this many subscribers. `linger_s`: keep listening this long after the last message (answers in flight).
     Ctrl-C (or a shutdown of rclpy) while waiting, playing or lingering ends the run: the report says
-    "interrupted". Raises BagError for a bag that cannot be opened, a topic it does not have, or played topics with
-    no message."""
+    "interrupted". Raises BagError for a bag that cannot be opened, a topic it does not have (to play or remap), a
+    topic name that rcl refuses (_check_names) or played topics with no message."""
     if not (math.isfinite(rate) and rate > 0):
         raise BagError(f"--rate must be a positive factor, got {rate}")
     reader = open_bag(bag)
-    report = PublishReport()
-    report.listening = bool(emotion_topic)
+    report = PublishReport(listening=bool(emotion_topic))
     try:
         available = {c.topic: c.msgtype for c in reader.connections}
         wanted = list(topics) if topics else sorted(available)
-        missing = [t for t in wanted if t not in available]
-        if missing:
-            raise BagError(f"bag {bag} has no topic {', '.join(missing)}; its topics: "
-                           + ", ".join(f"{t} ({m})" for t, m in sorted(available.items())))
+        _check_names(bag, available, wanted, remap or {}, emotion_topic)
         context = rclpy.Context()
         # Only the ROS arguments given: rcl never reads this tool's own command line, whose --remap FROM:=TO it
         # would take as a remapping of the player's own topics (the listened answers among them).
@@ -352,8 +373,7 @@ def _wait_for_subscribers(node: BagPlayer, wanted: int, timeout_s: float) -> Non
     deadline = time.monotonic() + timeout_s
     while wanted > 0 and node.subscriber_count() < wanted:
         if time.monotonic() > deadline:
-            raise BagError(f"no subscriber appeared within {timeout_s:g} s "
-                           f"(wanted {wanted} on every played topic)")
+            raise BagError(f"no subscriber appeared within {timeout_s:g} s (wanted {wanted} on every played topic)")
         time.sleep(0.02)
 
 
@@ -384,9 +404,7 @@ def _play_once(reader, connections, node: BagPlayer, rate: float, restamp: bool,
     once), scaled by `rate`; None when it published nothing."""
     it = reader.messages(connections=connections)
     t0_bag: int | None = None
-    t_last = 0
-    published = 0
-    t0_wall = 0.0
+    t_last, published, t0_wall = 0, 0, 0.0
     bar = None
     if progress:
         from tqdm import tqdm
@@ -405,13 +423,11 @@ def _play_once(reader, connections, node: BagPlayer, rate: float, restamp: bool,
             if t0_bag is None:
                 t0_bag, t0_wall = timestamp, (time.monotonic() if start_at is None else start_at)
             due = t0_wall + (timestamp - t0_bag) * 1e-9 / rate
-            wait = due - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            else:
-                report.max_late_ms = max(report.max_late_ms, -1e3 * wait)
+            report.max_late_ms = max(report.max_late_ms, 1e3 * (time.monotonic() - due))
+            while (wait := due - time.monotonic()) > 0:  # a second at a time: time.sleep overflows near 1e10 s
+                time.sleep(min(wait, 1.0))
             raw = bytes(raw)
-            node.publish_raw(conn.topic, raw, _image_stamp(raw, conn.msgtype), restamp)
+            node.publish_raw(conn.topic, raw, header_stamp(raw) if conn.msgtype in IMAGE_TYPES else None, restamp)
             published += 1
             t_last = timestamp
             report.sent[conn.topic] = report.sent.get(conn.topic, 0) + 1
