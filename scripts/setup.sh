@@ -45,6 +45,12 @@ if [ "$ROS_MODE" = wheels-jazzy ] && compgen -G "$LAUNCH_STACK/wheels/*.whl" >/d
   LAUNCH_MODE=wheels
 fi
 
+# --- the interpreter, before anything is installed for it ----------------------------------------
+# (numpy 2.4, which requirements.txt pins, has no wheel for Python 3.10)
+"$PYTHON" - 2>/dev/null <<'PY' || die "Python 3.11 to 3.14 is required (found $("$PYTHON" --version 2>/dev/null || echo "no $PYTHON that runs")); set PYTHON=/path/to/python3 (on Ubuntu 22.04: apt install python3.11 python3.11-venv python3.11-dev, then PYTHON=python3.11 make setup)"
+import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 14) else 1)
+PY
+
 # --- system libraries (OpenCV / MediaPipe need libGL and glib; venv needs python3-venv) ------------
 mapfile -t need_apt < <(PYTHON="$PYTHON" bash scripts/system_packages.sh)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -53,11 +59,6 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" \
     || die "could not install ${need_apt[*]} with apt-get; install them and run 'make setup' again"
 fi
-
-# (numpy 2.4, which requirements.txt pins, has no wheel for Python 3.10)
-"$PYTHON" - <<'PY' || die "Python 3.11 to 3.14 is required (found $("$PYTHON" --version 2>&1)); set PYTHON=/path/to/python3 (on Ubuntu 22.04: apt install python3.11 python3.11-venv python3.11-dev, then PYTHON=python3.11 make setup)"
-import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 14) else 1)
-PY
 
 # The interpreter a Python runs on (for a venv: the one it was made from), as its real path and version: the venv
 # and the colcon build are made again for another one.
@@ -156,6 +157,17 @@ launch_sources() {
   (cd "$LAUNCH_STACK" && { find -L wheels -maxdepth 1 -name '*.whl' -type f -print0
                            find -L composition_interfaces -type f -print0; } | LC_ALL=C sort -z | xargs -0 -r sha256sum)
 }
+# The top-level folders in the venv's site-packages that the installed launch stack's packages put files into (as
+# their RECORD files list them; not __pycache__, which top-level modules share).
+launch_folders() {
+  local site name top
+  for site in "$VENV"/lib/python*/site-packages; do
+    while read -r name; do cat "$site/$name"-*.dist-info/RECORD 2>/dev/null || true; done < "$STAMPS/launch-packages" \
+      | cut -d, -f1 | sed -n 's|/.*||p' | LC_ALL=C sort -u | while read -r top; do
+          case "$top" in ..|__pycache__|*.dist-info|*.data) ;; *) echo "$site/$top" ;; esac
+        done
+  done
+}
 launch_hash=$( { echo "$LAUNCH_MODE $req_hash"; cat requirements-launch.txt;
                  if [ "$LAUNCH_MODE" = wheels ]; then echo "$LAUNCH_STACK"; launch_sources; fi; } \
                | sha256sum | cut -c1-16) || die "could not read the files of $LAUNCH_STACK"
@@ -180,7 +192,15 @@ else
     # what a machine without it gets. (Their PyPI dependencies stay: lark shares its files with lark-parser,
     # which rosidl needs.)
     say "removing the ROS 2 launch stack installed earlier (its folder is gone)"
+    mapfile -t launch_folders < <(launch_folders)
     xargs "$VENV/bin/python" -m pip uninstall -q -y < "$STAMPS/launch-packages"
+    # pip leaves the files it did not install (pytest's caches of the modules it rewrote), and with them the folders
+    # would still import, as namespace packages: what is left of a folder goes too, unless another distribution
+    # installed files into it.
+    for folder in "${launch_folders[@]}"; do
+      [ -d "$folder" ] || continue
+      grep -qs "^${folder##*/}/" "${folder%/*}"/*.dist-info/RECORD || rm -rf "$folder"
+    done
     rm -rf build/composition_interfaces install/composition_interfaces "$STAMPS/launch-packages"
   fi
   rm -f "$STAMPS/colcon"   # composition_interfaces joins or leaves the colcon build
@@ -188,10 +208,16 @@ else
 fi
 
 # --- the colcon build ------------------------------------------------------------------------------
-# Rebuild when a package file changed since the last build (sources are symlinked, so plain edits
-# to Python modules need no rebuild, but new files, messages, launch and config files do). build/ and install/ hold
+# Rebuild when the packages' files changed since the last build (sources are symlinked, so plain edits to Python
+# modules need no rebuild, but new files, messages, launch and config files do): a file newer than the stamp, or one
+# added or removed (the stamp holds a hash of the list of files). Python's and pytest's caches are not package files,
+# and a folder whose date changed because one was written into it does not count. build/ and install/ hold
 # absolute paths (CMake caches, links into the sources, the venv's python): made in another folder, with another
 # Python or for another ROS 2 (.setup-stamps/workspace names those they were made for), they are made from scratch.
+package_files() {
+  find fer_msgs fer_ros \( -name __pycache__ -o -name .pytest_cache \) -prune -o ! -type d ! -name '*.pyc' "$@" -print
+}
+files_hash=$(package_files | LC_ALL=C sort | sha256sum | cut -c1-16)
 workspace="$ROOT $py_id $ROS_MODE"
 changed=1
 base_paths=(fer_msgs fer_ros)
@@ -199,8 +225,7 @@ base_paths=(fer_msgs fer_ros)
 if [ -f "$STAMPS/colcon" ] && [ "$(cat "$STAMPS/workspace" 2>/dev/null)" = "$workspace" ] \
    && [ -d install/fer_ros ] && [ -d install/fer_msgs ] \
    && { [ "$LAUNCH_MODE" = none ] || [ -d install/composition_interfaces ]; }; then
-  if [ -z "$(find fer_msgs fer_ros -newer "$STAMPS/colcon" -not -path '*/__pycache__*' \
-               -not -path '*/.pytest_cache*' -print -quit)" ]; then
+  if [ "$(cat "$STAMPS/colcon")" = "$files_hash" ] && [ -z "$(package_files -newer "$STAMPS/colcon")" ]; then
     changed=0
   fi
 fi
@@ -218,7 +243,7 @@ else
   say "colcon build (fer_msgs, fer_ros$([ "$LAUNCH_MODE" = wheels ] && echo ", composition_interfaces"))"
   # shellcheck disable=SC1091
   . "$ROOT/scripts/env.sh" --no-install
-  mkdir -p log; touch "$STAMPS/colcon.new"
+  mkdir -p log; echo "$files_hash" > "$STAMPS/colcon.new"
   # A file gone from the sources (a model replaced, say) leaves a dangling link in the symlinked build and
   # install trees, which colcon then fails to copy: drop such links, and the model folders they leave empty.
   find build install -xtype l -delete 2>/dev/null || true

@@ -20,8 +20,11 @@ def missing_launch_stack() -> str | None:
     """Why launch tests cannot run in this pytest session, or None when they can."""
     if "launch_testing.pytest.hooks" not in sys.modules:
         try:
-            import launch_testing  # noqa: F401
+            import launch_testing
         except ImportError:
+            launch_testing = None
+        # a folder left without the package's files (caches only) imports as a namespace package, without __file__
+        if getattr(launch_testing, "__file__", None) is None:
             return ("launch_testing is not installed (it comes with a ROS 2 install; without one, `make setup` "
                     "installs it where ../shared/ros2-launch exists)")
         return "launch_testing's pytest plugin is not loaded in this session"

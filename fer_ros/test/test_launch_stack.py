@@ -35,6 +35,17 @@ def test_without_launch_testing_the_reason_says_so(monkeypatch, break_import):
     assert missing_launch_stack().startswith("launch_testing is not installed")
 
 
+def test_a_launch_testing_folder_of_caches_only_counts_as_not_installed(monkeypatch, tmp_path):
+    # what pip leaves of an uninstalled launch_testing: pytest's caches, which make the folder a namespace package
+    (tmp_path / "launch_testing" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "launch_testing" / "__pycache__" / "__init__.cpython-312-pytest-8.4.2.pyc").write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "launch_testing", None)   # so that sys.modules gets back what it had
+    for name in [n for n in sys.modules if n == "launch_testing" or n.startswith("launch_testing.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    assert missing_launch_stack().startswith("launch_testing is not installed")
+
+
 def test_without_composition_interfaces_the_reason_names_it(monkeypatch, break_import):
     # launch_testing and its plugin are there, launch_ros is too, but the messages it imports are not built.
     monkeypatch.setitem(sys.modules, "launch_testing.pytest.hooks", types.ModuleType("launch_testing.pytest.hooks"))

@@ -15,7 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 # The stand-in interpreter. Run as $PYTHON (outside a venv) it makes venvs with `-m venv`; run as a venv's
-# bin/python it answers `-m pip` (failing `install` when FAKE_PIP_FAIL names one of its arguments) and `-m colcon`
+# bin/python it answers `-m pip` (failing `install` when FAKE_PIP_FAIL names one of its arguments; `uninstall`
+# removing the files and the dist-info folder a RECORD in the venv's site-packages lists) and `-m colcon`
 # (making the install folders colcon would). Every other call runs the real interpreter's code with the stub modules
 # first on sys.path. FAKE_PY_EXE stands for another interpreter (its real path); a venv keeps the one it was made
 # from.
@@ -55,6 +56,14 @@ if VENV and args[:2] == ["-m", "pip"]:
     if args[2:3] == ["install"] and fail and any(fail in a for a in args):
         print("ERROR: No matching distribution found", file=sys.stderr)
         sys.exit(1)
+    if args[2:3] == ["uninstall"]:
+        for name in (a for a in args[3:] if not a.startswith("-")):
+            for record in VENV.glob(f"lib/python*/site-packages/{{name}}-*.dist-info/RECORD"):
+                for line in record.read_text().splitlines():
+                    path = record.parent.parent / line.split(",")[0]
+                    if path.is_file():
+                        path.unlink()
+                shutil.rmtree(record.parent)
     sys.exit(0)
 if VENV and args[:2] == ["-m", "colcon"]:
     log("colcon", *args[2:])
@@ -103,10 +112,11 @@ class Harness:
                     "FAKE_LOG": str(self.log), "FER_ROS_LAUNCH_STACK": str(tmp_path / "no-launch-stack")}
         make_project(project)
 
-    def tool(self, name: str, body: str) -> None:
+    def tool(self, name: str, body: str) -> Path:
         path = self.bin / name
         path.write_text("#!/bin/sh\n" + body + "\n")
         path.chmod(0o755)
+        return path
 
     def setup(self, check: bool = True, **env: str) -> str:
         proc = subprocess.run(["/bin/bash", str(self.project / "scripts" / "setup.sh")], env={**self.env, **env},
@@ -256,3 +266,84 @@ def test_another_interpreter_makes_the_venv_and_the_build_again(harness):
     assert "making .venv again" in out and "another Python" in out
     assert len(h.calls("venv")) == venvs + 1 and len(h.calls("colcon")) == builds + 1
     assert "up to date" in h.setup(FAKE_PY_EXE="/opt/other-python/bin/python3.12")
+
+
+def test_an_unusable_python_is_refused_before_apt_installs_anything(harness):
+    h = harness
+    (h.project / "scripts" / "system_packages.sh").write_text("echo python3-venv\n")
+    h.tool("apt-get", 'echo "apt-get $*" >> "$FAKE_LOG"')
+    h.tool("sudo", 'exec "$@"')
+    old = h.tool("old-python", "case $1 in --version) echo 'Python 3.10.12' ;; *) exit 1 ;; esac")
+    for python, found in (("python3.99", "no python3.99 that runs"), (str(old), "Python 3.10.12")):
+        out = h.setup(check=False, PYTHON=python)
+        assert h.rc != 0 and not h.calls("apt-get"), out
+        message = [line for line in out.splitlines() if line.strip()]
+        assert len(message) == 1 and f"Python 3.11 to 3.14 is required (found {found})" in message[0], out
+
+
+def test_caches_written_into_the_sources_need_no_build_but_added_and_removed_files_do(harness):
+    h = harness
+    module = h.project / "fer_ros" / "fer_ros" / "node.py"
+    module.parent.mkdir()
+    module.write_text("")
+    h.setup()
+    builds = len(h.calls("colcon"))
+
+    def age_everything():
+        for path in [*(h.project / "fer_ros").rglob("*"), *(h.project / "fer_msgs").rglob("*")]:
+            os.utime(path, (946684800, 946684800))   # 2000-01-01
+        os.utime(h.stamp("colcon"), (946684900, 946684900))
+
+    # pytest and Python write their caches into the source folders: the folders' dates change, no package file does
+    age_everything()
+    for cache in ("fer_ros/fer_ros/__pycache__/node.cpython-312.pyc", "fer_ros/.pytest_cache/v/cache/nodeids",
+                  "fer_ros/test/__pycache__/test_node.cpython-312-pytest-8.4.2.pyc"):
+        (h.project / cache).parent.mkdir(parents=True, exist_ok=True)
+        (h.project / cache).write_text("")
+    assert "colcon workspace up to date" in h.setup()
+    assert len(h.calls("colcon")) == builds
+    # a file added with an old date, then the same file removed: each a build
+    added = h.project / "fer_ros" / "fer_ros" / "extra.py"
+    added.write_text("")
+    age_everything()
+    assert "colcon workspace up to date" not in h.setup()
+    assert "colcon workspace up to date" in h.setup()
+    age_everything()
+    added.unlink()
+    assert "colcon workspace up to date" not in h.setup()
+    # an edited file
+    age_everything()
+    module.write_text("x = 1\n")
+    assert "colcon workspace up to date" not in h.setup()
+    assert len(h.calls("colcon")) == builds + 3
+
+
+def test_what_pip_leaves_of_a_removed_launch_stack_goes_too(harness, tmp_path):
+    h = harness
+    stack = make_launch_stack(tmp_path / "shared" / "ros2-launch")
+    h.env["FER_ROS_LAUNCH_STACK"] = str(stack)
+    h.setup()
+    site = h.project / ".venv" / "lib" / "python3.12" / "site-packages"
+    installed = {"launch-3.4.3": ["launch/__init__.py", "launch/actions/__init__.py", "launch_entry.py",
+                                  "__pycache__/launch_entry.cpython-312.pyc", "shared_ns/launch_part.py"],
+                 "ros2cli-0.32.2": ["ros2cli/__init__.py"],
+                 "other-1.0": ["other/__init__.py", "shared_ns/other_part.py"]}
+    for dist, files in installed.items():
+        for name in files:
+            (site / name).parent.mkdir(parents=True, exist_ok=True)
+            (site / name).write_text("")
+        (site / f"{dist}.dist-info").mkdir()
+        (site / f"{dist}.dist-info" / "RECORD").write_text(
+            "".join(f"{name},sha256=x,1\n" for name in [*files, "../../../bin/tool"]) + f"{dist}.dist-info/RECORD,,\n")
+    # pytest's caches of the modules it rewrote, which no RECORD lists, and another module's cache
+    for name in ("launch/__pycache__/__init__.cpython-312-pytest-8.4.2.pyc",
+                 "launch/actions/__pycache__/__init__.cpython-312-pytest-8.4.2.pyc",
+                 "ros2cli/__pycache__/__init__.cpython-312-pytest-8.4.2.pyc", "__pycache__/site.cpython-312.pyc"):
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text("")
+    shutil.rmtree(stack)
+    out = h.setup()
+    assert "removing the ROS 2 launch stack" in out
+    assert [c for c in h.calls("pip") if "uninstall" in c] == ["pip uninstall -q -y launch ros2cli"]
+    assert sorted(p.name for p in site.iterdir()) == ["__pycache__", "other", "other-1.0.dist-info", "shared_ns"]
+    assert sorted(p.name for p in (site / "shared_ns").iterdir()) == ["other_part.py"]
