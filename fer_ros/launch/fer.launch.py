@@ -6,10 +6,10 @@
     ros2 launch fer_ros fer.launch.py cameras:=front,rear      # /front/fer_node reads /front/image_raw and
                                                                # publishes /front/emotion; the same for /rear
 
-backend, debug_image and model_path override the params file only when given. A relative `image` (no leading /)
-is resolved in each node's namespace; the node reads compressed images, where subscribe_compressed is true, from
-`<image>/compressed`. A log_level that is not a ROS severity, or a params_file that does not exist, stops the launch
-with one line that says so.
+backend, debug_image, model_path and use_sim_time override the params file only when given. A relative `image` (no leading /) is resolved in each node's namespace; the node reads compressed images, where
+subscribe_compressed is true, from `<image>/compressed`. An `image` that is not a valid topic name, a log_level that
+is not a ROS severity, a boolean that is not one, or a params_file that does not exist stops the launch with one line
+that says so.
 """
 import os
 
@@ -34,6 +34,23 @@ def _bool(name: str, text: str) -> bool:
     if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
         raise ValueError(f"{name} must be true or false, got {text!r}")
     return value in ("true", "1", "yes", "on")
+
+
+def _image(text: str) -> str:
+    """The `image` argument, which must be a valid topic name (rclpy's check, also of the name as a node expands it)."""
+    from rclpy.exceptions import NameValidationException
+    from rclpy.expand_topic_name import expand_topic_name
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+    from rclpy.validate_topic_name import validate_topic_name
+    try:
+        validate_topic_name(text)
+        validate_full_topic_name(expand_topic_name(text, "fer_node", "/"))
+    except (NameValidationException, ValueError) as exc:
+        reason = str(exc).splitlines()[0].removeprefix("Invalid topic name: ").rstrip(":")
+        reason = reason.split(" is invalid: ", 1)[-1].split(", at ", 1)[0]
+        raise ValueError(f"image {text!r} is not a valid topic name: {reason}; each part between slashes is letters, "
+                         "digits and _ and does not start with a digit, e.g. /camera/image_raw") from None
+    return text
 
 
 def _log_level(text: str) -> str:
@@ -77,11 +94,13 @@ def _nodes(context):
         overrides["publish_debug_image"] = _bool("debug_image", arg("debug_image"))
     if arg("model_path"):
         overrides["model_path"] = arg("model_path")
+    if arg("use_sim_time"):
+        overrides["use_sim_time"] = _bool("use_sim_time", arg("use_sim_time"))
     log_level = _log_level(arg("log_level"))
     parameters = [_params_file(arg("params_file"))] + ([overrides] if overrides else [])
     cameras = _cameras(arg("cameras"))
     namespaces = [_join(arg("namespace"), c) for c in cameras] if cameras else [arg("namespace")]
-    image = arg("image") or (CAMERA_IMAGE if cameras else SINGLE_IMAGE)
+    image = _image(arg("image")) if arg("image") else (CAMERA_IMAGE if cameras else SINGLE_IMAGE)
     return [Node(
         package="fer_ros",
         executable="fer_node",
@@ -116,6 +135,9 @@ def generate_launch_description() -> LaunchDescription:
                               description="true/false: publish the annotated image; empty = from the params file"),
         DeclareLaunchArgument("model_path", default_value="",
                               description="model directory; empty = from the params file (default: shipped)"),
+        DeclareLaunchArgument("use_sim_time", default_value="",
+                              description="true/false: take the time from /clock (a bag played with --clock); "
+                                          "empty = from the params file (default: false)"),
         DeclareLaunchArgument("log_level", default_value="info",
                               description=f"node log level: {', '.join(LOG_LEVELS)}"),
         OpaqueFunction(function=_nodes),

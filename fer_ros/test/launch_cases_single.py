@@ -1,8 +1,8 @@
 """The single-camera launch test (test_launch_fer.py runs it where the launch stack is installed).
 
 `ros2 launch fer_ros fer.launch.py` with a params file of its own and launch arguments that override it, fed 30
-frames per second with a real face: /emotion carries the face with a label, every launch argument wins over the
-params file, and at the end launch's SIGINT stops the node cleanly: exit code 0, no ERROR line, no traceback.
+frames per second with a real face: /emotion carries the face with a label (under use_sim_time, with nothing on
+/clock), every launch argument wins over the params file, and at the end launch's SIGINT stops the node cleanly: exit code 0, no ERROR line, no traceback.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ PARAMS_FILE = """/**:
     backend: "torch"
     publish_debug_image: false
     min_face_size_px: 30
+    use_sim_time: false
 """
 
 
@@ -43,7 +44,8 @@ def generate_test_description():
     params = Path(tempfile.mkdtemp(prefix="fer_launch_test_")) / "params.yaml"
     params.write_text(PARAMS_FILE)
     return launch.LaunchDescription([
-        fer_launch(image=CAMERA_TOPIC, params_file=str(params), backend="onnxruntime", debug_image="true"),
+        fer_launch(image=CAMERA_TOPIC, params_file=str(params), backend="onnxruntime", debug_image="true",
+                   use_sim_time="true"),
         feeder({CAMERA_TOPIC: FRAME_ID}, rate_hz=30.0),
         launch_testing.actions.ReadyToTest(),
     ])
@@ -69,10 +71,12 @@ class TestSingleCamera(ListenerTestCase):
 
     def test_launch_arguments_override_the_params_file(self):
         self.assertTrue(self.listener.spin_until(lambda: self.emotions, START_TIMEOUT_S), "fer_node did not start")
-        values = self.listener.parameters("/fer_node", ["backend", "publish_debug_image", "min_face_size_px"])
+        values = self.listener.parameters("/fer_node", ["backend", "publish_debug_image", "min_face_size_px",
+                                                        "use_sim_time"])
         self.assertEqual(values, {"backend": "onnxruntime",     # launch argument over the file's torch
                                   "publish_debug_image": True,  # launch argument over the file's false
-                                  "min_face_size_px": 30})      # the file over the default 40
+                                  "min_face_size_px": 30,       # the file over the default 40
+                                  "use_sim_time": True})        # launch argument over the file's false
         self.assertTrue(self.listener.spin_until(lambda: self.images, 20.0), "no annotated image on /emotion/image")
         self.assertEqual(self.images[-1].encoding, "rgb8")
 

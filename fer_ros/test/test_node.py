@@ -6,6 +6,8 @@ starts a node of its own for each of its tests: several faces and a stop on SIGT
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -19,6 +21,7 @@ from fer_msgs.srv import CaptureNeutral  # noqa: E402
 
 from node_helpers import NodeProcess, box_center_inside, image_msg, ready, running_node, stamp_ns  # noqa: E402
 from node_model import model_for_tests  # noqa: E402
+from ros_helpers import isolated_ros_env  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +254,30 @@ def test_a_bad_parameter_exits_with_one_clear_line(param, words):
     (["--log-level", "warning"], ["'--log-level warning'", "debug|info|warn|error|fatal"]),
     (["--params-file", "/no/such/fer.yaml"], ["/no/such/fer.yaml", "a file that exists"]),
     (["--no-such-flag"], ["--no-such-flag"]),
+    (["-r", "image:=1bad"], ["'-r image:=1bad'", "'1bad' is not a valid topic name", "must not start with a number"]),
 ])
 def test_bad_ros_arguments_exit_with_one_clear_line(ros_args, words):
     line = _start_refused_with(ros_args)
     assert line.startswith("fer_node: bad ROS arguments: ") and all(w in line for w in words), line
+
+
+def _run_node_command(*args: str) -> subprocess.CompletedProcess:
+    """`python -m fer_ros.ros.node *args`, to its end (it must not start a node)."""
+    return subprocess.run([sys.executable, "-m", "fer_ros.ros.node", *args], env=isolated_ros_env(),
+                          capture_output=True, text=True, timeout=60.0)
+
+
+def test_help_prints_the_usage_and_every_parameter_and_exits_0():
+    from fer_ros.ros.params import DESCRIPTIONS
+    done = _run_node_command("--help")
+    assert done.returncode == 0 and done.stderr == "", done
+    assert done.stdout.startswith("usage: ") and "--ros-args" in done.stdout and "-p name:=value" in done.stdout
+    assert all(f"  {name} " in done.stdout for name in DESCRIPTIONS), done.stdout
+    assert _run_node_command("-h", "--ros-args", "-p", "max_faces:=2").returncode == 0
+
+
+def test_an_option_is_refused_with_one_line():
+    done = _run_node_command("--backend", "torch", "--ros-args", "-p", "max_faces:=2")
+    assert done.returncode == 2 and done.stdout == "", done
+    assert done.stderr.splitlines() == ["fer_node takes no options (got --backend torch): set parameters with "
+                                        "--ros-args -p name:=value; fer_node --help lists them"], done.stderr

@@ -198,6 +198,30 @@ def test_output_topic_must_be_a_valid_topic_name():
         assert " at /" not in problem  # rcl's source location is left out
 
 
+def test_a_parameter_the_node_does_not_have_is_named_with_the_closest_one():
+    from fer_ros.ros.params import unknown_parameters
+    assert unknown_parameters(["max_faces", "use_sim_time", "qos_overrides./emotion.publisher.depth",
+                               "start_type_description_service"]) is None
+    line = unknown_parameters(["max_face", "max_faces"])
+    assert line.startswith("ignored parameter max_face (did you mean max_faces?): fer_node has no such parameter")
+    assert "--help" in line and "\n" not in line
+    line = unknown_parameters(["use_sim_tme", "zzz", "own_param"], declared=["own_param"])
+    assert "parameters use_sim_tme (did you mean use_sim_time?), zzz: " in line and "own_param" not in line
+
+
+def test_the_help_lists_every_parameter_with_its_default():
+    from fer_ros.ros.params import DESCRIPTIONS, help_text
+    text = help_text()
+    for needed in ("--ros-args", "-p name:=value", "--params-file", "-r image:=", "use_sim_time"):
+        assert needed in text, needed
+    rows = {line.split()[0]: line.split()[1] for line in text.splitlines()
+            if line.startswith("  ") and line.split()[0] in DESCRIPTIONS}
+    assert set(rows) == set(DESCRIPTIONS)
+    assert (rows["max_faces"], rows["backend"], rows["overlap_stages"], rows["max_rate_hz"]) == (
+        "4", '"auto"', "true", "0.0")
+    assert "min_face_size_px           40 (run time)" in text and "max_faces                  4\n" in text
+
+
 def test_config_yaml_matches_the_declared_defaults():
     import yaml
     from pathlib import Path
@@ -456,18 +480,31 @@ def test_the_launch_file_names_a_debug_image_value_that_is_not_a_bool():
     assert len(_launch_nodes(module, debug_image=" On ")) == 1
 
 
+def test_the_launch_file_passes_use_sim_time_over_the_params_file_when_given(monkeypatch):
+    module = _launch_module()
+    monkeypatch.setattr(module, "Node", lambda **kw: kw)  # the arguments each node would be started with
+    for given, value in (("true", True), (" False ", False)):
+        (node,) = _launch_nodes(module, use_sim_time=given)
+        assert node["parameters"][-1] == {"use_sim_time": value}, (given, node["parameters"])
+    (node,) = _launch_nodes(module)  # not given: the params file's value
+    assert not any(isinstance(p, dict) and "use_sim_time" in p for p in node["parameters"]), node["parameters"]
+    with pytest.raises(ValueError, match=r"^use_sim_time must be true or false, got 'sim'$"):
+        _launch_nodes(module, use_sim_time="sim")
+
+
+def test_the_launch_file_refuses_an_image_that_is_not_a_topic_name():
+    module = _launch_module()
+    for image, reason in (("1bad", "must not start with a number"), ("a//b", "repeated"),
+                          ("camera/", "must not end with a forward slash")):
+        with pytest.raises(ValueError) as error:
+            _launch_nodes(module, image=image)
+        line = str(error.value)
+        assert line.startswith(f"image {image!r} is not a valid topic name: ") and reason in line, line
+        assert "\n" not in line
+    assert len(_launch_nodes(module, image="color/image_raw", cameras="front,rear")) == 2
+
+
 def test_the_launch_file_and_the_node_agree_on_the_log_levels():
     pytest.importorskip("rclpy", reason="rclpy is not installed")
-    from fer_ros.ros.node import LOG_LEVELS
+    from fer_ros.ros.spin import LOG_LEVELS
     assert _launch_module().LOG_LEVELS == LOG_LEVELS
-
-
-def test_rcl_errors_about_ros_arguments_come_down_to_their_first_line():
-    pytest.importorskip("rclpy", reason="rclpy is not installed")
-    from fer_ros.ros.node import ros_arguments_problem
-    said = ("failed to initialize rcl: Couldn't parse log level: '--log-level warning'. Error: Argument does not use "
-            "a valid severity level, at /project/src/rcl/arguments.c:1858, at /project/src/rcl/arguments.c:441\n"
-            "second line")
-    assert ros_arguments_problem(said) == ("Couldn't parse log level: '--log-level warning'. Error: Argument does "
-                                           "not use a valid severity level")
-    assert ros_arguments_problem("") == "rcl could not parse them"

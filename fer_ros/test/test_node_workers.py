@@ -1,8 +1,9 @@
 """fer_node in this process with a recognizer whose stages only take time: the hand-over between its two workers
 (at most two frames in the node, the newest taken), one stage after the other without it, a stop that finishes the
 frames already started and ends a max_rate_hz wait, a new max_rate_hz that ends or keeps the wait, the compressed
-topic under the remapped image topic, the frames' times (header stamp, receive time for images stamped 0, repeated
-stamps skipped), the debug image's QoS, and bad parameters refused at start."""
+topic under the remapped image topic and the debug image's under the remapped output topic, the frames' times (header
+stamp, receive time for images stamped 0, also before /clock starts under use_sim_time, repeated stamps skipped), the
+debug image's QoS, bad parameters refused at start and unknown ones named."""
 from __future__ import annotations
 
 import contextlib
@@ -695,3 +696,60 @@ def test_the_status_keeps_coming_under_sim_time_without_a_clock(monkeypatch):
             executor.remove_node(node)
             executor.shutdown()
     assert len(published) >= 2 and "no image" in published[-1].status[0].message, published
+
+
+def test_a_max_rate_hz_near_0_never_stops_the_first_worker(monkeypatch):
+    """1e-11 Hz asks for a wait longer than a thread can wait at once: the worker waits on, and a new max_rate_hz
+    still lets the frame through. The first frame waits for no frame before it."""
+    from rclpy.parameter import Parameter
+    recognizer = _Recorder()
+    with _node(recognizer, "max_rate_hz:=0.00000000001") as node:
+        monkeypatch.setattr(node, "get_logger", lambda: _Said())
+        node.image_callback(_frame(1_000_000_000))
+        assert _wait_until(lambda: node.stats.processed == 1, 5.0)
+        node.image_callback(_frame(2_000_000_000))
+        time.sleep(0.3)  # the worker takes frame 2 and waits
+        assert node.stats.processed == 1 and node._workers[0].is_alive()
+        assert node.set_parameters([Parameter("max_rate_hz", value=0.0)])[0].successful
+        assert _wait_until(lambda: node.stats.processed == 2, 5.0)
+        assert recognizer.perceived == [1.0, 2.0]
+
+
+def test_the_debug_image_follows_a_remapping_of_the_output_topic():
+    with _node(_Recorder(), "publish_debug_image:=true", remaps=("__ns:=/cam1", "emotion:=/face/emotion")) as node:
+        assert node.emotion_pub.topic_name == "/face/emotion"
+        assert node.debug_pub.topic_name == "/face/emotion/image"
+    with _node(_Recorder(), "publish_debug_image:=true", remaps=("__ns:=/cam1",)) as node:
+        assert node.debug_pub.topic_name == "/cam1/emotion/image"
+
+
+def test_images_without_a_stamp_are_timed_by_the_system_clock_until_the_sim_clock_starts(monkeypatch):
+    """Under use_sim_time with nothing on /clock the node clock reads 0: frames without a stamp get the system
+    clock's time, not 0 each (which would make every frame after the first a repeat), and a warning says why."""
+    recognizer = _Recorder()
+    with _node(recognizer, "use_sim_time:=true", domain_id=random.randint(1, 200)) as node:
+        said = _Said()
+        monkeypatch.setattr(node, "get_logger", lambda: said)
+        assert node.get_clock().now().nanoseconds == 0
+        for i in range(3):
+            before_s = time.time()
+            node.image_callback(_frame(0))
+            after_s = time.time()
+            assert _wait_until(lambda: node.stats.processed + node.stats.rejected == i + 1, 5.0)
+            assert node.stats.rejected == 0, said.lines
+            assert before_s - 1e-3 <= recognizer.perceived[i] <= after_s + 1e-3, (before_s, recognizer.perceived)
+        assert np.all(np.diff(recognizer.perceived) > 0)
+        assert 0.0 <= node.stats.latency_ms < 5000.0
+    warnings = [line for line in said.lines if "clock reads 0" in line]
+    assert len(warnings) == 1 and "use_sim_time" in warnings[0] and "/clock" in warnings[0], said.lines
+
+
+def test_a_parameter_the_node_does_not_have_is_named_at_start(monkeypatch):
+    from fer_ros.ros.node import FerNode
+    said = _Levels()
+    monkeypatch.setattr(FerNode, "get_logger", lambda self: said)
+    with _node(_Recorder(), "max_face:=2", "use_sim_time:=false", "min_face_size_px:=30") as node:
+        assert node.params.min_face_size_px == 30
+    named = [line for line in said.lines if "max_face" in line[1]]
+    assert named == [("warning", "ignored parameter max_face (did you mean max_faces?): fer_node has no such "
+                                 "parameter; fer_node --help lists them")], said.lines

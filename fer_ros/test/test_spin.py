@@ -1,5 +1,6 @@
 """Spinning until shutdown: a signal that shuts the context down at any moment is a clean stop, never a crash; a
-signal taken over by StopSignals only asks the loop to end."""
+signal taken over by StopSignals only asks the loop to end. What rcl says about ROS arguments it cannot parse comes
+down to one line."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed")
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
-from fer_ros.ros.spin import RCLError, StopSignals, spin, spin_until_shutdown  # noqa: E402
+from fer_ros.ros.spin import RCLError, StopSignals, ros_arguments_problem, spin, spin_until_shutdown  # noqa: E402
 
 
 @pytest.fixture
@@ -135,3 +136,24 @@ def test_spin_until_shutdown_ends_on_a_signal(context):
     assert stop.requested.is_set() and context.ok()  # the context is left for the caller to shut down
     executor.shutdown()
     node.destroy_node()
+
+
+def test_rcl_errors_about_ros_arguments_come_down_to_their_first_line():
+    said = ("failed to initialize rcl: Couldn't parse log level: '--log-level warning'. Error: Argument does not use "
+            "a valid severity level, at /project/src/rcl/arguments.c:1858, at /project/src/rcl/arguments.c:441\n"
+            "second line")
+    assert ros_arguments_problem(said) == ("Couldn't parse log level: '--log-level warning'. Error: Argument does "
+                                           "not use a valid severity level")
+    assert ros_arguments_problem("") == "rcl could not parse them"
+
+
+@pytest.mark.parametrize("rule, named", [
+    ("image:=1bad", "'1bad' is not a valid topic name: topic name token must not start with a number"),
+    ("fer_node:image:=cam/", "'cam/' is not a valid topic name: topic name must not end with a forward slash"),
+    ("1bad:=image", "'1bad' is not a valid topic name: topic name token must not start with a number"),
+    ("__ns:=1bad", "'1bad' is probably not a valid namespace"),
+])
+def test_a_remap_rule_rcl_cannot_parse_is_named_by_its_bad_name(rule, named):
+    said = (f"failed to initialize rcl: Couldn't parse remap rule: '-r {rule}'. Error: error not set, at "
+            "/project/src/rcl/arguments.c:380")
+    assert ros_arguments_problem(said) == f"Couldn't parse remap rule: '-r {rule}': {named}"

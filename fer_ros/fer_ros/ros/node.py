@@ -19,7 +19,6 @@ Run:  ros2 run fer_ros fer_node --ros-args -r image:=/camera/image_raw
 """
 from __future__ import annotations
 
-import re
 import sys
 import threading
 import time
@@ -32,17 +31,15 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
+from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CompressedImage, Image
 
 from fer_msgs.msg import FaceEmotionArray
 from fer_msgs.srv import CaptureNeutral
 
-from fer_ros import native_stderr
 from fer_ros.image_codec import ImageDecodeError, compressed_msg_to_rgb8, encode_rgb8, image_msg_to_rgb8
 from fer_ros.pipeline import repeats_stamp
 from fer_ros.ratelimit import RateLimiter
@@ -50,7 +47,7 @@ from fer_ros.ros import params as fer_params
 from fer_ros.ros.convert import face_emotion_array, stamp_to_s
 from fer_ros.ros.log_bridge import LogBridge
 from fer_ros.ros.rep155 import HRI_MSGS_MISSING, Rep155Publisher, import_hri_msgs
-from fer_ros.ros.spin import StopSignals, spin_until_shutdown
+from fer_ros.ros.spin import StopSignals, init_ros, spin_until_shutdown
 from fer_ros.ros.stats import FrameStats, diagnostics_msg
 from fer_ros.runtime import SetupError, build_recognizer, describe, smooth_results
 from fer_ros.slots import Handoff, LatestFrame
@@ -58,10 +55,8 @@ from fer_ros.smoothing import ProbabilitySmoother
 
 WARN_PERIOD_S = 5.0  # rate limit of repeated warnings, per cause (bad frames, decoder messages, processing errors)
 STOP_POLL_S = 0.1  # longest a stop request waits for the spin loop to notice it
+RATE_WAIT_S = 1.0  # longest one wait for max_rate_hz before the worker works the wait out again
 MODEL_OPTION = "the model_path parameter"  # what a missing-model error tells the user to set
-LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")  # the severities --log-level takes
-ROS_ARGUMENTS_HELP = (f"write parameters as -p name:=value, remappings as -r from:=to, --log-level "
-                      f"{'|'.join(LOG_LEVELS)}, --params-file with a file that exists")
 # The debug image is for viewers such as RViz2, whose subscriptions are reliable by default: a reliable publisher
 # serves reliable and best-effort subscribers alike; depth 1 keeps only the newest image for a slow one.
 DEBUG_IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -80,6 +75,10 @@ class FerNode(Node):
         self._log_bridge = LogBridge(lambda: self.get_logger()).attach()
         try:
             self.params = fer_params.declare(self)
+            unknown = fer_params.unknown_parameters(getattr(self, "_parameter_overrides", {}),
+                                                    self.list_parameters([], 0).names)
+            if unknown:
+                self.get_logger().warning(unknown)
             built = (recognizer_factory or build_recognizer)(self.params, MODEL_OPTION)
         except (ValueError, ParameterException) as exc:
             self._log_bridge.detach()
@@ -114,7 +113,8 @@ class FerNode(Node):
         self.stats = FrameStats()
         self._slot = LatestFrame()
         self._lock = threading.Lock()  # guards the recognizer (worker vs. service) and the optional publishers
-        self._last_processed_s = 0.0
+        self._last_processed_s = None  # monotonic time (s) the last frame's processing started
+        self._system_clock = Clock(clock_type=ClockType.SYSTEM_TIME)  # the time while the node clock reads 0
         self._rate_wake = threading.Event()  # ends the first worker's max_rate_hz wait: close(), a new max_rate_hz
         self._last_stamp_s = None  # time (s) of the last frame given to the recognizer
         self._last_stored = None  # ((sec, nanosec), message type) of the last stamped image the callbacks stored
@@ -166,10 +166,21 @@ class FerNode(Node):
             self.stats.add_dropped()
 
     def _receive_time(self, msg):
-        """The node clock's time now for a message whose header carries no stamp (its frame's time); None for the
+        """The node's time now (_now) for a message whose header carries no stamp (its frame's time); None for the
         others, which are timed by their stamp."""
         stamp = msg.header.stamp
-        return self.get_clock().now().to_msg() if stamp.sec == 0 and stamp.nanosec == 0 else None
+        return self._now().to_msg() if stamp.sec == 0 and stamp.nanosec == 0 else None
+
+    def _now(self):
+        """The node clock's time; the system clock's, with a warning, while the node clock reads 0 (use_sim_time
+        before anything came on /clock), so frames without a stamp do not all get time 0."""
+        now = self.get_clock().now()
+        if now.nanoseconds != 0:
+            return now
+        self._warn("clock at 0", "the node's clock reads 0 (use_sim_time is true and nothing has come on /clock "
+                                 "yet): images without a stamp, and the latency, are timed by the system clock "
+                                 "until it starts")
+        return self._system_clock.now()
 
     def capture_neutral_callback(self, request, response):
         wanted = [int(i) for i in request.face_ids]
@@ -276,11 +287,11 @@ class FerNode(Node):
             wait_s = self._rate_wait_s()
             if wait_s <= 0 or not self._running:
                 return waited
-            self._rate_wake.wait(wait_s)
+            self._rate_wake.wait(min(wait_s, RATE_WAIT_S))  # a rate near 0 asks for more than a wait can take
             waited = True
 
     def _rate_wait_s(self) -> float:
-        if self.params.max_rate_hz <= 0:
+        if self.params.max_rate_hz <= 0 or self._last_processed_s is None:
             return 0.0
         return self._last_processed_s + 1.0 / self.params.max_rate_hz - time.monotonic()
 
@@ -335,7 +346,7 @@ class FerNode(Node):
             results = smooth_results(results, self.smoother, stamp_s)
             height, width = frame.shape[:2]
             self.emotion_pub.publish(face_emotion_array(msg.header, results, width, height))
-            now = self.get_clock().now()
+            now = self._now()
             latency_ms = (now.nanoseconds * 1e-9 - stamp_s) * 1e3
             if self.debug_pub is not None:
                 self._publish_debug(msg.header, frame, results)
@@ -376,7 +387,7 @@ class FerNode(Node):
     def _apply_outputs(self, p: fer_params.FerParams) -> None:
         """Create or destroy the optional publishers to match `p`."""
         if p.publish_debug_image and self.debug_pub is None:
-            self.debug_pub = self.create_publisher(Image, p.output_topic.rstrip("/") + "/image", DEBUG_IMAGE_QOS)
+            self.debug_pub = self.create_publisher(Image, self._debug_topic(p.output_topic), DEBUG_IMAGE_QOS)
         elif not p.publish_debug_image and self.debug_pub is not None:
             self.destroy_publisher(self.debug_pub)
             self.debug_pub = None
@@ -387,6 +398,11 @@ class FerNode(Node):
             self.rep155 = None
         if self.rep155 is not None:
             self.rep155.forget_after_s = p.face_timeout_s
+
+    def _debug_topic(self, output_topic: str) -> str:
+        """The debug image's topic: `/image` under the output topic after remapping (a remapping of `emotion` moves
+        both)."""
+        return self.resolve_topic_name(output_topic) + "/image"
 
     def _compressed_topic(self) -> str:
         """The compressed images' topic: `/compressed` under the `image` topic after remapping, as image_transport
@@ -412,35 +428,24 @@ class FerNode(Node):
         self._log_bridge.detach()
 
 
-def init_ros(argv=None) -> None:
-    """rclpy.init with `argv` (None: sys.argv) and the signals left to the caller. SetupError, one line from rcl's
-    reason, when rcl cannot parse the ROS arguments; what rcl writes to standard error while it tries is kept out
-    of the terminal then (the reason says it), and written through otherwise."""
-    problem = None
-    with native_stderr.capture() as said:
-        try:
-            rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-        except _rclpy.UnknownROSArgsError as exc:
-            problem = f"unknown ROS arguments {exc}"
-        except _rclpy.RCLError as exc:
-            problem = ros_arguments_problem(str(exc))
-    if problem is not None:
-        raise SetupError(f"bad ROS arguments: {problem}; {ROS_ARGUMENTS_HELP}")
-    if said.text:
-        sys.stderr.write(said.text)
-
-
-def ros_arguments_problem(rcl_error: str) -> str:
-    """The first line of rcl's error about the ROS arguments, without its prefix and its source locations."""
-    lines = rcl_error.strip().splitlines()
-    first = lines[0] if lines else "rcl could not parse them"
-    first = first.removeprefix("failed to initialize rcl: ")
-    return re.sub(r",? at \S+:\d+", "", first).rstrip(" .,") or "rcl could not parse them"
+def take_options(argv=None) -> int | None:
+    """fer_node's own command line, what `argv` (None: sys.argv) holds besides the ROS arguments: with -h or
+    --help the usage is printed (exit code 0); anything else is refused with one line (2); None when there is
+    nothing, and the node starts."""
+    given = remove_ros_args(sys.argv if argv is None else argv)[1:]
+    if not given:
+        return None
+    if "-h" in given or "--help" in given:
+        print(fer_params.help_text())
+        return 0
+    print(f"fer_node takes no options (got {' '.join(given)}): set parameters with --ros-args -p name:=value; "
+          "fer_node --help lists them", file=sys.stderr)
+    return 2
 
 
 def main(argv=None) -> int:
     """Run fer_node until SIGINT or SIGTERM (exit code 0); 2 when it cannot start (the message says why: a bad
-    ROS argument, a bad parameter, an unusable model).
+    ROS argument, an option (fer_node takes none but --help), a bad parameter, an unusable model).
 
     A signal ends the spin loop; the workers then finish the frames they hold (the second publishing its frame
     while the context is still valid), the node is destroyed and only then is the context shut down."""
@@ -448,6 +453,9 @@ def main(argv=None) -> int:
         node = executor = None
         try:
             init_ros(argv)
+            code = take_options(argv)
+            if code is not None:
+                return code
             node = FerNode()
             executor = SingleThreadedExecutor(context=node.context)
             executor.add_node(node)

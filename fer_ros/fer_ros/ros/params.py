@@ -5,7 +5,9 @@ backend or the topics); the others can be changed with `ros2 param set` and are 
 """
 from __future__ import annotations
 
+import difflib
 import math
+import textwrap
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -18,9 +20,23 @@ from rclpy.validate_topic_name import validate_topic_name
 from fer_ros.face_state import NEUTRAL_POLICIES
 from fer_ros.image_codec import DEFAULT_MAX_PIXELS
 from fer_ros.pipeline import face_timeout_problem
+from fer_ros.ros.spin import LOG_LEVELS
 from fer_ros.runtime import BACKENDS, SETTING_HELP, RecognizerSettings
 
 IMAGE_QOS = ("sensor_data", "best_effort", "reliable")
+ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")  # rclpy's own parameters of every node
+ROS_PARAMETER_PREFIXES = ("qos_overrides.",)  # ... and the families rclpy reads
+HELP = f"""usage: ros2 run fer_ros fer_node [--ros-args ...]   (or: python -m fer_ros.ros.node [--ros-args ...])
+
+Facial expression recognition on one camera: sensor_msgs/Image on `image` in, fer_msgs/FaceEmotionArray on
+`emotion` out. fer_node takes no options of its own; it is set with ROS arguments, after --ros-args:
+  -p name:=value          set a parameter (e.g. -p max_faces:=2)
+  --params-file FILE      parameters from a YAML file (fer_ros/config/fer.yaml has every default)
+  -r image:=TOPIC         read the camera's images from TOPIC (and TOPIC/compressed)
+  -r emotion:=TOPIC       publish on TOPIC (and the debug image on TOPIC/image)
+  -r __ns:=/cam1          run in a namespace: every topic above is then under it
+  -p use_sim_time:=true   take the time from /clock (a bag played with --clock)
+  --log-level LEVEL       {", ".join(LOG_LEVELS)}"""
 TYPE_HINTS = {  # how to write a value of each parameter type (the type of its default)
     bool: "true or false",
     int: "an integer, written without a decimal point (e.g. 5, not 5.0)",
@@ -149,14 +165,54 @@ def check(name: str, value: Any) -> str | None:
 
 
 def _topic_name_problem(name: str, value: str) -> str | None:
-    """Why `value` cannot be the topic of parameter `name`, or None: rclpy's own check of the name, and of the
-    name expanded as a node would expand it (~ and substitutions)."""
+    """Why `value` cannot be the topic of parameter `name`, or None."""
+    reason = topic_name_reason(value)
+    if reason is None:
+        return None
+    return (f"parameter {name} is not a valid topic name: {reason}, got {value!r}; each part between slashes is "
+            "letters, digits and _ and does not start with a digit, e.g. emotion or /cam1/emotion")
+
+
+def topic_name_reason(value: str) -> str | None:
+    """Why `value` is not a valid topic name, or None: rclpy's own check of the name, and of the name expanded as a
+    node would expand it (~ and substitutions), in rclpy's words without its markers and source locations."""
     try:
         validate_topic_name(value)
         validate_full_topic_name(expand_topic_name(value, "fer_node", "/"))
     except (NameValidationException, ValueError) as exc:
         reason = str(exc).splitlines()[0].removeprefix("Invalid topic name: ").rstrip(":")
-        reason = reason.split(" is invalid: ", 1)[-1].split(", at ", 1)[0]
-        return (f"parameter {name} is not a valid topic name: {reason}, got {value!r}; each part between slashes "
-                "is letters, digits and _ and does not start with a digit, e.g. emotion or /cam1/emotion")
+        return reason.split(" is invalid: ", 1)[-1].split(", at ", 1)[0]
     return None
+
+
+def unknown_parameters(given, declared=()) -> str | None:
+    """One line naming the parameters in `given` (set with -p or in a params file) that the node does not have,
+    each with the closest name it has; None when there is none. rclpy's own parameters (ROS_PARAMETERS, and those
+    under ROS_PARAMETER_PREFIXES) and those in `declared` are known."""
+    known = set(DESCRIPTIONS) | set(declared) | set(ROS_PARAMETERS)
+    unknown = sorted(n for n in set(given) - known if not n.startswith(ROS_PARAMETER_PREFIXES))
+    if not unknown:
+        return None
+    said = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        said.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return (f"ignored parameter{'s' if len(unknown) > 1 else ''} {', '.join(said)}: fer_node has no such "
+            "parameter; fer_node --help lists them")
+
+
+def help_text() -> str:
+    """fer_node's --help: how to set its parameters and remap its topics, and every parameter with its default."""
+    width = max(len(name) for name in DESCRIPTIONS) + 2
+    lines = [f"  {name:<{width}}{_yaml(getattr(FerParams(), name))}{'' if read_only else ' (run time)'}"
+             + "".join(f"\n  {'':<{width}}{line}" for line in textwrap.wrap(text, 100 - width))
+             for name, (text, read_only, _) in DESCRIPTIONS.items()]
+    return "\n".join([HELP, "", "parameters (default; run time: ros2 param set changes it while the node runs):",
+                      *lines])
+
+
+def _yaml(value: Any) -> str:
+    """`value` as a params file writes it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f'"{value}"' if isinstance(value, str) else str(value)
