@@ -346,17 +346,26 @@ def read_model_file(m: Manifest, role: str) -> bytes:
     m.file(role)  # ModelError where the manifest lists no such file
     f = m.directory / m.files[role]["path"]
     if not f.is_file():
-        raise ModelError(f"{f}: the {role} file of model {m.name!r} is missing; copy the whole model "
-                         f"directory or {GET_A_MODEL}")
+        raise ModelError(f"{f}: the {role} file of model {m.name!r} is missing; {_rebuild(m, role)}copy the whole "
+                         f"model directory or {GET_A_MODEL}")
     try:
         data = f.read_bytes()
     except OSError as exc:
-        raise ModelError(f"{f}: the {role} file of model {m.name!r} cannot be read ({exc}); copy the whole model "
-                         f"directory or {GET_A_MODEL}") from None
+        raise ModelError(f"{f}: the {role} file of model {m.name!r} cannot be read ({exc}); {_rebuild(m, role)}copy "
+                         f"the whole model directory or {GET_A_MODEL}") from None
     digest, want = hashlib.sha256(data).hexdigest(), m.files[role]["sha256"]
     if digest != want:
         raise ModelError(f"{f}: sha256 {digest[:12]}... does not match the manifest's {want[:12]}...; the file "
-                         f"is corrupt or was changed -- restore it or {GET_A_MODEL}")
+                         f"is corrupt or was changed -- {_rebuild(m, role)}restore it or {GET_A_MODEL}")
     if role.startswith("onnx") or f.suffix == ".onnx":  # the graphs: onnx, onnx_int8
         _check_graph_holds_its_weights(f, role, data)
     return data
+
+
+def _rebuild(m: Manifest, role: str) -> str:
+    """How to make the `role` file again from the model's other files, as the start of a refusal's what-to-do
+    ("" for a file only an export makes): the int8 graph, by fer-quantize on the datasets the model was trained on."""
+    from fer_ros.quantize import INT8_ROLE  # here: quantize.py reads manifests
+    if role != INT8_ROLE:
+        return ""
+    return f"rebuild it with `fer-quantize {m.directory} --data PATH ...` (the datasets the model was trained on), "

@@ -138,15 +138,28 @@ def plot_timeline(path: str | Path, tracks: Mapping[int, tuple[np.ndarray, np.nd
     plt = _pyplot()
     names = list(class_names)
     scored = sorted(((i, t) for i, t in tracks.items() if len(t[0])), key=lambda kv: -len(kv[1][0]))
-    items, hidden = scored[:max_faces], len(scored[max_faces:])
-    n = max(len(items), 1)
-    fig, axes = plt.subplots(n, 1, figsize=(9, 1.9 * n + 0.6), squeeze=False, sharex=True)
-    colours = plt.get_cmap("tab10")
-    for ax, (face_id, (times, probs)) in zip(axes[:, 0], items):
+    items = []
+    for face_id, (times, probs) in scored[:max_faces]:  # checked before the figure is made
         times = np.asarray(times, np.float64)
         probs = np.asarray(probs, np.float64).reshape(len(times), -1)
         if probs.shape[1] != len(names):
             raise ValueError(f"face {face_id}: {probs.shape[1]} scores but {len(names)} class names")
+        items.append((face_id, times, probs))
+    hidden = len(scored[max_faces:])
+    n = max(len(items), 1)
+    fig, axes = plt.subplots(n, 1, figsize=(9, 1.9 * n + 0.6), squeeze=False, sharex=True)
+    try:
+        _draw_timeline(plt, fig, axes, items, names, hidden, title)
+    except BaseException:
+        plt.close(fig)
+        raise
+    return _save(fig, path)
+
+
+def _draw_timeline(plt, fig, axes, items, names: list[str], hidden: int, title: str) -> None:
+    """plot_timeline's panels, legend and title on `fig`, one panel of `axes` per (face id, times, probs)."""
+    colours = plt.get_cmap("tab10")
+    for ax, (face_id, times, probs) in zip(axes[:, 0], items):
         steps = np.diff(times)
         step = float(np.median(steps[steps > 0])) if (steps > 0).any() else 0.1  # one frame step
         # a face absent for more than a couple of frame steps: its label strip ends and its lines break there
@@ -179,7 +192,6 @@ def plot_timeline(path: str | Path, tracks: Mapping[int, tuple[np.ndarray, np.nd
     if title:
         fig.suptitle(title, fontsize=10, y=1.04)
     fig.tight_layout(rect=(0, 0, 1, top))
-    return _save(fig, path)
 
 
 def _add_legend(fig, handles, names: Sequence[str], max_cols: int = 8) -> float:

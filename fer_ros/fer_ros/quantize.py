@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ros.manifest import MANIFEST_NAME, Manifest, ModelError, load_manifest, sha256_file
+from fer_ros.manifest import MANIFEST_NAME, Manifest, ModelError, load_manifest, read_model_file, sha256_file
 
 INT8_FILE = "model.int8.onnx"
 INT8_ROLE = "onnx_int8"
@@ -97,6 +97,18 @@ def compare_graphs(fp32: str | Path, int8: str | Path, batches: Iterable[dict]) 
             "mean_max_abs_diff": total / faces}
 
 
+def load_for_int8(model_dir: str | Path) -> Manifest:
+    """The model's manifest, checked as load_manifest checks it but for its files: only the fp32 graph, the one
+    file quantizing reads, is checked against its sha256; an int8 graph that is missing or changed is what is
+    rebuilt. ModelError when the model has no fp32 graph or it is missing or changed."""
+    manifest = load_manifest(model_dir, verify_files=False)
+    if "onnx" not in manifest.files:
+        raise ModelError(f"{manifest.directory}: the model has no ONNX graph to quantize; export it with "
+                         f"`fer-train --export`")
+    read_model_file(manifest, "onnx")
+    return manifest
+
+
 def add_int8(model_dir: str | Path, batches: list[dict], record: dict | None = None) -> Manifest:
     """Quantize the model's model.onnx into model.int8.onnx on `batches`, check it against the fp32 graph on the
     same batches and record it in manifest.json (file, sha256, scheme, the comparison and `record`, e.g. what the
@@ -105,8 +117,8 @@ def add_int8(model_dir: str | Path, batches: list[dict], record: dict | None = N
     graph is built and checked beside the model under another name and takes the place of model.int8.onnx only
     once it passes; the int8 graph and the manifest it replaces are kept aside until the new manifest is written
     and put back if anything fails (an interrupt too), so a failed or interrupted run leaves the model (and an
-    int8 graph it had) as it was."""
-    manifest = load_manifest(model_dir)
+    int8 graph it had) as it was. An int8 graph that is missing or changed is replaced (load_for_int8)."""
+    manifest = load_for_int8(model_dir)
     src = manifest.file("onnx")
     dst = manifest.directory / INT8_FILE
     new = dst.with_name(dst.name + ".new")

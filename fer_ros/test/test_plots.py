@@ -122,6 +122,23 @@ def test_a_plot_that_cannot_be_written_leaves_no_figure_open(tmp_path):
     assert plt.get_fignums() == []
 
 
+def test_a_timeline_that_is_refused_or_fails_leaves_no_figure_open(tmp_path, monkeypatch):
+    plt = plots._pyplot()
+    plt.close("all")
+    t = np.arange(5) / 10.0
+    p = np.full((5, 8), 0.125, np.float32)
+    with pytest.raises(ValueError, match="8 scores but 7 class names"):
+        plots.plot_timeline(tmp_path / "bad.png", {1: (t, p)}, CKPLUS7)
+    assert plt.get_fignums() == []
+
+    def no_legend(*args, **kwargs):
+        raise RuntimeError("no renderer")
+    monkeypatch.setattr(plots, "_add_legend", no_legend)
+    with pytest.raises(RuntimeError, match="no renderer"):
+        plots.plot_timeline(tmp_path / "timeline.png", {1: (t, p)}, CKPLUS8)
+    assert plt.get_fignums() == [] and not (tmp_path / "timeline.png").exists()
+
+
 def test_training_curves_number_the_rows_unless_every_epoch_is_a_number(tmp_path, monkeypatch):
     figures = _saved_figures(monkeypatch)
     for epochs in ([None, 2, 3], ["x", 2, 3], [1, 2, float("nan")]):

@@ -18,7 +18,7 @@ from bag_helpers import tiny_model_dir  # noqa: E402
 
 from fer_ros import quantize  # noqa: E402
 from fer_ros.engine import ModelError, load_engine  # noqa: E402
-from fer_ros.manifest import load_manifest, sha256_file  # noqa: E402
+from fer_ros.manifest import load_manifest, read_model_file, sha256_file  # noqa: E402
 from fer_ros.training.calibration import calibration_indices  # noqa: E402
 
 
@@ -128,6 +128,46 @@ def test_a_changed_int8_file_is_refused(int8_dir, tmp_path):
     (copy / quantize.INT8_FILE).unlink()
     with pytest.raises(ModelError, match="onnx_int8 file .* is missing"):
         load_engine(copy, backend="onnxruntime", device="cpu")
+
+
+@pytest.mark.parametrize("damage", ["missing", "changed"])
+def test_a_missing_or_changed_int8_graph_is_refused_naming_fer_quantize_to_rebuild_it(int8_dir, tmp_path, damage):
+    copy = tmp_path / "model"
+    shutil.copytree(int8_dir, copy)
+    if damage == "missing":
+        (copy / quantize.INT8_FILE).unlink()
+    else:
+        with open(copy / quantize.INT8_FILE, "ab") as f:
+            f.write(b"\0")
+    with pytest.raises(ModelError, match=rf"model.int8.onnx: .*rebuild it with `fer-quantize {copy} --data PATH"):
+        load_engine(copy, backend="onnxruntime", device="cpu", cache_dir=tmp_path / "cache")
+    manifest = load_manifest(copy, verify_files=False)
+    (copy / "model.pt").unlink()
+    with pytest.raises(ModelError, match="state_dict file .* is missing") as refused:  # only an export makes it
+        read_model_file(manifest, "state_dict")
+    assert "fer-quantize" not in str(refused.value)
+
+
+@pytest.mark.parametrize("damage", ["missing", "changed"])
+def test_add_int8_rebuilds_a_missing_or_changed_int8_graph(int8_dir, tmp_path, damage):
+    """The int8 graph add_int8 replaces is not checked (it is what is rebuilt); the fp32 graph it reads is."""
+    copy = tmp_path / "model"
+    shutil.copytree(int8_dir, copy)
+    batches = _batches(copy, count=1)
+    if damage == "missing":
+        (copy / quantize.INT8_FILE).unlink()
+    else:
+        with open(copy / quantize.INT8_FILE, "ab") as f:
+            f.write(b"\0")
+    manifest = quantize.add_int8(copy, batches)
+    assert manifest.files[quantize.INT8_ROLE]["sha256"] == sha256_file(copy / quantize.INT8_FILE)
+    assert load_engine(copy, backend="onnxruntime", device="cpu", cache_dir=tmp_path / "cache").int8
+    with open(copy / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    before = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+    with pytest.raises(ModelError, match=r"model.onnx: sha256 .* does not match"):
+        quantize.add_int8(copy, [])
+    assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before
 
 
 def test_an_int8_graph_that_reads_its_weights_from_another_file_is_refused(int8_dir, tmp_path):
@@ -335,6 +375,59 @@ def test_fer_quantize_adds_the_graph_to_a_model(model8, base, tmp_path, capsys):
     assert made.training["int8"]["calibration_faces"]["samples"] == 16
     assert made.training["int8"]["command"].startswith("fer-quantize ")
     assert load_engine(copy, backend="onnxruntime", device="cpu").int8
+
+
+@pytest.mark.parametrize("damage", ["missing", "changed"])
+def test_fer_quantize_rebuilds_a_missing_or_changed_int8_graph(model8, base, tmp_path, capsys, damage):
+    from eval_helpers import class_folder_data
+
+    from fer_ros.training import quantize as tool
+    copy = tmp_path / "model"
+    shutil.copytree(model8, copy)
+    if damage == "missing":
+        (copy / quantize.INT8_FILE).unlink()
+    else:
+        with open(copy / quantize.INT8_FILE, "ab") as f:
+            f.write(b"\0")
+    rc = tool.main([str(copy), "--data", str(class_folder_data(base)), "--samples", "16",
+                    "--cache-dir", str(base / "train_cache"), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert load_manifest(copy).training["int8"]["command"].startswith("fer-quantize ")
+    assert load_engine(copy, backend="onnxruntime", device="cpu", cache_dir=tmp_path / "cache").int8
+
+
+@pytest.mark.parametrize("cache", ["a plain file", "under a plain file", "a damaged cache file", "not writable"])
+def test_fer_quantize_refuses_a_cache_dir_it_cannot_use_in_one_line(model8, base, tmp_path, capsys, monkeypatch,
+                                                                    cache):
+    from eval_helpers import class_folder_data
+
+    from fer_ros.training import quantize as tool
+    from fer_ros.training.data import cache as image_cache
+    cache_dir = tmp_path / "cache"
+    if cache == "a damaged cache file":
+        shutil.copytree(base / "train_cache", cache_dir)
+        damaged = sorted(cache_dir.glob("images-*.npz"))
+        assert damaged
+        for file in damaged:
+            file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+        named, todo = str(damaged[0]), "delete it or choose another --cache-dir"
+    elif cache == "not writable":
+        def disk_full(cache, file):
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        monkeypatch.setattr(image_cache, "save_cache", disk_full)
+        named, todo = "No space left on device", "choose another --cache-dir"
+    else:
+        (tmp_path / "file").write_text("not a folder\n")
+        cache_dir = tmp_path / "file" if cache == "a plain file" else tmp_path / "file" / "cache"
+        named, todo = f"{tmp_path / 'file'} exists and is not a folder", "delete it or choose another --cache-dir"
+    copy = tmp_path / "model"
+    shutil.copytree(model8, copy)
+    rc = tool.main([str(copy), "--data", str(class_folder_data(base)), "--samples", "16",
+                    "--cache-dir", str(cache_dir), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("fer-quantize: ") and err.count("\n") == 1, err
+    assert named in err and err.rstrip().endswith(todo)
+    assert (copy / "manifest.json").read_bytes() == (model8 / "manifest.json").read_bytes()
 
 
 def test_fer_quantize_says_what_is_wrong(tmp_path, capsys):

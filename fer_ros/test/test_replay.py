@@ -371,15 +371,19 @@ def test_an_input_that_has_the_emotion_topic_is_refused_before_the_replay(tmp_pa
                                               "/emotion_replay": (EMOTION_TYPE, 6)}
 
 
+@pytest.mark.parametrize("overwrite", [["--overwrite"], []])
 @pytest.mark.parametrize("where", ["the input bag", "a folder holding the input bag"])
-def test_an_out_bag_that_is_or_holds_the_input_bag_is_refused(tmp_path, capsys, monkeypatch, where):
+def test_an_out_bag_that_is_or_holds_the_input_bag_is_refused(tmp_path, capsys, monkeypatch, where, overwrite):
+    """Refused as the input bag with or without --overwrite: the refusal never suggests --overwrite, which would
+    refuse it too."""
     write_image_bag(tmp_path / "data" / "bag", numbered_frames(4))
     built = _scripted_build(monkeypatch, tmp_path)
     out_bag = tmp_path / "data" / "bag" if where == "the input bag" else tmp_path / "data"
     assert replay.main([str(tmp_path / "data" / "bag"), "--out", str(tmp_path / "out"), "--quiet", "--out-bag",
-                        str(out_bag), "--overwrite"]) == 2
+                        str(out_bag), *overwrite]) == 2
     err = capsys.readouterr().err
     assert "the input bag" in err and "choose another --out-bag" in err and not built
+    assert "--overwrite" not in err and err.count("\n") == 1
     assert list_topics(tmp_path / "data" / "bag") == {"/camera/image_raw": (IMAGE_TYPE, 4)}
 
 

@@ -349,9 +349,9 @@ def run(args, recognizer=None) -> dict:
         raise BagError(f"bag {args.bag} does not exist")
     emotion_writer = None
     if args.out_bag:
+        _check_out_bag(args.out_bag, args.bag, out_dir)  # first: --overwrite does not make these an --out-bag
         if args.out_bag.exists() and not args.overwrite:
             raise ReplayError(f"{args.out_bag} already exists; choose another --out-bag or pass --overwrite")
-        _check_out_bag(args.out_bag, args.bag, out_dir)
         emotion_writer = EmotionBagWriter(args.emotion_topic)
     # Bag errors before the model loads, and the total for the sheet; a damaged bag is reported by the replay.
     with ImageBagReader(args.bag, args.topic, warn_salvaged=False) as probe:

@@ -8,11 +8,13 @@ drawn from their training samples only (a dataset's own held-out split, such as 
 same number from each dataset: --data takes a dataset once and without fer-train's :WEIGHT. The int8 graph is
 compared with the fp32 graph on those faces and refused when it changes the top class of more than 5% of them. The
 manifest records the file, its sha256, the scheme, the comparison and this command. `fer-train --export` does the
-same for the model it exports.
+same for the model it exports. Of the model's files only the fp32 graph is checked against the manifest: a missing
+or changed model.int8.onnx is rebuilt.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -53,14 +55,48 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+def cache_problem(cache_dir: Path, exc: Exception) -> str | None:
+    """The one-line refusal for an exception of load_samples that the --cache-dir folder caused: an image cache
+    file in it that cannot be read (the first one found), or a file operation in it that failed; None when the
+    folder is not at fault."""
+    import numpy as np
+
+    from fer_ros.training.data.cache import CACHE_CONTENTS
+    for file in sorted(cache_dir.glob("images-*.npz")) if cache_dir.is_dir() else []:
+        try:
+            with np.load(file, allow_pickle=False) as z:  # as build_cache reads it
+                _ = [z[key] for key in CACHE_CONTENTS]
+        except Exception as bad:  # noqa: BLE001 -- whatever the file's damage, it is no image cache
+            return (f"{file}: a damaged image cache file ({type(bad).__name__}: {bad}); delete it or choose another "
+                    f"--cache-dir")
+    if isinstance(exc, OSError):
+        inside = cache_dir.resolve()
+        for name in (exc.filename, exc.filename2):
+            if name is not None and Path(os.fsdecode(name)).resolve().is_relative_to(inside):
+                return (f"--cache-dir {cache_dir}: the image cache cannot be written there ({os.fsdecode(name)}: "
+                        f"{exc.strerror or exc}); choose another --cache-dir")
+    return None
+
+
+def cache_dir_problem(cache_dir: Path) -> str | None:
+    """The one-line refusal for a --cache-dir that is, or lies under, something other than a folder; None if not."""
+    for path in (cache_dir, *cache_dir.parents):
+        if path.is_dir():
+            return None
+        if path.exists() or path.is_symlink():
+            what = f"--cache-dir {path}" if path == cache_dir else f"--cache-dir {cache_dir}: {path}"
+            return f"{what} exists and is not a folder: delete it or choose another --cache-dir"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(get_args_parser(), argv, PROG)
     if args is None:
         return 2
     from fer_ros.crop import CropConfig
     from fer_ros.landmarker import LandmarkerError
-    from fer_ros.manifest import ModelError, load_manifest
-    from fer_ros.quantize import add_int8
+    from fer_ros.manifest import ModelError
+    from fer_ros.quantize import add_int8, load_for_int8
     from fer_ros.training.calibration import calibration_set
     from fer_ros.training.data.datasets import DatasetError
     from fer_ros.training.data.samples import (distinct_sources, final_train_indices, load_samples,
@@ -74,22 +110,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     try:
-        manifest = load_manifest(args.model_dir)
+        manifest = load_for_int8(args.model_dir)  # a missing or changed model.int8.onnx is what is rebuilt
     except ModelError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    if "onnx" not in manifest.files:
-        print(f"{PROG}: {manifest.directory}: the model has no ONNX graph to quantize; export it with "
-              f"`fer-train --export`", file=sys.stderr)
+    cache_dir = Path(args.cache_dir)
+    problem = cache_dir_problem(cache_dir)
+    if problem:
+        print(f"{PROG}: {problem}", file=sys.stderr)
         return 2
     crop = CropConfig.from_spec(manifest.preprocess["crop"])  # the node's crop (pipeline.py)
     try:
         samples, info = load_samples(args.data, tuple(manifest.class_names), manifest.window_length, crop,
-                                     args.cache_dir, progress=not args.no_progress,
-                                     log=lambda m: print(f"[{PROG}] {m}"))
+                                     cache_dir, progress=not args.no_progress, log=lambda m: print(f"[{PROG}] {m}"))
         require_training_samples(samples, info)
     except (DatasetError, LandmarkerError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 -- refused below only where the cache folder is at fault
+        problem = cache_problem(cache_dir, exc)
+        if problem is None:
+            raise
+        print(f"{PROG}: {problem}", file=sys.stderr)
         return 2
     idx = final_train_indices(samples)
     batches, drawn = calibration_set(samples, idx, args.samples, args.seed, manifest.clip_input)
