@@ -7,13 +7,15 @@
 <says>, got <value>";
 `parse_args` reports such a refusal (and any other bad option value) as one line on stderr instead of argparse's
 usage text, so every tool says what is wrong the same way. --help and a missing or unknown option still end in
-argparse's own exit. `HelpFormatter` makes --help give each option's default beside its meaning.
+argparse's own exit. `HelpFormatter` makes --help give each option's default beside its meaning. `out_problem`
+checks a tool's output file before a long run, so a file it cannot write is found before the run, not after it.
 """
 from __future__ import annotations
 
 import argparse
 import math
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 
@@ -43,11 +45,18 @@ def number(kind: type = float, *, low: float | None = None, high: float | None =
 
 class HelpFormatter(argparse.HelpFormatter):
     """--help that gives every option's default after its meaning, as "(default: X)", unless the help already
-    says what the default is (any help with the word "default"); flags (on when given) show none."""
+    says what the default is (any help with the word "default"); flags (on when given) show none, and an on/off
+    pair (--int8/--no-int8) shows the one in force, as "(default: --int8)"."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.nargs == 0 or action.default in (None, argparse.SUPPRESS) or "default" in text.lower():
+        if action.default in (None, argparse.SUPPRESS) or "default" in text.lower():
+            return text
+        if isinstance(action, argparse.BooleanOptionalAction):
+            off = [s for s in action.option_strings if s.startswith("--no-")]
+            on = [s for s in action.option_strings if s not in off]
+            return text + f" (default: {(on if action.default else off)[0]})"
+        if action.nargs == 0:
             return text
         if not action.option_strings and action.nargs not in ("?", "*"):
             return text  # a required positional
@@ -64,3 +73,22 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, pref
         name = exc.argument_name or "an argument"
         print(f"{prefix}: {name} {exc.message}", file=sys.stderr)
         return None
+
+
+def out_problem(out: Path) -> str | None:
+    """Why the file `out` cannot be written (it is a directory, its folder cannot be made or written to), or None;
+    makes its folder. Writes nothing to `out` itself."""
+    import tempfile
+    if out.is_dir():
+        return "is a directory; name a file"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            with open(out, "a"):  # opened for appending, not written: what it holds stays
+                pass
+        else:
+            with tempfile.TemporaryFile(dir=out.parent):
+                pass
+    except OSError as exc:
+        return f"cannot be written ({exc.strerror or exc})"
+    return None

@@ -512,10 +512,19 @@ def test_an_out_that_cannot_be_written_is_refused_before_anything_runs(tmp_path_
 
 
 def test_the_out_check_makes_a_missing_folder_and_leaves_a_file_as_it_was(tmp_path):
+    from fer_ros.argtypes import out_problem
     out = tmp_path / "new" / "bench.json"
-    assert bench.out_problem(out) is None and out.parent.is_dir() and not out.exists()
+    assert out_problem(out) is None and out.parent.is_dir() and not out.exists()
     out.write_text("an earlier report\n")
-    assert bench.out_problem(out) is None and out.read_text() == "an earlier report\n"
+    assert out_problem(out) is None and out.read_text() == "an earlier report\n"
+
+
+def test_every_tool_that_writes_a_report_checks_it_with_one_definition():
+    """fer-bench, fer-soak and bench_perception refuse an output they cannot write with the same check."""
+    from fer_ros import argtypes
+    from fer_ros.ros import soak
+    from fer_ros.tools import bench_perception
+    assert bench.out_problem is soak.out_problem is bench_perception.out_problem is argtypes.out_problem
 
 
 def test_two_backend_cases_that_run_the_same_are_timed_once(tmp_path_factory):

@@ -83,3 +83,30 @@ def test_the_formatter_adds_defaults_but_not_twice():
     assert "where; default: next to the input" in text and "input (default: None)" not in text
     assert text.count("default: x") == 1
     assert "turn it on" in text and "on (default: False)" not in text
+
+
+@pytest.mark.parametrize("module_name", ["fer_ros.ros.soak", "fer_ros.training.args"])
+def test_soak_and_train_help_give_each_default_once(module_name):
+    """fer-soak and fer-train use the project's formatter: a default their help states is not followed by
+    "(default: None)", and every option still says its default."""
+    test_every_option_says_what_it_does_and_its_default(module_name)
+    text = " ".join(parser_of(module_name).format_help().split())
+    assert "(default: None)" not in text, text
+
+
+def test_an_on_off_pair_says_which_is_on_by_default():
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True, help="run int8")
+    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=False, help="run fast")
+    p.add_argument("--flag", action="store_true", help="turn it on")
+    text = " ".join(p.format_help().split())
+    assert "run int8 (default: --int8)" in text and "run fast (default: --no-fast)" in text
+    assert "turn it on" in text and "on (default: False)" not in text
+
+
+@pytest.mark.parametrize("module_name", ["fer_ros.tools.replay", "fer_ros.tools.evaluate"])
+def test_int8_says_it_is_on_by_default(module_name):
+    parser = parser_of(module_name)
+    action = next(a for a in options(parser) if a.dest == "int8")
+    assert RecognizerSettings().int8 is True
+    assert option_help(parser, action).endswith("(default: --int8)"), option_help(parser, action)

@@ -82,6 +82,48 @@ def test_node_args_that_cannot_be_split_are_a_one_line_error(monkeypatch, capsys
     assert len(err.splitlines()) == 1 and err.startswith("fer-soak: --node-args ") and "quot" in err, err
 
 
+@pytest.mark.parametrize("where, says", [("a directory", "is a directory; name a file"),
+                                         ("under a file", "cannot be written")])
+def test_a_json_that_cannot_be_written_is_refused_before_the_node_starts(tmp_path, monkeypatch, capsys, where,
+                                                                          says):
+    """--json is checked before the run, which takes minutes, not after it: one line naming the option."""
+    from fer_ros.ros import latency_probe, soak
+
+    def start(*_):
+        raise AssertionError("fer_node started")
+    monkeypatch.setattr(latency_probe, "start_node", start)
+    if where == "a directory":
+        out = tmp_path / "soak_out"
+        out.mkdir()
+    else:
+        (tmp_path / "a_file").write_text("")
+        out = tmp_path / "a_file" / "soak.json"
+    assert soak.main(["--minutes", "0.1", "--json", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"fer-soak: --json {out}: ") and says in err, err
+
+
+def test_a_mark_in_the_last_second_is_the_reading_at_the_end():
+    """Memory is read once a second and at the end: a mark after the last reading of the loop (2.7 s into a 3 s
+    run, `--minutes 0.05 --mark-minutes 0.045`) is the end reading, not "not measured"; a run stopped before its
+    mark leaves it unmeasured. A fake clock (the times given) and a fake memory source."""
+    from fer_ros.ros import soak
+    readings = iter([100.0, 101.0, 102.0, 103.0])
+    memory = soak.MemoryReadings(lambda: next(readings), mark_s=60 * 0.045)
+    for slot in range(90):  # 30 Hz for 3 s: readings at the start, at 1 s and at 2 s
+        memory.due(slot / 30)
+    assert memory.mark is None and memory.series == [(0.0, 100.0), (1.0, 101.0), (2.0, 102.0)]
+    memory.take(3.0)  # the end
+    assert memory.mark == 103.0 and memory.series[-1] == (3.0, 103.0)
+    figures = soak.memory_figures(memory.series, memory.mark, 0.045)
+    assert figures["mark"] == 103.0 and figures["growth_after_mark_pct"] == 0.0
+    stopped = soak.MemoryReadings(lambda: 100.0, mark_s=2.7)
+    stopped.due(1.0)
+    stopped.take(1.5)  # stopped before the mark
+    assert stopped.mark is None and len(stopped.series) == 3
+    assert soak.MemoryReadings(lambda: 90.0, mark_s=0.0).mark == 90.0  # a mark at the start: the first reading
+
+
 @pytest.mark.parametrize("sig, when", [(signal.SIGINT, "measuring"), (signal.SIGTERM, "starting")])
 def test_an_interrupted_soak_stops_the_node_and_says_so(tmp_path, tmp_path_factory, sig, when):
     model = model_for_tests(tmp_path_factory.getbasetemp())

@@ -816,6 +816,8 @@ def test_help_gives_every_option_a_meaning_and_its_default(capsys):
                     "(default: 0.2)", "(default: 24,48,96,192)", "(default: ckplus8)"):
         assert default in text
     assert "channel widths of the appearance network's stages, for agn3d_res and agn3d_c3d only" in text
+    assert "(default: None)" not in text and "cosine decay) (default: 0.002)" in text
+    assert "0 for torch's own count (default: 0)" in text
 
 
 def test_a_landmarker_that_cannot_load_is_one_line(base, tmp_path, capsys, break_mediapipe):

@@ -9,7 +9,8 @@ JSON: the node's resident memory at the start (its first answer), at --mark-minu
 before the mark); the /emotion rate; the latency from an image's stamp to its /emotion (median, p95); the frames
 the node dropped and rejected (its /diagnostics); tracebacks and warnings in its output; its exit code after
 SIGINT. A node that sends no /emotion answer while it is measured is a failure (exit code 1), not a report. A
-benchmark, not a test: the figures depend on the machine and on what else runs on it.
+benchmark, not a test: the figures depend on the machine and on what else runs on it. --json is checked before the
+node starts.
 
 Ctrl-C or SIGTERM stops the soak and the node: once the node has answered, the figures measured so far are
 reported and written (marked "interrupted"), and the exit code is 130.
@@ -24,10 +25,11 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from fer_ros.argtypes import number, parse_args
+from fer_ros.argtypes import HelpFormatter, number, out_problem, parse_args
 from fer_ros.strict_json import write_json
 
 RSS_PERIOD_S = 1.0       # how often the node's memory is read
@@ -48,7 +50,7 @@ def rss_mib(pid: int) -> float:
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fer-soak", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--minutes", type=number(float, low=0.05, says="a number of minutes >= 0.05"), default=10.0,
                    help="how long to feed the node, after its first answer")
     p.add_argument("--mark-minutes", type=number(float, low=0.0, says="a number of minutes >= 0"), default=None,
@@ -62,7 +64,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     from fer_ros.ros.latency_probe import ros_args_text
     p.add_argument("--node-args", type=ros_args_text, default="",
                    help="extra --ros-args for fer_node, e.g. '-p backend:=torch', split as a shell would (quote a "
-                        "value with spaces: -p model_path:='my models/m')")
+                        "value with spaces: -p model_path:='my models/m'); default: none")
     p.add_argument("--startup-timeout-s", type=number(float, low=1.0, says="seconds >= 1"), default=180.0,
                    help="wait this long for fer_node's first answer")
     p.add_argument("--json", type=Path, default=Path("soak_out/soak.json"), help="JSON file to write")
@@ -81,6 +83,31 @@ def mark_problem(args) -> str | None:
     return (f"--mark-minutes {args.mark_minutes:g} must be below --minutes {args.minutes:g} (memory growth is "
             f"measured from the mark to the end): give a --mark-minutes below {args.minutes:g}, or 0 to measure from "
             "the first answer")
+
+
+class MemoryReadings:
+    """The node's memory (MiB, from `read()`) through a run: a reading at the start, one each RSS_PERIOD_S (`due`)
+    and one at the end (`take`), as (s from the start, MiB) in `series`; `mark` is the first reading at or after
+    `mark_s` (None until then)."""
+
+    def __init__(self, read: Callable[[], float], mark_s: float):
+        self.read, self.mark_s = read, mark_s
+        self.series: list[tuple[float, float]] = []
+        self.mark: float | None = None
+        self.next_s = RSS_PERIOD_S
+        self.take(0.0)
+
+    def due(self, t: float) -> None:
+        """A reading at `t` s from the start, when one is due."""
+        if t >= self.next_s:
+            self.take(t)
+            self.next_s += RSS_PERIOD_S
+
+    def take(self, t: float) -> None:
+        """A reading at `t` s from the start."""
+        self.series.append((round(t, 1), self.read()))
+        if self.mark is None and t >= self.mark_s:
+            self.mark = self.series[-1][1]
 
 
 def memory_figures(series: list[tuple[float, float]], rss_mark: float | None, mark_minutes: float) -> dict:
@@ -154,12 +181,11 @@ def soak(args, node_proc, stop) -> dict:
         start_diag = dict(diagnostics)
         pid = node_proc.pid
         duration_s, mark_s = 60.0 * args.minutes, 60.0 * args.mark_minutes
-        series: list[tuple[float, float]] = [(0.0, rss_mib(pid))]
-        rss_mark = series[0][1] if mark_s == 0 else None
+        memory = MemoryReadings(lambda: rss_mib(pid), mark_s)
         sent_good = sent_bad = 0
         period = 1.0 / args.rate_hz
         t0 = time.monotonic()
-        next_rss, next_progress = t0 + RSS_PERIOD_S, t0 + PROGRESS_PERIOD_S
+        next_progress = t0 + PROGRESS_PERIOD_S
         slot = 0
         while not stop.requested.is_set():
             now = time.monotonic()
@@ -174,13 +200,9 @@ def soak(args, node_proc, stop) -> dict:
                 send_good()
                 sent_good += 1
             slot += 1
-            if now >= next_rss:
-                series.append((round(now - t0, 1), rss_mib(pid)))
-                if rss_mark is None and now - t0 >= mark_s:
-                    rss_mark = series[-1][1]
-                next_rss += RSS_PERIOD_S
+            memory.due(now - t0)
             if now >= next_progress:
-                print(f"[soak] {(now - t0) / 60:.1f} / {args.minutes:g} min: node {series[-1][1]:.0f} MiB, "
+                print(f"[soak] {(now - t0) / 60:.1f} / {args.minutes:g} min: node {memory.series[-1][1]:.0f} MiB, "
                       f"{len(latencies) / (now - t0):.1f} /emotion per s, latency median "
                       f"{np.median(latencies) if latencies else float('nan'):.0f} ms", flush=True)
                 next_progress += PROGRESS_PERIOD_S
@@ -196,7 +218,7 @@ def soak(args, node_proc, stop) -> dict:
         end = time.monotonic() + 2.0  # the answers to the last frames, and one more /diagnostics
         while time.monotonic() < end and not stop.requested.is_set():
             rclpy.spin_once(node, timeout_sec=0.05)
-        series.append((round(elapsed, 1), rss_mib(pid)))
+        memory.take(elapsed)  # the end, and the mark where the run passed it after the last reading
         if not latencies:
             if interrupted:
                 raise KeyboardInterrupt(f"after {elapsed:.1f} s, before any /emotion answer while measuring")
@@ -217,8 +239,8 @@ def soak(args, node_proc, stop) -> dict:
                            "max": round(float(lat.max()), 1)},
             "node": {"received": node_count("frames_received"), "processed": node_count("frames_processed"),
                      "dropped": node_count("frames_dropped"), "rejected": node_count("frames_rejected")},
-            "rss_mib": memory_figures(series, rss_mark, args.mark_minutes),
-            "rss_series_mib": series,
+            "rss_mib": memory_figures(memory.series, memory.mark, args.mark_minutes),
+            "rss_series_mib": memory.series,
         }
     finally:
         node.destroy_node()
@@ -270,6 +292,10 @@ def main(argv=None) -> int:
     if problem:
         print(f"fer-soak: {problem}", file=sys.stderr)
         return 2
+    why = out_problem(args.json)
+    if why is not None:  # found before the run, which takes minutes, instead of after it
+        print(f"fer-soak: --json {args.json}: {why}", file=sys.stderr)
+        return 2
     from fer_ros.ros.latency_probe import start_node, stop_node
     from fer_ros.ros.spin import StopSignals
     with StopSignals() as stop:
@@ -291,7 +317,6 @@ def main(argv=None) -> int:
     report.update(node_output_counts(proc.log_path))
     report["node_log"] = proc.log_path
     print(format_report(report))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.json, report, indent=2)
     if report["interrupted"]:
         print(f"fer-soak: interrupted after {report['duration_s'] / 60:.1f} of {args.minutes:g} min; the figures so "

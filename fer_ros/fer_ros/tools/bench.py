@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ros.argtypes import HelpFormatter, number, parse_args
+from fer_ros.argtypes import HelpFormatter, number, out_problem, parse_args
 from fer_ros.runtime import SETTING_HELP, add_setting_option
 from fer_ros.slots import Handoff
 from fer_ros.tools.bench_node import NODE_FACES, bench_node, format_node
@@ -381,25 +381,6 @@ def main(argv=None) -> int:
     write_json(args.out, report, indent=2)
     print(f"written {args.out}")
     return 0
-
-
-def out_problem(out: Path) -> str | None:
-    """Why the JSON file `out` cannot be written (it is a directory, its folder cannot be made or written to), or
-    None; makes its folder. Writes nothing to `out` itself."""
-    import tempfile
-    if out.is_dir():
-        return "is a directory; name a file"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.exists():
-            with open(out, "a"):  # opened for appending, not written: what it holds stays
-                pass
-        else:
-            with tempfile.TemporaryFile(dir=out.parent):
-                pass
-    except OSError as exc:
-        return f"cannot be written ({exc.strerror or exc})"
-    return None
 
 
 def run(args, manifest) -> dict:

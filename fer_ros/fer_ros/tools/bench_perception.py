@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fer_ros.argtypes import number, parse_args
+from fer_ros.argtypes import number, out_problem, parse_args
 
 TARGET_MS = 15.0  # landmarks + crops + LBP for one face, median, 640x480, 2-core CPU
 STAGES = ("landmarks", "crops_lbp", "tracking", "inference", "total")
@@ -338,11 +338,14 @@ def main(argv=None) -> int:
     args = parse_args(get_args_parser(), argv, "bench_perception")
     if args is None:
         return 2
+    why = None if args.json is None else out_problem(args.json)
+    if why is not None:  # found before the run, not after it
+        print(f"bench_perception: --json {args.json}: {why}", file=sys.stderr)
+        return 2
     result = bench_perception(repeats=args.repeats, warmup=args.warmup, crop_size=args.crop_size, progress=True)
     print(format_perception(result))
     if args.json is not None:
         from fer_ros.strict_json import write_json
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, result, indent=2)  # strict JSON: a figure that is not finite is null
         print(f"written {args.json}")
     return 0

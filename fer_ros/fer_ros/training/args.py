@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fer_ros.argtypes import number
+from fer_ros.argtypes import HelpFormatter, number
 from fer_ros.classes import CLASS_SETS
 from fer_ros.nets.registry import list_models
 from fer_ros.preprocess import CLIP_INPUTS
@@ -58,7 +58,7 @@ def widths(text: str) -> list[int]:
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fer-train", description=DESCRIPTION, add_help=add_help,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, action="append", type=source, metavar="PATH[:WEIGHT]",
                    help="dataset folder in any layout (CK+ release, class folders, FER+, KDEF; detected), repeat to "
@@ -99,7 +99,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="start from a trained model's weights (its model.pt, checked against its manifest); the "
                         "architecture and preprocessing options must be the same as that model's (--dropout may "
                         "differ); a model trained on a dataset this run cross-validates is named in a warning and "
-                        "in report.json: its folds score subjects the starting weights saw")
+                        "in report.json: its folds score subjects the starting weights saw; default: random weights")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=COUNT, default=12, help="passes over the weighted training draws")
     g.add_argument("--geo-epochs", type=number(int, low=0, says="0 or more"), default=15,
@@ -114,17 +114,19 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="AdamW's decoupled weight decay")
     g.add_argument("--seed", type=SEED, default=0, help="seed of the weights, the draws and the folds")
     g.add_argument("--threads", type=number(int, low=0, says="0 or more"), default=0,
-                   help="torch CPU threads (0: torch's default)")
+                   help="torch CPU threads, 0 for torch's own count (default: 0)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (N: a GPU torch sees)")
     g = p.add_argument_group("protocol and output")
     g.add_argument("--folds", type=number(int, low=0, says="0 or more"), default=10,
                    help="cross-validation folds, by subject within each dataset; data with its own split (FER+) "
                         "keeps it in every fold (0 or 1: no cross-validation, then --final or --export)")
     g.add_argument("--only-fold", type=number(int, low=0, says="0 or more"), action="append",
-                   help="run only these folds, numbered 0 to --folds - 1 (repeatable; each runs once)")
+                   help="run only these folds, numbered 0 to --folds - 1 (repeatable; each runs once); default: every "
+                        "fold")
     g.add_argument("--final", action="store_true",
                    help="after cross-validation, fit on all data but the held-out splits of data that has its own")
-    g.add_argument("--export", help="model directory to export the final fit to (implies --final)")
+    g.add_argument("--export", help="model directory to export the final fit to (implies --final); default: no "
+                                    "export")
     g.add_argument("--overwrite", action="store_true",
                    help="replace what an earlier run left: the run in --out (its report, plots, logs and "
                         "checkpoints; --resume continues it instead) and the model in the --export folder (one with "
