@@ -44,6 +44,17 @@ class RecognizerSettings:
     face_timeout_s: float = 1.0
 
 
+#: The integer settings' ranges (low, high), said once: fer_node's parameter descriptors (ros/params.py) and the
+#: tools that take the same setting (fer-bench) refuse what lies outside them.
+SETTING_RANGES = {
+    "num_threads": (0, 64),
+    "max_faces": (1, 32),
+    "landmark_threads": (0, 32),
+    "min_face_size_px": (0, 4096),
+    "window_length": (0, 64),
+}
+
+
 #: What each setting means, said once: fer_node's parameter descriptions (ros/params.py) and the option help of
 #: fer-replay, fer-eval, fer-bench and the demo (add_setting_option) all use these words, and take their defaults
 #: from RecognizerSettings.

@@ -203,6 +203,25 @@ def test_one_repeat_is_refused_before_anything_runs(tmp_path_factory, tmp_path, 
     assert not (tmp_path / "b.json").exists()
 
 
+@pytest.mark.parametrize("option, value, says", [("--landmark-threads", "33", "0 to 32"),
+                                                   ("--threads", "65", "1 to 64")])
+def test_a_thread_count_fer_node_refuses_is_refused_before_anything_runs(tmp_path_factory, tmp_path, capsys,
+                                                                          monkeypatch, option, value, says):
+    """fer-bench times settings fer_node can run: its thread options take the node's ranges (SETTING_RANGES)."""
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the benchmark ran")
+    for name in ("bench_perception", "bench_pipeline"):
+        monkeypatch.setattr(bench, name, must_not_run)
+    model = tiny_model_dir(tmp_path_factory.getbasetemp())
+    rc = bench.main(["--model", str(model), option, value, "--out", str(tmp_path / "b.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.strip() == f"fer-bench: {option} must be {says}, got {value}"
+    from fer_ros.ros.params import DESCRIPTIONS
+    for name, (low, high) in bench.SETTING_RANGES.items():
+        limits = DESCRIPTIONS[name][2]
+        assert (limits.from_value, limits.to_value) == (low, high), name
+
+
 def test_bench_json_is_strict(tmp_path_factory, tmp_path, monkeypatch):
     """Figures that are not finite (an infinite rate, a NaN latency) are written as null, never as NaN or
     Infinity, which JSON does not have."""

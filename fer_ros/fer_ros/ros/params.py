@@ -21,7 +21,7 @@ from fer_ros.face_state import NEUTRAL_POLICIES
 from fer_ros.image_codec import DEFAULT_MAX_PIXELS
 from fer_ros.pipeline import face_timeout_problem
 from fer_ros.ros.spin import LOG_LEVELS
-from fer_ros.runtime import BACKENDS, SETTING_HELP, RecognizerSettings
+from fer_ros.runtime import BACKENDS, SETTING_HELP, SETTING_RANGES, RecognizerSettings
 
 IMAGE_QOS = ("sensor_data", "best_effort", "reliable")
 ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")  # rclpy's own parameters of every node
@@ -69,6 +69,12 @@ def _setting(name: str, more: str = "") -> str:
     return text[0].upper() + text[1:] + more + "."
 
 
+def _range(name: str) -> IntegerRange:
+    """The descriptor range of the integer recognizer setting `name` (runtime.SETTING_RANGES)."""
+    low, high = SETTING_RANGES[name]
+    return IntegerRange(from_value=low, to_value=high, step=1)
+
+
 DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
     # name: (description, read_only, range or choices)
     "model_path": (_setting("model_path"), True, None),
@@ -77,12 +83,11 @@ DESCRIPTIONS: dict[str, tuple[str, bool, Any]] = {
     "fp16": (_setting("fp16"), True, None),
     "int8": (_setting("int8"), True, None),
     "engine_cache_dir": (_setting("engine_cache_dir"), True, None),
-    "num_threads": (_setting("num_threads", "; 0 = the backend's own choice"), True,
-                    IntegerRange(from_value=0, to_value=64, step=1)),
-    "max_faces": (_setting("max_faces"), True, IntegerRange(from_value=1, to_value=32, step=1)),
-    "landmark_threads": (_setting("landmark_threads"), True, IntegerRange(from_value=0, to_value=32, step=1)),
-    "min_face_size_px": (_setting("min_face_size_px"), False, IntegerRange(from_value=0, to_value=4096, step=1)),
-    "window_length": (_setting("window_length"), True, IntegerRange(from_value=0, to_value=64, step=1)),
+    "num_threads": (_setting("num_threads", "; 0 = the backend's own choice"), True, _range("num_threads")),
+    "max_faces": (_setting("max_faces"), True, _range("max_faces")),
+    "landmark_threads": (_setting("landmark_threads"), True, _range("landmark_threads")),
+    "min_face_size_px": (_setting("min_face_size_px"), False, _range("min_face_size_px")),
+    "window_length": (_setting("window_length"), True, _range("window_length")),
     "neutral_policy": (_setting("neutral_policy"), False, NEUTRAL_POLICIES),
     "smoothing_time_constant_s": (_setting("smoothing_time_constant_s"), False,
                                   FloatingPointRange(from_value=0.0, to_value=60.0, step=0.0)),

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_ros.argtypes import HelpFormatter, number, out_problem, parse_args
-from fer_ros.runtime import SETTING_HELP, add_setting_option
+from fer_ros.runtime import SETTING_HELP, SETTING_RANGES, add_setting_option
 from fer_ros.slots import Handoff
 from fer_ros.tools.bench_node import NODE_FACES, bench_node, format_node
 from fer_ros.tools.bench_perception import (bench_perception, format_perception, machine_info, matmul_rate,
@@ -337,9 +337,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                                 formatter_class=HelpFormatter)
     add_setting_option(p, "model_path", "--model")
     p.add_argument("--out", type=Path, default=Path("bench_out/bench.json"), help="JSON file to write")
-    add_setting_option(p, "num_threads", "--threads", type=number(int, low=1, says=">= 1"),
+    top = SETTING_RANGES["num_threads"][1]  # fer_node's range; 0 (the backend's choice) would time an unknown count
+    add_setting_option(p, "num_threads", "--threads", type=number(int, low=1, high=top, says=f"1 to {top}"),
                        help=SETTING_HELP["num_threads"] + ", as fer_node's num_threads parameter")
-    add_setting_option(p, "landmark_threads", type=number(int, low=0, says=">= 0"),
+    low, top = SETTING_RANGES["landmark_threads"]
+    add_setting_option(p, "landmark_threads", type=number(int, low=low, high=top, says=f"{low} to {top}"),
                        help=SETTING_HELP["landmark_threads"] + ", as fer_node's landmark_threads parameter")
     p.add_argument("--repeats", type=number(int, low=2, says=">= 2"), default=60,
                    help="timed runs per case (the network cases: in rounds that visit each batch size in turn; the "
