@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is needed to publish")
@@ -150,6 +151,37 @@ def test_a_bag_topic_ros_refuses_is_played_under_a_name_remap_gives(tmp_path, ro
     assert bag_publisher.main([*argv, "--remap", *remap.split()]) == 0
     out = capsys.readouterr().out
     assert "published 6 messages in" in out and ": /2cam/image 2, /cam-1/image 2, /cam/image 2 (" in out, out
+
+
+def test_a_topic_not_played_for_its_type_is_skipped_whatever_its_name(tmp_path, ros_env, capsys):
+    """A bag topic whose message type is not installed is skipped, not played: a name ROS 2 refuses (ROS 1's
+    /ros1-node/plane) does not stop the topics that are played."""
+    from fer_ros.ros import bag_publisher
+    plane_type = "shape_msgs/msg/Plane"
+    if bag_publisher.message_class(plane_type) is not None:
+        pytest.skip(f"{plane_type} is installed here: the topic would be played")
+    _images_bag(tmp_path / "bag", ["/cam/image"])
+    bag2 = tmp_path / "bag2"
+    store = typestore()
+    writer = open_writer(bag2, "sqlite3", overwrite=True)
+    image = writer.add_connection("/cam/image", IMAGE_TYPE, typestore=store)
+    plane = writer.add_connection("/ros1-node/plane", plane_type, typestore=store)
+    t = 1_700_000_000_000_000_000
+    writer.write(image, t, store.serialize_cdr(image_message(next(iter(numbered_frames(1))), t, "cam"), IMAGE_TYPE))
+    writer.write(plane, t, store.serialize_cdr(store.types[plane_type](coef=np.zeros(4)), plane_type))
+    writer.close()
+    assert bag_publisher.main([str(bag2), "--quiet", "--emotion-topic", ""]) == 0
+    out = capsys.readouterr().out
+    assert "/cam/image 1" in out and "/ros1-node/plane" in out, out
+
+
+@pytest.mark.parametrize("topic, remap", [("/a//b", "/a/b"), ("/cam/image/", "/cam/image"), ("/1cam", "/_1cam")])
+def test_the_remap_a_refused_bag_topic_is_given_is_a_valid_name(topic, remap):
+    from fer_ros.ros.bag_publisher import BagError, _check_names, rcl_name_problem
+    with pytest.raises(BagError) as refused:
+        _check_names("B", {topic: IMAGE_TYPE}, [topic], {}, None)
+    assert f"--remap {topic}:={remap}, or leave" in str(refused.value), refused.value
+    assert rcl_name_problem(remap) is None
 
 
 def test_a_tiny_rate_waits_a_second_at_a_time(monkeypatch):

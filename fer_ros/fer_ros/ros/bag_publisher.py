@@ -273,7 +273,7 @@ def rcl_name_problem(name: str) -> str | None:
 
 def _check_names(bag, available: dict, wanted: Sequence[str], remap: dict, emotion_topic: str | None) -> None:
     """BagError for a topic to play or remap that the bag does not have, and for a name rcl refuses: --emotion-topic,
-    a --remap target, a played bag topic not remapped (with a --remap to give each)."""
+    a --remap target, a bag topic played (its type installed) and not remapped (with a --remap to give each)."""
     for what, names in (("", wanted), ("--remap: ", remap)):
         if missing := [t for t in names if t not in available]:
             raise BagError(f"{what}bag {bag} has no topic {', '.join(missing)}; its topics: "
@@ -284,11 +284,13 @@ def _check_names(bag, available: dict, wanted: Sequence[str], remap: dict, emoti
                                      for a, b in remap.items()]:
         if why := rcl_name_problem(name):
             raise BagError(f"{what} is not a valid ROS 2 topic name ({why}); {todo}")
-    if bad := {t: why for t in wanted if t not in remap and (why := rcl_name_problem(t))}:
-        fix = " ".join(f"{t}:={re.sub(r'[^A-Za-z0-9_/]|(?<=/)(?=[0-9])', '_', t)}" for t in bad)
-        raise BagError(f"bag {bag} has topic names that ROS 2 refuses: " + "; ".join(f"{t} ({w})" for t, w in
-                       bad.items()) + f"; give each a valid name with --remap {fix}, or leave it out with "
-                       "--publish-topics")
+    played = [t for t in wanted if t not in remap and message_class(available[t])]  # a type not installed: skipped
+    if bad := {t: why for t in played if (why := rcl_name_problem(t))}:
+        fix = " ".join(t + ":=" + re.sub(r"[^\w/]|(?:^|(?<=/))(?=\d)", "_", re.sub("/+", "/", t).rstrip("/"), 0, re.A)
+                       for t in bad)
+        said = "; ".join(f"{t} ({why})" for t, why in bad.items())
+        raise BagError(f"bag {bag} has topic names that ROS 2 refuses: {said}; give each a valid name with --remap "
+                       f"{fix}, or leave it out with --publish-topics")
 
 
 def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 1.0, loop: bool = False,
@@ -299,9 +301,8 @@ def play(bag: str | Path, *, topics: Sequence[str] | None = None, rate: float = 
 
     `wait_for_subscribers`: before the first message, wait (up to `wait_timeout_s`) until every played topic has at
     least this many subscribers. `linger_s`: keep listening this long after the last message (answers in flight).
-    Ctrl-C (or a shutdown of rclpy) while waiting, playing or lingering ends the run: the report says
-    "interrupted". Raises BagError for a bag that cannot be opened, a topic it does not have (to play or remap), a
-    topic name that rcl refuses (_check_names) or played topics with no message."""
+    Ctrl-C (or a shutdown of rclpy) while waiting, playing or lingering ends the run: the report says "interrupted".
+    BagError for a bag that cannot be opened, a topic or name _check_names refuses, played topics with no message."""
     if not (math.isfinite(rate) and rate > 0):
         raise BagError(f"--rate must be a positive factor, got {rate}")
     reader = open_bag(bag)
