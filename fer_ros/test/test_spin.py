@@ -153,7 +153,8 @@ def test_rcl_errors_about_ros_arguments_come_down_to_their_first_line():
     ("1bad:=image", "'1bad' is not a valid topic name: topic name token must not start with a number"),
     ("__ns:=1bad", "'1bad' is probably not a valid namespace"),
 ])
-def test_a_remap_rule_rcl_cannot_parse_is_named_by_its_bad_name(rule, named):
-    said = (f"failed to initialize rcl: Couldn't parse remap rule: '-r {rule}'. Error: error not set, at "
+@pytest.mark.parametrize("flag", ["-r", "--remap"])
+def test_a_remap_rule_rcl_cannot_parse_is_named_by_its_bad_name(rule, named, flag):
+    said = (f"failed to initialize rcl: Couldn't parse remap rule: '{flag} {rule}'. Error: error not set, at "
             "/project/src/rcl/arguments.c:380")
-    assert ros_arguments_problem(said) == f"Couldn't parse remap rule: '-r {rule}': {named}"
+    assert ros_arguments_problem(said) == f"Couldn't parse remap rule: '{flag} {rule}': {named}"

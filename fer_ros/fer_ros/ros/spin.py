@@ -29,7 +29,7 @@ RCLError = _rclpy.RCLError
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")  # the severities --log-level takes
 ROS_ARGUMENTS_HELP = (f"write parameters as -p name:=value, remappings as -r from:=to, --log-level "
                       f"{'|'.join(LOG_LEVELS)}, --params-file with a file that exists")
-REMAP_RULE = re.compile(r"(Couldn't parse remap rule: '-r ([^']*)')")
+REMAP_RULE = re.compile(r"(Couldn't parse remap rule: '(?:-r|--remap) ([^']*)')")
 SPECIAL_NAMES = {"__ns": "namespace", "__node": "node name", "__name": "node name"}  # remappings of the node
 
 
