@@ -410,7 +410,7 @@ def test_fer_quantize_refuses_a_cache_dir_it_cannot_use_in_one_line(model8, base
         assert damaged
         for file in damaged:
             file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
-        named, todo = str(damaged[0]), "delete it or choose another --cache-dir"
+        named, todo = "a damaged image cache file", "delete it (the next run makes it again) or choose another --cache-dir"
     elif cache == "not writable":
         def disk_full(cache, file):
             raise OSError(errno.ENOSPC, "No space left on device", str(file))
@@ -427,6 +427,8 @@ def test_fer_quantize_refuses_a_cache_dir_it_cannot_use_in_one_line(model8, base
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("fer-quantize: ") and err.count("\n") == 1, err
     assert named in err and err.rstrip().endswith(todo)
+    if cache == "a damaged cache file":
+        assert any(f"fer-quantize: {file}: " in err for file in damaged), err
     assert (copy / "manifest.json").read_bytes() == (model8 / "manifest.json").read_bytes()
 
 

@@ -158,6 +158,25 @@ def test_data_without_a_face_is_a_data_error_that_says_what_to_check(tmp_path):
                      progress=False)
 
 
+@pytest.mark.parametrize("damage", ["cut", "not a zip", "an array missing"])
+def test_a_damaged_cache_file_is_a_data_error_naming_it(tmp_path, damage):
+    """An image cache file that cannot be read (cut short, overwritten, made by other code) is a DatasetError that
+    names the file and says to delete it: fer-train, fer-quantize and fer-eval print it as one line."""
+    data = tmp_path / "ck"
+    write_class_folder_dataset(data, ("anger",), (10, 11), sequence_length=4)
+    cache = tmp_path / "cache"
+    load_samples([parse_source(str(data))], ("anger", "neutral"), 3, CropConfig(size=32), cache, progress=False)
+    (file,) = cache.glob("images-*.npz")
+    if damage == "cut":
+        file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    elif damage == "not a zip":
+        file.write_bytes(b"not a cache")
+    else:
+        np.savez(file.with_suffix(""), gray=np.zeros((1, 32, 32), np.uint8))  # numpy adds .npz
+    with pytest.raises(DatasetError, match=f"^{file}: a damaged image cache file .*; delete it"):
+        load_samples([parse_source(str(data))], ("anger", "neutral"), 3, CropConfig(size=32), cache, progress=False)
+
+
 def test_a_reference_without_a_face_gives_way_to_another_neutral_of_the_subject(tmp_path):
     """KDEF: session A's neutral photo holds no face; A's expression photo is compared with session B's neutral
     photo (same angle), not with itself."""

@@ -229,7 +229,7 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
     reference it may serve, whether or not it is a sample. Frame samples: one per labelled frame (labelled_frames)
     of a sequence that has several, the newest of a window of the labelled frames up to it (_window)."""
     from fer_ros.crop import CropConfig
-    from fer_ros.training.data.cache import build_cache
+    from fer_ros.training.data.cache import CacheError, build_cache
     from fer_ros.landmarker import LandmarkerError
     from fer_ros.lbp import lbp
     from fer_ros.preprocess import FaceSample, make_clip, make_geo
@@ -244,7 +244,7 @@ def prepare(ds, manifest, cache_dir: str | Path | None, frame_level: bool = True
         try:
             cache = build_cache([Path(p) for p in paths], crop_cfg, cache_dir, progress=progress,
                                 landmarker=landmarker)
-        except LandmarkerError as exc:
+        except (LandmarkerError, CacheError) as exc:
             raise EvalError(str(exc)) from None
     index = cache.index()
     problems: dict[str, list[str]] = {"unreadable": [], "no_face": []}

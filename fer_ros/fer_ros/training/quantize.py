@@ -56,19 +56,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def cache_problem(cache_dir: Path, exc: Exception) -> str | None:
-    """The one-line refusal for an exception of load_samples that the --cache-dir folder caused: an image cache
-    file in it that cannot be read (the first one found), or a file operation in it that failed; None when the
+    """The one-line refusal for an exception of load_samples that the --cache-dir folder caused: a file operation
+    in it that failed (a damaged cache file is a CacheError, refused with the datasets' errors); None when the
     folder is not at fault."""
-    import numpy as np
-
-    from fer_ros.training.data.cache import CACHE_CONTENTS
-    for file in sorted(cache_dir.glob("images-*.npz")) if cache_dir.is_dir() else []:
-        try:
-            with np.load(file, allow_pickle=False) as z:  # as build_cache reads it
-                _ = [z[key] for key in CACHE_CONTENTS]
-        except Exception as bad:  # noqa: BLE001 -- whatever the file's damage, it is no image cache
-            return (f"{file}: a damaged image cache file ({type(bad).__name__}: {bad}); delete it or choose another "
-                    f"--cache-dir")
     if isinstance(exc, OSError):
         inside = cache_dir.resolve()
         for name in (exc.filename, exc.filename2):

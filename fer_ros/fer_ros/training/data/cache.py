@@ -14,6 +14,8 @@ import inspect
 import json
 import os
 import uuid
+import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +24,7 @@ import numpy as np
 
 from fer_ros.crop import CropConfig
 from fer_ros.landmark_scheme import SCHEME_SPEC
+from fer_ros.training.data.datasets import DatasetError
 
 
 @dataclass
@@ -152,9 +155,14 @@ def _on_renditions(landmarker, rgb: np.ndarray):
     return None
 
 
+class CacheError(DatasetError):
+    """An image cache file that cannot be read; the message names it and says to delete it."""
+
+
 def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path | None,
                 progress: bool = True, landmarker=None) -> ImageCache:
-    """Load the cache for these images, or compute and save it (cache_dir None: compute only). Faces are found
+    """Load the cache for these images, or compute and save it (cache_dir None: compute only); CacheError when
+    its file cannot be read. Faces are found
     by `find_face` with `landmarker` (default: a MediaPipe one in IMAGE mode, and then a lenient one where it and
     its renditions find none)."""
     paths = sorted(set(Path(p) for p in paths))
@@ -162,9 +170,13 @@ def build_cache(paths: list[Path], crop_cfg: CropConfig, cache_dir: str | Path |
     if cache_dir is not None:
         file = Path(cache_dir) / f"images-{cache_key(paths, crop_cfg)}.npz"
         if file.is_file():
-            with np.load(file, allow_pickle=False) as z:
-                # the cache lists the images where it was made; map them to where they are now, by order
-                return ImageCache([str(p) for p in paths], z["gray"], z["points"], z["ok"])
+            try:
+                with np.load(file, allow_pickle=False) as z:
+                    # the cache lists the images where it was made; map them to where they are now, by order
+                    return ImageCache([str(p) for p in paths], z["gray"], z["points"], z["ok"])
+            except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+                raise CacheError(f"{file}: a damaged image cache file ({type(exc).__name__}: {exc}); delete it (the "
+                                 f"next run makes it again) or choose another --cache-dir") from None
     import cv2
 
     from fer_ros.image_codec import read_image
