@@ -177,11 +177,11 @@ def test_a_topic_not_played_for_its_type_is_skipped_whatever_its_name(tmp_path, 
 
 @pytest.mark.parametrize("topic, remap", [("/a//b", "/a/b"), ("/cam/image/", "/cam/image"), ("/1cam", "/_1cam")])
 def test_the_remap_a_refused_bag_topic_is_given_is_a_valid_name(topic, remap):
-    from fer_ros.ros.bag_publisher import BagError, _check_names, rcl_name_problem
+    from fer_ros.ros.bag_publisher import NODE_NAME, BagError, _check_names, topic_name_reason
     with pytest.raises(BagError) as refused:
         _check_names("B", {topic: IMAGE_TYPE}, [topic], {}, None)
     assert f"--remap {topic}:={remap}, or leave" in str(refused.value), refused.value
-    assert rcl_name_problem(remap) is None
+    assert topic_name_reason(remap, NODE_NAME) is None
 
 
 def test_a_tiny_rate_waits_a_second_at_a_time(monkeypatch):

@@ -37,7 +37,6 @@ from typing import Any, Sequence
 import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.expand_topic_name import expand_topic_name
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
@@ -45,9 +44,9 @@ from rclpy.serialization import deserialize_message
 from fer_ros.argtypes import HelpFormatter, number, parse_args
 from fer_ros.cdr_header import header_stamp
 from fer_ros.ratelimit import LOGGER_NAME
-from fer_ros.ros.params import FerParams
+from fer_ros.ros.params import FerParams, topic_name_reason
 from fer_ros.ros.spin import RCLError, spin_until_shutdown
-from fer_ros.tools.bagtools import IMAGE_TYPES, BagError, SalvagedMcap, open_bag, topic_name_problem
+from fer_ros.tools.bagtools import IMAGE_TYPES, BagError, SalvagedMcap, open_bag
 
 QOS_CHOICES = ("reliable", "best_effort", "sensor_data")
 MAX_PENDING = 10_000  # images awaiting an answer that the latency measurement remembers
@@ -263,14 +262,6 @@ class BagPlayer(Node):
             log.warning(f"fer-publish-bag: {what}; --restamp gives every image its publish time as its stamp")
 
 
-def rcl_name_problem(name: str) -> str | None:
-    """Why rcl refuses `name` as a topic of the player's node (in the root namespace), or None."""
-    try:
-        return topic_name_problem(expand_topic_name(name, NODE_NAME, "/"))
-    except ValueError as exc:  # "topic name 'NAME' is invalid: WHY, at FILE:LINE"
-        return re.sub(r", at \S+$", "", str(exc).split(" is invalid: ", 1)[-1])
-
-
 def _check_names(bag, available: dict, wanted: Sequence[str], remap: dict, emotion_topic: str | None) -> None:
     """BagError for a topic to play or remap that the bag does not have, and for a name rcl refuses: --emotion-topic,
     a --remap target, a bag topic played (its type installed) and not remapped (with a --remap to give each)."""
@@ -282,10 +273,10 @@ def _check_names(bag, available: dict, wanted: Sequence[str], remap: dict, emoti
               "/cam1/emotion), or '' to not listen")] if emotion_topic else []
     for what, name, todo in named + [(f"--remap {a}:={b}: {b!r}", b, "give a valid name after :=")
                                      for a, b in remap.items()]:
-        if why := rcl_name_problem(name):
+        if why := topic_name_reason(name, NODE_NAME):
             raise BagError(f"{what} is not a valid ROS 2 topic name ({why}); {todo}")
     played = [t for t in wanted if t not in remap and message_class(available[t])]  # a type not installed: skipped
-    if bad := {t: why for t in played if (why := rcl_name_problem(t))}:
+    if bad := {t: why for t in played if (why := topic_name_reason(t, NODE_NAME))}:
         fix = " ".join(t + ":=" + re.sub(r"[^\w/]|(?:^|(?<=/))(?=\d)", "_", re.sub("/+", "/", t).rstrip("/"), 0, re.A)
                        for t in bad)
         said = "; ".join(f"{t} ({why})" for t, why in bad.items())

@@ -178,12 +178,13 @@ def _topic_name_problem(name: str, value: str) -> str | None:
             "letters, digits and _ and does not start with a digit, e.g. emotion or /cam1/emotion")
 
 
-def topic_name_reason(value: str) -> str | None:
-    """Why `value` is not a valid topic name, or None: rclpy's own check of the name, and of the name expanded as a
-    node would expand it (~ and substitutions), in rclpy's words without its markers and source locations."""
+def topic_name_reason(value: str, node_name: str = "fer_node") -> str | None:
+    """Why `value` is not a valid topic name, or None: rclpy's own check of the name, and of the name expanded as
+    node `node_name` in the root namespace would expand it (~ and substitutions), in rclpy's words without its
+    markers and source locations. fer_node's topic parameters and fer-publish-bag's names are checked with it."""
     try:
         validate_topic_name(value)
-        validate_full_topic_name(expand_topic_name(value, "fer_node", "/"))
+        validate_full_topic_name(expand_topic_name(value, node_name, "/"))
     except (NameValidationException, ValueError) as exc:
         reason = str(exc).splitlines()[0].removeprefix("Invalid topic name: ").rstrip(":")
         return reason.split(" is invalid: ", 1)[-1].split(", at ", 1)[0]
