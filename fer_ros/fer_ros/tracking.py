@@ -98,8 +98,8 @@ class Tracker:
 
     timeout_s: drop a track missing from the last update and unseen this long (s). gate_sizes: largest centre
     distance from the prediction, in face sizes, for a frame right after the last sighting; it widens by
-    gate_growth_per_s for every second unseen, for a track missing from the last update only up to horizon_s
-    (so a face that enters far from where a track was lost starts a track of its own).
+    gate_growth_per_s for every second unseen up to horizon_s (so after a stall, a stamp jump or a lost face, a face
+    that enters far from where a track was last seen starts a track of its own).
     max_size_ratio: largest size change between the prediction and a detection. appearance_weight: weight of the
     descriptor distance (0..1 for unit vectors) against the centre distance (face sizes). Velocities are smoothed
     with weight velocity_smoothing per frame; a frame that follows the last sighting by less than rate_interval_s
@@ -165,9 +165,9 @@ class Tracker:
         pred_c, pred_s = track.predict(stamp_s, self.horizon_s, self.max_size_ratio)
         scale = max(pred_s, size)
         dist = float(np.linalg.norm(centre - pred_c)) / scale
-        unseen_s = max(stamp_s - track.last_seen_s, 0.0)
-        if track.misses > 0:  # lost: the gate grows no further than the prediction reaches
-            unseen_s = min(unseen_s, self.horizon_s)
+        # the gate grows no further than the prediction reaches: after a gap (a stall, a stamp jump, a lost face)
+        # a face far from where the track was last seen gets an id of its own
+        unseen_s = min(max(stamp_s - track.last_seen_s, 0.0), self.horizon_s)
         if dist > self.gate_sizes + self.gate_growth_per_s * unseen_s:
             return _BIG
         size_change = abs(math.log(size / pred_s))

@@ -155,6 +155,19 @@ def test_a_lost_track_is_not_taken_over_by_a_face_far_from_where_it_was_lost(tim
     assert c == a
 
 
+@pytest.mark.parametrize("gap_s", [2.0, 5.0, 7200.0])
+def test_after_a_gap_a_face_far_from_where_a_track_was_seen_gets_its_own_id(gap_s):
+    """A stall or a stamp jump: the track was in the last frame, but the face after the gap, at the far side of the
+    frame, is someone else; a face where the track was keeps its id, however long the gap."""
+    tr = Tracker(timeout_s=5.0)
+    (a,) = tr.update([Detection(box_at(60, 240))], 0.0)
+    (b,) = tr.update([Detection(box_at(60 + 8 * SIZE, 240))], gap_s)
+    assert b != a
+    tr = Tracker(timeout_s=5.0)
+    (a,) = tr.update([Detection(box_at(60, 240))], 0.0)
+    assert tr.update([Detection(box_at(60 + SIZE, 240))], gap_s) == [a]
+
+
 def test_reset_and_unique_ids():
     tr = Tracker()
     ids = tr.update([Detection(box_at(100 * k, 100)) for k in range(1, 5)], 0.0)
