@@ -16,7 +16,7 @@ from eval_helpers import class_folder_data, official_data
 from fer_ros.tools import evaluate
 from fer_ros.tools.eval_data import Sample, prepare
 from fer_ros.tools.eval_report import score, write_outputs
-from fer_ros.classes import CKPLUS7, CKPLUS8
+from fer_ros.classes import CKPLUS7, CKPLUS8, NEUTRAL
 
 pytest.importorskip("onnxruntime")
 
@@ -132,7 +132,7 @@ def test_8class_model_on_7class_data(base, model8, tmp_path, capsys):
     r = rep["sequence_level"]
     check_level(r, seq, list(CKPLUS8))
     assert r["class_names"] == ["anger", "happy", "surprise"]
-    assert "neutral" in rep["class_mapping"]["not_in_data"]
+    assert "neutral" not in rep["class_mapping"]["not_in_data"] and rep["class_mapping"]["not_scored"] == ["neutral"]
     idx = [CKPLUS8.index(c) for c in ("anger", "happy", "surprise")]
     direct = [CKPLUS8[idx[int(np.argmax(np.asarray(s["probs"])[idx]))]] == s["true_label"] for s in seq]
     assert r["over_data_classes"]["accuracy"] == pytest.approx(np.mean(direct))
@@ -323,7 +323,7 @@ def test_ferplus_and_kdef_folders_scored_together_with_misses_and_references(bas
     assert "neutral samples: 2 compared with another neutral image of the same subject, 1 only with themselves" \
         in stdout
     summaries = [l for l in lines if l.startswith("accuracy ")]
-    assert len(summaries) == 2 and summaries[0].endswith("(4 classes; 1 face not found, counted as misses)")
+    assert len(summaries) == 2 and summaries[0].endswith("(4 classes; 1 face not found, counted as a miss)")
 
 
 def _fake_dataset(labels: list[str]):
@@ -409,7 +409,7 @@ def test_the_misses_of_classes_the_model_lacks_are_not_said_to_count(tmp_path):
     assert ("2 samples of classes the model lacks not scored, left out of the accuracy (1 no face found, "
             "1 unreadable image): boredom/b.png, neutral/c.png (all in report.json)") in lines
     assert sum("counted as misses" in line for line in lines) == 1
-    assert summary_line(rep) == "accuracy 0.500 on 2 sequences (1 classes; 1 face not found, counted as misses)"
+    assert summary_line(rep) == "accuracy 0.500 on 2 sequences (1 classes; 1 face not found, counted as a miss)"
 
 
 def test_non_finite_scores_are_misses_with_a_warning():
@@ -434,7 +434,7 @@ def test_non_finite_scores_are_misses_with_a_warning():
     assert rep["headline"]["accuracy"] == 1 / 3 and rep["headline"]["missed"] == 1
     assert rep["sequence_level"]["recall"] == {"anger": 0.5, "happy": 0.0}
     assert any(l.startswith("warning: the model gave non-finite scores for 1 samples") for l in format_report(rep))
-    assert summary_line(rep) == "accuracy 0.333 on 3 sequences (2 classes; 1 with non-finite scores, counted as misses)"
+    assert summary_line(rep) == "accuracy 0.333 on 3 sequences (2 classes; 1 with non-finite scores, counted as a miss)"
 
 
 def test_a_reference_without_a_face_gives_way_to_the_nearest_other_neutral_frame(base, model8, tmp_path):
@@ -493,3 +493,59 @@ def test_data_folders_of_one_name_are_named_as_fer_train_names_them(tmp_path):
     names = evaluate.dataset_names(roots)
     assert names == ["data", "data3", "data2"]
     assert names == train_names([Source(r) for r in roots])
+
+
+def test_the_summary_line_names_each_reason_for_a_miss(tmp_path):
+    """An unreadable image is named as one in the last line, as in the lines above it, apart from the faces not
+    found and the non-finite scores."""
+    from types import SimpleNamespace
+
+    from fer_ros.tools.eval_data import Miss
+    from fer_ros.tools.eval_report import build_report, format_report, summary_line
+    names = list(CKPLUS8)
+    samples = [_sample("happy", np.eye(8)[names.index("happy")], names)]
+
+    def report(misses):
+        return build_report(samples, names, _fake_dataset(["happy"] * (1 + len(misses))), {"images": 4},
+                            SimpleNamespace(to_json=lambda: "{}"), tmp_path, "onnxruntime", misses)
+    rep = report([Miss("S1_2", "happy", "happy/broken.png", "unreadable")])
+    assert "1 samples not scored, counted as misses (1 unreadable image): happy/broken.png (all in report.json)" \
+        in format_report(rep)
+    assert summary_line(rep) == "accuracy 0.500 on 2 sequences (1 classes; 1 unreadable image, counted as a miss)"
+    rep = report([Miss("S1_2", "happy", "happy/a.png", "no_face"), Miss("S1_3", "happy", "happy/b.png", "no_face"),
+                  Miss("S1_4", "happy", "happy/c.png", "unreadable"),
+                  Miss("S1_5", "happy", "happy/d.png", "non_finite_scores")])
+    assert summary_line(rep) == ("accuracy 0.200 on 5 sequences (1 classes; 2 faces not found, 1 unreadable image, "
+                                 "1 with non-finite scores, counted as misses)")
+
+
+@pytest.mark.parametrize("layout", ["ferplus", "class_folders"])
+def test_neutral_images_left_out_as_samples_are_still_the_data_s(tmp_path, layout):
+    """--no-neutral-samples: the data's neutral images and subjects are counted as without it, and neutral is a
+    data class not scored, not one the data lacks; the figures are those of the samples scored."""
+    from types import SimpleNamespace
+
+    from synth_data import write_ferplus_dataset
+    from fer_ros.tools.eval_data import neutral_images, open_dataset
+    from fer_ros.tools.eval_report import build_report, format_report, summary_line
+    root = tmp_path / "fer"
+    if layout == "ferplus":
+        write_ferplus_dataset(root)
+    else:
+        root = class_folder_data(tmp_path)
+    names = list(CKPLUS8)
+    full, ds = open_dataset(root, 3), open_dataset(root, 3, neutral_samples=False)
+    assert NEUTRAL not in {s.label for s in ds.sequences}
+    assert neutral_images(ds) == neutral_images(full) and neutral_images(ds)
+    samples = [_sample(s.label, np.eye(8)[names.index("happy")], names) for s in ds.sequences]
+    rep = build_report(samples, names, ds, {"images": 4, "neutral_frames": len(neutral_images(ds))},
+                       SimpleNamespace(to_json=lambda: "{}"), tmp_path, "onnxruntime")
+    assert rep["data"]["subjects"] == len(full.subjects())
+    cm = rep["class_mapping"]
+    assert cm["data_classes"] == ["anger", "happy", "neutral", "surprise"]
+    assert cm["not_in_data"] == ["contempt", "disgust", "fear", "sadness"] and cm["not_scored"] == ["neutral"]
+    lines = format_report(rep)
+    assert "model classes absent from the data (predicting them is wrong): contempt, disgust, fear, sadness" in lines
+    assert "data classes not scored (--no-neutral-samples; predicting them is wrong): neutral" in lines
+    assert rep["sequence_level"]["over_data_classes"]["left_out"] == [*cm["not_in_data"], "neutral"]
+    assert summary_line(rep).endswith(f"on {len(samples)} sequences (3 classes)")

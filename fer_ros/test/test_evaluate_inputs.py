@@ -104,8 +104,8 @@ def test_unreadable_and_faceless_images_are_counted_and_skipped(base, model8, tm
     assert head["samples"] == 18 and head["scored"] == 16 and head["missed"] == 2
     right = sum(s["pred_label"] == s["true_label"] for s in rep["samples"] if s["kind"] != "frame")
     assert head["accuracy"] == pytest.approx(right / 18)
-    assert stdout.strip().splitlines()[-1] == (f"accuracy {right / 18:.3f} on 18 sequences (4 classes; 2 faces "
-                                               f"not found, counted as misses)")
+    assert stdout.strip().splitlines()[-1] == (f"accuracy {right / 18:.3f} on 18 sequences (4 classes; 1 face not "
+                                               f"found, 1 unreadable image, counted as misses)")
     assert "2 samples not scored, counted as misses (1 unreadable image, 1 no face found)" in stdout
 
 
@@ -131,7 +131,8 @@ def test_a_dataset_without_a_face_is_reported_and_the_others_scored(base, model8
     assert rep["sequence_level"]["recall"] == {"anger": 0.0, "happy": 0.0}
     assert (out / "synth_folders" / "report.json").is_file()
     summaries = [l for l in stdout.splitlines() if l.startswith("accuracy ")]
-    assert summaries[0] == "accuracy 0.000 on 3 sequences (2 classes; 3 faces not found, counted as misses)"
+    assert summaries[0] == ("accuracy 0.000 on 3 sequences (2 classes; 1 face not found, 2 unreadable images, "
+                            "counted as misses)")
     assert len(summaries) == 2 and stdout.index("== bad ==") < stdout.index("== synth_folders ==")
     lines = [l for l in err.strip().splitlines() if l.startswith("fer-eval")]
     assert len(lines) == 1 and "no sample of" in lines[0] and "2 unreadable of 3" in lines[0], err
@@ -171,9 +172,9 @@ def test_kdef_angles_default_to_straight_and_half_profiles(tmp_path, capsys):
     assert_user_error(rc, err, "--angles", "FL,HL,S,HR,FR")
 
 
-def test_no_neutral_samples_leaves_out_ferplus_neutral_photos_and_the_count_says_so(tmp_path):
-    """FER+'s neutral photos are its neutral samples: counted as neutral frames, left out with --no-neutral-samples
-    as KDEF's are."""
+def test_no_neutral_samples_leaves_out_ferplus_neutral_photos_and_still_counts_them(tmp_path):
+    """FER+'s neutral photos are its neutral samples: left out with --no-neutral-samples as KDEF's are, and counted
+    as the data's neutral frames with it or without it."""
     from fer_ros.tools.eval_data import neutral_images, open_dataset
     from synth_data import write_ferplus_dataset
     write_ferplus_dataset(tmp_path / "fer")
@@ -181,7 +182,7 @@ def test_no_neutral_samples_leaves_out_ferplus_neutral_photos_and_the_count_says
     assert [Path(p).name for p in neutral_images(every)] == ["fer0000011.png"]  # FER2013Valid's neutral photo
     without = open_dataset(tmp_path / "fer", 3, neutral_samples=False)
     assert sorted(s.label for s in without.sequences) == ["anger", "happy", "surprise"]
-    assert neutral_images(without) == []
+    assert neutral_images(without) == neutral_images(every)
 
 
 def _faceless_reference_and_a_neutral_frame_no_sample_uses(root: Path, layout: str) -> str:

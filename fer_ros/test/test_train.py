@@ -972,3 +972,26 @@ def test_the_geometric_network_learns_alone_first_where_samples_have_a_reference
     assert _train(base, data, tmp_path / "run", "--folds", "0", "--final", "--epochs", "1", "--geo-epochs",
                   "2") == 0
     assert [r["geo_epoch"] for r in _log(tmp_path / "run" / "final" / "geo_log.csv")] == [0, 1]
+
+
+def test_the_confusion_plot_of_data_with_its_own_split_is_titled_as_one_fold_s_model(tmp_path, monkeypatch):
+    """Data with its own split (FER+) is tested by every fold's model and its plot holds the first fold's
+    predictions: its title names that fold and the held-out split, not a cross-validation."""
+    from types import SimpleNamespace
+
+    from fer_ros import plots
+    from fer_ros.training import report
+    titles = {}
+    monkeypatch.setattr(plots, "plot_confusion_matrix",
+                        lambda cm, names, path, title="", **kw: titles.setdefault(Path(path).name, (title, cm.sum())))
+    samples = SimpleNamespace(dataset=np.array([0, 0, 0, 0, 1, 1]), dataset_names=["ck", "fer"],
+                              split=[None] * 4 + ["test", "test"])
+
+    def ev(n, pred):
+        return {"y": np.zeros(n, int), "fused": np.full(n, pred), "appearance": np.zeros(n, int),
+                "geometric": np.zeros(n, int)}
+    evals = [(0, np.array([0, 1, 4, 5]), ev(4, 0)), (1, np.array([2, 3, 4, 5]), ev(4, 1))]
+    report.plot_confusions(tmp_path, samples, ("a", "b"), evals, folds=2)
+    assert titles["confusion_ck_fused.png"] == ("ck, fused: cross-validated, 4 samples", 4)
+    assert titles["confusion_fer_fused.png"] == ("fer, fused: fold 0's model on the held-out split (test), "
+                                                 "2 samples", 2)

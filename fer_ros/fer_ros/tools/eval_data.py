@@ -80,7 +80,7 @@ def open_dataset(root: str | Path, window_length: int, neutral_samples: bool = T
     """load_dataset with checks that turn a missing or empty folder into a clear EvalError. A FER+ folder that
     holds its training split and others is scored on the others (the held-out splits); a split folder is scored
     as it is. neutral_samples False leaves out every neutral sample (neutral frames, KDEF's and FER+'s neutral
-    photos); angles: the KDEF angles to read (None: all)."""
+    photos), kept in `left_out` (loaded_sequences); angles: the KDEF angles to read (None: all)."""
     from fer_ros.training.data import ferplus
     from fer_ros.training.data.datasets import IMAGE_SUFFIXES, DatasetError, load_dataset
     root = Path(root).expanduser()
@@ -96,22 +96,30 @@ def open_dataset(root: str | Path, window_length: int, neutral_samples: bool = T
     if len(folders) > 1 and held_out:
         splits = tuple(sorted({ferplus.split_of(f) for f in held_out}))
     try:
-        ds = load_dataset(root, frames=window_length, with_neutral_sequences=neutral_samples,
+        ds = load_dataset(root, frames=window_length, with_neutral_sequences=True,
                           borrow_neutral=borrow_neutral, splits=splits, angles=angles)
     except DatasetError as exc:
         raise EvalError(str(exc)) from None
     except OSError as exc:
         raise EvalError(f"cannot read the data folder {root}: {exc}") from None
     if not neutral_samples:
+        ds.left_out = [s for s in ds.sequences if s.label == NEUTRAL]
         ds.sequences = [s for s in ds.sequences if s.label != NEUTRAL]
         if not ds.sequences:
             raise EvalError(f"{root}: every sample is neutral; leave out --no-neutral-samples to score them")
     return ds
 
 
+def loaded_sequences(ds) -> list:
+    """Every sample of the data as loaded: the ones scored (ds.sequences) and the neutral ones open_dataset left
+    out (--no-neutral-samples)."""
+    return [*ds.sequences, *getattr(ds, "left_out", [])]
+
+
 def neutral_images(ds) -> list[str]:
-    """Every neutral image of the data: the neutral frames (references) and the photos labelled neutral (FER+)."""
-    photos = [str(s.peaks[-1]) for s in ds.sequences if s.label == NEUTRAL and s.still]
+    """Every neutral image of the data, scored or not: the neutral frames (references) and the photos labelled
+    neutral (FER+)."""
+    photos = [str(s.peaks[-1]) for s in loaded_sequences(ds) if s.label == NEUTRAL and s.still]
     return sorted({str(p) for p in ds.neutral_frames.values()} | set(photos))
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from fer_ros import metrics
 from fer_ros.classes import NEUTRAL
-from fer_ros.tools.eval_data import MAX_EXAMPLES, MISS_REASONS, NOT_FOUND, Miss, Sample
+from fer_ros.tools.eval_data import MAX_EXAMPLES, MISS_REASONS, NOT_FOUND, Miss, Sample, loaded_sequences
 from fer_ros.strict_json import write_json
 
 # the confusion-matrix PNG of each level; all are removed from the output folder before a run writes its own
@@ -143,13 +143,15 @@ def build_report(samples: Sequence[Sample], model_names: Sequence[str], ds, coun
     frames = [s for s in samples if s.kind == "frame"]
     seq_misses = [m for m in misses if m.kind in ("sequence", "neutral")]
     frame_misses = [m for m in misses if m.kind == "frame"]
-    data_classes = sorted({s.label for s in ds.sequences})
-    mapping = metrics.map_classes(data_classes, names)
+    loaded = loaded_sequences(ds)  # with the neutral samples --no-neutral-samples leaves out
+    scored_classes = sorted({s.label for s in ds.sequences})
+    data_classes = sorted({s.label for s in loaded})
+    mapping = metrics.map_classes(scored_classes, names)
     by_class = Counter(s.label for s in ds.sequences)
     report: dict[str, Any] = {
         "model": {"dir": str(model_dir), "backend": backend,
                   "manifest": json.loads(manifest.to_json())},
-        "data": {"root": str(ds.root), "layout": ds.layout, "subjects": len(ds.subjects()),
+        "data": {"root": str(ds.root), "layout": ds.layout, "subjects": len({s.subject for s in loaded}),
                  "labelled_subjects": len({s.subject for s in ds.sequences if s.label != NEUTRAL}),
                  "sequences_by_class": dict(sorted(by_class.items())),
                  "labelled_sequences": sum(v for k, v in by_class.items() if k != NEUTRAL),
@@ -157,13 +159,15 @@ def build_report(samples: Sequence[Sample], model_names: Sequence[str], ds, coun
                  "files_not_in_layout": len(ds.skipped), "files_not_in_layout_examples": ds.skipped[:MAX_EXAMPLES],
                  **counts},
         "class_mapping": {"model_classes": names, "data_classes": data_classes,
-                          "unknown_to_model": list(mapping.unknown), "not_in_data": list(mapping.model_only)},
+                          "unknown_to_model": list(mapping.unknown),
+                          "not_in_data": [c for c in mapping.model_only if c not in data_classes],
+                          "not_scored": [c for c in data_classes if c not in scored_classes]},
         "headline": headline(seqs, seq_misses, names),
         "misses": [asdict(m) for m in seq_misses],
         "frame_misses": [asdict(m) for m in frame_misses],
         "references": references(seqs),
-        "sequence_level": score(seqs, names, data_classes, seq_misses),
-        "frame_level": score(frames, names, data_classes, frame_misses),
+        "sequence_level": score(seqs, names, scored_classes, seq_misses),
+        "frame_level": score(frames, names, scored_classes, frame_misses),
         "emotions": emotions_block(seqs, names, seq_misses),
         "neutral": neutral_block(seqs, seq_misses, names),
     }
@@ -171,29 +175,35 @@ def build_report(samples: Sequence[Sample], model_names: Sequence[str], ds, coun
     return report
 
 
-def _unscored(report: dict) -> tuple[int, int]:
-    """(faces not found or images unreadable, samples with non-finite scores) among the headline's misses."""
+# how the summary line names each reason for a miss; any other reason is "not scored"
+SUMMARY_REASONS = {"no_face": ("face not found", "faces not found"),
+                   "unreadable": ("unreadable image", "unreadable images"),
+                   "non_finite_scores": ("with non-finite scores", "with non-finite scores")}
+
+
+def _unscored(report: dict) -> Counter:
+    """The headline's misses by reason (a key of MISS_REASONS)."""
     known = set((report.get("class_mapping") or {}).get("model_classes", []))
-    misses = [m for m in report.get("misses") or [] if m["true_label"] in known]
-    non_finite = sum(m["reason"] == "non_finite_scores" for m in misses)
-    return len(misses) - non_finite, non_finite
+    return Counter(m["reason"] for m in report.get("misses") or [] if m["true_label"] in known)
 
 
 def summary_line(report: dict) -> str:
-    """`accuracy A on N sequences (M classes)` over the classes the model knows, with `; K faces not found, J with
-    non-finite scores, counted as misses` (the parts that apply) when some samples could not be scored (they are
-    in A and N)."""
+    """`accuracy A on N sequences (M classes)` over the classes the model knows, with `; K faces not found, U
+    unreadable images, J with non-finite scores, counted as misses` (the parts that apply; `counted as a miss` for
+    one) when some samples could not be scored (they are in A and N)."""
     seq = report.get("sequence_level") or {}
     head = report.get("headline") or {}
     acc = head.get("accuracy", seq.get("accuracy"))
     n = head.get("samples", seq.get("count", 0))
     mapping = report.get("class_mapping") or {}
-    m = (len(set(mapping["data_classes"]) & set(mapping["model_classes"])) if "data_classes" in mapping
-         else len(seq.get("class_names", [])))
-    faces, non_finite = _unscored(report)
-    parts = ([f"{faces} face{'s' if faces != 1 else ''} not found"] if faces else []) + \
-        ([f"{non_finite} with non-finite scores"] if non_finite else [])
-    tail = f"; {', '.join(parts)}, counted as misses" if parts else ""
+    m = (len((set(mapping["data_classes"]) - set(mapping.get("not_scored", []))) & set(mapping["model_classes"]))
+         if "data_classes" in mapping else len(seq.get("class_names", [])))
+    unscored = _unscored(report)
+    order = [*SUMMARY_REASONS, *sorted(set(unscored) - set(SUMMARY_REASONS))]
+    parts = [f"{unscored[r]} {SUMMARY_REASONS.get(r, ('not scored', 'not scored'))[unscored[r] != 1]}"
+             for r in order if unscored[r]]
+    total = sum(unscored.values())
+    tail = f"; {', '.join(parts)}, counted as {'a miss' if total == 1 else 'misses'}" if parts else ""
     return (f"accuracy {acc:.3f} on {n} sequences ({m} classes{tail})" if acc is not None else
             f"accuracy n/a on {n} sequences ({m} classes{tail})")
 
@@ -256,6 +266,9 @@ def format_report(report: dict) -> list[str]:
             f"{c} ({unk.get(c, {}).get('count', 0)} sequences)" for c in cm["unknown_to_model"]))
     if cm["not_in_data"]:
         lines.append(f"model classes absent from the data (predicting them is wrong): {', '.join(cm['not_in_data'])}")
+    if cm.get("not_scored"):
+        wrong = "; predicting them is wrong" if set(cm["not_scored"]) & known else ""
+        lines.append(f"data classes not scored (--no-neutral-samples{wrong}): {', '.join(cm['not_scored'])}")
     for level in ("sequence_level", "frame_level"):
         r = report.get(level)
         if not r or not r["count"]:

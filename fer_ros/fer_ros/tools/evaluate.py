@@ -30,7 +30,8 @@ gives the accuracy on the faces found alone. A dataset where no sample can be sc
 Outputs in --out (one sub-folder per dataset when several are given): report.json (every figure, the misses, the
 model manifest, the dataset's counts, per-sample predictions), predictions.csv, confusion_matrix.png (sequences),
 confusion_matrix_frames.png (frames, when they apply). The last line printed per dataset is
-`accuracy A on N sequences (M classes)`, followed with `; K faces not found, counted as misses` when there were.
+`accuracy A on N sequences (M classes)`, followed with `; K faces not found, U unreadable images, J with non-finite
+scores, counted as misses` (the parts that apply) when there were.
 Exit status: 0; 1 when a dataset had not one sample scored; 2 for a user error (the other datasets are still
 scored and reported). An --out that cannot take the outputs (a file, a folder named as one of them, a cache path
 that is a file) is one before the model loads; a failure to write them (a full disk) ends that dataset so.

@@ -93,8 +93,9 @@ def write_predictions(out: Path, samples: Samples, names, evals) -> None:
 
 def plot_confusions(out: Path, samples: Samples, names, evals, folds: int | None = None) -> None:
     """confusion_<dataset>_<kind>.png of the cross-validated predictions (fused, appearance, geometric). Data with
-    its own split is tested in every fold: the first fold's predictions of it are plotted. With `folds` (the
-    cross-validation's number of folds), a title of fewer folds' predictions says how many of them it holds."""
+    its own split is tested in every fold: the first fold's predictions of it are plotted, and the title says so.
+    With `folds` (the cross-validation's number of folds), a title of fewer folds' predictions says how many of
+    them it holds."""
     try:
         from fer_ros.metrics import confusion_matrix
         from fer_ros.plots import plot_confusion_matrix
@@ -103,20 +104,26 @@ def plot_confusions(out: Path, samples: Samples, names, evals, folds: int | None
         return
     for d, name in enumerate(samples.dataset_names):
         seen: set[int] = set()
-        parts = []
-        for _, idx, ev in evals:
+        parts, plotted, splits = [], [], set()
+        for fold, idx, ev in evals:
             keep = np.array([samples.dataset[i] == d and int(i) not in seen for i in idx], bool)
             seen.update(int(i) for i in np.asarray(idx)[keep])
+            splits.update(samples.split[int(i)] for i in np.asarray(idx)[keep])
             if keep.any():
                 parts.append(subset(ev, keep))
+                plotted.append(fold)
         if not parts:
             continue
         y = np.concatenate([p["y"] for p in parts])
         some = f", {len(evals)} of {folds} folds" if folds and len(evals) < folds else ""
+        held_out = sorted(s for s in splits if s is not None)
+        what = (f"fold {plotted[0]}'s model on the held-out split{'s' if len(held_out) > 1 else ''} "
+                f"({', '.join(held_out)}), {len(y)} samples" if held_out and len(plotted) == 1
+                else f"cross-validated, {len(y)} samples{some}")
         for kind in ("fused", "appearance", "geometric"):
             cm = confusion_matrix(y, np.concatenate([p[kind] for p in parts]), len(names))
             plot_confusion_matrix(cm, list(names), out / f"confusion_{name}_{kind}.png",
-                                  title=f"{name}, {kind}: cross-validated, {len(y)} samples{some}")
+                                  title=f"{name}, {kind}: {what}")
 
 
 def export_final(args, model, cfg, names, report) -> None:
