@@ -555,6 +555,20 @@ def test_an_export_folder_that_is_a_file_is_refused_before_the_data_is_read(tmp_
     assert not (tmp_path / "run").exists()
 
 
+def test_a_cache_dir_that_is_a_file_is_refused_before_the_data_is_read(tmp_path, capsys):
+    """Faces are found for every image before the cache is saved: a --cache-dir that cannot be a folder is refused
+    first, not after that work."""
+    (tmp_path / "file").write_text("not a cache folder")
+    for cache, says in [(tmp_path / "file", f"--cache-dir {tmp_path / 'file'} exists and is not a folder"),
+                        (tmp_path / "file" / "c", f"--cache-dir {tmp_path / 'file' / 'c'}: {tmp_path / 'file'} "
+                                                  "exists and is not a folder")]:
+        assert train.main(["--data", str(tmp_path / "no_data"), "--out", str(tmp_path / "run"), *TINY, "--folds", "2",
+                           "--cache-dir", str(cache)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"fer-train: {says}: delete it or choose another --cache-dir\n", err
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_export_that_fails_is_one_line_and_the_report_is_written(base, tmp_path, capsys, monkeypatch):
     """The export step refusing the model (ModelError) ends the run with one line (exit 1) after the fits, whose
     report.json says why; --resume then exports the finished final fit from its checkpoint."""

@@ -56,6 +56,7 @@ from fer_ros.training.data.samples import unique_names
 from fer_ros.tools.eval_data import EvalError, open_dataset, predict, prepare
 from fer_ros.tools.eval_report import OUT_FILES, build_report, format_report, write_outputs
 from fer_ros.tools.replay_results import make_out_dir
+from fer_ros.training.data.cache import cache_dir_problem
 
 PROG = "fer-eval"
 DEFAULT_ANGLES = ("S", "HL", "HR")  # KDEF: straight and half profiles, the full profiles (FL, FR) left out
@@ -142,10 +143,9 @@ def make_out_dirs(out: Path, names: Sequence[str], args) -> list[Path]:
         if problem:
             raise EvalError(problem)
         cache = cache_folder(args, d) if d in dirs else None
-        if cache is not None and (cache.exists() or cache.is_symlink()) and not cache.is_dir():
-            raise EvalError(f"--cache-dir {cache} exists and is not a folder: remove it or choose another --cache-dir"
-                            if args.cache_dir else f"the cache folder {cache} exists and is not a folder: remove it, "
-                            "or pass --cache-dir or --no-cache")
+        if cache is not None and (problem := cache_dir_problem(cache)):
+            raise EvalError(problem if args.cache_dir else f"the cache folder {cache} exists and is not a folder: "
+                            "remove it, or pass --cache-dir or --no-cache")
     return dirs
 
 

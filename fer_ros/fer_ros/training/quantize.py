@@ -68,17 +68,6 @@ def cache_problem(cache_dir: Path, exc: Exception) -> str | None:
     return None
 
 
-def cache_dir_problem(cache_dir: Path) -> str | None:
-    """The one-line refusal for a --cache-dir that is, or lies under, something other than a folder; None if not."""
-    for path in (cache_dir, *cache_dir.parents):
-        if path.is_dir():
-            return None
-        if path.exists() or path.is_symlink():
-            what = f"--cache-dir {path}" if path == cache_dir else f"--cache-dir {cache_dir}: {path}"
-            return f"{what} exists and is not a folder: delete it or choose another --cache-dir"
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(get_args_parser(), argv, PROG)
     if args is None:
@@ -104,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
+    from fer_ros.training.data.cache import cache_dir_problem
     cache_dir = Path(args.cache_dir)
     problem = cache_dir_problem(cache_dir)
     if problem:

@@ -41,6 +41,7 @@ from fer_ros.landmarker import LandmarkerError
 from fer_ros.manifest import ModelError
 from fer_ros.preprocess import PREPROCESS_SPEC
 from fer_ros.training.args import get_args_parser
+from fer_ros.training.data.cache import cache_dir_problem
 from fer_ros.training.data.datasets import DatasetError
 from fer_ros.training.data.samples import (WeightedEpochs, distinct_sources, final_train_indices, load_samples,
                                            mixed_folds, require_training_samples)
@@ -150,7 +151,8 @@ def complete_args(args) -> None:
 
 def usage_problem(args) -> str | None:
     """Why the options cannot make a run (a one-line message), None when they can: among others a crop, a model
-    (fit.model_problem) or an --export folder (export_problem) they cannot make; checked before any data is read."""
+    (fit.model_problem), an --export folder (export_problem) or a --cache-dir (cache.cache_dir_problem) they cannot
+    make; checked before any data is read."""
     try:
         distinct_sources(args.data, "give each dataset once (twice, it would be drawn twice as often, its samples "
                                     "twice over); to weigh a dataset more, give it once with :WEIGHT")
@@ -177,7 +179,7 @@ def usage_problem(args) -> str | None:
         CropConfig(size=args.size, margin=0.0)
     except ValueError as exc:
         return f"--size {args.size}: {exc}"
-    return (export_problem(args.export) or device_problem(args.device)
+    return (export_problem(args.export) or cache_dir_problem(args.cache_dir) or device_problem(args.device)
             or model_problem(args, len(class_names(args.class_set))))
 
 

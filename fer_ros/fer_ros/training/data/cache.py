@@ -155,6 +155,20 @@ def _on_renditions(landmarker, rgb: np.ndarray):
     return None
 
 
+def cache_dir_problem(cache_dir: str | Path, option: str = "--cache-dir") -> str | None:
+    """Why `cache_dir` cannot hold image caches, in one line for the tool's `option`: it is, or lies under,
+    something other than a folder; None when it can (fer-train, fer-quantize and fer-eval check it before any
+    image is read, so a cache that could not be saved is not found after the work of making it)."""
+    cache_dir = Path(cache_dir)
+    for path in (cache_dir, *cache_dir.parents):
+        if path.is_dir():
+            return None
+        if path.exists() or path.is_symlink():
+            what = f"{option} {path}" if path == cache_dir else f"{option} {cache_dir}: {path}"
+            return f"{what} exists and is not a folder: delete it or choose another {option}"
+    return None
+
+
 class CacheError(DatasetError):
     """An image cache file that cannot be read; the message names it and says to delete it."""
 
