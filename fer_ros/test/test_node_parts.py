@@ -335,6 +335,30 @@ def test_diagnostics_a_camera_slower_than_max_rate_hz_is_no_fault():
     assert level == DiagnosticStatus.OK
 
 
+def test_diagnostics_warn_of_image_stamps_far_from_the_nodes_clock():
+    """Stamps days behind the node's clock (a bag played without --clock) or a minute ahead of it (a camera's own
+    clock) are a warning that says so; a slow frame is not, nor is a period in which no frame was processed."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from fer_ros.ros.stats import FrameStats, Period
+    st = FrameStats()
+    st.add_received()
+    st.add_processed(1, 2.0e11, 30.0)
+    level, message, values = _diagnosed(st)
+    assert level == DiagnosticStatus.WARN and "2e+08 s behind this node's clock" in message, message
+    assert "--clock" in message and values["latency_ms"] == "200000000000.0"
+    st.add_received()
+    st.add_processed(1, -60e3, 30.0)
+    level, message, _ = _diagnosed(st)
+    assert level == DiagnosticStatus.WARN and "60 s ahead of this node's clock" in message, message
+    st.add_received()
+    st.add_processed(1, 900.0, 30.0)
+    level, message, _ = _diagnosed(st)
+    assert level == DiagnosticStatus.OK, message
+    st.add_processed(1, 2.0e11, 30.0)
+    level, message, _ = _diagnosed(st, Period(1.0, received=1, processed=0), max_rate_hz=0.5)
+    assert level == DiagnosticStatus.OK, message
+
+
 def _zero_time():
     from builtin_interfaces.msg import Time
     return Time()

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 _COUNTERS = ("received", "processed", "dropped", "rejected", "duplicates", "failed")
+# An image stamp further than this from the node's clock is not a slow frame but a clock that differs (s).
+CLOCK_OFFSET_WARN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -89,13 +91,15 @@ class FrameStats:
             return period
 
 
-def judge(period: Period, max_rate_hz: float = 0.0) -> tuple[bytes, str]:
+def judge(period: Period, max_rate_hz: float = 0.0, latency_ms: float = 0.0) -> tuple[bytes, str]:
     """The status level and message of one diagnostics period.
 
     ERROR: frames failed and none was processed. WARN: no image arrived (the camera stopped); most images were
     rejected; some frames failed; images arrive but none was processed although two could have been; with
     `max_rate_hz` set, fewer than half of the frames expected were processed (the expected rate is the lower of
-    max_rate_hz and the rate of usable images, so a camera slower than the cap is no fault). OK otherwise."""
+    max_rate_hz and the rate of usable images, so a camera slower than the cap is no fault); frames were processed
+    and the last one's stamp (`latency_ms`: stamp to publish, by the node's clock) lies more than
+    CLOCK_OFFSET_WARN_S behind or ahead of the node's clock. OK otherwise."""
     s = period.seconds
     usable = max(period.frames - period.rejected, 0)
     expected_hz = usable / max(s, 1e-9)
@@ -116,6 +120,11 @@ def judge(period: Period, max_rate_hz: float = 0.0) -> tuple[bytes, str]:
         return DiagnosticStatus.WARN, f"images arrive but none was processed in the last {s:.1f} s"
     if max_rate_hz > 0 and expected_hz * s >= 2 and period.rate_hz < 0.5 * expected_hz:
         return DiagnosticStatus.WARN, f"processing at {period.rate_hz:.1f} Hz of {expected_hz:.1f} Hz"
+    if period.processed and abs(latency_ms) > CLOCK_OFFSET_WARN_S * 1e3:
+        side = "behind" if latency_ms > 0 else "ahead of"
+        return DiagnosticStatus.WARN, (f"image stamps are {abs(latency_ms) / 1e3:.3g} s {side} this node's clock: "
+                                       "a bag played without --clock (play it with --clock and set use_sim_time), "
+                                       "or a camera clock not synchronised with this machine's")
     return DiagnosticStatus.OK, ""
 
 
@@ -138,9 +147,9 @@ def diagnostics_msg(stats: FrameStats, period: Period, stamp, node_name: str, ba
             "faces": str(stats.faces),
             "backend": backend,
         }
-        faces = stats.faces
+        faces, latency_ms = stats.faces, stats.latency_ms
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-    status.level, status.message = judge(period, max_rate_hz)
+    status.level, status.message = judge(period, max_rate_hz, latency_ms)
     if status.level == DiagnosticStatus.OK:
         status.message = f"{period.rate_hz:.1f} Hz, {faces} faces"
     out = DiagnosticArray()
