@@ -344,12 +344,16 @@ def test_diagnostics_warn_of_image_stamps_far_from_the_nodes_clock():
     st.add_received()
     st.add_processed(1, 2.0e11, 30.0)
     level, message, values = _diagnosed(st)
-    assert level == DiagnosticStatus.WARN and "2e+08 s behind this node's clock" in message, message
+    assert level == DiagnosticStatus.WARN and "2315 days behind this node's clock" in message, message
     assert "--clock" in message and values["latency_ms"] == "200000000000.0"
     st.add_received()
     st.add_processed(1, -60e3, 30.0)
     level, message, _ = _diagnosed(st)
     assert level == DiagnosticStatus.WARN and "60 s ahead of this node's clock" in message, message
+    st.add_received()
+    st.add_processed(1, 5 * 3600e3, 30.0)  # a camera still on another time zone's clock
+    level, message, _ = _diagnosed(st)
+    assert level == DiagnosticStatus.WARN and "5.0 h behind" in message, message
     st.add_received()
     st.add_processed(1, 900.0, 30.0)
     level, message, _ = _diagnosed(st)

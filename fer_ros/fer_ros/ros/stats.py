@@ -122,10 +122,19 @@ def judge(period: Period, max_rate_hz: float = 0.0, latency_ms: float = 0.0) -> 
         return DiagnosticStatus.WARN, f"processing at {period.rate_hz:.1f} Hz of {expected_hz:.1f} Hz"
     if period.processed and abs(latency_ms) > CLOCK_OFFSET_WARN_S * 1e3:
         side = "behind" if latency_ms > 0 else "ahead of"
-        return DiagnosticStatus.WARN, (f"image stamps are {abs(latency_ms) / 1e3:.3g} s {side} this node's clock: "
+        return DiagnosticStatus.WARN, (f"image stamps are {_duration(abs(latency_ms) / 1e3)} {side} this node's clock: "
                                        "a bag played without --clock (play it with --clock and set use_sim_time), "
                                        "or a camera clock not synchronised with this machine's")
     return DiagnosticStatus.OK, ""
+
+
+def _duration(seconds: float) -> str:
+    """A long time span in the unit a person reads it in: 90 s, 5.0 h, 2315 days."""
+    if seconds < 120.0:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 86400.0:
+        return f"{seconds / 3600.0:.1f} h"
+    return f"{seconds / 86400.0:.0f} days"
 
 
 def diagnostics_msg(stats: FrameStats, period: Period, stamp, node_name: str, backend: str,
