@@ -13,7 +13,7 @@ import torch
 from fer_ros.crop import CropConfig
 from fer_ros.classes import CKPLUS8
 from fer_ros.training.data.datasets import DatasetError
-from fer_ros.training.data.augment import MomentConfig, moment_jitter
+from fer_ros.training.data.augment import AugmentConfig, MomentConfig, augment, moment_jitter
 from fer_ros.training.data.samples import (Samples, WeightedEpochs, final_train_indices, load_samples, mixed_folds,
                                            parse_source)
 from fer_ros.training.data.sequence_set import ReferencePlan, SequenceSet, reference_of
@@ -447,3 +447,32 @@ def test_one_process_draws_by_seed_and_epoch_alone(tmp_path, monkeypatch):
     for epoch, d in enumerate(joint):
         assert d["stream"] == np.random.default_rng([0, epoch]).random()
         assert {seed for _, seed in d["items"]} == {int(np.random.SeedSequence([0, epoch]).generate_state(1)[0])}
+
+
+def test_a_smaller_face_is_the_whole_sample_with_fewer_pixels_and_costs_no_draw_when_off():
+    """--small-face-prob: the sample's frames (clip and reference alike) lose their finest detail, as a face further
+    away does, the landmarks stay where they are; at 0 the draws are those of the augmentation without the option."""
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, size=(4, 48, 48)).astype(np.uint8)  # detail at the pixel scale
+    points = rng.uniform(0.2, 0.8, size=(4, 68, 2)).astype(np.float32)
+    plain = AugmentConfig(flip=0.0, rotate_deg=0.0, scale=0.0, shift=0.0, brightness=0.0, contrast=0.0)
+    small = AugmentConfig(**{**plain.__dict__, "small_face": 1.0})
+    out, pts, _ = augment(frames, points, np.random.default_rng(0), small)
+    same, _, _ = augment(frames, points, np.random.default_rng(0), plain)
+    np.testing.assert_array_equal(same, frames)
+    np.testing.assert_allclose(pts, points, atol=1e-6)
+    detail = lambda g: float(np.abs(np.diff(g.astype(np.float32), axis=-1)).mean())  # noqa: E731
+    assert detail(out) < 0.6 * detail(frames)
+    diffs = [float(np.abs(out[i].astype(np.float32) - out[0]).mean()) for i in range(1, 4)]
+    assert all(d > 0 for d in diffs)  # each frame keeps its own content ...
+    big = rng.integers(0, 256, size=(1, 48, 48)).astype(np.uint8)
+    sides = set()
+    for seed in range(40):  # ... at one side per sample, between 42% and 92% of the crop's
+        g, _, _ = augment(np.repeat(big, 2, 0), points[:2], np.random.default_rng(seed), small)
+        np.testing.assert_array_equal(g[0], g[1])
+        sides.add(detail(g))
+    assert len(sides) > 5
+    r1, r2 = np.random.default_rng(7), np.random.default_rng(7)
+    augment(frames, points, r1, AugmentConfig())
+    augment(frames, points, r2, AugmentConfig(small_face=0.0))
+    assert r1.random() == r2.random()

@@ -810,7 +810,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "--folds" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("option", ["--moment-strength", "--weight-decay", "--lr", "--warmup", "--dropout"])
+@pytest.mark.parametrize("option", ["--moment-strength", "--weight-decay", "--lr", "--warmup", "--dropout",
+                                    "--small-face-prob"])
 def test_an_infinite_value_is_refused(tmp_path, capsys, option):
     """One AdamW step with an infinite weight decay makes every weight -inf: no number option takes infinity."""
     assert train.main(["--data", str(tmp_path), option, "inf", "--no-progress"]) == 2

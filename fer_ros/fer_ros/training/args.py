@@ -83,6 +83,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="the reference differs from the clip as another moment would (a little head turn, scale, "
                         "shift, light, blur, noise: training/data/augment.py MomentConfig) by a strength drawn up to "
                         "this; 0: no difference")
+    g.add_argument("--small-face-prob", type=FRACTION, default=0.0,
+                   help="share of draws whose face (clip and reference alike) is scaled down to 42-92%% of the crop's "
+                        "side and back up, as a face further from the camera; 0: none")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="agn3d_res", choices=list_models(), help="appearance network")
     g.add_argument("--clip-input", default=RECIPE_CLIP_INPUT, choices=list(CLIP_INPUTS),

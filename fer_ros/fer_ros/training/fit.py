@@ -41,6 +41,11 @@ class DivergedError(RuntimeError):
     takes them; the message says where and what to do."""
 
 
+def augment_config(args) -> AugmentConfig | None:
+    """The sample augmentation fer-train's options ask for; None with --no-augment."""
+    return None if args.no_augment else AugmentConfig(small_face=args.small_face_prob)
+
+
 def diverged_todo(args) -> str:
     """What to do about a fit whose loss became nan or inf (DivergedError)."""
     return (f"the fit stops there, no checkpoint takes its weights and nothing is exported; train afresh with a "
@@ -268,7 +273,7 @@ def pretrain_geometric(model, samples: Samples, train_idx, args, seed: int, devi
     if args.geo_epochs == 0 or len(real) == 0:
         return []
     plan = ReferencePlan(none=0.0, still=0.0, other=args.other_reference_prob, strength=args.moment_strength)
-    ds = SequenceSet(samples, real, True, seed, None if args.no_augment else AugmentConfig(), plan, args.clip_input)
+    ds = SequenceSet(samples, real, True, seed, augment_config(args), plan, args.clip_input)
     rank, world = rank_and_world(distributed)
     loader, shares = geometric_loader(ds, args.batch_size, seed, rank, world)
     params = list(core.geometric.parameters())
@@ -370,7 +375,7 @@ def fit(args, samples: Samples, train_idx, test_idx, num_classes: int, run_dir: 
     core = model.module if dist_ctx is not None else model
     plan = ReferencePlan(none=args.no_reference_prob, still=args.still_prob, other=args.other_reference_prob,
                          strength=args.moment_strength)
-    train_ds = SequenceSet(samples, train_idx, True, seed, None if args.no_augment else AugmentConfig(), plan,
+    train_ds = SequenceSet(samples, train_idx, True, seed, augment_config(args), plan,
                            args.clip_input)
     epochs = WeightedEpochs(samples, np.asarray(train_idx), [s.weight for s in args.data], seed)
     if len(epochs) == 0:

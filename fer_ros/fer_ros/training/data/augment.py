@@ -2,7 +2,7 @@
 
 - `augment`: the whole sample (neutral reference and clip frames together, so the change between them stays what
   it was): horizontal flip (landmarks mirrored through the iBUG-68 left/right table), small rotation and scale
-  about the crop centre, shift, brightness and contrast.
+  about the crop centre, shift, brightness and contrast, and (`small_face`) fewer pixels, as a face further away.
 - `moment_jitter`: one frame as it would look at another moment of the same face: what lies between a clip and a
   neutral reference taken earlier once the node's alignment has removed most of the pose (a little roll, scale,
   shift and head turn left over, other light, another focus, sensor noise).
@@ -25,6 +25,8 @@ class AugmentConfig:
     shift: float = 0.04         # max |shift| as a fraction of the crop side
     brightness: float = 0.15    # max |offset| as a fraction of 255
     contrast: float = 0.15      # max |relative contrast change|
+    small_face: float = 0.0     # probability of showing the face with fewer pixels, as from further away
+    small_face_sides: tuple[float, float] = (0.42, 0.92)  # the side it is scaled down to, as a share of the crop's
 
 
 def augment(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator,
@@ -51,6 +53,11 @@ def augment(gray: np.ndarray, points: np.ndarray, rng: np.random.Generator,
         gray[i] = np.clip(warped.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
         px = points[i] * s
         points[i] = (px @ m[:, :2].T + m[:, 2]) / s
+    if cfg.small_face > 0 and rng.random() < cfg.small_face:  # no draw at 0: the same draws as without the option
+        side = int(rng.integers(round(cfg.small_face_sides[0] * s), round(cfg.small_face_sides[1] * s) + 1))
+        for i in range(n):  # area-averaged down, linear back up: the node's crop of a face that few pixels wide
+            small = cv2.resize(gray[i], (side, side), interpolation=cv2.INTER_AREA)
+            gray[i] = cv2.resize(small, (s, s), interpolation=cv2.INTER_LINEAR)
     return gray, points, flipped
 
 
