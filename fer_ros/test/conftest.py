@@ -77,6 +77,18 @@ def break_mediapipe(monkeypatch):
 NO_LIBEGL = OSError("libEGL.so.1: cannot open shared object file: No such file or directory")
 
 
+@pytest.fixture(params=["a directory", "under a file"])
+def unwritable_out(request, tmp_path):
+    """(path, what its refusal says) for an output file that cannot be written: an existing folder, or a path under
+    a file. The tools check it (argtypes.out_problem) before their long run."""
+    if request.param == "a directory":
+        out = tmp_path / "out"
+        out.mkdir()
+        return out, "is a directory; name a file"
+    (tmp_path / "a_file").write_text("")
+    return tmp_path / "a_file" / "out.json", "cannot be written"
+
+
 @pytest.fixture(scope="session")
 def astronaut_rgb() -> np.ndarray:
     """skimage.data.astronaut(): 512x512 RGB uint8, one real smiling face."""

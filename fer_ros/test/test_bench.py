@@ -508,22 +508,13 @@ def test_the_floor_uses_every_matmul_sample_the_run_reports(tmp_path_factory, tm
     assert "fp32 arithmetic" in r["floor"]["what"] and "no backend can beat it" not in r["floor"]["what"]
 
 
-@pytest.mark.parametrize("where, says", [
-    ("a directory", "is a directory"),
-    ("under a file", "cannot be written"),
-])
-def test_an_out_that_cannot_be_written_is_refused_before_anything_runs(tmp_path_factory, tmp_path, capsys,
-                                                                       monkeypatch, where, says):
+def test_an_out_that_cannot_be_written_is_refused_before_anything_runs(tmp_path_factory, unwritable_out, capsys,
+                                                                       monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("the benchmark ran")
     for name in ("matmul_rate", "bench_perception", "model_flops", "bench_networks", "bench_pipeline", "bench_node"):
         monkeypatch.setattr(bench, name, must_not_run)
-    if where == "a directory":
-        out = tmp_path / "bench_out"
-        out.mkdir()
-    else:
-        (tmp_path / "a_file").write_text("")
-        out = tmp_path / "a_file" / "bench.json"
+    out, says = unwritable_out
     rc = bench.main(["--model", str(tiny_model_dir(tmp_path_factory.getbasetemp())), "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith(f"fer-bench: --out {out}: ") and says in err, err

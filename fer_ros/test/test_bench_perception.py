@@ -86,21 +86,14 @@ def test_frame_and_cli(tmp_path, capsys):
     assert set(data["cases"]) == {"1_face", "3_faces", "5_faces"} and data["crop_size"] == 32
 
 
-@pytest.mark.parametrize("where, says", [("a directory", "is a directory; name a file"),
-                                         ("under a file", "cannot be written")])
-def test_a_json_that_cannot_be_written_is_refused_before_the_run(tmp_path, monkeypatch, capsys, where, says):
+def test_a_json_that_cannot_be_written_is_refused_before_the_run(unwritable_out, monkeypatch, capsys):
     """--json is checked before the benchmark runs, not after it: one line naming the option."""
     from fer_ros.tools import bench_perception as bp
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the benchmark ran")
     monkeypatch.setattr(bp, "bench_perception", must_not_run)
-    if where == "a directory":
-        out = tmp_path / "bench_out"
-        out.mkdir()
-    else:
-        (tmp_path / "a_file").write_text("")
-        out = tmp_path / "a_file" / "bench.json"
+    out, says = unwritable_out
     assert main(["--repeats", "2", "--json", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"bench_perception: --json {out}: ") and says in err, err

@@ -130,15 +130,20 @@ def test_a_changed_int8_file_is_refused(int8_dir, tmp_path):
         load_engine(copy, backend="onnxruntime", device="cpu")
 
 
-@pytest.mark.parametrize("damage", ["missing", "changed"])
-def test_a_missing_or_changed_int8_graph_is_refused_naming_fer_quantize_to_rebuild_it(int8_dir, tmp_path, damage):
-    copy = tmp_path / "model"
-    shutil.copytree(int8_dir, copy)
+def _damaged_int8_copy(model_dir: Path, copy: Path, damage: str) -> Path:
+    """A copy of the model folder whose int8 graph is "missing" or "changed" (a byte appended)."""
+    shutil.copytree(model_dir, copy)
     if damage == "missing":
         (copy / quantize.INT8_FILE).unlink()
     else:
         with open(copy / quantize.INT8_FILE, "ab") as f:
             f.write(b"\0")
+    return copy
+
+
+@pytest.mark.parametrize("damage", ["missing", "changed"])
+def test_a_missing_or_changed_int8_graph_is_refused_naming_fer_quantize_to_rebuild_it(int8_dir, tmp_path, damage):
+    copy = _damaged_int8_copy(int8_dir, tmp_path / "model", damage)
     with pytest.raises(ModelError, match=rf"model.int8.onnx: .*rebuild it with `fer-quantize {copy} --data PATH"):
         load_engine(copy, backend="onnxruntime", device="cpu", cache_dir=tmp_path / "cache")
     manifest = load_manifest(copy, verify_files=False)
@@ -382,13 +387,7 @@ def test_fer_quantize_rebuilds_a_missing_or_changed_int8_graph(model8, base, tmp
     from eval_helpers import class_folder_data
 
     from fer_ros.training import quantize as tool
-    copy = tmp_path / "model"
-    shutil.copytree(model8, copy)
-    if damage == "missing":
-        (copy / quantize.INT8_FILE).unlink()
-    else:
-        with open(copy / quantize.INT8_FILE, "ab") as f:
-            f.write(b"\0")
+    copy = _damaged_int8_copy(model8, tmp_path / "model", damage)
     rc = tool.main([str(copy), "--data", str(class_folder_data(base)), "--samples", "16",
                     "--cache-dir", str(base / "train_cache"), "--no-progress"])
     assert rc == 0, capsys.readouterr().err

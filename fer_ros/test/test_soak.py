@@ -82,22 +82,14 @@ def test_node_args_that_cannot_be_split_are_a_one_line_error(monkeypatch, capsys
     assert len(err.splitlines()) == 1 and err.startswith("fer-soak: --node-args ") and "quot" in err, err
 
 
-@pytest.mark.parametrize("where, says", [("a directory", "is a directory; name a file"),
-                                         ("under a file", "cannot be written")])
-def test_a_json_that_cannot_be_written_is_refused_before_the_node_starts(tmp_path, monkeypatch, capsys, where,
-                                                                          says):
+def test_a_json_that_cannot_be_written_is_refused_before_the_node_starts(unwritable_out, monkeypatch, capsys):
     """--json is checked before the run, which takes minutes, not after it: one line naming the option."""
     from fer_ros.ros import latency_probe, soak
 
     def start(*_):
         raise AssertionError("fer_node started")
     monkeypatch.setattr(latency_probe, "start_node", start)
-    if where == "a directory":
-        out = tmp_path / "soak_out"
-        out.mkdir()
-    else:
-        (tmp_path / "a_file").write_text("")
-        out = tmp_path / "a_file" / "soak.json"
+    out, says = unwritable_out
     assert soak.main(["--minutes", "0.1", "--json", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"fer-soak: --json {out}: ") and says in err, err
